@@ -1,0 +1,129 @@
+"""The attempt-log contract: one row per HTTP request to a destination.
+
+Defined once here; the writer, the simulator, the engine, the queries and
+`docs/attempt-log.md` all follow it. Column names and meanings are fixed
+because users write SQL against them; new columns may be added at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+EVENT_TYPE = pa.struct(
+    [
+        pa.field("message_id", pa.string()),
+        pa.field("type", pa.string()),
+        pa.field("name", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the attempt log."""
+
+    name: str
+    """Column name, as users write it in SQL."""
+    arrow_type: pa.DataType
+    """Physical type in Parquet (via Arrow)."""
+    sql_type: str
+    """The type DuckDB shows for it."""
+    nullable: bool
+    """Whether NULL is a legal value."""
+    doc: str
+    """What the value means."""
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("attempt_id", pa.string(), "VARCHAR", False,
+           "unique, time-ordered id of this record (26-char ULID)"),
+    Column("job_id", pa.string(), "VARCHAR", False,
+           "the delivery job: one or more events bound for one destination, "
+           "stable across its retries"),
+    Column("attempt", pa.int16(), "SMALLINT", False,
+           "1 = first request of the job, 2 = first retry, ...; 0 = no request was made"),
+    Column("workspace_id", pa.string(), "VARCHAR", False, "the customer that owns the source"),
+    Column("source_id", pa.string(), "VARCHAR", False, "the source the events came in through"),
+    Column("destination_id", pa.string(), "VARCHAR", False, "the configured destination instance"),
+    Column("integration", pa.string(), "VARCHAR", False,
+           "the destination's type / partner (`webhook`, ...)"),
+    Column("event_count", pa.int32(), "INTEGER", False, "events carried by this request"),
+    Column("events", pa.list_(EVENT_TYPE),
+           "STRUCT(message_id VARCHAR, type VARCHAR, \"name\" VARCHAR)[]", False,
+           "the events carried: Segment messageId, call type, and event name (track) or NULL"),
+    Column("received_at", UTC_MICROS, "TIMESTAMP WITH TIME ZONE", False,
+           "earliest time the tracking API accepted one of the job's events"),
+    Column("started_at", UTC_MICROS, "TIMESTAMP WITH TIME ZONE", False,
+           "when this request started (for attempt 0: when the job was settled)"),
+    Column("duration_ms", pa.float32(), "FLOAT", True,
+           "request latency in milliseconds; NULL when no request was made"),
+    Column("status_code", pa.int16(), "SMALLINT", True,
+           "HTTP status as received, nonstandard ones included; NULL when there was no response"),
+    Column("error_class", pa.string(), "VARCHAR", False,
+           "taxonomy leaf: none, auth, validation, client, rate_limit, server, timeout, "
+           "network, tls, nonstandard, redirect, precheck, disabled"),
+    Column("error_code", pa.string(), "VARCHAR", True,
+           "the most specific code: `200`, `401`, `429`, `ECONNRESET`, `CERT_HAS_EXPIRED`, ..."),
+    Column("retryable", pa.bool_(), "BOOLEAN", False, "what the classification said"),
+    Column("outcome", pa.string(), "VARCHAR", False,
+           "delivered, retry (another attempt is scheduled), failed (terminal), "
+           "dropped (retryable, but the window or attempts ran out), skipped (no request made)"),
+    Column("retry_after_s", pa.float32(), "FLOAT", True,
+           "Retry-After the destination asked for, in seconds, if any"),
+    Column("next_attempt_at", UTC_MICROS, "TIMESTAMP WITH TIME ZONE", True,
+           "when the next attempt is scheduled (outcome `retry` only)"),
+    Column("request_bytes", pa.int32(), "INTEGER", True, "body bytes sent; NULL when nothing was sent"),
+    Column("response_body", pa.string(), "VARCHAR", True,
+           "first 2 KiB of the body of a non-2xx response, secrets redacted; NULL otherwise"),
+    Column("error_message", pa.string(), "VARCHAR", True,
+           "transport error text when there was no response"),
+)
+
+ATTEMPT_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in COLUMNS])
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+
+#: Bytes of a response body kept in the log.
+RESPONSE_BODY_LIMIT = 2048
+
+
+class SchemaError(ValueError):
+    """Data handed to the attempt log does not match the contract."""
+
+
+def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
+    """Return `table` with exactly the contract's columns, order and types.
+
+    Raises `SchemaError` naming the first missing column or impossible cast.
+    """
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    missing = [name for name in COLUMN_NAMES if name not in table.column_names]
+    if missing:
+        raise SchemaError(f"attempt records lack column(s): {', '.join(missing)}")
+    arrays = []
+    for column in COLUMNS:
+        values = table.column(column.name)
+        if not column.nullable and values.null_count:
+            raise SchemaError(f"column {column.name!r} has {values.null_count} NULL value(s)")
+        try:
+            arrays.append(values.cast(column.arrow_type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaError(f"column {column.name!r} cannot hold its values: {exc}") from exc
+    return pa.Table.from_arrays(arrays, schema=ATTEMPT_SCHEMA)
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Build a contract table from row mappings (the engine's path)."""
+    unknown = set().union(*(row.keys() for row in rows)) - set(COLUMN_NAMES) if rows else set()
+    if unknown:
+        raise SchemaError(f"unknown attempt column(s): {', '.join(sorted(unknown))}")
+    try:
+        return pa.Table.from_pylist(list(rows), schema=ATTEMPT_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"attempt records do not match the contract: {exc}") from exc

@@ -1,0 +1,181 @@
+"""The attempt-log writer: buffered, partitioned, atomically published Parquet.
+
+Layout: ``<data_dir>/attempts/date=YYYY-MM-DD/hour=HH/<id>.parquet`` by
+`started_at` in UTC. A file is written under ``<data_dir>/attempts/_tmp/``
+with a ``.tmp`` suffix (outside every reader's glob) and published with
+`os.replace`, so a reader or a crash never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ingest.ids import new_id
+from ingest.schema import conform, rows_to_table
+
+ATTEMPTS_DIR = "attempts"
+TMP_DIR = "_tmp"
+#: Rows sorted this way inside each file let DuckDB skip row groups when a
+#: query names one workspace or destination, and keep ids and times compact.
+SORT_KEYS = [
+    ("workspace_id", "ascending"),
+    ("destination_id", "ascending"),
+    ("started_at", "ascending"),
+]
+ROW_GROUP_SIZE = 122_880  # DuckDB's own row-group size: one unit of parallel work.
+
+_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+}
+#: Temporary files older than this belong to a writer that died.
+STALE_TMP_S = 3600.0
+
+
+def attempts_root(data_dir: str | os.PathLike[str]) -> Path:
+    """Directory that holds the partitioned attempt log."""
+    return Path(data_dir) / ATTEMPTS_DIR
+
+
+def attempts_glob(data_dir: str | os.PathLike[str]) -> str:
+    """The glob every reader uses; temporary files never match it."""
+    return str(attempts_root(data_dir) / "date=*" / "hour=*" / "*.parquet")
+
+
+def _publish(table: pa.Table, root: Path, date: str, hour: int) -> Path:
+    tmp_dir = root / TMP_DIR
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{new_id()}.parquet"
+    tmp_path = tmp_dir / f"{name}.tmp"
+    final_dir = root / f"date={date}" / f"hour={hour:02d}"
+    final_dir.mkdir(parents=True, exist_ok=True)
+    with open(tmp_path, "wb") as handle:
+        pq.write_table(table, handle, row_group_size=ROW_GROUP_SIZE, **_WRITE_OPTIONS)
+        handle.flush()
+        os.fsync(handle.fileno())
+    final_path = final_dir / name
+    os.replace(tmp_path, final_path)
+    return final_path
+
+
+def write_partitioned(table: pa.Table, data_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write contract rows into their hour partitions; return the published files."""
+    table = conform(table)
+    if table.num_rows == 0:
+        return []
+    root = attempts_root(data_dir)
+    started = table.column("started_at")
+    hour_key = pc.floor_temporal(started, unit="hour")
+    hours = pc.unique(hour_key).sort()
+    paths = []
+    for hour_start in hours:
+        part = table.filter(pc.equal(hour_key, hour_start)).sort_by(SORT_KEYS)
+        moment = hour_start.as_py()
+        paths.append(_publish(part, root, moment.strftime("%Y-%m-%d"), moment.hour))
+    return paths
+
+
+def clean_temporary(data_dir: str | os.PathLike[str], older_than_s: float = STALE_TMP_S) -> int:
+    """Remove temporary files a crashed writer left behind; return how many.
+
+    Only files older than `older_than_s` go: a younger one may belong to a
+    writer in another process that is still running.
+    """
+    tmp_dir = attempts_root(data_dir) / TMP_DIR
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in tmp_dir.glob("*.tmp") if tmp_dir.is_dir() else ():
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+class AttemptLogWriter:
+    """Buffers attempt records and publishes them as partitioned Parquet.
+
+    Flushes when `max_rows` rows are buffered, when the oldest buffered row
+    is `max_age_s` old (checked on every `write` and by `flush_if_due`), and
+    on `close`. Use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        max_rows: int = 500_000,
+        max_age_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._buffer: list[pa.Table] = []
+        self._buffered_rows = 0
+        self._oldest: float | None = None
+        self.rows_written = 0
+        self.files_written: list[Path] = []
+        clean_temporary(self.data_dir)
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows accepted but not yet published."""
+        return self._buffered_rows
+
+    def write(self, records: pa.Table | pa.RecordBatch | Sequence[Mapping[str, Any]]) -> None:
+        """Accept records (an Arrow table/batch or row mappings) for publishing."""
+        table = conform(records) if isinstance(records, pa.Table | pa.RecordBatch) else rows_to_table(records)
+        if table.num_rows:
+            self._buffer.append(table)
+            self._buffered_rows += table.num_rows
+            if self._oldest is None:
+                self._oldest = self._clock()
+        if self._buffered_rows >= self.max_rows:
+            self.flush()
+        else:
+            self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Flush when the oldest buffered record has waited `max_age_s`."""
+        if self._oldest is not None and self._clock() - self._oldest >= self.max_age_s:
+            self.flush()
+
+    def flush(self) -> list[Path]:
+        """Publish everything buffered; return the new files."""
+        if not self._buffer:
+            return []
+        table = pa.concat_tables(self._buffer)
+        paths = write_partitioned(table, self.data_dir)
+        self._buffer.clear()
+        self._buffered_rows = 0
+        self._oldest = None
+        self.rows_written += table.num_rows
+        self.files_written.extend(paths)
+        return paths
+
+    def close(self) -> None:
+        """Publish what is left."""
+        self.flush()
+
+    def __enter__(self) -> AttemptLogWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
