@@ -17,6 +17,12 @@ _ALPHABET = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ALPHABET_NP = np.frombuffer(_ALPHABET, dtype=np.uint8)
 _HEX_NP = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 ID_LENGTH = 26
+#: Two hex characters for each byte, as one little-endian uint16.
+_HEX_PAIRS = _HEX_NP[np.arange(256) >> 4].astype(np.uint16) | (_HEX_NP[np.arange(256) & 15].astype(np.uint16) << 8)
+#: Two base32 characters for each 10-bit value, as one little-endian uint16.
+_PAIRS = (
+    _ALPHABET_NP[np.arange(1024) >> 5].astype(np.uint16) | (_ALPHABET_NP[np.arange(1024) & 31].astype(np.uint16) << 8)
+)
 
 
 def new_id(now_ms: int | None = None) -> str:
@@ -42,21 +48,22 @@ def ids_for(ms: np.ndarray, rng: np.random.Generator) -> pa.StringArray:
     """Vectorized ids for an array of millisecond timestamps."""
     ms = np.asarray(ms, dtype=np.int64)
     n = ms.size
-    chars = np.empty((n, ID_LENGTH), dtype=np.uint8)
-    # 48-bit timestamp, 5 bits per character, most significant first.
-    for i in range(10):
-        chars[:, i] = _ALPHABET_NP[(ms >> (5 * (9 - i))) & 31]
-    chars[:, 10:] = _ALPHABET_NP[rng.integers(0, 32, size=(n, 16), dtype=np.uint8)]
-    return _fixed_width_strings(chars)
+    # Two characters (10 bits) per table lookup: half the passes over the data.
+    pairs = np.empty((n, ID_LENGTH // 2), dtype=np.uint16)
+    for i in range(5):  # 50 bits of timestamp, the top 2 always zero for 48-bit times
+        pairs[:, i] = _PAIRS[(ms >> (10 * (4 - i))) & 1023]
+    random = np.frombuffer(rng.bytes(n * 16), dtype=np.uint16).reshape(n, 8) & 1023
+    pairs[:, 5:] = _PAIRS[random]
+    return _fixed_width_strings(pairs.view(np.uint8))
 
 
 def message_ids(n: int, rng: np.random.Generator) -> pa.StringArray:
     """Vectorized uuid4 strings, the messageId real Segment clients send."""
-    nibbles = rng.integers(0, 16, size=(n, 32), dtype=np.uint8)
-    nibbles[:, 12] = 4  # version
-    nibbles[:, 16] = 8 + (nibbles[:, 16] & 3)  # RFC 4122 variant
+    raw = np.frombuffer(rng.bytes(n * 16), dtype=np.uint8).reshape(n, 16)
+    hex_chars = _HEX_PAIRS[raw].view(np.uint8)  # (n, 32)
+    hex_chars[:, 12] = ord("4")  # version
+    hex_chars[:, 16] = _HEX_NP[8 + (raw[:, 8] & 3)]  # RFC 4122 variant
     chars = np.empty((n, 36), dtype=np.uint8)
-    hex_chars = _HEX_NP[nibbles]
     chars[:, 0:8] = hex_chars[:, 0:8]
     chars[:, 9:13] = hex_chars[:, 8:12]
     chars[:, 14:18] = hex_chars[:, 12:16]

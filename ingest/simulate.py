@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest import ids
 from ingest.bodies import TRANSPORT_MESSAGES, Template, templates_for
@@ -35,7 +37,7 @@ from ingest.world import (
     World,
     build_world,
 )
-from ingest.writer import AttemptLogWriter
+from ingest.writer import write_partitioned
 
 DAY_S = 86_400.0
 
@@ -92,7 +94,7 @@ _FIVE_XX_P = np.array([0.3, 0.32, 0.24, 0.13, 0.01])
 
 
 class _Rows:
-    """Columns of the attempt rows produced by one attempt round."""
+    """Columns of attempt rows, gathered round by round."""
 
     def __init__(self) -> None:
         self.parts: dict[str, list[np.ndarray]] = {}
@@ -101,8 +103,33 @@ class _Rows:
         for name, values in columns.items():
             self.parts.setdefault(name, []).append(values)
 
+    def select(self, index: np.ndarray) -> None:
+        """Keep the rows `index` (a mask or positions over all rows so far), in that order."""
+        self.parts = {name: [np.concatenate(parts)[index]] for name, parts in self.parts.items()}
+
+    def __len__(self) -> int:
+        return sum(part.size for part in self.parts.get("job", []))
+
     def column(self, name: str) -> np.ndarray:
         return np.concatenate(self.parts[name])
+
+
+def _exactly(rows: _Rows, n_jobs: int, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Pick whole jobs, in random order, whose attempts add up to exactly `target`.
+
+    Returns the kept jobs' mask. Jobs are taken while they fit; the last few
+    rows of the target are filled with single-attempt jobs (most jobs are).
+    """
+    per_job = np.bincount(rows.column("job"), minlength=n_jobs)
+    order = rng.permutation(n_jobs)
+    fits = np.cumsum(per_job[order]) <= target
+    keep = np.zeros(n_jobs, dtype=bool)
+    keep[order[fits]] = True
+    gap = target - int(per_job[keep].sum())
+    singles = order[~fits][per_job[order[~fits]] == 1][:gap]
+    keep[singles] = True
+    rows.select(keep[rows.column("job")])
+    return keep
 
 
 class _Hour:
@@ -264,9 +291,10 @@ class _Hour:
 _OUTCOMES = [Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED, Outcome.DROPPED]
 
 
-def _dictionary(indices: np.ndarray, values: list[str] | np.ndarray) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(indices, type=pa.int32()),
-                                          pa.array(list(values), pa.string())).cast(pa.string())
+def _dictionary(indices: np.ndarray, values: Sequence[str], null: np.ndarray | None = None) -> pa.Array:
+    """Strings picked from `values` by index (NULL where `null`), decoded to plain strings."""
+    codes = pa.array(np.maximum(indices, 0), type=pa.int32(), mask=null)
+    return pa.DictionaryArray.from_arrays(codes, pa.array(values, pa.string())).cast(pa.string())
 
 
 def _variable_parts(var: str, n: int, rng: np.random.Generator, rows: _Rows, sel: np.ndarray,
@@ -315,17 +343,18 @@ def _render(template: Template, sel: np.ndarray, rows: _Rows, bad_index: np.ndar
     if not template.var:
         return pa.array([template.prefix] * sel.size, pa.string())
     middle = _variable_parts(template.var, sel.size, rng, rows, sel, bad_index)
-    import pyarrow.compute as pc
-
     return pc.binary_join_element_wise(template.prefix, middle, template.suffix, "")
 
 
 def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.ndarray], rows: _Rows,
               rng: np.random.Generator) -> pa.Table:
+    """Contract rows in the writer's order: hour, then destination (which sorts like
+    workspace, destination), then start time."""
     w = hour.world
+    t = rows.column("t")
+    rows.select(np.lexsort((t, jobs["dest"][rows.column("job")], np.floor(t / 3_600.0))))
     job = rows.column("job")
     dest = jobs["dest"][job]
-    n = job.size
     us = hour.day_start_us
     started_us = us + (rows.column("t") * 1e6).astype(np.int64)
     received_us = us + (jobs["received"] * 1e6).astype(np.int64)
@@ -339,10 +368,7 @@ def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.nda
     struct = pa.StructArray.from_arrays(
         [ids.message_ids(n_events, rng),
          _dictionary(events["type"], EVENT_TYPES),
-         _dictionary(np.maximum(name_idx, 0), EVENT_NAMES).filter(pa.array(name_idx >= 0)) if False
-         else pa.DictionaryArray.from_arrays(pa.array(np.maximum(name_idx, 0), type=pa.int32(),
-                                                      mask=name_idx < 0),
-                                             pa.array(EVENT_NAMES)).cast(pa.string())],
+         _dictionary(name_idx, EVENT_NAMES, null=name_idx < 0)],
         fields=list(EVENT_TYPE),
     )
     job_events = pa.ListArray.from_arrays(pa.array(offsets), struct)
@@ -358,10 +384,10 @@ def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.nda
         "attempt_id": ids.ids_for(started_us // 1_000, rng),
         "job_id": job_ids.take(pa.array(job)),
         "attempt": rows.column("attempt"),
-        "workspace_id": w.dest_workspace[dest],
-        "source_id": w.dest_source[dest],
-        "destination_id": w.dest_id[dest],
-        "integration": w.int_name[w.dest_integration[dest]],
+        "workspace_id": _dictionary(dest, w.dest_workspace),
+        "source_id": _dictionary(dest, w.dest_source),
+        "destination_id": _dictionary(dest, w.dest_id),
+        "integration": _dictionary(w.dest_integration[dest], w.int_name),
         "event_count": count[job],
         "events": job_events.take(pa.array(job)),
         "received_at": pa.array(received_us[job], type=pa.int64()).cast(ATTEMPT_SCHEMA.field("received_at").type),
@@ -377,11 +403,8 @@ def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.nda
             ATTEMPT_SCHEMA.field("next_attempt_at").type),
         "request_bytes": events["bytes"][job],
         "response_body": _bodies(rows, w.dest_integration[jobs["dest"]], events, rng),
-        "error_message": pa.DictionaryArray.from_arrays(
-            pa.array(message_idx, type=pa.int32(), mask=transport == 0),
-            pa.array(list(TRANSPORT_MESSAGES.values()))).cast(pa.string()),
+        "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
     }
-    del n
     return pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}).cast(ATTEMPT_SCHEMA)
 
 
@@ -403,25 +426,30 @@ def simulate_day(
     hour_share = diurnal(np.arange(24) * 3_600.0 + 1_800.0)
     hour_share /= hour_share.sum()
     result = SimulationResult()
-    ratio = 1.08  # attempts per job; refined from each hour played
-    with AttemptLogWriter(data_dir, max_rows=1 << 62, max_age_s=float("inf")) as writer:
+    ratio = 1.1  # attempts per job; refined from each hour played
+    hour_sim = _Hour(world, knobs, policy, rng, day_start_us)
+    # Parquet encoding runs on a second thread while the next hour is drawn.
+    with ThreadPoolExecutor(max_workers=1) as publisher:
+        pending: Future[list[Path]] | None = None
         for hour in range(24):
-            target = int(round(attempts * hour_share[:hour + 1].sum())) - result.attempts
+            target = round(attempts * hour_share[: hour + 1].sum()) - result.attempts
             if target <= 0:
                 continue
-            hour_sim = _Hour(world, knobs, policy, rng, day_start_us)
-            jobs = hour_sim.draw_jobs(hour, max(1, int(target / ratio)))
+            # Draw a few more jobs than needed, then keep whole jobs worth exactly `target` rows.
+            jobs = hour_sim.draw_jobs(hour, int(target / ratio * 1.05) + 16)
             events = hour_sim.draw_events(jobs)
             rows = hour_sim.play(jobs, events)
-            made = sum(len(p) for p in rows.parts["job"])
-            ratio = made / jobs["dest"].size
+            ratio = len(rows) / jobs["dest"].size
+            kept = _exactly(rows, jobs["dest"].size, target, rng)
             table = _to_table(hour_sim, jobs, events, rows, rng)
-            writer.write(table)
-            writer.flush()
-            result.attempts += table.num_rows
-            result.jobs += int(jobs["dest"].size)
-            result.events += int(jobs["count"].sum())
+            if pending is not None:
+                result.files.extend(pending.result())
+            pending = publisher.submit(write_partitioned, table, data_dir, presorted=True)
+            result.attempts += len(rows)
+            result.jobs += int(kept.sum())
+            result.events += int(jobs["count"][kept].sum())
             if progress:
-                progress(table.num_rows)
-        result.files = writer.files_written
+                progress(len(rows))
+        if pending is not None:
+            result.files.extend(pending.result())
     return result
