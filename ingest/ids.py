@@ -18,10 +18,12 @@ _ALPHABET_NP = np.frombuffer(_ALPHABET, dtype=np.uint8)
 _HEX_NP = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 ID_LENGTH = 26
 #: Two hex characters for each byte, as one little-endian uint16.
-_HEX_PAIRS = _HEX_NP[np.arange(256) >> 4].astype(np.uint16) | (_HEX_NP[np.arange(256) & 15].astype(np.uint16) << 8)
+_HEX_PAIRS = _HEX_NP[np.arange(256) >> 4].astype(np.uint16) | (
+    _HEX_NP[np.arange(256) & 15].astype(np.uint16) << 8
+)
 #: Two base32 characters for each 10-bit value, as one little-endian uint16.
-_PAIRS = (
-    _ALPHABET_NP[np.arange(1024) >> 5].astype(np.uint16) | (_ALPHABET_NP[np.arange(1024) & 31].astype(np.uint16) << 8)
+_PAIRS = _ALPHABET_NP[np.arange(1024) >> 5].astype(np.uint16) | (
+    _ALPHABET_NP[np.arange(1024) & 31].astype(np.uint16) << 8
 )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from ingest.world import (
     World,
     build_world,
 )
-from ingest.writer import write_partitioned
+from ingest.writer import ATTEMPTS_DIR, write_partitioned
 
 DAY_S = 86_400.0
 
@@ -78,16 +78,31 @@ for _code in range(1, 1_000):
     _c = classify_status(_code)
     _STATUS_CLASS[_code] = _CLASSES.index(_c.error_class)
     _STATUS_RETRYABLE[_code] = _c.retryable
-TRANSPORT = ("", "CERT_HAS_EXPIRED", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "DEPTH_ZERO_SELF_SIGNED_CERT",
-             "ENOTFOUND", "ECONNREFUSED", "EHOSTUNREACH", "ECONNRESET", "ECONNABORTED", "EAI_AGAIN",
-             "ETIMEDOUT")
+TRANSPORT = (
+    "",
+    "CERT_HAS_EXPIRED",
+    "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    "DEPTH_ZERO_SELF_SIGNED_CERT",
+    "ENOTFOUND",
+    "ECONNREFUSED",
+    "EHOSTUNREACH",
+    "ECONNRESET",
+    "ECONNABORTED",
+    "EAI_AGAIN",
+    "ETIMEDOUT",
+)
 assert TRANSPORT[: len(FIXED_TRANSPORT)] == FIXED_TRANSPORT
-_T_CLASS = np.array([0] + [_CLASSES.index(classify_transport(c).error_class) for c in TRANSPORT[1:]],
-                    dtype=np.int8)
+_T_CLASS = np.array(
+    [0] + [_CLASSES.index(classify_transport(c).error_class) for c in TRANSPORT[1:]], dtype=np.int8
+)
 _T_RETRYABLE = np.array([False] + [classify_transport(c).retryable for c in TRANSPORT[1:]])
 _T_ECONNRESET, _T_ETIMEDOUT = TRANSPORT.index("ECONNRESET"), TRANSPORT.index("ETIMEDOUT")
-_FLAKY_NETWORK = np.array([TRANSPORT.index(c) for c in ("ECONNRESET", "ECONNREFUSED", "ECONNABORTED",
-                                                        "EAI_AGAIN", "EHOSTUNREACH", "ENOTFOUND")])
+_FLAKY_NETWORK = np.array(
+    [
+        TRANSPORT.index(c)
+        for c in ("ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "EAI_AGAIN", "EHOSTUNREACH", "ENOTFOUND")
+    ]
+)
 _FLAKY_NETWORK_P = np.array([0.45, 0.2, 0.1, 0.12, 0.05, 0.08])
 _FIVE_XX = np.array([500, 502, 503, 504, 501])
 _FIVE_XX_P = np.array([0.3, 0.32, 0.24, 0.13, 0.01])
@@ -135,8 +150,9 @@ def _exactly(rows: _Rows, n_jobs: int, target: int, rng: np.random.Generator) ->
 class _Hour:
     """One hour's jobs and their attempts."""
 
-    def __init__(self, world: World, knobs: Knobs, policy: RetryPolicy, rng: np.random.Generator,
-                 day_start_us: int) -> None:
+    def __init__(
+        self, world: World, knobs: Knobs, policy: RetryPolicy, rng: np.random.Generator, day_start_us: int
+    ) -> None:
         self.world, self.knobs, self.policy, self.rng = world, knobs, policy, rng
         self.day_start_us = day_start_us
         w = world
@@ -159,8 +175,12 @@ class _Hour:
         linger = np.where(count > 1, rng.uniform(0.0, 5.0, n_jobs), 0.0)
         first_start = received + linger + rng.lognormal(np.log(0.15), 0.8, n_jobs)
         order = np.lexsort((received, dest))
-        return {"dest": dest[order], "count": count[order], "received": received[order],
-                "first_start": first_start[order]}
+        return {
+            "dest": dest[order],
+            "count": count[order],
+            "received": received[order],
+            "first_start": first_start[order],
+        }
 
     def draw_events(self, jobs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rng = self.rng
@@ -180,11 +200,14 @@ class _Hour:
             "type": etype,
             "name": np.where(is_track, name, -1).astype(np.int8),
             "bad_index": first_bad,
-            "bytes": (np.bincount(job_of_event, weights=event_bytes, minlength=count.size) + 60).astype(np.int32),
+            "bytes": (np.bincount(job_of_event, weights=event_bytes, minlength=count.size) + 60).astype(
+                np.int32
+            ),
         }
 
-    def respond(self, dest: np.ndarray, t: np.ndarray, bad_index: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def respond(
+        self, dest: np.ndarray, t: np.ndarray, bad_index: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Status code (0 = none) and transport code index for each request."""
         rng, w, k = self.rng, self.world, self.knobs
         n = dest.size
@@ -206,7 +229,9 @@ class _Hour:
         # Transient trouble: rate limits over the partner's limit, 5xx (more in an
         # outage), a flaky network, read timeouts.
         p429 = np.clip(1.0 - w.dest_limit_ratio[dest] / diurnal(t), w.dest_burst_429[dest], 0.97)
-        in_outage = (t >= w.int_outage_start_s[d_int]) & (t < w.int_outage_start_s[d_int] + w.int_outage_len_s[d_int])
+        in_outage = (t >= w.int_outage_start_s[d_int]) & (
+            t < w.int_outage_start_s[d_int] + w.int_outage_len_s[d_int]
+        )
         p5xx = np.where(in_outage, 0.7, w.int_server_error_rate[d_int])
         webhook = self.d_webhook[dest]
         pnet = np.where(webhook, 2.0, 0.5) * k.network_error_rate
@@ -273,10 +298,19 @@ class _Hour:
             delivered = eclass == _CLASSES.index(ErrorClass.NONE)
             again = retryable & in_window & (attempt < p.max_attempts)
             outcome = np.select([delivered, again, retryable], [0, 1, 3], default=2).astype(np.int8)
-            rows.add(job=alive, attempt=np.full(alive.size, attempt, dtype=np.int16), t=t,
-                     duration=duration, status=status, transport=transport, eclass=eclass,
-                     retryable=retryable, outcome=outcome, retry_after=retry_after,
-                     next_t=np.where(again, next_t, np.nan))
+            rows.add(
+                job=alive,
+                attempt=np.full(alive.size, attempt, dtype=np.int16),
+                t=t,
+                duration=duration,
+                status=status,
+                transport=transport,
+                eclass=eclass,
+                retryable=retryable,
+                outcome=outcome,
+                retry_after=retry_after,
+                next_t=np.where(again, next_t, np.nan),
+            )
             alive, t = alive[again], next_t[again]
             if alive.size == 0:
                 break
@@ -297,8 +331,9 @@ def _dictionary(indices: np.ndarray, values: Sequence[str], null: np.ndarray | N
     return pa.DictionaryArray.from_arrays(codes, pa.array(values, pa.string())).cast(pa.string())
 
 
-def _variable_parts(var: str, n: int, rng: np.random.Generator, rows: _Rows, sel: np.ndarray,
-                    bad_index: np.ndarray) -> pa.Array:
+def _variable_parts(
+    var: str, n: int, rng: np.random.Generator, rows: _Rows, sel: np.ndarray, bad_index: np.ndarray
+) -> pa.Array:
     if var == "request_id":
         hex_chars = np.frombuffer(b"0123456789abcdef", np.uint8)[rng.integers(0, 16, (n, 12), dtype=np.uint8)]
         prefix = np.frombuffer(b"req_", np.uint8)
@@ -311,8 +346,9 @@ def _variable_parts(var: str, n: int, rng: np.random.Generator, rows: _Rows, sel
     return pa.array(rng.integers(1_000, 99_999, n)).cast(pa.string())
 
 
-def _bodies(rows: _Rows, job_int: np.ndarray, events: dict[str, np.ndarray], rng: np.random.Generator
-            ) -> pa.Array:
+def _bodies(
+    rows: _Rows, job_int: np.ndarray, events: dict[str, np.ndarray], rng: np.random.Generator
+) -> pa.Array:
     """Response bodies for non-2xx responses, one template per (integration, status)."""
     status = rows.column("status")
     n = status.size
@@ -338,16 +374,22 @@ def _bodies(rows: _Rows, job_int: np.ndarray, events: dict[str, np.ndarray], rng
     return values.take(pa.array(index, mask=index < 0))
 
 
-def _render(template: Template, sel: np.ndarray, rows: _Rows, bad_index: np.ndarray,
-            rng: np.random.Generator) -> pa.Array:
+def _render(
+    template: Template, sel: np.ndarray, rows: _Rows, bad_index: np.ndarray, rng: np.random.Generator
+) -> pa.Array:
     if not template.var:
         return pa.array([template.prefix] * sel.size, pa.string())
     middle = _variable_parts(template.var, sel.size, rng, rows, sel, bad_index)
     return pc.binary_join_element_wise(template.prefix, middle, template.suffix, "")
 
 
-def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.ndarray], rows: _Rows,
-              rng: np.random.Generator) -> pa.Table:
+def _to_table(
+    hour: _Hour,
+    jobs: dict[str, np.ndarray],
+    events: dict[str, np.ndarray],
+    rows: _Rows,
+    rng: np.random.Generator,
+) -> pa.Table:
     """Contract rows in the writer's order: hour, then destination (which sorts like
     workspace, destination), then start time."""
     w = hour.world
@@ -366,9 +408,11 @@ def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.nda
     n_events = int(offsets[-1])
     name_idx = events["name"]
     struct = pa.StructArray.from_arrays(
-        [ids.message_ids(n_events, rng),
-         _dictionary(events["type"], EVENT_TYPES),
-         _dictionary(name_idx, EVENT_NAMES, null=name_idx < 0)],
+        [
+            ids.message_ids(n_events, rng),
+            _dictionary(events["type"], EVENT_TYPES),
+            _dictionary(name_idx, EVENT_NAMES, null=name_idx < 0),
+        ],
         fields=list(EVENT_TYPE),
     )
     job_events = pa.ListArray.from_arrays(pa.array(offsets), struct)
@@ -378,8 +422,9 @@ def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.nda
     transport = rows.column("transport")
     code_labels = [str(c) for c in range(1_000)] + list(TRANSPORT)
     error_code = np.where(status > 0, status.astype(np.int32), 1_000 + transport.astype(np.int32))
-    message_idx = np.array([list(TRANSPORT_MESSAGES).index(c) if c in TRANSPORT_MESSAGES else 0
-                            for c in TRANSPORT])[transport]
+    message_idx = np.array(
+        [list(TRANSPORT_MESSAGES).index(c) if c in TRANSPORT_MESSAGES else 0 for c in TRANSPORT]
+    )[transport]
     columns = {
         "attempt_id": ids.ids_for(started_us // 1_000, rng),
         "job_id": job_ids.take(pa.array(job)),
@@ -390,7 +435,9 @@ def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.nda
         "integration": _dictionary(w.dest_integration[dest], w.int_name),
         "event_count": count[job],
         "events": job_events.take(pa.array(job)),
-        "received_at": pa.array(received_us[job], type=pa.int64()).cast(ATTEMPT_SCHEMA.field("received_at").type),
+        "received_at": pa.array(received_us[job], type=pa.int64()).cast(
+            ATTEMPT_SCHEMA.field("received_at").type
+        ),
         "started_at": pa.array(started_us, type=pa.int64()).cast(ATTEMPT_SCHEMA.field("started_at").type),
         "duration_ms": rows.column("duration"),
         "status_code": pa.array(status, mask=status == 0),
@@ -400,12 +447,34 @@ def _to_table(hour: _Hour, jobs: dict[str, np.ndarray], events: dict[str, np.nda
         "outcome": _dictionary(rows.column("outcome"), [o.value for o in _OUTCOMES]),
         "retry_after_s": pa.array(rows.column("retry_after"), from_pandas=True),
         "next_attempt_at": pa.array(next_us, type=pa.int64(), mask=np.isnan(next_t)).cast(
-            ATTEMPT_SCHEMA.field("next_attempt_at").type),
+            ATTEMPT_SCHEMA.field("next_attempt_at").type
+        ),
         "request_bytes": events["bytes"][job],
         "response_body": _bodies(rows, w.dest_integration[jobs["dest"]], events, rng),
         "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
     }
     return pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}).cast(ATTEMPT_SCHEMA)
+
+
+class SimulationExists(Exception):
+    """The data directory already holds a simulated day for this date."""
+
+
+def simulation_prefix(date: dt.date) -> str:
+    """File-name prefix of a simulated day's files (retries spill into the next day's folder)."""
+    return f"sim-{date.isoformat()}-"
+
+
+def simulation_files(data_dir: str | os.PathLike[str], date: dt.date) -> list[Path]:
+    return list(Path(data_dir, ATTEMPTS_DIR).glob(f"date=*/hour=*/{simulation_prefix(date)}*.parquet"))
+
+
+def remove_simulation(data_dir: str | os.PathLike[str], date: dt.date) -> int:
+    """Delete the files of the simulated day `date`; return how many."""
+    files = simulation_files(data_dir, date)
+    for path in files:
+        path.unlink()
+    return len(files)
 
 
 def simulate_day(
@@ -417,8 +486,21 @@ def simulate_day(
     knobs: Knobs | None = None,
     policy: RetryPolicy | None = None,
     progress: Callable[[int], None] | None = None,
+    replace: bool = False,
 ) -> SimulationResult:
-    """Write about `attempts` attempt records for `date` under `data_dir`."""
+    """Write exactly `attempts` attempt records for `date` under `data_dir`.
+
+    Refuses (`SimulationExists`) when that day was simulated there before,
+    unless `replace`, which removes the earlier files first: appending a
+    second copy of a day would double every figure.
+    """
+    if replace:
+        remove_simulation(data_dir, date)
+    elif simulation_files(data_dir, date):
+        raise SimulationExists(
+            f"{Path(data_dir) / ATTEMPTS_DIR} already holds a simulated {date}; "
+            "replace it or pick another date"
+        )
     knobs, policy = knobs or Knobs(), policy or RetryPolicy()
     rng = np.random.default_rng(seed)
     world = build_world(seed, knobs)
@@ -444,7 +526,9 @@ def simulate_day(
             table = _to_table(hour_sim, jobs, events, rows, rng)
             if pending is not None:
                 result.files.extend(pending.result())
-            pending = publisher.submit(write_partitioned, table, data_dir, presorted=True)
+            pending = publisher.submit(
+                write_partitioned, table, data_dir, presorted=True, prefix=simulation_prefix(date)
+            )
             result.attempts += len(rows)
             result.jobs += int(kept.sum())
             result.events += int(jobs["count"][kept].sum())

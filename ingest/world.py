@@ -30,11 +30,11 @@ CATEGORIES: tuple[tuple[str, float, int, float, bool], ...] = (
     ("experimentation", 0.06, 20, 100.0, False),
     ("personalization", 0.06, 1, 50.0, False),
 )
-_WORDS = (
-    "aurora basalt cobalt delta ember fjord garnet harbor indigo juniper kestrel lumen "
-    "meridian nimbus onyx prairie quartz ripple summit tundra umber vertex willow xenon "
-    "yarrow zephyr"
-).split()
+_WORDS = [
+    "aurora", "basalt", "cobalt", "delta", "ember", "fjord", "garnet", "harbor", "indigo",
+    "juniper", "kestrel", "lumen", "meridian", "nimbus", "onyx", "prairie", "quartz", "ripple",
+    "summit", "tundra", "umber", "vertex", "willow", "xenon", "yarrow", "zephyr",
+]  # fmt: skip
 
 #: Seconds a batching destination waits for more events before sending.
 LINGER_S = 5.0
@@ -46,15 +46,46 @@ EVENT_TYPE_WEIGHTS = (0.70, 0.15, 0.10, 0.03, 0.015, 0.005)
 #: Track event names. The last ones break the strict partners' name rule
 #: (/^[0-9a-zA-Z_][0-9a-zA-Z _-]{0,39}$/), as real tracking plans do.
 EVENT_NAMES = (
-    "Order Completed", "Product Viewed", "Product Added", "Checkout Started",
-    "Signed Up", "Signed In", "Page Scrolled", "Video Played", "Cart Viewed",
-    "Subscription Renewed", "Trial Started", "Feature Used", "Search Performed",
-    "Coupon Applied", "Payment Failed", "Invite Sent",
-    "Checkout Step 2: Payment (v2)", "Added to cart!", "Viewed product page - mobile web experience v3",
+    "Order Completed",
+    "Product Viewed",
+    "Product Added",
+    "Checkout Started",
+    "Signed Up",
+    "Signed In",
+    "Page Scrolled",
+    "Video Played",
+    "Cart Viewed",
+    "Subscription Renewed",
+    "Trial Started",
+    "Feature Used",
+    "Search Performed",
+    "Coupon Applied",
+    "Payment Failed",
+    "Invite Sent",
+    "Checkout Step 2: Payment (v2)",
+    "Added to cart!",
+    "Viewed product page - mobile web experience v3",
 )
 EVENT_NAME_WEIGHTS = (
-    0.09, 0.16, 0.10, 0.07, 0.05, 0.09, 0.08, 0.05, 0.06, 0.03, 0.03, 0.05, 0.05,
-    0.02, 0.02, 0.02, 0.015, 0.01, 0.005,
+    0.09,
+    0.16,
+    0.10,
+    0.07,
+    0.05,
+    0.09,
+    0.08,
+    0.05,
+    0.06,
+    0.03,
+    0.03,
+    0.05,
+    0.05,
+    0.02,
+    0.02,
+    0.02,
+    0.015,
+    0.01,
+    0.005,
 )
 #: Indices of names a strict partner rejects.
 INVALID_NAME_INDICES = np.array([16, 17, 18])
@@ -119,8 +150,15 @@ class World:
 
 
 #: Transport failures a broken endpoint answers with all day, and the TLS ones.
-FIXED_TRANSPORT = ("", "CERT_HAS_EXPIRED", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-                   "DEPTH_ZERO_SELF_SIGNED_CERT", "ENOTFOUND", "ECONNREFUSED", "EHOSTUNREACH")
+FIXED_TRANSPORT = (
+    "",
+    "CERT_HAS_EXPIRED",
+    "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    "DEPTH_ZERO_SELF_SIGNED_CERT",
+    "ENOTFOUND",
+    "ECONNREFUSED",
+    "EHOSTUNREACH",
+)
 
 
 def _integrations(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
@@ -160,8 +198,9 @@ def _integrations(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]
     }
 
 
-def _pick_by_volume(rng: np.random.Generator, weights: np.ndarray, eligible: np.ndarray,
-                    share: float, cap: float = 0.0003) -> np.ndarray:
+def _pick_by_volume(
+    rng: np.random.Generator, weights: np.ndarray, eligible: np.ndarray, share: float, cap: float = 0.0003
+) -> np.ndarray:
     """Pick eligible items in random order until they carry `share` of all volume.
 
     Items bigger than `cap` of the volume are never picked, so one unlucky
@@ -177,8 +216,9 @@ def _pick_by_volume(rng: np.random.Generator, weights: np.ndarray, eligible: np.
     return mask
 
 
-def build_world(seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 4_000,
-                integrations: int = 200) -> World:
+def build_world(
+    seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 4_000, integrations: int = 200
+) -> World:
     """Draw the world for `seed`."""
     knobs = knobs or Knobs()
     rng = np.random.default_rng(seed)
@@ -189,8 +229,10 @@ def build_world(seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 
     ws_volume = rng.lognormal(0.0, 1.6, workspaces)
     n_sources = rng.integers(1, 4, workspaces)
     source_ws = np.repeat(np.arange(workspaces), n_sources)
-    source_volume = ws_volume[source_ws] * rng.dirichlet(np.ones(3), workspaces)[
-        source_ws, np.concatenate([np.arange(k) for k in n_sources])]
+    source_volume = (
+        ws_volume[source_ws]
+        * rng.dirichlet(np.ones(3), workspaces)[source_ws, np.concatenate([np.arange(k) for k in n_sources])]
+    )
     n_dest = np.minimum(rng.geometric(0.4, source_ws.size), 6)
     dest_source = np.repeat(np.arange(source_ws.size), n_dest)
     popularity = 1.0 / np.arange(1, integrations + 1) ** 1.1
@@ -205,8 +247,9 @@ def build_world(seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 
     int_requests = np.bincount(dest_int, weights=requests, minlength=integrations)
     partner = np.arange(integrations) > 0
     # Strict partners take one event per request (a rejected batch would hide which event was bad).
-    ints["int_strict"] = _pick_by_volume(rng, int_requests, partner & (ints["int_batch_max"] == 1),
-                                         knobs.strict_share, cap=0.03)
+    ints["int_strict"] = _pick_by_volume(
+        rng, int_requests, partner & (ints["int_batch_max"] == 1), knobs.strict_share, cap=0.03
+    )
     has_outage = _pick_by_volume(rng, int_requests, partner, knobs.outage_share, cap=0.01)
     outage_start = np.where(has_outage, rng.uniform(0, 86_400 - 7_200, integrations), -1.0)
     outage_len = np.where(has_outage, rng.uniform(1_200, 7_200, integrations), 0.0)
@@ -215,17 +258,25 @@ def build_world(seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 
     # Credentials break at destinations that take one event per request, so the
     # share of auth failures is the same counted in requests or in events.
     single = mean_batch < 1.5
-    auth_broken = _pick_by_volume(rng, requests, single & (~is_webhook | (rng.random(is_webhook.size) < 0.3)),
-                                  knobs.auth_broken_share)
+    auth_broken = _pick_by_volume(
+        rng, requests, single & (~is_webhook | (rng.random(is_webhook.size) < 0.3)), knobs.auth_broken_share
+    )
     # Half were broken before the day started; the rest expire during it.
-    auth_since = np.where(auth_broken, np.where(rng.random(auth_broken.size) < 0.5, -1.0,
-                                                rng.uniform(0, 86_400, auth_broken.size)), np.inf)
+    auth_since = np.where(
+        auth_broken,
+        np.where(rng.random(auth_broken.size) < 0.5, -1.0, rng.uniform(0, 86_400, auth_broken.size)),
+        np.inf,
+    )
     auth_code = np.where(rng.random(auth_broken.size) < 0.7, 401, 403)
 
     fixed_code = np.zeros(dest_int.size, dtype=np.int16)
     fixed_transport = np.zeros(dest_int.size, dtype=np.int8)
-    weird = _pick_by_volume(rng, requests, is_webhook & ~auth_broken,
-                            knobs.webhook_weird_share * requests[is_webhook].sum() / requests.sum())
+    weird = _pick_by_volume(
+        rng,
+        requests,
+        is_webhook & ~auth_broken,
+        knobs.webhook_weird_share * requests[is_webhook].sum() / requests.sum(),
+    )
     kinds = rng.choice(5, size=dest_int.size, p=[0.45, 0.25, 0.1, 0.1, 0.1])
     # nonstandard: every code 1..101, and the teapot
     nonstd = np.where(rng.random(dest_int.size) < 0.15, 418, rng.integers(1, 102, dest_int.size))
@@ -235,8 +286,7 @@ def build_world(seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 
     fixed_code = np.where(weird & (kinds == 4), rng.choice([405, 413, 410], dest_int.size), fixed_code)
     fixed_transport = np.where(weird & (kinds == 1), rng.integers(1, 4, dest_int.size), fixed_transport)
     dead = _pick_by_volume(rng, requests, single & ~auth_broken & ~weird, knobs.dead_host_share)
-    fixed_transport = np.where(dead, rng.choice([4, 5, 6], dest_int.size, p=[0.6, 0.3, 0.1]),
-                               fixed_transport)
+    fixed_transport = np.where(dead, rng.choice([4, 5, 6], dest_int.size, p=[0.6, 0.3, 0.1]), fixed_transport)
 
     # Backends down all day behind a proxy that answers 502/503: retried to the end, then dropped.
     down = _pick_by_volume(rng, requests, single & ~auth_broken & ~weird & ~dead, knobs.down_backend_share)
@@ -245,8 +295,9 @@ def build_world(seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 
     # For customers over a partner's limit: the limit over their mean request rate, so
     # 429s peak with the daily curve. Others only meet short bursts.
     record_system = ints["_is_record_system"][dest_int]
-    over = _pick_by_volume(rng, requests, ~auth_broken & ~weird & ~dead & ~down & record_system,
-                           knobs.over_limit_share)
+    over = _pick_by_volume(
+        rng, requests, ~auth_broken & ~weird & ~dead & ~down & record_system, knobs.over_limit_share
+    )
     limit_ratio = np.where(over, rng.uniform(0.01, 0.08, dest_int.size), np.inf)
     burst_429 = knobs.burst_429_rate * np.where(record_system, 3.0, 0.3)
 

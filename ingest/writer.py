@@ -37,9 +37,22 @@ ROW_GROUP_SIZE = 122_880  # DuckDB's own row-group size: one unit of parallel wo
 
 #: Columns with few distinct values: dictionary-encoded.
 _DICTIONARY_COLUMNS = [
-    "attempt", "workspace_id", "source_id", "destination_id", "integration", "event_count",
-    "events.list.element.type", "events.list.element.name", "status_code", "error_class",
-    "error_code", "retryable", "outcome", "retry_after_s", "response_body", "error_message",
+    "attempt",
+    "workspace_id",
+    "source_id",
+    "destination_id",
+    "integration",
+    "event_count",
+    "events.list.element.type",
+    "events.list.element.name",
+    "status_code",
+    "error_class",
+    "error_code",
+    "retryable",
+    "outcome",
+    "retry_after_s",
+    "response_body",
+    "error_message",
 ]
 #: Unique ids share prefixes (their time part) with their neighbours; sorted
 #: integers and timestamps store small deltas; floats split their bytes so the
@@ -75,10 +88,10 @@ def attempts_glob(data_dir: str | os.PathLike[str]) -> str:
     return str(attempts_root(data_dir) / "date=*" / "hour=*" / "*.parquet")
 
 
-def _publish(table: pa.Table, root: Path, date: str, hour: int) -> Path:
+def _publish(table: pa.Table, root: Path, date: str, hour: int, prefix: str) -> Path:
     tmp_dir = root / TMP_DIR
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{new_id()}.parquet"
+    name = f"{prefix}{new_id()}.parquet"
     tmp_path = tmp_dir / f"{name}.tmp"
     final_dir = root / f"date={date}" / f"hour={hour:02d}"
     final_dir.mkdir(parents=True, exist_ok=True)
@@ -97,12 +110,13 @@ def _hours(table: pa.Table) -> np.ndarray:
 
 
 def write_partitioned(
-    table: pa.Table, data_dir: str | os.PathLike[str], *, presorted: bool = False
+    table: pa.Table, data_dir: str | os.PathLike[str], *, presorted: bool = False, prefix: str = ""
 ) -> list[Path]:
     """Write contract rows into their hour partitions; return the published files.
 
     `presorted` promises the rows already run in (hour of started_at, then
     `SORT_KEYS`) order, which saves the sort (the simulator sorts on integers).
+    `prefix` starts each file name, so a producer can find its own files again.
     """
     table = conform(table)
     if table.num_rows == 0:
@@ -118,7 +132,7 @@ def write_partitioned(
     for start, end in zip(starts, ends, strict=True):
         moment = dt.datetime.fromtimestamp(int(hours[start]) * 3_600, dt.UTC)
         part = table.slice(start, end - start)
-        paths.append(_publish(part, root, moment.strftime("%Y-%m-%d"), moment.hour))
+        paths.append(_publish(part, root, moment.strftime("%Y-%m-%d"), moment.hour, prefix))
     return paths
 
 

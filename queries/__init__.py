@@ -1,0 +1,50 @@
+"""DuckDB SQL over the attempt log, and the small Python API that runs it.
+
+    from queries import Scope, connect, day_report
+
+    log = connect("data")
+    report = day_report(log, Scope.workspace("acme"), start, end)
+
+Every named query is a commented `.sql` file in this package, run with
+bound parameters against the view `attempts`; docs/sql.md shows how to
+query the same view by hand.
+"""
+
+from queries.api import (
+    by_destination,
+    by_error,
+    by_integration,
+    by_status_code,
+    day_report,
+    error_samples,
+    funnel,
+    hourly,
+    latency,
+    run_sql,
+)
+from queries.errors import QueryError
+from queries.loader import load_query, parameter_names, query_names
+from queries.log import VIEW, AttemptLog, connect
+from queries.scope import Scope, ScopeKind
+
+__all__ = [
+    "VIEW",
+    "AttemptLog",
+    "QueryError",
+    "Scope",
+    "ScopeKind",
+    "by_destination",
+    "by_error",
+    "by_integration",
+    "by_status_code",
+    "connect",
+    "day_report",
+    "error_samples",
+    "funnel",
+    "hourly",
+    "latency",
+    "load_query",
+    "parameter_names",
+    "query_names",
+    "run_sql",
+]

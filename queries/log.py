@@ -115,15 +115,13 @@ class AttemptLog:
         the query does not use raises `QueryError`, so a typo cannot pass
         silently.
         """
-        wanted = parameter_names(name)
-        unknown = params.keys() - wanted
-        if unknown:
-            raise QueryError(f"query {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
-        bound = {key: value for key, value in (query_parameters(scope, start, end) | params).items()}
-        missing = wanted - bound.keys()
-        if missing:
-            raise QueryError(f"query {name!r} needs parameter(s) {', '.join(sorted(missing))}")
-        return self._fetch(load_query(name), {key: bound[key] for key in wanted})
+        return self._fetch(load_query(name), _bind(name, scope, start, end, params))
+
+    def plan(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> str:
+        """DuckDB's EXPLAIN of the named query: how it would run, and which files it would read."""
+        bound = _bind(name, scope, start, end, params)
+        plan = self._fetch("EXPLAIN " + load_query(name), bound)
+        return "\n".join(plan.get_column("explain_value"))
 
     def sql(self, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
         """Run one read-only statement written by a person against the `attempts` view.
@@ -166,10 +164,11 @@ class AttemptLog:
             if timer is not None:
                 timer.start()
             try:
-                return cur.sql(sql, params=params).pl()
+                result: pl.DataFrame = cur.sql(sql, params=params).pl()
             finally:
                 if timer is not None:
                     timer.cancel()
+        return result
 
     def _has_files(self) -> bool:
         # iglob is lazy: this stops at the first file, however large the log.
@@ -179,8 +178,23 @@ class AttemptLog:
         has_files = self._has_files()
         with self._lock:
             if has_files != self._file_backed:
-                self._con.execute(file_view_sql(self._glob) if has_files else empty_view_sql())
+                with self._con.cursor() as cur:
+                    cur.execute(file_view_sql(self._glob) if has_files else empty_view_sql())
                 self._file_backed = has_files
+
+
+def _bind(
+    name: str, scope: Scope, start: datetime, end: datetime, params: dict[str, object]
+) -> dict[str, object]:
+    wanted = parameter_names(name)
+    unknown = params.keys() - wanted
+    if unknown:
+        raise QueryError(f"query {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
+    offered = query_parameters(scope, start, end) | params
+    missing = wanted - offered.keys()
+    if missing:
+        raise QueryError(f"query {name!r} needs parameter(s) {', '.join(sorted(missing))}")
+    return {key: offered[key] for key in wanted}
 
 
 def connect(

@@ -40,6 +40,9 @@ class Scope:
         elif not self.value:
             raise ValueError(f"Scope {self.kind.value!r} needs a non-empty value")
 
+    def __str__(self) -> str:
+        return self.kind.value if self.value is None else f"{self.kind.value}={self.value}"
+
     @classmethod
     def all(cls) -> Scope:
         """Every workspace: the operator's view."""

@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine with Python 3.11+, pip and make:
+#   make demo   set up, simulate a day of delivery attempts, print the day report
+#   make test   set up, run the whole test suite
+# Both create .venv and install the project on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= data
+ATTEMPTS ?= 2000000
+
+.PHONY: demo test lint bench clean-data
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/deliverydash simulate --attempts $(ATTEMPTS) --data-dir $(DATA_DIR) --replace
+	$(BIN)/deliverydash report --data-dir $(DATA_DIR)
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean-data:
+	rm -rf $(DATA_DIR)/attempts

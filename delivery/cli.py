@@ -1,0 +1,269 @@
+"""The `deliverydash` command: one entry point, a subcommand per job.
+
+Each subcommand imports what it needs when it runs, so `--help` is instant
+and a subcommand never pays for another's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_DATA_DIR = os.environ.get("DELIVERYDASH_DATA_DIR", "data")
+
+#: The seed's day: (label, day_report column, seed figure in %).
+SEED_EVENT_FIGURES = (
+    ("delivered on the first attempt", "delivered_first_attempt", 92.6),
+    ("delivered eventually (10 attempts / 4 h)", "delivered_eventually", 93.9),
+    ("  of which thanks to retries", "delivered_after_retries", 1.3),
+    ("never arrive: terminal errors", "failed", 5.5),
+    ("dropped: retries ran out", "dropped", None),
+    ("skipped: never sent", "skipped", None),
+    ("still retrying", "still_retrying", None),
+)
+SEED_REQUEST_FIGURES = (
+    ("answered 401 or 403", "auth_requests", 3.8),
+    ("answered 400", "status_400_requests", 0.51),
+    ("answered 429", "status_429_requests", 7.3),
+    ("answered 5xx", "status_5xx_requests", 1.3),
+    ("failed at the network layer", "network_requests", 1.1),
+    ("timed out", "timeout_requests", None),
+    ("TLS errors", "tls_requests", None),
+    ("nonstandard status (WTF webhooks)", "nonstandard_requests", None),
+)
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from ingest.simulate import simulate_day, simulation_files
+
+    if simulation_files(args.data_dir, args.date) and not args.replace:
+        raise CommandError(
+            f"{Path(args.data_dir) / 'attempts'} already holds a simulated {args.date} "
+            "(pass --replace to overwrite it, or --date for another day)"
+        )
+    print(
+        f"Simulating {args.attempts:,} delivery attempts on {args.date} (seed {args.seed}) "
+        f"into {Path(args.data_dir) / 'attempts'}",
+        file=sys.stderr,
+    )
+    with tqdm(total=args.attempts, unit=" attempts", unit_scale=True, file=sys.stderr) as bar:
+        result = simulate_day(
+            args.attempts,
+            args.data_dir,
+            date=args.date,
+            seed=args.seed,
+            progress=bar.update,
+            replace=args.replace,
+        )
+    print(
+        f"Wrote {result.attempts:,} attempts for {result.jobs:,} jobs carrying {result.events:,} events "
+        f"in {len(result.files)} Parquet files.",
+        file=sys.stderr,
+    )
+
+
+def _scope(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from queries.scope import Scope
+
+    if args.workspace:
+        return Scope.workspace(args.workspace)
+    if args.destination:
+        return Scope.destination(args.destination)
+    if args.integration:
+        return Scope.integration(args.integration)
+    return Scope.all()
+
+
+def _latest_day(log) -> dt.date | None:  # type: ignore[no-untyped-def]
+    frame = log.sql("SELECT max(timezone('UTC', received_at))::DATE AS day FROM attempts")
+    return frame.item(0, 0) if frame.height else None
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from queries import api
+    from queries.log import connect
+
+    with connect(args.data_dir) as log:
+        day = args.date or _latest_day(log)
+        if day is None:
+            raise CommandError(
+                f"no attempt records under {args.data_dir!s}/attempts yet: run "
+                "`deliverydash simulate --attempts 2000000` or start the engine first"
+            )
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        scope = _scope(args)
+        row = api.day_report(log, scope, start, start + dt.timedelta(days=1)).row(0, named=True)
+    label = scope.kind.value if scope.value is None else f"{scope.kind.value} {scope.value}"
+    print(render_report(row, day, label))
+
+
+def render_report(row: dict[str, float], day: dt.date, scope: str) -> str:
+    """The day report as a terminal table, next to the seed's figures."""
+    lines = [f"Day of HTTP responses: {day} UTC, scope {scope}", ""]
+
+    def section(
+        title: str, total_label: str, total: float, figures: Sequence[tuple[str, str, float | None]]
+    ) -> None:
+        lines.append(f"{title:<44}{'count':>16}{'share':>10}{'seed':>9}")
+        lines.append(f"{total_label:<44}{int(total):>16,}{'100.00%':>10}")
+        for label, column, seed in figures:
+            seed_text = f"{seed:.2f}%" if seed is not None else ""
+            lines.append(f"{label:<44}{int(row[column]):>16,}{row[column + '_pct']:>9.2f}%{seed_text:>9}")
+        lines.append("")
+
+    section(
+        "EVENTS (jobs received this day, by events)",
+        "events received",
+        row["events_received"],
+        SEED_EVENT_FIGURES,
+    )
+    section("REQUESTS (started this day)", "requests", row["requests"], SEED_REQUEST_FIGURES)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def cmd_sql(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from queries.errors import QueryError
+    from queries.log import connect
+
+    with (
+        connect(args.data_dir) as log,
+        pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200),
+    ):
+        if args.query:
+            try:
+                print(log.sql(args.query))
+            except QueryError as exc:
+                raise CommandError(str(exc)) from None
+            return
+        _sql_prompt(log, QueryError)
+
+
+def _sql_prompt(log, query_error: type[Exception]) -> None:  # type: ignore[no-untyped-def]
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+    print(
+        "Query the attempt log: the view is `attempts` (docs/sql.md). End a query with ';'. Ctrl-D quits.",
+        file=sys.stderr,
+    )
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("deliverydash> " if not buffer else "          ...> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        except KeyboardInterrupt:
+            buffer.clear()
+            print(file=sys.stderr)
+            continue
+        buffer.append(line)
+        text = "\n".join(buffer).strip()
+        if not text.endswith(";"):
+            continue
+        buffer.clear()
+        try:
+            print(log.sql(text.rstrip(";")))
+        except query_error as exc:
+            print(f"error: {exc}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deliverydash",
+        description="Deliver events to HTTP destinations reliably, and see how delivery went.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir",
+            default=DEFAULT_DATA_DIR,
+            help="data root holding attempts/ (default: %(default)s, or $DELIVERYDASH_DATA_DIR)",
+        )
+
+    p = sub.add_parser(
+        "simulate",
+        help="write a realistic simulated day of delivery attempts",
+        description="Simulate a day of delivery attempts, calibrated to the seed study, "
+        "into the partitioned Parquet attempt log.",
+    )
+    p.add_argument("--attempts", type=_positive_int, required=True, help="attempt records to write")
+    p.add_argument("--date", type=_date, default=dt.date(2026, 11, 27), help="UTC day (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=int, default=7, help="random seed of the simulated world (default: %(default)s)"
+    )
+    p.add_argument("--replace", action="store_true", help="overwrite this date's earlier simulation")
+    data_dir(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "report",
+        help="print the day report (events and requests) in the terminal",
+        description="The seed-style day report computed from the attempt log.",
+    )
+    p.add_argument("--date", type=_date, help="UTC day (default: the latest day in the log)")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--workspace", help="only this workspace")
+    scope.add_argument("--destination", help="only this destination")
+    scope.add_argument("--integration", help="only this integration")
+    data_dir(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "sql",
+        help="query the attempt log with DuckDB SQL (view `attempts`)",
+        description="Run read-only DuckDB SQL against the view `attempts`: one query given "
+        "as an argument, or an interactive prompt without one.",
+    )
+    p.add_argument("query", nargs="?", help="one SELECT statement; omit for a prompt")
+    p.add_argument("--max-rows", type=int, default=50, help="rows to print (default: %(default)s)")
+    data_dir(p)
+    p.set_defaults(func=cmd_sql)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CommandError as exc:
+        print(f"deliverydash {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

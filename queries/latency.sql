@@ -1,0 +1,40 @@
+-- latency: request duration percentiles for requests started in [$start, $end).
+--
+-- One row overall, or one per integration when $per_integration is true
+-- (`integration` is NULL in the overall row). Percentiles use quantile_cont:
+-- exact and interpolated between neighbouring values, which a day of one
+-- scope's requests affords; switch to approx_quantile (a t-digest) if this
+-- ever has to cover far more rows. duration_ms is NULL only for records
+-- without a request, which are not read here. No rows when there were no
+-- requests.
+--
+-- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql),
+-- $per_integration (BOOLEAN).
+WITH requests AS (
+    SELECT integration, duration_ms
+    FROM attempts
+    WHERE ($scope_kind = 'all'
+           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
+           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
+           OR ($scope_kind = 'integration' AND integration = $scope_value))
+      -- Files are partitioned by started_at's UTC date: this skips whole days.
+      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
+      AND started_at >= $start
+      AND started_at < $end
+      AND attempt >= 1
+),
+
+grouped AS (
+    SELECT
+        CASE WHEN $per_integration THEN integration END AS integration,
+        count(*) AS requests,
+        quantile_cont(duration_ms::DOUBLE, [0.5, 0.95, 0.99]) AS q,
+        avg(duration_ms::DOUBLE) AS mean_ms,
+        max(duration_ms::DOUBLE) AS max_ms
+    FROM requests
+    GROUP BY 1
+)
+
+SELECT integration, requests, q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms, mean_ms, max_ms
+FROM grouped
+ORDER BY requests DESC, integration

@@ -1,0 +1,188 @@
+"""Exact figures on the fixture log, counted by hand from the table in conftest.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from queries import (
+    AttemptLog,
+    Scope,
+    by_destination,
+    by_error,
+    by_integration,
+    by_status_code,
+    day_report,
+    error_samples,
+    funnel,
+    hourly,
+    latency,
+)
+
+from .conftest import D1, D2, RATE_LIMIT_7S
+
+ALL = Scope.all()
+
+
+def pct(part: int, whole: int) -> object:
+    return pytest.approx(100 * part / whole)
+
+
+def test_day_report_events(log: AttemptLog) -> None:
+    row = day_report(log, ALL, D1, D2).row(0, named=True)
+    # Cohort J1-J10: 1 + 3 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 1 events.
+    assert row["events_received"] == 13
+    assert row["delivered_first_attempt"] == 4  # J1, J2 (a batch of 3)
+    assert row["delivered_eventually"] == 7  # + J3 (attempt 3), J9 (2 events, attempt 2)
+    assert row["delivered_after_retries"] == 3
+    assert row["failed"] == 3  # J4 401, J8 status 42, J10 400
+    assert row["dropped"] == 1  # J5, whose last attempt started on D2
+    assert row["skipped"] == 1  # J7
+    assert row["still_retrying"] == 1  # J6
+    assert row["delivered_first_attempt_pct"] == pct(4, 13)
+    assert row["delivered_eventually_pct"] == pct(7, 13)
+    assert row["failed_pct"] == pct(3, 13)
+    assert row["still_retrying_pct"] == pct(1, 13)
+
+
+def test_day_report_requests(log: AttemptLog) -> None:
+    row = day_report(log, ALL, D1, D2).row(0, named=True)
+    # J1 1, J2 1, J3 3, J4 1, J5 8 (of 10), J6 1 (of 2), J8 1, J9 2, J10 1, J12 1 (its D1 retry).
+    assert row["requests"] == 20
+    expected = {
+        "auth_requests": 1,
+        "status_400_requests": 1,
+        "status_429_requests": 2,
+        "status_5xx_requests": 8,
+        "network_requests": 1,
+        "timeout_requests": 1,
+        "tls_requests": 0,
+        "nonstandard_requests": 1,
+    }
+    assert {key: row[key] for key in expected} == expected
+    for key, count in expected.items():
+        assert row[f"{key}_pct"] == pct(count, 20)
+
+
+def test_funnel_is_cumulative_and_ends_with_the_undelivered(log: AttemptLog) -> None:
+    stages = funnel(log, ALL, D1, D2)
+    assert stages.columns == ["step", "stage", "kind", "attempt", "events", "pct"]
+    delivered = [4, 6, 7, 7, 7, 7, 7, 7, 7, 7]  # J5 reached attempt 10, so the funnel does too
+    assert stages.get_column("events").to_list() == [13, *delivered, 3, 1, 1, 1]
+    assert stages.get_column("stage").to_list() == [
+        "events received",
+        *(f"delivered by attempt {k}" for k in range(1, 11)),
+        "failed",
+        "dropped",
+        "skipped",
+        "still retrying",
+    ]
+    assert stages.get_column("step").to_list() == list(range(15))
+    assert stages.get_column("pct").to_list() == pytest.approx(
+        [100 * n / 13 for n in stages.get_column("events")]
+    )
+
+
+def test_by_destination(log: AttemptLog) -> None:
+    rows = {row["destination_id"]: row for row in by_destination(log, ALL, D1, D2).iter_rows(named=True)}
+    figures = [
+        "requests",
+        "events_received",
+        "delivered_first_attempt",
+        "delivered_eventually",
+        "failed",
+        "dropped",
+        "skipped",
+        "still_retrying",
+    ]
+    expected = {
+        "dst_acme_hook": [2, 4, 4, 4, 0, 0, 0, 0],  # J11 is D2's
+        "dst_acme_amp": [4, 1, 0, 1, 0, 0, 0, 0],  # J12's D1 retry is a request, not in the cohort
+        "dst_globex_hook": [4, 4, 0, 2, 2, 0, 0, 0],
+        "dst_globex_mix": [8, 1, 0, 0, 0, 1, 0, 0],
+        "dst_initech_amp": [2, 3, 0, 0, 1, 0, 1, 1],
+    }
+    assert {name: [row[f] for f in figures] for name, row in rows.items()} == expected
+    assert rows["dst_acme_hook"]["workspace_id"] == "acme"
+    assert rows["dst_globex_mix"]["integration"] == "mixpanel"
+    assert rows["dst_acme_hook"]["first_attempt_pct"] == 100.0
+    assert rows["dst_globex_hook"]["eventually_pct"] == 50.0
+
+
+def test_by_integration_sums_its_destinations(log: AttemptLog) -> None:
+    result = by_integration(log, ALL, D1, D2)
+    rows = {row["integration"]: row for row in result.iter_rows(named=True)}
+    assert {name: (r["destinations"], r["requests"], r["events_received"]) for name, r in rows.items()} == {
+        "webhook": (2, 6, 8),
+        "amplitude": (2, 6, 4),
+        "mixpanel": (1, 8, 1),
+    }
+    per_destination = by_destination(log, ALL, D1, D2).group_by("integration").agg(pl.col("requests").sum())
+    assert dict(per_destination.iter_rows()) == {name: r["requests"] for name, r in rows.items()}
+
+
+def test_by_status_code_labels_missing_responses_by_error_code(log: AttemptLog) -> None:
+    result = by_status_code(log, ALL, D1, D2)
+    counts = {
+        row["label"]: (row["status_code"], row["requests"], row["events"])
+        for row in result.iter_rows(named=True)
+    }
+    assert counts == {
+        "503": (503, 8, 8),
+        "200": (200, 5, 8),  # J1, J2 (3 events), J3, J9 (2 events), J12
+        "429": (429, 2, 2),
+        "400": (400, 1, 1),
+        "401": (401, 1, 1),
+        "42": (42, 1, 1),
+        "ECONNRESET": (None, 1, 1),
+        "ETIMEDOUT": (None, 1, 2),
+    }
+    assert result.get_column("pct").sum() == pytest.approx(100.0)
+
+
+def test_by_error_counts_jobs_settled_without_a_request_apart(log: AttemptLog) -> None:
+    rows = {(r["error_class"], r["error_code"]): r for r in by_error(log, ALL, D1, D2).iter_rows(named=True)}
+    assert rows["precheck", "MISSING_API_KEY"]["requests"] == 0
+    assert rows["precheck", "MISSING_API_KEY"]["unsent"] == 1
+    assert rows["server", "503"]["requests"] == 8
+    assert rows["server", "503"]["retryable"] is True
+    assert rows["auth", "401"]["retryable"] is False
+    assert rows["network", "ECONNRESET"]["pct"] == pct(1, 20)
+    assert sum(r["requests"] for r in rows.values()) == 20
+
+
+def test_hourly(log: AttemptLog) -> None:
+    result = hourly(log, ALL, D1, D2)
+    assert result.get_column("requests").sum() == 20
+    by_hour = result.group_by("hour").agg(pl.col("requests").sum()).sort("hour")
+    assert by_hour.get_column("hour").dt.hour().to_list() == [0, 10, 11, 12, 13, 15, 16, 17, 20, 21, 22, 23]
+    noon = result.filter(pl.col("hour") == datetime(2026, 3, 10, 12, tzinfo=D1.tzinfo))
+    assert noon.select("error_class", "requests", "delivered_events").rows() == [
+        ("none", 1, 1),
+        ("rate_limit", 2, 0),
+    ]
+
+
+def test_latency(log: AttemptLog) -> None:
+    overall = latency(log, ALL, D1, D2).row(0, named=True)
+    assert overall["integration"] is None
+    assert overall["requests"] == 20
+    assert overall["max_ms"] == 10_000.0
+    per = {r["integration"]: r for r in latency(log, ALL, D1, D2, per_integration=True).iter_rows(named=True)}
+    assert per["mixpanel"]["p50_ms"] == per["mixpanel"]["p99_ms"] == 200.0
+    # amplitude: J3's 50, 60, 70, J6's 15, J10's 25, J12's 100 -> median of six, interpolated.
+    assert per["amplitude"]["p50_ms"] == pytest.approx(55.0)
+    assert per["amplitude"]["mean_ms"] == pytest.approx(320 / 6)
+
+
+def test_error_samples_on_the_fixture(log: AttemptLog) -> None:
+    samples = error_samples(log, ALL, D1, D2)
+    first = samples.row(0, named=True)
+    assert (first["status_code"], first["requests"]) == (503, 8)
+    rate_limited = samples.filter(pl.col("status_code") == 429).row(0, named=True)
+    assert rate_limited["requests"] == 2
+    assert rate_limited["example"] == RATE_LIMIT_7S  # the more recent of the two
+    assert rate_limited["destination_id"] is None  # not a tenant's view
+    assert error_samples(log, ALL, D1, D2, limit=2).height == 2

@@ -1,0 +1,140 @@
+"""Opening the log: empty directories, files published later, the SQL guard and sandbox."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ingest.writer import attempts_root
+from queries import AttemptLog, QueryError, Scope, connect, day_report, funnel, query_names, run_sql
+
+from .conftest import D1, D2, at, fixture_rows, job, ok, publish
+
+EXTRA: dict[str, dict[str, object]] = {"error_samples": {"limit": 5}, "latency": {"per_integration": False}}
+
+
+def test_an_empty_data_dir_gives_zeros(tmp_path: Path) -> None:
+    with connect(tmp_path / "not-yet-created") as log:
+        report = day_report(log, Scope.all(), D1, D2)
+        assert report.height == 1
+        assert all(value == 0 for value in report.row(0))
+        assert funnel(log, Scope.all(), D1, D2).get_column("events").to_list() == [0, 0, 0, 0, 0]
+        for name in query_names():
+            if name not in {"day_report", "funnel"}:
+                assert log.run(name, Scope.all(), D1, D2, **EXTRA.get(name, {})).is_empty(), name
+        assert run_sql(log, "SELECT count(*) AS n FROM attempts").item() == 0
+
+
+def test_the_empty_view_has_the_file_views_columns(tmp_path: Path, log: AttemptLog) -> None:
+    with connect(tmp_path) as empty:
+        empty_columns = run_sql(empty, "DESCRIBE attempts").select("column_name", "column_type")
+    file_columns = run_sql(log, "DESCRIBE attempts").select("column_name", "column_type")
+    assert empty_columns.rows() == file_columns.rows()
+
+
+def test_files_published_after_connect_are_seen(tmp_path: Path) -> None:
+    with connect(tmp_path) as log:
+        assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 0
+        publish(fixture_rows(), tmp_path)
+        assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 20
+        publish(job("LATE", "dst_acme_hook", at(D1, "18:00"), [ok(at(D1, "18:00:01"))]), tmp_path)
+        assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 21
+
+
+def test_a_log_whose_files_all_went_is_empty_again(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    with connect(tmp_path) as log:
+        assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 20
+        shutil.rmtree(attempts_root(tmp_path))
+        assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 0
+
+
+def test_threads_can_share_a_log(log: AttemptLog) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: day_report(log, Scope.all(), D1, D2), range(16)))
+    assert all(result.equals(results[0]) for result in results)
+    assert results[0].item(0, "requests") == 20
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM attempts",
+        "WITH a AS (SELECT * FROM attempts) SELECT count(*) FROM a",
+        "FROM attempts SELECT count(*)",
+        "EXPLAIN SELECT count(*) FROM attempts",
+        "EXPLAIN ANALYZE SELECT count(*) FROM attempts",
+        "DESCRIBE attempts",
+        "SUMMARIZE SELECT duration_ms FROM attempts",
+        "SHOW TABLES",
+        "-- how many?\nSELECT count(*) FROM attempts;",
+    ],
+)
+def test_read_only_statements_run(log: AttemptLog, sql: str) -> None:
+    assert run_sql(log, sql).height >= 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        ("INSERT INTO attempts SELECT * FROM attempts", "INSERT"),
+        ("COPY (SELECT 1) TO 'x.csv'", "COPY"),
+        ("ATTACH 'other.duckdb' AS other", "ATTACH"),
+        ("SET threads = 1", "SET"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE"),
+        ("CREATE OR REPLACE VIEW attempts AS SELECT 1", "CREATE"),
+        ("DROP VIEW attempts", "DROP"),
+        ("PRAGMA version", "PRAGMA"),
+        ("INSTALL httpfs", "LOAD"),
+        ("EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'", "EXPLAIN runs here only for SELECT"),
+        ("SELECT 1; SELECT 2", "one statement at a time"),
+        ("SELECT 1; DROP VIEW attempts", "one statement at a time"),
+        ("", "no SQL statement"),
+        ("-- nothing", "no SQL statement"),
+        ("SELEKT 1", "does not parse"),
+    ],
+)
+def test_everything_else_is_refused(log: AttemptLog, sql: str, problem: str) -> None:
+    with pytest.raises(QueryError, match=problem):
+        run_sql(log, sql)
+
+
+def test_a_refused_copy_writes_nothing(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    target = attempts_root(tmp_path) / "date=2026-03-10" / "hour=99" / "x.parquet"
+    with connect(tmp_path) as log, pytest.raises(QueryError):
+        run_sql(log, f"COPY (SELECT * FROM attempts) TO '{target}'")
+    assert not target.exists()
+
+
+def test_only_the_log_directory_is_readable(log: AttemptLog) -> None:
+    with pytest.raises(QueryError, match="disabled by configuration"):
+        run_sql(log, "SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_a_query_failing_in_duckdb_is_a_query_error(log: AttemptLog) -> None:
+    with pytest.raises(QueryError, match="no_such_column"):
+        run_sql(log, "SELECT no_such_column FROM attempts")
+
+
+def test_a_slow_query_is_stopped(log: AttemptLog) -> None:
+    with pytest.raises(QueryError, match=r"longer than 0\.2 s"):
+        run_sql(log, "SELECT sum(hash(i)) FROM range(1000000000000) t(i)", timeout_s=0.2)
+    assert run_sql(log, "SELECT 1 AS one").item() == 1  # the log is still usable
+
+
+def test_named_query_arguments_are_checked(log: AttemptLog) -> None:
+    with pytest.raises(QueryError, match="no parameter"):
+        log.run("day_report", Scope.all(), D1, D2, limit=3)
+    with pytest.raises(QueryError, match="needs parameter"):
+        log.run("error_samples", Scope.all(), D1, D2)
+    with pytest.raises(QueryError, match="no query named"):
+        log.run("nope", Scope.all(), D1, D2)
+
+
+def test_results_are_polars(log: AttemptLog) -> None:
+    assert isinstance(run_sql(log, "SELECT 1 AS one"), pl.DataFrame)

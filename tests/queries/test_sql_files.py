@@ -1,0 +1,62 @@
+"""Every `.sql` file in `queries/`: it runs, it is documented, it binds the common parameters, it prunes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import queries
+from queries import AttemptLog, Scope, load_query, parameter_names, query_names
+
+from .conftest import D1, D2
+
+SQL_FILES = sorted(Path(queries.__file__).parent.glob("*.sql"))
+COMMON_PARAMETERS = {"scope_kind", "scope_value", "start", "end"}
+#: Values for the parameters some queries add to the common ones.
+EXTRA_PARAMETERS: dict[str, object] = {"limit": 20, "per_integration": True}
+
+
+def extra_for(name: str) -> dict[str, object]:
+    wanted = parameter_names(name) - COMMON_PARAMETERS
+    unknown = wanted - EXTRA_PARAMETERS.keys()
+    assert not unknown, f"{name}.sql takes {unknown}: give the test a value in EXTRA_PARAMETERS"
+    return {key: EXTRA_PARAMETERS[key] for key in wanted}
+
+
+def test_the_package_lists_every_file() -> None:
+    assert query_names() == [path.stem for path in SQL_FILES]
+    assert len(SQL_FILES) >= 9
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "scope",
+    [Scope.all(), Scope.workspace("acme"), Scope.destination("dst_globex_mix"), Scope.integration("webhook")],
+    ids=str,
+)
+def test_runs_against_the_fixture(log: AttemptLog, path: Path, scope: Scope) -> None:
+    result = log.run(path.stem, scope, D1, D2, **extra_for(path.stem))
+    assert result.height > 0, f"{path.name} found nothing for {scope} in the fixture"
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
+def test_starts_with_its_name_and_binds_the_common_parameters(path: Path) -> None:
+    text = load_query(path.stem)
+    assert text.startswith(f"-- {path.stem}: "), "each file opens with a comment naming the query"
+    assert COMMON_PARAMETERS.issubset(parameter_names(path.stem))
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
+def test_reads_only_the_days_it_needs(log: AttemptLog, path: Path) -> None:
+    """The fixture has files on three dates; a D1 query must skip D0's file.
+
+    EXPLAIN shows how many of the glob's files the scan keeps after the
+    hive-partition filter ("Scanning Files: kept/total").
+    """
+    plan = log.plan(path.stem, Scope.all(), D1, D2, **extra_for(path.stem))
+    counts = re.findall(r"Scanning Files: (\d+)/(\d+)", plan)
+    assert counts, f"no file count in the plan of {path.name}:\n{plan}"
+    for kept, total in counts:
+        assert int(kept) < int(total), f"{path.name} reads every file: {kept}/{total}"
