@@ -158,9 +158,15 @@ class SchemaError(ValueError):
     """Data handed to the attempt log does not match the contract."""
 
 
+def _is_dictionary_of(data_type: pa.DataType, value_type: pa.DataType) -> bool:
+    return pa.types.is_dictionary(data_type) and data_type.value_type == value_type
+
+
 def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
     """Return `table` with exactly the contract's columns, order and types.
 
+    A dictionary-encoded column of the right value type stays encoded (Parquet
+    stores it the same way, and decoding first would only cost time).
     Raises `SchemaError` naming the first missing column or impossible cast.
     """
     if isinstance(table, pa.RecordBatch):
@@ -168,16 +174,21 @@ def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
     missing = [name for name in COLUMN_NAMES if name not in table.column_names]
     if missing:
         raise SchemaError(f"attempt records lack column(s): {', '.join(missing)}")
-    arrays = []
-    for column in COLUMNS:
+    arrays, fields = [], []
+    for column, field in zip(COLUMNS, ATTEMPT_SCHEMA, strict=True):
         values = table.column(column.name)
         if not column.nullable and values.null_count:
             raise SchemaError(f"column {column.name!r} has {values.null_count} NULL value(s)")
+        if _is_dictionary_of(values.type, column.arrow_type):
+            arrays.append(values)
+            fields.append(field.with_type(values.type))
+            continue
         try:
             arrays.append(values.cast(column.arrow_type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SchemaError(f"column {column.name!r} cannot hold its values: {exc}") from exc
-    return pa.Table.from_arrays(arrays, schema=ATTEMPT_SCHEMA)
+        fields.append(field)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from ingest import ids
 from ingest.bodies import TRANSPORT_MESSAGES, Template, templates_for
-from ingest.schema import ATTEMPT_SCHEMA, EVENT_TYPE
+from ingest.schema import ATTEMPT_SCHEMA, EVENT_TYPE, conform
 from ingest.taxonomy import ErrorClass, Outcome, classify_status, classify_transport
 from ingest.world import (
     EVENT_NAME_WEIGHTS,
@@ -174,13 +174,7 @@ class _Hour:
         received = hour * 3_600.0 + rng.random(n_jobs) * 3_600.0
         linger = np.where(count > 1, rng.uniform(0.0, 5.0, n_jobs), 0.0)
         first_start = received + linger + rng.lognormal(np.log(0.15), 0.8, n_jobs)
-        order = np.lexsort((received, dest))
-        return {
-            "dest": dest[order],
-            "count": count[order],
-            "received": received[order],
-            "first_start": first_start[order],
-        }
+        return {"dest": dest, "count": count, "received": received, "first_start": first_start}
 
     def draw_events(self, jobs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rng = self.rng
@@ -326,9 +320,9 @@ _OUTCOMES = [Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED, Outcome.DROPPED]
 
 
 def _dictionary(indices: np.ndarray, values: Sequence[str], null: np.ndarray | None = None) -> pa.Array:
-    """Strings picked from `values` by index (NULL where `null`), decoded to plain strings."""
+    """Strings picked from `values` by index (NULL where `null`), dictionary-encoded."""
     codes = pa.array(np.maximum(indices, 0), type=pa.int32(), mask=null)
-    return pa.DictionaryArray.from_arrays(codes, pa.array(values, pa.string())).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(codes, pa.array(values, pa.string()))
 
 
 def _variable_parts(
@@ -394,7 +388,10 @@ def _to_table(
     workspace, destination), then start time."""
     w = hour.world
     t = rows.column("t")
-    rows.select(np.lexsort((t, jobs["dest"][rows.column("job")], np.floor(t / 3_600.0))))
+    # One int64 key, (hour: 10 bits, destination: 21, microsecond of the hour: 32),
+    # sorts faster than a lexsort of three.
+    key = (t // 3_600.0).astype(np.int64) << 53 | jobs["dest"][rows.column("job")].astype(np.int64) << 32
+    rows.select(np.argsort(key | (t % 3_600.0 * 1e6).astype(np.int64)))
     job = rows.column("job")
     dest = jobs["dest"][job]
     us = hour.day_start_us
@@ -410,8 +407,8 @@ def _to_table(
     struct = pa.StructArray.from_arrays(
         [
             ids.message_ids(n_events, rng),
-            _dictionary(events["type"], EVENT_TYPES),
-            _dictionary(name_idx, EVENT_NAMES, null=name_idx < 0),
+            _dictionary(events["type"], EVENT_TYPES).cast(pa.string()),
+            _dictionary(name_idx, EVENT_NAMES, null=name_idx < 0).cast(pa.string()),
         ],
         fields=list(EVENT_TYPE),
     )
@@ -453,7 +450,7 @@ def _to_table(
         "response_body": _bodies(rows, w.dest_integration[jobs["dest"]], events, rng),
         "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
     }
-    return pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}).cast(ATTEMPT_SCHEMA)
+    return conform(pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}))
 
 
 class SimulationExists(Exception):

@@ -1,9 +1,8 @@
 """The attempt-log writer: buffered, partitioned, atomically published Parquet.
 
 Layout: ``<data_dir>/attempts/date=YYYY-MM-DD/hour=HH/<id>.parquet`` by
-`started_at` in UTC. A file is written under ``<data_dir>/attempts/_tmp/``
-with a ``.tmp`` suffix (outside every reader's glob) and published with
-`os.replace`, so a reader or a crash never sees half a file.
+`started_at` in UTC, each file published whole (`ingest.files`) and followed
+by its rollups (`ingest.rollup`).
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ingest.files import clean_temporary, publish_parquet
 from ingest.ids import new_id
+from ingest.rollup import publish_rollups
 from ingest.schema import conform, rows_to_table
 
 ATTEMPTS_DIR = "attempts"
-TMP_DIR = "_tmp"
 #: Rows sorted this way inside each file let DuckDB skip row groups when a
 #: query names one workspace or destination, and keep ids and times compact.
 SORT_KEYS = [
@@ -33,7 +32,6 @@ SORT_KEYS = [
     ("started_at", "ascending"),
 ]
 _US_PER_HOUR = 3_600_000_000
-ROW_GROUP_SIZE = 122_880  # DuckDB's own row-group size: one unit of parallel work.
 
 #: Columns with few distinct values: dictionary-encoded.
 _DICTIONARY_COLUMNS = [
@@ -73,9 +71,11 @@ _WRITE_OPTIONS: dict[str, Any] = {
     "use_dictionary": _DICTIONARY_COLUMNS,
     "column_encoding": _ENCODINGS,
     "write_statistics": True,
+    # Without the Arrow schema in the footer, every reader sees plain strings
+    # where the simulator handed over dictionary-encoded ones.
+    "store_schema": False,
+    "row_group_size": 122_880,  # DuckDB's own row-group size: one unit of parallel work
 }
-#: Temporary files older than this belong to a writer that died.
-STALE_TMP_S = 3600.0
 
 
 def attempts_root(data_dir: str | os.PathLike[str]) -> Path:
@@ -86,22 +86,6 @@ def attempts_root(data_dir: str | os.PathLike[str]) -> Path:
 def attempts_glob(data_dir: str | os.PathLike[str]) -> str:
     """The glob every reader uses; temporary files never match it."""
     return str(attempts_root(data_dir) / "date=*" / "hour=*" / "*.parquet")
-
-
-def _publish(table: pa.Table, root: Path, date: str, hour: int, prefix: str) -> Path:
-    tmp_dir = root / TMP_DIR
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{prefix}{new_id()}.parquet"
-    tmp_path = tmp_dir / f"{name}.tmp"
-    final_dir = root / f"date={date}" / f"hour={hour:02d}"
-    final_dir.mkdir(parents=True, exist_ok=True)
-    with open(tmp_path, "wb") as handle:
-        pq.write_table(table, handle, row_group_size=ROW_GROUP_SIZE, **_WRITE_OPTIONS)
-        handle.flush()
-        os.fsync(handle.fileno())
-    final_path = final_dir / name
-    os.replace(tmp_path, final_path)
-    return final_path
 
 
 def _hours(table: pa.Table) -> np.ndarray:
@@ -132,24 +116,10 @@ def write_partitioned(
     for start, end in zip(starts, ends, strict=True):
         moment = dt.datetime.fromtimestamp(int(hours[start]) * 3_600, dt.UTC)
         part = table.slice(start, end - start)
-        paths.append(_publish(part, root, moment.strftime("%Y-%m-%d"), moment.hour, prefix))
+        date, name = moment.strftime("%Y-%m-%d"), f"{prefix}{new_id()}.parquet"
+        paths.append(publish_parquet(part, root, date, moment.hour, name, **_WRITE_OPTIONS))
+        publish_rollups(part, data_dir, date, moment.hour, name)
     return paths
-
-
-def clean_temporary(data_dir: str | os.PathLike[str], older_than_s: float = STALE_TMP_S) -> int:
-    """Remove temporary files a crashed writer left behind; return how many.
-
-    Only files older than `older_than_s` go: a younger one may belong to a
-    writer in another process that is still running.
-    """
-    tmp_dir = attempts_root(data_dir) / TMP_DIR
-    cutoff = time.time() - older_than_s
-    removed = 0
-    for path in tmp_dir.glob("*.tmp") if tmp_dir.is_dir() else ():
-        if path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 class AttemptLogWriter:
@@ -177,7 +147,7 @@ class AttemptLogWriter:
         self._oldest: float | None = None
         self.rows_written = 0
         self.files_written: list[Path] = []
-        clean_temporary(self.data_dir)
+        clean_temporary(attempts_root(self.data_dir))
 
     @property
     def buffered_rows(self) -> int:

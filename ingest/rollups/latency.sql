@@ -1,0 +1,24 @@
+-- rollup latency: a histogram of request durations per hour and integration.
+--
+-- Bucket b holds durations in [1.1^b, 1.1^(b+1)) milliseconds (durations
+-- under 0.01 ms count as 0.01 ms), so a percentile read from it is within 5%
+-- of the exact one. Kept per integration, not per destination: tens of
+-- thousands of destinations times a hundred buckets would be a table as big
+-- as the log; one workspace's or destination's latency reads `attempts`.
+-- Hours are grouped as integers, as in outcomes.sql.
+WITH grouped AS (
+    SELECT
+        epoch_us(started_at) // 3600000000 AS started_hour,
+        integration,
+        floor(ln(greatest(duration_ms, 0.01)) / ln(1.1))::SMALLINT AS bucket,
+        count(*)::BIGINT AS requests,
+        sum(duration_ms)::DOUBLE AS duration_ms_sum,
+        max(duration_ms)::DOUBLE AS duration_ms_max
+    FROM batch
+    WHERE attempt >= 1 AND duration_ms IS NOT NULL
+    GROUP BY ALL
+)
+
+SELECT to_timestamp(started_hour * 3600) AS started_hour, * EXCLUDE (started_hour)
+FROM grouped
+ORDER BY integration, started_hour, bucket

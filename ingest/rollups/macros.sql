@@ -1,0 +1,30 @@
+-- body_template(body): an error body with its variable parts masked, so bodies
+-- that differ only in numbers, ids or quoted values fall into one template.
+--   * a JSON string value that is one token (no whitespace: an id, a name, an
+--     email, a code) becomes "?"; a value with whitespace is prose, a message,
+--     and is kept, so different messages stay apart. Keys are kept: a quoted
+--     string followed by `:` is a key, and RE2 has no look-ahead, so the
+--     pattern consumes what follows a value (`,` `}` `]` or the end) and puts
+--     it back.
+--   * a string quoted inside a JSON string (\"...\") becomes \"?\";
+--   * ISO-8601 timestamps become <ts>, UUIDs <id>;
+--   * a run of 8 or more letters and digits with a digit in it (hex ids,
+--     ULIDs, long tokens; `req_8f3a9c21` -> `req_<id>`) becomes <id>. RE2
+--     cannot say "8+ characters, one of them a digit" in one pattern, so the
+--     runs are first wrapped in \x01 ... \x02 markers, the wrapped runs that
+--     hold a digit replaced, and the markers removed;
+--   * a number at the start of a word becomes <n> (`12s` -> `<n>s`; the 1
+--     of `h1` or `HTTP2` belongs to a name and stays);
+--   * runs of whitespace become one space.
+CREATE OR REPLACE MACRO body_template(body) AS
+    body
+        .regexp_replace('\\"[^"\\]*\\"', '\\"?\\"', 'g')
+        .regexp_replace('"[^"\s\\]*"(\s*[,}\]]|\s*$)', '"?"\1', 'g')
+        .regexp_replace('\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?', '<ts>', 'g')
+        .regexp_replace('[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}', '<id>', 'g')
+        .regexp_replace('[A-Za-z0-9]{8,}', chr(1) || '\0' || chr(2), 'g')
+        .regexp_replace('\x01[A-Za-z]*[0-9][A-Za-z0-9]*\x02', '<id>', 'g')
+        .regexp_replace('[\x01\x02]', '', 'g')
+        .regexp_replace('\b\d+(\.\d+)?', '<n>', 'g')
+        .regexp_replace('\s+', ' ', 'g')
+        .trim()

@@ -1,0 +1,40 @@
+-- rollup outcomes: attempt records counted by every column the outcome
+-- figures group or filter by (day report, funnel, status codes, error
+-- classes, destinations, integrations, hourly series).
+--
+-- Hours of received_at and started_at are both kept, so a range of whole
+-- hours selects exactly the rows it would select from `attempts`: the event
+-- cohort by received_hour, the requests by started_hour. Every measure is a
+-- sum, so rollups of several files add up.
+--
+-- Hours are grouped as integers (microseconds // 3600e6) and turned into
+-- timestamps after grouping: date_trunc on TIMESTAMPTZ is time-zone aware
+-- and several times slower.
+WITH grouped AS (
+    SELECT
+        epoch_us(received_at) // 3600000000 AS received_hour,
+        epoch_us(started_at) // 3600000000 AS started_hour,
+        workspace_id,
+        source_id,
+        destination_id,
+        integration,
+        attempt,
+        outcome,
+        status_code,
+        error_class,
+        error_code,
+        retryable,
+        count(*)::BIGINT AS records,
+        sum(event_count)::BIGINT AS events,
+        sum(duration_ms)::DOUBLE AS duration_ms_sum,
+        sum(request_bytes)::BIGINT AS request_bytes_sum
+    FROM batch
+    GROUP BY ALL
+)
+
+SELECT
+    to_timestamp(received_hour * 3600) AS received_hour,
+    to_timestamp(started_hour * 3600) AS started_hour,
+    * EXCLUDE (received_hour, started_hour)
+FROM grouped
+ORDER BY workspace_id, destination_id, started_hour
