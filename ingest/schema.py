@@ -66,7 +66,7 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "events",
         pa.list_(EVENT_TYPE),
-        'STRUCT(message_id VARCHAR, type VARCHAR, "name" VARCHAR)[]',
+        'STRUCT(message_id VARCHAR, "type" VARCHAR, "name" VARCHAR)[]',
         False,
         "the events carried: Segment messageId, call type, and event name (track) or NULL",
     ),
@@ -192,11 +192,16 @@ def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
 
 
 def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """Build a contract table from row mappings (the engine's path)."""
+    """Build a contract table from row mappings (the engine's path).
+
+    A missing key is a NULL, so a row without a required column fails here,
+    at the caller, not later when a buffer of good rows is flushed.
+    """
     unknown = set().union(*(row.keys() for row in rows)) - set(COLUMN_NAMES) if rows else set()
     if unknown:
         raise SchemaError(f"unknown attempt column(s): {', '.join(sorted(unknown))}")
     try:
-        return pa.Table.from_pylist(list(rows), schema=ATTEMPT_SCHEMA)
+        table = pa.Table.from_pylist(list(rows), schema=ATTEMPT_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SchemaError(f"attempt records do not match the contract: {exc}") from exc
+    return conform(table)

@@ -37,6 +37,7 @@ from ingest.world import (
     World,
     build_world,
 )
+from ingest.rollup import ROLLUPS, rollup_root
 from ingest.writer import ATTEMPTS_DIR, write_partitioned
 
 DAY_S = 86_400.0
@@ -469,8 +470,11 @@ def simulation_files(data_dir: str | os.PathLike[str], date: dt.date) -> list[Pa
 def remove_simulation(data_dir: str | os.PathLike[str], date: dt.date) -> int:
     """Delete the files of the simulated day `date`; return how many."""
     files = simulation_files(data_dir, date)
+    attempts = Path(data_dir, ATTEMPTS_DIR)
     for path in files:
         path.unlink()
+        for rollup in ROLLUPS:  # rollups sit at the same relative path under rollups/<name>/
+            (rollup_root(data_dir, rollup) / path.relative_to(attempts)).unlink(missing_ok=True)
     return len(files)
 
 

@@ -279,8 +279,11 @@ def build_world(
     )
     kinds = rng.choice(5, size=dest_int.size, p=[0.45, 0.25, 0.1, 0.1, 0.1])
     # nonstandard: every code 1..101, and the teapot
-    nonstd = np.where(rng.random(dest_int.size) < 0.15, 418, rng.integers(1, 102, dest_int.size))
-    fixed_code = np.where(weird & (kinds == 0), nonstd, fixed_code)
+    # Nonstandard answers go round the codes 1..101 and 418 in turn, so every one
+    # of them is seen, as the seed saw them.
+    nonstandard = np.flatnonzero(weird & (kinds == 0))
+    codes = np.append(np.arange(1, 102), 418)
+    fixed_code[rng.permutation(nonstandard)] = codes[np.arange(nonstandard.size) % codes.size]
     fixed_code = np.where(weird & (kinds == 2), rng.choice([301, 302, 307], dest_int.size), fixed_code)
     fixed_code = np.where(weird & (kinds == 3), 404, fixed_code)
     fixed_code = np.where(weird & (kinds == 4), rng.choice([405, 413, 410], dest_int.size), fixed_code)
