@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ingest import ids
 from ingest.bodies import TRANSPORT_MESSAGES, Template, templates_for
+from ingest.rollup import ROLLUPS, rollup_root
 from ingest.schema import ATTEMPT_SCHEMA, EVENT_TYPE, conform
 from ingest.taxonomy import ErrorClass, Outcome, classify_status, classify_transport
 from ingest.world import (
@@ -37,7 +38,6 @@ from ingest.world import (
     World,
     build_world,
 )
-from ingest.rollup import ROLLUPS, rollup_root
 from ingest.writer import ATTEMPTS_DIR, write_partitioned
 
 DAY_S = 86_400.0
