@@ -38,7 +38,7 @@ def new_id(now_ms: int | None = None) -> str:
     return chars.decode("ascii")
 
 
-def _fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
+def fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
     """Wrap an (n, width) uint8 matrix of ASCII as an Arrow string array, no copy per row."""
     n, width = chars.shape
     offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
@@ -48,6 +48,11 @@ def _fixed_width_strings(chars: np.ndarray) -> pa.StringArray:
 
 def ids_for(ms: np.ndarray, rng: np.random.Generator) -> pa.StringArray:
     """Vectorized ids for an array of millisecond timestamps."""
+    return fixed_width_strings(id_chars(ms, rng))
+
+
+def id_chars(ms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The characters of `ids_for` as an (n, 26) uint8 matrix (rows can be gathered cheaply)."""
     ms = np.asarray(ms, dtype=np.int64)
     n = ms.size
     # Two characters (10 bits) per table lookup: half the passes over the data.
@@ -56,12 +61,17 @@ def ids_for(ms: np.ndarray, rng: np.random.Generator) -> pa.StringArray:
         pairs[:, i] = _PAIRS[(ms >> (10 * (4 - i))) & 1023]
     random = np.frombuffer(rng.bytes(n * 16), dtype=np.uint16).reshape(n, 8) & 1023
     pairs[:, 5:] = _PAIRS[random]
-    return _fixed_width_strings(pairs.view(np.uint8))
+    return pairs.view(np.uint8)
 
 
 def message_ids(n: int, rng: np.random.Generator) -> pa.StringArray:
     """Vectorized uuid4 strings, the messageId real Segment clients send."""
-    raw = np.frombuffer(rng.bytes(n * 16), dtype=np.uint8).reshape(n, 16)
+    return uuid4_strings(np.frombuffer(rng.bytes(n * 16), dtype=np.uint8).reshape(n, 16))
+
+
+def uuid4_strings(raw: np.ndarray) -> pa.StringArray:
+    """uuid4 strings from an (n, 16) matrix of random bytes."""
+    n = raw.shape[0]
     hex_chars = _HEX_PAIRS[raw].view(np.uint8)  # (n, 32)
     hex_chars[:, 12] = ord("4")  # version
     hex_chars[:, 16] = _HEX_NP[8 + (raw[:, 8] & 3)]  # RFC 4122 variant
@@ -72,4 +82,4 @@ def message_ids(n: int, rng: np.random.Generator) -> pa.StringArray:
     chars[:, 19:23] = hex_chars[:, 16:20]
     chars[:, 24:36] = hex_chars[:, 20:32]
     chars[:, [8, 13, 18, 23]] = ord("-")
-    return _fixed_width_strings(chars)
+    return fixed_width_strings(chars)

@@ -332,7 +332,7 @@ def _variable_parts(
     if var == "request_id":
         hex_chars = np.frombuffer(b"0123456789abcdef", np.uint8)[rng.integers(0, 16, (n, 12), dtype=np.uint8)]
         prefix = np.frombuffer(b"req_", np.uint8)
-        return ids._fixed_width_strings(np.hstack([np.tile(prefix, (n, 1)), hex_chars]))
+        return ids.fixed_width_strings(np.hstack([np.tile(prefix, (n, 1)), hex_chars]))
     if var == "seconds":
         ra = rows.column("retry_after")[sel]
         return pa.array(np.where(np.isnan(ra), 30, ra).astype(np.int64)).cast(pa.string())
@@ -402,20 +402,7 @@ def _to_table(
     next_us = us + np.nan_to_num(next_t * 1e6).astype(np.int64)
 
     count = jobs["count"]
-    offsets = np.concatenate([[0], np.cumsum(count)]).astype(np.int32)
-    n_events = int(offsets[-1])
-    name_idx = events["name"]
-    struct = pa.StructArray.from_arrays(
-        [
-            ids.message_ids(n_events, rng),
-            _dictionary(events["type"], EVENT_TYPES).cast(pa.string()),
-            _dictionary(name_idx, EVENT_NAMES, null=name_idx < 0).cast(pa.string()),
-        ],
-        fields=list(EVENT_TYPE),
-    )
-    job_events = pa.ListArray.from_arrays(pa.array(offsets), struct)
-
-    job_ids = ids.ids_for(received_us // 1_000, rng)
+    job_ids = ids.id_chars(received_us // 1_000, rng)
     status = rows.column("status")
     transport = rows.column("transport")
     code_labels = [str(c) for c in range(1_000)] + list(TRANSPORT)
@@ -425,14 +412,14 @@ def _to_table(
     )[transport]
     columns = {
         "attempt_id": ids.ids_for(started_us // 1_000, rng),
-        "job_id": job_ids.take(pa.array(job)),
+        "job_id": ids.fixed_width_strings(job_ids[job]),
         "attempt": rows.column("attempt"),
         "workspace_id": _dictionary(dest, w.dest_workspace),
         "source_id": _dictionary(dest, w.dest_source),
         "destination_id": _dictionary(dest, w.dest_id),
         "integration": _dictionary(w.dest_integration[dest], w.int_name),
         "event_count": count[job],
-        "events": job_events.take(pa.array(job)),
+        "events": _events(job, count, events, rng),
         "received_at": pa.array(received_us[job], type=pa.int64()).cast(
             ATTEMPT_SCHEMA.field("received_at").type
         ),
@@ -452,6 +439,32 @@ def _to_table(
         "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
     }
     return conform(pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}))
+
+
+def _events(job: np.ndarray, count: np.ndarray, events: dict[str, np.ndarray], rng: np.random.Generator
+            ) -> pa.ListArray:
+    """The `events` list of each row: its job's events, repeated on every retry.
+
+    Gathered as numpy arrays (message ids as raw bytes) and formatted once per
+    row, which is several times faster than taking from an Arrow list array.
+    """
+    job_start = np.cumsum(count) - count
+    row_count = count[job]
+    row_offsets = np.concatenate([[0], np.cumsum(row_count)]).astype(np.int32)
+    n = int(row_offsets[-1])
+    # Position of each row's k-th event among the job's events.
+    index = np.arange(n) - np.repeat(row_offsets[:-1] - job_start[job], row_count)
+    raw_ids = np.frombuffer(rng.bytes(int(count.sum()) * 16), dtype=np.uint8).reshape(-1, 16)
+    name = events["name"][index]
+    struct = pa.StructArray.from_arrays(
+        [
+            ids.uuid4_strings(raw_ids[index]),
+            _dictionary(events["type"][index], EVENT_TYPES).cast(pa.string()),
+            _dictionary(name, EVENT_NAMES, null=name < 0).cast(pa.string()),
+        ],
+        fields=list(EVENT_TYPE),
+    )
+    return pa.ListArray.from_arrays(pa.array(row_offsets), struct)
 
 
 class SimulationExists(Exception):
