@@ -1,8 +1,9 @@
 """Response bodies the simulated partners answer with, and transport error texts.
 
 A body is a template of literal parts around at most one variable part
-(a request id, a number, a number of seconds), the way real APIs vary the
-same message. Each integration sticks to one template per status, as real
+(a request id, unique per response; a number, such as an account id or a
+limit, fixed per destination; a number of seconds; the index of the bad
+event), the way real APIs vary the same message. Each integration sticks to one template per status, as real
 partners do.
 """
 
@@ -75,9 +76,9 @@ BY_STATUS: dict[int, tuple[Template, ...]] = {
         Template('{"error":"rate_limited","message":"Rate limit exceeded, retry in ', "seconds", 's"}'),
         Template("Too Many Requests"),
         Template(
-            '{"errors":[{"code":"too_many_requests","message":"API rate limit exceeded","request_id":"',
-            "request_id",
-            '"}]}',
+            '{"errors":[{"code":"too_many_requests","message":"API rate limit exceeded","limit_per_minute":',
+            "number",
+            "}]}",
         ),
     ),
     500: (
@@ -126,7 +127,7 @@ FALLBACK_NONSTANDARD = (Template("OK"), Template('{"ok":true}'), Template("recei
 FALLBACK_REDIRECT = (
     Template(
         '<html><body>You are being <a href="https://hooks.example.com/v2/',
-        "request_id",
+        "number",
         '">redirected</a>.</body></html>',
     ),
     Template("Moved Permanently. Redirecting to https://example.net/webhooks/segment"),

@@ -11,10 +11,12 @@ Python loop per row.
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -134,7 +136,8 @@ def _exactly(rows: _Rows, n_jobs: int, target: int, rng: np.random.Generator) ->
     """Pick whole jobs, in random order, whose attempts add up to exactly `target`.
 
     Returns the kept jobs' mask. Jobs are taken while they fit; the last few
-    rows of the target are filled with single-attempt jobs (most jobs are).
+    rows (fewer than one job's attempts) are filled from the remaining jobs
+    that still fit, most of which make a single attempt.
     """
     per_job = np.bincount(rows.column("job"), minlength=n_jobs)
     order = rng.permutation(n_jobs)
@@ -142,8 +145,14 @@ def _exactly(rows: _Rows, n_jobs: int, target: int, rng: np.random.Generator) ->
     keep = np.zeros(n_jobs, dtype=bool)
     keep[order[fits]] = True
     gap = target - int(per_job[keep].sum())
-    singles = order[~fits][per_job[order[~fits]] == 1][:gap]
-    keep[singles] = True
+    for job in order[~fits]:
+        if gap == 0:
+            break
+        if per_job[job] <= gap:
+            keep[job] = True
+            gap -= int(per_job[job])
+    if gap:
+        raise RuntimeError(f"drew too few jobs to fill {target} attempts exactly ({gap} short)")
     rows.select(keep[rows.column("job")])
     return keep
 
@@ -327,8 +336,9 @@ def _dictionary(indices: np.ndarray, values: Sequence[str], null: np.ndarray | N
 
 
 def _variable_parts(
-    var: str, n: int, rng: np.random.Generator, rows: _Rows, sel: np.ndarray, bad_index: np.ndarray
+    var: str, rng: np.random.Generator, rows: _Rows, sel: np.ndarray, bad_index: np.ndarray, dest: np.ndarray
 ) -> pa.Array:
+    n = sel.size
     if var == "request_id":
         hex_chars = np.frombuffer(b"0123456789abcdef", np.uint8)[rng.integers(0, 16, (n, 12), dtype=np.uint8)]
         prefix = np.frombuffer(b"req_", np.uint8)
@@ -338,13 +348,14 @@ def _variable_parts(
         return pa.array(np.where(np.isnan(ra), 30, ra).astype(np.int64)).cast(pa.string())
     if var == "index":
         return pa.array(np.clip(bad_index, 0, 10_000)).cast(pa.string())
-    return pa.array(rng.integers(1_000, 99_999, n)).cast(pa.string())
+    return pa.array(10_000 + dest.astype(np.int64) * 7_919 % 90_000).cast(pa.string())
 
 
 def _bodies(
-    rows: _Rows, job_int: np.ndarray, events: dict[str, np.ndarray], rng: np.random.Generator
+    rows: _Rows, job_dest: np.ndarray, world: World, events: dict[str, np.ndarray], rng: np.random.Generator
 ) -> pa.Array:
     """Response bodies for non-2xx responses, one template per (integration, status)."""
+    job_int = world.dest_integration[job_dest]
     status = rows.column("status")
     n = status.size
     has_body = (status > 0) & ((status < 200) | (status >= 300))
@@ -359,7 +370,9 @@ def _bodies(
             sel = at[choice == k]
             if sel.size == 0:
                 continue
-            pieces.append(_render(template, sel, rows, events["bad_index"][job[sel]], rng))
+            pieces.append(
+                _render(template, sel, rows, events["bad_index"][job[sel]], job_dest[job[sel]], rng)
+            )
             positions.append(sel)
     index = np.full(n, -1, dtype=np.int64)
     if positions:
@@ -370,11 +383,16 @@ def _bodies(
 
 
 def _render(
-    template: Template, sel: np.ndarray, rows: _Rows, bad_index: np.ndarray, rng: np.random.Generator
+    template: Template,
+    sel: np.ndarray,
+    rows: _Rows,
+    bad_index: np.ndarray,
+    dest: np.ndarray,
+    rng: np.random.Generator,
 ) -> pa.Array:
     if not template.var:
         return pa.array([template.prefix] * sel.size, pa.string())
-    middle = _variable_parts(template.var, sel.size, rng, rows, sel, bad_index)
+    middle = _variable_parts(template.var, rng, rows, sel, bad_index, dest)
     return pc.binary_join_element_wise(template.prefix, middle, template.suffix, "")
 
 
@@ -435,14 +453,15 @@ def _to_table(
             ATTEMPT_SCHEMA.field("next_attempt_at").type
         ),
         "request_bytes": events["bytes"][job],
-        "response_body": _bodies(rows, w.dest_integration[jobs["dest"]], events, rng),
+        "response_body": _bodies(rows, jobs["dest"], w, events, rng),
         "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
     }
     return conform(pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}))
 
 
-def _events(job: np.ndarray, count: np.ndarray, events: dict[str, np.ndarray], rng: np.random.Generator
-            ) -> pa.ListArray:
+def _events(
+    job: np.ndarray, count: np.ndarray, events: dict[str, np.ndarray], rng: np.random.Generator
+) -> pa.ListArray:
     """The `events` list of each row: its job's events, repeated on every retry.
 
     Gathered as numpy arrays (message ids as raw bytes) and formatted once per
@@ -501,12 +520,15 @@ def simulate_day(
     policy: RetryPolicy | None = None,
     progress: Callable[[int], None] | None = None,
     replace: bool = False,
+    workers: int | None = None,
 ) -> SimulationResult:
     """Write exactly `attempts` attempt records for `date` under `data_dir`.
 
     Refuses (`SimulationExists`) when that day was simulated there before,
     unless `replace`, which removes the earlier files first: appending a
-    second copy of a day would double every figure.
+    second copy of a day would double every figure. Hours are played by
+    `workers` processes (default: one per core); the day does not depend on
+    how many.
     """
     if replace:
         remove_simulation(data_dir, date)
@@ -516,38 +538,81 @@ def simulate_day(
             "replace it or pick another date"
         )
     knobs, policy = knobs or Knobs(), policy or RetryPolicy()
-    rng = np.random.default_rng(seed)
-    world = build_world(seed, knobs)
     day_start_us = int(dt.datetime.combine(date, dt.time(), dt.UTC).timestamp() * 1_000_000)
     hour_share = diurnal(np.arange(24) * 3_600.0 + 1_800.0)
-    hour_share /= hour_share.sum()
+    cumulative = np.round(attempts * np.cumsum(hour_share) / hour_share.sum()).astype(np.int64)
+    targets = np.diff(cumulative, prepend=0)
+    tasks = [
+        _HourTask(
+            hour, int(target), seed, knobs, policy, day_start_us, str(data_dir), simulation_prefix(date)
+        )
+        for hour, target in enumerate(targets)
+        if target > 0
+    ]
+    workers = workers or min(os.cpu_count() or 1, len(tasks))
     result = SimulationResult()
-    ratio = 1.1  # attempts per job; refined from each hour played
-    hour_sim = _Hour(world, knobs, policy, rng, day_start_us)
-    # Parquet encoding runs on a second thread while the next hour is drawn.
-    with ThreadPoolExecutor(max_workers=1) as publisher:
-        pending: Future[list[Path]] | None = None
-        for hour in range(24):
-            target = round(attempts * hour_share[: hour + 1].sum()) - result.attempts
-            if target <= 0:
-                continue
-            # Draw a few more jobs than needed, then keep whole jobs worth exactly `target` rows.
-            jobs = hour_sim.draw_jobs(hour, int(target / ratio * 1.05) + 16)
-            events = hour_sim.draw_events(jobs)
-            rows = hour_sim.play(jobs, events)
-            ratio = len(rows) / jobs["dest"].size
-            kept = _exactly(rows, jobs["dest"].size, target, rng)
-            table = _to_table(hour_sim, jobs, events, rows, rng)
-            if pending is not None:
-                result.files.extend(pending.result())
-            pending = publisher.submit(
-                write_partitioned, table, data_dir, presorted=True, prefix=simulation_prefix(date)
-            )
-            result.attempts += len(rows)
-            result.jobs += int(kept.sum())
-            result.events += int(jobs["count"][kept].sum())
-            if progress:
-                progress(len(rows))
-        if pending is not None:
-            result.files.extend(pending.result())
+    if workers <= 1 or attempts < _PARALLEL_FROM:
+        done: Iterable[SimulationResult] = map(_simulate_hour, tasks)
+    else:
+        # Hours are independent (each has its own random stream), so processes
+        # can play them side by side and the day is the same for any `workers`.
+        # fork, not spawn: spawn re-imports the caller's __main__, which a
+        # script without a main guard cannot survive.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        done = _as_completed(pool, tasks)
+    for part in done:
+        result.attempts += part.attempts
+        result.jobs += part.jobs
+        result.events += part.events
+        result.files.extend(part.files)
+        if progress:
+            progress(part.attempts)
+    result.files.sort()
     return result
+
+
+#: Below this many attempts, starting worker processes costs more than it saves.
+_PARALLEL_FROM = 1_000_000
+
+
+def _as_completed(pool: ProcessPoolExecutor, tasks: list[_HourTask]) -> Iterator[SimulationResult]:
+    with pool:
+        futures = [pool.submit(_simulate_hour, task) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+@dataclass(frozen=True)
+class _HourTask:
+    hour: int
+    attempts: int
+    seed: int
+    knobs: Knobs
+    policy: RetryPolicy
+    day_start_us: int
+    data_dir: str
+    prefix: str
+
+
+_SPARE_JOBS = 64
+
+
+@cache
+def _world(seed: int, knobs: Knobs) -> World:
+    return build_world(seed, knobs)
+
+
+def _simulate_hour(task: _HourTask) -> SimulationResult:
+    """Draw the jobs received in one hour, play them, and publish exactly `task.attempts` rows."""
+    rng = np.random.default_rng([task.seed, task.hour])
+    hour_sim = _Hour(_world(task.seed, task.knobs), task.knobs, task.policy, rng, task.day_start_us)
+    # Every job makes at least one attempt, so `attempts` jobs always cover the
+    # target, and a few spares fill the last rows: whole jobs worth exactly
+    # `attempts` rows are kept.
+    jobs = hour_sim.draw_jobs(task.hour, task.attempts + _SPARE_JOBS)
+    events = hour_sim.draw_events(jobs)
+    rows = hour_sim.play(jobs, events)
+    kept = _exactly(rows, jobs["dest"].size, task.attempts, rng)
+    table = _to_table(hour_sim, jobs, events, rows, rng)
+    files = write_partitioned(table, task.data_dir, presorted=True, prefix=task.prefix)
+    return SimulationResult(len(rows), int(kept.sum()), int(jobs["count"][kept].sum()), files)
