@@ -13,6 +13,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from queries.log import AttemptLog
+    from queries.scope import Scope
 
 DEFAULT_DATA_DIR = os.environ.get("DELIVERYDASH_DATA_DIR", "data")
 
@@ -90,7 +95,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     )
 
 
-def _scope(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _scope(args: argparse.Namespace) -> Scope:
     from queries.scope import Scope
 
     if args.workspace:
@@ -102,7 +107,7 @@ def _scope(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Scope.all()
 
 
-def _latest_day(log) -> dt.date | None:  # type: ignore[no-untyped-def]
+def _latest_day(log: AttemptLog) -> dt.date | None:
     frame = log.sql("SELECT max(timezone('UTC', received_at))::DATE AS day FROM attempts")
     return frame.item(0, 0) if frame.height else None
 
@@ -168,7 +173,7 @@ def cmd_sql(args: argparse.Namespace) -> None:
         _sql_prompt(log, QueryError)
 
 
-def _sql_prompt(log, query_error: type[Exception]) -> None:  # type: ignore[no-untyped-def]
+def _sql_prompt(log: AttemptLog, query_error: type[Exception]) -> None:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
     print(

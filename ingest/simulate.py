@@ -329,7 +329,9 @@ class _Hour:
 _OUTCOMES = [Outcome.DELIVERED, Outcome.RETRY, Outcome.FAILED, Outcome.DROPPED]
 
 
-def _dictionary(indices: np.ndarray, values: Sequence[str], null: np.ndarray | None = None) -> pa.Array:
+def _dictionary(
+    indices: np.ndarray, values: Sequence[str] | np.ndarray, null: np.ndarray | None = None
+) -> pa.Array:
     """Strings picked from `values` by index (NULL where `null`), dictionary-encoded."""
     codes = pa.array(np.maximum(indices, 0), type=pa.int32(), mask=null)
     return pa.DictionaryArray.from_arrays(codes, pa.array(values, pa.string()))
