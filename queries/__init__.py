@@ -6,8 +6,10 @@
     report = day_report(log, Scope.workspace("acme"), start, end)
 
 Every named query is a commented `.sql` file in this package, run with
-bound parameters against the view `attempts`; docs/sql.md shows how to
-query the same view by hand.
+bound parameters against the hourly rollups of the attempt log (views
+`outcomes`, `latency_histogram`, `error_templates`) or the raw log (view
+`attempts`), over ranges of whole UTC hours; docs/sql.md shows how to query
+the same views by hand.
 """
 
 from queries.api import (
@@ -24,10 +26,11 @@ from queries.api import (
 )
 from queries.errors import QueryError
 from queries.loader import load_query, parameter_names, query_names
-from queries.log import VIEW, AttemptLog, connect
+from queries.log import ROLLUP_VIEWS, VIEW, AttemptLog, connect
 from queries.scope import Scope, ScopeKind
 
 __all__ = [
+    "ROLLUP_VIEWS",
     "VIEW",
     "AttemptLog",
     "QueryError",

@@ -1,8 +1,10 @@
 """One function per named query: the typed face of `queries/*.sql`.
 
-Each takes an open `AttemptLog`, a `Scope` and a half-open UTC-aware range
-[start, end), and returns a polars DataFrame whose columns the matching
-`.sql` file documents. Metric definitions: docs/sql.md.
+Each takes an open `AttemptLog`, a `Scope` and a half-open range
+[start, end) of whole UTC hours, and returns a polars DataFrame whose
+columns the matching `.sql` file documents. The queries read the hourly
+rollups (exact figures), except `latency` for one workspace or destination,
+which reads the raw log. Metric definitions: docs/sql.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from datetime import datetime
 import polars as pl
 
 from queries.log import AttemptLog
-from queries.scope import Scope
+from queries.scope import Scope, ScopeKind
+
+#: Scopes the latency histogram covers; it is kept per integration, not finer.
+_HISTOGRAM_SCOPES = frozenset({ScopeKind.ALL, ScopeKind.INTEGRATION})
 
 
 def day_report(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
@@ -53,8 +58,16 @@ def hourly(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.
 def latency(
     log: AttemptLog, scope: Scope, start: datetime, end: datetime, *, per_integration: bool = False
 ) -> pl.DataFrame:
-    """p50/p95/p99/mean/max of duration_ms, overall or per integration (latency.sql)."""
-    return log.run("latency", scope, start, end, per_integration=per_integration)
+    """p50/p95/p99/mean/max of duration_ms, overall or per integration.
+
+    For scope `all` and an integration this reads the latency histogram
+    (latency_histogram.sql): requests, mean and max exact, percentiles within
+    5%. A workspace's or a destination's requests are few and the raw log's
+    files are sorted by them, so those scopes read `attempts` and get exact
+    percentiles (latency.sql). Both files give the same columns.
+    """
+    name = "latency_histogram" if scope.kind in _HISTOGRAM_SCOPES else "latency"
+    return log.run(name, scope, start, end, per_integration=per_integration)
 
 
 def error_samples(
@@ -67,7 +80,10 @@ def error_samples(
 
 
 def run_sql(log: AttemptLog, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
-    """Run one read-only statement against the `attempts` view (`deliverydash sql`).
+    """Run one read-only statement against the views (`deliverydash sql`).
+
+    `attempts` is the raw log; `outcomes`, `latency_histogram` and
+    `error_templates` are its hourly rollups (docs/sql.md).
 
     Raises `QueryError` for anything but SELECT, WITH, EXPLAIN, DESCRIBE,
     SUMMARIZE or SHOW, for several statements, and for failing queries.

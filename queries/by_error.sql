@@ -5,31 +5,36 @@
 -- have an error class too. `events` sums event_count over both, so a retried
 -- event counts once per request. `retryable` is what the classification said;
 -- a code whose classification changed within the range shows on two rows.
--- `pct` is the share of all requests in the result.
+-- `pct` is the share of all requests in the result. Reads the `outcomes`
+-- rollup: `records` and `events` sum to count(*) and sum(event_count) over
+-- `attempts` (see day_report.sql).
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
-WITH records AS (
-    SELECT error_class, error_code, retryable, attempt, event_count
-    FROM attempts
+WITH scoped AS (
+    SELECT error_class, error_code, retryable, attempt, records, events
+    FROM outcomes
     WHERE ($scope_kind = 'all'
            OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
            OR ($scope_kind = 'destination' AND destination_id = $scope_value)
            OR ($scope_kind = 'integration' AND integration = $scope_value))
       -- Files are partitioned by started_at's UTC date: this skips whole days.
       AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
-      AND started_at >= $start
-      AND started_at < $end
+      AND started_hour >= $start
+      AND started_hour < $end
+),
+
+counted AS (
+    SELECT
+        error_class,
+        error_code,
+        retryable,
+        coalesce(sum(records) FILTER (attempt >= 1), 0)::BIGINT AS requests,
+        coalesce(sum(records) FILTER (attempt = 0), 0)::BIGINT AS unsent,
+        sum(events)::BIGINT AS events
+    FROM scoped
+    GROUP BY error_class, error_code, retryable
 )
 
-SELECT
-    error_class,
-    error_code,
-    retryable,
-    count(*) FILTER (attempt >= 1) AS requests,
-    count(*) FILTER (attempt = 0) AS unsent,
-    sum(event_count)::BIGINT AS events,
-    coalesce(100 * count(*) FILTER (attempt >= 1)
-             / nullif(sum(count(*) FILTER (attempt >= 1)) OVER (), 0)::DOUBLE, 0) AS pct
-FROM records
-GROUP BY error_class, error_code, retryable
-ORDER BY requests DESC, unsent DESC, error_class, error_code
+SELECT *, coalesce(100 * requests / nullif(sum(requests) OVER (), 0)::DOUBLE, 0) AS pct
+FROM counted
+ORDER BY requests DESC, unsent DESC, error_class, error_code, retryable

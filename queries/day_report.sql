@@ -3,51 +3,65 @@
 -- Event figures follow the cohort of jobs received in [$start, $end), each job
 -- weighted by its event_count. Every job has exactly one record with
 -- attempt <= 1 (its first) and, once it has ended, exactly one record with a
--- final outcome, so each figure is a sum over rows: no per-job join.
+-- final outcome, so each figure is a sum over records: no per-job join.
 -- Request figures count requests (attempt >= 1) started in [$start, $end).
 --
--- One scan serves both: it reads rows started in [$start, $end + 1 day),
--- because a job received before $end can be retried up to a day later, and
--- FILTER clauses pick each figure's rows. Percentages are of events_received
--- or of requests, and 0 when there is nothing to divide by.
+-- It reads the `outcomes` rollup: records counted per received hour, started
+-- hour and every column filtered on here, so `records` sums to what count(*)
+-- over `attempts` gives and `events` to sum(event_count). $start and $end are
+-- whole UTC hours, so hour bounds select exactly the records that time bounds
+-- would.
+--
+-- One scan serves both kinds of figure: it reads rows started in
+-- [$start, $end + 1 day), because a job received before $end can be retried up
+-- to a day later, and FILTER clauses pick each figure's rows. Percentages are
+-- of events_received or of requests, and 0 when there is nothing to divide by.
 --
 -- Parameters: $scope_kind ('all', 'workspace', 'destination', 'integration'),
--- $scope_value (NULL for 'all'), $start, $end (TIMESTAMPTZ, half-open range).
+-- $scope_value (NULL for 'all'), $start, $end (TIMESTAMPTZ on whole UTC hours,
+-- half-open range).
 WITH scoped AS (
     SELECT
         *,
-        received_at >= $start AND received_at < $end AS in_cohort,
-        attempt >= 1 AND started_at < $end AS is_request
-    FROM attempts
+        received_hour >= $start AND received_hour < $end AS in_cohort,
+        attempt >= 1 AND started_hour < $end AS is_request
+    FROM outcomes
     WHERE ($scope_kind = 'all'
            OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
            OR ($scope_kind = 'destination' AND destination_id = $scope_value)
            OR ($scope_kind = 'integration' AND integration = $scope_value))
       -- Files are partitioned by started_at's UTC date: this skips whole days.
       AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_at >= $start
-      AND started_at < $end + INTERVAL 1 DAY
+      AND started_hour >= $start
+      AND started_hour < $end + INTERVAL 1 DAY
 ),
 
 figures AS (
     SELECT
-        coalesce(sum(event_count) FILTER (in_cohort AND attempt <= 1), 0)::BIGINT AS events_received,
-        coalesce(sum(event_count) FILTER (in_cohort AND attempt = 1 AND outcome = 'delivered'), 0)::BIGINT
+        coalesce(sum(events) FILTER (in_cohort AND attempt <= 1), 0)::BIGINT AS events_received,
+        coalesce(sum(events) FILTER (in_cohort AND attempt = 1 AND outcome = 'delivered'), 0)::BIGINT
             AS delivered_first_attempt,
-        coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'delivered'), 0)::BIGINT
+        coalesce(sum(events) FILTER (in_cohort AND outcome = 'delivered'), 0)::BIGINT
             AS delivered_eventually,
-        coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'failed'), 0)::BIGINT AS failed,
-        coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'dropped'), 0)::BIGINT AS dropped,
-        coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'skipped'), 0)::BIGINT AS skipped,
-        count(*) FILTER (is_request) AS requests,
-        count(*) FILTER (is_request AND status_code IN (401, 403)) AS auth_requests,
-        count(*) FILTER (is_request AND status_code = 400) AS status_400_requests,
-        count(*) FILTER (is_request AND status_code = 429) AS status_429_requests,
-        count(*) FILTER (is_request AND status_code BETWEEN 500 AND 599) AS status_5xx_requests,
-        count(*) FILTER (is_request AND error_class = 'network') AS network_requests,
-        count(*) FILTER (is_request AND error_class = 'timeout') AS timeout_requests,
-        count(*) FILTER (is_request AND error_class = 'tls') AS tls_requests,
-        count(*) FILTER (is_request AND error_class = 'nonstandard') AS nonstandard_requests
+        coalesce(sum(events) FILTER (in_cohort AND outcome = 'failed'), 0)::BIGINT AS failed,
+        coalesce(sum(events) FILTER (in_cohort AND outcome = 'dropped'), 0)::BIGINT AS dropped,
+        coalesce(sum(events) FILTER (in_cohort AND outcome = 'skipped'), 0)::BIGINT AS skipped,
+        coalesce(sum(records) FILTER (is_request), 0)::BIGINT AS requests,
+        coalesce(sum(records) FILTER (is_request AND status_code IN (401, 403)), 0)::BIGINT
+            AS auth_requests,
+        coalesce(sum(records) FILTER (is_request AND status_code = 400), 0)::BIGINT
+            AS status_400_requests,
+        coalesce(sum(records) FILTER (is_request AND status_code = 429), 0)::BIGINT
+            AS status_429_requests,
+        coalesce(sum(records) FILTER (is_request AND status_code BETWEEN 500 AND 599), 0)::BIGINT
+            AS status_5xx_requests,
+        coalesce(sum(records) FILTER (is_request AND error_class = 'network'), 0)::BIGINT
+            AS network_requests,
+        coalesce(sum(records) FILTER (is_request AND error_class = 'timeout'), 0)::BIGINT
+            AS timeout_requests,
+        coalesce(sum(records) FILTER (is_request AND error_class = 'tls'), 0)::BIGINT AS tls_requests,
+        coalesce(sum(records) FILTER (is_request AND error_class = 'nonstandard'), 0)::BIGINT
+            AS nonstandard_requests
     FROM scoped
 ),
 

@@ -2,7 +2,8 @@
 -- (px.funnel(df, x="events", y="stage")).
 --
 -- The cohort is the jobs received in [$start, $end), each weighted by its
--- event_count (see day_report.sql for why sums over rows are enough). Stages,
+-- event_count (see day_report.sql for why sums over records are enough, and
+-- how the `outcomes` rollup read here gives the same sums). Stages,
 -- in `step` order:
 --   events received;
 --   delivered by attempt k, for k = 1 .. the highest attempt seen in the cohort
@@ -12,8 +13,8 @@
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH cohort AS (
-    SELECT attempt, outcome, event_count
-    FROM attempts
+    SELECT attempt, outcome, events
+    FROM outcomes
     WHERE ($scope_kind = 'all'
            OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
            OR ($scope_kind = 'destination' AND destination_id = $scope_value)
@@ -21,25 +22,25 @@ WITH cohort AS (
       -- Files are partitioned by started_at's UTC date: this skips whole days.
       -- Retries start less than a day after received_at, hence the extra day.
       AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_at >= $start
-      AND started_at < $end + INTERVAL 1 DAY
-      AND received_at >= $start
-      AND received_at < $end
+      AND started_hour >= $start
+      AND started_hour < $end + INTERVAL 1 DAY
+      AND received_hour >= $start
+      AND received_hour < $end
 ),
 
 totals AS (
     SELECT
-        coalesce(sum(event_count) FILTER (attempt <= 1), 0)::BIGINT AS received,
-        coalesce(sum(event_count) FILTER (outcome = 'delivered'), 0)::BIGINT AS delivered,
-        coalesce(sum(event_count) FILTER (outcome = 'failed'), 0)::BIGINT AS failed,
-        coalesce(sum(event_count) FILTER (outcome = 'dropped'), 0)::BIGINT AS dropped,
-        coalesce(sum(event_count) FILTER (outcome = 'skipped'), 0)::BIGINT AS skipped,
+        coalesce(sum(events) FILTER (attempt <= 1), 0)::BIGINT AS received,
+        coalesce(sum(events) FILTER (outcome = 'delivered'), 0)::BIGINT AS delivered,
+        coalesce(sum(events) FILTER (outcome = 'failed'), 0)::BIGINT AS failed,
+        coalesce(sum(events) FILTER (outcome = 'dropped'), 0)::BIGINT AS dropped,
+        coalesce(sum(events) FILTER (outcome = 'skipped'), 0)::BIGINT AS skipped,
         coalesce(max(attempt), 0) AS max_attempt
     FROM cohort
 ),
 
 delivered_at AS (
-    SELECT attempt, sum(event_count)::BIGINT AS events
+    SELECT attempt, sum(events)::BIGINT AS events
     FROM cohort
     WHERE outcome = 'delivered'
     GROUP BY attempt

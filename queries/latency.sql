@@ -4,9 +4,14 @@
 -- (`integration` is NULL in the overall row). Percentiles use quantile_cont:
 -- exact and interpolated between neighbouring values, which a day of one
 -- scope's requests affords; switch to approx_quantile (a t-digest) if this
--- ever has to cover far more rows. duration_ms is NULL only for records
--- without a request, which are not read here. No rows when there were no
--- requests.
+-- ever has to cover far more rows. No rows when there were no requests.
+-- duration_ms is NULL exactly for records without a request, attempt 0 and
+-- also a skip recorded after a job's tries (attempt k + 1, docs/attempt-log.md):
+-- neither is read here, so `requests` counts what the latency histogram counts.
+--
+-- The exact version: api.latency runs it for a workspace or a destination,
+-- whose requests are few and whose rows the files' sort order lets DuckDB
+-- find; for everything and for an integration it reads latency_histogram.sql.
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql),
 -- $per_integration (BOOLEAN).
@@ -22,6 +27,7 @@ WITH requests AS (
       AND started_at >= $start
       AND started_at < $end
       AND attempt >= 1
+      AND duration_ms IS NOT NULL
 ),
 
 grouped AS (

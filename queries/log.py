@@ -1,17 +1,28 @@
-"""The attempt log opened for queries: a sandboxed in-memory DuckDB with one view.
+"""The attempt log opened for queries: a sandboxed in-memory DuckDB with four views.
 
-`connect(data_dir)` opens an in-memory connection and defines the view
-`attempts` over ``<data_dir>/attempts/date=*/hour=*/*.parquet``. DuckDB
-re-globs on every query, so newly published files are seen at once. Until
-the first file exists the glob matches nothing and `read_parquet` would
-raise, so the view is then defined over an empty selection typed like the
-contract; every query checks for files first and switches the view over
-(and back, should every file be removed).
+`connect(data_dir)` opens an in-memory connection and defines, each over
+its Parquet files (``date=*/hour=*/*.parquet``, hive-partitioned):
+
+* `attempts`: the raw log, ``<data_dir>/attempts/``, one row per record;
+* `outcomes`, `latency_histogram`, `error_templates`: the hourly rollups
+  of `ingest.rollup` (``<data_dir>/rollups/{outcomes,latency,errors}/``),
+  one file of each per attempt file, which the named queries read.
+
+DuckDB re-globs on every query, so newly published files are seen at once.
+Until a view's first file exists its glob matches nothing and `read_parquet`
+would raise, so the view is then defined over an empty selection typed like
+the files; every query checks for files first and switches the views over
+(and back, should every file be removed). Before that, it checks that every
+attempt file has its rollups and every rollup its attempt file, and if not
+has `ingest.rollup.reconcile` build or remove what differs: a writer that
+crashed between an attempt file and its rollups, or a data directory
+written before rollups existed, heals on the next query.
 
 The connection is a sandbox for user-written SQL (`AttemptLog.sql`): it
-can read only the attempt log's directory, loads no extensions, sees no
-Python variables, and its configuration is locked. It runs in UTC, the
-zone of the `date`/`hour` partitions.
+can read only the attempt log's and the rollups' directories, loads no
+extensions, sees no Python variables, and its configuration is locked. It
+runs in UTC, the zone of the `date`/`hour` partitions, and defines the
+`body_template(body)` macro the `error_templates` rollup is made with.
 """
 
 from __future__ import annotations
@@ -19,13 +30,16 @@ from __future__ import annotations
 import glob
 import os
 import threading
+from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from types import TracebackType
 
 import duckdb
 import polars as pl
 
+from ingest.rollup import ROLLUPS_DIR, connect_macros, in_step, reconcile, rollup_glob, rollup_schemas
 from ingest.schema import COLUMNS
 from ingest.writer import attempts_glob, attempts_root
 from queries.errors import QueryError
@@ -34,7 +48,11 @@ from queries.readonly import read_only_statement
 from queries.scope import Scope, query_parameters
 
 VIEW = "attempts"
-#: Hive partition columns the view adds after the contract's columns.
+#: The views over the rollups, each with the rollup (`ingest.rollup.ROLLUPS`) it reads.
+ROLLUP_VIEWS = {"outcomes": "outcomes", "latency_histogram": "latency", "error_templates": "errors"}
+#: Every view the connection defines.
+VIEWS = (VIEW, *ROLLUP_VIEWS)
+#: Hive partition columns each view adds after its files' columns.
 PARTITION_COLUMNS = (("date", "DATE"), ("hour", "INTEGER"))
 
 
@@ -47,34 +65,55 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def file_view_sql(parquet_glob: str) -> str:
+def file_view_sql(parquet_glob: str, view: str = VIEW) -> str:
     """The view over the Parquet files, as docs/sql.md shows it."""
     return (
-        f"CREATE OR REPLACE VIEW {VIEW} AS SELECT * FROM read_parquet({_literal(parquet_glob)}, "
+        f"CREATE OR REPLACE VIEW {_identifier(view)} AS SELECT * FROM read_parquet({_literal(parquet_glob)}, "
         "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER}, union_by_name = true)"
     )
 
 
-def empty_view_sql() -> str:
-    """The same columns and types as `file_view_sql` gives, and no rows."""
-    typed = [(c.name, c.sql_type) for c in COLUMNS] + list(PARTITION_COLUMNS)
+def empty_view_sql(view: str = VIEW) -> str:
+    """The same columns and types as `file_view_sql` gives for `view`, and no rows."""
+    typed = [*view_columns(view), *PARTITION_COLUMNS]
     columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {_identifier(name)}" for name, sql_type in typed)
-    return f"CREATE OR REPLACE VIEW {VIEW} AS SELECT {columns} WHERE false"
+    return f"CREATE OR REPLACE VIEW {_identifier(view)} AS SELECT {columns} WHERE false"
+
+
+@cache
+def view_columns(view: str) -> tuple[tuple[str, str], ...]:
+    """(name, DuckDB type) of the columns in `view`'s files: the contract's, or a rollup's."""
+    if view == VIEW:
+        return tuple((c.name, c.sql_type) for c in COLUMNS)
+    schema = rollup_schemas()[ROLLUP_VIEWS[view]]
+    # DuckDB names the types it reads the Arrow schema as, exactly as it reads the files.
+    with duckdb.connect(":memory:") as scratch:
+        relation = scratch.from_arrow(schema.empty_table())
+        return tuple(
+            (name, str(sql_type)) for name, sql_type in zip(relation.columns, relation.types, strict=True)
+        )
 
 
 def _sandbox(
-    con: duckdb.DuckDBPyConnection, readable_dir: Path, *, memory_limit: str | None, threads: int | None
+    con: duckdb.DuckDBPyConnection,
+    readable_dirs: Sequence[Path],
+    *,
+    memory_limit: str | None,
+    threads: int | None,
 ) -> None:
     # Order matters: directories must be allowed before external access is
     # switched off, and nothing can change once the configuration is locked.
+    allowed = ", ".join(_literal(str(d)) for d in readable_dirs)
     settings = [
         "SET GLOBAL TimeZone = 'UTC'",
-        f"SET allowed_directories = [{_literal(str(readable_dir))}]",
+        f"SET allowed_directories = [{allowed}]",
         "SET enable_external_access = false",
         "SET autoinstall_known_extensions = false",
         "SET autoload_known_extensions = false",
         "SET python_enable_replacements = false",
-        # Files are immutable once published, so their footers can be cached.
+        # Files are immutable once published, so their footers can be cached. A
+        # rollup `reconcile` rebuilds under a lost file's name is newer than the
+        # cached footer, and DuckDB, which compares modification times, rereads it.
         "SET parquet_metadata_cache = true",
     ]
     if memory_limit is not None:
@@ -87,7 +126,7 @@ def _sandbox(
 
 
 class AttemptLog:
-    """Read access to one data directory's attempt log. Safe to share between threads.
+    """Read access to one data directory's attempt log and rollups. Safe to share between threads.
 
     Each query runs on its own cursor, and results are fetched in full, so
     concurrent callers never see each other's pending results.
@@ -101,21 +140,34 @@ class AttemptLog:
         threads: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self._glob = attempts_glob(self.data_dir)
+        self._attempts_root = attempts_root(self.data_dir)
+        self._globs = {VIEW: attempts_glob(self.data_dir)} | {
+            view: rollup_glob(self.data_dir, rollup) for view, rollup in ROLLUP_VIEWS.items()
+        }
         self._con = duckdb.connect(":memory:")
-        self._lock = threading.Lock()
-        self._file_backed: bool | None = None
-        _sandbox(self._con, attempts_root(self.data_dir), memory_limit=memory_limit, threads=threads)
-        self._sync_view()
+        self._view_lock = threading.Lock()
+        self._heal_lock = threading.Lock()
+        self._file_backed: dict[str, bool] = {}
+        connect_macros(self._con)
+        # The two directories the views read, not the data directory itself:
+        # the engine keeps its own state there too, which user SQL has no business reading.
+        readable = [self._attempts_root, self.data_dir / ROLLUPS_DIR]
+        _sandbox(self._con, readable, memory_limit=memory_limit, threads=threads)
+        self._sync_views()
 
     def run(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> pl.DataFrame:
         """Run the named query (`queries/<name>.sql`) for `scope` over [start, end).
 
         `params` are the query's own extra parameters (e.g. `limit`); a name
         the query does not use raises `QueryError`, so a typo cannot pass
-        silently.
+        silently. So does a query DuckDB refuses to run (such as
+        `latency_histogram` for a workspace).
         """
-        return self._fetch(load_query(name), _bind(name, scope, start, end, params))
+        bound = _bind(name, scope, start, end, params)
+        try:
+            return self._fetch(load_query(name), bound)
+        except duckdb.Error as exc:
+            raise QueryError(f"query {name!r} failed: {exc}") from exc
 
     def plan(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> str:
         """DuckDB's EXPLAIN of the named query: how it would run, and which files it would read."""
@@ -124,10 +176,12 @@ class AttemptLog:
         return "\n".join(plan.get_column("explain_value"))
 
     def sql(self, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
-        """Run one read-only statement written by a person against the `attempts` view.
+        """Run one read-only statement written by a person against the views.
 
-        Accepts SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE and SHOW; anything
-        else, several statements, a parse error, a failing query or one still
+        The views are `attempts` and the rollups `outcomes`,
+        `latency_histogram` and `error_templates` (docs/sql.md). Accepts
+        SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE and SHOW; anything else,
+        several statements, a parse error, a failing query or one still
         running after `timeout_s` seconds raises `QueryError`.
         """
         with self._con.cursor() as cur:
@@ -157,7 +211,8 @@ class AttemptLog:
     def _fetch(
         self, sql: str, params: dict[str, object] | None, *, timeout_s: float | None = None
     ) -> pl.DataFrame:
-        self._sync_view()
+        self._heal_rollups()
+        self._sync_views()
         with self._con.cursor() as cur:
             # DuckDB has no statement timeout: interrupting from a timer is the way.
             timer = threading.Timer(timeout_s, cur.interrupt) if timeout_s is not None else None
@@ -170,17 +225,30 @@ class AttemptLog:
                     timer.cancel()
         return result
 
-    def _has_files(self) -> bool:
-        # iglob is lazy: this stops at the first file, however large the log.
-        return next(glob.iglob(self._glob), None) is not None
+    def _heal_rollups(self) -> None:
+        # in_step lists the attempt and rollup directories and opens no file:
+        # cheap next to any query. Without the lock, concurrent queries check
+        # at once; with it, only one thread reconciles, and the others, having
+        # waited, find the rollups in step and go on.
+        if in_step(self.data_dir, self._attempts_root):
+            return
+        with self._heal_lock:
+            if not in_step(self.data_dir, self._attempts_root):
+                reconcile(self.data_dir, self._attempts_root)
 
-    def _sync_view(self) -> None:
-        has_files = self._has_files()
-        with self._lock:
-            if has_files != self._file_backed:
-                with self._con.cursor() as cur:
-                    cur.execute(file_view_sql(self._glob) if has_files else empty_view_sql())
-                self._file_backed = has_files
+    def _sync_views(self) -> None:
+        # iglob is lazy: this stops at the first file, however large the log.
+        has_files = {
+            view: next(glob.iglob(pattern), None) is not None for view, pattern in self._globs.items()
+        }
+        with self._view_lock:
+            for view, backed in has_files.items():
+                if backed != self._file_backed.get(view):
+                    with self._con.cursor() as cur:
+                        cur.execute(
+                            file_view_sql(self._globs[view], view) if backed else empty_view_sql(view)
+                        )
+                    self._file_backed[view] = backed
 
 
 def _bind(

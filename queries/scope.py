@@ -2,13 +2,15 @@
 
 Every `.sql` file in this package takes the same four parameters:
 `$scope_kind`, `$scope_value`, `$start` and `$end`. `query_parameters`
-builds them, so the rules for a valid scope and time range live here once.
+builds them, so the rules for a valid scope and time range live here once:
+a range is half-open, [start, end), and starts and ends on whole UTC hours,
+the grain of the rollups the queries read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 
@@ -68,12 +70,14 @@ def query_parameters(scope: Scope, start: datetime, end: datetime) -> dict[str, 
     """The parameters every query binds, for rows in the half-open range [start, end).
 
     Raises `ValueError` for naive datetimes (the log is in UTC and a naive
-    time would be read in whatever zone the process happens to run in) and
-    for an empty or reversed range.
+    time would be read in whatever zone the process happens to run in), for
+    moments not on a whole UTC hour (the queries read hourly rollups, which
+    cannot split an hour), and for an empty or reversed range.
     """
     for name, moment in (("start", start), ("end", end)):
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise ValueError(f"{name} must be timezone-aware, got {moment!r}")
+        _check_on_the_hour(name, moment)
     if end <= start:
         raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
     return {
@@ -82,3 +86,14 @@ def query_parameters(scope: Scope, start: datetime, end: datetime) -> dict[str, 
         "start": start,
         "end": end,
     }
+
+
+def _check_on_the_hour(name: str, moment: datetime) -> None:
+    utc = moment.astimezone(UTC)
+    if (utc.minute, utc.second, utc.microsecond) == (0, 0, 0):
+        return
+    # A zone whose offset is not whole hours (+05:30) can be on its own hour and not on UTC's.
+    in_utc = "" if moment.utcoffset() == timedelta(0) else f" ({utc} in UTC)"
+    raise ValueError(
+        f"time ranges are whole UTC hours (the rollups' grain): {name} {moment}{in_utc} is not on the hour"
+    )

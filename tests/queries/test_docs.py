@@ -15,15 +15,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from ingest.writer import attempts_root
+from ingest.rollup import connect_macros
 from queries import AttemptLog, Scope, by_destination, day_report, funnel
 
 from .conftest import D1, D2
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"
 BLOCK = re.compile(r"(?:<!-- test: (?P<name>[\w-]+) -->\n)?```sql\n(?P<sql>.*?)```", re.DOTALL)
-#: The page's example day and data directory, and what the fixture has instead.
-DOC_DAY, DOC_NEXT_DAY, DOC_ROOT = "2026-11-27", "2026-11-28", "data/attempts"
+#: The page's example day and data directory (as quoted paths begin), and what the fixture has instead.
+DOC_DAY, DOC_NEXT_DAY, DOC_DATA_DIR = "2026-11-27", "2026-11-28", "'data/"
 
 
 def doc_blocks() -> dict[str, str]:
@@ -36,9 +36,13 @@ def doc_blocks() -> dict[str, str]:
 
 @pytest.fixture
 def cli(fixture_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB session that has run the page's view definition against the fixture."""
+    """A DuckDB session that has run the page's view definitions against the fixture.
+
+    It has read `ingest/rollups/macros.sql` too, as the page tells CLI users to.
+    """
     con = duckdb.connect(":memory:")
     con.execute(localize(doc_blocks()["view"], fixture_dir))
+    connect_macros(con)
     yield con
     con.close()
 
@@ -47,7 +51,7 @@ def localize(sql: str, fixture_dir: Path) -> str:
     return (
         sql.replace(DOC_DAY, D1.date().isoformat())
         .replace(DOC_NEXT_DAY, D2.date().isoformat())
-        .replace(DOC_ROOT, attempts_root(fixture_dir).as_posix())
+        .replace(DOC_DATA_DIR, f"'{fixture_dir.as_posix()}/")
     )
 
 
@@ -60,10 +64,13 @@ def test_every_block_is_known() -> None:
         "view",
         "day-events",
         "day-requests",
+        "day-requests-raw",
         "funnel",
         "workspace-destinations",
         "error-templates",
+        "raw-templates",
         "latency",
+        "latency-histogram",
     }
 
 
@@ -127,6 +134,19 @@ def test_workspace_destinations_match(
     assert by_hand.height == 2
 
 
-@pytest.mark.parametrize("name", ["error-templates", "latency"])
+@pytest.mark.parametrize(
+    ("rollup", "raw"), [("day-requests", "day-requests-raw"), ("error-templates", "raw-templates")]
+)
+def test_rollup_and_raw_examples_agree(
+    cli: duckdb.DuckDBPyConnection, fixture_dir: Path, rollup: str, raw: str
+) -> None:
+    from_rollup = run_doc(cli, rollup, fixture_dir)
+    from_raw = run_doc(cli, raw, fixture_dir)
+    assert from_rollup.height > 0
+    # Sums of the rollups' BIGINT counts are HUGEINT, counts BIGINT: compare values, not types.
+    assert sorted(from_rollup.rows()) == sorted(from_raw.rows())
+
+
+@pytest.mark.parametrize("name", ["error-templates", "latency", "latency-histogram"])
 def test_other_examples_run(cli: duckdb.DuckDBPyConnection, fixture_dir: Path, name: str) -> None:
     assert run_doc(cli, name, fixture_dir).height > 0

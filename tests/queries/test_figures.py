@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from queries import (
     AttemptLog,
+    QueryError,
     Scope,
+    ScopeKind,
     by_destination,
     by_error,
     by_integration,
     by_status_code,
+    connect,
     day_report,
     error_samples,
     funnel,
@@ -165,16 +169,65 @@ def test_hourly(log: AttemptLog) -> None:
     ]
 
 
-def test_latency(log: AttemptLog) -> None:
-    overall = latency(log, ALL, D1, D2).row(0, named=True)
+def test_exact_latency(log: AttemptLog) -> None:
+    overall = log.run("latency", ALL, D1, D2, per_integration=False).row(0, named=True)
     assert overall["integration"] is None
     assert overall["requests"] == 20
     assert overall["max_ms"] == 10_000.0
-    per = {r["integration"]: r for r in latency(log, ALL, D1, D2, per_integration=True).iter_rows(named=True)}
+    per_integration = log.run("latency", ALL, D1, D2, per_integration=True)
+    per = {r["integration"]: r for r in per_integration.iter_rows(named=True)}
     assert per["mixpanel"]["p50_ms"] == per["mixpanel"]["p99_ms"] == 200.0
     # amplitude: J3's 50, 60, 70, J6's 15, J10's 25, J12's 100 -> median of six, interpolated.
     assert per["amplitude"]["p50_ms"] == pytest.approx(55.0)
     assert per["amplitude"]["mean_ms"] == pytest.approx(320 / 6)
+
+
+@pytest.mark.parametrize("scope", [ALL, Scope.integration("amplitude")], ids=str)
+@pytest.mark.parametrize("per_integration", [False, True])
+def test_latency_from_the_histogram_is_within_5_percent(
+    log: AttemptLog, scope: Scope, per_integration: bool
+) -> None:
+    approximate = latency(log, scope, D1, D2, per_integration=per_integration)
+    exact = log.run("latency", scope, D1, D2, per_integration=per_integration)
+    assert approximate.columns == exact.columns
+    assert approximate.schema == exact.schema
+    exact_columns = ["integration", "requests", "max_ms"]
+    assert approximate.select(exact_columns).rows() == exact.select(exact_columns).rows()
+    assert approximate.get_column("mean_ms").to_list() == pytest.approx(exact.get_column("mean_ms").to_list())
+    for column in ["p50_ms", "p95_ms", "p99_ms"]:
+        assert approximate.get_column(column).to_list() == pytest.approx(
+            exact.get_column(column).to_list(), rel=0.05
+        ), column
+
+
+def test_latency_on_the_histogram_by_hand(log: AttemptLog) -> None:
+    per = {r["integration"]: r for r in latency(log, ALL, D1, D2, per_integration=True).iter_rows(named=True)}
+    # mixpanel: eight requests of 200 ms, in bucket 55 = [1.1^55, 1.1^56) = [189.1, 208.0).
+    assert per["mixpanel"]["p50_ms"] == per["mixpanel"]["p99_ms"] == pytest.approx(1.1**55.5)
+    # amplitude's median lies between 50 ms (bucket 41) and 60 ms (bucket 42): halfway between their middles.
+    assert per["amplitude"]["p50_ms"] == pytest.approx((1.1**41.5 + 1.1**42.5) / 2)
+    # webhook's p99 lies between 120 ms and 10 s: the middle of 10 s's bucket is above it, so max caps.
+    assert per["webhook"]["max_ms"] == 10_000.0
+    assert per["webhook"]["p99_ms"] <= 10_000.0
+
+
+@pytest.mark.parametrize("scope", [Scope.workspace("acme"), Scope.destination("dst_acme_amp")], ids=str)
+def test_latency_of_a_workspace_or_destination_is_exact(log: AttemptLog, scope: Scope) -> None:
+    result = latency(log, scope, D1, D2)
+    assert result.equals(log.run("latency", scope, D1, D2, per_integration=False))
+    # dst_acme_amp: J3's 50, 60, 70 and J12's 100 on D1; acme adds J1's 120 and J2's 80.
+    assert result.item(0, "p50_ms") == (75.0 if scope.kind is ScopeKind.WORKSPACE else 65.0)
+
+
+@pytest.mark.parametrize("scope", [Scope.workspace("acme"), Scope.destination("dst_acme_amp")], ids=str)
+def test_the_histogram_refuses_workspaces_and_destinations(
+    log: AttemptLog, tmp_path: Path, scope: Scope
+) -> None:
+    kind = scope.kind.value
+    with pytest.raises(QueryError, match=rf"no {kind} scope: latency\.sql serves it"):
+        log.run("latency_histogram", scope, D1, D2, per_integration=False)
+    with connect(tmp_path) as empty, pytest.raises(QueryError, match=rf"no {kind} scope"):
+        empty.run("latency_histogram", scope, D1, D2, per_integration=False)
 
 
 def test_error_samples_on_the_fixture(log: AttemptLog) -> None:

@@ -10,11 +10,26 @@ import polars as pl
 import pytest
 
 from ingest.writer import attempts_root
-from queries import AttemptLog, QueryError, Scope, connect, day_report, funnel, query_names, run_sql
+from queries import (
+    AttemptLog,
+    QueryError,
+    Scope,
+    connect,
+    day_report,
+    funnel,
+    latency,
+    query_names,
+    run_sql,
+)
+from queries.log import VIEWS
 
 from .conftest import D1, D2, at, fixture_rows, job, ok, publish
 
-EXTRA: dict[str, dict[str, object]] = {"error_samples": {"limit": 5}, "latency": {"per_integration": False}}
+EXTRA: dict[str, dict[str, object]] = {
+    "error_samples": {"limit": 5},
+    "latency": {"per_integration": False},
+    "latency_histogram": {"per_integration": False},
+}
 
 
 def test_an_empty_data_dir_gives_zeros(tmp_path: Path) -> None:
@@ -26,13 +41,17 @@ def test_an_empty_data_dir_gives_zeros(tmp_path: Path) -> None:
         for name in query_names():
             if name not in {"day_report", "funnel"}:
                 assert log.run(name, Scope.all(), D1, D2, **EXTRA.get(name, {})).is_empty(), name
-        assert run_sql(log, "SELECT count(*) AS n FROM attempts").item() == 0
+        for scope in [Scope.all(), Scope.workspace("acme"), Scope.integration("webhook")]:
+            assert latency(log, scope, D1, D2).is_empty(), scope
+        for view in VIEWS:
+            assert run_sql(log, f"SELECT count(*) AS n FROM {view}").item() == 0, view
 
 
-def test_the_empty_view_has_the_file_views_columns(tmp_path: Path, log: AttemptLog) -> None:
+@pytest.mark.parametrize("view", VIEWS)
+def test_the_empty_view_has_the_file_views_columns(tmp_path: Path, log: AttemptLog, view: str) -> None:
     with connect(tmp_path) as empty:
-        empty_columns = run_sql(empty, "DESCRIBE attempts").select("column_name", "column_type")
-    file_columns = run_sql(log, "DESCRIBE attempts").select("column_name", "column_type")
+        empty_columns = run_sql(empty, f"DESCRIBE {view}").select("column_name", "column_type")
+    file_columns = run_sql(log, f"DESCRIBE {view}").select("column_name", "column_type")
     assert empty_columns.rows() == file_columns.rows()
 
 
@@ -72,6 +91,10 @@ def test_threads_can_share_a_log(log: AttemptLog) -> None:
         "SUMMARIZE SELECT duration_ms FROM attempts",
         "SHOW TABLES",
         "-- how many?\nSELECT count(*) FROM attempts;",
+        "SELECT sum(records) FROM outcomes",
+        "SELECT integration, sum(requests) FROM latency_histogram GROUP BY ALL",
+        "SELECT template, sum(requests) FROM error_templates GROUP BY ALL",
+        "DESCRIBE error_templates",
     ],
 )
 def test_read_only_statements_run(log: AttemptLog, sql: str) -> None:
@@ -88,6 +111,10 @@ def test_read_only_statements_run(log: AttemptLog, sql: str) -> None:
         ("CREATE TABLE t AS SELECT 1", "CREATE"),
         ("CREATE OR REPLACE VIEW attempts AS SELECT 1", "CREATE"),
         ("DROP VIEW attempts", "DROP"),
+        ("DROP VIEW outcomes", "DROP"),
+        ("CREATE OR REPLACE VIEW latency_histogram AS SELECT 1", "CREATE"),
+        ("INSERT INTO error_templates SELECT * FROM error_templates", "INSERT"),
+        ("CREATE OR REPLACE MACRO body_template(body) AS body", "CREATE"),
         ("PRAGMA version", "PRAGMA"),
         ("INSTALL httpfs", "LOAD"),
         ("EXPLAIN ANALYZE COPY (SELECT 1) TO 'x.csv'", "EXPLAIN runs here only for SELECT"),
@@ -114,6 +141,18 @@ def test_a_refused_copy_writes_nothing(tmp_path: Path) -> None:
 def test_only_the_log_directory_is_readable(log: AttemptLog) -> None:
     with pytest.raises(QueryError, match="disabled by configuration"):
         run_sql(log, "SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_the_attempt_and_rollup_directories_are_readable_and_nothing_beside_them(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    (tmp_path / "engine-state.csv").write_text("secret\n1\n")
+    with connect(tmp_path) as log:
+        for directory in ["attempts", "rollups/outcomes"]:
+            files = f"{tmp_path / directory}/date=*/hour=*/*.parquet"
+            assert run_sql(log, f"SELECT count(*) FROM read_parquet('{files}')").item() > 0
+        for path in [tmp_path / "engine-state.csv", tmp_path / "rollups" / ".." / "engine-state.csv"]:
+            with pytest.raises(QueryError, match="disabled by configuration"):
+                run_sql(log, f"SELECT * FROM read_csv('{path}')")
 
 
 def test_a_query_failing_in_duckdb_is_a_query_error(log: AttemptLog) -> None:

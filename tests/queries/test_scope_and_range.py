@@ -75,8 +75,29 @@ def test_the_next_day_holds_requests_of_the_day_before(log: AttemptLog) -> None:
 
 
 def test_other_time_zones_mean_the_same_instants(log: AttemptLog) -> None:
-    tokyo = timezone(timedelta(hours=9))
-    assert figures(log, Scope.all(), D1.astimezone(tokyo), D2.astimezone(tokyo)) == figures(log, Scope.all())
+    whole_day = figures(log, Scope.all())
+    for zone in [timezone(timedelta(hours=9)), timezone(timedelta(hours=5, minutes=30))]:
+        assert figures(log, Scope.all(), D1.astimezone(zone), D2.astimezone(zone)) == whole_day, zone
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "problem"),
+    [
+        (at(D1, "10:30"), D2, "start 2026-03-10 10:30:00+00:00 is not on the hour"),
+        (D1, at(D1, "23:59:59"), "end 2026-03-10 23:59:59+00:00 is not on the hour"),
+        (D1, D2 + timedelta(microseconds=1), "end 2026-03-11 00:00:00.000001+00:00 is not on the hour"),
+        (
+            datetime(2026, 3, 10, 10, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            D2,
+            "start 2026-03-10 10:00:00+05:30 (2026-03-10 04:30:00+00:00 in UTC) is not on the hour",
+        ),
+    ],
+    ids=["start", "end", "a-microsecond", "on-the-hour-in-india"],
+)
+def test_ranges_are_whole_utc_hours(log: AttemptLog, start: datetime, end: datetime, problem: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        day_report(log, Scope.all(), start, end)
+    assert str(refused.value) == f"time ranges are whole UTC hours (the rollups' grain): {problem}"
 
 
 def test_naive_or_empty_ranges_are_refused(log: AttemptLog) -> None:

@@ -1,0 +1,252 @@
+"""The named queries read the hourly rollups and give what the raw log gives.
+
+On a simulated day, each rollup-based query is compared, whole data frame
+against whole data frame, with the query it replaced, kept verbatim in
+`tests/queries/raw/` and run on a plain DuckDB over the attempt files. Then:
+rollups that went missing or were orphaned heal on the next query, and the
+rollup views can be queried by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from ingest.rollup import ROLLUPS, in_step, rollup_root
+from ingest.simulate import simulate_day
+from ingest.writer import attempts_glob, attempts_root
+from queries import AttemptLog, Scope, ScopeKind, connect, latency, query_names
+from queries.log import file_view_sql
+from queries.scope import query_parameters
+
+from .conftest import D1, D2, at, job, publish, retry
+
+RAW_DIR = Path(__file__).parent / "raw"
+RAW_QUERIES = sorted(path.stem for path in RAW_DIR.glob("*.sql"))
+DAY = datetime(2026, 11, 27, tzinfo=UTC)
+#: The whole simulated day, and four hours of it whose cohort retries past the end.
+RANGES = {
+    "day": (DAY, DAY + timedelta(days=1)),
+    "09-13": (DAY + timedelta(hours=9), DAY + timedelta(hours=13)),
+}
+SCOPE_COLUMNS = {
+    ScopeKind.WORKSPACE: "workspace_id",
+    ScopeKind.DESTINATION: "destination_id",
+    ScopeKind.INTEGRATION: "integration",
+}
+EXTRA: dict[str, dict[str, object]] = {
+    "error_samples": {"limit": 20},
+    "latency": {"per_integration": False},
+    "latency_histogram": {"per_integration": False},
+}
+
+
+@pytest.fixture(scope="module")
+def simulated_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("simulated")
+    simulate_day(300_000, data_dir, date=DAY.date())
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def simulated(simulated_dir: Path) -> Iterator[AttemptLog]:
+    with connect(simulated_dir) as log:
+        yield log
+
+
+@pytest.fixture(scope="module")
+def raw(simulated_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A plain DuckDB with only the `attempts` view: what the queries read before the rollups."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(file_view_sql(attempts_glob(simulated_dir)))
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module", params=list(ScopeKind), ids=str)
+def scope(request: pytest.FixtureRequest, raw: duckdb.DuckDBPyConnection) -> Scope:
+    """One scope of each kind; the busiest workspace and destination, the second integration."""
+    kind = ScopeKind(request.param)
+    if kind is ScopeKind.ALL:
+        return Scope.all()
+    column = SCOPE_COLUMNS[kind]
+    rank = 2 if kind is ScopeKind.INTEGRATION else 1  # the busiest integration is most of the day
+    ranked = raw.sql(f"SELECT {column} FROM attempts GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {rank}")
+    return Scope(kind, ranked.fetchall()[-1][0])
+
+
+def run_raw(
+    con: duckdb.DuckDBPyConnection, name: str, scope: Scope, start: datetime, end: datetime, **extra: object
+) -> pl.DataFrame:
+    text = (RAW_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    wanted = con.extract_statements(text)[0].named_parameters
+    offered = query_parameters(scope, start, end) | extra
+    return con.sql(text, params={key: offered[key] for key in wanted}).pl()
+
+
+def test_every_rollup_query_has_its_raw_version() -> None:
+    assert set(RAW_QUERIES) == set(query_names()) - {"latency", "latency_histogram"}
+
+
+@pytest.mark.parametrize("span", RANGES, ids=str)
+@pytest.mark.parametrize("name", RAW_QUERIES)
+def test_equals_the_raw_query(
+    simulated: AttemptLog, raw: duckdb.DuckDBPyConnection, scope: Scope, name: str, span: str
+) -> None:
+    start, end = RANGES[span]
+    extra = EXTRA.get(name, {})
+    expected = run_raw(raw, name, scope, start, end, **extra)
+    assert expected.height > 0, "the comparison would prove nothing"
+    assert_frame_equal(simulated.run(name, scope, start, end, **extra), expected, check_exact=True)
+
+
+def test_every_error_template_equals_the_raw_query(
+    simulated: AttemptLog, raw: duckdb.DuckDBPyConnection, scope: Scope
+) -> None:
+    start, end = RANGES["day"]
+    everything = {"limit": 1_000_000}
+    expected = run_raw(raw, "error_samples", scope, start, end, **everything)
+    result = simulated.run("error_samples", scope, start, end, **everything)
+    # Beyond the top 20 many templates tie on requests and last_seen: order aside, the same rows.
+    assert_frame_equal(result.sort(pl.all()), expected.sort(pl.all()), check_exact=True)
+
+
+@pytest.mark.parametrize("per_integration", [False, True])
+def test_histogram_percentiles_are_within_5_percent(
+    simulated: AttemptLog, scope: Scope, per_integration: bool
+) -> None:
+    start, end = RANGES["day"]
+    result = latency(simulated, scope, start, end, per_integration=per_integration)
+    exact = simulated.run("latency", scope, start, end, per_integration=per_integration)
+    assert result.schema == exact.schema
+    assert result.select("integration", "requests", "max_ms").equals(
+        exact.select("integration", "requests", "max_ms")
+    )
+    assert result.get_column("mean_ms").to_list() == pytest.approx(exact.get_column("mean_ms").to_list())
+    for column in ["p50_ms", "p95_ms", "p99_ms"]:
+        approximate = result.get_column(column).to_list()
+        assert approximate == pytest.approx(exact.get_column(column).to_list(), rel=0.05), column
+
+
+def test_a_skip_after_tries_is_no_request_to_either_latency(tmp_path: Path) -> None:
+    # A job tried once, then skipped when its destination was disabled: attempt 2, no duration.
+    skipped = {
+        "started_at": at(D1, "10:05"),
+        "duration_ms": None,
+        "error_class": "disabled",
+        "error_code": "DESTINATION_DISABLED",
+        "outcome": "skipped",
+    }
+    first = retry(
+        at(D1, "10:00:01"), at(D1, "10:05"), status_code=503, error_class="server", duration_ms=80.0
+    )
+    publish(job("S1", "dst_acme_hook", at(D1, "10:00"), [first, skipped]), tmp_path)
+    with connect(tmp_path) as log:
+        exact = log.run("latency", Scope.all(), D1, D2, per_integration=False)
+        approximate = latency(log, Scope.all(), D1, D2)
+    assert exact.select("requests", "max_ms").rows() == [(1, 80.0)]
+    assert approximate.select("requests", "max_ms").rows() == [(1, 80.0)]
+
+
+# Healing: a function-scoped copy of the fixture log, since these tests change files.
+
+
+def every_figure(log: AttemptLog) -> dict[str, pl.DataFrame]:
+    """Every named query's result for the fixture's day."""
+    return {name: log.run(name, Scope.all(), D1, D2, **EXTRA.get(name, {})) for name in query_names()}
+
+
+def assert_same_figures(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame]) -> None:
+    for name in expected:
+        assert_frame_equal(got[name], expected[name], check_exact=True)
+
+
+@pytest.fixture
+def healthy(fixture_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, pl.DataFrame]]:
+    """A fresh copy of the fixture log, and its figures while every rollup is in place."""
+    data_dir = shutil.copytree(fixture_dir, tmp_path / "data")
+    with connect(data_dir) as log:
+        return data_dir, every_figure(log)
+
+
+def rollup_files(data_dir: Path, rollup: str) -> list[Path]:
+    return sorted(rollup_root(data_dir, rollup).glob("date=*/hour=*/*.parquet"))
+
+
+@pytest.mark.parametrize("rollup", ROLLUPS)
+def test_a_lost_rollup_file_is_rebuilt(healthy: tuple[Path, dict[str, pl.DataFrame]], rollup: str) -> None:
+    data_dir, expected = healthy
+    with connect(data_dir) as log:
+        every_figure(log)  # footers of the file about to go are in DuckDB's cache now
+        lost = rollup_files(data_dir, rollup)[0]
+        lost.unlink()
+        assert not in_step(data_dir, attempts_root(data_dir))
+        assert_same_figures(every_figure(log), expected)
+    assert lost.exists()
+
+
+@pytest.mark.parametrize("rollup", ROLLUPS)
+def test_an_orphaned_rollup_file_is_removed(
+    healthy: tuple[Path, dict[str, pl.DataFrame]], rollup: str
+) -> None:
+    data_dir, expected = healthy
+    # A copy under a name no attempt file has: read, it would count its rows twice.
+    original = rollup_files(data_dir, rollup)[0]
+    orphan = original.with_name("orphan.parquet")
+    shutil.copyfile(original, orphan)
+    with connect(data_dir) as log:
+        assert_same_figures(every_figure(log), expected)
+    assert not orphan.exists()
+
+
+def test_a_log_written_before_rollups_existed_gets_them(
+    healthy: tuple[Path, dict[str, pl.DataFrame]],
+) -> None:
+    data_dir, expected = healthy
+    shutil.rmtree(data_dir / "rollups")
+    with connect(data_dir) as log:
+        assert_same_figures(every_figure(log), expected)
+    assert in_step(data_dir, attempts_root(data_dir))
+
+
+def test_queries_racing_to_heal_agree(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
+    data_dir, expected = healthy
+    with connect(data_dir) as log:
+        shutil.rmtree(data_dir / "rollups")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda _: every_figure(log), range(8)))
+    for result in results:
+        assert_same_figures(result, expected)
+
+
+# The rollup views by hand.
+
+
+def test_the_rollup_views_hold_the_fixtures_figures(log: AttemptLog) -> None:
+    requests = log.sql(
+        "SELECT sum(records) AS n FROM outcomes WHERE attempt >= 1 AND date = DATE '2026-03-10'"
+    )
+    assert requests.item() == 20
+    histogram = log.sql("SELECT sum(requests) AS n FROM latency_histogram WHERE date = DATE '2026-03-10'")
+    assert histogram.item() == 20
+    templates = log.sql(
+        "SELECT template, sum(requests) AS n FROM error_templates "
+        "WHERE date = DATE '2026-03-10' AND status_code = 429 GROUP BY template"
+    )
+    assert templates.rows() == [
+        ('{"error":{"message":"Rate limit <n>/s exceeded, retry in <n>s","request_id":"?"}}', 2)
+    ]
+
+
+def test_body_template_is_defined_for_user_sql(log: AttemptLog) -> None:
+    templated = log.sql("SELECT body_template('retry in 12s, see req_8f3a9c21') AS t")
+    assert templated.item() == "retry in <n>s, see req_<id>"
