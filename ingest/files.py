@@ -9,6 +9,7 @@ moment, never leaves half a file where a reader looks.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ def publish_parquet(table: pa.Table, root: Path, date: str, hour: int, name: str
     tmp_dir.mkdir(parents=True, exist_ok=True)
     final_dir = partition_dir(root, date, hour)
     final_dir.mkdir(parents=True, exist_ok=True)
-    tmp_path = tmp_dir / f"{name}.tmp"
+    # Unique per writer: a writer and a reader repairing rollups may publish
+    # the same name at once, and must not write into one temporary file.
+    tmp_path = tmp_dir / f"{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     with open(tmp_path, "wb") as handle:
         pq.write_table(table, handle, **options)
         handle.flush()

@@ -15,6 +15,7 @@ rollups an attempt file lacks and removes those whose attempt file is gone.
 from __future__ import annotations
 
 import os
+import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 from ingest.files import clean_temporary, publish_parquet
 from ingest.schema import ATTEMPT_SCHEMA
 
-ROLLUPS = ("outcomes", "latency", "errors")
+ROLLUPS = ("outcomes", "latency", "destination_latency", "errors")
 ROLLUPS_DIR = "rollups"
 _WRITE_OPTIONS = {"compression": "zstd", "compression_level": 1, "row_group_size": 122_880}
 
@@ -80,26 +81,59 @@ def _relative_files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.glob("date=*/hour=*/*.parquet")} if root.is_dir() else set()
 
 
+#: An attempt file younger than this may still be waiting for its writer to
+#: publish its rollups; readers leave it to the writer instead of doing the work twice.
+GRACE_S = 30.0
+
+
+def _differences(
+    data_dir: str | os.PathLike[str], attempts_root: Path
+) -> tuple[dict[str, set[Path]], dict[Path, list[str]]]:
+    """(orphaned rollup files per rollup, settled attempt files -> the rollups they lack)."""
+    # Rollups are listed before attempts: a file published between the two
+    # listings then looks like it lacks rollups (and is left to its writer
+    # for GRACE_S), never like an orphan to delete.
+    present = {rollup: _relative_files(rollup_root(data_dir, rollup)) for rollup in ROLLUPS}
+    attempt_files = _relative_files(attempts_root)
+    orphans = {rollup: files - attempt_files for rollup, files in present.items()}
+    cutoff = time.time() - GRACE_S
+    lacking: dict[Path, list[str]] = {}
+    for rollup, files in present.items():
+        for missing in attempt_files - files:
+            lacking.setdefault(missing, []).append(rollup)
+    settled = {}
+    for path, rollups in lacking.items():
+        try:
+            if (attempts_root / path).stat().st_mtime < cutoff:
+                settled[path] = rollups
+        except FileNotFoundError:  # removed since the listing
+            pass
+    return orphans, settled
+
+
 def reconcile(data_dir: str | os.PathLike[str], attempts_root: Path) -> tuple[int, int]:
     """Build missing rollups and remove orphaned ones; return (built, removed) file counts."""
-    attempt_files = _relative_files(attempts_root)
-    built = removed = 0
-    for rollup in ROLLUPS:
+    orphans, lacking = _differences(data_dir, attempts_root)
+    removed = 0
+    for rollup, files in orphans.items():
         root = rollup_root(data_dir, rollup)
-        present = _relative_files(root)
-        for orphan in present - attempt_files:
+        for orphan in files:
             (root / orphan).unlink(missing_ok=True)
             removed += 1
         clean_temporary(root)
-        for missing in sorted(attempt_files - present):
-            date, hour = missing.parts[0].removeprefix("date="), int(missing.parts[1].removeprefix("hour="))
-            rows = build_rollups(pq.read_table(attempts_root / missing, schema=ATTEMPT_SCHEMA))[rollup]
-            publish_parquet(rows, root, date, hour, missing.name, **_WRITE_OPTIONS)
+    built = 0
+    for path, rollups in sorted(lacking.items()):
+        date, hour = path.parts[0].removeprefix("date="), int(path.parts[1].removeprefix("hour="))
+        tables = build_rollups(pq.read_table(attempts_root / path, schema=ATTEMPT_SCHEMA))
+        for rollup in rollups:
+            publish_parquet(
+                tables[rollup], rollup_root(data_dir, rollup), date, hour, path.name, **_WRITE_OPTIONS
+            )
             built += 1
     return built, removed
 
 
 def in_step(data_dir: str | os.PathLike[str], attempts_root: Path) -> bool:
-    """Whether every attempt file has its rollups and no rollup lacks its attempt file."""
-    attempt_files = _relative_files(attempts_root)
-    return all(_relative_files(rollup_root(data_dir, r)) == attempt_files for r in ROLLUPS)
+    """Whether no rollup lacks its attempt file and no settled attempt file lacks a rollup."""
+    orphans, lacking = _differences(data_dir, attempts_root)
+    return not lacking and not any(orphans.values())

@@ -434,8 +434,10 @@ def _to_table(
         "attempt_id": ids.ids_for(started_us // 1_000, rng),
         "job_id": ids.fixed_width_strings(job_ids[job]),
         "attempt": rows.column("attempt"),
-        "workspace_id": _dictionary(dest, w.dest_workspace),
-        "source_id": _dictionary(dest, w.dest_source),
+        # Dictionaries of distinct values: Parquet keeps an Arrow dictionary as
+        # it is, and one with repeated values would be written plain.
+        "workspace_id": _dictionary(w.dest_workspace_index[dest], w.workspace_ids),
+        "source_id": _dictionary(w.dest_source_index[dest], w.source_ids),
         "destination_id": _dictionary(dest, w.dest_id),
         "integration": _dictionary(w.dest_integration[dest], w.int_name),
         "event_count": count[job],

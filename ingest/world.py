@@ -135,6 +135,10 @@ class World:
     dest_id: np.ndarray
     dest_workspace: np.ndarray
     dest_source: np.ndarray
+    workspace_ids: np.ndarray
+    source_ids: np.ndarray
+    dest_workspace_index: np.ndarray
+    dest_source_index: np.ndarray
     dest_integration: np.ndarray
     dest_rate: np.ndarray
     dest_limit_ratio: np.ndarray
@@ -320,6 +324,10 @@ def build_world(
         dest_id=np.array([f"dst_{i:05d}" for i in range(dest_int.size)]),
         dest_workspace=ws_ids[source_ws[dest_source]],
         dest_source=source_ids[dest_source],
+        workspace_ids=ws_ids,
+        source_ids=source_ids,
+        dest_workspace_index=source_ws[dest_source],
+        dest_source_index=dest_source,
         dest_integration=dest_int,
         dest_rate=dest_rate,
         dest_limit_ratio=limit_ratio,

@@ -118,7 +118,7 @@ def check_only_whole_files_are_visible(data_dir: Path) -> tuple[list[Path], list
     files = published(data_dir)
     everything = [p for p in data_dir.rglob("*") if p.is_file()]
     leftovers = [p for p in everything if p.parent.name == TMP_DIR]
-    assert all(p.name.endswith(".parquet.tmp") for p in leftovers), leftovers
+    assert all(".parquet." in p.name and p.name.endswith(".tmp") for p in leftovers), leftovers
     others = set(everything) - set(leftovers) - set(files)
     assert all(p.suffix == ".parquet" for p in others), others
     assert all(p.parent != attempts_root(data_dir) / TMP_DIR for p in files)

@@ -9,7 +9,9 @@ rollup views can be queried by hand.
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ingest.rollup import ROLLUPS, in_step, rollup_root
+from ingest.rollup import GRACE_S, ROLLUPS, in_step, rollup_root
 from ingest.simulate import simulate_day
 from ingest.writer import attempts_glob, attempts_root
 from queries import AttemptLog, Scope, ScopeKind, connect, latency, query_names
@@ -172,10 +174,32 @@ def assert_same_figures(got: dict[str, pl.DataFrame], expected: dict[str, pl.Dat
 
 @pytest.fixture
 def healthy(fixture_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, pl.DataFrame]]:
-    """A fresh copy of the fixture log, and its figures while every rollup is in place."""
+    """A copy of the fixture log written an hour ago, and its figures while every rollup is in place.
+
+    An hour old, because readers leave an attempt file younger than
+    `GRACE_S` to its writer, who publishes its rollups right after it.
+    """
     data_dir = shutil.copytree(fixture_dir, tmp_path / "data")
+    age(data_dir, seconds=3_600)
     with connect(data_dir) as log:
         return data_dir, every_figure(log)
+
+
+def age(data_dir: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    for path in attempts_root(data_dir).glob("date=*/hour=*/*.parquet"):
+        os.utime(path, (then, then))
+
+
+def test_a_fresh_attempt_file_is_left_to_its_writer(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
+    data_dir, _ = healthy
+    lost = rollup_files(data_dir, "outcomes")[0]
+    lost.unlink()
+    attempt_file = attempts_root(data_dir) / lost.relative_to(rollup_root(data_dir, "outcomes"))
+    os.utime(attempt_file)  # just published: its writer is about to publish the rollups
+    assert in_step(data_dir, attempts_root(data_dir))
+    age(data_dir, seconds=GRACE_S + 1)  # the writer died: a reader repairs
+    assert not in_step(data_dir, attempts_root(data_dir))
 
 
 def rollup_files(data_dir: Path, rollup: str) -> list[Path]:

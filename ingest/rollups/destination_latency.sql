@@ -1,0 +1,26 @@
+-- rollup destination_latency: the latency histogram of latency.sql, per hour
+-- and destination (with its workspace and integration), for the pages of one
+-- workspace or one destination.
+--
+-- Buckets as in latency.sql: b holds durations in [1.1^b, 1.1^(b+1)) ms.
+-- About four times the rows of the per-integration histogram, sorted by
+-- workspace and destination so one customer's rows sit in a few row groups.
+-- Hours are grouped as integers, as in outcomes.sql.
+WITH grouped AS (
+    SELECT
+        epoch_us(started_at) // 3600000000 AS started_hour,
+        workspace_id,
+        destination_id,
+        integration,
+        floor(ln(greatest(duration_ms, 0.01)) / ln(1.1))::SMALLINT AS bucket,
+        count(*)::BIGINT AS requests,
+        sum(duration_ms)::DOUBLE AS duration_ms_sum,
+        max(duration_ms)::DOUBLE AS duration_ms_max
+    FROM batch
+    WHERE attempt >= 1 AND duration_ms IS NOT NULL
+    GROUP BY ALL
+)
+
+SELECT to_timestamp(started_hour * 3600) AS started_hour, * EXCLUDE (started_hour)
+FROM grouped
+ORDER BY workspace_id, destination_id, started_hour, bucket
