@@ -1,0 +1,131 @@
+"""The exporter: committed attempt records, from the queue's outbox to the Parquet log, once each.
+
+The protocol (docs/queue.md tells it at length):
+
+1. `outbox_batch` takes records into a batch with a new, never-reused id,
+   and commits that before anything is written; after a crash, the same
+   batch, with the same records, comes back marked `resumed`.
+2. The batch's rows are published with `write_partitioned`, every file's
+   name starting ``outbox-<batch_id>-``; files appear whole (temporary name,
+   fsync, rename), and their directories are synced before going on.
+3. `outbox_ack` deletes the batch's records, in one transaction.
+
+A crash before 3 leaves the batch open. Resuming it, the exporter first
+reads the attempt ids in the files already published under the batch's
+prefix and publishes only the rest: a crash after (some) publishing
+duplicates nothing, a crash before it loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from delivery.queue import OutboxBatch, Queue
+from ingest.files import clean_temporary
+from ingest.schema import rows_to_table
+from ingest.writer import attempts_root, write_partitioned
+
+log = logging.getLogger(__name__)
+
+#: Records per batch: one Parquet file per hour they span.
+BATCH_ROWS = 50_000
+FILE_PREFIX = "outbox-"
+
+
+def batch_prefix(batch_id: str) -> str:
+    """How every attempt file of a batch's name begins."""
+    return f"{FILE_PREFIX}{batch_id}-"
+
+
+class Exporter:
+    """Moves the outbox of `queue` into the attempt log under `data_dir`.
+
+    `after_step` is a seam for crash tests: it is called with ``"batched"``,
+    ``"published"`` and ``"acked"`` as each step of a batch is done.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        data_dir: str | os.PathLike[str],
+        *,
+        batch_rows: int = BATCH_ROWS,
+        after_step: Callable[[str], None] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.data_dir = Path(data_dir)
+        self.batch_rows = batch_rows
+        self._after_step = after_step or (lambda step: None)
+        self.rows_exported = 0
+        self.files_written: list[Path] = []
+        clean_temporary(attempts_root(self.data_dir))
+
+    def run_once(self) -> int:
+        """Export every committed record, batch after batch; return how many were published.
+
+        Stops after a batch that was not full, so it ends even while workers keep committing.
+        """
+        exported = 0
+        while (batch := self.queue.outbox_batch(self.batch_rows)) is not None:
+            exported += self.export(batch)
+            if not batch.resumed and len(batch.rows) < self.batch_rows:
+                break
+        return exported
+
+    def export(self, batch: OutboxBatch) -> int:
+        """Publish one batch's records not yet published, then acknowledge it; return how many."""
+        rows = batch.rows
+        if batch.resumed:
+            published = self._published_ids(batch.batch_id)
+            rows = [row for row in rows if row["attempt_id"] not in published]
+        self._after_step("batched")
+        paths = write_partitioned(rows_to_table(rows), self.data_dir, prefix=batch_prefix(batch.batch_id))
+        _sync_directories(paths, attempts_root(self.data_dir))
+        self._after_step("published")
+        self.queue.outbox_ack(batch.batch_id)
+        self._after_step("acked")
+        self.rows_exported += len(rows)
+        self.files_written.extend(paths)
+        return len(rows)
+
+    def _published_ids(self, batch_id: str) -> set[str]:
+        """Attempt ids already in the log under the batch's prefix (files there are whole)."""
+        pattern = f"date=*/hour=*/{batch_prefix(batch_id)}*.parquet"
+        ids: set[str] = set()
+        for path in attempts_root(self.data_dir).glob(pattern):
+            ids.update(pq.read_table(path, columns=["attempt_id"]).column("attempt_id").to_pylist())
+        return ids
+
+
+def _sync_directories(paths: list[Path], root: Path) -> None:
+    """Make the renames that published `paths` survive power loss before the outbox forgets them."""
+    directories = {path.parent for path in paths} | {path.parent.parent for path in paths}
+    for directory in sorted(directories) + ([root] if paths else []):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+async def export_until(exporter: Exporter, interval_s: float, stop: asyncio.Event) -> None:
+    """Run `exporter` every `interval_s` until `stop` is set, then once more (the final flush).
+
+    A failed round is logged and retried at the next interval: the records
+    stay committed in the outbox meanwhile. The final round's error propagates.
+    """
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(exporter.run_once)
+        except Exception:
+            log.exception("exporting attempt records failed; retrying in %.1f s", interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+    await asyncio.to_thread(exporter.run_once)

@@ -1,0 +1,305 @@
+"""The durable queue: what the tracking API, the workers and the exporter may ask of it.
+
+A **job** is one or more events bound for one destination. Its life::
+
+    enqueue ──> pending ──claim──> leased ──complete──> done
+                  ^                  │
+                  └───reschedule─────┘   (lease expired: another claim takes it)
+
+Every state change a worker makes carries the attempt record of the request
+behind it (`ingest.schema` columns), and the backend stores both in one
+transaction: the record goes to an **outbox** that the exporter
+(`delivery.exporter`) moves to the Parquet attempt log. So a record exists
+exactly when its job's state change does.
+
+`Queue` is a Protocol so that the embedded backend (`delivery.sqlite_queue`)
+and a server one (PostgreSQL, claiming with ``FOR UPDATE SKIP LOCKED``, for
+several engine processes) are interchangeable. Times are epoch seconds
+(floats) passed in by the caller: the queue never reads a clock itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ingest.schema import COLUMNS, EVENT_TYPE, SchemaError
+
+#: A messageId seen from a source within this window is acknowledged, not enqueued again.
+DEDUP_WINDOW_S = 24 * 3600.0
+
+
+class JobState(StrEnum):
+    """Where a job is in its life (column `state` of the queue)."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One accepted tracking call, as stored in the queue."""
+
+    message_id: str
+    """Segment messageId: the de-duplication key within a source."""
+    workspace_id: str
+    """The customer that owns the source."""
+    source_id: str
+    """The source the event came in through (decides the fan-out)."""
+    type: str
+    """Call type: track, identify, page, screen, group, alias."""
+    name: str | None
+    """Event name of a track call; NULL for the other types."""
+    payload: bytes
+    """The message as JSON, ready to send."""
+    received_at: float
+    """When the tracking API accepted it (epoch seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One or more events bound for one destination, as a claim hands it out."""
+
+    id: str
+    """Time-ordered id (`ingest.ids.new_id`), stable across retries: the record's `job_id`."""
+    destination_id: str
+    """The configured destination instance."""
+    events: tuple[Event, ...]
+    """The events carried, in order (one until batching arrives)."""
+    state: JobState
+    """State when this object was read."""
+    attempts: int
+    """Requests recorded so far: the next request is attempt `attempts + 1`."""
+    due_at: float
+    """When the job became (or becomes) due."""
+    received_at: float
+    """Earliest `received_at` of its events: the record's `received_at`."""
+    lease_owner: str | None = None
+    """The worker holding the lease, if leased."""
+    lease_expires_at: float | None = None
+    """When the lease lapses and another claim may take the job."""
+    lease_token: str | None = None
+    """Identifies this one lease; `complete`/`reschedule` require it to be current."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One job's state change after a request, for `Queue.settle`."""
+
+    job: Job
+    """The job, as claimed (its lease token is checked)."""
+    record: Mapping[str, Any]
+    """The attempt record of the request (`ingest.schema` columns)."""
+    due_at: float | None = None
+    """None: the job is finished (`complete`); else it is pending again, due then (`reschedule`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBatch:
+    """Committed attempt records taken together by the exporter."""
+
+    batch_id: str
+    """Unique forever (a ULID), so files named after it are never confused with another batch's."""
+    rows: list[dict[str, Any]]
+    """The attempt records, equal to the mappings handed to `complete`/`reschedule`."""
+    resumed: bool
+    """The batch was opened earlier and never acknowledged: part of it may be published already."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Counts for /metrics and /admin/status."""
+
+    by_state: Mapping[str, int]
+    """Unfinished jobs by state (`pending`, `leased`)."""
+    by_destination: Mapping[str, Mapping[str, int]]
+    """The same, per destination."""
+    outbox_rows: int
+    """Attempt records committed but not yet in the Parquet log."""
+
+
+class QueueError(Exception):
+    """The queue cannot do what was asked."""
+
+
+class LeaseLost(QueueError):
+    """The caller's lease on a job is gone (it lapsed and another claim took the job).
+
+    Nothing was written: the other holder will settle the job.
+    """
+
+
+class Queue(Protocol):
+    """A durable job queue with an attempt-record outbox. Every method is blocking."""
+
+    def enqueue(self, events: Sequence[Event], fanout: Mapping[str, Sequence[str]]) -> list[str]:
+        """Store `events` and one job per (event, destination of its source), in one transaction.
+
+        `fanout` maps a source id to its destination ids. A messageId seen from
+        the same source within `DEDUP_WINDOW_S` (of the first sighting, by
+        `received_at`) is a duplicate: acknowledged, not enqueued again.
+        Returns the message ids newly accepted, after the commit.
+        """
+        ...
+
+    def claim(
+        self, owner: str, now: float, *, limit: int, per_destination_limit: int, lease_s: float
+    ) -> list[Job]:
+        """Lease up to `limit` jobs that are due, or whose lease lapsed, oldest first.
+
+        At most `per_destination_limit` jobs of one destination per call, so a
+        backlog at one destination cannot crowd out the others.
+        """
+        ...
+
+    def complete(self, job: Job, record: Mapping[str, Any], now: float) -> None:
+        """Finish `job` and add its final attempt record to the outbox, in one transaction.
+
+        Raises `LeaseLost` (writing nothing) if `job.lease_token` is no longer current.
+        """
+        ...
+
+    def reschedule(self, job: Job, record: Mapping[str, Any], due_at: float) -> None:
+        """Make `job` pending again, due at `due_at`, and add the attempt record, in one transaction.
+
+        Raises `LeaseLost` (writing nothing) if `job.lease_token` is no longer current.
+        """
+        ...
+
+    def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
+        """`complete` or `reschedule` many jobs in one transaction (one disk sync for all).
+
+        A job whose lease is lost is skipped, nothing written for it, and
+        returned; the others are settled.
+        """
+        ...
+
+    def release(self, owner: str) -> int:
+        """Give back every lease `owner` holds (at shutdown); return how many."""
+        ...
+
+    def recover(self, now: float) -> int:
+        """At start-up: make jobs leased by owners that are no longer running claimable now."""
+        ...
+
+    def outbox_batch(self, limit: int) -> OutboxBatch | None:
+        """The open (unacknowledged) batch if there is one, else a new batch of up to `limit` records.
+
+        None when the outbox is empty.
+        """
+        ...
+
+    def outbox_ack(self, batch_id: str) -> int:
+        """Delete the batch's records: they are in the Parquet log. Return how many."""
+        ...
+
+    def depth(self) -> QueueDepth:
+        """Job counts by state and destination, and the outbox's size."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+        ...
+
+
+# --- the attempt record as the outbox stores it (JSON; timestamps as epoch microseconds) ---
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_EVENT_KEYS = frozenset(f.name for f in EVENT_TYPE)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_aware_datetime(value: Any) -> bool:
+    return isinstance(value, dt.datetime) and value.utcoffset() is not None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_boolean(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_events(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, Mapping)
+        and item.keys() <= _EVENT_KEYS
+        and all(v is None or isinstance(v, str) for v in item.values())
+        for item in value
+    )
+
+
+def _integer_check(bits: int) -> Callable[[Any], bool]:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def check(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    return check
+
+
+def _check_for(arrow_type: pa.DataType) -> Callable[[Any], bool]:
+    if pa.types.is_string(arrow_type):
+        return _is_text
+    if pa.types.is_integer(arrow_type):
+        return _integer_check(arrow_type.bit_width)
+    if pa.types.is_floating(arrow_type):
+        return _is_number
+    if pa.types.is_boolean(arrow_type):
+        return _is_boolean
+    if pa.types.is_timestamp(arrow_type):
+        return _is_aware_datetime
+    if arrow_type.equals(pa.list_(EVENT_TYPE)):
+        return _is_events
+    raise TypeError(f"no outbox check for Arrow type {arrow_type}")  # a new column type: teach it here
+
+
+#: Per column: (nullable, value check). Checking here, in the worker's transaction, costs
+#: microseconds; a bad record found later by the exporter would block the whole outbox.
+_CHECKS = {c.name: (c.nullable, _check_for(c.arrow_type)) for c in COLUMNS}
+_TIMESTAMPS = frozenset(c.name for c in COLUMNS if pa.types.is_timestamp(c.arrow_type))
+
+
+def check_record(record: Mapping[str, Any]) -> None:
+    """Raise `SchemaError` unless `record` fits the attempt-log contract (a missing key is NULL)."""
+    unknown = record.keys() - _CHECKS.keys()
+    if unknown:
+        raise SchemaError(f"unknown attempt column(s): {', '.join(sorted(unknown))}")
+    for name, (nullable, check) in _CHECKS.items():
+        value = record.get(name)
+        if value is None:
+            if not nullable:
+                raise SchemaError(f"attempt column {name!r} is required")
+        elif not check(value):
+            raise SchemaError(f"attempt column {name!r} cannot hold {value!r}")
+
+
+def encode_record(record: Mapping[str, Any]) -> str:
+    """The outbox form of an attempt record: checked, then JSON with timestamps in epoch µs."""
+    check_record(record)
+    stored = {
+        name: (value - _EPOCH) // _MICROSECOND if name in _TIMESTAMPS and value is not None else value
+        for name, value in record.items()
+    }
+    return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_record(text: str | bytes) -> dict[str, Any]:
+    """The attempt record `encode_record` stored, timestamps as UTC datetimes."""
+    row: dict[str, Any] = json.loads(text)
+    for name in _TIMESTAMPS.intersection(row):
+        if row[name] is not None:
+            row[name] = _EPOCH + dt.timedelta(microseconds=row[name])
+    return row

@@ -1,0 +1,409 @@
+"""The embedded queue over real SQLite files: life of a job, de-duplication, fairness, leases, outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delivery.queue import (
+    DEDUP_WINDOW_S,
+    Event,
+    Job,
+    JobState,
+    LeaseLost,
+    QueueError,
+    Settlement,
+    decode_record,
+    encode_record,
+)
+from delivery.sqlite_queue import MIGRATIONS, QUEUE_FILE, SqliteQueue
+from ingest.schema import SchemaError
+from tests.ingest.rows import attempt_row
+
+T0 = 1_790_000_000.0  # epoch seconds: every clock in these tests is explicit
+FANOUT = {"web": ["hook-a", "hook-b"], "ios": ["hook-a"]}
+
+
+def event(message_id: str, received_at: float = T0, source_id: str = "web", **overrides: Any) -> Event:
+    fields: dict[str, Any] = {
+        "message_id": message_id,
+        "workspace_id": "acme",
+        "source_id": source_id,
+        "type": "track",
+        "name": "Order Completed",
+        "payload": f'{{"messageId": "{message_id}", "event": "Order Completed"}}'.encode(),
+        "received_at": received_at,
+    }
+    fields.update(overrides)
+    return Event(**fields)
+
+
+def record_for(job: Job, n: int = 0, **overrides: Any) -> dict[str, Any]:
+    """An attempt record for `job`: delivered first attempt unless overridden."""
+    started = dt.datetime.fromtimestamp(job.received_at, dt.UTC) + dt.timedelta(seconds=1)
+    return attempt_row(
+        n,
+        started,
+        attempt_id=f"att-{job.id}-{n}",
+        job_id=job.id,
+        destination_id=job.destination_id,
+        received_at=dt.datetime.fromtimestamp(job.received_at, dt.UTC),
+        events=[{"message_id": e.message_id, "type": e.type, "name": e.name} for e in job.events],
+        **overrides,
+    )
+
+
+@pytest.fixture
+def queue(tmp_path: Path):
+    q = SqliteQueue(tmp_path)
+    yield q
+    q.close()
+
+
+def claim(queue: SqliteQueue, owner: str = "w1", now: float = T0, **limits: Any) -> list[Job]:
+    options = {"limit": 100, "per_destination_limit": 100, "lease_s": 30.0, **limits}
+    return queue.claim(owner, now, **options)
+
+
+def outbox(queue: SqliteQueue) -> list[dict[str, Any]]:
+    """The outbox's records, read without opening a batch."""
+    with sqlite3.connect(queue.path) as db:
+        return [decode_record(text) for (text,) in db.execute("SELECT record FROM outbox ORDER BY id")]
+
+
+def table_count(queue: SqliteQueue, table: str) -> int:
+    with sqlite3.connect(queue.path) as db:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+# --- storage ---
+
+
+def test_the_database_is_a_wal_file_under_data_dir_at_the_latest_schema(tmp_path: Path) -> None:
+    SqliteQueue(tmp_path).close()
+    with sqlite3.connect(tmp_path / QUEUE_FILE) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    reopened = SqliteQueue(tmp_path)  # migrations already ran: nothing to redo
+    assert reopened.depth().by_state == {"pending": 0, "leased": 0}
+    reopened.close()
+
+
+def test_a_database_from_newer_code_is_refused(tmp_path: Path) -> None:
+    SqliteQueue(tmp_path).close()
+    with sqlite3.connect(tmp_path / QUEUE_FILE) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(QueueError, match="schema version"):
+        SqliteQueue(tmp_path)
+
+
+def test_synchronous_is_full_by_default_and_only_full_or_normal(queue: SqliteQueue, tmp_path: Path) -> None:
+    assert queue._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteQueue(tmp_path, synchronous="OFF")
+
+
+# --- enqueue ---
+
+
+def test_lifecycle_enqueue_claim_complete(queue: SqliteQueue) -> None:
+    accepted = queue.enqueue([event("m1"), event("m2", source_id="ios")], FANOUT)
+    assert accepted == ["m1", "m2"]
+    depth = queue.depth()
+    assert depth.by_state == {"pending": 3, "leased": 0}
+    assert depth.by_destination == {
+        "hook-a": {"pending": 2, "leased": 0},
+        "hook-b": {"pending": 1, "leased": 0},
+    }
+
+    jobs = claim(queue)
+    assert sorted((j.destination_id, j.events[0].message_id) for j in jobs) == [
+        ("hook-a", "m1"),
+        ("hook-a", "m2"),
+        ("hook-b", "m1"),
+    ]
+    job = next(j for j in jobs if j.destination_id == "hook-b")
+    assert job.events == (event("m1"),)  # the payload and every field come back as stored
+    assert (job.state, job.attempts, job.lease_owner) == (JobState.LEASED, 0, "w1")
+    assert job.lease_expires_at == T0 + 30.0
+    assert job.received_at == T0
+    assert queue.depth().by_state == {"pending": 0, "leased": 3}
+
+    records = [record_for(j, n) for n, j in enumerate(jobs)]
+    for j, record in zip(jobs, records, strict=True):
+        queue.complete(j, record, T0 + 1)
+    assert queue.depth().by_state == {"pending": 0, "leased": 0}
+    assert outbox(queue) == records
+    # Finished jobs are gone, and with the last of them each event's payload.
+    assert [table_count(queue, t) for t in ("jobs", "job_events", "events")] == [0, 0, 0]
+
+
+def test_a_payload_stays_until_its_last_job_is_done(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1")], FANOUT)
+    first, second = claim(queue)
+    queue.complete(first, record_for(first), T0)
+    assert table_count(queue, "events") == 1
+    queue.complete(second, record_for(second), T0)
+    assert table_count(queue, "events") == 0
+
+
+def test_a_source_without_destinations_is_acknowledged_and_stores_nothing(queue: SqliteQueue) -> None:
+    assert queue.enqueue([event("m1", source_id="server")], FANOUT) == ["m1"]
+    assert table_count(queue, "events") == 0
+    assert claim(queue) == []
+    assert queue.enqueue([event("m1", source_id="server")], FANOUT) == []  # still de-duplicated
+
+
+def test_message_ids_are_deduplicated_per_source_for_24_hours(queue: SqliteQueue) -> None:
+    assert queue.enqueue([event("m1")], FANOUT) == ["m1"]
+    assert queue.enqueue([event("m1", T0 + DEDUP_WINDOW_S - 1)], FANOUT) == []
+    assert queue.enqueue([event("m1", T0 + 10, source_id="ios")], FANOUT) == ["m1"]  # another source
+    # Within one call too: the second copy is the duplicate.
+    assert queue.enqueue([event("m2", T0 + 20), event("m2", T0 + 21)], FANOUT) == ["m2"]
+    assert queue.depth().by_state["pending"] == 2 + 1 + 2
+    # 24 hours after the first sighting it is a new event again.
+    assert queue.enqueue([event("m1", T0 + DEDUP_WINDOW_S)], FANOUT) == ["m1"]
+    assert queue.depth().by_state["pending"] == 7
+
+
+def test_expired_dedup_entries_are_pruned(queue: SqliteQueue) -> None:
+    queue.enqueue([event(f"m{i}") for i in range(5)], FANOUT)
+    queue.enqueue([event("late", T0 + DEDUP_WINDOW_S + 1)], FANOUT)
+    assert table_count(queue, "dedup") == 1
+
+
+# --- claim ---
+
+
+def test_claim_is_oldest_first_and_fair_per_destination(queue: SqliteQueue) -> None:
+    busy = {"busy": ["hook-busy"], "quiet": ["hook-quiet"], "rare": ["hook-rare"]}
+    queue.enqueue([event(f"b{i}", T0 + i, source_id="busy") for i in range(50)], busy)
+    queue.enqueue([event(f"q{i}", T0 + 10 + i, source_id="quiet") for i in range(3)], busy)
+    queue.enqueue([event(f"r{i}", T0 + 100 + i, source_id="rare") for i in range(2)], busy)
+    now = T0 + 1000
+
+    jobs = claim(queue, now=now, limit=20, per_destination_limit=4)
+    assert Counter(j.destination_id for j in jobs) == {"hook-busy": 4, "hook-quiet": 3, "hook-rare": 2}
+    assert [j.due_at for j in jobs] == sorted(j.due_at for j in jobs)
+    assert [j.events[0].message_id for j in jobs if j.destination_id == "hook-busy"] == [
+        "b0",
+        "b1",
+        "b2",
+        "b3",
+    ]
+
+    # `limit` caps the total, keeping the oldest of each destination's share.
+    jobs = claim(queue, "w2", now=now, limit=3, per_destination_limit=4)
+    assert [j.events[0].message_id for j in jobs] == ["b4", "b5", "b6"]
+
+
+def test_claim_takes_only_due_jobs(queue: SqliteQueue) -> None:
+    queue.enqueue([event("now", T0), event("later", T0 + 60)], {"web": ["hook-a"]})
+    assert [j.events[0].message_id for j in claim(queue, now=T0 + 1, lease_s=3600)] == ["now"]
+    assert claim(queue, now=T0 + 59) == []
+    assert [j.events[0].message_id for j in claim(queue, now=T0 + 60)] == ["later"]
+
+
+def test_claim_with_nothing_to_do(queue: SqliteQueue) -> None:
+    assert claim(queue) == []
+    queue.enqueue([event("m1")], FANOUT)
+    assert claim(queue, limit=0) == []
+
+
+def test_concurrent_claims_never_hand_a_job_to_two_workers(queue: SqliteQueue) -> None:
+    queue.enqueue([event(f"m{i}") for i in range(300)], FANOUT)
+    taken: dict[str, list[str]] = {}
+
+    def work(owner: str) -> None:
+        taken[owner] = []
+        while jobs := claim(queue, owner, limit=7, per_destination_limit=5):
+            for job in jobs:
+                queue.complete(job, record_for(job), T0)
+                taken[owner].append(job.id)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [job_id for owned in taken.values() for job_id in owned]
+    assert len(ids) == len(set(ids)) == 600
+    assert len(outbox(queue)) == 600
+
+
+# --- reschedule ---
+
+
+def test_reschedule_counts_the_attempt_and_waits_for_the_due_time(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1")], {"web": ["hook-a"]})
+    (job,) = claim(queue)
+    retry = record_for(job, outcome="retry", status_code=503, error_class="server", error_code="503")
+    queue.reschedule(job, retry, T0 + 30)
+    assert queue.depth().by_state == {"pending": 1, "leased": 0}
+    assert claim(queue, now=T0 + 29) == []
+    (again,) = claim(queue, now=T0 + 30)
+    assert (again.id, again.attempts, again.due_at, again.received_at) == (job.id, 1, T0 + 30, T0)
+    assert again.lease_token != job.lease_token
+    queue.complete(again, record_for(again, 1, attempt=2), T0 + 31)
+    assert [r["attempt"] for r in outbox(queue)] == [1, 2]
+
+
+# --- leases ---
+
+
+def test_a_lapsed_lease_goes_to_the_next_claim_and_the_old_holder_is_refused(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1")], {"web": ["hook-a"]})
+    (mine,) = claim(queue, "w1", now=T0, lease_s=10)
+    assert claim(queue, "w2", now=T0 + 9.9) == []  # still held
+    (theirs,) = claim(queue, "w2", now=T0 + 10, lease_s=10)
+    assert theirs.id == mine.id and theirs.lease_owner == "w2"
+
+    with pytest.raises(LeaseLost):
+        queue.complete(mine, record_for(mine), T0 + 11)
+    with pytest.raises(LeaseLost):
+        queue.reschedule(mine, record_for(mine, outcome="retry"), T0 + 60)
+    assert outbox(queue) == []  # nothing written
+    assert queue.depth().by_destination == {"hook-a": {"pending": 0, "leased": 1}}
+
+    queue.complete(theirs, record_for(theirs, 7), T0 + 12)
+    assert [r["attempt_id"] for r in outbox(queue)] == [f"att-{theirs.id}-7"]
+
+
+def test_a_lapsed_lease_nobody_took_is_still_the_holders(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1")], {"web": ["hook-a"]})
+    (job,) = claim(queue, lease_s=10)
+    queue.complete(job, record_for(job), T0 + 60)
+    assert len(outbox(queue)) == 1
+
+
+def test_completing_twice_is_refused(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1")], {"web": ["hook-a"]})
+    (job,) = claim(queue)
+    queue.complete(job, record_for(job), T0)
+    with pytest.raises(LeaseLost):
+        queue.complete(job, record_for(job, 1), T0)
+    assert len(outbox(queue)) == 1
+
+
+def test_release_gives_back_only_the_owners_leases(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1"), event("m2")], {"web": ["hook-a"]})
+    (mine,) = claim(queue, "w1", limit=1)
+    (theirs,) = claim(queue, "w2", limit=1)
+    assert queue.release("w1") == 1
+    (again,) = claim(queue, "w3", now=T0 + 1)  # claimable at once, not at the lease's end
+    assert again.id == mine.id
+    with pytest.raises(LeaseLost):
+        queue.complete(mine, record_for(mine), T0 + 1)
+    queue.complete(theirs, record_for(theirs), T0 + 1)
+
+
+def test_recover_frees_the_leases_of_a_dead_process(tmp_path: Path) -> None:
+    before = SqliteQueue(tmp_path)
+    before.enqueue([event("m1"), event("m2")], FANOUT)
+    claimed = claim(before, "dead-worker", lease_s=3600)
+    before.close()  # the process "dies" holding four leases
+
+    after = SqliteQueue(tmp_path)
+    assert claim(after, "w1", now=T0 + 1) == []
+    assert after.recover(T0 + 1) == 4
+    jobs = claim(after, "w1", now=T0 + 1)
+    assert sorted(j.id for j in jobs) == sorted(j.id for j in claimed)
+    after.close()
+
+
+# --- settle many at once ---
+
+
+def test_settle_applies_each_change_and_skips_lost_leases(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1"), event("m2"), event("m3")], {"web": ["hook-a"]})
+    claimed = claim(queue, lease_s=10)
+    (taken,) = claim(queue, "w2", now=T0 + 10, limit=1)  # one lapsed lease changes hands
+    lost = next(j for j in claimed if j.id == taken.id)
+    done, retried = (j for j in claimed if j is not lost)
+    records = [record_for(done), record_for(lost), record_for(retried, outcome="retry")]
+    settled = queue.settle(
+        [Settlement(done, records[0]), Settlement(lost, records[1]), Settlement(retried, records[2], T0 + 99)]
+    )
+    assert settled == [lost]
+    assert outbox(queue) == [records[0], records[2]]
+    assert queue.depth().by_state == {"pending": 1, "leased": 1}
+
+
+# --- the records the outbox keeps ---
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "message"),
+    [
+        ({"surprise": 1}, SchemaError, "unknown attempt column"),
+        ({"outcome": None}, SchemaError, "'outcome' is required"),
+        ({"status_code": "200"}, SchemaError, "'status_code' cannot hold"),
+        ({"status_code": 70_000}, SchemaError, "'status_code' cannot hold"),  # SMALLINT
+        ({"retryable": 1}, SchemaError, "'retryable' cannot hold"),
+        ({"started_at": dt.datetime(2026, 1, 1)}, SchemaError, "'started_at' cannot hold"),  # naive
+        ({"events": [{"message_id": 5}]}, SchemaError, "'events' cannot hold"),
+        ({"job_id": "another"}, ValueError, "record is for job"),
+    ],
+)
+def test_a_record_that_breaks_the_contract_is_refused_and_nothing_is_written(
+    queue: SqliteQueue, override: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    queue.enqueue([event("m1")], {"web": ["hook-a"]})
+    (job,) = claim(queue)
+    with pytest.raises(error, match=message):
+        queue.complete(job, record_for(job) | override, T0)
+    assert outbox(queue) == []
+    assert queue.depth().by_state == {"pending": 0, "leased": 1}
+
+
+def test_records_round_trip_through_the_outbox_form() -> None:
+    started = dt.datetime(2026, 3, 9, 23, 59, 59, 999_999, tzinfo=dt.UTC)
+    record = attempt_row(
+        1,
+        started,
+        status_code=None,
+        error_class="network",
+        error_code="ECONNRESET",
+        error_message="connexion réinitialisée",
+        next_attempt_at=started + dt.timedelta(seconds=30),
+        retry_after_s=1.5,
+        outcome="retry",
+        duration_ms=0.1,
+        events=[{"message_id": "m", "type": "identify", "name": None}],
+    )
+    assert decode_record(encode_record(record)) == record
+    offset = dt.timezone(dt.timedelta(hours=2))
+    assert decode_record(encode_record(record | {"started_at": started.astimezone(offset)})) == record
+
+
+def test_outbox_batches_are_resumed_until_acknowledged(queue: SqliteQueue) -> None:
+    queue.enqueue([event(f"m{i}") for i in range(5)], {"web": ["hook-a"]})
+    jobs = claim(queue)
+    records = [record_for(j, n) for n, j in enumerate(jobs)]
+    for job, record in zip(jobs[:3], records, strict=False):
+        queue.complete(job, record, T0)
+
+    batch = queue.outbox_batch(2)
+    assert batch is not None
+    assert (batch.rows, batch.resumed) == (records[:2], False)
+    for job, record in zip(jobs[3:], records[3:], strict=True):
+        queue.complete(job, record, T0)  # committed after the batch was taken: not in it
+    again = queue.outbox_batch(10)
+    assert again is not None
+    assert (again.batch_id, again.rows, again.resumed) == (batch.batch_id, records[:2], True)
+
+    assert queue.outbox_ack(batch.batch_id) == 2
+    rest = queue.outbox_batch(10)
+    assert rest is not None
+    assert (rest.rows, rest.resumed) == (records[2:], False)
+    assert rest.batch_id != batch.batch_id
+    assert queue.depth().outbox_rows == 3
+    queue.outbox_ack(rest.batch_id)
+    assert queue.outbox_batch(10) is None
+    assert queue.depth().outbox_rows == 0
