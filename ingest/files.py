@@ -42,7 +42,16 @@ def publish_parquet(table: pa.Table, root: Path, date: str, hour: int, name: str
         os.fsync(handle.fileno())
     final_path = final_dir / name
     os.replace(tmp_path, final_path)
+    _fsync_directory(final_dir)  # the rename itself survives a power cut only once its directory is synced
     return final_path
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def clean_temporary(root: Path, older_than_s: float = STALE_TMP_S) -> int:
