@@ -7,9 +7,9 @@
 
 Every named query is a commented `.sql` file in this package, run with
 bound parameters against the hourly rollups of the attempt log (views
-`outcomes`, `latency_histogram`, `error_templates`) or the raw log (view
-`attempts`), over ranges of whole UTC hours; docs/sql.md shows how to query
-the same views by hand.
+`outcomes`, `latency_histogram`, `destination_latency_histogram`,
+`error_templates`) or the raw log (view `attempts`), over ranges of whole
+UTC hours; docs/sql.md shows how to query the same views by hand.
 """
 
 from queries.api import (

@@ -3,8 +3,8 @@
 Each takes an open `AttemptLog`, a `Scope` and a half-open range
 [start, end) of whole UTC hours, and returns a polars DataFrame whose
 columns the matching `.sql` file documents. The queries read the hourly
-rollups (exact figures), except `latency` for one workspace or destination,
-which reads the raw log. Metric definitions: docs/sql.md.
+rollups: counts and sums are exact, latency percentiles within 5% (or
+exact from the raw log, on request). Metric definitions: docs/sql.md.
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from datetime import datetime
 import polars as pl
 
 from queries.log import AttemptLog
-from queries.scope import Scope, ScopeKind
-
-#: Scopes the latency histogram covers; it is kept per integration, not finer.
-_HISTOGRAM_SCOPES = frozenset({ScopeKind.ALL, ScopeKind.INTEGRATION})
+from queries.scope import Scope
 
 
 def day_report(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
@@ -56,17 +53,25 @@ def hourly(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.
 
 
 def latency(
-    log: AttemptLog, scope: Scope, start: datetime, end: datetime, *, per_integration: bool = False
+    log: AttemptLog,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    per_integration: bool = False,
+    exact: bool = False,
 ) -> pl.DataFrame:
     """p50/p95/p99/mean/max of duration_ms, overall or per integration.
 
-    For scope `all` and an integration this reads the latency histogram
-    (latency_histogram.sql): requests, mean and max exact, percentiles within
-    5%. A workspace's or a destination's requests are few and the raw log's
-    files are sorted by them, so those scopes read `attempts` and get exact
-    percentiles (latency.sql). Both files give the same columns.
+    By default this reads the hourly latency histograms
+    (latency_histogram.sql), per integration for `all` and an integration,
+    per destination for a workspace or a destination: requests, mean and
+    max exact, percentiles within 5%, at the cost of a few rows per hour
+    and bucket. `exact=True` reads every request of the scope from the raw
+    log instead (latency.sql), for exact percentiles: several times slower
+    for a busy scope. Both give the same columns.
     """
-    name = "latency_histogram" if scope.kind in _HISTOGRAM_SCOPES else "latency"
+    name = "latency" if exact else "latency_histogram"
     return log.run(name, scope, start, end, per_integration=per_integration)
 
 
@@ -82,8 +87,9 @@ def error_samples(
 def run_sql(log: AttemptLog, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
     """Run one read-only statement against the views (`deliverydash sql`).
 
-    `attempts` is the raw log; `outcomes`, `latency_histogram` and
-    `error_templates` are its hourly rollups (docs/sql.md).
+    `attempts` is the raw log; `outcomes`, `latency_histogram`,
+    `destination_latency_histogram` and `error_templates` are its hourly
+    rollups (docs/sql.md).
 
     Raises `QueryError` for anything but SELECT, WITH, EXPLAIN, DESCRIBE,
     SUMMARIZE or SHOW, for several statements, and for failing queries.

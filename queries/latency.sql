@@ -9,9 +9,9 @@
 -- also a skip recorded after a job's tries (attempt k + 1, docs/attempt-log.md):
 -- neither is read here, so `requests` counts what the latency histogram counts.
 --
--- The exact version: api.latency runs it for a workspace or a destination,
--- whose requests are few and whose rows the files' sort order lets DuckDB
--- find; for everything and for an integration it reads latency_histogram.sql.
+-- The exact version, which reads every request of the scope: api.latency
+-- runs it only when asked to (`exact=True`), and otherwise reads
+-- latency_histogram.sql, within 5% and far fewer rows, for every scope.
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql),
 -- $per_integration (BOOLEAN).

@@ -1,11 +1,12 @@
-"""The attempt log opened for queries: a sandboxed in-memory DuckDB with four views.
+"""The attempt log opened for queries: a sandboxed in-memory DuckDB with five views.
 
 `connect(data_dir)` opens an in-memory connection and defines, each over
 its Parquet files (``date=*/hour=*/*.parquet``, hive-partitioned):
 
 * `attempts`: the raw log, ``<data_dir>/attempts/``, one row per record;
-* `outcomes`, `latency_histogram`, `error_templates`: the hourly rollups
-  of `ingest.rollup` (``<data_dir>/rollups/{outcomes,latency,errors}/``),
+* `outcomes`, `latency_histogram`, `destination_latency_histogram`,
+  `error_templates`: the hourly rollups of `ingest.rollup`
+  (``<data_dir>/rollups/{outcomes,latency,destination_latency,errors}/``),
   one file of each per attempt file, which the named queries read.
 
 DuckDB re-globs on every query, so newly published files are seen at once.
@@ -49,7 +50,12 @@ from queries.scope import Scope, query_parameters
 
 VIEW = "attempts"
 #: The views over the rollups, each with the rollup (`ingest.rollup.ROLLUPS`) it reads.
-ROLLUP_VIEWS = {"outcomes": "outcomes", "latency_histogram": "latency", "error_templates": "errors"}
+ROLLUP_VIEWS = {
+    "outcomes": "outcomes",
+    "latency_histogram": "latency",
+    "destination_latency_histogram": "destination_latency",
+    "error_templates": "errors",
+}
 #: Every view the connection defines.
 VIEWS = (VIEW, *ROLLUP_VIEWS)
 #: Hive partition columns each view adds after its files' columns.
@@ -160,8 +166,7 @@ class AttemptLog:
 
         `params` are the query's own extra parameters (e.g. `limit`); a name
         the query does not use raises `QueryError`, so a typo cannot pass
-        silently. So does a query DuckDB refuses to run (such as
-        `latency_histogram` for a workspace).
+        silently. So does a query DuckDB refuses to run.
         """
         bound = _bind(name, scope, start, end, params)
         try:
@@ -169,17 +174,32 @@ class AttemptLog:
         except duckdb.Error as exc:
             raise QueryError(f"query {name!r} failed: {exc}") from exc
 
-    def plan(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> str:
-        """DuckDB's EXPLAIN of the named query: how it would run, and which files it would read."""
+    def plan(
+        self,
+        name: str,
+        scope: Scope,
+        start: datetime,
+        end: datetime,
+        *,
+        analyze: bool = False,
+        **params: object,
+    ) -> str:
+        """DuckDB's EXPLAIN of the named query: how it would run, and how many files it would read.
+
+        With `analyze`, EXPLAIN ANALYZE: the query runs, and each scan also
+        shows the rows it produced and the names of (the first few of) the
+        files it read.
+        """
         bound = _bind(name, scope, start, end, params)
-        plan = self._fetch("EXPLAIN " + load_query(name), bound)
+        plan = self._fetch(("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + load_query(name), bound)
         return "\n".join(plan.get_column("explain_value"))
 
     def sql(self, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
         """Run one read-only statement written by a person against the views.
 
         The views are `attempts` and the rollups `outcomes`,
-        `latency_histogram` and `error_templates` (docs/sql.md). Accepts
+        `latency_histogram`, `destination_latency_histogram` and
+        `error_templates` (docs/sql.md). Accepts
         SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE and SHOW; anything else,
         several statements, a parse error, a failing query or one still
         running after `timeout_s` seconds raises `QueryError`.

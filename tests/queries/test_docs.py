@@ -71,6 +71,7 @@ def test_every_block_is_known() -> None:
         "raw-templates",
         "latency",
         "latency-histogram",
+        "workspace-latency-histogram",
     }
 
 
@@ -147,6 +148,8 @@ def test_rollup_and_raw_examples_agree(
     assert sorted(from_rollup.rows()) == sorted(from_raw.rows())
 
 
-@pytest.mark.parametrize("name", ["error-templates", "latency", "latency-histogram"])
+@pytest.mark.parametrize(
+    "name", ["error-templates", "latency", "latency-histogram", "workspace-latency-histogram"]
+)
 def test_other_examples_run(cli: duckdb.DuckDBPyConnection, fixture_dir: Path, name: str) -> None:
     assert run_doc(cli, name, fixture_dir).height > 0

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from queries import (
     AttemptLog,
-    QueryError,
     Scope,
     ScopeKind,
     by_destination,
     by_error,
     by_integration,
     by_status_code,
-    connect,
     day_report,
     error_samples,
     funnel,
@@ -170,25 +167,38 @@ def test_hourly(log: AttemptLog) -> None:
 
 
 def test_exact_latency(log: AttemptLog) -> None:
-    overall = log.run("latency", ALL, D1, D2, per_integration=False).row(0, named=True)
+    overall = latency(log, ALL, D1, D2, exact=True).row(0, named=True)
     assert overall["integration"] is None
     assert overall["requests"] == 20
     assert overall["max_ms"] == 10_000.0
-    per_integration = log.run("latency", ALL, D1, D2, per_integration=True)
-    per = {r["integration"]: r for r in per_integration.iter_rows(named=True)}
+    per = {
+        r["integration"]: r
+        for r in latency(log, ALL, D1, D2, per_integration=True, exact=True).iter_rows(named=True)
+    }
     assert per["mixpanel"]["p50_ms"] == per["mixpanel"]["p99_ms"] == 200.0
     # amplitude: J3's 50, 60, 70, J6's 15, J10's 25, J12's 100 -> median of six, interpolated.
     assert per["amplitude"]["p50_ms"] == pytest.approx(55.0)
     assert per["amplitude"]["mean_ms"] == pytest.approx(320 / 6)
 
 
-@pytest.mark.parametrize("scope", [ALL, Scope.integration("amplitude")], ids=str)
+def test_exact_latency_is_latency_sql(log: AttemptLog) -> None:
+    scope = Scope.workspace("acme")
+    assert latency(log, scope, D1, D2, exact=True).equals(
+        log.run("latency", scope, D1, D2, per_integration=False)
+    )
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [ALL, Scope.integration("amplitude"), Scope.workspace("acme"), Scope.destination("dst_acme_amp")],
+    ids=str,
+)
 @pytest.mark.parametrize("per_integration", [False, True])
 def test_latency_from_the_histogram_is_within_5_percent(
     log: AttemptLog, scope: Scope, per_integration: bool
 ) -> None:
     approximate = latency(log, scope, D1, D2, per_integration=per_integration)
-    exact = log.run("latency", scope, D1, D2, per_integration=per_integration)
+    exact = latency(log, scope, D1, D2, per_integration=per_integration, exact=True)
     assert approximate.columns == exact.columns
     assert approximate.schema == exact.schema
     exact_columns = ["integration", "requests", "max_ms"]
@@ -211,23 +221,27 @@ def test_latency_on_the_histogram_by_hand(log: AttemptLog) -> None:
     assert per["webhook"]["p99_ms"] <= 10_000.0
 
 
-@pytest.mark.parametrize("scope", [Scope.workspace("acme"), Scope.destination("dst_acme_amp")], ids=str)
-def test_latency_of_a_workspace_or_destination_is_exact(log: AttemptLog, scope: Scope) -> None:
-    result = latency(log, scope, D1, D2)
-    assert result.equals(log.run("latency", scope, D1, D2, per_integration=False))
-    # dst_acme_amp: J3's 50, 60, 70 and J12's 100 on D1; acme adds J1's 120 and J2's 80.
-    assert result.item(0, "p50_ms") == (75.0 if scope.kind is ScopeKind.WORKSPACE else 65.0)
-
-
-@pytest.mark.parametrize("scope", [Scope.workspace("acme"), Scope.destination("dst_acme_amp")], ids=str)
-def test_the_histogram_refuses_workspaces_and_destinations(
-    log: AttemptLog, tmp_path: Path, scope: Scope
+@pytest.mark.parametrize(
+    ("scope", "exact_p50", "below_bucket", "above_bucket"),
+    [
+        # acme: J3's 50, 60, 70, J12's 100, J1's 120, J2's 80: the median lies
+        # between 70 ms (bucket 44) and 80 ms (bucket 45).
+        (Scope.workspace("acme"), 75.0, 44, 45),
+        # dst_acme_amp: J3's 50, 60, 70 and J12's 100: between 60 ms (bucket 42) and 70 ms (bucket 44).
+        (Scope.destination("dst_acme_amp"), 65.0, 42, 44),
+    ],
+    ids=str,
+)
+def test_latency_of_a_workspace_or_destination_by_hand(
+    log: AttemptLog, scope: Scope, exact_p50: float, below_bucket: int, above_bucket: int
 ) -> None:
-    kind = scope.kind.value
-    with pytest.raises(QueryError, match=rf"no {kind} scope: latency\.sql serves it"):
-        log.run("latency_histogram", scope, D1, D2, per_integration=False)
-    with connect(tmp_path) as empty, pytest.raises(QueryError, match=rf"no {kind} scope"):
-        empty.run("latency_histogram", scope, D1, D2, per_integration=False)
+    approximate = latency(log, scope, D1, D2)
+    assert approximate.item(0, "p50_ms") == pytest.approx(
+        (1.1 ** (below_bucket + 0.5) + 1.1 ** (above_bucket + 0.5)) / 2
+    )
+    assert latency(log, scope, D1, D2, exact=True).item(0, "p50_ms") == exact_p50
+    # The other customers' requests are not in the histogram the scope reads.
+    assert approximate.item(0, "requests") == (6 if scope.kind is ScopeKind.WORKSPACE else 4)
 
 
 def test_error_samples_on_the_fixture(log: AttemptLog) -> None:

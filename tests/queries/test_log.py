@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from ingest.rollup import ROLLUPS
 from ingest.writer import attempts_root
 from queries import (
     AttemptLog,
@@ -21,7 +22,7 @@ from queries import (
     query_names,
     run_sql,
 )
-from queries.log import VIEWS
+from queries.log import ROLLUP_VIEWS, VIEWS
 
 from .conftest import D1, D2, at, fixture_rows, job, ok, publish
 
@@ -41,10 +42,30 @@ def test_an_empty_data_dir_gives_zeros(tmp_path: Path) -> None:
         for name in query_names():
             if name not in {"day_report", "funnel"}:
                 assert log.run(name, Scope.all(), D1, D2, **EXTRA.get(name, {})).is_empty(), name
-        for scope in [Scope.all(), Scope.workspace("acme"), Scope.integration("webhook")]:
+        scopes = [
+            Scope.all(),
+            Scope.workspace("acme"),
+            Scope.destination("dst_acme_hook"),
+            Scope.integration("webhook"),
+        ]
+        for scope in scopes:
             assert latency(log, scope, D1, D2).is_empty(), scope
+            assert latency(log, scope, D1, D2, exact=True).is_empty(), scope
         for view in VIEWS:
             assert run_sql(log, f"SELECT count(*) AS n FROM {view}").item() == 0, view
+
+
+def test_every_rollup_has_a_view(tmp_path: Path) -> None:
+    assert VIEWS == (
+        "attempts",
+        "outcomes",
+        "latency_histogram",
+        "destination_latency_histogram",
+        "error_templates",
+    )
+    assert sorted(ROLLUP_VIEWS.values()) == sorted(ROLLUPS)
+    with connect(tmp_path) as log:
+        assert sorted(run_sql(log, "SHOW TABLES").get_column("name")) == sorted(VIEWS)
 
 
 @pytest.mark.parametrize("view", VIEWS)
@@ -93,6 +114,7 @@ def test_threads_can_share_a_log(log: AttemptLog) -> None:
         "-- how many?\nSELECT count(*) FROM attempts;",
         "SELECT sum(records) FROM outcomes",
         "SELECT integration, sum(requests) FROM latency_histogram GROUP BY ALL",
+        "SELECT destination_id, sum(requests) FROM destination_latency_histogram GROUP BY ALL",
         "SELECT template, sum(requests) FROM error_templates GROUP BY ALL",
         "DESCRIBE error_templates",
     ],
@@ -113,6 +135,7 @@ def test_read_only_statements_run(log: AttemptLog, sql: str) -> None:
         ("DROP VIEW attempts", "DROP"),
         ("DROP VIEW outcomes", "DROP"),
         ("CREATE OR REPLACE VIEW latency_histogram AS SELECT 1", "CREATE"),
+        ("DROP VIEW destination_latency_histogram", "DROP"),
         ("INSERT INTO error_templates SELECT * FROM error_templates", "INSERT"),
         ("CREATE OR REPLACE MACRO body_template(body) AS body", "CREATE"),
         ("PRAGMA version", "PRAGMA"),
@@ -147,7 +170,7 @@ def test_the_attempt_and_rollup_directories_are_readable_and_nothing_beside_them
     publish(fixture_rows(), tmp_path)
     (tmp_path / "engine-state.csv").write_text("secret\n1\n")
     with connect(tmp_path) as log:
-        for directory in ["attempts", "rollups/outcomes"]:
+        for directory in ["attempts", "rollups/outcomes", "rollups/destination_latency"]:
             files = f"{tmp_path / directory}/date=*/hour=*/*.parquet"
             assert run_sql(log, f"SELECT count(*) FROM read_parquet('{files}')").item() > 0
         for path in [tmp_path / "engine-state.csv", tmp_path / "rollups" / ".." / "engine-state.csv"]:

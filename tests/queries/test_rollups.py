@@ -2,9 +2,10 @@
 
 On a simulated day, each rollup-based query is compared, whole data frame
 against whole data frame, with the query it replaced, kept verbatim in
-`tests/queries/raw/` and run on a plain DuckDB over the attempt files. Then:
-rollups that went missing or were orphaned heal on the next query, and the
-rollup views can be queried by hand.
+`tests/queries/raw/` and run on a plain DuckDB over the attempt files; the
+latency histograms are compared with the exact latency.sql, and with each
+other. Then: rollups that went missing or were orphaned heal on the next
+query, and the rollup views can be queried by hand.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def test_histogram_percentiles_are_within_5_percent(
 ) -> None:
     start, end = RANGES["day"]
     result = latency(simulated, scope, start, end, per_integration=per_integration)
-    exact = simulated.run("latency", scope, start, end, per_integration=per_integration)
+    exact = latency(simulated, scope, start, end, per_integration=per_integration, exact=True)
+    assert exact.height > 0, "the comparison would prove nothing"
     assert result.schema == exact.schema
     assert result.select("integration", "requests", "max_ms").equals(
         exact.select("integration", "requests", "max_ms")
@@ -137,6 +139,45 @@ def test_histogram_percentiles_are_within_5_percent(
     for column in ["p50_ms", "p95_ms", "p99_ms"]:
         approximate = result.get_column(column).to_list()
         assert approximate == pytest.approx(exact.get_column(column).to_list(), rel=0.05), column
+
+
+#: The per-destination histogram summed over destinations, in the per-integration histogram's grain.
+HISTOGRAM_TOTALS = """
+    SELECT started_hour, integration, bucket, sum(requests) AS requests,
+           sum(duration_ms_sum) AS duration_ms_sum, max(duration_ms_max) AS duration_ms_max
+    FROM {view}
+    GROUP BY ALL
+    ORDER BY ALL
+"""
+
+
+def test_the_two_histograms_hold_the_same_requests(simulated: AttemptLog) -> None:
+    # Per hour, integration and bucket, so the totals agree over any range of whole hours.
+    per_integration = simulated.sql(HISTOGRAM_TOTALS.format(view="latency_histogram"))
+    per_destination = simulated.sql(HISTOGRAM_TOTALS.format(view="destination_latency_histogram"))
+    assert per_integration.get_column("requests").sum() > 1_000, "the comparison would prove nothing"
+    # Counts and maxima are equal; sums of doubles up to the order they were added in.
+    assert_frame_equal(
+        per_destination.drop("duration_ms_sum"), per_integration.drop("duration_ms_sum"), check_exact=True
+    )
+    assert_frame_equal(per_destination, per_integration, check_exact=False, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("scope", [Scope.all(), Scope.integration("webhook")], ids=str)
+def test_all_and_an_integration_read_the_small_histogram(log: AttemptLog, scope: Scope) -> None:
+    # The per-destination branch is folded away when DuckDB plans the query: none of its files is read.
+    plan = log.plan("latency_histogram", scope, D1, D2, analyze=True, per_integration=False)
+    assert "rollups/latency/date=" in plan
+    assert "rollups/destination_latency/" not in plan
+
+
+@pytest.mark.parametrize("scope", [Scope.workspace("acme"), Scope.destination("dst_acme_amp")], ids=str)
+def test_a_workspace_or_destination_reads_the_per_destination_histogram(
+    log: AttemptLog, scope: Scope
+) -> None:
+    plan = log.plan("latency_histogram", scope, D1, D2, analyze=True, per_integration=False)
+    assert "rollups/destination_latency/date=" in plan
+    assert "rollups/latency/" not in plan
 
 
 def test_a_skip_after_tries_is_no_request_to_either_latency(tmp_path: Path) -> None:
@@ -153,18 +194,26 @@ def test_a_skip_after_tries_is_no_request_to_either_latency(tmp_path: Path) -> N
     )
     publish(job("S1", "dst_acme_hook", at(D1, "10:00"), [first, skipped]), tmp_path)
     with connect(tmp_path) as log:
-        exact = log.run("latency", Scope.all(), D1, D2, per_integration=False)
-        approximate = latency(log, Scope.all(), D1, D2)
-    assert exact.select("requests", "max_ms").rows() == [(1, 80.0)]
-    assert approximate.select("requests", "max_ms").rows() == [(1, 80.0)]
+        for scope in [Scope.all(), Scope.workspace("acme")]:
+            exact = latency(log, scope, D1, D2, exact=True)
+            approximate = latency(log, scope, D1, D2)
+            assert exact.select("requests", "max_ms").rows() == [(1, 80.0)], scope
+            assert approximate.select("requests", "max_ms").rows() == [(1, 80.0)], scope
 
 
 # Healing: a function-scoped copy of the fixture log, since these tests change files.
 
 
 def every_figure(log: AttemptLog) -> dict[str, pl.DataFrame]:
-    """Every named query's result for the fixture's day."""
-    return {name: log.run(name, Scope.all(), D1, D2, **EXTRA.get(name, {})) for name in query_names()}
+    """Every named query's result for the fixture's day, overall and for one workspace.
+
+    A workspace too, since some rollups (`destination_latency`) are read only for one.
+    """
+    return {
+        f"{name} {scope}": log.run(name, scope, D1, D2, **EXTRA.get(name, {}))
+        for name in query_names()
+        for scope in [Scope.all(), Scope.workspace("acme")]
+    }
 
 
 def assert_same_figures(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame]) -> None:
@@ -260,8 +309,14 @@ def test_the_rollup_views_hold_the_fixtures_figures(log: AttemptLog) -> None:
         "SELECT sum(records) AS n FROM outcomes WHERE attempt >= 1 AND date = DATE '2026-03-10'"
     )
     assert requests.item() == 20
-    histogram = log.sql("SELECT sum(requests) AS n FROM latency_histogram WHERE date = DATE '2026-03-10'")
-    assert histogram.item() == 20
+    for view in ["latency_histogram", "destination_latency_histogram"]:
+        histogram = log.sql(f"SELECT sum(requests) AS n FROM {view} WHERE date = DATE '2026-03-10'")
+        assert histogram.item() == 20, view
+    acme = log.sql(
+        "SELECT destination_id, sum(requests) AS n FROM destination_latency_histogram "
+        "WHERE date = DATE '2026-03-10' AND workspace_id = 'acme' GROUP BY ALL ORDER BY ALL"
+    )
+    assert acme.rows() == [("dst_acme_amp", 4), ("dst_acme_hook", 2)]
     templates = log.sql(
         "SELECT template, sum(requests) AS n FROM error_templates "
         "WHERE date = DATE '2026-03-10' AND status_code = 429 GROUP BY template"
