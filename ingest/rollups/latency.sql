@@ -2,9 +2,9 @@
 --
 -- Bucket b holds durations in [1.1^b, 1.1^(b+1)) milliseconds (durations
 -- under 0.01 ms count as 0.01 ms), so a percentile read from it is within 5%
--- of the exact one. Kept per integration, not per destination: tens of
--- thousands of destinations times a hundred buckets would be a table as big
--- as the log; one workspace's or destination's latency reads `attempts`.
+-- of the exact one. Per integration: the whole day's or one partner's
+-- latency reads a few hundred thousand rows. One workspace's or destination's
+-- reads destination_latency.sql's histogram instead.
 -- Hours are grouped as integers, as in outcomes.sql.
 WITH grouped AS (
     SELECT
