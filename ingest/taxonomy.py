@@ -19,6 +19,8 @@ lands on exactly one leaf of this tree::
     │   ├── client-side timeout (ETIMEDOUT, ...) timeout      retryable
     │   ├── ENOTFOUND, ECONNREFUSED, ECONNRESET,
     │   │   ECONNABORTED, EHOSTUNREACH, EAI_AGAIN network     retryable
+    │   ├── an answer that is not HTTP
+    │   │   (EBADRESPONSE) ..................... nonstandard  terminal
     │   └── CERT_HAS_EXPIRED, ... .............. tls          terminal
     └── no request made (attempt = 0)
         ├── failed a pre-send check ............ precheck     terminal
@@ -94,6 +96,11 @@ TRANSPORT_CODES: dict[str, tuple[ErrorClass, bool]] = {
     # The server closed before answering: it may have processed the request,
     # but it did not say so, and retrying is what every client does.
     "ESERVERDISCONNECT": (ErrorClass.NETWORK, True),
+    # The server answered with bytes that are not an HTTP response (a status line
+    # without a usable number, a broken header, a body in a corrupt encoding):
+    # a "WTF webhook" whose status cannot be read. Node reports these as
+    # HPE_* parse errors and Segment does not retry them; neither do we.
+    "EBADRESPONSE": (ErrorClass.NONSTANDARD, False),
     "CERT_HAS_EXPIRED": (ErrorClass.TLS, False),
     "CERT_NOT_YET_VALID": (ErrorClass.TLS, False),
     "DEPTH_ZERO_SELF_SIGNED_CERT": (ErrorClass.TLS, False),
