@@ -58,7 +58,8 @@ _DICTIONARY_COLUMNS = [
 _ENCODINGS = {
     "attempt_id": "DELTA_BYTE_ARRAY",
     "job_id": "DELTA_BYTE_ARRAY",
-    "events.list.element.message_id": "DELTA_BYTE_ARRAY",
+    # Random uuids share no prefix with their neighbours: lengths only.
+    "events.list.element.message_id": "DELTA_LENGTH_BYTE_ARRAY",
     "received_at": "DELTA_BINARY_PACKED",
     "started_at": "DELTA_BINARY_PACKED",
     "next_attempt_at": "DELTA_BINARY_PACKED",
