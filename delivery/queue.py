@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -150,12 +150,21 @@ class Queue(Protocol):
         ...
 
     def claim(
-        self, owner: str, now: float, *, limit: int, per_destination_limit: int, lease_s: float
+        self,
+        owner: str,
+        now: float,
+        *,
+        limit: int,
+        per_destination_limit: int,
+        lease_s: float,
+        exclude: Collection[str] = (),
     ) -> list[Job]:
         """Lease up to `limit` jobs that are due, or whose lease lapsed, oldest first.
 
         At most `per_destination_limit` jobs of one destination per call, so a
-        backlog at one destination cannot crowd out the others.
+        backlog at one destination cannot crowd out the others, and none of
+        the destinations in `exclude` (those the caller has no room for: a
+        job claimed and left waiting would spend its lease).
         """
         ...
 

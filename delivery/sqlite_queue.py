@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -280,15 +280,27 @@ class SqliteQueue:
     # --- the workers' side ---
 
     def claim(
-        self, owner: str, now: float, *, limit: int, per_destination_limit: int, lease_s: float
+        self,
+        owner: str,
+        now: float,
+        *,
+        limit: int,
+        per_destination_limit: int,
+        lease_s: float,
+        exclude: Collection[str] = (),
     ) -> list[Job]:
         """See `delivery.queue.Queue.claim`."""
         if limit <= 0 or per_destination_limit <= 0:
             return []
+        excluded = frozenset(exclude)
         with self._transaction() as db:
-            destinations = db.execute(_READY_DESTINATIONS, {"now": now, "limit": limit}).fetchall()
+            # Ask for as many more destinations as are excluded, so `limit` others still come back.
+            ready = {"now": now, "limit": limit + len(excluded)}
+            destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
             candidates: list[tuple[float, str]] = []
             for destination_id, _ in destinations:
+                if destination_id in excluded:
+                    continue
                 rows = db.execute(
                     _CLAIMABLE, {"destination": destination_id, "now": now, "limit": per_destination_limit}
                 )

@@ -203,6 +203,21 @@ def test_claim_is_oldest_first_and_fair_per_destination(queue: SqliteQueue) -> N
     assert [j.events[0].message_id for j in jobs] == ["b4", "b5", "b6"]
 
 
+def test_claim_leaves_out_excluded_destinations(queue: SqliteQueue) -> None:
+    fanout = {"busy": ["hook-busy"], "quiet": ["hook-quiet"], "rare": ["hook-rare"]}
+    queue.enqueue([event(f"b{i}", T0 + i, source_id="busy") for i in range(5)], fanout)
+    queue.enqueue([event(f"q{i}", T0 + 10 + i, source_id="quiet") for i in range(3)], fanout)
+    queue.enqueue([event(f"r{i}", T0 + 100 + i, source_id="rare") for i in range(2)], fanout)
+
+    # `limit` destinations still come back although the oldest one is excluded.
+    jobs = claim(queue, limit=1, per_destination_limit=4, exclude={"hook-busy"}, now=T0 + 1000)
+    assert [j.events[0].message_id for j in jobs] == ["q0"]
+    jobs = claim(queue, limit=10, per_destination_limit=4, exclude=["hook-busy", "hook-quiet"], now=T0 + 1000)
+    assert [j.events[0].message_id for j in jobs] == ["r0", "r1"]
+    jobs = claim(queue, limit=10, per_destination_limit=4, exclude=(), now=T0 + 1000)
+    assert Counter(j.destination_id for j in jobs) == {"hook-busy": 4, "hook-quiet": 2}
+
+
 def test_claim_takes_only_due_jobs(queue: SqliteQueue) -> None:
     queue.enqueue([event("now", T0), event("later", T0 + 60)], {"web": ["hook-a"]})
     assert [j.events[0].message_id for j in claim(queue, now=T0 + 1, lease_s=3600)] == ["now"]

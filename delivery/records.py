@@ -1,0 +1,190 @@
+"""What the worker writes about a request: the decision taken on it and its attempt record. Pure.
+
+`decide` turns a classification into the job's next step (delivered, retry
+at a time, failed, dropped) by the retry policy of `delivery.retry`.
+
+A record is a mapping with the columns of `ingest.schema` (documented in
+docs/attempt-log.md), built from what the worker knows at that point: the
+claimed `Job`, its `Destination`, the `SendResult`, the `Classification` and
+the `Decision` taken on it. The worker hands it to the queue with the job's
+state change (the outbox), and the queue checks it against the contract.
+
+Never in a record: request headers, or any secret. The sender already
+redacts response bodies and error texts and keeps 2 KiB of a body; the
+builder redacts again with the destination's configured secrets and cuts
+again, so a record is safe whatever `SendResult` it is given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import Any, Final
+
+from delivery.config import Destination
+from delivery.queue import Job
+from delivery.retry import RetryPolicy, next_attempt, parse_retry_after
+from delivery.sender import SendResult, redact, secrets_of
+from ingest.schema import RESPONSE_BODY_LIMIT
+from ingest.taxonomy import Classification, ErrorClass, Outcome
+
+#: `integration` of a job whose destination is no longer configured.
+UNKNOWN_INTEGRATION: Final = "unknown"
+#: How `error_message` begins when the classifier did not know the exception.
+UNCLASSIFIED_PREFIX: Final = "unclassified: "
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What becomes of the job after a request."""
+
+    outcome: Outcome
+    """The record's `outcome`: delivered, retry, failed or dropped."""
+    next_attempt_at: dt.datetime | None = None
+    """When the next attempt is due; set exactly when `outcome` is retry."""
+    retry_after_s: float | None = None
+    """What the destination's Retry-After asked for, in seconds, if it sent a readable one."""
+
+    def __post_init__(self) -> None:
+        if (self.outcome is Outcome.RETRY) != (self.next_attempt_at is not None):
+            raise ValueError("next_attempt_at is set exactly when the outcome is retry")
+        if self.outcome is Outcome.SKIPPED:
+            raise ValueError("a request is never skipped: use skip_record")
+
+
+def decide(
+    verdict: Classification,
+    *,
+    attempt: int,
+    received_at: dt.datetime,
+    ended_at: dt.datetime,
+    retry_after: str | None,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Decision:
+    """The job's next step after request number `attempt` got `verdict`.
+
+    2xx is delivered; a terminal verdict failed; a retryable one is retried
+    when `delivery.retry.next_attempt` (counting from `ended_at`, the end of
+    the request, and honouring the raw `retry_after` header) gives a time,
+    else dropped. Draws from `rng` only for a retry.
+    """
+    retry_after_s = parse_retry_after(retry_after, ended_at)
+    if verdict.error_class is ErrorClass.NONE:
+        return Decision(Outcome.DELIVERED, retry_after_s=retry_after_s)
+    if not verdict.retryable:
+        return Decision(Outcome.FAILED, retry_after_s=retry_after_s)
+    when = next_attempt(attempt, received_at, ended_at, retry_after_s, policy, rng)
+    if when is None:
+        return Decision(Outcome.DROPPED, retry_after_s=retry_after_s)
+    return Decision(Outcome.RETRY, when, retry_after_s)
+
+
+def request_record(
+    job: Job,
+    destination: Destination,
+    *,
+    attempt_id: str,
+    started_at: dt.datetime,
+    request_bytes: int,
+    result: SendResult,
+    verdict: Classification,
+    decision: Decision,
+    unclassified: bool = False,
+) -> dict[str, Any]:
+    """The record of one request: attempt `job.attempts + 1`.
+
+    `started_at` is when the request started (UTC, aware), `request_bytes`
+    the body's size. `unclassified` marks a verdict the worker chose because
+    `classify` did not know the exception: its `error_message` then starts
+    with `UNCLASSIFIED_PREFIX`, so such records can be found.
+    """
+    error_message = None
+    if result.status is None and result.error_message is not None:
+        error_message = redact(result.error_message, _secrets(destination))
+        if unclassified:
+            error_message = UNCLASSIFIED_PREFIX + error_message
+    return {
+        **_job_columns(attempt_id, job, job.attempts + 1, destination.integration),
+        "started_at": started_at,
+        "duration_ms": result.duration_ms,
+        "status_code": result.status,
+        "error_class": str(verdict.error_class),
+        "error_code": verdict.error_code,
+        "retryable": verdict.retryable,
+        "outcome": str(decision.outcome),
+        "retry_after_s": decision.retry_after_s,
+        "next_attempt_at": decision.next_attempt_at,
+        "request_bytes": request_bytes,
+        "response_body": _kept_body(result, destination),
+        "error_message": error_message,
+    }
+
+
+def skip_record(
+    job: Job,
+    destination: Destination | None,
+    *,
+    attempt_id: str,
+    settled_at: dt.datetime,
+    verdict: Classification,
+) -> dict[str, Any]:
+    """The record of a job settled without a request (outcome `skipped`).
+
+    `attempt` is 0 for a job never tried, else the number the next request
+    would have had (docs/attempt-log.md). `destination` is None when the job's
+    destination is no longer configured.
+    """
+    integration = destination.integration if destination is not None else UNKNOWN_INTEGRATION
+    return {
+        **_job_columns(attempt_id, job, job.attempts + 1 if job.attempts else 0, integration),
+        "started_at": settled_at,
+        "duration_ms": None,
+        "status_code": None,
+        "error_class": str(verdict.error_class),
+        "error_code": verdict.error_code,
+        "retryable": verdict.retryable,
+        "outcome": str(Outcome.SKIPPED),
+        "retry_after_s": None,
+        "next_attempt_at": None,
+        "request_bytes": None,
+        "response_body": None,
+        "error_message": None,
+    }
+
+
+def utc(epoch_s: float) -> dt.datetime:
+    """Epoch seconds as an aware UTC datetime (the log's timestamps)."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC)
+
+
+def _job_columns(attempt_id: str, job: Job, attempt: int, integration: str) -> dict[str, Any]:
+    """The record's first columns, in the contract's order: ids, and what every record of a job shares."""
+    if not job.events:
+        raise ValueError(f"job {job.id} carries no events")
+    first = job.events[0]
+    return {
+        "attempt_id": attempt_id,
+        "job_id": job.id,
+        "attempt": attempt,
+        "workspace_id": first.workspace_id,
+        "source_id": first.source_id,
+        "destination_id": job.destination_id,
+        "integration": integration,
+        "event_count": len(job.events),
+        "events": [{"message_id": e.message_id, "type": e.type, "name": e.name} for e in job.events],
+        "received_at": utc(job.received_at),
+    }
+
+
+def _kept_body(result: SendResult, destination: Destination) -> str | None:
+    """The response body of a non-2xx response, redacted and cut to the log's limit."""
+    if result.status is None or 200 <= result.status < 300 or result.body is None:
+        return None
+    kept = redact(result.body, _secrets(destination)).encode("utf-8")[:RESPONSE_BODY_LIMIT]
+    return kept.decode("utf-8", errors="ignore")
+
+
+def _secrets(destination: Destination) -> list[str]:
+    return secrets_of(destination.request_headers(), destination.url)

@@ -1,0 +1,333 @@
+"""The decision after a request and the attempt record it leaves: pure, every value exact."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+from typing import Any
+
+import pytest
+
+from delivery.config import Destination, Secret
+from delivery.queue import Event, Job, JobState, check_record
+from delivery.records import (
+    UNCLASSIFIED_PREFIX,
+    UNKNOWN_INTEGRATION,
+    Decision,
+    decide,
+    request_record,
+    skip_record,
+    utc,
+)
+from delivery.retry import RetryPolicy
+from delivery.sender import REDACTED, SendResult
+from ingest.schema import COLUMN_NAMES, RESPONSE_BODY_LIMIT, rows_to_table
+from ingest.taxonomy import Classification, ErrorClass, Outcome, classify_status, classify_transport
+
+T0 = 1_790_000_000.0
+RECEIVED = utc(T0)
+ENDED = RECEIVED + dt.timedelta(seconds=10)
+#: No jitter, so every retry time is exact: base 1 s doubling, at most 8 s, 5 attempts in 60 s.
+POLICY = RetryPolicy(
+    max_attempts=5, retry_window_s=60, backoff_base_s=1, backoff_max_s=8, jitter=0, retry_after_max_s=30
+)
+HOOK = Destination(
+    id="acme-hook",
+    source="web",
+    integration="webhook",
+    url="https://hooks.example.com/deliver/tok_path_secret",
+    headers={"Authorization": Secret("Bearer s3cret"), "X-Api-Key": Secret("k3y-value")},
+)
+
+
+def event(n: int, *, name: str | None = "Order Completed", type_: str = "track") -> Event:
+    return Event(f"msg-{n}", "acme", "web", type_, name, b"{}", T0 + n)
+
+
+def job(*events: Event, attempts: int = 0) -> Job:
+    events = events or (event(0),)
+    return Job(
+        id="01JOB",
+        destination_id=HOOK.id,
+        events=events,
+        state=JobState.LEASED,
+        attempts=attempts,
+        due_at=T0,
+        received_at=min(e.received_at for e in events),
+        lease_owner="w",
+        lease_token="tok",
+    )
+
+
+def record(result: SendResult, verdict: Classification, decision: Decision, **options: Any) -> dict[str, Any]:
+    return request_record(
+        options.pop("job", job()),
+        HOOK,
+        attempt_id="01ATTEMPT",
+        started_at=RECEIVED + dt.timedelta(seconds=1),
+        request_bytes=321,
+        result=result,
+        verdict=verdict,
+        decision=decision,
+        **options,
+    )
+
+
+# -- decide ---------------------------------------------------------------------------------------
+
+
+def decide_for(verdict: Classification, attempt: int = 1, retry_after: str | None = None) -> Decision:
+    return decide(
+        verdict,
+        attempt=attempt,
+        received_at=RECEIVED,
+        ended_at=ENDED,
+        retry_after=retry_after,
+        policy=POLICY,
+        rng=random.Random(7),
+    )
+
+
+def after(seconds: float) -> dt.datetime:
+    return ENDED + dt.timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("status", "attempt", "retry_after", "expected"),
+    [
+        (200, 1, None, Decision(Outcome.DELIVERED)),
+        (204, 3, None, Decision(Outcome.DELIVERED)),
+        (401, 1, None, Decision(Outcome.FAILED)),
+        (400, 1, None, Decision(Outcome.FAILED)),
+        (501, 1, None, Decision(Outcome.FAILED)),
+        (302, 1, None, Decision(Outcome.FAILED)),
+        (42, 1, None, Decision(Outcome.FAILED)),
+        (503, 1, None, Decision(Outcome.RETRY, after(1))),
+        (503, 3, None, Decision(Outcome.RETRY, after(4))),
+        (503, 4, None, Decision(Outcome.RETRY, after(8))),
+        (503, 5, None, Decision(Outcome.DROPPED)),  # max_attempts made
+        (429, 1, "5", Decision(Outcome.RETRY, after(5), retry_after_s=5.0)),
+        (429, 1, "0", Decision(Outcome.RETRY, after(1), retry_after_s=0.0)),  # never sooner than backoff
+        (429, 1, "600", Decision(Outcome.RETRY, after(30), retry_after_s=600.0)),  # clamped
+        (429, 1, "soon", Decision(Outcome.RETRY, after(1))),  # unreadable: ignored
+        (429, 5, "5", Decision(Outcome.DROPPED, retry_after_s=5.0)),  # what was asked is still recorded
+        (401, 1, "5", Decision(Outcome.FAILED, retry_after_s=5.0)),
+    ],
+)
+def test_decide_by_status(status: int, attempt: int, retry_after: str | None, expected: Decision) -> None:
+    assert decide_for(classify_status(status), attempt, retry_after) == expected
+
+
+def test_decide_honours_an_http_date_retry_after() -> None:
+    decision = decide_for(classify_status(503), retry_after="Fri, 01 Oct 2026 00:00:00 GMT")
+    asked = (dt.datetime(2026, 10, 1, tzinfo=dt.UTC) - ENDED).total_seconds()
+    assert decision.retry_after_s == asked
+    assert decision.next_attempt_at == after(min(asked, POLICY.retry_after_max_s))
+
+
+def test_decide_drops_a_retry_that_would_fall_outside_the_window() -> None:
+    late = decide(
+        classify_transport("ECONNREFUSED"),
+        attempt=1,
+        received_at=RECEIVED,
+        ended_at=RECEIVED + dt.timedelta(seconds=59.5),
+        retry_after=None,
+        policy=POLICY,
+        rng=random.Random(7),
+    )
+    assert late == Decision(Outcome.DROPPED)
+
+
+def test_decide_by_transport_code() -> None:
+    assert decide_for(classify_transport("ECONNRESET")).outcome is Outcome.RETRY
+    assert decide_for(classify_transport("CERT_HAS_EXPIRED")).outcome is Outcome.FAILED
+    assert decide_for(classify_transport("EBADRESPONSE")).outcome is Outcome.FAILED
+
+
+def test_jitter_comes_from_the_given_generator() -> None:
+    jittery = dataclasses.replace(POLICY, jitter=0.5)
+    times = [
+        decide(
+            classify_status(503),
+            attempt=1,
+            received_at=RECEIVED,
+            ended_at=ENDED,
+            retry_after=None,
+            policy=jittery,
+            rng=random.Random(seed),
+        ).next_attempt_at
+        for seed in (1, 1, 2)
+    ]
+    assert times[0] == times[1] != times[2]
+    assert times[0] == after(1 - 0.5 * random.Random(1).random())
+
+
+def test_a_decision_is_consistent() -> None:
+    with pytest.raises(ValueError, match="exactly when"):
+        Decision(Outcome.RETRY)
+    with pytest.raises(ValueError, match="exactly when"):
+        Decision(Outcome.FAILED, ENDED)
+    with pytest.raises(ValueError, match="skip_record"):
+        Decision(Outcome.SKIPPED)
+
+
+# -- request_record -------------------------------------------------------------------------------
+
+
+def test_a_delivered_request() -> None:
+    two = job(event(1), event(2, name=None, type_="identify"))
+    row = record(
+        SendResult(12.5, status=200, body=None),
+        classify_status(200),
+        Decision(Outcome.DELIVERED),
+        job=two,
+    )
+    assert row == {
+        "attempt_id": "01ATTEMPT",
+        "job_id": "01JOB",
+        "attempt": 1,
+        "workspace_id": "acme",
+        "source_id": "web",
+        "destination_id": "acme-hook",
+        "integration": "webhook",
+        "event_count": 2,
+        "events": [
+            {"message_id": "msg-1", "type": "track", "name": "Order Completed"},
+            {"message_id": "msg-2", "type": "identify", "name": None},
+        ],
+        "received_at": utc(T0 + 1),
+        "started_at": RECEIVED + dt.timedelta(seconds=1),
+        "duration_ms": 12.5,
+        "status_code": 200,
+        "error_class": "none",
+        "error_code": "200",
+        "retryable": False,
+        "outcome": "delivered",
+        "retry_after_s": None,
+        "next_attempt_at": None,
+        "request_bytes": 321,
+        "response_body": None,
+        "error_message": None,
+    }
+    assert tuple(row) == COLUMN_NAMES
+    check_record(row)
+
+
+def test_a_retried_request_is_numbered_after_the_attempts_made() -> None:
+    decision = Decision(Outcome.RETRY, after(4), retry_after_s=3.0)
+    row = record(
+        SendResult(5.0, status=503, body="busy", retry_after="3"),
+        classify_status(503),
+        decision,
+        job=job(attempts=2),
+    )
+    assert row["attempt"] == 3
+    assert (row["outcome"], row["next_attempt_at"], row["retry_after_s"]) == ("retry", after(4), 3.0)
+    assert (row["error_class"], row["error_code"], row["retryable"]) == ("server", "503", True)
+    assert row["response_body"] == "busy"
+    check_record(row)
+
+
+def test_a_transport_failure_has_no_status_and_keeps_the_error_text() -> None:
+    result = SendResult(
+        0.8, error=ConnectionRefusedError(111, "refused"), error_message="ClientConnectorError: refused"
+    )
+    row = record(result, classify_transport("ECONNREFUSED"), Decision(Outcome.RETRY, after(1)))
+    assert row["status_code"] is None
+    assert (row["error_class"], row["error_code"]) == ("network", "ECONNREFUSED")
+    assert row["error_message"] == "ClientConnectorError: refused"
+    assert row["response_body"] is None
+    check_record(row)
+
+
+def test_an_unclassified_failure_is_marked() -> None:
+    result = SendResult(1.0, error=RuntimeError("odd"), error_message="RuntimeError: odd")
+    row = record(
+        result, classify_transport("ECONNABORTED"), Decision(Outcome.RETRY, after(1)), unclassified=True
+    )
+    assert row["error_message"] == UNCLASSIFIED_PREFIX + "RuntimeError: odd"
+    assert row["error_code"] == "ECONNABORTED"
+
+
+def test_no_secret_reaches_a_record() -> None:
+    echo = "Unauthorized. You sent Authorization: Bearer s3cret and X-Api-Key: k3y-value ; bare s3cret too"
+    rows = [
+        record(SendResult(3.0, status=401, body=echo), classify_status(401), Decision(Outcome.FAILED)),
+        record(
+            SendResult(3.0, error=OSError("x"), error_message=f"OSError: {echo}"),
+            classify_transport("ECONNRESET"),
+            Decision(Outcome.RETRY, after(1)),
+        ),
+    ]
+    for row in rows:
+        text = repr(row)
+        assert "s3cret" not in text
+        assert "k3y-value" not in text
+        assert REDACTED in text
+    assert rows[0]["response_body"].startswith("Unauthorized. You sent Authorization: [REDACTED] and")
+
+
+def test_a_body_is_kept_to_the_limit_on_a_character_boundary() -> None:
+    body = "é" * RESPONSE_BODY_LIMIT  # 2 bytes each
+    row = record(SendResult(1.0, status=500, body=body), classify_status(500), Decision(Outcome.RETRY, ENDED))
+    kept = row["response_body"].encode()
+    assert len(kept) == RESPONSE_BODY_LIMIT
+    assert row["response_body"] == "é" * (RESPONSE_BODY_LIMIT // 2)
+
+
+def test_a_2xx_body_is_never_kept() -> None:
+    row = record(
+        SendResult(1.0, status=201, body="created"), classify_status(201), Decision(Outcome.DELIVERED)
+    )
+    assert row["response_body"] is None
+
+
+def test_records_fit_the_parquet_contract() -> None:
+    rows = [
+        record(SendResult(1.0, status=200), classify_status(200), Decision(Outcome.DELIVERED)),
+        record(SendResult(1.0, status=42, body=""), classify_status(42), Decision(Outcome.FAILED)),
+        skip_record(job(), None, attempt_id="01SKIP", settled_at=ENDED, verdict=_precheck()),
+    ]
+    assert rows_to_table(rows).num_rows == 3
+
+
+# -- skip_record ----------------------------------------------------------------------------------
+
+
+def _precheck() -> Classification:
+    return Classification(ErrorClass.PRECHECK, "private_target", False)
+
+
+def test_a_job_never_tried_is_skipped_as_attempt_zero() -> None:
+    row = skip_record(job(), HOOK, attempt_id="01SKIP", settled_at=ENDED, verdict=_precheck())
+    assert row["attempt"] == 0
+    assert (row["outcome"], row["error_class"], row["error_code"], row["retryable"]) == (
+        "skipped",
+        "precheck",
+        "private_target",
+        False,
+    )
+    for column in ("duration_ms", "status_code", "request_bytes", "response_body", "next_attempt_at"):
+        assert row[column] is None
+    assert row["started_at"] == ENDED
+    assert row["integration"] == "webhook"
+    assert tuple(row) == COLUMN_NAMES
+    check_record(row)
+
+
+def test_a_job_skipped_after_tries_takes_the_next_number() -> None:
+    disabled = Classification(ErrorClass.DISABLED, "disabled", False)
+    row = skip_record(job(attempts=3), HOOK, attempt_id="01SKIP", settled_at=ENDED, verdict=disabled)
+    assert row["attempt"] == 4
+
+
+def test_a_job_of_a_removed_destination() -> None:
+    row = skip_record(job(), None, attempt_id="01SKIP", settled_at=ENDED, verdict=_precheck())
+    assert row["integration"] == UNKNOWN_INTEGRATION
+    assert row["destination_id"] == "acme-hook"
+
+
+def test_utc() -> None:
+    assert utc(0) == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert utc(T0).utcoffset() == dt.timedelta(0)
