@@ -63,7 +63,7 @@ SETTLE_DELAY_S: Final = 0.05
 #: How often an idle worker looks for jobs that became due (retries), unless `notify`-ed.
 POLL_INTERVAL_S: Final = 0.1
 #: The code an exception `classify` does not know is recorded with, until the taxonomy has one.
-UNCLASSIFIED_CODE: Final = "ECONNABORTED"
+UNCLASSIFIED_CODE: Final = "EUNCLASSIFIED"
 #: Why a request cut at shutdown has no answer.
 ABORTED_AT_SHUTDOWN: Final = "request cut short when the engine stopped (shutdown_grace_s ran out)"
 

@@ -19,6 +19,8 @@ lands on exactly one leaf of this tree::
     │   ├── client-side timeout (ETIMEDOUT, ...) timeout      retryable
     │   ├── ENOTFOUND, ECONNREFUSED, ECONNRESET,
     │   │   ECONNABORTED, EHOSTUNREACH, EAI_AGAIN network     retryable
+    │   ├── an exception the table does not know
+    │   │   (EUNCLASSIFIED) .................... network      retryable
     │   ├── an answer that is not HTTP
     │   │   (EBADRESPONSE) ..................... nonstandard  terminal
     │   └── CERT_HAS_EXPIRED, ... .............. tls          terminal
@@ -101,6 +103,11 @@ TRANSPORT_CODES: dict[str, tuple[ErrorClass, bool]] = {
     # a "WTF webhook" whose status cannot be read. Node reports these as
     # HPE_* parse errors and Segment does not retry them; neither do we.
     "EBADRESPONSE": (ErrorClass.NONSTANDARD, False),
+    # An exception the classifier's table does not know yet (the engine logs it
+    # as an error and keeps its text in error_message). Retried: it says nothing
+    # about the destination, and it stays visible under its own code rather
+    # than being passed off as a known one.
+    "EUNCLASSIFIED": (ErrorClass.NETWORK, True),
     "CERT_HAS_EXPIRED": (ErrorClass.TLS, False),
     "CERT_NOT_YET_VALID": (ErrorClass.TLS, False),
     "DEPTH_ZERO_SELF_SIGNED_CERT": (ErrorClass.TLS, False),

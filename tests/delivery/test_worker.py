@@ -637,8 +637,8 @@ def test_an_unclassified_exception_is_retried_and_marked(
         asyncio.run(scenario())
     rows = drain(queue)
     assert columns(rows, "attempt", "outcome", "error_class", "error_code", "retryable") == [
-        (1, "retry", "network", "ECONNABORTED", True),
-        (2, "dropped", "network", "ECONNABORTED", True),
+        (1, "retry", "network", "EUNCLASSIFIED", True),
+        (2, "dropped", "network", "EUNCLASSIFIED", True),
     ]
     assert all(row["error_message"].startswith(UNCLASSIFIED_PREFIX + "LookupError: strange") for row in rows)
     assert SECRET not in repr(rows)
