@@ -1,0 +1,66 @@
+"""What route handlers share, read from `app.state`: the config, the queue, the counters, the clock.
+
+`delivery.app.create_app` puts one `AppContext` on `app.state`; handlers
+ask for its parts with the `Annotated` aliases below, so tests can build the
+app around any queue, config or clock without patching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from delivery.config import Config
+from delivery.queue import Queue
+from delivery.tracking import TrackingStats
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """The engine objects one app serves."""
+
+    config: Config
+    """Sources (write keys) and their destinations."""
+    queue: Queue
+    """Where accepted events and their fan-out jobs are committed."""
+    stats: TrackingStats
+    """Counters of the tracking API, for `/metrics`."""
+    clock: Callable[[], datetime]
+    """The server's clock (aware UTC): `receivedAt` of each request."""
+
+
+def get_context(request: Request) -> AppContext:
+    """The `AppContext` of the app serving `request`."""
+    context: AppContext = request.app.state.context
+    return context
+
+
+def get_config(request: Request) -> Config:
+    """The engine configuration."""
+    return get_context(request).config
+
+
+def get_queue(request: Request) -> Queue:
+    """The durable queue."""
+    return get_context(request).queue
+
+
+def get_stats(request: Request) -> TrackingStats:
+    """The tracking API's counters."""
+    return get_context(request).stats
+
+
+def get_clock(request: Request) -> Callable[[], datetime]:
+    """The server clock."""
+    return get_context(request).clock
+
+
+ConfigDep = Annotated[Config, Depends(get_config)]
+QueueDep = Annotated[Queue, Depends(get_queue)]
+StatsDep = Annotated[TrackingStats, Depends(get_stats)]
+ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
+ContextDep = Annotated[AppContext, Depends(get_context)]
