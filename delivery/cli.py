@@ -95,6 +95,23 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    import asyncio
+    import logging
+
+    from delivery.config import ConfigError, load_config
+    from delivery.engine import serve
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise CommandError(f"the engine did not start: {exc}") from None
+    for warning in config.warnings:
+        print(f"deliverydash serve: warning: {warning}", file=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(config, args.host, args.port))
+
+
 def _scope(args: argparse.Namespace) -> Scope:
     from queries.scope import Scope
 
@@ -215,6 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
             default=DEFAULT_DATA_DIR,
             help="data root holding attempts/ (default: %(default)s, or $DELIVERYDASH_DATA_DIR)",
         )
+
+    p = sub.add_parser(
+        "serve",
+        help="run the engine: Segment tracking API, durable queue, delivery workers",
+        description="Accept events over Segment's HTTP tracking API and deliver them to every "
+        "destination of their source, retrying for hours, with one attempt record per request "
+        "in the Parquet log. Stops cleanly on SIGTERM or Ctrl-C.",
+    )
+    p.add_argument(
+        "--config",
+        default="deliverydash.toml",
+        help="TOML config (default: %(default)s; see deliverydash.example.toml and docs/configuration.md)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "simulate",

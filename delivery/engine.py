@@ -1,0 +1,121 @@
+"""One engine process: the tracking API, the delivery worker and the exporter.
+
+`serve(config, host, port)` runs all three on the embedded queue until
+SIGTERM or SIGINT. The order of a stop matters, and uvicorn's lifespan gives
+it: the server stops accepting requests first, then the worker claims
+nothing new, lets requests in flight finish up to `shutdown_grace_s`,
+settles them and releases its leases, and only then does the exporter make
+its final pass, so the last records reach the Parquet log before exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from delivery.app import create_app
+from delivery.config import Config
+from delivery.exporter import Exporter, export_until
+from delivery.http_server import JsonErrorHTTPProtocol
+from delivery.sender import Sender
+from delivery.sqlite_queue import SqliteQueue
+from delivery.worker import Worker
+from ingest.ids import new_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Loops:
+    """The long-running tasks started in the lifespan, and the events that stop them."""
+
+    worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    export_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
+    """The app with a lifespan that runs the worker and the exporter beside the API."""
+    engine = config.engine
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loops = _Loops()
+        sender = Sender(
+            request_timeout_s=engine.request_timeout_s,
+            ca_bundle=engine.ca_bundle,
+            # A pool smaller than the worker's bounds would queue requests the
+            # worker counts as in flight.
+            limit=max(256, engine.concurrency),
+            limit_per_host=max(32, engine.per_destination_concurrency),
+        )
+        owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
+        worker = Worker(config, queue, sender, owner=owner)
+        exporter = Exporter(queue, engine.data_dir)
+        async with sender:
+            loops.tasks.append(asyncio.create_task(worker.run(loops.worker_stop), name="worker"))
+            loops.tasks.append(
+                asyncio.create_task(
+                    export_until(exporter, engine.export_interval_s, loops.export_stop), name="exporter"
+                )
+            )
+            log.info("delivering as %s; attempt log under %s", owner, engine.data_dir)
+            try:
+                yield
+            finally:
+                # Never cancel the worker: a cancelled request would be sent
+                # again with no record of the first time.
+                loops.worker_stop.set()
+                await loops.tasks[0]
+                loops.export_stop.set()
+                await loops.tasks[1]
+                log.info("stopped: leases released, attempt log exported")
+
+    return create_app(config, queue, lifespan=lifespan)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a stop by SIGTERM or SIGINT ends with exit status 0.
+
+    uvicorn re-raises the signal it handled once it has shut down, so the
+    process dies of it (status -15). For the engine a signal is the ordinary
+    way to stop, and every step of the stop has run by then.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+async def serve(config: Config, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the engine until SIGTERM or SIGINT (uvicorn installs the handlers)."""
+    queue = SqliteQueue(config.engine.data_dir)
+    try:
+        recovered = queue.recover(time.time())
+        if recovered:
+            log.info("recovered %d jobs left in flight by an earlier run", recovered)
+        server = _Server(
+            uvicorn.Config(
+                build_app(config, queue),
+                host=host,
+                port=port,
+                http=JsonErrorHTTPProtocol,
+                log_level="info",
+                access_log=False,
+                # Requests still open after this are cut; the worker has its own grace.
+                timeout_graceful_shutdown=max(1, int(config.engine.shutdown_grace_s)),
+            )
+        )
+        await server.serve()
+    finally:
+        queue.close()

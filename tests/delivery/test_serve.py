@@ -1,0 +1,187 @@
+"""`deliverydash serve` end to end: a real engine process, real sinks, the real Segment client."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+from segment.analytics.client import Client
+
+WRITE_KEY = "wk_test_web"
+SECRET = "s3cret-token-value"
+
+
+class Sink(http.server.ThreadingHTTPServer):
+    """Answers 200 on /ok and 401 on /auth, and remembers every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _SinkHandler)
+
+
+class _SinkHandler(http.server.BaseHTTPRequestHandler):
+    server: Sink
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.requests.append((self.path, dict(self.headers), body))
+        status = 200 if self.path == "/ok" else 401
+        answer = (
+            b'{"ok":true}'
+            if status == 200
+            else b'{"error":"invalid_token","token":"' + SECRET.encode() + b'"}'
+        )
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path: Path, sink: Sink) -> Path:
+    port = sink.server_address[1]
+    config = tmp_path / "deliverydash.toml"
+    config.write_text(
+        f"""
+[engine]
+data_dir = "data"
+allow_private_targets = true
+export_interval_s = 0.2
+request_timeout_s = 2
+lease_s = 10
+shutdown_grace_s = 2
+
+[[sources]]
+id = "web"
+workspace = "acme"
+write_key = "{WRITE_KEY}"
+
+[[destinations]]
+id = "ok-hook"
+source = "web"
+integration = "webhook"
+url = "http://127.0.0.1:{port}/ok"
+headers = {{ Authorization = "Bearer {SECRET}" }}
+
+[[destinations]]
+id = "auth-hook"
+source = "web"
+integration = "webhook"
+url = "http://127.0.0.1:{port}/auth"
+headers = {{ Authorization = "Bearer {SECRET}" }}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def wait_for(predicate: object, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def start_engine(config: Path, port: int) -> subprocess.Popen[str]:
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            assert engine.poll() is None, engine.communicate()[0]
+            return False
+
+    wait_for(healthy)
+    return engine
+
+
+def test_events_sent_with_the_segment_client_reach_every_destination(tmp_path: Path, sink: Sink) -> None:
+    port = free_port()
+    engine = start_engine(write_config(tmp_path, sink), port)
+    try:
+        client = Client(WRITE_KEY, host=f"http://127.0.0.1:{port}", sync_mode=True)
+        for i in range(5):
+            client.track(user_id=f"user-{i}", event="Order Completed", properties={"order": i})
+        client.identify(user_id="user-0", traits={"plan": "pro"})
+        wait_for(lambda: len(sink.requests) >= 12)
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        output = engine.communicate(timeout=30)[0]
+    assert engine.returncode == 0, output
+
+    paths = sorted(path for path, _, _ in sink.requests)
+    assert paths == ["/auth"] * 6 + ["/ok"] * 6
+    assert all(headers["Authorization"] == f"Bearer {SECRET}" for _, headers, _ in sink.requests)
+    delivered = [json.loads(body) for path, _, body in sink.requests if path == "/ok"]
+    assert sorted(e["type"] for e in delivered) == ["identify"] + ["track"] * 5
+
+    glob = str(tmp_path / "data" / "attempts" / "date=*" / "hour=*" / "*.parquet")
+    rows = duckdb.sql(
+        f"SELECT destination_id, attempt, status_code, error_class, error_code, retryable, outcome, "
+        f"event_count, events[1].message_id AS message_id FROM read_parquet('{glob}')"
+    ).fetchall()
+    assert len(rows) == 12  # one record per request, no more
+    ok = [r for r in rows if r[0] == "ok-hook"]
+    auth = [r for r in rows if r[0] == "auth-hook"]
+    assert {r[1:7] for r in ok} == {(1, 200, "none", "200", False, "delivered")}
+    assert {r[1:7] for r in auth} == {(1, 401, "auth", "401", False, "failed")}
+    assert {r[8] for r in ok} == {r[8] for r in auth}  # the same six events went to both
+    everything = b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("*.parquet"))
+    assert SECRET.encode() not in everything
+
+
+def test_a_bad_config_names_the_key_and_the_engine_does_not_start(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[engine]\nmax_attempts = "ten"\n', encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "engine.max_attempts" in done.stderr
+    assert "did not start" in done.stderr
+    assert "Traceback" not in done.stderr
