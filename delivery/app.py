@@ -23,8 +23,10 @@ from starlette.types import Lifespan
 
 from delivery.config import Config
 from delivery.dependencies import AppContext, get_context
+from delivery.metrics import Metrics
 from delivery.queue import Queue
-from delivery.routers import health, tracking
+from delivery.routers import admin, health, tracking
+from delivery.routers import metrics as metrics_router
 from delivery.tracking import TrackingError, TrackingStats
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,15 @@ def create_app(
     *,
     clock: Callable[[], datetime] | None = None,
     lifespan: Lifespan[FastAPI] | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """The app serving `config`'s sources into `queue`.
 
     `clock` (aware UTC, default the system clock) stamps `receivedAt`;
     `lifespan` is where the caller starts and stops long-running loops
     (workers, exporter). Opening and closing the queue is the caller's job.
+    `metrics` is the object the caller's worker reports settled attempts to
+    (`on_settled=metrics.record`); without one, `/metrics` counts no attempts.
     """
     app = FastAPI(
         title="deliverydash",
@@ -51,9 +56,11 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.context = AppContext(config, queue, TrackingStats(), clock or _utc_now)
+    app.state.context = AppContext(config, queue, TrackingStats(), clock or _utc_now, metrics or Metrics())
     app.include_router(health.router)
     app.include_router(tracking.router)
+    app.include_router(metrics_router.router)
+    app.include_router(admin.router)
     app.exception_handler(TrackingError)(_tracking_error)
     app.exception_handler(HTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_validation_error)

@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from delivery.config import Config
+from delivery.metrics import Metrics
 from delivery.queue import Queue
 from delivery.tracking import TrackingStats
 
@@ -31,6 +32,8 @@ class AppContext:
     """Counters of the tracking API, for `/metrics`."""
     clock: Callable[[], datetime]
     """The server's clock (aware UTC): `receivedAt` of each request."""
+    metrics: Metrics
+    """Attempt counters and latency histogram (fed by the worker), and the uptime."""
 
 
 def get_context(request: Request) -> AppContext:
@@ -54,6 +57,11 @@ def get_stats(request: Request) -> TrackingStats:
     return get_context(request).stats
 
 
+def get_metrics(request: Request) -> Metrics:
+    """The delivery metrics."""
+    return get_context(request).metrics
+
+
 def get_clock(request: Request) -> Callable[[], datetime]:
     """The server clock."""
     return get_context(request).clock
@@ -62,5 +70,6 @@ def get_clock(request: Request) -> Callable[[], datetime]:
 ConfigDep = Annotated[Config, Depends(get_config)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 StatsDep = Annotated[TrackingStats, Depends(get_stats)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
 ContextDep = Annotated[AppContext, Depends(get_context)]

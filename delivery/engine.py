@@ -27,6 +27,7 @@ from delivery.app import create_app
 from delivery.config import Config
 from delivery.exporter import Exporter, export_until
 from delivery.http_server import JsonErrorHTTPProtocol
+from delivery.metrics import Metrics
 from delivery.sender import Sender
 from delivery.sqlite_queue import SqliteQueue
 from delivery.worker import Worker
@@ -47,6 +48,7 @@ class _Loops:
 def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
     """The app with a lifespan that runs the worker and the exporter beside the API."""
     engine = config.engine
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +62,7 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
             limit_per_host=max(32, engine.per_destination_concurrency),
         )
         owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
-        worker = Worker(config, queue, sender, owner=owner)
+        worker = Worker(config, queue, sender, owner=owner, on_settled=metrics.record)
         exporter = Exporter(queue, engine.data_dir)
         async with sender:
             loops.tasks.append(asyncio.create_task(worker.run(loops.worker_stop), name="worker"))
@@ -81,7 +83,7 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
                 await loops.tasks[1]
                 log.info("stopped: leases released, attempt log exported")
 
-    return create_app(config, queue, lifespan=lifespan)
+    return create_app(config, queue, lifespan=lifespan, metrics=metrics)
 
 
 class _Server(uvicorn.Server):
