@@ -7,7 +7,9 @@ could lose the last commits on power loss; see docs/queue.md for figures.
 
 Threads: one connection behind one lock, so an instance may be shared by
 any number of threads, and calls run one at a time (SQLite serialises
-writers anyway). Every method blocks on disk: from asyncio, call it through
+writers anyway); `enqueue` calls that arrive together share one commit
+(group commit), each still returning only once its own events are durable.
+Every method blocks on disk: from asyncio, call it through
 `asyncio.to_thread` (or one executor thread), never on the event loop.
 
 One engine process owns a data directory: `recover` treats every lease it
@@ -146,6 +148,19 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+class _Enqueue:
+    """One `enqueue` call waiting for the group commit that holds it."""
+
+    __slots__ = ("accepted", "done", "error", "events", "fanout")
+
+    def __init__(self, events: Sequence[Event], fanout: Mapping[str, Sequence[str]]) -> None:
+        self.events = events
+        self.fanout = fanout
+        self.accepted: list[str] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class SqliteQueue:
     """The `delivery.queue.Queue` protocol over one SQLite file under `data_dir`."""
 
@@ -158,6 +173,10 @@ class SqliteQueue:
         # so a writer takes the write lock before it reads what it will change.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
+        # Group commit of `enqueue` calls: those waiting, and whether one of them is committing.
+        self._group = threading.Condition(threading.Lock())
+        self._waiting: list[_Enqueue] = []
+        self._leading = False
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
@@ -198,16 +217,64 @@ class SqliteQueue:
     # --- the tracking API's side ---
 
     def enqueue(self, events: Sequence[Event], fanout: Mapping[str, Sequence[str]]) -> list[str]:
-        """See `delivery.queue.Queue.enqueue`."""
+        """See `delivery.queue.Queue.enqueue`.
+
+        Group commit: calls made at the same time from several threads are
+        written in one transaction, so one disk sync covers them all. The
+        first caller to find no commit under way leads: it takes every call
+        waiting (its own included), applies each under its own savepoint in
+        arrival order (so de-duplication between them is exact, and a call
+        that fails is rolled back alone), commits, and wakes the others. Each
+        caller returns only after the commit that holds its events.
+        """
         if not events:
             return []
-        with self._transaction() as db:
-            accepted = self._deduplicate(db, events)
-            if accepted:
-                self._store(db, accepted, fanout)
-            oldest = min(event.received_at for event in events) - DEDUP_WINDOW_S
-            db.execute("DELETE FROM dedup WHERE seen_at < ?", (oldest,))
-        return [event.message_id for event in accepted]
+        call = _Enqueue(events, fanout)
+        with self._group:
+            self._waiting.append(call)
+            while not call.done and self._leading:
+                self._group.wait()
+            if not call.done:
+                self._leading = True
+                group, self._waiting = self._waiting, []
+        if not call.done:
+            try:
+                self._commit_group(group)
+            finally:
+                with self._group:
+                    self._leading = False
+                    self._group.notify_all()
+        if call.error is not None:
+            raise call.error
+        return call.accepted
+
+    def _commit_group(self, group: list[_Enqueue]) -> None:
+        """Apply `group` in one transaction; every call ends done, with its result or its error."""
+        try:
+            with self._transaction() as db:
+                for call in group:
+                    db.execute("SAVEPOINT enqueue")
+                    try:
+                        accepted = self._deduplicate(db, call.events)
+                        if accepted:
+                            self._store(db, accepted, call.fanout)
+                    except Exception as error:  # this call's alone: the others go on
+                        db.execute("ROLLBACK TO enqueue")
+                        call.error = error
+                    else:
+                        call.accepted = [event.message_id for event in accepted]
+                    db.execute("RELEASE enqueue")
+                oldest = min(e.received_at for call in group for e in call.events) - DEDUP_WINDOW_S
+                db.execute("DELETE FROM dedup WHERE seen_at < ?", (oldest,))
+        except BaseException as error:  # the commit failed: nothing of the group is durable
+            for call in group:
+                call.error = call.error or error
+                call.accepted = []
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            for call in group:
+                call.done = True
 
     def _deduplicate(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[Event]:
         """Events whose messageId was not seen from their source in the window; record them as seen."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,76 @@ def test_concurrent_claims_never_hand_a_job_to_two_workers(queue: SqliteQueue) -
     ids = [job_id for owned in taken.values() for job_id in owned]
     assert len(ids) == len(set(ids)) == 600
     assert len(outbox(queue)) == 600
+
+
+def test_concurrent_enqueues_share_commits_and_deduplicate_exactly_across_threads(
+    queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Six threads (the default executor's size on 2 cores) x 40 calls x 10 events,
+    # drawn from 600 message ids: every id is sent by several calls at once.
+    groups: list[int] = []
+    commit_group = queue._commit_group
+
+    def slow_commit(group: list[Any]) -> None:
+        groups.append(len(group))
+        time.sleep(0.002)  # hold the lead long enough for others to queue behind it
+        commit_group(group)
+
+    monkeypatch.setattr(queue, "_commit_group", slow_commit)
+    returned: list[list[str]] = []
+    lock = threading.Lock()
+
+    def work(seed: int) -> None:
+        for call in range(40):
+            ids = [f"m{(seed * 97 + call * 31 + k * 7) % 600}" for k in range(10)]
+            accepted = queue.enqueue([event(i) for i in ids] + [event(ids[0])], FANOUT)
+            with lock:
+                returned.append(accepted)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(returned) == sum(groups) == 240  # every call answered, each in exactly one commit
+    assert max(groups) > 1 and len(groups) < 240  # and calls did share commits
+    accepted = [message_id for call in returned for message_id in call]
+    assert len(accepted) == len(set(accepted))  # no id accepted twice, across calls or within one
+    sent = {
+        f"m{(seed * 97 + call * 31 + k * 7) % 600}"
+        for seed in range(6)
+        for call in range(40)
+        for k in range(10)
+    }
+    assert set(accepted) == sent
+    assert table_count(queue, "events") == len(sent)
+    assert table_count(queue, "jobs") == 2 * len(sent)
+    with sqlite3.connect(queue.path) as db:
+        stored = sorted(row[0] for row in db.execute("SELECT message_id FROM events"))
+    assert stored == sorted(sent)
+
+
+def test_a_failing_enqueue_in_a_group_is_rolled_back_alone(queue: SqliteQueue) -> None:
+    class Broken(dict[str, list[str]]):
+        def get(self, *args: Any) -> Any:
+            raise RuntimeError("broken fan-out")
+
+    good = queue._commit_group  # drive one group by hand: a good call, a broken one, a good one
+    from delivery.sqlite_queue import _Enqueue
+
+    calls = [
+        _Enqueue([event("a"), event("b")], FANOUT),
+        _Enqueue([event("c"), event("a", received_at=T0 + 1)], Broken()),
+        _Enqueue([event("c"), event("b", received_at=T0 + 1)], FANOUT),
+    ]
+    good(calls)
+    assert all(call.done for call in calls)
+    assert calls[0].accepted == ["a", "b"] and calls[0].error is None
+    assert isinstance(calls[1].error, RuntimeError) and calls[1].accepted == []
+    assert calls[2].accepted == ["c"]  # "c" of the broken call was rolled back; "b" is a duplicate
+    assert table_count(queue, "events") == 3
+    assert table_count(queue, "dedup") == 3
 
 
 # --- reschedule ---

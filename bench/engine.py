@@ -1,0 +1,374 @@
+"""Engine benchmark: ingest through `/v1/batch`, and delivery against a bare aiohttp loop.
+
+    .venv/bin/python bench/engine.py [--runs 3] [--duration 20] [--clients 16] [--requests 20000]
+
+Everything runs on this machine over loopback, in three processes that share
+its cores: the engine (`deliverydash serve`, a subprocess), a sink answering
+200 (an aiohttp subprocess), and this script (the load generator).
+
+INGEST: N client tasks post 100-event `/v1/batch` bodies (unique messageIds)
+for a fixed duration; an event counts once its request was answered 200,
+which the API sends only after the commit. The engine's one destination
+points at the sink, so the worker delivers while the API ingests, as in
+production.
+
+DELIVERY: `--requests` events are put in the queue before the engine starts
+(straight into `queue.sqlite3`, so ingest does not compete), then the engine
+delivers them one request per event; the rate is what the sink saw between
+its first and last request. The bare loop then posts the same number of
+bodies of the same size to the same sink from one aiohttp session with 64
+requests in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITE_KEY = "wk_bench_web"
+IN_FLIGHT = 64
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the sink (its own process) -------------------------------------------------------------------
+
+
+def run_sink(port: int) -> None:
+    """Answer 200 to every POST; GET /stats gives the count and the first and last arrival times."""
+    from aiohttp import web
+
+    stats = {"count": 0, "first": 0.0, "last": 0.0}
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        now = time.time()
+        if not stats["count"]:
+            stats["first"] = now
+        stats["count"] += 1
+        stats["last"] = now
+        return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+    async def read_stats(request: web.Request) -> web.Response:
+        return web.json_response(stats)
+
+    async def reset(request: web.Request) -> web.Response:
+        stats.update(count=0, first=0.0, last=0.0)
+        return web.json_response(stats)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/stats", read_stats)
+    app.router.add_post("/reset", reset)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, __file__, "_sink", str(port)])
+    _wait_http(f"http://127.0.0.1:{port}/stats", process)
+    return process, port
+
+
+def sink_stats(port: int) -> dict[str, float]:
+    import httpx
+
+    return dict(httpx.get(f"http://127.0.0.1:{port}/stats").json())
+
+
+def sink_reset(port: int) -> None:
+    import httpx
+
+    httpx.post(f"http://127.0.0.1:{port}/reset")
+
+
+# --- the engine (its own process) -----------------------------------------------------------------
+
+
+def write_config(directory: Path, sink_port: int) -> Path:
+    config = directory / "deliverydash.toml"
+    config.write_text(
+        f"""
+[engine]
+data_dir = "{directory / "data"}"
+allow_private_targets = true
+export_interval_s = 1
+request_timeout_s = 10
+lease_s = 60
+shutdown_grace_s = 5
+concurrency = {IN_FLIGHT}
+per_destination_concurrency = {IN_FLIGHT}
+claim_batch_size = 128
+
+[[sources]]
+id = "web"
+workspace = "acme"
+write_key = "{WRITE_KEY}"
+
+[[destinations]]
+id = "sink"
+source = "web"
+integration = "webhook"
+url = "http://127.0.0.1:{sink_port}/hook"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def start_engine(config: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_http(f"http://127.0.0.1:{port}/healthz", process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer in {timeout_s} s")
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+
+_EVENT = (
+    '{"type":"track","event":"Order Completed","userId":"user-%d","messageId":"%s",'
+    '"properties":{"order":%d,"revenue":42.5,"currency":"EUR"}}'
+)
+
+
+def batch_body(batch_size: int, counter: list[int]) -> bytes:
+    base = counter[0]
+    counter[0] += batch_size
+    prefix = uuid.uuid4().hex
+    events = ",".join(_EVENT % (i % 1000, f"{prefix}-{i}", i) for i in range(base, base + batch_size))
+    return ('{"batch":[' + events + "]}").encode()
+
+
+async def ingest(port: int, duration_s: float, clients: int, batch_size: int) -> tuple[int, int, float]:
+    """(events acknowledged with 200, requests answered otherwise, seconds)."""
+    url = f"http://127.0.0.1:{port}/v1/batch"
+    auth = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    headers = {"Authorization": auth, "Content-Type": "application/json"}
+    counter = [0]
+    accepted = refused = 0
+    deadline = time.monotonic() + duration_s
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal accepted, refused
+        while time.monotonic() < deadline:
+            body = batch_body(batch_size, counter)
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status == 200:
+                    accepted += batch_size
+                else:
+                    refused += 1
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.monotonic()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        elapsed = time.monotonic() - started
+    return accepted, refused, elapsed
+
+
+def ingest_run(duration_s: float, clients: int, batch_size: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
+        sink, sink_port = start_sink()
+        port = free_port()
+        engine = start_engine(write_config(Path(tmp), sink_port), port)
+        try:
+            accepted, refused, elapsed = asyncio.run(ingest(port, duration_s, clients, batch_size))
+            delivered = sink_stats(sink_port)["count"]
+        finally:
+            stop(engine)
+            sink.terminate()
+            sink.wait()
+    return {
+        "events_per_s": accepted / elapsed,
+        "accepted": accepted,
+        "refused": refused,
+        "delivered_meanwhile": delivered,
+    }
+
+
+# --- delivery -------------------------------------------------------------------------------------
+
+
+def preload(data_dir: Path, n: int) -> int:
+    """Put n one-event jobs for the sink straight into the queue; the payload's size."""
+    sys.path.insert(0, str(ROOT))
+    from delivery.queue import Event
+    from delivery.sqlite_queue import SqliteQueue
+
+    queue = SqliteQueue(data_dir)
+    now = time.time()
+    size = 0
+    try:
+        for start in range(0, n, 1000):
+            events = []
+            for i in range(start, min(n, start + 1000)):
+                message_id = str(uuid.uuid4())
+                payload = json.dumps(
+                    {
+                        "type": "track",
+                        "event": "Order Completed",
+                        "userId": f"user-{i % 1000}",
+                        "messageId": message_id,
+                        "properties": {"order": i, "revenue": 42.5, "currency": "EUR"},
+                    }
+                ).encode()
+                size = len(payload)
+                events.append(Event(message_id, "acme", "web", "track", "Order Completed", payload, now))
+            queue.enqueue(events, {"web": ["sink"]})
+    finally:
+        queue.close()
+    return size
+
+
+async def bare_loop(sink_port: int, n: int, size: int) -> float:
+    """Requests per second of one aiohttp session posting n bodies, IN_FLIGHT at a time."""
+    url = f"http://127.0.0.1:{sink_port}/hook"
+    body = b"x" * size
+    remaining = n
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+                assert r.status == 200
+
+    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.monotonic()
+        await asyncio.gather(*(worker(session) for _ in range(IN_FLIGHT)))
+        return n / (time.monotonic() - started)
+
+
+def delivery_run(n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
+        sink, sink_port = start_sink()
+        try:
+            config = write_config(Path(tmp), sink_port)
+            size = preload(Path(tmp) / "data", n)
+            port = free_port()
+            engine = start_engine(config, port)
+            try:
+                deadline = time.monotonic() + 300
+                while (stats := sink_stats(sink_port))["count"] < n and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            finally:
+                stop(engine)
+            if stats["count"] < n:
+                raise RuntimeError(f"only {stats['count']} of {n} delivered")
+            engine_rate = (stats["count"] - 1) / (stats["last"] - stats["first"])
+            sink_reset(sink_port)
+            bare_rate = asyncio.run(bare_loop(sink_port, n, size))
+        finally:
+            sink.terminate()
+            sink.wait()
+    return {"engine_rps": engine_rate, "bare_rps": bare_rate, "ratio": engine_rate / bare_rate}
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of ingest per run")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent ingest requests")
+    parser.add_argument("--batch", type=int, default=100, help="events per /v1/batch request")
+    parser.add_argument("--requests", type=int, default=20_000, help="requests per delivery run")
+    parser.add_argument("--only", choices=("ingest", "delivery"), default=None)
+    args = parser.parse_args()
+
+    print(f"machine: {os.cpu_count()} cores; engine, sink and load generator share them\n")
+    if args.only != "delivery":
+        runs = []
+        for i in range(args.runs):
+            run = ingest_run(args.duration, args.clients, args.batch)
+            runs.append(run)
+            print(f"ingest run {i + 1}: {run}", file=sys.stderr)
+        print(
+            f"### Ingest: /v1/batch, {args.batch} events a request, "
+            f"{args.clients} clients, {args.duration:g} s\n"
+        )
+        print("| run | events acknowledged (200) | events/s | non-200 requests | delivered meanwhile |")
+        print("|---|---|---|---|---|")
+        for i, run in enumerate(runs, 1):
+            print(
+                f"| {i} | {run['accepted']:,.0f} | {run['events_per_s']:,.0f} | {run['refused']:.0f} "
+                f"| {run['delivered_meanwhile']:,.0f} |"
+            )
+        median = statistics.median(r["events_per_s"] for r in runs)
+        print(f"| **median** | | **{median:,.0f}** | | |\n")
+    if args.only != "ingest":
+        runs = []
+        for i in range(args.runs):
+            run = delivery_run(args.requests)
+            runs.append(run)
+            print(f"delivery run {i + 1}: {run}", file=sys.stderr)
+        print(
+            f"### Delivery: {args.requests:,} one-event requests to a loopback sink, {IN_FLIGHT} in flight\n"
+        )
+        print("| run | engine requests/s | bare aiohttp requests/s | ratio |")
+        print("|---|---|---|---|")
+        for i, run in enumerate(runs, 1):
+            print(f"| {i} | {run['engine_rps']:,.0f} | {run['bare_rps']:,.0f} | {run['ratio']:.2f} |")
+        medians = [statistics.median(r[k] for r in runs) for k in ("engine_rps", "bare_rps", "ratio")]
+        print(f"| **median** | **{medians[0]:,.0f}** | **{medians[1]:,.0f}** | **{medians[2]:.2f}** |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "_sink":
+        run_sink(int(sys.argv[2]))
+    else:
+        main()
