@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11+, pip and make:
-#   make demo   set up, simulate a day of delivery attempts, print the day report
+#   make demo   set up, simulate a day of delivery attempts, print the day report,
+#               then run the engine against local test destinations and print its funnel
 #   make test   set up, run the whole test suite
 # Both create .venv and install the project on first use.
 
@@ -22,6 +23,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/deliverydash simulate --attempts $(ATTEMPTS) --data-dir $(DATA_DIR) --replace
 	$(BIN)/deliverydash report --data-dir $(DATA_DIR)
+	$(BIN)/deliverydash demo-engine --data-dir $(DATA_DIR)
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -112,6 +112,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
     asyncio.run(serve(config, args.host, args.port))
 
 
+def cmd_demo_engine(args: argparse.Namespace) -> None:
+    from delivery.demo import DemoError, render, run_demo
+
+    try:
+        result = run_demo(Path(args.data_dir), args.events, timeout_s=args.timeout)
+    except DemoError as exc:
+        raise CommandError(str(exc)) from None
+    print(render(result), end="")
+    if result.unsettled:
+        raise CommandError(
+            f"{result.unsettled:,} of {result.jobs:,} deliveries "
+            f"had no final outcome after {args.timeout:g} s"
+        )
+
+
 def _scope(args: argparse.Namespace) -> Scope:
     from queries.scope import Scope
 
@@ -248,6 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "demo-engine",
+        help="run the engine against local test destinations and print the funnel",
+        description="Start three loopback test destinations (healthy, flaky: 503 then 200, "
+        "expired-credentials: 401), run the engine in-process, send events with the real "
+        "segment-analytics-python client, wait until every delivery has a final outcome, and "
+        "print the funnel and the per-destination table from the real attempt log.",
+    )
+    p.add_argument("--events", type=_positive_int, default=200, help="events to send (default: %(default)s)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for every delivery to settle (default: %(default)s)",
+    )
+    data_dir(p)
+    p.set_defaults(func=cmd_demo_engine)
 
     p = sub.add_parser(
         "simulate",
