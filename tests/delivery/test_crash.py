@@ -78,7 +78,11 @@ def write_config(tmp_path: Path, sink: CountingSink) -> Path:
 data_dir = "{tmp_path / "data"}"
 allow_private_targets = true
 export_interval_s = 0.2
-request_timeout_s = 2
+# A busy machine (CI runs the whole suite) can time a request out; its retry
+# must come within the test's wait, not after the default 30 s backoff.
+request_timeout_s = 5
+backoff_base_s = 0.2
+backoff_max_s = 1
 lease_s = 10
 shutdown_grace_s = 2
 per_destination_concurrency = 16
