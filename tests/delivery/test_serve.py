@@ -79,7 +79,9 @@ def write_config(tmp_path: Path, sink: Sink) -> Path:
 data_dir = "data"
 allow_private_targets = true
 export_interval_s = 0.2
-request_timeout_s = 2
+request_timeout_s = 5
+backoff_base_s = 0.2
+backoff_max_s = 1
 lease_s = 10
 shutdown_grace_s = 2
 
