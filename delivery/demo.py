@@ -219,25 +219,12 @@ class EngineThread:
             self.error = exc
 
     async def _serve(self) -> None:
-        import uvicorn
+        from delivery.engine import engine_server, open_queue
 
-        from delivery.engine import _Server, build_app
-        from delivery.http_server import JsonErrorHTTPProtocol
-        from delivery.sqlite_queue import SqliteQueue
-
-        queue = SqliteQueue(self.config.engine.data_dir)
+        queue = open_queue(self.config)
         self.queue = queue
         try:
-            queue.recover(time.time())
-            server = _Server(
-                uvicorn.Config(
-                    build_app(self.config, queue),
-                    http=JsonErrorHTTPProtocol,
-                    log_level="warning",
-                    access_log=False,
-                    timeout_graceful_shutdown=max(1, int(self.config.engine.shutdown_grace_s)),
-                )
-            )
+            server = engine_server(self.config, queue, log_level="warning")
             self._server = server
             await server.serve(sockets=[self.socket])
         finally:

@@ -86,7 +86,7 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
     return create_app(config, queue, lifespan=lifespan, metrics=metrics)
 
 
-class _Server(uvicorn.Server):
+class EngineServer(uvicorn.Server):
     """uvicorn's server, except that a stop by SIGTERM or SIGINT ends with exit status 0.
 
     uvicorn re-raises the signal it handled once it has shut down, so the
@@ -99,25 +99,37 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
+def open_queue(config: Config) -> SqliteQueue:
+    """The embedded queue, with the jobs an earlier run left in flight made claimable again."""
+    queue = SqliteQueue(config.engine.data_dir)
+    recovered = queue.recover(time.time())
+    if recovered:
+        log.info("recovered %d jobs left in flight by an earlier run", recovered)
+    return queue
+
+
+def engine_server(
+    config: Config, queue: SqliteQueue, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+) -> EngineServer:
+    """The HTTP server running the app, the worker and the exporter over `queue`."""
+    return EngineServer(
+        uvicorn.Config(
+            build_app(config, queue),
+            host=host,
+            port=port,
+            http=JsonErrorHTTPProtocol,
+            log_level=log_level,
+            access_log=False,
+            # Requests still open after this are cut; the worker has its own grace.
+            timeout_graceful_shutdown=max(1, int(config.engine.shutdown_grace_s)),
+        )
+    )
+
+
 async def serve(config: Config, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the engine until SIGTERM or SIGINT (uvicorn installs the handlers)."""
-    queue = SqliteQueue(config.engine.data_dir)
+    queue = open_queue(config)
     try:
-        recovered = queue.recover(time.time())
-        if recovered:
-            log.info("recovered %d jobs left in flight by an earlier run", recovered)
-        server = _Server(
-            uvicorn.Config(
-                build_app(config, queue),
-                host=host,
-                port=port,
-                http=JsonErrorHTTPProtocol,
-                log_level="info",
-                access_log=False,
-                # Requests still open after this are cut; the worker has its own grace.
-                timeout_graceful_shutdown=max(1, int(config.engine.shutdown_grace_s)),
-            )
-        )
-        await server.serve()
+        await engine_server(config, queue, host=host, port=port).serve()
     finally:
         queue.close()
