@@ -25,7 +25,7 @@ import duckdb
 import httpx
 import pytest
 
-from tests.delivery.test_serve import free_port, start_engine, wait_for
+from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
 
 WRITE_KEY = "wk_test_crash"
 SINK_DELAY_S = 0.005
@@ -62,12 +62,8 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def sink() -> Iterator[CountingSink]:
-    server = CountingSink()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(CountingSink()) as server:
+        yield server
 
 
 def write_config(tmp_path: Path, sink: CountingSink) -> Path:

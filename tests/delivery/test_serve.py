@@ -6,18 +6,17 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import httpx
 import pytest
 from segment.analytics.client import Client
+
+from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
 
 WRITE_KEY = "wk_test_web"
 SECRET = "s3cret-token-value"
@@ -56,18 +55,8 @@ class _SinkHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def sink() -> Iterator[Sink]:
-    server = Sink()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    with serving(Sink()) as server:
+        yield server
 
 
 def write_config(tmp_path: Path, sink: Sink) -> Path:
@@ -107,34 +96,6 @@ headers = {{ Authorization = "Bearer {SECRET}" }}
         encoding="utf-8",
     )
     return config
-
-
-def wait_for(predicate: object, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
-
-
-def start_engine(config: Path, port: int) -> subprocess.Popen[str]:
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            assert engine.poll() is None, engine.communicate()[0]
-            return False
-
-    wait_for(healthy)
-    return engine
 
 
 def test_events_sent_with_the_segment_client_reach_every_destination(tmp_path: Path, sink: Sink) -> None:

@@ -1,0 +1,65 @@
+"""Helpers for tests that run `deliverydash serve` as a real process beside loopback sinks."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+Server = TypeVar("Server", bound=http.server.HTTPServer)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+@contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    """Run a sink on a background thread; shut it down and close it afterwards."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def start_engine(config: Path, port: int) -> subprocess.Popen[str]:
+    """`deliverydash serve` on `port`, once it answers /healthz."""
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            assert engine.poll() is None, engine.communicate()[0]
+            return False
+
+    wait_for(healthy)
+    return engine
