@@ -234,6 +234,79 @@ def _sql_prompt(log: AttemptLog, query_error: type[Exception]) -> None:
             print(f"error: {exc}", file=sys.stderr)
 
 
+def _dashboard_secret(config_path: str | None) -> str | None:
+    from app.access import resolve_secret
+    from app.settings import SettingsError, dashboard_settings
+
+    try:
+        settings = dashboard_settings(config_path)
+        return resolve_secret(settings.secret)
+    except (SettingsError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    import app
+
+    secret = _dashboard_secret(args.config)
+    data_dir = Path(args.data_dir).resolve()
+    if not (data_dir / "attempts").is_dir():
+        print(
+            f"deliverydash dashboard: no attempt log under {data_dir} yet; the dashboard will say so "
+            "until `deliverydash simulate` or the engine writes one",
+            file=sys.stderr,
+        )
+    env = dict(os.environ, DELIVERYDASH_DATA_DIR=str(data_dir))
+    if secret is not None:
+        env["DELIVERYDASH_SECRET"] = secret
+    access = (
+        "links from `deliverydash link` required" if secret else "no secret: open to anyone who reaches it"
+    )
+    print(
+        f"Dashboard on http://{args.host}:{args.port}/ over {data_dir} ({access}). Ctrl-C stops it.",
+        file=sys.stderr,
+    )
+    entry = Path(app.__file__).parent / "main.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(entry),
+        "--server.port", str(args.port),
+        "--server.address", args.host,
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Streamlit owns the process from here: its own Ctrl-C handling and exit status.
+    os.execve(sys.executable, command, env)
+
+
+def cmd_link(args: argparse.Namespace) -> None:
+    import time
+
+    from app.access import Viewer, ViewerKind, parse_ttl, sign
+
+    secret = _dashboard_secret(args.config)
+    if secret is None:
+        raise CommandError(
+            "no dashboard secret is set: set DELIVERYDASH_SECRET (16+ characters) or `secret` under "
+            "[dashboard] in the config, for both `deliverydash link` and `deliverydash dashboard`"
+        )
+    try:
+        ttl_s = parse_ttl(args.ttl)
+    except ValueError as exc:
+        raise CommandError(f"--ttl: {exc}") from None
+    expires_at = int(time.time()) + ttl_s
+    if args.workspace:
+        viewer, page = Viewer(ViewerKind.WORKSPACE, args.workspace, expires_at), "customer"
+    elif args.partner:
+        viewer, page = Viewer(ViewerKind.PARTNER, args.partner, expires_at), "partner"
+    else:
+        viewer, page = Viewer(ViewerKind.ENGINEER, None, expires_at), ""
+    expiry = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_at))
+    print(f"{args.base_url.rstrip('/')}/{page}?token={sign(viewer, secret)}")
+    print(f"grants: {viewer.label}; expires {expiry}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deliverydash",
@@ -309,6 +382,41 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--integration", help="only this integration")
     data_dir(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "dashboard",
+        help="open the delivery dashboard (Streamlit) over the attempt log",
+        description="Start the Streamlit dashboard: a day of HTTP responses, customer and partner "
+        "pages, retries, an error explorer and a SQL console. With a secret set (DELIVERYDASH_SECRET "
+        "or [dashboard] secret in the config), pages need a link from `deliverydash link`.",
+    )
+    p.add_argument("--port", type=int, default=8501, help="port to listen on (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--config", help="TOML config whose [dashboard] table holds the secret (optional)")
+    data_dir(p)
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser(
+        "link",
+        help="print a signed, expiring dashboard link for a workspace, a partner or an engineer",
+        description="Print a dashboard URL carrying a signed token: a customer link sees only its "
+        "workspace, a partner link only its integration's aggregates, an engineer link everything "
+        "including the SQL console.",
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--workspace", help="a customer link for this workspace")
+    who.add_argument("--partner", metavar="INTEGRATION", help="a partner link for this integration")
+    who.add_argument("--engineer", action="store_true", help="an engineer link (everything, SQL console)")
+    p.add_argument(
+        "--ttl", default="7d", help="how long the link works: 30m, 12h, 7d, 2w (default: %(default)s)"
+    )
+    p.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:8501",
+        help="the dashboard's address as its users reach it (default: %(default)s)",
+    )
+    p.add_argument("--config", help="TOML config whose [dashboard] table holds the secret (optional)")
+    p.set_defaults(func=cmd_link)
 
     p = sub.add_parser(
         "sql",

@@ -1,0 +1,80 @@
+"""Charts more than one page draws, built the same way everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.express as px
+import plotly.graph_objects as go
+import polars as pl
+
+from app import style
+
+#: Final outcomes of the event cohort, in the order the bars show them.
+FATES = (
+    ("delivered on the first attempt", "delivered_first_attempt", "delivered"),
+    ("delivered after retries", "delivered_after_retries", "delivered"),
+    ("failed (terminal error)", "failed", "failed"),
+    ("dropped (retries ran out)", "dropped", "dropped"),
+    ("skipped (never sent)", "skipped", "skipped"),
+    ("still retrying", "still_retrying", "still retrying"),
+)
+
+
+def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
+    """Events by final outcome, with counts and shares of events received."""
+    received = figures["events_received"] or 0
+    rows = [
+        {
+            "fate": label,
+            "events": figures[column],
+            "share": 100 * figures[column] / received if received else 0.0,
+            "outcome": outcome,
+        }
+        for label, column, outcome in FATES
+    ]
+    frame = pl.DataFrame(rows)
+    figure = px.bar(
+        frame.to_pandas(),
+        x="events",
+        y="fate",
+        orientation="h",
+        color="outcome",
+        color_discrete_map=style.OUTCOME_COLORS,
+        text=[f"{row['events']:,} ({row['share']:.2f}%)" for row in rows],
+        labels={"events": "events", "fate": ""},
+    )
+    figure.update_yaxes(categoryorder="array", categoryarray=[label for label, _, _ in reversed(FATES)])
+    figure.update_layout(showlegend=False)
+    return style.finish(figure, title=title, x="events", y="final outcome")
+
+
+def hourly_classes(hours: pl.DataFrame, title: str) -> go.Figure:
+    """Requests per hour, stacked by error class, success included."""
+    frame = hours.with_columns(
+        pl.col("error_class").replace_strict(style.CLASS_LABELS, default=pl.col("error_class"))
+    )
+    colors = {style.CLASS_LABELS[name]: color for name, color in style.CLASS_COLORS.items()}
+    figure = px.bar(
+        frame.to_pandas(),
+        x="hour",
+        y="requests",
+        color="error_class",
+        color_discrete_map=colors,
+        labels={"hour": "hour (UTC)", "requests": "requests", "error_class": "error class"},
+    )
+    return style.finish(figure, title=title, x="hour (UTC)", y="requests per hour")
+
+
+def delivery_funnel(funnel: pl.DataFrame, title: str) -> go.Figure:
+    """First attempt versus eventual delivery: received, delivered by attempt k, never delivered."""
+    frame = funnel.filter(pl.col("kind").is_in(["received", "delivered"])).sort("step")
+    figure = px.funnel(
+        frame.to_pandas(),
+        x="events",
+        y="stage",
+        text=[f"{events:,} ({pct:.2f}%)" for events, pct in frame.select("events", "pct").iter_rows()],
+        labels={"events": "events", "stage": ""},
+    )
+    figure.update_traces(textinfo="text")
+    return style.finish(figure, title=title, x="events", y="stage")

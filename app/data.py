@@ -1,0 +1,174 @@
+"""The dashboard's one data module: every figure a page shows comes through here.
+
+Each function runs a named query from `queries/` and caches the result for
+`TTL_S` seconds. The viewer's scope is an argument of every cached function,
+so it is part of every cache key: a result computed for one workspace can
+never be served to another (`st.cache_data` is shared by all sessions).
+Pages never see a `Scope` they did not get from `app.access`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from queries import AttemptLog, Scope, api, connect
+from queries.errors import QueryError
+
+DATA_DIR_ENV = "DELIVERYDASH_DATA_DIR"
+#: The engine publishes attempt files at least every export_interval_s (5 s by
+#: default); half a minute keeps pages fresh without recomputing on every click.
+TTL_S = 30
+SQL_TIMEOUT_S = 20.0
+SQL_MAX_ROWS = 10_000
+_RECEIVED_DAYS = """
+    SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day
+    FROM outcomes
+    WHERE attempt <= 1
+    ORDER BY day DESC
+"""
+
+
+def data_dir() -> Path:
+    """The data root the dashboard reads (`deliverydash dashboard --data-dir`)."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data")).resolve()
+
+
+@st.cache_resource(show_spinner=False)
+def _log(root: str) -> AttemptLog:
+    # One in-memory DuckDB per data directory, shared by every session: it
+    # is thread-safe (a cursor per query) and caches Parquet footers.
+    return connect(root)
+
+
+def log() -> AttemptLog:
+    """The attempt log under `data_dir()`."""
+    return _log(str(data_dir()))
+
+
+def days() -> list[dt.date]:
+    """UTC days on which events were received, newest first.
+
+    From the `outcomes` rollup, not the partition directories: those are
+    days of requests, and a simulated day's retries spill into the next one.
+    """
+    if not any((data_dir() / "attempts").glob("date=*")):
+        return []
+    return _received_days(str(data_dir()))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _received_days(root: str) -> list[dt.date]:
+    days: list[dt.date] = _log(root).sql(_RECEIVED_DAYS).get_column("day").to_list()
+    return days
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _named(
+    root: str,
+    name: str,
+    scope: Scope,
+    start: dt.datetime,
+    end: dt.datetime,
+    params: tuple[tuple[str, Any], ...],
+) -> pl.DataFrame:
+    # The one cached entry point: the data directory, the query, the scope,
+    # the range and the parameters are all part of the key.
+    return _log(root).run(name, scope, start, end, **dict(params))
+
+
+def _run(name: str, scope: Scope, start: dt.datetime, end: dt.datetime, **params: Any) -> pl.DataFrame:
+    return _named(str(data_dir()), name, scope, start, end, tuple(sorted(params.items())))
+
+
+def day_report(scope: Scope, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    """One row of cohort and request figures (queries/day_report.sql)."""
+    return _run("day_report", scope, start, end).row(0, named=True)
+
+
+def funnel(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """First-attempt versus eventual delivery stages (queries/funnel.sql)."""
+    return _run("funnel", scope, start, end)
+
+
+def by_status_code(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Requests per status code (queries/by_status_code.sql)."""
+    return _run("by_status_code", scope, start, end)
+
+
+def by_error(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Requests per error class and code (queries/by_error.sql)."""
+    return _run("by_error", scope, start, end)
+
+
+def by_destination(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Requests and event fates per destination (queries/by_destination.sql)."""
+    return _run("by_destination", scope, start, end)
+
+
+def by_integration(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Requests and event fates per integration (queries/by_integration.sql)."""
+    return _run("by_integration", scope, start, end)
+
+
+def hourly(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Requests per UTC hour and error class (queries/hourly.sql)."""
+    return _run("hourly", scope, start, end)
+
+
+def latency(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Latency percentiles per integration or destination, from histograms (queries/latency_histogram.sql)."""
+    return _run("latency_histogram", scope, start, end, per_integration=True)
+
+
+def error_samples(scope: Scope, start: dt.datetime, end: dt.datetime, limit: int = 20) -> pl.DataFrame:
+    """The most frequent error body templates with an example each (queries/error_samples.sql)."""
+    return _run("error_samples", scope, start, end, limit=limit)
+
+
+def workspaces(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """Workspaces with traffic in the range, busiest first (operators' scope picker)."""
+    frame = by_destination(Scope.all(), start, end)
+    totals = frame.group_by("workspace_id").agg(pl.col("requests").sum()).sort("requests", descending=True)
+    return totals.get_column("workspace_id").to_list()
+
+
+def integrations(start: dt.datetime, end: dt.datetime) -> list[str]:
+    """Integrations with traffic in the range, busiest first (operators' scope picker)."""
+    frame = by_integration(Scope.all(), start, end)
+    return frame.sort("requests", descending=True).get_column("integration").to_list()
+
+
+def run_sql(text: str) -> pl.DataFrame:
+    """An engineer's query in the sandbox, at most `SQL_MAX_ROWS` rows; raises `QueryError`.
+
+    Not cached: the log grows, and a console that answers from a cache is a
+    console that lies.
+    """
+    frame = api.run_sql(log(), text, timeout_s=SQL_TIMEOUT_S)
+    return frame.head(SQL_MAX_ROWS)
+
+
+__all__ = [
+    "QueryError",
+    "by_destination",
+    "by_error",
+    "by_integration",
+    "by_status_code",
+    "data_dir",
+    "day_report",
+    "days",
+    "error_samples",
+    "funnel",
+    "hourly",
+    "integrations",
+    "latency",
+    "log",
+    "run_sql",
+    "workspaces",
+]

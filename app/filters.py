@@ -1,0 +1,60 @@
+"""The widgets pages share: time range and scope, each bound to a URL query parameter.
+
+Bound widgets (`bind="query-params"`) write their value into the URL and
+read it back on load, so a copied link reproduces the view. The scope
+pickers only exist for operators: a workspace or partner link has its scope
+fixed by the token, and no widget or URL parameter can widen it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from app import data
+from app.access import Viewer, ViewerKind
+from queries import Scope
+
+
+def time_range() -> tuple[dt.datetime, dt.datetime]:
+    """The UTC day and whole hours picked in the sidebar, as a half-open [start, end)."""
+    days = [day.isoformat() for day in data.days()]
+    day = st.sidebar.selectbox("Day (UTC)", days, key="day", bind="query-params")
+    first, last = st.sidebar.slider(
+        "Hours (UTC)",
+        min_value=0,
+        max_value=24,
+        value=(0, 24),
+        step=1,
+        key="hours",
+        bind="query-params",
+        help="Start and end hour of the range; figures follow the events received in it.",
+    )
+    if last <= first:
+        # The slider allows an empty range; an hour is the least a rollup can answer.
+        first, last = (first, first + 1) if first < 24 else (23, 24)
+    midnight = dt.datetime.combine(dt.date.fromisoformat(day or days[0]), dt.time(), dt.UTC)
+    return midnight + dt.timedelta(hours=first), midnight + dt.timedelta(hours=last)
+
+
+def workspace_scope(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> Scope | None:
+    """The workspace a page shows: the link's own, or the operator's pick (None if none exist)."""
+    if viewer.kind is ViewerKind.WORKSPACE:
+        return viewer.scope
+    options = data.workspaces(start, end)
+    if not options:
+        return None
+    picked = st.sidebar.selectbox("Workspace", options, key="workspace", bind="query-params")
+    return Scope.workspace(picked or options[0])
+
+
+def integration_scope(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> Scope | None:
+    """The integration a page shows: the partner link's own, or the operator's pick."""
+    if viewer.kind is ViewerKind.PARTNER:
+        return viewer.scope
+    options = data.integrations(start, end)
+    if not options:
+        return None
+    picked = st.sidebar.selectbox("Integration", options, key="integration", bind="query-params")
+    return Scope.integration(picked or options[0])

@@ -1,0 +1,99 @@
+"""How numbers and charts look, the same on every page.
+
+One colour per error class everywhere, so "rate_limit" is the same orange on
+the day page, a customer's dashboard and a partner's page.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import plotly.graph_objects as go
+
+from ingest.taxonomy import ErrorClass, Outcome
+
+CLASS_COLORS: Final[dict[str, str]] = {
+    ErrorClass.NONE: "#2ca02c",
+    ErrorClass.AUTH: "#d62728",
+    ErrorClass.VALIDATION: "#9467bd",
+    ErrorClass.CLIENT: "#8c564b",
+    ErrorClass.RATE_LIMIT: "#ff7f0e",
+    ErrorClass.SERVER: "#e377c2",
+    ErrorClass.TIMEOUT: "#bcbd22",
+    ErrorClass.NETWORK: "#17becf",
+    ErrorClass.TLS: "#1f77b4",
+    ErrorClass.NONSTANDARD: "#7f7f7f",
+    ErrorClass.REDIRECT: "#aec7e8",
+    ErrorClass.PRECHECK: "#c5b0d5",
+    ErrorClass.DISABLED: "#393b79",
+}
+OUTCOME_COLORS: Final[dict[str, str]] = {
+    Outcome.DELIVERED: "#2ca02c",
+    Outcome.RETRY: "#ff7f0e",
+    Outcome.FAILED: "#d62728",
+    Outcome.DROPPED: "#8c564b",
+    Outcome.SKIPPED: "#7f7f7f",
+    "still retrying": "#bcbd22",
+}
+CLASS_LABELS: Final[dict[str, str]] = {
+    ErrorClass.NONE: "success",
+    ErrorClass.AUTH: "auth (401/403)",
+    ErrorClass.VALIDATION: "validation (400/422)",
+    ErrorClass.CLIENT: "other 4xx",
+    ErrorClass.RATE_LIMIT: "rate limit (429)",
+    ErrorClass.SERVER: "server (5xx)",
+    ErrorClass.TIMEOUT: "timeout",
+    ErrorClass.NETWORK: "network",
+    ErrorClass.TLS: "TLS",
+    ErrorClass.NONSTANDARD: "nonstandard status",
+    ErrorClass.REDIRECT: "redirect (3xx)",
+    ErrorClass.PRECHECK: "refused before sending",
+    ErrorClass.DISABLED: "destination disabled",
+}
+
+
+def count(value: Any) -> str:
+    """A whole number with thousands separators; a dash for nothing."""
+    if value is None:
+        return "-"
+    return f"{int(value):,}"
+
+
+def pct(value: Any, digits: int = 2) -> str:
+    """A percentage with a % sign; a dash for nothing."""
+    if value is None:
+        return "-"
+    return f"{float(value):.{digits}f}%"
+
+
+def ms(value: Any) -> str:
+    """A latency in milliseconds, or seconds past 10 s."""
+    if value is None:
+        return "-"
+    value = float(value)
+    return f"{value / 1000:,.1f} s" if value >= 10_000 else f"{value:,.0f} ms"
+
+
+def duration(seconds: Any) -> str:
+    """A duration in the largest unit that keeps it readable."""
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def finish(figure: go.Figure, *, title: str, x: str, y: str, height: int = 340) -> go.Figure:
+    """Every chart gets a title, labelled axes and the same margins."""
+    figure.update_layout(
+        title={"text": title},
+        xaxis_title=x,
+        yaxis_title=y,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend_title_text="",
+    )
+    return figure

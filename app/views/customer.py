@@ -1,0 +1,139 @@
+"""Customer delivery dashboard: one workspace, every destination.
+
+The seed's question, answered for one customer: "how do delivery challenges affect my data?"
+"""
+
+from __future__ import annotations
+
+import plotly.express as px
+import polars as pl
+import streamlit as st
+
+from app import data, filters, hints, session, style
+from app.charts import delivery_funnel, hourly_classes
+
+viewer = session.viewer()
+start, end = filters.time_range()
+scope = filters.workspace_scope(viewer, start, end)
+
+st.title("Customer delivery dashboard")
+if scope is None:
+    st.info("No workspace has deliveries in this range. Pick another day in the sidebar.")
+    st.stop()
+st.caption(f"Workspace **{scope.value}** · {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC")
+
+with st.spinner("Reading the attempt log…"):
+    report = data.day_report(scope, start, end)
+    destinations = data.by_destination(scope, start, end)
+    errors = data.by_error(scope, start, end)
+    hours = data.hourly(scope, start, end)
+    funnel = data.funnel(scope, start, end)
+    samples = data.error_samples(scope, start, end, limit=20)
+
+if not report["events_received"] and not report["requests"]:
+    st.info(f"Workspace {scope.value} has no deliveries in this range.")
+    st.stop()
+
+cols = st.columns(7)
+for col, (label, column) in zip(
+    cols,
+    (
+        ("Events received", "events_received"),
+        ("Delivered first try", "delivered_first_attempt"),
+        ("Delivered after retries", "delivered_after_retries"),
+        ("Failed", "failed"),
+        ("Dropped", "dropped"),
+        ("Skipped", "skipped"),
+        ("Still retrying", "still_retrying"),
+    ),
+    strict=True,
+):
+    share = "" if column == "events_received" else style.pct(report[f"{column}_pct"])
+    col.metric(label, style.count(report[column]), delta=share or None, delta_color="off")
+
+auth = samples.filter(pl.col("error_class") == "auth")
+st.header("Open notifications")
+if auth.height:
+    alerts = auth.group_by("destination_id").agg(
+        pl.col("requests").sum(), pl.col("last_seen").max(), pl.col("status_code").first()
+    )
+    for row in alerts.sort("requests", descending=True).iter_rows(named=True):
+        st.warning(
+            f"**{row['destination_id']}**: {row['requests']:,} requests refused for authentication "
+            f"(HTTP {row['status_code']}), last at {row['last_seen']:%Y-%m-%d %H:%M} UTC. "
+            + hints.hint("auth", row["status_code"])
+        )
+else:
+    st.success("No destination is failing authentication in this range.")
+
+st.header("Destinations")
+table = destinations.select(
+    "destination_id",
+    "integration",
+    "events_received",
+    "delivered_first_attempt",
+    pl.col("delivered_eventually").sub(pl.col("delivered_first_attempt")).alias("delivered_after_retries"),
+    "failed",
+    "dropped",
+    "skipped",
+    "still_retrying",
+    "first_attempt_pct",
+    "eventually_pct",
+)
+number = st.column_config.NumberColumn
+st.dataframe(
+    table.to_pandas(),
+    hide_index=True,
+    column_config={
+        "destination_id": "destination",
+        "integration": "integration",
+        "events_received": number("events received", format="localized"),
+        "delivered_first_attempt": number("delivered first try", format="localized"),
+        "delivered_after_retries": number("delivered after retries", format="localized"),
+        "failed": number("failed", format="localized"),
+        "dropped": number("dropped", format="localized"),
+        "skipped": number("skipped", format="localized"),
+        "still_retrying": number("still retrying", format="localized"),
+        "first_attempt_pct": number("first try %", format="%.2f%%"),
+        "eventually_pct": number("eventually %", format="%.2f%%"),
+    },
+)
+
+left, right = st.columns(2)
+left.plotly_chart(
+    delivery_funnel(funnel, "First attempt versus eventual delivery (events)"),
+    width="stretch",
+)
+failures = errors.filter(pl.col("error_class") != "none")
+if failures.height:
+    by_class = failures.group_by("error_class").agg(pl.col("requests").sum(), pl.col("unsent").sum())
+    figure = px.bar(
+        by_class.to_pandas(),
+        x="error_class",
+        y="requests",
+        color="error_class",
+        color_discrete_map=style.CLASS_COLORS,
+        labels={"error_class": "error class", "requests": "failed requests"},
+    )
+    figure.update_layout(showlegend=False)
+    right.plotly_chart(
+        style.finish(figure, title="Failed requests by error class", x="error class", y="requests"),
+        width="stretch",
+    )
+
+st.plotly_chart(hourly_classes(hours, "Requests per hour by error class"), width="stretch")
+
+st.header("Error samples, grouped by template")
+if not samples.height:
+    st.caption("No error responses in this range.")
+for row in samples.iter_rows(named=True):
+    title = (
+        f"{style.count(row['requests'])} x {row['error_class']} {row['error_code']} "
+        f"on {row['destination_id'] or row['integration']}"
+    )
+    with st.expander(title):
+        st.markdown(f"**What to do:** {hints.hint(row['error_class'], row['status_code'])}")
+        st.caption(
+            f"Last seen {row['last_seen']:%Y-%m-%d %H:%M:%S} UTC · template: `{row['template'][:200]}`"
+        )
+        st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)

@@ -1,0 +1,120 @@
+"""Partner error-rate page: one integration across all customers, no tenant ids, no payload values."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import polars as pl
+import streamlit as st
+
+from app import advice, data, filters, redact, session, style
+
+viewer = session.viewer()
+start, end = filters.time_range()
+scope = filters.integration_scope(viewer, start, end)
+
+st.title("Partner error rates")
+if scope is None:
+    st.info("No integration has deliveries in this range. Pick another day in the sidebar.")
+    st.stop()
+st.caption(
+    f"Integration **{scope.value}**, across every customer · {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC. "
+    "Aggregates only: no workspace ids, bodies redacted."
+)
+
+with st.spinner("Reading the attempt log…"):
+    report = data.day_report(scope, start, end)
+    codes = data.by_status_code(scope, start, end)
+    hours = data.hourly(scope, start, end)
+    latency = data.latency(scope, start, end)
+    samples = data.error_samples(scope, start, end, limit=15)
+
+if not report["requests"]:
+    st.info(f"No requests to {scope.value} in this range.")
+    st.stop()
+
+cols = st.columns(5)
+cols[0].metric("Requests", style.count(report["requests"]))
+cols[1].metric("Answered 429", style.pct(report["status_429_requests_pct"]))
+cols[2].metric("Answered 5xx", style.pct(report["status_5xx_requests_pct"]))
+cols[3].metric("Events delivered first try", style.pct(report["delivered_first_attempt_pct"]))
+cols[4].metric(
+    "Recovered by retries",
+    style.pct(report["delivered_after_retries_pct"]),
+    help="Share of events whose first attempt failed and a retry delivered.",
+)
+
+left, right = st.columns(2)
+answered = codes.filter(pl.col("status_code").is_not_null())
+figure = px.bar(
+    answered.to_pandas(),
+    x="label",
+    y="requests",
+    color="error_class",
+    color_discrete_map=style.CLASS_COLORS,
+    log_y=True,
+    labels={"label": "status code", "requests": "requests", "error_class": "error class"},
+)
+figure.update_xaxes(type="category")
+left.plotly_chart(
+    style.finish(figure, title="Status code distribution", x="HTTP status", y="requests (log scale)"),
+    width="stretch",
+)
+
+rates = (
+    hours.group_by("hour")
+    .agg(
+        pl.col("requests").sum().alias("total"),
+        pl.col("requests").filter(pl.col("error_class") == "rate_limit").sum().alias("rate_limit"),
+        pl.col("requests").filter(pl.col("error_class") == "server").sum().alias("server"),
+    )
+    .with_columns(
+        (100 * pl.col("rate_limit") / pl.col("total")).alias("429 rate"),
+        (100 * pl.col("server") / pl.col("total")).alias("5xx rate"),
+    )
+    .sort("hour")
+    .unpivot(index="hour", on=["429 rate", "5xx rate"], variable_name="rate", value_name="pct")
+)
+figure = px.line(
+    rates.to_pandas(),
+    x="hour",
+    y="pct",
+    color="rate",
+    markers=True,
+    color_discrete_map={
+        "429 rate": style.CLASS_COLORS["rate_limit"],
+        "5xx rate": style.CLASS_COLORS["server"],
+    },
+    labels={"hour": "hour (UTC)", "pct": "share of requests (%)", "rate": ""},
+)
+figure.update_yaxes(ticksuffix="%")
+right.plotly_chart(
+    style.finish(figure, title="429 and 5xx rates per hour", x="hour (UTC)", y="share of requests (%)"),
+    width="stretch",
+)
+
+st.header("Latency")
+timed = latency.filter(pl.col("integration") == scope.value)
+if timed.height:
+    values = timed.row(0, named=True)
+    latency_cols = st.columns(4)
+    latency_cols[0].metric("p50", style.ms(values["p50_ms"]))
+    latency_cols[1].metric("p95", style.ms(values["p95_ms"]))
+    latency_cols[2].metric("p99", style.ms(values["p99_ms"]))
+    latency_cols[3].metric("Requests timed", style.count(values["requests"]))
+
+st.header("Advice: answers that defeat retries")
+notes = advice.advise(report, codes, samples)
+if notes:
+    for note in notes:
+        st.warning(note)
+else:
+    st.success("Nothing stands out: this integration's error answers let retries do their job.")
+
+st.header("Most frequent error answers")
+st.caption(
+    "Bodies are redacted: quoted values, numbers, e-mail addresses and ids are replaced by placeholders."
+)
+for sample in samples.iter_rows(named=True):
+    answer = sample["status_code"] or sample["error_code"]
+    with st.expander(f"{style.count(sample['requests'])} x HTTP {answer} ({sample['error_class']})"):
+        st.code(redact.body(sample["example"]) or "(empty body)", language="json", wrap_lines=True)
