@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/deliverydash demo-engine --data-dir $(DATA_DIR)
 
 test: $(STAMP)
+	@.ci/ensure-chromium
 	$(BIN)/pytest
 
 lint: $(STAMP)
