@@ -383,6 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(p)
     p.set_defaults(func=cmd_report)
 
+    from delivery.partners import cli as partners_cli
+
+    p = sub.add_parser(
+        "partners",
+        help="run simulated partner APIs on loopback (rate limits, outages, 401s, TLS failures, ...)",
+    )
+    partners_cli.configure_parser(p)
+    p.set_defaults(func=partners_cli.run)
+
     p = sub.add_parser(
         "dashboard",
         help="open the delivery dashboard (Streamlit) over the attempt log",
@@ -434,14 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status: int | None = args.func(args)
     except CommandError as exc:
         print(f"deliverydash {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
