@@ -15,21 +15,27 @@ from app.access import AccessDenied, Viewer, ViewerKind
 
 st.set_page_config(page_title="deliverydash", page_icon=":outbox_tray:", layout="wide")
 
-DAY = st.Page("views/day.py", title="A day of HTTP responses", url_path="day", default=True)
-CUSTOMER = st.Page("views/customer.py", title="Customer delivery dashboard", url_path="customer")
-PARTNER = st.Page("views/partner.py", title="Partner error rates", url_path="partner")
-RETRIES = st.Page("views/retries.py", title="Retries", url_path="retries")
-EXPLORER = st.Page("views/explorer.py", title="Error explorer", url_path="explorer")
-SQL = st.Page("views/sql_console.py", title="SQL console", url_path="sql")
+#: Every page: file in app/, title, URL path.
+DAY = ("views/day.py", "A day of HTTP responses", "day")
+CUSTOMER = ("views/customer.py", "Customer delivery dashboard", "customer")
+PARTNER = ("views/partner.py", "Partner error rates", "partner")
+RETRIES = ("views/retries.py", "Retries", "retries")
+EXPLORER = ("views/explorer.py", "Error explorer", "explorer")
+SQL = ("views/sql_console.py", "SQL console", "sql")
 
 
 def pages_for(viewer: Viewer) -> list[StreamlitPage]:
-    """The pages a viewer may open; any other is not registered, so not reachable by URL."""
+    """The pages a viewer may open, their home page first; any other is not registered, so not reachable."""
     if viewer.kind is ViewerKind.WORKSPACE:
-        return [CUSTOMER, DAY, RETRIES, EXPLORER]
-    if viewer.kind is ViewerKind.PARTNER:
-        return [PARTNER, DAY, RETRIES]
-    return [DAY, CUSTOMER, PARTNER, RETRIES, EXPLORER, SQL]
+        allowed = [CUSTOMER, DAY, RETRIES, EXPLORER]
+    elif viewer.kind is ViewerKind.PARTNER:
+        allowed = [PARTNER, DAY, RETRIES]
+    else:
+        allowed = [DAY, CUSTOMER, PARTNER, RETRIES, EXPLORER, SQL]
+    return [
+        st.Page(path, title=title, url_path=url_path, default=index == 0)
+        for index, (path, title, url_path) in enumerate(allowed)
+    ]
 
 
 def refuse(reason: str) -> NoReturn:
