@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from delivery.catalog import AuthScheme, Integration, catalog
+
 _MASK = "**********"
 
 
@@ -114,7 +116,7 @@ class EngineConfig:
     shutdown_grace_s: float = 10
     """On SIGTERM/SIGINT, how long in-flight requests may take to finish."""
     max_batch_bytes: int = 500_000
-    """Largest request body sent to a destination that takes batches."""
+    """Largest request body sent to any destination that takes batches (a ceiling over the catalog's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +140,21 @@ class Destination:
     source: str
     """Id of the source whose events it receives."""
     integration: str
-    """Destination type / partner (column `integration`), e.g. `webhook`."""
+    """Destination type / partner (column `integration`): a name in the catalog (`delivery.catalog`)."""
     url: str
     """Where requests are POSTed; repr shows its origin only (the path may hold a token)."""
     headers: Mapping[str, Secret] = field(default_factory=dict)
     """Extra request headers; never written to the attempt log."""
+    credential: Secret | None = None
+    """What the integration's auth scheme sends (bearer token, Basic user:password, API key)."""
     max_batch_events: int = 1
-    """Most events per request; 1 sends each event alone."""
+    """Most events per request (the integration's default unless set); 1 sends each event alone."""
+    max_batch_bytes: int = 500_000
+    """Largest request body when batching (the integration's limit, under `engine.max_batch_bytes`)."""
+    rate_limit_per_s: float | None = None
+    """Requests/s the metering allows (the integration's documented limit unless set); None: no limit."""
+    rate_limit_burst: int | None = None
+    """Requests the metering allows at once above the rate (token bucket size); None with no limit."""
     enabled: bool = True
     """A disabled destination's jobs are recorded as skipped (`disabled`), not sent."""
 
@@ -153,15 +163,26 @@ class Destination:
         """Scheme, host and port of `url`: safe to show and to label metrics with."""
         return _url_origin(urlsplit(self.url))
 
+    @property
+    def spec(self) -> Integration:
+        """The catalog entry of `integration` (KeyError if the catalog has no such entry)."""
+        return catalog()[self.integration]
+
     def request_headers(self) -> dict[str, str]:
-        """The configured headers with their values revealed, for the HTTP client."""
-        return {name: value.reveal() for name, value in self.headers.items()}
+        """The configured headers and the credential's header, values revealed, for the HTTP client."""
+        headers = {name: value.reveal() for name, value in self.headers.items()}
+        if self.credential is not None:
+            auth = self.spec.auth
+            headers[auth.header] = auth.header_value(self.credential.reveal())
+        return headers
 
     def __repr__(self) -> str:
         return (
             f"Destination(id={self.id!r}, source={self.source!r}, integration={self.integration!r}, "
-            f"origin={self.origin!r}, headers={dict(self.headers)!r}, "
-            f"max_batch_events={self.max_batch_events!r}, enabled={self.enabled!r})"
+            f"origin={self.origin!r}, headers={dict(self.headers)!r}, credential={self.credential!r}, "
+            f"max_batch_events={self.max_batch_events!r}, max_batch_bytes={self.max_batch_bytes!r}, "
+            f"rate_limit_per_s={self.rate_limit_per_s!r}, rate_limit_burst={self.rate_limit_burst!r}, "
+            f"enabled={self.enabled!r})"
         )
 
 
@@ -195,6 +216,11 @@ class Config:
         by_id = {destination.id: destination for destination in self.destinations}
         if len(by_id) != len(self.destinations):
             raise ValueError("destination ids must be unique")
+        for destination in self.destinations:
+            if destination.integration not in catalog():
+                raise ValueError(
+                    f"destination {destination.id!r}: {catalog().unknown(destination.integration)}"
+                )
         object.__setattr__(self, "_by_write_key", by_write_key)
         object.__setattr__(self, "_by_source", {key: tuple(value) for key, value in by_source.items()})
         object.__setattr__(self, "_by_id", by_id)
@@ -273,7 +299,7 @@ def parse_config(
         for where, table in _array_of_tables(mapping, "sources", problems)
     ]
     destinations = [
-        _destination(_Table(table, where, _DESTINATION_KEYS, problems), engine.allow_private_targets)
+        _destination(_Table(table, where, _DESTINATION_KEYS, problems), engine)
         for where, table in _array_of_tables(mapping, "destinations", problems)
     ]
     problems += _cross_references(sources, destinations)
@@ -329,6 +355,9 @@ _ENGINE_HEADERS = frozenset(
 _MAX_SECONDS = 366 * 86_400
 #: The attempt log's `attempt` column is SMALLINT.
 _MAX_ATTEMPTS = 32_767
+#: The tracking API's largest message (`delivery.tracking.MAX_MESSAGE_BYTES`): a batch must fit one.
+_MIN_BATCH_BYTES = 32 * 1024
+_MAX_RATE_PER_S = 10_000
 _REQUIRED = object()
 
 
@@ -410,21 +439,120 @@ def _source(table: _Table) -> tuple[str, Source]:
     return table.where, source
 
 
-def _destination(table: _Table, allow_private_targets: bool) -> tuple[str, Destination]:
+def _destination(table: _Table, engine: EngineConfig) -> tuple[str, Destination]:
     url = table.text("url")
     if url:
-        for problem in _url_problems(url, allow_private_targets):
+        for problem in _url_problems(url, engine.allow_private_targets):
             table.problem("url", problem)
+    name = table.text("integration", pattern=_ID)
+    integration = catalog().get(name)
+    if integration is None and _ID.fullmatch(name):
+        table.problem("integration", catalog().unknown(name))
+    headers = _headers(table)
+    max_batch_events, max_batch_bytes = _batch_limits(table, integration, engine)
+    rate_limit_per_s, rate_limit_burst = _rate_limit(table, integration)
     destination = Destination(
         id=table.text("id", pattern=_ID),
         source=table.text("source"),
-        integration=table.text("integration", pattern=_ID),
+        integration=name,
         url=url,
-        headers=_headers(table),
-        max_batch_events=table.integer("max_batch_events", 1),
+        headers=headers,
+        credential=_credential(table, integration, headers),
+        max_batch_events=max_batch_events,
+        max_batch_bytes=max_batch_bytes,
+        rate_limit_per_s=rate_limit_per_s,
+        rate_limit_burst=rate_limit_burst,
         enabled=table.boolean("enabled", True),
     )
     return table.where, destination
+
+
+def _credential(
+    table: _Table, integration: Integration | None, headers: Mapping[str, Secret]
+) -> Secret | None:
+    """The destination's credential, required exactly when its integration authenticates."""
+    if "credential" not in table.raw:
+        if integration is not None and integration.auth.scheme is not AuthScheme.NONE:
+            table.problem(
+                "credential",
+                f"required by integration {integration.name!r} "
+                f"(sent as {integration.auth.header}: {_AUTH_FORMS[integration.auth.scheme]})",
+            )
+        return None
+    credential = table.text("credential", secret=True)
+    if integration is None:
+        return None
+    if integration.auth.scheme is AuthScheme.NONE:
+        table.problem(
+            "credential",
+            f"integration {integration.name!r} takes no credential; send your own headers with headers",
+        )
+        return None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in credential):
+        table.problem("credential", "must not contain line breaks or control characters")
+    for name in headers:
+        if name.lower() == integration.auth.header.lower():
+            table.problems.append(
+                f"{table.where}.headers.{name}: set from credential for integration {integration.name!r}; "
+                "remove it from headers"
+            )
+    return Secret(credential) if credential else None
+
+
+_AUTH_FORMS = {
+    AuthScheme.BEARER: "Bearer <credential>",
+    AuthScheme.BASIC: "Basic base64(<credential>), credential = 'user:password' or an API key",
+    AuthScheme.API_KEY: "<credential>",
+}
+
+
+def _batch_limits(table: _Table, integration: Integration | None, engine: EngineConfig) -> tuple[int, int]:
+    """`max_batch_events` and `max_batch_bytes`: the integration's, or overrides within its limits."""
+    batching = integration.batching if integration is not None else None
+    if batching is None:
+        for key in ("max_batch_events", "max_batch_bytes"):
+            value = table.raw.get(key)
+            if integration is not None and value is not None and value != 1:
+                table.problem(key, f"integration {integration.name!r} takes one event per request")
+        return 1, engine.max_batch_bytes
+    assert integration is not None
+    events = table.integer("max_batch_events", batching.default_events)
+    if events > batching.max_events:
+        table.problem(
+            "max_batch_events",
+            f"must be at most {batching.max_events}, the most {integration.name!r} takes in one request; "
+            f"got {events}",
+        )
+    ceiling = min(batching.max_bytes, engine.max_batch_bytes)
+    if "max_batch_bytes" not in table.raw:
+        return events, ceiling
+    size = table.integer("max_batch_bytes", ceiling, minimum=_MIN_BATCH_BYTES)
+    if size > ceiling:
+        limit = (
+            f"engine.max_batch_bytes ({engine.max_batch_bytes})"
+            if engine.max_batch_bytes < batching.max_bytes
+            else f"the {batching.max_bytes} bytes {integration.name!r} takes in one request"
+        )
+        table.problem("max_batch_bytes", f"must not exceed {limit}, got {size}")
+    return events, min(size, ceiling)
+
+
+def _rate_limit(table: _Table, integration: Integration | None) -> tuple[float | None, int | None]:
+    """`rate_limit_per_s` and `rate_limit_burst`: the integration's documented limit, or overrides."""
+    documented = integration.rate_limit if integration is not None else None
+    per_s: float | None = documented.per_s if documented else None
+    if "rate_limit_per_s" in table.raw:
+        per_s = table.number("rate_limit_per_s", per_s or 1.0, maximum=_MAX_RATE_PER_S)
+    if "rate_limit_burst" in table.raw:
+        burst = table.integer("rate_limit_burst", 1, maximum=_MAX_RATE_PER_S)
+        if per_s is None:
+            table.problem("rate_limit_burst", "needs rate_limit_per_s (the integration documents no limit)")
+        return per_s, burst if per_s is not None else None
+    if per_s is None:
+        return None, None
+    if documented is not None and per_s == documented.per_s:
+        return per_s, documented.burst
+    return per_s, max(1, math.ceil(per_s))
 
 
 def _headers(table: _Table) -> dict[str, Secret]:
@@ -522,6 +650,13 @@ def _warnings(
         warnings.append("engine.admin_token: still the documented default; set a token of your own")
     if not sources:
         warnings.append("sources: none configured; every write key will be refused")
+    for where, destination in destinations:
+        documented = catalog()[destination.integration].rate_limit
+        if documented and destination.rate_limit_per_s and destination.rate_limit_per_s > documented.per_s:
+            warnings.append(
+                f"{where}.rate_limit_per_s: {destination.rate_limit_per_s:g} is above the "
+                f"{documented.per_s:g}/s that {destination.integration!r} documents; expect 429s"
+            )
     fed = {destination.source for _, destination in destinations}
     warnings += [
         f"{where}: source {source.id!r} has no destinations; its events are accepted and go nowhere"
@@ -603,6 +738,17 @@ class _Table:
             self.problem(key, f"must be {least} seconds, got {value:g}")
         elif value > _MAX_SECONDS:
             self.problem(key, f"must be at most {_MAX_SECONDS} seconds (366 days), got {value:g}")
+        return float(value)
+
+    def number(self, key: str, default: float, *, maximum: float) -> float:
+        """A positive finite number up to `maximum` (a rate)."""
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problem(key, f"must be a number, got {_describe(value)}")
+            return default
+        if not 0 < value <= maximum:  # NaN fails this too
+            self.problem(key, f"must be above 0 and at most {maximum:g}, got {value}")
+            return default
         return float(value)
 
     def fraction(self, key: str, default: float) -> float:

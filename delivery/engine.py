@@ -62,7 +62,9 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
             limit_per_host=max(32, engine.per_destination_concurrency),
         )
         owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
-        worker = Worker(config, queue, sender, owner=owner, on_settled=metrics.record)
+        worker = Worker(
+            config, queue, sender, owner=owner, on_settled=metrics.record, on_fixed=metrics.record_fixes
+        )
         exporter = Exporter(queue, engine.data_dir)
         async with sender:
             loops.tasks.append(asyncio.create_task(worker.run(loops.worker_stop), name="worker"))

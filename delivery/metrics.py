@@ -6,9 +6,10 @@ writes the text format (version 0.0.4) by hand; the format is a few lines
 of escaping, not worth a dependency.
 
 `/metrics` is unauthenticated, so every label value comes from a closed set
-(the taxonomy's enums, the tracking API's error codes, the job states):
-no workspace, source or destination id ever appears, and a value outside
-the set is counted as `other` rather than growing a new series.
+(the taxonomy's enums, the tracking API's error codes, the job states, the
+catalog's integration names and rule codes): no workspace, source or
+destination id ever appears, and a value outside the set is counted as
+`other` rather than growing a new series.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final
 
+from delivery.catalog import Catalog, catalog
+from delivery.precheck import PRIVATE_TARGET, UNKNOWN_DESTINATION, Fix
 from delivery.queue import JobState, QueueDepth
+from delivery.records import UNKNOWN_INTEGRATION
 from delivery.tracking import ErrorCode, TrackingStats
 from ingest.taxonomy import ErrorClass, Outcome
 
@@ -38,12 +42,24 @@ _PREFIX: Final = "deliverydash_"
 class Metrics:
     """Attempt counters and the delivery latency histogram since the engine started."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        """`monotonic` measures uptime; tests pass a fake one."""
+    def __init__(
+        self, monotonic: Callable[[], float] = time.monotonic, integrations: Catalog | None = None
+    ) -> None:
+        """`monotonic` measures uptime; tests pass a fake one. `integrations`: the catalog (labels)."""
         self._monotonic = monotonic
         self._started = monotonic()
+        known = integrations if integrations is not None else catalog()
+        self._integrations = frozenset(known) | {UNKNOWN_INTEGRATION}
+        self._rules = frozenset(code for entry in known.values() for code in entry.rules.codes) | {
+            UNKNOWN_DESTINATION.error_code,
+            PRIVATE_TARGET.error_code,
+        }
         self.attempts: Counter[tuple[str, str]] = Counter()
         """Attempt records by (error_class, outcome)."""
+        self.precheck_skips: Counter[tuple[str, str]] = Counter()
+        """Jobs skipped by a pre-send check, by (integration, rule)."""
+        self.precheck_fixes: Counter[tuple[str, str]] = Counter()
+        """Fixes made to events before their request, by (integration, rule)."""
         self.latency_buckets: list[int] = [0] * len(LATENCY_BUCKETS_S)
         """Requests per bucket of `LATENCY_BUCKETS_S` (not cumulative; `render` sums them)."""
         self.latency_sum_s = 0.0
@@ -60,6 +76,8 @@ class Metrics:
         error_class = _closed(record.get("error_class"), ErrorClass)
         outcome = _closed(record.get("outcome"), Outcome)
         self.attempts[error_class, outcome] += 1
+        if error_class == ErrorClass.PRECHECK:
+            self.precheck_skips[self._label(record.get("integration"), record.get("error_code"))] += 1
         duration_ms = record.get("duration_ms")
         # No duration: the job was settled without a request (precheck, disabled destination).
         if duration_ms is None:
@@ -70,6 +88,19 @@ class Metrics:
             self.latency_buckets[index] += 1
         self.latency_sum_s += seconds
         self.latency_count += 1
+
+    def record_fixes(self, integration: str, fixes: Iterable[Fix]) -> None:
+        """Count the fixes made to one job's events (the worker's `on_fixed`)."""
+        for fix in fixes:
+            self.precheck_fixes[self._label(integration, fix.rule)] += 1
+
+    def _label(self, integration: object, rule: object) -> tuple[str, str]:
+        """(integration, rule) as label values from their closed sets."""
+        integration, rule = str(integration), str(rule)
+        return (
+            integration if integration in self._integrations else OTHER,
+            rule if rule in self._rules else OTHER,
+        )
 
     def render(self, depth: QueueDepth, stats: TrackingStats) -> str:
         """The whole exposition: these counters, `stats` (tracking API) and `depth` (the queue)."""
@@ -98,6 +129,7 @@ class Metrics:
             _closed_counts(stats.requests_rejected, ErrorCode),
         )
         self._render_attempts(lines)
+        self._render_prechecks(lines)
         self._render_latency(lines)
         _render_queue(lines, depth)
         _family(lines, "uptime_seconds", "gauge", "Seconds since the engine started.")
@@ -109,6 +141,24 @@ class Metrics:
         for (error_class, outcome), n in sorted(self.attempts.items()):
             labels = _labels(error_class=error_class, outcome=outcome)
             lines.append(f"{_PREFIX}attempts_total{labels} {n}")
+
+    def _render_prechecks(self, lines: list[str]) -> None:
+        families = (
+            (
+                "precheck_skipped_total",
+                "Jobs not sent because a pre-send check refused them, by rule.",
+                self.precheck_skips,
+            ),
+            (
+                "precheck_fixes_total",
+                "Fixes made to events so their integration accepts them, by rule.",
+                self.precheck_fixes,
+            ),
+        )
+        for name, help_text, counts in families:
+            _family(lines, name, "counter", help_text)
+            for (integration, rule), n in sorted(counts.items()):
+                lines.append(f"{_PREFIX}{name}{_labels(integration=integration, rule=rule)} {n}")
 
     def _render_latency(self, lines: list[str]) -> None:
         name = "request_duration_seconds"

@@ -16,18 +16,51 @@ addresses it resolves to, and those can change, so they are checked here,
 when the job is sent. Verdicts are kept for `ttl_s` (aiohttp keeps its own
 DNS answers 10 s too). A name that does not resolve is not refused: the
 request is made and fails as `ENOTFOUND`, a retryable delivery failure.
+
+**The integration's rules.** A job that may be sent is then held against
+its integration's rules (`delivery.catalog.Rules`) by `check_job`, a pure
+function. Each event is checked in this order::
+
+    call type accepted .......................... unsupported_type     skip
+    required fields hold a value ................ missing_user_id, ... skip
+    track event name matches the pattern ........ event_name_pattern   fix (rewrite) or skip
+    strings in properties/traits within length .. string_too_long      fix (truncate) or skip
+    event, as JSON after fixes, within size ..... event_too_large      skip
+
+A breach the rule may fix is fixed (the name lower-cased if the rule says
+so, other disallowed characters rewritten to `_`, then cut to the longest
+length; a string cut to the longest length), and each fix is returned as a
+`Fix`. Any other breach rejects the whole job: it is recorded `skipped` with
+class `precheck`, the rule's code, and an `error_message` saying what to
+change (never quoting property values). An integration without rules
+(`webhook`) sends what was stored without reading it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import re
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import urlsplit
 
+from delivery.catalog import (
+    EVENT_NAME_PATTERN,
+    EVENT_TOO_LARGE,
+    STRING_TOO_LONG,
+    UNSUPPORTED_TYPE,
+    Catalog,
+    EventNameRule,
+    Rules,
+    catalog,
+)
 from delivery.config import Destination, EngineConfig, is_private_target
+from delivery.queue import Event
 from ingest.taxonomy import Classification, ErrorClass
 
 UNKNOWN_DESTINATION: Final = Classification(ErrorClass.PRECHECK, "unknown_destination", False)
@@ -54,13 +87,16 @@ class Prechecks:
         resolver: Resolve = resolve,
         clock: Callable[[], float] = time.monotonic,
         ttl_s: float = 10.0,
+        integrations: Catalog | None = None,
     ) -> None:
+        """`integrations` is the catalog whose rules `events` applies (the packaged one by default)."""
         self._check_targets = not engine.allow_private_targets
         self._resolve = resolver
         self._clock = clock
         self._ttl_s = ttl_s
         self._verdicts: dict[str, tuple[float, bool]] = {}
         """host -> (valid until, resolves to a private address)."""
+        self._catalog = integrations if integrations is not None else catalog()
 
     async def verdict(self, destination: Destination | None) -> Classification | None:
         """Why the job must not be sent, or None to send it."""
@@ -71,6 +107,10 @@ class Prechecks:
         if self._check_targets and await self._private(urlsplit(destination.url).hostname or ""):
             return PRIVATE_TARGET
         return None
+
+    def events(self, destination: Destination, events: Sequence[Event]) -> CheckedJob | Rejection:
+        """A job's events held against its destination's integration rules (see `check_job`)."""
+        return check_job(events, self._catalog[destination.integration].rules)
 
     async def _private(self, host: str) -> bool:
         if is_private_target(host):
@@ -86,3 +126,203 @@ class Prechecks:
         private = any(is_private_target(address) for address in addresses)
         self._verdicts[host] = (self._clock() + self._ttl_s, private)
         return private
+
+
+# -- the integration's rules ---------------------------------------------------------------------
+
+#: Where `string_max_length` looks for strings: what a caller writes, not the ids and timestamps.
+_STRING_ROOTS: Final = (("properties",), ("traits",), ("context", "traits"))
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """One change made to an event so that its integration accepts it."""
+
+    rule: str
+    """The rule's code: `event_name_pattern`, `string_too_long`."""
+    path: str
+    """Where in the event: `event`, `properties.description`, `traits.tags[2]`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a job cannot be sent as it is; it is recorded skipped with this verdict."""
+
+    rule: str
+    """The rule's code, the record's `error_code`: `missing_user_id`, `event_name_pattern`, ..."""
+    message: str
+    """What to change, the record's `error_message`; never quotes a property value."""
+
+    @property
+    def verdict(self) -> Classification:
+        """The record's classification: class `precheck`, not retryable."""
+        return Classification(ErrorClass.PRECHECK, self.rule, False)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An event that passes its rules, as it is to be sent."""
+
+    event: Mapping[str, Any]
+    """The event, fixed where `fixes` says (the same object when nothing was fixed)."""
+    fixes: tuple[Fix, ...] = ()
+    """The fixes made, in the order of the rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedJob:
+    """A job's events as they are to be sent."""
+
+    events: tuple[Event, ...]
+    """The events; a fixed one carries its fixed JSON as `payload`."""
+    fixes: tuple[Fix, ...] = ()
+    """Every fix made, over all the events."""
+
+
+def check_job(events: Sequence[Event], rules: Rules) -> CheckedJob | Rejection:
+    """Hold each of a job's events against `rules`: the events to send, or why none can be.
+
+    One event that cannot be sent rejects the job (its record is one row for
+    all its events); its message names the event's messageId.
+    """
+    if rules.empty:
+        return CheckedJob(tuple(events))
+    sent: list[Event] = []
+    fixes: list[Fix] = []
+    for event in events:
+        checked = check_event(json.loads(event.payload), rules, size=len(event.payload))
+        if isinstance(checked, Rejection):
+            message = f"message {event.message_id}: {checked.message}" if len(events) > 1 else checked.message
+            return Rejection(checked.rule, message)
+        if checked.fixes:
+            event = dataclasses.replace(event, payload=_encode(checked.event))
+            fixes += checked.fixes
+        sent.append(event)
+    return CheckedJob(tuple(sent), tuple(fixes))
+
+
+def check_event(event: Mapping[str, Any], rules: Rules, *, size: int | None = None) -> Checked | Rejection:
+    """Hold one event (the JSON object a destination receives) against `rules`. Pure.
+
+    Returns the event to send with the fixes made, or the first rule it breaks
+    that cannot be fixed (the order is in the module docstring). `size` is the
+    event's size as stored, if known: it saves encoding an unfixed event again.
+    `event` itself is never changed.
+    """
+    call_type = event.get("type")
+    if rules.types is not None and call_type not in rules.types:
+        accepted = ", ".join(sorted(rules.types))
+        return Rejection(
+            UNSUPPORTED_TYPE,
+            f"{call_type!s} calls are not accepted by this integration (only {accepted}); "
+            "leave them out of what this destination is sent",
+        )
+    for required in rules.required:
+        if required.types is not None and call_type not in required.types:
+            continue
+        if not any(_has_value(event, path) for path in required.paths):
+            return Rejection(
+                required.code,
+                f"no value at {' or '.join(required.paths)}: the integration needs {required.what}; "
+                "add it to the calls sent to this destination",
+            )
+    fixes: list[Fix] = []
+    fixed = dict(event)
+    if rules.event_name is not None and call_type == "track" and isinstance(event.get("event"), str):
+        name = _event_name(event["event"], rules.event_name)
+        if isinstance(name, Rejection):
+            return name
+        if name != event["event"]:
+            fixed["event"] = name
+            fixes.append(Fix(EVENT_NAME_PATTERN, "event"))
+    if rules.string_max_length is not None:
+        limit, fix = rules.string_max_length.max_length, rules.string_max_length.fix
+        for root in _STRING_ROOTS:
+            parent, container = _parent_and_child(fixed, root)
+            if container is None:
+                continue
+            long_paths = [path for path, text in _strings(container, ".".join(root)) if len(text) > limit]
+            if long_paths and not fix:
+                return Rejection(
+                    STRING_TOO_LONG,
+                    f"{long_paths[0]} is longer than the {limit} characters the integration accepts; "
+                    "shorten it",
+                )
+            if long_paths:
+                parent[root[-1]] = _truncated(container, limit)
+                fixes += (Fix(STRING_TOO_LONG, path) for path in long_paths)
+    if rules.max_event_bytes is not None:
+        actual = len(_encode(fixed)) if fixes or size is None else size
+        if actual > rules.max_event_bytes:
+            return Rejection(
+                EVENT_TOO_LARGE,
+                f"the event is {actual} bytes as JSON, more than the {rules.max_event_bytes} "
+                "the integration accepts; send fewer or shorter properties",
+            )
+    return Checked(fixed, tuple(fixes)) if fixes else Checked(event)
+
+
+def _event_name(name: str, rule: EventNameRule) -> str | Rejection:
+    """The name as the rule accepts it (rewritten if the rule fixes), or the rejection."""
+    disallowed = re.compile(f"[^{rule.allowed}]") if rule.allowed is not None else None
+    wrong_case = rule.lowercase and name != name.lower()
+    if len(name) <= rule.max_length and not wrong_case and not (disallowed and disallowed.search(name)):
+        return name
+    if not rule.fix:
+        return Rejection(
+            EVENT_NAME_PATTERN,
+            f"event name {name[:80]!r} does not match {rule.pattern}; rename the event",
+        )
+    if rule.lowercase:
+        name = name.lower()
+    if disallowed is not None:
+        name = disallowed.sub("_", name)
+    return name[: rule.max_length]
+
+
+def _has_value(event: Mapping[str, Any], path: str) -> bool:
+    value: Any = event
+    for key in path.split("."):
+        if not isinstance(value, Mapping):
+            return False
+        value = value.get(key)
+    return value is not None and value != ""
+
+
+def _parent_and_child(event: dict[str, Any], root: tuple[str, ...]) -> tuple[dict[str, Any], Any]:
+    """The (copied) parent of `root` in `event`, and the value at `root` (None when absent)."""
+    parent = event
+    for key in root[:-1]:
+        child = parent.get(key)
+        if not isinstance(child, Mapping):
+            return parent, None
+        parent[key] = parent = dict(child)
+    child = parent.get(root[-1])
+    return parent, child if isinstance(child, Mapping | list) else None
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string inside `value`, with its path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+
+
+def _truncated(value: Any, limit: int) -> Any:
+    """`value` with every string inside it cut to `limit` characters (a copy)."""
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, Mapping):
+        return {key: _truncated(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_truncated(item, limit) for item in value]
+    return value
+
+
+def _encode(event: Mapping[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

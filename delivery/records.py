@@ -129,13 +129,17 @@ def skip_record(
     attempt_id: str,
     settled_at: dt.datetime,
     verdict: Classification,
+    error_message: str | None = None,
 ) -> dict[str, Any]:
     """The record of a job settled without a request (outcome `skipped`).
 
     `attempt` is 0 for a job never tried, else the number the next request
     would have had (docs/attempt-log.md). `destination` is None when the job's
-    destination is no longer configured.
+    destination is no longer configured. `error_message` says what to change
+    (an integration rule the job breaks); it is redacted like any other text.
     """
+    if error_message is not None and destination is not None:
+        error_message = redact(error_message, _secrets(destination))
     integration = destination.integration if destination is not None else UNKNOWN_INTEGRATION
     return {
         **_job_columns(attempt_id, job, job.attempts + 1 if job.attempts else 0, integration),
@@ -150,7 +154,7 @@ def skip_record(
         "next_attempt_at": None,
         "request_bytes": None,
         "response_body": None,
-        "error_message": None,
+        "error_message": error_message,
     }
 
 
@@ -187,4 +191,9 @@ def _kept_body(result: SendResult, destination: Destination) -> str | None:
 
 
 def _secrets(destination: Destination) -> list[str]:
-    return secrets_of(destination.request_headers(), destination.url)
+    secrets = secrets_of(destination.request_headers(), destination.url)
+    if destination.credential is not None:
+        # A Basic credential is sent encoded: its plain form (and password) must be redacted too.
+        credential = destination.credential.reveal()
+        secrets += [credential, *credential.split(":", 1)[1:]]
+    return [secret for secret in secrets if secret]

@@ -7,7 +7,8 @@ One `Worker` per engine process::
        └── room again (a slot freed, new work, the poll interval) ── settle in groups <────┘
 
 The decisions are elsewhere and pure: `delivery.precheck` (jobs settled
-without a request), `delivery.payload` (the body), `delivery.classify`,
+without a request, and events fixed to the integration's rules),
+`delivery.payload` (the body), `delivery.classify`,
 `delivery.records` (retry decision and record). This module only schedules.
 
 **Concurrency.** At most `concurrency` jobs are held (claimed and not yet
@@ -47,7 +48,7 @@ from typing import Any, Final, Literal
 from delivery import payload, records
 from delivery.classify import UnclassifiedError, classify
 from delivery.config import Config, Destination
-from delivery.precheck import Prechecks
+from delivery.precheck import Fix, Prechecks, Rejection
 from delivery.queue import Job, Queue, Settlement
 from delivery.retry import RetryPolicy
 from delivery.sender import Sender, SendResult
@@ -69,6 +70,8 @@ ABORTED_AT_SHUTDOWN: Final = "request cut short when the engine stopped (shutdow
 
 #: Called with each attempt record once it is committed (metrics).
 OnSettled = Callable[[Mapping[str, Any]], None]
+#: Called with a destination's integration and the fixes made to a job's events, before its request.
+OnFixed = Callable[[str, Sequence[Fix]], None]
 #: What an idle claim loop waits for: free capacity overall, or room at a destination that may have work.
 _Waiting = Literal["capacity", "work"]
 
@@ -88,10 +91,12 @@ class Worker:
         prechecks: Prechecks | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
         on_settled: OnSettled | None = None,
+        on_fixed: OnFixed | None = None,
     ) -> None:
         """`owner` names this worker's leases (unique per process run); `clock` gives epoch seconds.
 
-        `rng` draws the retry jitter (a seeded one replays a schedule).
+        `rng` draws the retry jitter (a seeded one replays a schedule). `on_fixed`
+        hears of every fix the pre-send checks make (metrics: `Metrics.record_fixes`).
         """
         engine = config.engine
         self._config, self._queue, self._sender, self._owner = config, queue, sender, owner
@@ -101,6 +106,8 @@ class Worker:
         self._prechecks = prechecks or Prechecks(engine)
         self._poll_interval_s = poll_interval_s
         self._headers = {d.id: payload.headers(d) for d in config.destinations}
+        self._shapes = {d.id: d.spec.request for d in config.destinations}
+        self._on_fixed = on_fixed or (lambda integration, fixes: None)
         self._settler = _Settler(queue, on_settled or (lambda record: None))
         # Claim accounting (see the module docstring).
         self._capacity = engine.concurrency
@@ -234,13 +241,15 @@ class Worker:
         destination = self._config.destination(job.destination_id)
         skip = await self._prechecks.verdict(destination)
         if skip is not None:
-            settled_at = records.utc(self._clock())
-            record = records.skip_record(
-                job, destination, attempt_id=new_id(), settled_at=settled_at, verdict=skip
-            )
-            return Settlement(job, record)
+            return self._skipped(job, destination, skip)
         assert destination is not None  # the precheck skips unknown destinations
-        body = payload.body(job.events)
+        checked = self._prechecks.events(destination, job.events)
+        if isinstance(checked, Rejection):
+            return self._skipped(job, destination, checked.verdict, checked.message)
+        if checked.fixes:
+            log.debug("job %s: fixed %s", job.id, ", ".join(f"{f.rule} at {f.path}" for f in checked.fixes))
+            self._on_fixed(destination.integration, checked.fixes)
+        body = payload.body(checked.events, self._shapes[destination.id])
         started_at = records.utc(self._clock())
         result = await self._send(destination, body)
         ended_at = records.utc(self._clock())
@@ -267,6 +276,24 @@ class Worker:
         )
         due_at = decision.next_attempt_at.timestamp() if decision.next_attempt_at is not None else None
         return Settlement(job, record, due_at)
+
+    def _skipped(
+        self,
+        job: Job,
+        destination: Destination | None,
+        verdict: Classification,
+        error_message: str | None = None,
+    ) -> Settlement:
+        """The job settled without a request: one `skipped` record."""
+        record = records.skip_record(
+            job,
+            destination,
+            attempt_id=new_id(),
+            settled_at=records.utc(self._clock()),
+            verdict=verdict,
+            error_message=error_message,
+        )
+        return Settlement(job, record)
 
     async def _send(self, destination: Destination, body: bytes) -> SendResult:
         started = time.perf_counter()

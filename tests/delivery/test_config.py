@@ -210,9 +210,17 @@ def test_the_example_file_loads_with_the_documented_defaults() -> None:
     defaults = dataclasses.asdict(EngineConfig(data_dir=EXAMPLE.parent / "data", allow_private_targets=True))
     assert dataclasses.asdict(config.engine) == defaults
     assert config.source_for_write_key("wk_live_acme_web") == config.sources[0]
-    assert [d.id for d in config.destinations_for("web")] == ["acme-hook", "acme-warehouse"]
+    assert [d.id for d in config.destinations_for("web")] == ["acme-hook", "acme-warehouse", "acme-crm"]
     assert config.destination("acme-warehouse") == dataclasses.replace(
         config.destinations[1], max_batch_events=100, enabled=False
+    )
+    crm = config.destination("acme-crm")
+    assert crm is not None and crm.credential is not None
+    assert (crm.integration, crm.max_batch_events, crm.rate_limit_per_s, crm.enabled) == (
+        "crm-records",
+        100,
+        5,
+        False,
     )
     assert config.warnings == ("engine.admin_token: still the documented default; set a token of your own",)
 
@@ -822,6 +830,10 @@ def toml_value(cell: str) -> Any:
     return tomllib.loads(f"v = {cell.strip().strip('`')}")["v"]
 
 
+#: Destination keys whose default is the integration's (delivery/catalog.toml), documented as such.
+CATALOG_DEFAULTS = frozenset({"max_batch_events", "max_batch_bytes", "rate_limit_per_s", "rate_limit_burst"})
+
+
 def test_the_docs_list_every_engine_key_with_its_default() -> None:
     table = doc_table("[engine]")
     assert list(table) == [f.name for f in dataclasses.fields(EngineConfig)]
@@ -835,8 +847,13 @@ def test_the_docs_list_every_source_and_destination_key(heading: str, record: ty
     table = doc_table(heading)
     assert list(table) == [f.name for f in dataclasses.fields(record)]
     for f in dataclasses.fields(record):
+        cell = table[f.name].strip()
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            assert table[f.name].strip() == "required", f.name
+            assert cell == "required", f.name
+        elif cell == "from the integration":
+            assert f.name in CATALOG_DEFAULTS, f.name
+        elif cell == "none":
+            assert f.default is None, f.name
         else:
             factory: Any = f.default_factory
             default = f.default if factory is dataclasses.MISSING else factory()

@@ -159,8 +159,13 @@ def test_export_until_runs_on_an_interval_and_flushes_at_the_end(queue: SqliteQu
     async def engine() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(export_until(exporter, 0.02, stop))
-        await asyncio.sleep(0.1)
-        assert len(logged(tmp_path)) == 3  # exported by the interval, not the final flush
+        # Exported by the interval, not the final flush: stop is not set yet.
+        # Polled, not slept: on a busy machine one export can take longer than any fixed sleep.
+        deadline = time.monotonic() + 30
+        while len(logged(tmp_path)) < 3:
+            assert time.monotonic() < deadline, "the interval export never ran"
+            await asyncio.sleep(0.01)
+        assert len(logged(tmp_path)) == 3
         records.extend(await asyncio.to_thread(committed, queue, 2, 3))
         stop.set()
         await task

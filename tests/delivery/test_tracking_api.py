@@ -42,7 +42,13 @@ CONFIG = parse_config(
         ],
         "destinations": [
             {"id": "hook-a", "source": "web", "integration": "webhook", "url": "https://a.example.com/in"},
-            {"id": "hook-b", "source": "web", "integration": "mixpanel", "url": "https://b.example.com/in"},
+            {
+                "id": "hook-b",
+                "source": "web",
+                "integration": "crm-records",
+                "url": "https://b.example.com/in",
+                "credential": "crm-token",
+            },
             {"id": "hook-c", "source": "ios", "integration": "webhook", "url": "https://c.example.com/in"},
             {
                 "id": "hook-off",
