@@ -8,7 +8,8 @@
 Every named query is a commented `.sql` file in this package, run with
 bound parameters against the hourly rollups of the attempt log (views
 `outcomes`, `latency_histogram`, `destination_latency_histogram`,
-`error_templates`) or the raw log (view `attempts`), over ranges of whole
+`error_templates`, `retried_jobs`, `delay_histogram`,
+`destination_delay_histogram`) or the raw log (view `attempts`), over ranges of whole
 UTC hours; docs/sql.md shows how to query the same views by hand.
 """
 
@@ -18,10 +19,19 @@ from queries.api import (
     by_integration,
     by_status_code,
     day_report,
+    delivery_delay,
+    delivery_delay_histogram,
+    destination_failures,
     error_samples,
+    explorer_hours,
+    explorer_samples,
     funnel,
     hourly,
+    job_created_at,
+    job_history,
     latency,
+    retries,
+    retry_recovery,
     run_sql,
 )
 from queries.errors import QueryError
@@ -42,12 +52,21 @@ __all__ = [
     "by_status_code",
     "connect",
     "day_report",
+    "delivery_delay",
+    "delivery_delay_histogram",
+    "destination_failures",
     "error_samples",
+    "explorer_hours",
+    "explorer_samples",
     "funnel",
     "hourly",
+    "job_created_at",
+    "job_history",
     "latency",
     "load_query",
     "parameter_names",
     "query_names",
+    "retries",
+    "retry_recovery",
     "run_sql",
 ]

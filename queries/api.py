@@ -9,12 +9,19 @@ exact from the raw log, on request). Metric definitions: docs/sql.md.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from queries.log import AttemptLog
 from queries.scope import Scope
+
+#: How far from a job's creation its records are looked for: retries start
+#: less than a day after received_at, and a retry window (4 h by default)
+#: may be configured longer; an hour before, for clocks that differ a little.
+JOB_SEARCH_BEFORE = timedelta(hours=1)
+JOB_SEARCH_AFTER = timedelta(days=1, hours=4)
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def day_report(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
@@ -78,17 +85,156 @@ def latency(
 def error_samples(
     log: AttemptLog, scope: Scope, start: datetime, end: datetime, *, limit: int = 20
 ) -> pl.DataFrame:
-    """The `limit` most frequent non-2xx body templates, with an example each (error_samples.sql)."""
+    """The `limit` most frequent non-2xx body templates, with an example each (error_samples.sql).
+
+    Scoped to an integration (a partner's view), templates and examples are
+    redacted (no URLs, emails, quoted values, ids or numbers) and
+    destination_id is NULL: nothing names a customer or quotes their data.
+    """
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     return log.run("error_samples", scope, start, end, limit=limit)
+
+
+def retries(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
+    """Recovery curves: delivered by attempt k, for all events and per class of first failure (retries.sql).
+
+    Columns: first_error_class (NULL: every event received), attempt, events,
+    delivered, delivered_by, delivered_by_pct.
+    """
+    return log.run("retries", scope, start, end)
+
+
+def retry_recovery(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
+    """Per class of first failure: events retried and what became of them (retry_recovery.sql)."""
+    return log.run("retry_recovery", scope, start, end)
+
+
+def delivery_delay(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
+    """Receipt-to-delivery delay percentiles: all, first attempt, after retries (delivery_delay.sql).
+
+    Three rows, `delivery` = 'all', 'first attempt', 'after retries', with
+    deliveries, events, p50_ms, p95_ms, p99_ms (within 5%), mean_ms, max_ms.
+    """
+    return log.run("delivery_delay", scope, start, end)
+
+
+def delivery_delay_histogram(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
+    """Delivered events per delay bucket, first attempt and after retries (delivery_delay_histogram.sql)."""
+    return log.run("delivery_delay_histogram", scope, start, end)
+
+
+def destination_failures(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
+    """The cohort's failed, dropped and skipped jobs and events per destination and error class.
+
+    Long format (destination_failures.sql): workspace_id, destination_id,
+    integration, outcome, error_class, jobs, events.
+    """
+    return log.run("destination_failures", scope, start, end)
+
+
+def explorer_hours(
+    log: AttemptLog,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    error_class: str | None = None,
+    error_code: str | None = None,
+    status_code: int | None = None,
+    destination_id: str | None = None,
+    integration: str | None = None,
+) -> pl.DataFrame:
+    """Records that did not deliver, matching the filters, per hour and error class (explorer_hours.sql)."""
+    return log.run(
+        "explorer_hours",
+        scope,
+        start,
+        end,
+        error_class=error_class,
+        error_code=error_code,
+        status_code=status_code,
+        destination_id=destination_id,
+        integration=integration,
+    )
+
+
+def explorer_samples(
+    log: AttemptLog,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    error_class: str | None = None,
+    error_code: str | None = None,
+    status_code: int | None = None,
+    destination_id: str | None = None,
+    integration: str | None = None,
+    limit: int = 50,
+) -> pl.DataFrame:
+    """The latest `limit` records that did not deliver, matching the filters, newest first.
+
+    Filters left None match anything. Reads the raw log (explorer_samples.sql),
+    but only the latest hours of [start, end) that hold `limit` matches:
+    explorer_hours counts them per hour from the `outcomes` rollup first.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    filters: dict[str, object] = {
+        "error_class": error_class,
+        "error_code": error_code,
+        "status_code": status_code,
+        "destination_id": destination_id,
+        "integration": integration,
+    }
+    per_hour = log.run("explorer_hours", scope, start, end, **filters)
+    since = _latest_hours_holding(per_hour, limit)
+    if since is None:  # nothing matches: the query still gives the columns, reading one hour
+        since = end - timedelta(hours=1)
+    return log.run("explorer_samples", scope, max(since, start), end, limit=limit, **filters)
+
+
+def _latest_hours_holding(per_hour: pl.DataFrame, limit: int) -> datetime | None:
+    """The start of the fewest latest hours holding `limit` records (of every hour, if fewer)."""
+    hours = per_hour.group_by("hour").agg(pl.col("records").sum()).sort("hour", descending=True)
+    if hours.is_empty():
+        return None
+    held = hours.with_columns(pl.col("records").cum_sum().alias("held"))
+    enough = held.filter(pl.col("held") >= max(limit, 1))
+    first: datetime = enough.get_column("hour")[0] if not enough.is_empty() else held.get_column("hour")[-1]
+    return first
+
+
+def job_created_at(job_id: str) -> datetime:
+    """The creation time a job id (a ULID) carries in its first 10 characters."""
+    stamp = job_id[:10].upper()
+    if len(stamp) != 10 or any(c not in _CROCKFORD for c in stamp):
+        raise ValueError(f"not a job id (ULID): {job_id!r}")
+    ms = 0
+    for c in stamp:
+        ms = ms * 32 + _CROCKFORD.index(c)
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def job_history(log: AttemptLog, scope: Scope, job_id: str) -> pl.DataFrame:
+    """Every record of job `job_id` in the scope, in attempt order (job_history.sql).
+
+    Looks from the hour before the job's creation (its id's time) to a day
+    and four hours after, opening only those hours' files. Empty when the
+    job is not in the scope. Raises ValueError for a string that is no ULID.
+    """
+    created = job_created_at(job_id).replace(minute=0, second=0, microsecond=0)
+    start = created - JOB_SEARCH_BEFORE
+    end = created + timedelta(hours=1) + JOB_SEARCH_AFTER
+    return log.run("job_history", scope, start, end, job_id=job_id)
 
 
 def run_sql(log: AttemptLog, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
     """Run one read-only statement against the views (`deliverydash sql`).
 
     `attempts` is the raw log; `outcomes`, `latency_histogram`,
-    `destination_latency_histogram` and `error_templates` are its hourly
+    `destination_latency_histogram`, `error_templates`, `retried_jobs`,
+    `delay_histogram` and `destination_delay_histogram` are its hourly
     rollups (docs/sql.md).
 
     Raises `QueryError` for anything but SELECT, WITH, EXPLAIN, DESCRIBE,

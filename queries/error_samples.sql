@@ -14,6 +14,14 @@
 -- rows by tenant): `requests`, `last_seen`, and the most recent body as
 -- `example`. The $limit most frequent, most recent first among equals.
 --
+-- Scoped to an integration (a partner's view, across customers), nothing
+-- names a customer or quotes their data: destination_id is NULL, and
+-- `template` and `example` are redacted with the redact_body macro
+-- (ingest/rollups/macros.sql: body_template's masks, plus URLs, email
+-- addresses and single-quoted text), after the example's own workspace and
+-- destination ids are replaced by <workspace> and <destination>. Templates
+-- that become equal once redacted are counted together.
+--
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql),
 -- $limit (rows to return).
 WITH failures AS (
@@ -26,7 +34,7 @@ WITH failures AS (
         CASE WHEN $scope_kind IN ('workspace', 'destination') THEN destination_id END AS destination_id,
         requests,
         last_seen,
-        example
+        {'example': example, 'workspace_id': workspace_id, 'destination_id': destination_id} AS latest
     FROM error_templates
     WHERE ($scope_kind = 'all'
            OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
@@ -36,6 +44,46 @@ WITH failures AS (
       AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
       AND started_hour >= $start
       AND started_hour < $end
+),
+
+grouped AS (
+    SELECT
+        template,
+        error_class,
+        status_code,
+        error_code,
+        integration,
+        destination_id,
+        sum(requests) AS requests,
+        max(last_seen) AS last_seen,
+        arg_max(latest, last_seen) AS latest
+    FROM failures
+    GROUP BY template, error_class, status_code, error_code, integration, destination_id
+),
+
+-- Redacting after grouping runs the regular expressions once per template, not once per row.
+shown AS (
+    SELECT
+        CASE WHEN $scope_kind = 'integration' THEN redact_body(template) ELSE template END AS template,
+        error_class,
+        status_code,
+        error_code,
+        integration,
+        destination_id,
+        requests,
+        last_seen,
+        CASE
+            WHEN $scope_kind = 'integration'
+                THEN redact_body(
+                    replace(
+                        replace(latest.example, latest.workspace_id, '<workspace>'),
+                        latest.destination_id,
+                        '<destination>'
+                    )
+                )
+            ELSE latest.example
+        END AS example
+    FROM grouped
 )
 
 SELECT
@@ -48,7 +96,7 @@ SELECT
     sum(requests)::BIGINT AS requests,
     max(last_seen) AS last_seen,
     arg_max(example, last_seen) AS example
-FROM failures
+FROM shown
 GROUP BY template, error_class, status_code, error_code, integration, destination_id
 -- Every grouping column breaks ties, so which rows make the $limit is never left to chance.
 ORDER BY requests DESC, last_seen DESC, template, error_class, status_code, error_code, integration,

@@ -1,13 +1,14 @@
-"""The attempt log opened for queries: a sandboxed in-memory DuckDB with five views.
+"""The attempt log opened for queries: a sandboxed in-memory DuckDB with eight views.
 
 `connect(data_dir)` opens an in-memory connection and defines, each over
 its Parquet files (``date=*/hour=*/*.parquet``, hive-partitioned):
 
 * `attempts`: the raw log, ``<data_dir>/attempts/``, one row per record;
 * `outcomes`, `latency_histogram`, `destination_latency_histogram`,
-  `error_templates`: the hourly rollups of `ingest.rollup`
-  (``<data_dir>/rollups/{outcomes,latency,destination_latency,errors}/``),
-  one file of each per attempt file, which the named queries read.
+  `error_templates`, `retried_jobs`, `delay_histogram`,
+  `destination_delay_histogram`: the hourly rollups of `ingest.rollup`
+  (``<data_dir>/rollups/<rollup>/``, `ROLLUP_VIEWS` below), one file of each
+  per attempt file, which the named queries read.
 
 DuckDB re-globs on every query, so newly published files are seen at once.
 Until a view's first file exists its glob matches nothing and `read_parquet`
@@ -55,6 +56,9 @@ ROLLUP_VIEWS = {
     "latency_histogram": "latency",
     "destination_latency_histogram": "destination_latency",
     "error_templates": "errors",
+    "retried_jobs": "retried_jobs",
+    "delay_histogram": "delay",
+    "destination_delay_histogram": "destination_delay",
 }
 #: Every view the connection defines.
 VIEWS = (VIEW, *ROLLUP_VIEWS)
@@ -198,8 +202,9 @@ class AttemptLog:
         """Run one read-only statement written by a person against the views.
 
         The views are `attempts` and the rollups `outcomes`,
-        `latency_histogram`, `destination_latency_histogram` and
-        `error_templates` (docs/sql.md). Accepts
+        `latency_histogram`, `destination_latency_histogram`,
+        `error_templates`, `retried_jobs`, `delay_histogram` and
+        `destination_delay_histogram` (docs/sql.md). Accepts
         SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE and SHOW; anything else,
         several statements, a parse error, a failing query or one still
         running after `timeout_s` seconds raises `QueryError`.

@@ -27,4 +27,20 @@ CREATE OR REPLACE MACRO body_template(body) AS
         .regexp_replace('[\x01\x02]', '', 'g')
         .regexp_replace('\b\d+(\.\d+)?', '<n>', 'g')
         .regexp_replace('\s+', ' ', 'g')
-        .trim()
+        .trim();
+
+-- redact_body(body): an error body as a partner may see it, across customers:
+-- body_template's masks, and then whatever of a customer's data its prose
+-- could still quote: URLs (a webhook's address is the customer's), with any
+-- <n>, <id> or <ts> masked in them, become <url>; email addresses <email>;
+-- text in single quotes '?' (partners quote the offending value that way:
+-- "Event name 'Order Completed' is invalid"; body_template already masks
+-- \"...\"). An apostrophe inside a word (didn't) opens no quote.
+-- redact_body(body_template(b)) = redact_body(b), so a redacted template and
+-- its redacted example agree. Queries also replace the row's own workspace
+-- and destination ids before calling it (error_samples.sql).
+CREATE OR REPLACE MACRO redact_body(body) AS
+    body_template(body)
+        .regexp_replace('[A-Za-z][A-Za-z0-9+.-]*://[^\s"''<>]*(<(n|id|ts)>[^\s"''<>]*)*', '<url>', 'g')
+        .regexp_replace('[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '<email>', 'g')
+        .regexp_replace('(^|[^A-Za-z0-9])''[^''\n]*''', '\1''?''', 'g');

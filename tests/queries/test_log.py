@@ -26,8 +26,14 @@ from queries.log import ROLLUP_VIEWS, VIEWS
 
 from .conftest import D1, D2, at, fixture_rows, job, ok, publish
 
+EXPLORER_FILTERS: dict[str, object] = dict.fromkeys(
+    ["error_class", "error_code", "status_code", "destination_id", "integration"]
+)
 EXTRA: dict[str, dict[str, object]] = {
     "error_samples": {"limit": 5},
+    "explorer_hours": EXPLORER_FILTERS,
+    "explorer_samples": EXPLORER_FILTERS | {"limit": 5},
+    "job_history": {"job_id": "J3"},
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
 }
@@ -39,8 +45,10 @@ def test_an_empty_data_dir_gives_zeros(tmp_path: Path) -> None:
         assert report.height == 1
         assert all(value == 0 for value in report.row(0))
         assert funnel(log, Scope.all(), D1, D2).get_column("events").to_list() == [0, 0, 0, 0, 0]
+        delay = log.run("delivery_delay", Scope.all(), D1, D2)
+        assert delay.select("deliveries", "events").rows() == [(0, 0)] * 3  # three rows, always
         for name in query_names():
-            if name not in {"day_report", "funnel"}:
+            if name not in {"day_report", "funnel", "delivery_delay"}:
                 assert log.run(name, Scope.all(), D1, D2, **EXTRA.get(name, {})).is_empty(), name
         scopes = [
             Scope.all(),
@@ -62,6 +70,9 @@ def test_every_rollup_has_a_view(tmp_path: Path) -> None:
         "latency_histogram",
         "destination_latency_histogram",
         "error_templates",
+        "retried_jobs",
+        "delay_histogram",
+        "destination_delay_histogram",
     )
     assert sorted(ROLLUP_VIEWS.values()) == sorted(ROLLUPS)
     with connect(tmp_path) as log:

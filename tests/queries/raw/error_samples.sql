@@ -24,6 +24,8 @@
 -- destination; NULL otherwise, since across workspaces it would split the
 -- rows by tenant): `requests`, `last_seen`, and the most recent body as
 -- `example`. The $limit most frequent, most recent first among equals.
+-- Scoped to an integration, template and example are redacted (redact_body,
+-- after the body's workspace and destination ids are replaced).
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql),
 -- $limit (rows to return).
@@ -35,6 +37,8 @@ WITH failures AS (
         error_code,
         integration,
         CASE WHEN $scope_kind IN ('workspace', 'destination') THEN destination_id END AS destination_id,
+        workspace_id AS body_workspace_id,
+        destination_id AS body_destination_id,
         started_at
     FROM attempts
     WHERE ($scope_kind = 'all'
@@ -58,6 +62,8 @@ bodies AS (
         error_code,
         integration,
         destination_id,
+        body_workspace_id,
+        body_destination_id,
         count(*) AS requests,
         max(started_at) AS last_seen
     FROM failures
@@ -79,6 +85,25 @@ templated AS (
             .regexp_replace('\s+', ' ', 'g')
             .trim() AS template
     FROM bodies
+),
+
+shown AS (
+    SELECT
+        CASE WHEN $scope_kind = 'integration' THEN redact_body(template) ELSE template END AS template,
+        error_class,
+        status_code,
+        error_code,
+        integration,
+        destination_id,
+        requests,
+        last_seen,
+        CASE
+            WHEN $scope_kind = 'integration'
+                THEN redact_body(replace(replace(response_body, body_workspace_id, '<workspace>'),
+                                         body_destination_id, '<destination>'))
+            ELSE response_body
+        END AS example
+    FROM templated
 )
 
 SELECT
@@ -90,8 +115,8 @@ SELECT
     destination_id,
     sum(requests)::BIGINT AS requests,
     max(last_seen) AS last_seen,
-    arg_max(response_body, last_seen) AS example
-FROM templated
+    arg_max(example, last_seen) AS example
+FROM shown
 GROUP BY template, error_class, status_code, error_code, integration, destination_id
 ORDER BY requests DESC, last_seen DESC, template
 LIMIT $limit

@@ -25,7 +25,8 @@ SELECT
     error_class,
     count(*) AS requests,
     sum(event_count)::BIGINT AS events,
-    coalesce(sum(event_count) FILTER (outcome = 'delivered'), 0)::BIGINT AS delivered_events
+    coalesce(sum(event_count) FILTER (outcome = 'delivered'), 0)::BIGINT AS delivered_events,
+    100 * count(*) / sum(count(*)) OVER (PARTITION BY hour)::DOUBLE AS pct
 FROM requests
 GROUP BY hour, error_class
 ORDER BY hour, error_class

@@ -1,0 +1,45 @@
+-- rollup destination_delay: the delivery delay histogram of delay.sql, per
+-- received hour, started hour, destination (with its workspace and
+-- integration) and attempt, for the pages of one workspace or one destination.
+--
+-- Delay, buckets and measures as in delay.sql. About 7 million rows for a
+-- 100-million-attempt day, sorted by workspace and destination and written in
+-- small row groups, as destination_latency.sql.
+-- Hours are grouped as integers, as in outcomes.sql.
+WITH delivered AS (
+    SELECT
+        epoch_us(received_at) // 3600000000 AS received_hour,
+        epoch_us(started_at) // 3600000000 AS started_hour,
+        workspace_id,
+        destination_id,
+        integration,
+        attempt,
+        event_count,
+        (epoch_us(started_at) - epoch_us(received_at)) / 1000 + coalesce(duration_ms, 0)::DOUBLE AS delay_ms
+    FROM batch
+    WHERE outcome = 'delivered'
+),
+
+grouped AS (
+    SELECT
+        received_hour,
+        started_hour,
+        workspace_id,
+        destination_id,
+        integration,
+        attempt,
+        floor(ln(greatest(delay_ms, 0.01)) / ln(1.1))::SMALLINT AS bucket,
+        count(*)::BIGINT AS deliveries,
+        sum(event_count)::BIGINT AS events,
+        sum(event_count * delay_ms)::DOUBLE AS delay_ms_sum,
+        max(delay_ms)::DOUBLE AS delay_ms_max
+    FROM delivered
+    GROUP BY ALL
+)
+
+SELECT
+    to_timestamp(received_hour * 3600) AS received_hour,
+    to_timestamp(started_hour * 3600) AS started_hour,
+    * EXCLUDE (received_hour, started_hour)
+FROM grouped
+ORDER BY workspace_id, destination_id, received_hour, started_hour, attempt, bucket

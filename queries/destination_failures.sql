@@ -1,0 +1,38 @@
+-- destination_failures: per destination, the cohort's undelivered events by
+-- how their jobs ended and the error class of their final record.
+--
+-- The cohort is the jobs received in [$start, $end), each weighted by its
+-- event_count, read up to a day past $end (as by_destination.sql). A job's
+-- final record says how it ended: `failed` (a terminal error: auth,
+-- validation, client, tls, nonstandard, redirect, server 501/505),
+-- `dropped` (retryable, but the window or the attempts ran out: rate_limit,
+-- server, network, timeout), `skipped` (never sent, or not sent again:
+-- precheck, disabled). One row per destination (with its workspace and
+-- integration), outcome and error_class that occurred: `jobs` and `events`.
+-- Summed over error classes, `events` gives by_destination.sql's failed,
+-- dropped and skipped. Reads the `outcomes` rollup (see day_report.sql).
+--
+-- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
+SELECT
+    workspace_id,
+    destination_id,
+    integration,
+    outcome,
+    error_class,
+    sum(records)::BIGINT AS jobs,
+    sum(events)::BIGINT AS events
+FROM outcomes
+WHERE ($scope_kind = 'all'
+       OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
+       OR ($scope_kind = 'destination' AND destination_id = $scope_value)
+       OR ($scope_kind = 'integration' AND integration = $scope_value))
+  -- Files are partitioned by started_at's UTC date: this skips whole days.
+  -- Jobs end less than a day after received_at, hence the extra day.
+  AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
+  AND started_hour >= $start
+  AND started_hour < $end + INTERVAL 1 DAY
+  AND received_hour >= $start
+  AND received_hour < $end
+  AND outcome IN ('failed', 'dropped', 'skipped')
+GROUP BY workspace_id, destination_id, integration, outcome, error_class
+ORDER BY events DESC, jobs DESC, workspace_id, destination_id, outcome, error_class

@@ -1,0 +1,104 @@
+-- retries: the recovery curve, by attempt and by the class of each job's first failure.
+--
+-- The cohort is the jobs received in [$start, $end), each weighted by its
+-- event_count, their retries read up to a day past $end (as funnel.sql).
+-- One curve of all events received (first_error_class NULL), and one per
+-- class of first failure that was retried: for each attempt k = 1 .. the
+-- highest attempt in the cohort, `delivered` events delivered by attempt k
+-- (not before), `delivered_by` those delivered by attempt k or before, and
+-- `delivered_by_pct` their share of `events`, the curve's events: every
+-- event received, or the events whose first attempt failed with that class.
+-- A class's curve is 0 at attempt 1, where all its events failed.
+--
+-- The class of a job's first failure is the class of its first request: a
+-- job whose first request delivered has no failure. Linking that class to
+-- the job's fate takes the job's records, which sit in different hours; the
+-- `retried_jobs` rollup keeps, for every retried job, its first request and
+-- its final record, grouped here by job (see ingest/rollups/retried_jobs.sql).
+-- Classes whose first failures were never retried (auth, validation, ...)
+-- have no curve: retry_recovery.sql counts them. Events received are summed
+-- from `outcomes`, as in funnel.sql, whose `delivered by attempt k` stages
+-- the first curve equals.
+--
+-- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
+WITH cohort AS MATERIALIZED (
+    SELECT attempt, outcome, error_class, events
+    FROM outcomes
+    WHERE ($scope_kind = 'all'
+           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
+           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
+           OR ($scope_kind = 'integration' AND integration = $scope_value))
+      -- Files are partitioned by started_at's UTC date: this skips whole days.
+      -- Retries start less than a day after received_at, hence the extra day.
+      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
+      AND started_hour >= $start
+      AND started_hour < $end + INTERVAL 1 DAY
+      AND received_hour >= $start
+      AND received_hour < $end
+),
+
+retried AS (
+    SELECT job_key, attempt, outcome, error_class, events
+    FROM retried_jobs
+    WHERE ($scope_kind = 'all'
+           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
+           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
+           OR ($scope_kind = 'integration' AND integration = $scope_value))
+      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
+      AND started_hour >= $start
+      AND started_hour < $end + INTERVAL 1 DAY
+      AND received_hour >= $start
+      AND received_hour < $end
+),
+
+-- One row per retried job; delivered_at is NULL unless its retries delivered it.
+jobs AS MATERIALIZED (
+    SELECT
+        any_value(error_class) FILTER (attempt = 1) AS first_error_class,
+        any_value(events) AS events,
+        any_value(attempt) FILTER (attempt >= 2 AND outcome = 'delivered') AS delivered_at
+    FROM retried
+    GROUP BY job_key
+),
+
+curves AS (
+    SELECT NULL::VARCHAR AS first_error_class, coalesce(sum(events) FILTER (attempt <= 1), 0) AS events
+    FROM cohort
+    UNION ALL
+    SELECT error_class, sum(events)
+    FROM cohort
+    WHERE attempt = 1 AND outcome <> 'delivered'
+      AND error_class IN (SELECT first_error_class FROM jobs)
+    GROUP BY error_class
+),
+
+delivered_at AS (
+    SELECT NULL::VARCHAR AS first_error_class, attempt, sum(events) AS events
+    FROM cohort
+    WHERE outcome = 'delivered'
+    GROUP BY attempt
+    UNION ALL
+    SELECT first_error_class, delivered_at, sum(events)
+    FROM jobs
+    WHERE delivered_at IS NOT NULL
+    GROUP BY ALL
+),
+
+attempts AS (
+    SELECT range AS attempt
+    FROM range(1, (SELECT coalesce(max(attempt), 0) + 1 FROM cohort))
+)
+
+SELECT
+    c.first_error_class,
+    a.attempt::SMALLINT AS attempt,
+    c.events::BIGINT AS events,
+    coalesce(d.events, 0)::BIGINT AS delivered,
+    sum(coalesce(d.events, 0)) OVER (PARTITION BY c.first_error_class ORDER BY a.attempt)::BIGINT
+        AS delivered_by,
+    coalesce(100 * delivered_by / nullif(c.events, 0)::DOUBLE, 0) AS delivered_by_pct
+FROM curves AS c
+CROSS JOIN attempts AS a
+LEFT JOIN delivered_at AS d
+    ON d.first_error_class IS NOT DISTINCT FROM c.first_error_class AND d.attempt = a.attempt
+ORDER BY c.first_error_class NULLS FIRST, a.attempt
