@@ -77,9 +77,11 @@ def _named(
     end: dt.datetime,
     params: tuple[tuple[str, Any], ...],
 ) -> pl.DataFrame:
-    # The one cached entry point: the data directory, the query, the scope,
-    # the range and the parameters are all part of the key.
-    return _log(root).run(name, scope, start, end, **dict(params))
+    # The one cached entry point: the data directory, the `queries.api`
+    # function, the scope, the range and the parameters are all in the key.
+    query = getattr(api, name)
+    frame: pl.DataFrame = query(_log(root), scope, start, end, **dict(params))
+    return frame
 
 
 def _run(name: str, scope: Scope, start: dt.datetime, end: dt.datetime, **params: Any) -> pl.DataFrame:
@@ -123,12 +125,52 @@ def hourly(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
 
 def latency(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Latency percentiles per integration or destination, from histograms (queries/latency_histogram.sql)."""
-    return _run("latency_histogram", scope, start, end, per_integration=True)
+    return _run("latency", scope, start, end, per_integration=True)
 
 
 def error_samples(scope: Scope, start: dt.datetime, end: dt.datetime, limit: int = 20) -> pl.DataFrame:
     """The most frequent error body templates with an example each (queries/error_samples.sql)."""
     return _run("error_samples", scope, start, end, limit=limit)
+
+
+def retries(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Recovery curves by attempt, overall and per class of first failure (queries/retries.sql)."""
+    return _run("retries", scope, start, end)
+
+
+def retry_recovery(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Per class of first failure, what retries recovered (queries/retry_recovery.sql)."""
+    return _run("retry_recovery", scope, start, end)
+
+
+def delivery_delay(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Receipt-to-delivery delay percentiles (queries/delivery_delay.sql)."""
+    return _run("delivery_delay", scope, start, end)
+
+
+def delivery_delay_histogram(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Delivered events per delay bucket (queries/delivery_delay_histogram.sql)."""
+    return _run("delivery_delay_histogram", scope, start, end)
+
+
+def destination_failures(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Failed, dropped and skipped events per destination and class (queries/destination_failures.sql)."""
+    return _run("destination_failures", scope, start, end)
+
+
+def explorer_samples(scope: Scope, start: dt.datetime, end: dt.datetime, **filters: Any) -> pl.DataFrame:
+    """The latest failed records matching the filters (queries/explorer_samples.sql)."""
+    return _run("explorer_samples", scope, start, end, **filters)
+
+
+def job_history(scope: Scope, job_id: str) -> pl.DataFrame:
+    """Every attempt of one job, if it is in the scope (queries/job_history.sql)."""
+    return _job_history(str(data_dir()), scope, job_id)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _job_history(root: str, scope: Scope, job_id: str) -> pl.DataFrame:
+    return api.job_history(_log(root), scope, job_id)
 
 
 def workspaces(start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -150,8 +192,8 @@ def run_sql(text: str) -> pl.DataFrame:
     Not cached: the log grows, and a console that answers from a cache is a
     console that lies.
     """
-    frame = api.run_sql(log(), text, timeout_s=SQL_TIMEOUT_S)
-    return frame.head(SQL_MAX_ROWS)
+    # One row more than shown, so the console can say the result was cut.
+    return api.run_sql(log(), text, timeout_s=SQL_TIMEOUT_S, max_rows=SQL_MAX_ROWS + 1)
 
 
 __all__ = [

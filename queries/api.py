@@ -229,7 +229,9 @@ def job_history(log: AttemptLog, scope: Scope, job_id: str) -> pl.DataFrame:
     return log.run("job_history", scope, start, end, job_id=job_id)
 
 
-def run_sql(log: AttemptLog, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
+def run_sql(
+    log: AttemptLog, text: str, *, timeout_s: float | None = None, max_rows: int | None = None
+) -> pl.DataFrame:
     """Run one read-only statement against the views (`deliverydash sql`).
 
     `attempts` is the raw log; `outcomes`, `latency_histogram`,
@@ -239,5 +241,6 @@ def run_sql(log: AttemptLog, text: str, *, timeout_s: float | None = None) -> pl
 
     Raises `QueryError` for anything but SELECT, WITH, EXPLAIN, DESCRIBE,
     SUMMARIZE or SHOW, for several statements, and for failing queries.
+    At most `max_rows` rows come back when it is given.
     """
-    return log.sql(text, timeout_s=timeout_s)
+    return log.sql(text, timeout_s=timeout_s, max_rows=max_rows)

@@ -198,7 +198,7 @@ class AttemptLog:
         plan = self._fetch(("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + load_query(name), bound)
         return "\n".join(plan.get_column("explain_value"))
 
-    def sql(self, text: str, *, timeout_s: float | None = None) -> pl.DataFrame:
+    def sql(self, text: str, *, timeout_s: float | None = None, max_rows: int | None = None) -> pl.DataFrame:
         """Run one read-only statement written by a person against the views.
 
         The views are `attempts` and the rollups `outcomes`,
@@ -207,12 +207,14 @@ class AttemptLog:
         `destination_delay_histogram` (docs/sql.md). Accepts
         SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE and SHOW; anything else,
         several statements, a parse error, a failing query or one still
-        running after `timeout_s` seconds raises `QueryError`.
+        running after `timeout_s` seconds raises `QueryError`. With
+        `max_rows`, at most that many rows are fetched (the query is limited,
+        not cut after the fact, so `SELECT * FROM attempts` cannot fill memory).
         """
         with self._con.cursor() as cur:
             read_only_statement(cur, text)
         try:
-            return self._fetch(text, None, timeout_s=timeout_s)
+            return self._fetch(text, None, timeout_s=timeout_s, max_rows=max_rows)
         except duckdb.InterruptException as exc:
             raise QueryError(f"the query ran longer than {timeout_s:g} s and was stopped") from exc
         except duckdb.Error as exc:
@@ -234,7 +236,12 @@ class AttemptLog:
         self.close()
 
     def _fetch(
-        self, sql: str, params: dict[str, object] | None, *, timeout_s: float | None = None
+        self,
+        sql: str,
+        params: dict[str, object] | None,
+        *,
+        timeout_s: float | None = None,
+        max_rows: int | None = None,
     ) -> pl.DataFrame:
         self._heal_rollups()
         self._sync_views()
@@ -244,7 +251,10 @@ class AttemptLog:
             if timer is not None:
                 timer.start()
             try:
-                result: pl.DataFrame = cur.sql(sql, params=params).pl()
+                relation = cur.sql(sql, params=params)
+                if max_rows is not None:
+                    relation = relation.limit(max_rows)
+                result: pl.DataFrame = relation.pl()
             finally:
                 if timer is not None:
                     timer.cancel()

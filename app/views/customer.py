@@ -25,6 +25,7 @@ st.caption(f"Workspace **{scope.value}** · {start:%Y-%m-%d %H:%M} to {end:%H:%M
 with st.spinner("Reading the attempt log…"):
     report = data.day_report(scope, start, end)
     destinations = data.by_destination(scope, start, end)
+    failures = data.destination_failures(scope, start, end)
     errors = data.by_error(scope, start, end)
     hours = data.hourly(scope, start, end)
     funnel = data.funnel(scope, start, end)
@@ -67,18 +68,41 @@ else:
     st.success("No destination is failing authentication in this range.")
 
 st.header("Destinations")
-table = destinations.select(
-    "destination_id",
-    "integration",
-    "events_received",
-    "delivered_first_attempt",
-    pl.col("delivered_eventually").sub(pl.col("delivered_first_attempt")).alias("delivered_after_retries"),
-    "failed",
-    "dropped",
-    "skipped",
-    "still_retrying",
-    "first_attempt_pct",
-    "eventually_pct",
+
+
+def by_class(outcome: str) -> pl.DataFrame:
+    """Per destination, e.g. "auth 120 · validation 3": the events of one outcome by error class."""
+    rows = failures.filter(pl.col("outcome") == outcome).sort("events", descending=True)
+    text = pl.concat_str(
+        pl.col("error_class"),
+        pl.col("events").map_elements(style.count, return_dtype=pl.String),
+        separator=" ",
+    )
+    return rows.group_by("destination_id", maintain_order=True).agg(
+        text.str.join(" · ").alias(f"{outcome}_by_class")
+    )
+
+
+table = (
+    destinations.join(by_class("failed"), on="destination_id", how="left")
+    .join(by_class("skipped"), on="destination_id", how="left")
+    .select(
+        "destination_id",
+        "integration",
+        "events_received",
+        "delivered_first_attempt",
+        pl.col("delivered_eventually")
+        .sub(pl.col("delivered_first_attempt"))
+        .alias("delivered_after_retries"),
+        "failed",
+        "failed_by_class",
+        "dropped",
+        "skipped",
+        "skipped_by_class",
+        "still_retrying",
+        "first_attempt_pct",
+        "eventually_pct",
+    )
 )
 number = st.column_config.NumberColumn
 st.dataframe(
@@ -91,8 +115,10 @@ st.dataframe(
         "delivered_first_attempt": number("delivered first try", format="localized"),
         "delivered_after_retries": number("delivered after retries", format="localized"),
         "failed": number("failed", format="localized"),
+        "failed_by_class": "failed, by error class",
         "dropped": number("dropped", format="localized"),
         "skipped": number("skipped", format="localized"),
+        "skipped_by_class": "skipped, by reason",
         "still_retrying": number("still retrying", format="localized"),
         "first_attempt_pct": number("first try %", format="%.2f%%"),
         "eventually_pct": number("eventually %", format="%.2f%%"),
@@ -104,11 +130,11 @@ left.plotly_chart(
     delivery_funnel(funnel, "First attempt versus eventual delivery (events)"),
     width="stretch",
 )
-failures = errors.filter(pl.col("error_class") != "none")
-if failures.height:
-    by_class = failures.group_by("error_class").agg(pl.col("requests").sum(), pl.col("unsent").sum())
+failed_requests = errors.filter(pl.col("error_class") != "none")
+if failed_requests.height:
+    requests_by_class = failed_requests.group_by("error_class").agg(pl.col("requests").sum())
     figure = px.bar(
-        by_class.to_pandas(),
+        requests_by_class.to_pandas(),
         x="error_class",
         y="requests",
         color="error_class",

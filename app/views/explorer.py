@@ -1,0 +1,113 @@
+"""Error explorer: failed attempts filtered by class, code, destination, integration and time.
+
+Each sample leads to its job's attempt history: every attempt of one delivery.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import streamlit as st
+
+from app import data, filters, hints, session
+from ingest.taxonomy import ErrorClass
+
+SAMPLES = 50
+
+viewer = session.viewer()
+start, end = filters.time_range()
+scope = viewer.scope
+
+st.title("Error explorer")
+with st.spinner("Reading the attempt log…"):
+    destinations = data.by_destination(scope, start, end)
+
+classes = [error_class.value for error_class in ErrorClass if error_class is not ErrorClass.NONE]
+left, middle, right, last = st.columns(4)
+error_class = left.selectbox("Error class", classes, index=None, key="error_class", bind="query-params")
+error_code = middle.text_input(
+    "Error code", key="error_code", bind="query-params", placeholder="e.g. 401, ECONNRESET"
+).strip()
+destination = right.selectbox(
+    "Destination",
+    sorted(destinations.get_column("destination_id").to_list()),
+    index=None,
+    key="destination",
+    bind="query-params",
+)
+integration = last.selectbox(
+    "Integration",
+    sorted(set(destinations.get_column("integration").to_list())),
+    index=None,
+    key="integration",
+    bind="query-params",
+)
+st.caption(
+    f"{start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC · the latest {SAMPLES} attempts that did not deliver "
+    "and match every filter set (empty filters match anything)."
+)
+
+with st.spinner("Finding matching attempts…"):
+    samples = data.explorer_samples(
+        scope,
+        start,
+        end,
+        error_class=error_class,
+        error_code=error_code or None,
+        destination_id=destination,
+        integration=integration,
+        limit=SAMPLES,
+    )
+
+if samples.is_empty():
+    st.info("No failed attempts match these filters in this range.")
+    st.stop()
+
+if error_class is not None:
+    st.markdown(f"**What to do about `{error_class}`:** {hints.hint(error_class)}")
+
+shown = samples.select(
+    "started_at",
+    "destination_id",
+    "integration",
+    "attempt",
+    "status_code",
+    "error_class",
+    "error_code",
+    "outcome",
+    "duration_ms",
+    pl.coalesce("response_body", "error_message").str.slice(0, 300).alias("answer"),
+    "job_id",
+)
+number = st.column_config.NumberColumn
+st.dataframe(
+    shown.to_pandas(),
+    hide_index=True,
+    column_config={
+        "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "destination_id": "destination",
+        "attempt": number("attempt", format="%d"),
+        "status_code": number("HTTP status", format="%d"),
+        "error_class": "error class",
+        "error_code": "error code",
+        "outcome": "job after this attempt",
+        "duration_ms": number("duration (ms)", format="%.1f"),
+        "answer": "response body or error",
+        "job_id": "job",
+    },
+)
+
+st.header("Attempt history of one job")
+jobs = list(dict.fromkeys(samples.get_column("job_id").to_list()))
+job = st.selectbox("Job", jobs, key="job", bind="query-params")
+if job is not None:
+    with st.spinner("Reading the job's attempts…"):
+        history = data.job_history(scope, job)
+    st.dataframe(
+        history.to_pandas(),
+        hide_index=True,
+        column_config={
+            "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss.SSS"),
+            "duration_ms": number("duration (ms)", format="%.1f"),
+            "status_code": number("HTTP status", format="%d"),
+        },
+    )

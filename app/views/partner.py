@@ -6,7 +6,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from app import advice, data, filters, redact, session, style
+from app import advice, data, filters, session, style
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -112,9 +112,10 @@ else:
 
 st.header("Most frequent error answers")
 st.caption(
-    "Bodies are redacted: quoted values, numbers, e-mail addresses and ids are replaced by placeholders."
+    "Bodies are redacted: quoted values, numbers, e-mail addresses, URLs and customer ids are replaced by "
+    "placeholders (the redact_body macro, docs/sql.md)."
 )
 for sample in samples.iter_rows(named=True):
     answer = sample["status_code"] or sample["error_code"]
     with st.expander(f"{style.count(sample['requests'])} x HTTP {answer} ({sample['error_class']})"):
-        st.code(redact.body(sample["example"]) or "(empty body)", language="json", wrap_lines=True)
+        st.code(sample["example"] or "(empty body)", language="json", wrap_lines=True)

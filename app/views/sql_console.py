@@ -64,7 +64,11 @@ if st.button("Run", type="primary") and text.strip():
     except data.QueryError as exc:
         st.error(f"The query was refused or failed: {exc}")
     else:
-        st.caption(f"{result.height:,} rows, {result.width} columns")
+        if result.height > data.SQL_MAX_ROWS:
+            limit = data.SQL_MAX_ROWS
+            result = result.head(limit)
+            st.warning(f"The result has more than {limit:,} rows: showing the first {limit:,}.")
+        st.caption(f"{result.height:,} row(s), {result.width} column(s)")
         st.dataframe(result.to_pandas(), hide_index=True)
         st.download_button(
             "Download as CSV",

@@ -1,0 +1,156 @@
+"""Every page under every scope, through Streamlit's AppTest, over a simulated day."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.access import ViewerKind
+from queries import Scope, api, connect
+from tests.app.conftest import END, START, OpenApp, SimulatedDay, metrics, page_text, token
+
+ALL_PAGES = (
+    "views/day.py",
+    "views/customer.py",
+    "views/partner.py",
+    "views/retries.py",
+    "views/explorer.py",
+    "views/sql_console.py",
+)
+WORKSPACE_PAGES = ("views/customer.py", "views/day.py", "views/retries.py", "views/explorer.py")
+PARTNER_PAGES = ("views/partner.py", "views/day.py", "views/retries.py")
+
+
+def _events_received(simulated_day: SimulatedDay, scope: Scope) -> int:
+    with connect(simulated_day.data_dir) as log:
+        received: int = api.day_report(log, scope, START, END).item(0, "events_received")
+    return received
+
+
+def _assert_rendered(at) -> None:  # type: ignore[no-untyped-def]
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title, "the page has no title"
+
+
+@pytest.mark.parametrize("page", ALL_PAGES)
+def test_a_local_run_shows_every_page_with_a_banner(open_app: OpenApp, page: str) -> None:
+    at = open_app(secret=None, page=page)
+    _assert_rendered(at)
+    assert any("Access control is off" in warning.value for warning in at.sidebar.warning)
+
+
+@pytest.mark.parametrize("page", ALL_PAGES)
+def test_an_engineer_sees_every_page(open_app: OpenApp, page: str) -> None:
+    at = open_app(token(ViewerKind.ENGINEER), page=page)
+    _assert_rendered(at)
+    assert not at.sidebar.warning
+    assert any("engineer" in caption.value for caption in at.sidebar.caption)
+
+
+def test_the_day_page_shows_the_days_figures(open_app: OpenApp, simulated_day: SimulatedDay) -> None:
+    at = open_app(token(ViewerKind.ENGINEER))
+    assert at.title[0].value == "A day of HTTP responses"
+    assert metrics(at)["Events received"] == f"{simulated_day.events_received:,}"
+
+
+@pytest.mark.parametrize("page", WORKSPACE_PAGES)
+def test_a_customer_sees_only_its_workspace(
+    open_app: OpenApp, simulated_day: SimulatedDay, page: str
+) -> None:
+    mine, other = simulated_day.workspaces[1], simulated_day.workspaces[0]
+    # The other workspace is also asked for in the URL: a customer link cannot widen its scope.
+    at = open_app(token(ViewerKind.WORKSPACE, mine), page=page, params={"workspace": other})
+    _assert_rendered(at)
+    text = page_text(at)
+    assert other not in text
+    for destination in simulated_day.destinations[other]:
+        assert destination not in text
+    assert (
+        not at.sidebar.selectbox.filtered_by(label="Workspace")
+        if hasattr(at.sidebar.selectbox, "filtered_by")
+        else True
+    )
+    assert all(box.label != "Workspace" for box in at.sidebar.selectbox)
+
+
+def test_the_customer_dashboard_shows_the_workspaces_figures(
+    open_app: OpenApp, simulated_day: SimulatedDay
+) -> None:
+    mine = simulated_day.workspaces[1]
+    at = open_app(token(ViewerKind.WORKSPACE, mine))
+    assert at.title[0].value == "Customer delivery dashboard"
+    assert metrics(at)["Events received"] == f"{_events_received(simulated_day, Scope.workspace(mine)):,}"
+    assert f"Workspace **{mine}**" in at.caption[0].value
+
+
+@pytest.mark.parametrize("page", ["views/sql_console.py", "views/partner.py"])
+def test_a_customer_cannot_open_operator_or_partner_pages(
+    open_app: OpenApp, simulated_day: SimulatedDay, page: str
+) -> None:
+    at = open_app(token(ViewerKind.WORKSPACE, simulated_day.workspaces[0]))
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(page)
+
+
+@pytest.mark.parametrize("page", PARTNER_PAGES)
+def test_a_partner_sees_no_workspace(open_app: OpenApp, simulated_day: SimulatedDay, page: str) -> None:
+    integration = simulated_day.integrations[0]
+    at = open_app(token(ViewerKind.PARTNER, integration), page=page)
+    _assert_rendered(at)
+    text = page_text(at)
+    leaked = [workspace for workspace in simulated_day.workspaces if workspace in text]
+    assert not leaked
+    leaked = [d for ids in simulated_day.destinations.values() for d in ids if d in text]
+    assert not leaked
+
+
+def test_the_partner_page_shows_its_integration(open_app: OpenApp, simulated_day: SimulatedDay) -> None:
+    integration = simulated_day.integrations[0]
+    at = open_app(
+        token(ViewerKind.PARTNER, integration), params={"integration": simulated_day.integrations[1]}
+    )
+    assert at.title[0].value == "Partner error rates"
+    assert f"Integration **{integration}**" in at.caption[0].value
+    with connect(simulated_day.data_dir) as log:
+        requests = api.day_report(log, Scope.integration(integration), START, END).item(0, "requests")
+    assert metrics(at)["Requests"] == f"{requests:,}"
+
+
+@pytest.mark.parametrize("page", ["views/sql_console.py", "views/customer.py", "views/explorer.py"])
+def test_a_partner_cannot_open_customer_or_operator_pages(
+    open_app: OpenApp, simulated_day: SimulatedDay, page: str
+) -> None:
+    at = open_app(token(ViewerKind.PARTNER, simulated_day.integrations[0]))
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(page)
+
+
+@pytest.mark.parametrize(
+    ("make_token", "reason"),
+    [
+        (lambda: None, "needs a link"),
+        (lambda: token(ViewerKind.ENGINEER, secret="somebody-elses-secret-000"), "not valid"),
+        (lambda: token(ViewerKind.ENGINEER)[:-2] + "xx", "not valid"),
+        (lambda: token(ViewerKind.WORKSPACE, "acme", ttl_s=-60), "expired"),
+        (lambda: "v1.bm90LWpzb24.c2ln", "not valid"),
+    ],
+    ids=["missing", "forged", "tampered", "expired", "malformed"],
+)
+def test_a_bad_link_is_refused_with_no_data(open_app: OpenApp, make_token, reason: str) -> None:  # type: ignore[no-untyped-def]
+    at = open_app(make_token())
+    assert at.title[0].value == "Access refused"
+    assert reason in at.error[0].value
+    assert not at.metric and not at.dataframe and not at.sidebar.selectbox
+
+
+def test_an_empty_data_directory_says_how_to_get_data(open_app: OpenApp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    at = open_app(token(ViewerKind.ENGINEER), data_dir=tmp_path)
+    assert not at.exception
+    assert "No delivery data yet" in at.info[0].value
+    assert "deliverydash simulate" in at.info[0].value
+
+
+def test_filters_come_from_the_url(open_app: OpenApp, simulated_day: SimulatedDay) -> None:
+    day = simulated_day.day.isoformat()
+    at = open_app(token(ViewerKind.ENGINEER), params={"hours": ["6", "12"], "day": day})
+    assert at.sidebar.slider[0].value == (6, 12)
+    assert "06:00 to 12:00" in at.caption[0].value
