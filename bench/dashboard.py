@@ -72,7 +72,9 @@ def render(at: AppTest, page: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", default="data", help="a data directory with a simulated day")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per page (default: %(default)s)")
     args = parser.parse_args()
@@ -104,7 +106,9 @@ def main() -> None:
                 uncached.append(render(at, page))
             cached = [render(at, page) for _ in range(args.runs)]
             rows.append((kind, page, first, statistics.median(uncached), statistics.median(cached)))
-            print(f"{kind:<10} {page:<12} first {first:6.3f} s  uncached {rows[-1][3]:6.3f} s", file=sys.stderr)
+            print(
+                f"{kind:<10} {page:<12} first {first:6.3f} s  uncached {rows[-1][3]:6.3f} s", file=sys.stderr
+            )
     print("| viewer | page | first render (s) | uncached, median (s) | cached, median (s) |")
     print("|---|---|---:|---:|---:|")
     for kind, page, first, uncached_s, cached_s in rows:

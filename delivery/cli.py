@@ -392,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     partners_cli.configure_parser(p)
     p.set_defaults(func=partners_cli.run)
 
+    from delivery import notifications_cli
+
+    p = sub.add_parser(
+        "notifications",
+        help="list notifications about destinations (auth failures, auto-disable, recoveries)",
+    )
+    notifications_cli.configure_parser(p)
+    p.set_defaults(func=notifications_cli.run)
+
     p = sub.add_parser(
         "dashboard",
         help="open the delivery dashboard (Streamlit) over the attempt log",

@@ -117,6 +117,28 @@ class EngineConfig:
     """On SIGTERM/SIGINT, how long in-flight requests may take to finish."""
     max_batch_bytes: int = 500_000
     """Largest request body sent to any destination that takes batches (a ceiling over the catalog's)."""
+    metering: bool = True
+    """Pace requests to destinations with a rate limit (`delivery.metering`); false: as slots allow."""
+    batch_linger_s: float = 0.05
+    """How long a batching destination's oldest due job waits for others to join its request."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """The `[alerts]` table: notifications about destinations, and when auth failures disable one."""
+
+    webhook_url: Secret | None = None
+    """Where each notification is also POSTed as JSON; None: stored only (the URL may hold a token)."""
+    webhook_timeout_s: float = 5
+    """Timeout of one webhook POST."""
+    auto_disable: bool = True
+    """Whether auth failures disable a destination (false: notifications only)."""
+    disable_after_failures: int = 50
+    """Consecutive auth failures (401/403) that disable a destination."""
+    disable_after_s: float = 1_800
+    """Seconds of only auth failures, from the first, that disable a destination."""
+    probe_interval_s: float = 300
+    """While a destination is disabled, one job is sent this often as a probe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +220,8 @@ class Config:
     """The `[[destinations]]` entries, in file order."""
     warnings: tuple[str, ...] = field(default=(), compare=False)
     """Legal but probably unintended settings, worded like errors."""
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    """The `[alerts]` table."""
     _by_write_key: dict[str, Source] = field(init=False, repr=False, compare=False)
     _by_source: dict[str, tuple[Destination, ...]] = field(init=False, repr=False, compare=False)
     _by_id: dict[str, Destination] = field(init=False, repr=False, compare=False)
@@ -291,7 +315,7 @@ def parse_config(
     problems: list[str] = []
     if not isinstance(mapping, Mapping):
         raise ConfigError(origin, [f"the document must be a table, got {_kind(mapping)}"])
-    _reject_unknown(mapping, ("engine", "sources", "destinations"), "", problems)
+    _reject_unknown(mapping, ("engine", "sources", "destinations", "alerts"), "", problems)
     engine_table = _table(mapping.get("engine", {}), "engine", problems)
     engine = _engine(_Table(engine_table, "engine", _ENGINE_KEYS, problems), base_dir or Path())
     sources = [
@@ -303,6 +327,9 @@ def parse_config(
         for where, table in _array_of_tables(mapping, "destinations", problems)
     ]
     problems += _cross_references(sources, destinations)
+    alerts = _alerts(
+        _Table(_table(mapping.get("alerts", {}), "alerts", problems), "alerts", _ALERTS_KEYS, problems)
+    )
     if problems:
         raise ConfigError(origin, problems)
     return Config(
@@ -310,6 +337,7 @@ def parse_config(
         sources=tuple(source for _, source in sources),
         destinations=tuple(destination for _, destination in destinations),
         warnings=_warnings(engine, sources, destinations),
+        alerts=alerts,
     )
 
 
@@ -402,6 +430,29 @@ def _engine(table: _Table, base_dir: Path) -> EngineConfig:
         lease_s=lease_s,
         shutdown_grace_s=table.seconds("shutdown_grace_s", defaults.shutdown_grace_s, allow_zero=True),
         max_batch_bytes=table.integer("max_batch_bytes", defaults.max_batch_bytes),
+        metering=table.boolean("metering", defaults.metering),
+        batch_linger_s=table.seconds("batch_linger_s", defaults.batch_linger_s, allow_zero=True),
+    )
+
+
+_ALERTS_KEYS = tuple(f.name for f in fields(AlertsConfig))
+
+
+def _alerts(table: _Table) -> AlertsConfig:
+    """The `[alerts]` table (docs/notifications.md)."""
+    defaults = AlertsConfig()
+    url = table.text("webhook_url", "", secret=True, allow_empty=True)
+    # The operator's own endpoint (often an internal alert router), so unlike a
+    # destination's URL it may be a private address.
+    for problem in _url_problems(url, allow_private_targets=True) if url else ():
+        table.problem("webhook_url", problem)
+    return AlertsConfig(
+        webhook_url=Secret(url) if url else None,
+        webhook_timeout_s=table.seconds("webhook_timeout_s", defaults.webhook_timeout_s),
+        auto_disable=table.boolean("auto_disable", defaults.auto_disable),
+        disable_after_failures=table.integer("disable_after_failures", defaults.disable_after_failures),
+        disable_after_s=table.seconds("disable_after_s", defaults.disable_after_s),
+        probe_interval_s=table.seconds("probe_interval_s", defaults.probe_interval_s),
     )
 
 

@@ -1,4 +1,4 @@
-"""What route handlers share, read from `app.state`: the config, the queue, the counters, the clock.
+"""What route handlers share, read from `app.state`: config, queue, counters, clock, alerts.
 
 `delivery.app.create_app` puts one `AppContext` on `app.state`; handlers
 ask for its parts with the `Annotated` aliases below, so tests can build the
@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from delivery.alerts import AuthAlerts
 from delivery.config import Config
 from delivery.metrics import Metrics
 from delivery.queue import Queue
@@ -34,6 +35,8 @@ class AppContext:
     """The server's clock (aware UTC): `receivedAt` of each request."""
     metrics: Metrics
     """Attempt counters and latency histogram (fed by the worker), and the uptime."""
+    alerts: AuthAlerts | None = None
+    """Auth-failure alerts of the engine's worker (set by `delivery.engine`); None without a worker."""
 
 
 def get_context(request: Request) -> AppContext:

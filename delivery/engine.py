@@ -6,12 +6,19 @@ it: the server stops accepting requests first, then the worker claims
 nothing new, lets requests in flight finish up to `shutdown_grace_s`,
 settles them and releases its leases, and only then does the exporter make
 its final pass, so the last records reach the Parquet log before exit.
+
+Auth-failure alerts (`delivery.alerts`) ride on the worker's two hooks: its
+pre-send checks ask `AuthAlerts.admit` whether a destination may be sent to,
+and each committed record reaches `AuthAlerts.on_settled` after the metrics.
+Their writer stops after the worker, so every change the last records cause
+is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -23,11 +30,13 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from delivery.alerts import AuthAlerts, chain
 from delivery.app import create_app
 from delivery.config import Config
 from delivery.exporter import Exporter, export_until
 from delivery.http_server import JsonErrorHTTPProtocol
 from delivery.metrics import Metrics
+from delivery.precheck import Prechecks
 from delivery.sender import Sender
 from delivery.sqlite_queue import SqliteQueue
 from delivery.worker import Worker
@@ -42,6 +51,7 @@ class _Loops:
 
     worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
     export_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    alerts: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -49,6 +59,7 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
     """The app with a lifespan that runs the worker and the exporter beside the API."""
     engine = config.engine
     metrics = Metrics()
+    alerts = AuthAlerts(config, metrics=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,10 +73,18 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
             limit_per_host=max(32, engine.per_destination_concurrency),
         )
         owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
+        await alerts.start()
         worker = Worker(
-            config, queue, sender, owner=owner, on_settled=metrics.record, on_fixed=metrics.record_fixes
+            config,
+            queue,
+            sender,
+            owner=owner,
+            prechecks=Prechecks(engine, admit=alerts.admit),
+            on_settled=chain(metrics.record, alerts.on_settled),
+            on_fixed=metrics.record_fixes,
         )
         exporter = Exporter(queue, engine.data_dir)
+        loops.alerts = asyncio.create_task(alerts.run(), name="alerts")
         async with sender:
             loops.tasks.append(asyncio.create_task(worker.run(loops.worker_stop), name="worker"))
             loops.tasks.append(
@@ -81,11 +100,17 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
                 # again with no record of the first time.
                 loops.worker_stop.set()
                 await loops.tasks[0]
+                alerts.stop()
+                await loops.alerts
+                await alerts.close()
                 loops.export_stop.set()
                 await loops.tasks[1]
                 log.info("stopped: leases released, attempt log exported")
 
-    return create_app(config, queue, lifespan=lifespan, metrics=metrics)
+    app = create_app(config, queue, lifespan=lifespan, metrics=metrics)
+    # The admin routes re-enable destinations through it (`POST /admin/destinations/{id}/enable`).
+    app.state.context = dataclasses.replace(app.state.context, alerts=alerts)
+    return app
 
 
 class EngineServer(uvicorn.Server):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final
 
+from delivery.auth_watch import Change
 from delivery.catalog import Catalog, catalog
 from delivery.precheck import PRIVATE_TARGET, UNKNOWN_DESTINATION, Fix
 from delivery.queue import JobState, QueueDepth
@@ -66,6 +67,10 @@ class Metrics:
         """Total duration of the requests counted in the histogram."""
         self.latency_count = 0
         """Requests counted in the histogram (records with a duration: a request was sent)."""
+        self.notifications: Counter[str] = Counter()
+        """Notifications raised, by kind (`delivery.auth_watch.Change`)."""
+        self.disabled_destinations: Callable[[], int] = lambda: 0
+        """How many destinations auth failures have disabled now (`delivery.alerts` sets it)."""
 
     def uptime_s(self) -> float:
         """Seconds since this object was made (the engine's start)."""
@@ -88,6 +93,10 @@ class Metrics:
             self.latency_buckets[index] += 1
         self.latency_sum_s += seconds
         self.latency_count += 1
+
+    def record_notification(self, kind: str) -> None:
+        """Count one notification raised (`delivery.alerts`)."""
+        self.notifications[_closed(kind, Change)] += 1
 
     def record_fixes(self, integration: str, fixes: Iterable[Fix]) -> None:
         """Count the fixes made to one job's events (the worker's `on_fixed`)."""
@@ -131,6 +140,7 @@ class Metrics:
         self._render_attempts(lines)
         self._render_prechecks(lines)
         self._render_latency(lines)
+        self._render_alerts(lines)
         _render_queue(lines, depth)
         _family(lines, "uptime_seconds", "gauge", "Seconds since the engine started.")
         lines.append(f"{_PREFIX}uptime_seconds {_number(self.uptime_s())}")
@@ -170,6 +180,17 @@ class Metrics:
         lines.append(f'{_PREFIX}{name}_bucket{{le="+Inf"}} {self.latency_count}')
         lines.append(f"{_PREFIX}{name}_sum {_number(self.latency_sum_s)}")
         lines.append(f"{_PREFIX}{name}_count {self.latency_count}")
+
+    def _render_alerts(self, lines: list[str]) -> None:
+        _labelled_counter(
+            lines,
+            "notifications_total",
+            "Notifications raised about destinations, by kind.",
+            "kind",
+            self.notifications,
+        )
+        _family(lines, "destinations_disabled", "gauge", "Destinations disabled by auth failures now.")
+        lines.append(f"{_PREFIX}destinations_disabled {self.disabled_destinations()}")
 
 
 def _render_queue(lines: list[str], depth: QueueDepth) -> None:

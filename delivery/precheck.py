@@ -4,6 +4,8 @@ A job fails a pre-send check when::
 
     destination no longer in the config ........ precheck  unknown_destination
     destination disabled ........................ disabled  disabled
+    destination disabled by auth failures ....... disabled  auto_disabled
+      (delivery.auth_watch; one job per probe interval is still sent)
     host resolves to a private address .......... precheck  private_target
       (loopback, private, link-local, ...; only while allow_private_targets is false)
 
@@ -65,10 +67,13 @@ from ingest.taxonomy import Classification, ErrorClass
 
 UNKNOWN_DESTINATION: Final = Classification(ErrorClass.PRECHECK, "unknown_destination", False)
 DISABLED: Final = Classification(ErrorClass.DISABLED, "disabled", False)
+AUTO_DISABLED: Final = Classification(ErrorClass.DISABLED, "auto_disabled", False)
 PRIVATE_TARGET: Final = Classification(ErrorClass.PRECHECK, "private_target", False)
 
 #: Resolves a host name to the IP addresses it has now.
 Resolve = Callable[[str], Awaitable[list[str]]]
+#: Whether a destination may be sent to now, by its id (`AuthAlerts.admit`: auto-disabled ones may not).
+Admit = Callable[[str], bool]
 
 
 async def resolve(host: str) -> list[str]:
@@ -88,8 +93,14 @@ class Prechecks:
         clock: Callable[[], float] = time.monotonic,
         ttl_s: float = 10.0,
         integrations: Catalog | None = None,
+        admit: Admit | None = None,
     ) -> None:
-        """`integrations` is the catalog whose rules `events` applies (the packaged one by default)."""
+        """`integrations` is the catalog whose rules `events` applies (the packaged one by default).
+
+        `admit` says whether a configured, enabled destination may be sent to
+        now; refused jobs are skipped as `AUTO_DISABLED`. It is asked once per
+        job and may count the question (a probe), so it is asked last.
+        """
         self._check_targets = not engine.allow_private_targets
         self._resolve = resolver
         self._clock = clock
@@ -97,6 +108,7 @@ class Prechecks:
         self._verdicts: dict[str, tuple[float, bool]] = {}
         """host -> (valid until, resolves to a private address)."""
         self._catalog = integrations if integrations is not None else catalog()
+        self._admit = admit
 
     async def verdict(self, destination: Destination | None) -> Classification | None:
         """Why the job must not be sent, or None to send it."""
@@ -106,6 +118,8 @@ class Prechecks:
             return DISABLED
         if self._check_targets and await self._private(urlsplit(destination.url).hostname or ""):
             return PRIVATE_TARGET
+        if self._admit is not None and not self._admit(destination.id):
+            return AUTO_DISABLED
         return None
 
     def events(self, destination: Destination, events: Sequence[Event]) -> CheckedJob | Rejection:

@@ -72,7 +72,7 @@ class Job:
     destination_id: str
     """The configured destination instance."""
     events: tuple[Event, ...]
-    """The events carried, in order (one until batching arrives)."""
+    """The events carried, in order: one as enqueued; several once a batch request merged jobs."""
     state: JobState
     """State when this object was read."""
     attempts: int
@@ -99,6 +99,13 @@ class Settlement:
     """The attempt record of the request (`ingest.schema` columns)."""
     due_at: float | None = None
     """None: the job is finished (`complete`); else it is pending again, due then (`reschedule`)."""
+    merged: tuple[Job, ...] = ()
+    """Other claimed jobs whose events `job` carried in the same request (`delivery.batching.combine`).
+
+    They end with `job`, or become part of it: a rescheduled `job` holds all
+    their events from then on, and they are deleted. Every one's lease is
+    checked; if one is lost, nothing is written for any of them.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +165,24 @@ class Queue(Protocol):
         per_destination_limit: int,
         lease_s: float,
         exclude: Collection[str] = (),
+        limits: Mapping[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
+        linger_s: float = 0.0,
     ) -> list[Job]:
-        """Lease up to `limit` jobs that are due, or whose lease lapsed, oldest first.
+        """Lease up to `limit` requests' worth of jobs that are due, or whose lease lapsed, oldest first.
 
-        At most `per_destination_limit` jobs of one destination per call, so a
-        backlog at one destination cannot crowd out the others, and none of
-        the destinations in `exclude` (those the caller has no room for: a
+        At most `per_destination_limit` requests of one destination per call
+        (`limits` lowers it for some: a metered destination with fewer tokens),
+        so a backlog at one destination cannot crowd out the others, and none
+        of the destinations in `exclude` (those the caller has no room for: a
         job claimed and left waiting would spend its lease).
+
+        A job is one request, except at the destinations in `batches`
+        (destination id -> most events per request), where up to that many
+        *fresh* jobs (never tried, one event: `delivery.batching.is_fresh`)
+        count as one request. Such a destination is claimable only once its
+        oldest claimable job has been so for `linger_s`, so that jobs arriving
+        meanwhile join the same request.
         """
         ...
 
@@ -185,13 +203,16 @@ class Queue(Protocol):
     def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
         """`complete` or `reschedule` many jobs in one transaction (one disk sync for all).
 
-        A job whose lease is lost is skipped, nothing written for it, and
-        returned; the others are settled.
+        A job whose lease is lost (or one of whose `merged` jobs' is) is
+        skipped, nothing written for it, and returned; the others are settled.
         """
         ...
 
-    def release(self, owner: str) -> int:
-        """Give back every lease `owner` holds (at shutdown); return how many."""
+    def release(self, owner: str, jobs: Collection[Job] | None = None) -> int:
+        """Give back every lease `owner` holds (at shutdown), or only those of `jobs`; return how many.
+
+        The jobs are pending again at their due times, so claimable at once.
+        """
         ...
 
     def recover(self, now: float) -> int:

@@ -133,7 +133,7 @@ ORDER BY ready_at
 LIMIT :limit
 """
 _CLAIMABLE = """
-SELECT id, available_at FROM jobs
+SELECT id, available_at, attempts FROM jobs
 WHERE destination_id = :destination AND available_at <= :now
 ORDER BY available_at, id
 LIMIT :limit
@@ -154,6 +154,38 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
+
+
+def _within(
+    candidates: Sequence[tuple[float, str, str, bool]],
+    limit: int,
+    per_destination_limit: int,
+    limits: Mapping[str, int],
+    batches: Mapping[str, int],
+) -> list[str]:
+    """The ids of the oldest candidates that fit in `limit` requests and each destination's limit.
+
+    A candidate is (available_at, job id, destination, may share a request).
+    Jobs that may share one fill a destination's open request (up to its
+    `batches` size) before a new request is counted.
+    """
+    chosen: list[str] = []
+    total = 0
+    requests: dict[str, int] = {}
+    shared: dict[str, int] = {}
+    for _, job_id, destination_id, shares in candidates:
+        # A job that may share a request opens a new one only when the last is full.
+        opens = not shares or shared.get(destination_id, 0) % batches[destination_id] == 0
+        cost = 1 if opens else 0
+        cap = min(limits.get(destination_id, per_destination_limit), per_destination_limit)
+        if total + cost > limit or requests.get(destination_id, 0) + cost > cap:
+            continue
+        total += cost
+        requests[destination_id] = requests.get(destination_id, 0) + cost
+        if shares:
+            shared[destination_id] = shared.get(destination_id, 0) + 1
+        chosen.append(job_id)
+    return chosen
 
 
 class _Enqueue:
@@ -363,24 +395,37 @@ class SqliteQueue:
         per_destination_limit: int,
         lease_s: float,
         exclude: Collection[str] = (),
+        limits: Mapping[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
+        linger_s: float = 0.0,
     ) -> list[Job]:
         """See `delivery.queue.Queue.claim`."""
         if limit <= 0 or per_destination_limit <= 0:
             return []
         excluded = frozenset(exclude)
+        limits, batches = limits or {}, batches or {}
         with self._transaction() as db:
-            # Ask for as many more destinations as are excluded, so `limit` others still come back.
-            ready = {"now": now, "limit": limit + len(excluded)}
+            # Ask for as many more destinations as may be left out, so `limit` others still come back.
+            ready = {"now": now, "limit": limit + len(excluded) + len(batches)}
             destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
-            candidates: list[tuple[float, str]] = []
-            for destination_id, _ in destinations:
+            candidates: list[tuple[float, str, str, bool]] = []
+            for destination_id, ready_at in destinations:
                 if destination_id in excluded:
                     continue
+                size = batches.get(destination_id, 1)
+                if size > 1 and ready_at > now - linger_s:
+                    continue  # lingering: its oldest job waits for others to join its request
+                requests = min(limits.get(destination_id, per_destination_limit), per_destination_limit)
+                if requests <= 0:
+                    continue
                 rows = db.execute(
-                    _CLAIMABLE, {"destination": destination_id, "now": now, "limit": per_destination_limit}
+                    _CLAIMABLE, {"destination": destination_id, "now": now, "limit": requests * size}
                 )
-                candidates.extend((available_at, job_id) for job_id, available_at in rows)
-            chosen = [job_id for _, job_id in sorted(candidates)[:limit]]
+                candidates.extend(
+                    (available_at, job_id, destination_id, size > 1 and attempts == 0)
+                    for job_id, available_at, attempts in rows
+                )
+            chosen = _within(sorted(candidates), limit, per_destination_limit, limits, batches)
             if not chosen:
                 return []
             token, expires_at = new_id(), now + lease_s
@@ -422,13 +467,13 @@ class SqliteQueue:
         """
         stored = self._outbox_form(job, record)
         with self._transaction() as db:
-            self._settle(db, job, stored, None)
+            self._settle(db, Settlement(job, record), stored)
 
     def reschedule(self, job: Job, record: Mapping[str, Any], due_at: float) -> None:
         """See `delivery.queue.Queue.reschedule`."""
         stored = self._outbox_form(job, record)
         with self._transaction() as db:
-            self._settle(db, job, stored, due_at)
+            self._settle(db, Settlement(job, record, due_at), stored)
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
         """See `delivery.queue.Queue.settle`."""
@@ -437,31 +482,66 @@ class SqliteQueue:
         with self._transaction() as db:
             for settlement, text in zip(settlements, stored, strict=True):
                 try:
-                    self._settle(db, settlement.job, text, settlement.due_at)
+                    self._settle(db, settlement, text)
                 except LeaseLost:
                     lost.append(settlement.job)
         return lost
 
-    def _settle(self, db: sqlite3.Connection, job: Job, stored: str, due_at: float | None) -> None:
-        """Finish (`due_at` None) or reschedule `job` and add its record; LeaseLost before any write."""
-        self._check_lease(db, job)
-        if due_at is None:
-            event_ids = [
-                row[0] for row in db.execute("SELECT event_id FROM job_events WHERE job_id = ?", (job.id,))
-            ]
-            db.execute("DELETE FROM job_events WHERE job_id = ?", (job.id,))
-            db.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
-            for chunk in _chunks(event_ids):
-                marks = _marks(len(chunk))
-                db.execute(f"UPDATE events SET refs = refs - 1 WHERE id IN ({marks})", chunk)
-                db.execute(f"DELETE FROM events WHERE refs <= 0 AND id IN ({marks})", chunk)
+    def _settle(self, db: sqlite3.Connection, settlement: Settlement, stored: str) -> None:
+        """Finish (`due_at` None) or reschedule the job (and its merged ones) and add the record.
+
+        LeaseLost before any write.
+        """
+        job, parts = settlement.job, (settlement.job, *settlement.merged)
+        for part in parts:
+            self._check_lease(db, part)
+        if settlement.due_at is None:
+            for part in parts:
+                self._finish(db, part.id)
         else:
+            if settlement.merged:
+                self._merge(db, job, settlement.merged)
             db.execute(
                 "UPDATE jobs SET state = 'pending', attempts = attempts + 1, due_at = ?, available_at = ?, "
                 "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?",
-                (due_at, due_at, job.id),
+                (settlement.due_at, settlement.due_at, job.id),
             )
         db.execute("INSERT INTO outbox (record) VALUES (?)", (stored,))
+
+    @staticmethod
+    def _finish(db: sqlite3.Connection, job_id: str) -> None:
+        """Delete a finished job, and the events no other job needs."""
+        event_ids = [
+            row[0] for row in db.execute("SELECT event_id FROM job_events WHERE job_id = ?", (job_id,))
+        ]
+        db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+        db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        for chunk in _chunks(event_ids):
+            marks = _marks(len(chunk))
+            db.execute(f"UPDATE events SET refs = refs - 1 WHERE id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM events WHERE refs <= 0 AND id IN ({marks})", chunk)
+
+    @staticmethod
+    def _merge(db: sqlite3.Connection, job: Job, merged: Sequence[Job]) -> None:
+        """Make `job` hold the events of `merged` after its own, in order, and delete those jobs.
+
+        Each event keeps its one reference from this destination, now through `job`.
+        """
+        event_ids: list[int] = []
+        for part in (job, *merged):
+            event_ids += [
+                row[0]
+                for row in db.execute(
+                    "SELECT event_id FROM job_events WHERE job_id = ? ORDER BY position", (part.id,)
+                )
+            ]
+            db.execute("DELETE FROM job_events WHERE job_id = ?", (part.id,))
+        db.executemany("DELETE FROM jobs WHERE id = ?", [(part.id,) for part in merged])
+        db.executemany(
+            "INSERT INTO job_events (job_id, position, event_id) VALUES (?, ?, ?)",
+            [(job.id, position, event_id) for position, event_id in enumerate(event_ids)],
+        )
+        db.execute("UPDATE jobs SET received_at = ? WHERE id = ?", (job.received_at, job.id))
 
     @staticmethod
     def _outbox_form(job: Job, record: Mapping[str, Any]) -> str:
@@ -475,10 +555,13 @@ class SqliteQueue:
         if job.lease_token is None or row != (JobState.LEASED, job.lease_token):
             raise LeaseLost(f"job {job.id} is no longer leased to {job.lease_owner!r} under this lease")
 
-    def release(self, owner: str) -> int:
+    def release(self, owner: str, jobs: Collection[Job] | None = None) -> int:
         """See `delivery.queue.Queue.release`."""
         with self._transaction() as db:
-            return self._unlease(db, "lease_owner = ?", (owner,))
+            if jobs is None:
+                return self._unlease(db, "lease_owner = ?", (owner,))
+            mine = "id = ? AND lease_owner = ? AND lease_token = ?"
+            return sum(self._unlease(db, mine, (job.id, owner, job.lease_token)) for job in jobs)
 
     def recover(self, now: float) -> int:
         """See `delivery.queue.Queue.recover`: here every lease belongs to a previous process."""

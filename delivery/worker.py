@@ -21,6 +21,24 @@ at most its own slots, never the others'. A destination is claimed for
 again once half its slots are free, so claims come in batches rather than
 one per finished request.
 
+**Metering.** A destination with a rate limit has a token bucket
+(`delivery.metering`; `[engine] metering`). Tokens are taken when jobs are
+claimed, never after: a destination without a whole token (or held by a
+Retry-After) is left out of the claim, and one with fewer tokens than a
+claim takes is asked for no more requests than it has tokens. So a claimed
+job still starts at once, and no lease runs down while a job waits for its
+turn; the jobs wait in the queue instead. Each answer is reported to the
+meter (429: slow down; 2xx: recover; Retry-After: hold the destination).
+
+**Batching.** A destination with `max_batch_events` above 1 is claimed
+only once its oldest due job has waited `batch_linger_s`, and its fresh
+jobs are combined into requests (`delivery.batching`). Each job's events
+are checked before they are combined, so a job that breaks an integration
+rule is skipped alone; the rest go out in one request whose record carries
+the first job's id and all their events, and the queue merges them into
+that job as it settles (`Settlement.merged`). A slot, a token and a record
+are per request, not per job.
+
 **Settling.** Finished jobs are settled in groups (one transaction, one
 fsync): a group is written when it reaches `SETTLE_GROUP` jobs or
 `SETTLE_DELAY_S` after its first job finished, whichever comes first.
@@ -45,11 +63,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from delivery import payload, records
+from delivery import batching, payload, records
 from delivery.classify import UnclassifiedError, classify
 from delivery.config import Config, Destination
-from delivery.precheck import Fix, Prechecks, Rejection
-from delivery.queue import Job, Queue, Settlement
+from delivery.metering import Metering
+from delivery.precheck import CheckedJob, Fix, Prechecks, Rejection
+from delivery.queue import Event, Job, Queue, Settlement
 from delivery.retry import RetryPolicy
 from delivery.sender import Sender, SendResult
 from ingest.ids import new_id
@@ -107,6 +126,14 @@ class Worker:
         self._poll_interval_s = poll_interval_s
         self._headers = {d.id: payload.headers(d) for d in config.destinations}
         self._shapes = {d.id: d.spec.request for d in config.destinations}
+        self._metering = (
+            Metering(config.destinations, clock(), retry_after_max_s=engine.retry_after_max_s)
+            if engine.metering
+            else None
+        )
+        #: Destinations whose requests combine jobs, and the most events per request.
+        self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
+        self._linger_s = engine.batch_linger_s
         self._on_fixed = on_fixed or (lambda integration, fixes: None)
         self._settler = _Settler(queue, on_settled or (lambda record: None))
         # Claim accounting (see the module docstring).
@@ -151,17 +178,22 @@ class Worker:
             if free < self._refill_at and self._held:
                 await self._sleep("capacity", None)
                 continue
-            excluded = self._full_destinations()
+            now = self._clock()
+            tokens = self._tokens(now)
+            blocked = self._full_destinations() | {d for d, n in tokens.items() if n == 0}
             limit = min(engine.claim_batch_size, free)
             try:
                 jobs = await asyncio.to_thread(
                     self._queue.claim,
                     self._owner,
-                    self._clock(),
+                    now,
                     limit=limit,
                     per_destination_limit=self._per_claim,
                     lease_s=engine.lease_s,
-                    exclude=excluded,
+                    exclude=blocked,
+                    limits=tokens,
+                    batches=self._batches,
+                    linger_s=self._linger_s,
                 )
             except Exception:
                 log.exception("claiming jobs failed; trying again in %.2f s", self._poll_interval_s)
@@ -169,18 +201,45 @@ class Worker:
                 continue
             if stop.is_set():
                 break  # claimed while stopping: left for release(), nothing was sent
-            for job in jobs:
-                self._start(job)
-            if len(jobs) == limit:
+            units = await self._requests(jobs, tokens)
+            units = await self._unless_held(units)
+            for unit in units:
+                self._start(unit, now)
+            if len(units) == limit:
                 continue
             # Destinations that may have more due jobs: left out of this claim, or given all it asked.
-            given = Counter(job.destination_id for job in jobs)
-            maybe_more = excluded | {d for d, n in given.items() if n == self._per_claim}
-            full = self._full_destinations()
-            if maybe_more - full:
+            given = Counter(unit[0].destination_id for unit in units)
+            maybe_more = blocked | {
+                d for d, n in given.items() if n == min(self._per_claim, tokens.get(d, self._per_claim))
+            }
+            later = self._clock()
+            if maybe_more - self._full_destinations() - {d for d, n in self._tokens(later).items() if n == 0}:
                 continue  # one of them has room now
             self._excluded = maybe_more
-            await self._sleep("work", self._poll_interval_s)
+            await self._sleep("work", self._idle_s(maybe_more, later))
+
+    def _tokens(self, now: float) -> dict[str, int]:
+        """Requests each metered destination may start now (whole tokens), when below a claim's share."""
+        if self._metering is None:
+            return {}
+        available = ((d, meter.available(now)) for d, meter in self._metering.items())
+        return {d: n for d, n in available if n < self._per_claim}
+
+    def _idle_s(self, waiting: frozenset[str], now: float) -> float:
+        """How long an idle claim loop sleeps: the poll interval, or less when something is due sooner.
+
+        Sooner: a metered destination in `waiting` gets a token, or a batching
+        destination's lingering jobs become claimable (at most `batch_linger_s` away).
+        """
+        timeout = self._poll_interval_s
+        if self._batches and self._linger_s > 0:
+            timeout = min(timeout, self._linger_s)
+        if self._metering is not None:
+            for destination_id in waiting:
+                meter = self._metering.get(destination_id)
+                if meter is not None:
+                    timeout = min(timeout, meter.wait_s(now))
+        return timeout
 
     def _full_destinations(self) -> frozenset[str]:
         """Destinations with fewer free slots than one claim takes: left out of claims."""
@@ -190,6 +249,53 @@ class Worker:
             if self._slots - held < self._per_claim
         )
 
+    async def _requests(self, jobs: Sequence[Job], tokens: Mapping[str, int]) -> list[list[Job]]:
+        """A claim's jobs as requests: one job each, or combined for batching destinations.
+
+        Jobs beyond the requests the claim counted (a batch cut short by
+        `max_batch_bytes`) are given back at once rather than left waiting.
+        """
+        units: list[list[Job]] = []
+        by_destination: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_destination.setdefault(job.destination_id, []).append(job)
+        surplus: list[Job] = []
+        for destination_id, claimed in by_destination.items():
+            destination = self._config.destination(destination_id)
+            size = self._batches.get(destination_id, 1)
+            if destination is None or size <= 1:
+                units += [[job] for job in claimed]
+                continue
+            groups = batching.requests(claimed, max_events=size, max_bytes=destination.max_batch_bytes)
+            counted = min(self._per_claim, tokens.get(destination_id, self._per_claim))
+            units += groups[:counted]
+            surplus += [job for group in groups[counted:] for job in group]
+        if surplus:
+            await self._give_back(surplus)
+        return units
+
+    async def _unless_held(self, units: list[list[Job]]) -> list[list[Job]]:
+        """`units` less those of destinations a Retry-After began to hold while the claim ran.
+
+        Those jobs are given back: the whole destination waits, these included.
+        """
+        if self._metering is None:
+            return units
+        now = self._clock()
+        held = {d for d, meter in self._metering.items() if meter.held_until > now}
+        waiting = [job for unit in units if unit[0].destination_id in held for job in unit]
+        if not waiting:
+            return units
+        await self._give_back(waiting)
+        return [unit for unit in units if unit[0].destination_id not in held]
+
+    async def _give_back(self, jobs: Sequence[Job]) -> None:
+        """Release jobs claimed but not sent now: pending again, claimable at once."""
+        try:
+            await asyncio.to_thread(self._queue.release, self._owner, jobs)
+        except Exception:
+            log.exception("giving back %d job(s) failed; they are sent when their lease lapses", len(jobs))
+
     async def _sleep(self, waiting_for: _Waiting, timeout: float | None) -> None:
         """Wait for `notify`, `stop`, the timeout, or room that `waiting_for` needs (see `_release`)."""
         self._waiting_for = waiting_for
@@ -198,10 +304,15 @@ class Worker:
         self._wake.clear()
         self._waiting_for = None
 
-    def _start(self, job: Job) -> None:
+    def _start(self, jobs: list[Job], now: float) -> None:
+        """Start one request for `jobs` (of one destination), taking its token."""
+        destination_id = jobs[0].destination_id
+        meter = self._metering.get(destination_id) if self._metering is not None else None
+        if meter is not None:
+            meter.take(now)
         self._held += 1
-        self._held_by_destination[job.destination_id] += 1
-        task = asyncio.create_task(self._deliver(job))
+        self._held_by_destination[destination_id] += 1
+        task = asyncio.create_task(self._deliver(jobs))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -225,49 +336,97 @@ class Worker:
 
     # -- one job --------------------------------------------------------------------------------
 
-    async def _deliver(self, job: Job) -> None:
+    async def _deliver(self, jobs: list[Job]) -> None:
         try:
-            settlement = await self._attempt(job)
+            settlements = await self._attempt(jobs)
         except Exception:
-            # A bug, not a delivery failure: nothing is recorded, the job's lease lapses
-            # and it is claimed again.
-            log.exception("job %s: the attempt failed inside the engine", job.id)
+            # A bug, not a delivery failure: nothing is recorded, the jobs' leases lapse
+            # and they are claimed again.
+            log.exception("job %s: the attempt failed inside the engine", jobs[0].id)
             return
         finally:
-            self._release(job.destination_id)
-        self._settler.add(settlement)
+            self._release(jobs[0].destination_id)
+        for settlement in settlements:
+            self._settler.add(settlement)
 
-    async def _attempt(self, job: Job) -> Settlement:
-        destination = self._config.destination(job.destination_id)
+    async def _attempt(self, jobs: list[Job]) -> list[Settlement]:
+        """Check `jobs`, send the ones that pass in one request, and settle all of them."""
+        destination = self._config.destination(jobs[0].destination_id)
         skip = await self._prechecks.verdict(destination)
         if skip is not None:
-            return self._skipped(job, destination, skip)
+            return [self._skipped(job, destination, skip) for job in jobs]
         assert destination is not None  # the precheck skips unknown destinations
+        settlements: list[Settlement] = []
+        passed: list[tuple[Job, tuple[Event, ...]]] = []
+        for job in jobs:  # each job alone, so one bad event cannot skip a whole batch
+            checked = self._checked(job, destination)
+            if isinstance(checked, Rejection):
+                settlements.append(self._skipped(job, destination, checked.verdict, checked.message))
+            else:
+                passed.append((job, checked.events))
+        if not passed:
+            return settlements
+        passed = await self._fit(passed, destination)
+        sent = batching.combine([job for job, _ in passed])
+        settlements.append(
+            await self._request(sent, tuple(job for job, _ in passed[1:]), passed, destination)
+        )
+        return settlements
+
+    def _checked(self, job: Job, destination: Destination) -> CheckedJob | Rejection:
         checked = self._prechecks.events(destination, job.events)
-        if isinstance(checked, Rejection):
-            return self._skipped(job, destination, checked.verdict, checked.message)
-        if checked.fixes:
+        if isinstance(checked, CheckedJob) and checked.fixes:
             log.debug("job %s: fixed %s", job.id, ", ".join(f"{f.rule} at {f.path}" for f in checked.fixes))
             self._on_fixed(destination.integration, checked.fixes)
-        body = payload.body(checked.events, self._shapes[destination.id])
-        started_at = records.utc(self._clock())
+        return checked
+
+    async def _fit(
+        self, passed: list[tuple[Job, tuple[Event, ...]]], destination: Destination
+    ) -> list[tuple[Job, tuple[Event, ...]]]:
+        """The leading jobs whose events, as fixed, fit one body; the others are given back."""
+        if len(passed) == 1:
+            return passed
+        sizes = [len(events[0].payload) for _, events in passed]
+        n = batching.fitting(sizes, destination.max_batch_bytes)
+        if n < len(passed):
+            await self._give_back([job for job, _ in passed[n:]])
+        return passed[:n]
+
+    async def _request(
+        self,
+        job: Job,
+        merged: tuple[Job, ...],
+        passed: Sequence[tuple[Job, tuple[Event, ...]]],
+        destination: Destination,
+    ) -> Settlement:
+        """Send `job` (the combined one) once and decide its next step."""
+        body = payload.body([e for _, events in passed for e in events], self._shapes[destination.id])
+        sent_at = self._clock()
         result = await self._send(destination, body)
-        ended_at = records.utc(self._clock())
+        ended = self._clock()
         verdict, unclassified = _classify(result, job)
         decision = records.decide(
             verdict,
             attempt=job.attempts + 1,
             received_at=records.utc(job.received_at),
-            ended_at=ended_at,
+            ended_at=records.utc(ended),
             retry_after=result.retry_after,
             policy=self._policy,
             rng=self._rng,
         )
+        if self._metering is not None:
+            self._metering.observe(
+                destination.id,
+                ended,
+                sent_at=sent_at,
+                status=result.status,
+                retry_after_s=decision.retry_after_s,
+            )
         record = records.request_record(
             job,
             destination,
             attempt_id=new_id(),
-            started_at=started_at,
+            started_at=records.utc(sent_at),
             request_bytes=len(body),
             result=result,
             verdict=verdict,
@@ -275,7 +434,7 @@ class Worker:
             unclassified=unclassified,
         )
         due_at = decision.next_attempt_at.timestamp() if decision.next_attempt_at is not None else None
-        return Settlement(job, record, due_at)
+        return Settlement(job, record, due_at, merged)
 
     def _skipped(
         self,

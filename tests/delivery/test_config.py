@@ -166,6 +166,8 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "lease_s": 30,
         "shutdown_grace_s": 0,
         "max_batch_bytes": 1000,
+        "metering": False,
+        "batch_linger_s": 0,
     }
     assert set(engine) == {f.name for f in dataclasses.fields(EngineConfig)}
     loaded = parse_config({"engine": engine}, base_dir=tmp_path).engine
@@ -188,6 +190,8 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         lease_s=30.0,
         shutdown_grace_s=0.0,
         max_batch_bytes=1000,
+        metering=False,
+        batch_linger_s=0,
     )
     assert isinstance(loaded.retry_window_s, float)
 
