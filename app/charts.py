@@ -51,19 +51,18 @@ def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
 
 def hourly_classes(hours: pl.DataFrame, title: str) -> go.Figure:
     """Requests per hour, stacked by error class, success included."""
-    frame = hours.with_columns(
-        pl.col("error_class").replace_strict(style.CLASS_LABELS, default=pl.col("error_class"))
-    )
-    colors = {style.CLASS_LABELS[name]: color for name, color in style.CLASS_COLORS.items()}
+    frame = hours.with_columns(style.class_label())
     figure = px.bar(
         frame.to_pandas(),
         x="hour",
         y="requests",
         color="error_class",
-        color_discrete_map=colors,
+        color_discrete_map=style.LABEL_COLORS,
         labels={"hour": "hour (UTC)", "requests": "requests", "error_class": "error class"},
     )
-    return style.finish(figure, title=title, x="hour (UTC)", y="requests per hour")
+    return style.finish(
+        figure, title=title, x="hour (UTC)", y="requests per hour", height=440, legend_below=True
+    )
 
 
 def delivery_funnel(funnel: pl.DataFrame, title: str) -> go.Figure:

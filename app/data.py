@@ -10,6 +10,7 @@ Pages never see a `Scope` they did not get from `app.access`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,16 @@ def integrations(start: dt.datetime, end: dt.datetime) -> list[str]:
     """Integrations with traffic in the range, busiest first (operators' scope picker)."""
     frame = by_integration(Scope.all(), start, end)
     return frame.sort("requests", descending=True).get_column("integration").to_list()
+
+
+def as_csv(frame: pl.DataFrame) -> bytes:
+    """CSV of a query result; nested values (the `events` list, structs) as JSON text, as CSV has no lists."""
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    flat = frame.with_columns(
+        pl.Series(name, [json.dumps(value, default=str) for value in frame.get_column(name).to_list()])
+        for name in nested
+    )
+    return flat.write_csv().encode()
 
 
 def run_sql(text: str) -> pl.DataFrame:

@@ -6,9 +6,11 @@ the day page, a customer's dashboard and a partner's page.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Final
 
 import plotly.graph_objects as go
+import polars as pl
 
 from ingest.taxonomy import ErrorClass, Outcome
 
@@ -52,6 +54,15 @@ CLASS_LABELS: Final[dict[str, str]] = {
 }
 
 
+#: The same colours, keyed by the labels charts show.
+LABEL_COLORS: Final[dict[str, str]] = {CLASS_LABELS[name]: color for name, color in CLASS_COLORS.items()}
+
+
+def class_label(column: str = "error_class") -> pl.Expr:
+    """The column's error classes as their on-screen labels (`rate_limit` -> `rate limit (429)`)."""
+    return pl.col(column).replace_strict(CLASS_LABELS, default=pl.col(column))
+
+
 def count(value: Any) -> str:
     """A whole number with thousands separators; a dash for nothing."""
     if value is None:
@@ -86,7 +97,20 @@ def duration(seconds: Any) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def finish(figure: go.Figure, *, title: str, x: str, y: str, height: int = 340) -> go.Figure:
+def time_range(start: dt.datetime, end: dt.datetime) -> str:
+    """`2026-11-27 06:00 to 12:00 UTC`; a range ending at the next midnight ends at 24:00."""
+    if end.date() == start.date():
+        until = f"{end:%H:%M}"
+    elif end == dt.datetime.combine(start.date(), dt.time(), start.tzinfo) + dt.timedelta(days=1):
+        until = "24:00"
+    else:
+        until = f"{end:%Y-%m-%d %H:%M}"
+    return f"{start:%Y-%m-%d %H:%M} to {until} UTC"
+
+
+def finish(
+    figure: go.Figure, *, title: str, x: str, y: str, height: int = 340, legend_below: bool = False
+) -> go.Figure:
     """Every chart gets a title, labelled axes and the same margins."""
     figure.update_layout(
         title={"text": title},
@@ -96,4 +120,6 @@ def finish(figure: go.Figure, *, title: str, x: str, y: str, height: int = 340) 
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
         legend_title_text="",
     )
+    if legend_below:
+        figure.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})
     return figure

@@ -273,6 +273,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         "--server.address", args.host,
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
     ]  # fmt: skip
     sys.stdout.flush()
     sys.stderr.flush()
@@ -297,13 +298,14 @@ def cmd_link(args: argparse.Namespace) -> None:
         raise CommandError(f"--ttl: {exc}") from None
     expires_at = int(time.time()) + ttl_s
     if args.workspace:
-        viewer, page = Viewer(ViewerKind.WORKSPACE, args.workspace, expires_at), "customer"
+        viewer = Viewer(ViewerKind.WORKSPACE, args.workspace, expires_at)
     elif args.partner:
-        viewer, page = Viewer(ViewerKind.PARTNER, args.partner, expires_at), "partner"
+        viewer = Viewer(ViewerKind.PARTNER, args.partner, expires_at)
     else:
-        viewer, page = Viewer(ViewerKind.ENGINEER, None, expires_at), ""
+        viewer = Viewer(ViewerKind.ENGINEER, None, expires_at)
     expiry = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_at))
-    print(f"{args.base_url.rstrip('/')}/{page}?token={sign(viewer, secret)}")
+    # Every viewer's home page (customer dashboard, partner page, day page) is the root.
+    print(f"{args.base_url.rstrip('/')}/?token={sign(viewer, secret)}")
     print(f"grants: {viewer.label}; expires {expiry}", file=sys.stderr)
 
 

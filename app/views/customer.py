@@ -20,7 +20,7 @@ st.title("Customer delivery dashboard")
 if scope is None:
     st.info("No workspace has deliveries in this range. Pick another day in the sidebar.")
     st.stop()
-st.caption(f"Workspace **{scope.value}** · {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC")
+st.caption(f"Workspace **{scope.value}** · {style.time_range(start, end)}")
 
 with st.spinner("Reading the attempt log…"):
     report = data.day_report(scope, start, end)
@@ -50,7 +50,7 @@ for col, (label, column) in zip(
     strict=True,
 ):
     share = "" if column == "events_received" else style.pct(report[f"{column}_pct"])
-    col.metric(label, style.count(report[column]), delta=share or None, delta_color="off")
+    col.metric(label, style.count(report[column]), delta=share or None, delta_color="off", delta_arrow="off")
 
 auth = samples.filter(pl.col("error_class") == "auth")
 st.header("Open notifications")
@@ -86,6 +86,7 @@ def by_class(outcome: str) -> pl.DataFrame:
 table = (
     destinations.join(by_class("failed"), on="destination_id", how="left")
     .join(by_class("skipped"), on="destination_id", how="left")
+    .with_columns(pl.col("failed_by_class", "skipped_by_class").fill_null(""))
     .select(
         "destination_id",
         "integration",
@@ -132,13 +133,17 @@ left.plotly_chart(
 )
 failed_requests = errors.filter(pl.col("error_class") != "none")
 if failed_requests.height:
-    requests_by_class = failed_requests.group_by("error_class").agg(pl.col("requests").sum())
+    requests_by_class = (
+        failed_requests.group_by("error_class")
+        .agg(pl.col("requests").sum())
+        .with_columns(style.class_label())
+    )
     figure = px.bar(
-        requests_by_class.to_pandas(),
+        requests_by_class.sort("requests", descending=True).to_pandas(),
         x="error_class",
         y="requests",
         color="error_class",
-        color_discrete_map=style.CLASS_COLORS,
+        color_discrete_map=style.LABEL_COLORS,
         labels={"error_class": "error class", "requests": "failed requests"},
     )
     figure.update_layout(showlegend=False)

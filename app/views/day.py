@@ -16,7 +16,7 @@ who = "all workspaces" if viewer.sees_everything else viewer.label
 
 st.title("A day of HTTP responses")
 st.caption(
-    f"{start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC · {who}. "
+    f"{style.time_range(start, end)} · {who}. "
     "Event figures follow the events received in the range to their final outcome; "
     "request figures count the HTTP requests started in it."
 )
@@ -39,6 +39,7 @@ cols[2].metric(
     style.pct(report["delivered_eventually_pct"]),
     delta=f"+{report['delivered_after_retries_pct']:.2f} pp thanks to retries",
     delta_color="off",
+    delta_arrow="off",
 )
 cols[3].metric("Never arrive: terminal errors", style.pct(report["failed_pct"]))
 cols[4].metric("HTTP requests", style.count(report["requests"]))
@@ -58,11 +59,11 @@ terminal_cols[2].metric("Events failed for good", style.count(report["failed"]))
 terminal = codes.filter(pl.col("error_class").is_in(["auth", "validation", "client"]))
 if terminal.height:
     figure = px.bar(
-        terminal,
+        terminal.with_columns(style.class_label()).to_pandas(),
         x="label",
         y="requests",
         color="error_class",
-        color_discrete_map=style.CLASS_COLORS,
+        color_discrete_map=style.LABEL_COLORS,
         labels={"label": "status code", "requests": "requests", "error_class": "error class"},
     )
     figure.update_xaxes(type="category")
@@ -86,20 +87,24 @@ st.plotly_chart(hourly_classes(hours, "Requests per hour by error class"), width
 st.header("What retries gain")
 delivered = funnel.filter(pl.col("kind") == "delivered")
 if delivered.height:
-    figure = px.line(
-        delivered.to_pandas(),
+    # The funnel's stages are cumulative; each bar is what one more attempt added.
+    per_attempt = delivered.sort("attempt").with_columns(pl.col("events").diff().fill_null(pl.col("events")))
+    figure = px.bar(
+        per_attempt.to_pandas(),
         x="attempt",
-        y="pct",
-        markers=True,
-        labels={"attempt": "attempts made", "pct": "events delivered (%)"},
+        y="events",
+        log_y=True,
+        text=[f"{events:,}" for events in per_attempt.get_column("events")],
+        labels={"attempt": "attempt that delivered", "events": "events delivered"},
+        color_discrete_sequence=[style.CLASS_COLORS["none"]],
     )
-    figure.update_yaxes(ticksuffix="%")
+    figure.update_xaxes(dtick=1)
     st.plotly_chart(
         style.finish(
             figure,
-            title="Share of events delivered after n attempts",
-            x="attempts made",
-            y="events delivered (% of received)",
+            title="Events delivered at each attempt: the first, then what each retry added",
+            x="attempt that delivered (1 = first try)",
+            y="events (log scale)",
         ),
         width="stretch",
     )
@@ -108,6 +113,7 @@ st.metric(
     style.count(report["delivered_after_retries"]),
     delta=style.pct(report["delivered_after_retries_pct"]) + " of events",
     delta_color="off",
+    delta_arrow="off",
 )
 
 st.header("WTF webhooks: answers outside HTTP's vocabulary")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import data, filters, hints, session
+from app import data, filters, hints, session, style
 from ingest.taxonomy import ErrorClass
 
 SAMPLES = 50
@@ -42,7 +42,7 @@ integration = last.selectbox(
     bind="query-params",
 )
 st.caption(
-    f"{start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC · the latest {SAMPLES} attempts that did not deliver "
+    f"{style.time_range(start, end)} · the latest {SAMPLES} attempts that did not deliver "
     "and match every filter set (empty filters match anything)."
 )
 
@@ -97,17 +97,34 @@ st.dataframe(
 )
 
 st.header("Attempt history of one job")
-jobs = list(dict.fromkeys(samples.get_column("job_id").to_list()))
+# Jobs with the most attempts first: their history shows what retries did.
+by_attempts = samples.group_by("job_id", maintain_order=True).agg(pl.col("attempt").max())
+jobs = by_attempts.sort("attempt", descending=True, maintain_order=True).get_column("job_id").to_list()
 job = st.selectbox("Job", jobs, key="job", bind="query-params")
 if job is not None:
     with st.spinner("Reading the job's attempts…"):
         history = data.job_history(scope, job)
     st.dataframe(
-        history.to_pandas(),
+        history.select(
+            "attempt",
+            "started_at",
+            "duration_ms",
+            "status_code",
+            "error_class",
+            "error_code",
+            "retryable",
+            "outcome",
+            pl.coalesce("response_body", "error_message").str.slice(0, 300).alias("answer"),
+        ).to_pandas(),
         hide_index=True,
         column_config={
+            "attempt": number("attempt", format="%d"),
             "started_at": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss.SSS"),
             "duration_ms": number("duration (ms)", format="%.1f"),
             "status_code": number("HTTP status", format="%d"),
+            "error_class": "error class",
+            "error_code": "error code",
+            "outcome": "job after this attempt",
+            "answer": "response body or error",
         },
     )

@@ -17,7 +17,7 @@ if scope is None:
     st.info("No integration has deliveries in this range. Pick another day in the sidebar.")
     st.stop()
 st.caption(
-    f"Integration **{scope.value}**, across every customer · {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC. "
+    f"Integration **{scope.value}**, across every customer · {style.time_range(start, end)}. "
     "Aggregates only: no workspace ids, bodies redacted."
 )
 
@@ -44,13 +44,25 @@ cols[4].metric(
 )
 
 left, right = st.columns(2)
+# Dozens of nonstandard codes would crowd out the standard ones: they share one bar.
 answered = codes.filter(pl.col("status_code").is_not_null())
+nonstandard = answered.filter(pl.col("error_class") == "nonstandard")
+standard = answered.filter(pl.col("error_class") != "nonstandard").select("label", "error_class", "requests")
+if nonstandard.height:
+    grouped = pl.DataFrame(
+        {
+            "label": [f"nonstandard ({nonstandard.height} codes)"],
+            "error_class": ["nonstandard"],
+            "requests": [int(nonstandard.get_column("requests").sum())],
+        }
+    )
+    standard = pl.concat([standard, grouped], how="vertical_relaxed")
 figure = px.bar(
-    answered.to_pandas(),
+    standard.with_columns(style.class_label()).to_pandas(),
     x="label",
     y="requests",
     color="error_class",
-    color_discrete_map=style.CLASS_COLORS,
+    color_discrete_map=style.LABEL_COLORS,
     log_y=True,
     labels={"label": "status code", "requests": "requests", "error_class": "error class"},
 )

@@ -15,7 +15,7 @@ scope = viewer.scope
 st.title("Retries")
 who = "all workspaces" if viewer.sees_everything else viewer.label
 st.caption(
-    f"{start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC · {who}. "
+    f"{style.time_range(start, end)} · {who}. "
     "Events received in the range, followed through every retry to their final outcome."
 )
 
@@ -40,6 +40,7 @@ cols[2].metric(
     style.count(recovered),
     delta=style.pct(100 * recovered / retried if retried else 0) + " of retried",
     delta_color="off",
+    delta_arrow="off",
 )
 overall = delay.filter(pl.col("delivery") == "after retries")
 if overall.height:
@@ -81,7 +82,7 @@ st.dataframe(
     recovery.to_pandas(),
     hide_index=True,
     column_config={
-        "error_class": "first failure",
+        "first_error_class": "first failure",
         "first_failed": number("first attempt failed (events)", format="localized"),
         "not_retried": number("not retried", format="localized"),
         "retried": number("retried", format="localized"),
@@ -98,18 +99,22 @@ st.dataframe(
 
 st.header("Time from receipt to delivery")
 if delay.height:
+    readable = delay.with_columns(
+        pl.col(column).map_elements(lambda ms: style.duration(ms / 1000), return_dtype=pl.String)
+        for column in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms")
+    )
     st.dataframe(
-        delay.to_pandas(),
+        readable.to_pandas(),
         hide_index=True,
         column_config={
-            "delivery": "deliveries",
-            "deliveries": number("jobs delivered", format="localized"),
+            "delivery": "delivered",
+            "deliveries": number("requests that delivered", format="localized"),
             "events": number("events", format="localized"),
-            "p50_ms": number("p50 (ms)", format="localized"),
-            "p95_ms": number("p95 (ms)", format="localized"),
-            "p99_ms": number("p99 (ms)", format="localized"),
-            "mean_ms": number("mean (ms)", format="localized"),
-            "max_ms": number("max (ms)", format="localized"),
+            "p50_ms": "p50",
+            "p95_ms": "p95",
+            "p99_ms": "p99",
+            "mean_ms": "mean",
+            "max_ms": "max",
         },
     )
 if buckets.height:

@@ -69,10 +69,15 @@ if st.button("Run", type="primary") and text.strip():
             result = result.head(limit)
             st.warning(f"The result has more than {limit:,} rows: showing the first {limit:,}.")
         st.caption(f"{result.height:,} row(s), {result.width} column(s)")
-        st.dataframe(result.to_pandas(), hide_index=True)
+        integers = {
+            name: st.column_config.NumberColumn(name, format="localized")
+            for name, dtype in result.schema.items()
+            if dtype.is_integer()
+        }
+        st.dataframe(result.to_pandas(), hide_index=True, column_config=integers)
         st.download_button(
             "Download as CSV",
-            result.write_csv().encode(),
+            data.as_csv(result),
             file_name="deliverydash-query.csv",
             mime="text/csv",
         )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.access import ViewerKind
+from app.data import as_csv
 from tests.app.conftest import OpenApp, SimulatedDay, token
 
 
@@ -69,3 +74,18 @@ def test_a_large_result_is_cut_at_the_row_limit(open_app: OpenApp, monkeypatch: 
     at = _run(_console(open_app), "SELECT * FROM attempts")
     assert len(at.dataframe[0].value) == 100
     assert "more than 100 rows" in at.warning[-1].value
+
+
+def test_a_result_with_nested_columns_downloads_as_csv(open_app: OpenApp) -> None:
+    at = _run(_console(open_app), "SELECT attempt_id, events FROM attempts LIMIT 3")
+    assert not at.exception and not at.error
+    assert at.get("download_button")
+
+
+def test_nested_values_become_json_in_the_csv() -> None:
+    frame = pl.DataFrame(
+        {"n": [1, 2], "events": [[{"message_id": "m1", "type": "track"}], []]},
+    )
+    rows = list(csv.DictReader(io.StringIO(as_csv(frame).decode())))
+    assert [json.loads(row["events"]) for row in rows] == [[{"message_id": "m1", "type": "track"}], []]
+    assert [row["n"] for row in rows] == ["1", "2"]
