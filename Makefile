@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine with Python 3.11+, pip and make:
-#   make demo   set up, simulate a day of delivery attempts, print the day report,
-#               then run the engine against local test destinations and print its funnel
+#   make demo   set up, simulate a day of delivery attempts and print its report, then run the
+#               live demo (partner simulator, engine, real client) and open the dashboard on both
 #   make test   set up, run the whole test suite
 # Both create .venv and install the project on first use.
 
@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= data
 ATTEMPTS ?= 2000000
+SIM_DATE ?= 2026-11-27
 
 .PHONY: demo test lint bench clean-data
 
@@ -21,9 +22,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/deliverydash simulate --attempts $(ATTEMPTS) --data-dir $(DATA_DIR) --replace
-	$(BIN)/deliverydash report --data-dir $(DATA_DIR)
-	$(BIN)/deliverydash demo-engine --data-dir $(DATA_DIR)
+	$(BIN)/deliverydash simulate --attempts $(ATTEMPTS) --date $(SIM_DATE) --data-dir $(DATA_DIR) --replace
+	$(BIN)/deliverydash report --data-dir $(DATA_DIR) --date $(SIM_DATE)
+	$(BIN)/deliverydash demo --data-dir $(DATA_DIR)
+	$(BIN)/deliverydash dashboard --data-dir $(DATA_DIR)
 
 test: $(STAMP)
 	@.ci/ensure-chromium

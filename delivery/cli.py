@@ -127,6 +127,21 @@ def cmd_demo_engine(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from delivery.demo import DemoError
+    from delivery.live_demo import render, run_live_demo
+
+    try:
+        result = run_live_demo(
+            Path(args.data_dir), args.events, time_scale=args.time_scale, send_s=args.send_seconds
+        )
+    except DemoError as exc:
+        raise CommandError(str(exc)) from None
+    print(render(result), end="")
+    if result.unsettled:
+        raise CommandError(f"{result.unsettled:,} of {result.jobs:,} deliveries had no final outcome in time")
+
+
 def _scope(args: argparse.Namespace) -> Scope:
     from queries.scope import Scope
 
@@ -338,6 +353,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "demo",
+        help="the live demo: partner simulator, engine, a stream of events, then the report",
+        description="Start simulated partners (healthy, rate-limited, flaky, outage, expired "
+        "credentials, batch, WTF codes, expired TLS, never answering), run the engine with the "
+        "seed's retry schedule compressed --time-scale times, send a stream of events to three "
+        "workspaces with the real segment-analytics-python client, wait until every delivery has a "
+        "final outcome, and print the seed-style report, the funnel and the notifications, all "
+        "from the real attempt log under --data-dir.",
+    )
+    p.add_argument("--events", type=_positive_int, default=600, help="events to send (default: %(default)s)")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=120.0,
+        help="how many times faster than the seed's schedule retries run: 120 puts 4 h of retries "
+        "in 2 minutes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--send-seconds",
+        type=float,
+        default=30.0,
+        help="spread the events over this many seconds (default: %(default)s)",
+    )
+    data_dir(p)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
         "demo-engine",

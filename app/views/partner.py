@@ -68,7 +68,14 @@ figure = px.bar(
 )
 figure.update_xaxes(type="category")
 left.plotly_chart(
-    style.finish(figure, title="Status code distribution", x="HTTP status", y="requests (log scale)"),
+    style.finish(
+        figure,
+        title="Status code distribution",
+        x="HTTP status",
+        y="requests (log scale)",
+        height=440,
+        legend_below=True,
+    ),
     width="stretch",
 )
 
