@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from delivery.notifications import Notification, open_notifications
 from queries import AttemptLog, Scope, api, connect
 from queries.errors import QueryError
 
@@ -185,6 +186,15 @@ def integrations(start: dt.datetime, end: dt.datetime) -> list[str]:
     """Integrations with traffic in the range, busiest first (operators' scope picker)."""
     frame = by_integration(Scope.all(), start, end)
     return frame.sort("requests", descending=True).get_column("integration").to_list()
+
+
+def notifications(workspace: str) -> list[Notification]:
+    """The engine's open notifications for one workspace (auth failures, auto-disabled destinations).
+
+    Read from the engine's store under the data directory, read-only and
+    uncached: a small SQLite file, and a notification should show at once.
+    """
+    return open_notifications(data_dir(), workspace=workspace)
 
 
 def as_csv(frame: pl.DataFrame) -> bytes:

@@ -52,8 +52,13 @@ for col, (label, column) in zip(
     share = "" if column == "events_received" else style.pct(report[f"{column}_pct"])
     col.metric(label, style.count(report[column]), delta=share or None, delta_color="off", delta_arrow="off")
 
-auth = samples.filter(pl.col("error_class") == "auth")
 st.header("Open notifications")
+for note in data.notifications(scope.value or ""):
+    since = f"since {note.first_seen_at:%Y-%m-%d %H:%M} UTC"
+    st.error(f"**{note.destination_id}** ({note.kind.replace('_', ' ')}, {since}): {note.message}")
+    if note.sample_body:
+        st.code(note.sample_body, language="json", wrap_lines=True)
+auth = samples.filter(pl.col("error_class") == "auth")
 if auth.height:
     alerts = auth.group_by("destination_id").agg(
         pl.col("requests").sum(), pl.col("last_seen").max(), pl.col("status_code").first()
@@ -64,7 +69,7 @@ if auth.height:
             f"(HTTP {row['status_code']}), last at {row['last_seen']:%Y-%m-%d %H:%M} UTC. "
             + hints.hint("auth", row["status_code"])
         )
-else:
+elif not data.notifications(scope.value or ""):
     st.success("No destination is failing authentication in this range.")
 
 st.header("Destinations")

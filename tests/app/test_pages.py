@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
+
 import pytest
 
 from app.access import ViewerKind
+from delivery.auth_watch import Phase, WatchState
+from delivery.notifications import NewNotification, NotificationStore
+from ingest.ids import new_id
 from queries import Scope, api, connect
 from tests.app.conftest import END, START, OpenApp, SimulatedDay, metrics, page_text, token
 
@@ -154,3 +161,33 @@ def test_filters_come_from_the_url(open_app: OpenApp, simulated_day: SimulatedDa
     at = open_app(token(ViewerKind.ENGINEER), params={"hours": ["6", "12"], "day": day})
     assert at.sidebar.slider[0].value == (6, 12)
     assert "06:00 to 12:00" in at.caption[0].value
+
+
+def test_the_customer_sees_its_open_notifications_and_no_one_elses(
+    open_app: OpenApp, simulated_day: SimulatedDay, tmp_path: Path
+) -> None:
+    mine, other = simulated_day.workspaces[1], simulated_day.workspaces[0]
+    data_dir = tmp_path / "data"
+    shutil.copytree(simulated_day.data_dir, data_dir)
+    store = NotificationStore(data_dir)
+    now = time.time()
+    for workspace, destination in ((mine, "dst-mine"), (other, "dst-theirs")):
+        note = NewNotification(
+            id=new_id(),
+            kind="disabled",
+            workspace_id=workspace,
+            destination_id=destination,
+            integration="crm-records",
+            created_at=now,
+            message=f"{destination}: disabled after 50 auth failures",
+            first_seen_at=now - 600,
+            failures=50,
+            status_code=401,
+            sample_body='{"error":"invalid_grant"}',
+        )
+        store.record(destination, WatchState(Phase.DISABLED, 50, now - 600, now, now + 300), [note])
+    store.close()
+    at = open_app(token(ViewerKind.WORKSPACE, mine), data_dir=data_dir)
+    shown = " ".join(error.value for error in at.error)
+    assert "dst-mine" in shown and "disabled after 50 auth failures" in shown
+    assert "dst-theirs" not in page_text(at)
