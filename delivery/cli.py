@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from queries.log import AttemptLog
     from queries.scope import Scope
 
@@ -172,9 +174,33 @@ def cmd_report(args: argparse.Namespace) -> None:
             )
         start = dt.datetime.combine(day, dt.time(), dt.UTC)
         scope = _scope(args)
-        row = api.day_report(log, scope, start, start + dt.timedelta(days=1)).row(0, named=True)
+        end = start + dt.timedelta(days=1)
+        row = api.day_report(log, scope, start, end).row(0, named=True)
+        failures = api.destination_failures(log, scope, start, end)
     label = scope.kind.value if scope.value is None else f"{scope.kind.value} {scope.value}"
-    print(render_report(row, day, label))
+    print(render_report(row, day, label) + render_failures(failures, row["events_received"]), end="")
+
+
+def render_failures(failures: pl.DataFrame, received: int) -> str:
+    """The events that never arrived, by outcome and error class: what the customer can act on."""
+    import polars as pl
+
+    lines: list[str] = [""]
+    totals = failures.group_by("outcome", "error_class").agg(pl.col("events").sum())
+    for outcome, title in (
+        ("failed", "FAILED, by error class (terminal: fix and resend)"),
+        ("dropped", "DROPPED, by error class of the last attempt (retries ran out)"),
+        ("skipped", "SKIPPED, by reason (never sent)"),
+    ):
+        rows = totals.filter(pl.col("outcome") == outcome).sort("events", descending=True)
+        if rows.is_empty():
+            continue
+        lines.append(f"{title:<60}{'events':>16}{'share':>10}")
+        for error_class, events in rows.select("error_class", "events").iter_rows():
+            share = 100 * events / received if received else 0.0
+            lines.append(f"  {error_class:<58}{events:>16,}{share:>9.2f}%")
+        lines.append("")
+    return "\n".join(lines) if len(lines) > 1 else ""
 
 
 def render_report(row: dict[str, float], day: dt.date, scope: str) -> str:

@@ -58,6 +58,23 @@ def test_report_for_one_workspace(day: Path) -> None:
     assert f"scope workspace {name}" in done.stdout
 
 
+def _figure(out: str, label: str) -> int:
+    line = next(line for line in out.splitlines() if line.startswith(label))
+    return int(line[len(label) :].split()[0].replace(",", ""))
+
+
+def test_report_breaks_failed_dropped_and_skipped_events_down(day: Path) -> None:
+    out = run("report", "--data-dir", str(day)).stdout
+    for outcome, label in (
+        ("FAILED", "never arrive: terminal errors"),
+        ("DROPPED", "dropped: retries ran out"),
+    ):
+        section = out.split(outcome + ",", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+        by_class = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in section}
+        assert sum(by_class.values()) == _figure(out, label), (outcome, by_class)
+    assert "auth" in out.split("FAILED,", 1)[1].split("\n\n", 1)[0]
+
+
 def test_sql_one_shot_matches_the_row_count(day: Path) -> None:
     done = run("sql", "SELECT count(*) AS n FROM attempts", "--data-dir", str(day))
     assert done.returncode == 0, done.stderr
