@@ -593,3 +593,83 @@ def test_precheck_metric_labels_stay_in_closed_sets() -> None:
     metrics.record_fixes("crm-records", [Fix("event_name_pattern", "event"), Fix("made_up", "p")])
     assert metrics.precheck_skips == {("other", "other"): 1, ("unknown", "unknown_destination"): 1}
     assert metrics.precheck_fixes == {("crm-records", "event_name_pattern"): 1, ("crm-records", "other"): 1}
+
+
+def test_prechecks_prevent_the_simulated_strict_partners_400s(tmp_path: Path) -> None:
+    """The same events to the partner simulator's strict partner: raw (webhook) and checked (crm-records)."""
+    from delivery.partners.config import parse_config as parse_partners
+    from delivery.partners.servers import partners_in_thread
+
+    partners = parse_partners(
+        {
+            "control_port": 0,
+            "partners": [
+                {
+                    "name": "records",
+                    "profile": "strict",
+                    "port": 0,
+                    "event_pattern": PARTNER_EVENT_NAME.pattern,
+                    "max_string_length": 255,
+                }
+            ],
+        }
+    )
+    now = time.time()
+    stamp = "2026-11-28T00:00:00Z"
+    messages = [
+        stored("m-fix", type="track", userId="u-1", event="Order Completed!", timestamp=stamp),
+        stored(
+            "m-long",
+            type="track",
+            userId="u-2",
+            event="Signed_Up",
+            properties={"n": "x" * 300},
+            timestamp=stamp,
+        ),
+        stored("m-good", type="track", userId="u-3", event="Order_Completed", timestamp=stamp),
+    ]
+    events = [
+        Event(e.message_id, e.workspace_id, e.source_id, e.type, e.name, e.payload, now) for e in messages
+    ]
+    with partners_in_thread(partners.partners, control_port=None) as running:
+        url = running.url("records")
+        checked = {"integration": "crm-records", "credential": "crm-secret-token", "max_batch_events": 1}
+        config = parse_config(
+            {
+                "engine": {"data_dir": str(tmp_path), "allow_private_targets": True, "max_attempts": 1},
+                "sources": [{"id": "web", "workspace": "acme", "write_key": "wk_web"}],
+                "destinations": [
+                    {"id": "checked", "source": "web", "url": url, **checked},
+                    {"id": "raw", "source": "web", "integration": "webhook", "url": url},
+                ],
+            }
+        )
+        queue = SqliteQueue(tmp_path)
+        queue.enqueue(events, {"web": ["checked", "raw"]})
+
+        async def deliver() -> None:
+            async with Sender(request_timeout_s=5, limit=10, limit_per_host=10) as sender:
+                worker = Worker(config, queue, sender, owner="test")
+                stop = asyncio.Event()
+                run = asyncio.create_task(worker.run(stop))
+                deadline = time.monotonic() + 8
+                while sum(queue.depth().by_state.values()) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                stop.set()
+                await asyncio.wait_for(run, 8)
+
+        try:
+            asyncio.run(deliver())
+            rows: list[dict[str, Any]] = []
+            while (batch := queue.outbox_batch(100)) is not None:
+                rows += batch.rows
+                queue.outbox_ack(batch.batch_id)
+        finally:
+            queue.close()
+        stats = running.stats("records")
+
+    statuses = {(row["destination_id"], row["events"][0]["message_id"]): row["status_code"] for row in rows}
+    # Unchecked, the two faulty events are refused; checked, both are fixed and accepted.
+    assert statuses[("raw", "m-fix")] == 400 and statuses[("raw", "m-long")] == 400
+    assert {statuses[("checked", m)] for m in ("m-fix", "m-long", "m-good")} == {200}
+    assert stats.requests == 6 and stats.statuses[400] == 2
