@@ -17,7 +17,8 @@ import ipaddress
 import socket
 import ssl
 import struct
-from collections.abc import Awaitable, Callable, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -46,6 +47,7 @@ class Exchange:
                 length = int(value)
         body = await self.reader.readexactly(length)
         self._server.requests += 1
+        self._server.received.append(head + body)
         return head + body
 
     async def send(self, data: bytes) -> None:
@@ -78,6 +80,8 @@ class FaultServer:
         self._writers: list[asyncio.StreamWriter] = []
         self.requests = 0
         """Requests whose head and body the handler read."""
+        self.received: list[bytes] = []
+        """Those requests' bytes (head and body), in the order they were read."""
         self.connections = 0
         """Connections accepted."""
 
@@ -226,3 +230,47 @@ def self_signed_context(directory: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return context
+
+
+@contextlib.contextmanager
+def running_in_thread(servers: Iterable[FaultServer]) -> Iterator[None]:
+    """Run `servers` on an event loop of their own, in a background thread, until the block ends.
+
+    For clients that are not coroutines on the test's loop: a synchronous
+    client, or another process such as the engine.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fault-servers", daemon=True)
+    thread.start()
+    stack = contextlib.AsyncExitStack()
+
+    async def enter() -> None:
+        for server in servers:
+            await stack.enter_async_context(server)
+
+    try:
+        asyncio.run_coroutine_threadsafe(enter(), loop).result(timeout=30)
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+class HandshakeCounter:
+    """Counts the TLS handshakes a server context is asked for (its ClientHellos), failed ones included.
+
+    A handshake the client aborts (an expired or untrusted certificate) never
+    reaches the `FaultServer`'s handler, so `requests` and `connections` stay 0;
+    this is how such a server still counts what it was sent.
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.count = 0
+        context.sni_callback = self._hello
+
+    def _hello(self, connection: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext) -> None:
+        # Called for every ClientHello, with or without SNI (None for an IP address).
+        self.count += 1
