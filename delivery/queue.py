@@ -81,6 +81,9 @@ class Job:
     """When the job became (or becomes) due."""
     received_at: float
     """Earliest `received_at` of its events: the record's `received_at`."""
+    first_error_class: str | None = None
+    """`error_class` of its first request, once that request was retried (None before): every
+    later record's `first_error_class`."""
     lease_owner: str | None = None
     """The worker holding the lease, if leased."""
     lease_expires_at: float | None = None

@@ -119,6 +119,8 @@ def request_record(
         "request_bytes": request_bytes,
         "response_body": _kept_body(result, destination),
         "error_message": error_message,
+        # Attempt 1 is the first request; a retry carries what the queue kept of it.
+        "first_error_class": str(verdict.error_class) if job.attempts == 0 else job.first_error_class,
     }
 
 
@@ -155,6 +157,8 @@ def skip_record(
         "request_bytes": None,
         "response_body": None,
         "error_message": error_message,
+        # NULL for a job never tried (attempt 0); a skip after tries carries its first request's class.
+        "first_error_class": job.first_error_class if job.attempts else None,
     }
 
 

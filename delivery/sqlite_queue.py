@@ -112,6 +112,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP INDEX jobs_claim",
         "CREATE INDEX jobs_claim ON jobs (destination_id, available_at, id)",
     ),
+    (
+        # The class of a job's first request, set when that request is
+        # retried, so every later record carries it (`first_error_class`).
+        # Jobs queued before have NULL: their later records say so.
+        "ALTER TABLE jobs ADD COLUMN first_error_class TEXT",
+    ),
 )
 
 # Destinations with their earliest claimable job, earliest first: one index
@@ -142,7 +148,10 @@ _LEASE = """
 UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = ?, lease_expires_at = ?, available_at = ?
 WHERE id = ?
 """
-_JOB_COLUMNS = "id, destination_id, state, attempts, due_at, received_at, lease_owner, lease_expires_at"
+_JOB_COLUMNS = (
+    "id, destination_id, state, attempts, due_at, received_at, first_error_class, "
+    "lease_owner, lease_expires_at"
+)
 _EVENT_COLUMNS = "message_id, workspace_id, source_id, type, name, payload, received_at"
 
 
@@ -445,7 +454,17 @@ class SqliteQueue:
             ):
                 events[job_id].append(Event(*values))
             for row in db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk):
-                job_id, destination_id, state, attempts, due_at, received_at, owner, expires_at = row
+                (
+                    job_id,
+                    destination_id,
+                    state,
+                    attempts,
+                    due_at,
+                    received_at,
+                    first_class,
+                    owner,
+                    expires_at,
+                ) = row
                 jobs[job_id] = Job(
                     id=job_id,
                     destination_id=destination_id,
@@ -454,6 +473,7 @@ class SqliteQueue:
                     attempts=attempts,
                     due_at=due_at,
                     received_at=received_at,
+                    first_error_class=first_class,
                     lease_owner=owner,
                     lease_expires_at=expires_at,
                     lease_token=token,
@@ -501,10 +521,17 @@ class SqliteQueue:
         else:
             if settlement.merged:
                 self._merge(db, job, settlement.merged)
+            # The first request's class is kept from the record of attempt 1 on, for later records.
             db.execute(
                 "UPDATE jobs SET state = 'pending', attempts = attempts + 1, due_at = ?, available_at = ?, "
+                "first_error_class = coalesce(first_error_class, ?), "
                 "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?",
-                (settlement.due_at, settlement.due_at, job.id),
+                (
+                    settlement.due_at,
+                    settlement.due_at,
+                    settlement.record.get("first_error_class"),
+                    job.id,
+                ),
             )
         db.execute("INSERT INTO outbox (record) VALUES (?)", (stored,))
 

@@ -33,7 +33,6 @@ ROLLUPS = (
     "latency",
     "destination_latency",
     "errors",
-    "retried_jobs",
     "delay",
     "destination_delay",
 )
@@ -44,7 +43,6 @@ _WRITE_OPTIONS = {"compression": "zstd", "compression_level": 1}
 _ROW_GROUP_SIZE = {
     "destination_latency": 8_192,
     "errors": 8_192,
-    "retried_jobs": 8_192,
     "destination_delay": 8_192,
 }
 #: Attempt columns no rollup reads: `reconcile` leaves them on disk. The

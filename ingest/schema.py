@@ -145,6 +145,14 @@ COLUMNS: tuple[Column, ...] = (
         "first 2 KiB of the body of a non-2xx response, secrets redacted; NULL otherwise",
     ),
     Column("error_message", pa.string(), "VARCHAR", True, "transport error text when there was no response"),
+    Column(
+        "first_error_class",
+        pa.string(),
+        "VARCHAR",
+        True,
+        "`error_class` of the job's first request (attempt 1), on every record of the job; "
+        "NULL on attempt 0 (no request was made)",
+    ),
 )
 
 ATTEMPT_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in COLUMNS])

@@ -274,6 +274,8 @@ class _Hour:
         rows = _Rows()
         alive = np.arange(jobs["dest"].size)
         t = jobs["first_start"].copy()
+        # Each job's first request's class, carried on all its rows (`first_error_class`).
+        first_eclass = np.zeros(alive.size, dtype=np.int8)
         for attempt in range(1, p.max_attempts + 1):
             dest = jobs["dest"][alive]
             status, transport = self.respond(dest, t, events["bad_index"][alive])
@@ -290,6 +292,8 @@ class _Hour:
             delivered = eclass == _CLASSES.index(ErrorClass.NONE)
             again = retryable & in_window & (attempt < p.max_attempts)
             outcome = np.select([delivered, again, retryable], [0, 1, 3], default=2).astype(np.int8)
+            if attempt == 1:
+                first_eclass[alive] = eclass
             rows.add(
                 job=alive,
                 attempt=np.full(alive.size, attempt, dtype=np.int16),
@@ -298,6 +302,7 @@ class _Hour:
                 status=status,
                 transport=transport,
                 eclass=eclass,
+                first_eclass=first_eclass[alive],
                 retryable=retryable,
                 outcome=outcome,
                 retry_after=retry_after,
@@ -447,6 +452,7 @@ def _to_table(
         "request_bytes": events["bytes"][job],
         "response_body": _bodies(rows, jobs["dest"], w, events, rng),
         "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
+        "first_error_class": _dictionary(rows.column("first_eclass"), [c.value for c in _CLASSES]),
     }
     return conform(pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}))
 

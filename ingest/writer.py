@@ -51,6 +51,7 @@ _DICTIONARY_COLUMNS = [
     "retry_after_s",
     "response_body",
     "error_message",
+    "first_error_class",
 ]
 #: Unique ids share prefixes (their time part) with their neighbours; sorted
 #: integers and timestamps store small deltas; floats split their bytes so the

@@ -8,9 +8,9 @@
 Every named query is a commented `.sql` file in this package, run with
 bound parameters against the hourly rollups of the attempt log (views
 `outcomes`, `latency_histogram`, `destination_latency_histogram`,
-`error_templates`, `retried_jobs`, `delay_histogram`,
-`destination_delay_histogram`) or the raw log (view `attempts`), over ranges of whole
-UTC hours; docs/sql.md shows how to query the same views by hand.
+`error_templates`, `delay_histogram`, `destination_delay_histogram`) or the
+raw log (view `attempts`), over ranges of whole UTC hours; docs/sql.md shows how
+to query the same views by hand.
 """
 
 from queries.api import (

@@ -235,7 +235,7 @@ def run_sql(
     """Run one read-only statement against the views (`deliverydash sql`).
 
     `attempts` is the raw log; `outcomes`, `latency_histogram`,
-    `destination_latency_histogram`, `error_templates`, `retried_jobs`,
+    `destination_latency_histogram`, `error_templates`,
     `delay_histogram` and `destination_delay_histogram` are its hourly
     rollups (docs/sql.md).
 

@@ -1,16 +1,19 @@
-"""The attempt log opened for queries: a sandboxed in-memory DuckDB with eight views.
+"""The attempt log opened for queries: a sandboxed in-memory DuckDB with seven views.
 
 `connect(data_dir)` opens an in-memory connection and defines, each over
 its Parquet files (``date=*/hour=*/*.parquet``, hive-partitioned):
 
 * `attempts`: the raw log, ``<data_dir>/attempts/``, one row per record;
 * `outcomes`, `latency_histogram`, `destination_latency_histogram`,
-  `error_templates`, `retried_jobs`, `delay_histogram`,
-  `destination_delay_histogram`: the hourly rollups of `ingest.rollup`
+  `error_templates`, `delay_histogram`, `destination_delay_histogram`:
+  the hourly rollups of `ingest.rollup`
   (``<data_dir>/rollups/<rollup>/``, `ROLLUP_VIEWS` below), one file of each
   per attempt file, which the named queries read.
 
 DuckDB re-globs on every query, so newly published files are seen at once.
+A column added to the contract or a rollup is NULL in files written before
+it (`union_by_name`); should no file have it yet, the view adds it
+(`padded_view_sql`), so queries naming it still run on old data.
 Until a view's first file exists its glob matches nothing and `read_parquet`
 would raise, so the view is then defined over an empty selection typed like
 the files; every query checks for files first and switches the views over
@@ -56,7 +59,6 @@ ROLLUP_VIEWS = {
     "latency_histogram": "latency",
     "destination_latency_histogram": "destination_latency",
     "error_templates": "errors",
-    "retried_jobs": "retried_jobs",
     "delay_histogram": "delay",
     "destination_delay_histogram": "destination_delay",
 }
@@ -83,11 +85,26 @@ def file_view_sql(parquet_glob: str, view: str = VIEW) -> str:
     )
 
 
-def empty_view_sql(view: str = VIEW) -> str:
-    """The same columns and types as `file_view_sql` gives for `view`, and no rows."""
+def _empty_select(view: str) -> str:
     typed = [*view_columns(view), *PARTITION_COLUMNS]
     columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {_identifier(name)}" for name, sql_type in typed)
-    return f"CREATE OR REPLACE VIEW {_identifier(view)} AS SELECT {columns} WHERE false"
+    return f"SELECT {columns} WHERE false"
+
+
+def empty_view_sql(view: str = VIEW) -> str:
+    """The same columns and types as `file_view_sql` gives for `view`, and no rows."""
+    return f"CREATE OR REPLACE VIEW {_identifier(view)} AS {_empty_select(view)}"
+
+
+def padded_view_sql(parquet_glob: str, view: str = VIEW) -> str:
+    """`file_view_sql` for files written before a column was added: every column of today, NULL where absent.
+
+    `union_by_name` gives a column NULL in the files that lack it only if one
+    file has it; with none, a query naming it would fail. The empty selection
+    typed as today's files (`empty_view_sql`) supplies it.
+    """
+    files = file_view_sql(parquet_glob, view).split(" AS ", 1)[1]
+    return f"CREATE OR REPLACE VIEW {_identifier(view)} AS {_empty_select(view)} UNION ALL BY NAME {files}"
 
 
 @cache
@@ -203,7 +220,7 @@ class AttemptLog:
 
         The views are `attempts` and the rollups `outcomes`,
         `latency_histogram`, `destination_latency_histogram`,
-        `error_templates`, `retried_jobs`, `delay_histogram` and
+        `error_templates`, `delay_histogram` and
         `destination_delay_histogram` (docs/sql.md). Accepts
         SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE and SHOW; anything else,
         several statements, a parse error, a failing query or one still
@@ -283,7 +300,15 @@ class AttemptLog:
                         cur.execute(
                             file_view_sql(self._globs[view], view) if backed else empty_view_sql(view)
                         )
+                        if backed and not _has_every_column(cur, view):
+                            cur.execute(padded_view_sql(self._globs[view], view))
                     self._file_backed[view] = backed
+
+
+def _has_every_column(cur: duckdb.DuckDBPyConnection, view: str) -> bool:
+    """Whether `view`'s files, together, have every column of today's (see `padded_view_sql`)."""
+    present = {row[0] for row in cur.execute(f"DESCRIBE {_identifier(view)}").fetchall()}
+    return all(name in present for name, _ in view_columns(view))
 
 
 def _bind(

@@ -11,18 +11,21 @@
 -- A class's curve is 0 at attempt 1, where all its events failed.
 --
 -- The class of a job's first failure is the class of its first request: a
--- job whose first request delivered has no failure. Linking that class to
--- the job's fate takes the job's records, which sit in different hours; the
--- `retried_jobs` rollup keeps, for every retried job, its first request and
--- its final record, grouped here by job (see ingest/rollups/retried_jobs.sql).
--- Classes whose first failures were never retried (auth, validation, ...)
--- have no curve: retry_recovery.sql counts them. Events received are summed
--- from `outcomes`, as in funnel.sql, whose `delivered by attempt k` stages
--- the first curve equals.
+-- job whose first request delivered has no failure. Every record of a job
+-- carries that class as `first_error_class` (docs/attempt-log.md), so a
+-- retried job's delivery is summed from `outcomes` per class of its first
+-- failure, without linking the job's records. Classes whose first failures
+-- were never retried (auth, validation, ...) have no curve:
+-- retry_recovery.sql counts them. The first curve equals funnel.sql's
+-- `delivered by attempt k` stages.
+--
+-- Records written before `first_error_class` existed have it NULL: a job
+-- whose delivery is such a record is missing from its class's curve (its
+-- events still count in the class's `events` and in the curve of all events).
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH cohort AS MATERIALIZED (
-    SELECT attempt, outcome, error_class, events
+    SELECT attempt, outcome, error_class, first_error_class, sum(events) AS events
     FROM outcomes
     WHERE ($scope_kind = 'all'
            OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
@@ -35,30 +38,7 @@ WITH cohort AS MATERIALIZED (
       AND started_hour < $end + INTERVAL 1 DAY
       AND received_hour >= $start
       AND received_hour < $end
-),
-
-retried AS (
-    SELECT job_key, attempt, outcome, error_class, events
-    FROM retried_jobs
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-      AND received_hour >= $start
-      AND received_hour < $end
-),
-
--- One row per retried job; delivered_at is NULL unless its retries delivered it.
-jobs AS MATERIALIZED (
-    SELECT
-        any_value(error_class) FILTER (attempt = 1) AS first_error_class,
-        any_value(events) AS events,
-        any_value(attempt) FILTER (attempt >= 2 AND outcome = 'delivered') AS delivered_at
-    FROM retried
-    GROUP BY job_key
+    GROUP BY ALL
 ),
 
 curves AS (
@@ -68,8 +48,9 @@ curves AS (
     SELECT error_class, sum(events)
     FROM cohort
     WHERE attempt = 1 AND outcome <> 'delivered'
-      AND error_class IN (SELECT first_error_class FROM jobs)
     GROUP BY error_class
+    -- Only classes of which some first failure was retried.
+    HAVING bool_or(outcome = 'retry')
 ),
 
 delivered_at AS (
@@ -78,9 +59,9 @@ delivered_at AS (
     WHERE outcome = 'delivered'
     GROUP BY attempt
     UNION ALL
-    SELECT first_error_class, delivered_at, sum(events)
-    FROM jobs
-    WHERE delivered_at IS NOT NULL
+    SELECT first_error_class, attempt, sum(events)
+    FROM cohort
+    WHERE outcome = 'delivered' AND attempt >= 2 AND first_error_class IS NOT NULL
     GROUP BY ALL
 ),
 

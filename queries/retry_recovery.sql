@@ -19,14 +19,20 @@
 -- first_failed = not_retried + retried; retried = recovered + failed + dropped
 -- + skipped + still_retrying.
 --
--- A retried job's first request and its final record sit in different hours,
--- so they are linked by job (a 64-bit key of job_id) in the `retried_jobs` rollup (see
--- ingest/rollups/retried_jobs.sql and retries.sql); the first failures that
--- were not retried are summed from `outcomes`.
+-- Every record of a job carries the class of its first request as
+-- `first_error_class` (docs/attempt-log.md), so all of it is summed from
+-- `outcomes`: first failures and retries from the first requests (attempt 1,
+-- by error_class), fates from the final records after retries (attempt >= 2,
+-- outcome not 'retry', by first_error_class); still_retrying is what is
+-- retried and has no final record yet.
+--
+-- Records written before `first_error_class` existed have it NULL: a
+-- retried job whose final record is such a record counts as still_retrying.
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
-WITH first_failures AS (
-    SELECT error_class, outcome, events
+WITH cohort AS MATERIALIZED (
+    SELECT attempt, outcome, error_class, first_error_class, sum(events) AS events,
+        sum(events * attempt) AS event_attempts
     FROM outcomes
     WHERE ($scope_kind = 'all'
            OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
@@ -39,67 +45,46 @@ WITH first_failures AS (
       AND started_hour < $end + INTERVAL 1 DAY
       AND received_hour >= $start
       AND received_hour < $end
-      AND attempt = 1
-      AND outcome <> 'delivered'
+    GROUP BY ALL
 ),
 
-retried AS (
-    SELECT job_key, attempt, outcome, error_class, events
-    FROM retried_jobs
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-      AND received_hour >= $start
-      AND received_hour < $end
-),
-
--- One row per retried job: the class of its first failure and, once it has ended, its fate.
-jobs AS (
+-- Aggregates filter rather than WHERE clauses: DuckDB would push those down
+-- into the scan of `cohort`, and list the files differently.
+firsts AS (
     SELECT
-        any_value(error_class) FILTER (attempt = 1) AS first_error_class,
-        any_value(events) AS events,
-        any_value(outcome) FILTER (attempt >= 2) AS outcome,
-        any_value(attempt) FILTER (attempt >= 2) AS final_attempt
-    FROM retried
-    GROUP BY job_key
+        error_class,
+        sum(events) FILTER (attempt = 1 AND outcome <> 'delivered') AS first_failed,
+        coalesce(sum(events) FILTER (attempt = 1 AND outcome = 'retry'), 0) AS retried
+    FROM cohort
+    GROUP BY error_class
+    HAVING first_failed IS NOT NULL
 ),
 
+-- The retried jobs that ended, by the class of their first failure (NULL: not known, below).
 fates AS (
     SELECT
         first_error_class,
-        sum(events) AS retried,
-        coalesce(sum(events) FILTER (outcome = 'delivered'), 0) AS recovered,
-        coalesce(sum(events) FILTER (outcome = 'failed'), 0) AS failed,
-        coalesce(sum(events) FILTER (outcome = 'dropped'), 0) AS dropped,
-        coalesce(sum(events) FILTER (outcome = 'skipped'), 0) AS skipped,
-        coalesce(sum(events) FILTER (outcome IS NULL), 0) AS still_retrying,
-        sum(events * final_attempt) FILTER (outcome = 'delivered') AS recovered_attempts
-    FROM jobs
+        coalesce(sum(events) FILTER (attempt >= 2 AND outcome = 'delivered'), 0) AS recovered,
+        coalesce(sum(events) FILTER (attempt >= 2 AND outcome = 'failed'), 0) AS failed,
+        coalesce(sum(events) FILTER (attempt >= 2 AND outcome = 'dropped'), 0) AS dropped,
+        coalesce(sum(events) FILTER (attempt >= 2 AND outcome = 'skipped'), 0) AS skipped,
+        sum(event_attempts) FILTER (attempt >= 2 AND outcome = 'delivered') AS recovered_attempts
+    FROM cohort
     GROUP BY first_error_class
-),
-
-firsts AS (
-    SELECT error_class, sum(events) AS first_failed
-    FROM first_failures
-    GROUP BY error_class
 )
 
 SELECT
     f.error_class AS first_error_class,
     f.first_failed::BIGINT AS first_failed,
-    (f.first_failed - coalesce(r.retried, 0))::BIGINT AS not_retried,
-    coalesce(r.retried, 0)::BIGINT AS retried,
+    (f.first_failed - f.retried)::BIGINT AS not_retried,
+    f.retried::BIGINT AS retried,
     coalesce(r.recovered, 0)::BIGINT AS recovered,
     coalesce(r.failed, 0)::BIGINT AS failed,
     coalesce(r.dropped, 0)::BIGINT AS dropped,
     coalesce(r.skipped, 0)::BIGINT AS skipped,
-    coalesce(r.still_retrying, 0)::BIGINT AS still_retrying,
+    (f.retried - coalesce(r.recovered + r.failed + r.dropped + r.skipped, 0))::BIGINT AS still_retrying,
     coalesce(100 * r.recovered / nullif(f.first_failed, 0)::DOUBLE, 0) AS recovered_pct,
-    coalesce(100 * r.recovered / nullif(r.retried, 0)::DOUBLE, 0) AS recovered_of_retried_pct,
+    coalesce(100 * r.recovered / nullif(f.retried, 0)::DOUBLE, 0) AS recovered_of_retried_pct,
     r.recovered_attempts / nullif(r.recovered, 0)::DOUBLE AS mean_attempts_to_recover
 FROM firsts AS f
 LEFT JOIN fates AS r ON r.first_error_class = f.error_class

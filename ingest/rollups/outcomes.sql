@@ -7,6 +7,11 @@
 -- cohort by received_hour, the requests by started_hour. Every measure is a
 -- sum, so rollups of several files add up.
 --
+-- first_error_class (the class of the job's first request, on every record
+-- of the job) lets a job's fate, its final record, be counted per class of
+-- its first failure from these sums alone (queries/retries.sql,
+-- retry_recovery.sql). It adds few rows: on attempt 1 it equals error_class.
+--
 -- Hours are grouped as integers (microseconds // 3600e6) and turned into
 -- timestamps after grouping: date_trunc on TIMESTAMPTZ is time-zone aware
 -- and several times slower.
@@ -24,6 +29,7 @@ WITH grouped AS (
         error_class,
         error_code,
         retryable,
+        first_error_class,
         count(*)::BIGINT AS records,
         sum(event_count)::BIGINT AS events,
         sum(duration_ms)::DOUBLE AS duration_ms_sum,

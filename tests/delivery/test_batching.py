@@ -296,6 +296,11 @@ def test_a_retried_batch_keeps_its_job_id_and_events(tmp_path: Path) -> None:
     assert first["events"] == second["events"]
     assert first["received_at"] == second["received_at"]
     assert [e["message_id"] for e in first["events"]] == [e.message_id for e in events]
+    # The batch's request is the merged job's first: the retry carries its class.
+    assert [(r["error_class"], r["first_error_class"]) for r in rows] == [
+        ("server", "server"),
+        ("none", "server"),
+    ]
 
 
 def test_an_event_that_breaks_a_rule_is_skipped_alone(tmp_path: Path) -> None:

@@ -493,3 +493,52 @@ def test_outbox_batches_are_resumed_until_acknowledged(queue: SqliteQueue) -> No
     queue.outbox_ack(rest.batch_id)
     assert queue.outbox_batch(10) is None
     assert queue.depth().outbox_rows == 0
+
+
+# --- the first request's class (first_error_class) ---
+
+
+def test_a_retried_job_remembers_its_first_requests_class(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1", source_id="ios")], FANOUT)
+    (job,) = claim(queue)
+    assert job.first_error_class is None
+    first = record_for(job, outcome="retry", error_class="server", first_error_class="server")
+    queue.reschedule(job, first, T0 + 10)
+    (job,) = claim(queue, now=T0 + 10)
+    assert (job.attempts, job.first_error_class) == (1, "server")
+    # A later failure of another class does not change it.
+    second = record_for(job, 1, attempt=2, outcome="retry", error_class="timeout", first_error_class="server")
+    queue.reschedule(job, second, T0 + 20)
+    (job,) = claim(queue, now=T0 + 20)
+    assert (job.attempts, job.first_error_class) == (2, "server")
+
+
+def test_a_queue_file_from_before_first_error_class_is_migrated(tmp_path: Path) -> None:
+    # The schema as migration 2 left it, with a job retried once under it.
+    with sqlite3.connect(tmp_path / QUEUE_FILE) as db:
+        for statements in MIGRATIONS[:2]:
+            for statement in statements:
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 2")
+        db.execute(
+            "INSERT INTO events VALUES (1, 'm1', 'acme', 'web', 'track', 'Order Completed', ?, ?, 1)",
+            (b'{"messageId": "m1"}', T0),
+        )
+        db.execute(
+            "INSERT INTO jobs (id, destination_id, state, attempts, due_at, available_at, received_at) "
+            "VALUES ('01OLDJOB', 'hook-a', 'pending', 1, ?, ?, ?)",
+            (T0, T0, T0),
+        )
+        db.execute("INSERT INTO job_events VALUES ('01OLDJOB', 0, 1)")
+    queue = SqliteQueue(tmp_path)
+    try:
+        with sqlite3.connect(queue.path) as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+        (job,) = claim(queue)
+        # Its first request's class was never kept: its later records say NULL.
+        assert (job.id, job.attempts, job.first_error_class) == ("01OLDJOB", 1, None)
+        queue.complete(job, record_for(job, attempt=2, first_error_class=None), T0 + 1)
+        assert [r["first_error_class"] for r in outbox(queue)] == [None]
+        assert queue.depth().by_state == {"pending": 0, "leased": 0}
+    finally:
+        queue.close()

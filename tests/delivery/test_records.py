@@ -45,7 +45,7 @@ def event(n: int, *, name: str | None = "Order Completed", type_: str = "track")
     return Event(f"msg-{n}", "acme", "web", type_, name, b"{}", T0 + n)
 
 
-def job(*events: Event, attempts: int = 0) -> Job:
+def job(*events: Event, attempts: int = 0, first_error_class: str | None = None) -> Job:
     events = events or (event(0),)
     return Job(
         id="01JOB",
@@ -55,6 +55,7 @@ def job(*events: Event, attempts: int = 0) -> Job:
         attempts=attempts,
         due_at=T0,
         received_at=min(e.received_at for e in events),
+        first_error_class=first_error_class,
         lease_owner="w",
         lease_token="tok",
     )
@@ -209,9 +210,33 @@ def test_a_delivered_request() -> None:
         "request_bytes": 321,
         "response_body": None,
         "error_message": None,
+        "first_error_class": "none",
     }
     assert tuple(row) == COLUMN_NAMES
     check_record(row)
+
+
+def test_a_first_request_is_its_own_first_error_class_and_a_retry_carries_the_jobs() -> None:
+    first = record(
+        SendResult(5.0, status=503, body="busy"), classify_status(503), Decision(Outcome.RETRY, after(1))
+    )
+    assert (first["attempt"], first["error_class"], first["first_error_class"]) == (1, "server", "server")
+    # A batch request is a fresh job's first request too (delivery.batching.combine).
+    batch = record(
+        SendResult(5.0, status=429, body="slow"),
+        classify_status(429),
+        Decision(Outcome.RETRY, after(1)),
+        job=job(event(1), event(2)),
+    )
+    assert (batch["attempt"], batch["first_error_class"]) == (1, "rate_limit")
+    retry = record(
+        SendResult(5.0, status=200),
+        classify_status(200),
+        Decision(Outcome.DELIVERED),
+        job=job(attempts=2, first_error_class="timeout"),
+    )
+    assert (retry["attempt"], retry["error_class"], retry["first_error_class"]) == (3, "none", "timeout")
+    check_record(retry)
 
 
 def test_a_retried_request_is_numbered_after_the_attempts_made() -> None:
@@ -312,14 +337,18 @@ def test_a_job_never_tried_is_skipped_as_attempt_zero() -> None:
         assert row[column] is None
     assert row["started_at"] == ENDED
     assert row["integration"] == "webhook"
+    assert row["first_error_class"] is None  # no request was made
     assert tuple(row) == COLUMN_NAMES
     check_record(row)
 
 
 def test_a_job_skipped_after_tries_takes_the_next_number() -> None:
     disabled = Classification(ErrorClass.DISABLED, "disabled", False)
-    row = skip_record(job(attempts=3), HOOK, attempt_id="01SKIP", settled_at=ENDED, verdict=disabled)
+    tried = job(attempts=3, first_error_class="network")
+    row = skip_record(tried, HOOK, attempt_id="01SKIP", settled_at=ENDED, verdict=disabled)
     assert row["attempt"] == 4
+    # Its fate counts for the class of its first failure (queries/retry_recovery.sql).
+    assert row["first_error_class"] == "network"
 
 
 def test_a_job_of_a_removed_destination() -> None:

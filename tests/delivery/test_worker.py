@@ -331,6 +331,25 @@ def test_503_twice_then_200_is_retried_and_delivered(tmp_path: Path, queue: Sqli
     assert rows[-1]["next_attempt_at"] is None
 
 
+def test_a_retry_carries_the_class_of_the_jobs_first_request(tmp_path: Path, queue: SqliteQueue) -> None:
+    async def scenario() -> None:
+        async with Sink(in_turn(Reply(503, b"busy"), Reply(200))) as sink:
+            config = make_config(tmp_path, {"hook": sink.url})
+            enqueue(queue, "hook")
+            async with running(config, queue):
+                await eventually(lambda: unfinished(queue) == 0)
+
+    asyncio.run(scenario())
+    assert Exporter(queue, tmp_path).run_once() == 2
+    with duckdb.connect() as db:
+        logged = db.execute(
+            "SELECT attempt, outcome, error_class, first_error_class FROM read_parquet($glob) "
+            "ORDER BY attempt",
+            {"glob": attempts_glob(tmp_path)},
+        ).fetchall()
+    assert logged == [(1, "retry", "server", "server"), (2, "delivered", "none", "server")]
+
+
 def test_429_with_retry_after_waits_as_asked(tmp_path: Path, queue: SqliteQueue) -> None:
     async def scenario() -> Sink:
         limited = Reply(429, b'{"error":"slow down"}', {"Retry-After": "1"})
@@ -612,8 +631,8 @@ def test_a_disabled_destination_is_skipped(tmp_path: Path, queue: SqliteQueue) -
             return sink
 
     assert asyncio.run(scenario()).requests == []
-    assert columns(drain(queue), "attempt", "outcome", "error_class", "error_code") == [
-        (0, "skipped", "disabled", "disabled")
+    assert columns(drain(queue), "attempt", "outcome", "error_class", "error_code", "first_error_class") == [
+        (0, "skipped", "disabled", "disabled", None)
     ]
 
 

@@ -72,6 +72,12 @@ SQL_CHECKS: dict[str, Callable[[duckdb.DuckDBPyConnection], Rows]] = {
         "OR count(DISTINCT source_id) > 1 OR count(DISTINCT integration) > 1 "
         "OR count(DISTINCT events) > 1 OR count(DISTINCT request_bytes) > 1"
     ),
+    # Every record carries the class of its job's attempt-1 record; attempt 0 (no request) NULL.
+    "first_error_class_is_the_first_requests": _violations(
+        "SELECT a.job_id, a.attempt, a.first_error_class, f.error_class FROM attempts AS a "
+        "LEFT JOIN (SELECT job_id, error_class FROM attempts WHERE attempt = 1) AS f USING (job_id) "
+        "WHERE a.first_error_class IS DISTINCT FROM f.error_class"
+    ),
     "next_attempt_at_only_on_retry_and_later": _violations(
         "SELECT job_id, attempt, outcome, started_at, next_attempt_at FROM attempts "
         "WHERE (outcome = 'retry') <> (next_attempt_at IS NOT NULL) OR next_attempt_at <= started_at"

@@ -47,6 +47,7 @@ def attempt_row(
         "request_bytes": 700,
         "response_body": None,
         "error_message": None,
+        "first_error_class": "none",
     }
     row.update(overrides)
     return row

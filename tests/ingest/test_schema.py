@@ -48,6 +48,8 @@ CONTRACT_NAMES = (
     "request_bytes",
     "response_body",
     "error_message",
+    # Added after the contract's columns.
+    "first_error_class",
 )
 NULLABLE = {
     "duration_ms",
@@ -58,6 +60,7 @@ NULLABLE = {
     "request_bytes",
     "response_body",
     "error_message",
+    "first_error_class",
 }
 
 

@@ -88,6 +88,8 @@ def job(
         for i in range(event_count)
     ]
     rows = []
+    # The class of the job's first request, on every record; none for a job never sent.
+    first_error_class = None if unsent else attempts[0].get("error_class", ErrorClass.NONE.value)
     for number, spec in enumerate(attempts, start=0 if unsent else 1):
         status = spec.get("status_code")
         sent = number >= 1
@@ -115,6 +117,7 @@ def job(
                 "request_bytes": 512 * event_count if sent else None,
                 "response_body": spec.get("response_body"),
                 "error_message": spec.get("error_message"),
+                "first_error_class": first_error_class,
             }
         )
     return rows

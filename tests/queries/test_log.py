@@ -70,7 +70,6 @@ def test_every_rollup_has_a_view(tmp_path: Path) -> None:
         "latency_histogram",
         "destination_latency_histogram",
         "error_templates",
-        "retried_jobs",
         "delay_histogram",
         "destination_delay_histogram",
     )
