@@ -242,8 +242,8 @@ def check_event(event: Mapping[str, Any], rules: Rules, *, size: int | None = No
             )
     fixes: list[Fix] = []
     fixed = dict(event)
-    if rules.event_name is not None and call_type == "track" and isinstance(event.get("event"), str):
-        name = _event_name(event["event"], rules.event_name)
+    if rules.event_name is not None and call_type == "track":
+        name = _event_name(event.get("event"), rules.event_name)
         if isinstance(name, Rejection):
             return name
         if name != event["event"]:
@@ -276,8 +276,13 @@ def check_event(event: Mapping[str, Any], rules: Rules, *, size: int | None = No
     return Checked(fixed, tuple(fixes)) if fixes else Checked(event)
 
 
-def _event_name(name: str, rule: EventNameRule) -> str | Rejection:
+def _event_name(name: object, rule: EventNameRule) -> str | Rejection:
     """The name as the rule accepts it (rewritten if the rule fixes), or the rejection."""
+    if not isinstance(name, str) or not name:
+        # Nothing to rewrite: a name cannot be made up for the customer.
+        return Rejection(
+            EVENT_NAME_PATTERN, f"the track call has no event name; {rule.pattern} needs one: name the event"
+        )
     disallowed = re.compile(f"[^{rule.allowed}]") if rule.allowed is not None else None
     wrong_case = rule.lowercase and name != name.lower()
     if len(name) <= rule.max_length and not wrong_case and not (disallowed and disallowed.search(name)):

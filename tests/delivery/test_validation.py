@@ -173,6 +173,20 @@ def test_fixable_events(
             id="identify without email",
         ),
         pytest.param(
+            STRICT,
+            {"type": "track", "userId": "u", "event": ""},
+            "event_name_pattern",
+            "the track call has no event name",
+            id="empty name (even where names are fixed)",
+        ),
+        pytest.param(
+            STRICT,
+            {"type": "track", "userId": "u"},
+            "event_name_pattern",
+            "the track call has no event name",
+            id="no name",
+        ),
+        pytest.param(
             REFUSING,
             track("Order Done!"),
             "event_name_pattern",
