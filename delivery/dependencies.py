@@ -45,27 +45,38 @@ def get_context(request: Request) -> AppContext:
     return context
 
 
-def get_config(request: Request) -> Config:
+# The providers below are `async def` although they never wait: FastAPI runs a
+# plain `def` dependency in a worker thread, a thread hop per request for an
+# attribute read (those threads were 6% of the engine's py-spy samples under
+# the ingest benchmark of docs/benchmarks.md).
+
+
+async def context_dependency(request: Request) -> AppContext:
+    """The `AppContext` of the app serving `request` (the provider of `ContextDep`)."""
+    return get_context(request)
+
+
+async def get_config(request: Request) -> Config:
     """The engine configuration."""
     return get_context(request).config
 
 
-def get_queue(request: Request) -> Queue:
+async def get_queue(request: Request) -> Queue:
     """The durable queue."""
     return get_context(request).queue
 
 
-def get_stats(request: Request) -> TrackingStats:
+async def get_stats(request: Request) -> TrackingStats:
     """The tracking API's counters."""
     return get_context(request).stats
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The delivery metrics."""
     return get_context(request).metrics
 
 
-def get_clock(request: Request) -> Callable[[], datetime]:
+async def get_clock(request: Request) -> Callable[[], datetime]:
     """The server clock."""
     return get_context(request).clock
 
@@ -75,4 +86,4 @@ QueueDep = Annotated[Queue, Depends(get_queue)]
 StatsDep = Annotated[TrackingStats, Depends(get_stats)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ClockDep = Annotated[Callable[[], datetime], Depends(get_clock)]
-ContextDep = Annotated[AppContext, Depends(get_context)]
+ContextDep = Annotated[AppContext, Depends(context_dependency)]

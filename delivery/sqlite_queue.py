@@ -21,11 +21,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from delivery.queue import (
     DEDUP_WINDOW_S,
@@ -40,7 +43,7 @@ from delivery.queue import (
     decode_record,
     encode_record,
 )
-from ingest.ids import new_id
+from ingest.ids import ID_LENGTH, id_chars, new_id
 
 QUEUE_FILE = "queue.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -226,6 +229,8 @@ class SqliteQueue:
         self._group = threading.Condition(threading.Lock())
         self._waiting: list[_Enqueue] = []
         self._leading = False
+        # Job ids for `enqueue`, made many at a time (only under the write lock).
+        self._id_rng = np.random.default_rng()
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
@@ -360,6 +365,7 @@ class SqliteQueue:
         # Ids are handed out here rather than read back row by row: the
         # transaction holds the write lock, so nobody else can take them.
         next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
+        job_ids = iter(self._new_job_ids(sum(len(fanout.get(event.source_id, ())) for event in events)))
         event_rows, job_rows, link_rows = [], [], []
         for event in events:
             destinations = fanout.get(event.source_id, ())
@@ -380,7 +386,7 @@ class SqliteQueue:
                 )
             )
             for destination_id in destinations:
-                job_id = new_id()
+                job_id = next(job_ids)
                 job_rows.append(
                     (job_id, destination_id, event.received_at, event.received_at, event.received_at)
                 )
@@ -392,6 +398,15 @@ class SqliteQueue:
             job_rows,
         )
         db.executemany("INSERT INTO job_events (job_id, position, event_id) VALUES (?, ?, ?)", link_rows)
+
+    def _new_job_ids(self, n: int) -> list[str]:
+        """`n` ids of `ingest.ids.new_id`'s layout for this millisecond, made in one numpy pass.
+
+        `new_id` one at a time was a quarter of `enqueue`'s Python time, under the lock.
+        """
+        ms = np.full(n, time.time_ns() // 1_000_000, dtype=np.int64)
+        text = id_chars(ms, self._id_rng).tobytes().decode("ascii")
+        return [text[start : start + ID_LENGTH] for start in range(0, len(text), ID_LENGTH)]
 
     # --- the workers' side ---
 

@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from delivery.config import Source
 from delivery.queue import Event
 
@@ -59,6 +61,13 @@ MAX_BATCH_EVENTS = 2_500
 MAX_MESSAGE_ID_CHARS = 100
 #: Prefix of the messageIds the server makes up for messages that came without one.
 GENERATED_ID_PREFIX = "api-"
+
+#: orjson reads an integer past 64 bits as a float, losing digits, so a body
+#: with a run of 19 digits (the shortest such integer) is left to `json`. The
+#: run is found by mapping digits to "0" and the rest to "." (10 µs for a
+#: 17 kB body, where a regular expression takes 130 µs).
+_DIGITS_AS_ZEROS = bytes(ord("0") if ord("0") <= byte <= ord("9") else ord(".") for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 class CallType(StrEnum):
@@ -223,7 +232,22 @@ def request_too_large(limit: int = MAX_REQUEST_BYTES, how: str = "") -> Tracking
 
 
 def parse_json(data: bytes) -> dict[str, Any]:
-    """The body as a JSON object (UTF-8, a BOM tolerated); 400 naming the problem otherwise."""
+    """The body as a JSON object (UTF-8, a BOM tolerated); 400 naming the problem otherwise.
+
+    orjson reads the common body (a 100-event batch in 31 µs, `json` in 70);
+    whatever it refuses or might read differently (a BOM, lone surrogates,
+    integers past 64 bits, 1e400, invalid JSON) is left to `json`, so what is
+    accepted, and the words of every refusal, are `json`'s.
+    """
+    if _LONG_DIGITS not in data.translate(_DIGITS_AS_ZEROS):
+        try:
+            fast = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if not isinstance(fast, dict):
+                raise _bad(ErrorCode.INVALID_BODY, f"the body must be a JSON object, got {_kind(fast)}")
+            return fast
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -348,7 +372,18 @@ def to_event(message: Message, source: Source, received_at: datetime) -> Event:
 
 
 def encode_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON; ASCII escapes when the text holds lone surrogates (valid JSON input)."""
+    """Compact UTF-8 JSON; ASCII escapes when the text holds lone surrogates (valid JSON input).
+
+    orjson writes it (0.2 µs for a benchmark event, `json` 2.8 µs; byte for
+    byte the same for parsed input but for the spelling of some floats, `1e-7`
+    for `1e-07`, and an overflowed float such as 1e400, null instead of the
+    non-JSON `Infinity`); what it refuses (lone surrogates, integers past 64
+    bits, nesting past 254 levels) is written by `json` as before.
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        pass
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -373,14 +408,17 @@ _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
 def _message(item: Any, call_type: CallType | None, envelope: _Envelope) -> Message:
     if not isinstance(item, dict):
         raise _bad(ErrorCode.INVALID_EVENT, f"each message must be a JSON object, got {_kind(item)}")
-    body = {key: value for key, value in item.items() if key != "writeKey"}
+    body = dict(item)
+    body.pop("writeKey", None)
     _check_size(body)
     call = call_type or _call_type(body.get("type"))
-    body["type"] = str(call)
+    body["type"] = _CALL_TEXT[call]
     message_id = _message_id(body.get("messageId"))
     body["messageId"] = message_id
     for name in _OBJECT_FIELDS:
-        _object_or_none(body, name, ErrorCode.INVALID_FIELD)
+        value = body.get(name)
+        if value is not None and not isinstance(value, dict):
+            raise _bad(ErrorCode.INVALID_FIELD, f"{name} must be a JSON object, got {_kind(value)}")
     _check_ids(body, call)
     for key, merged in (("context", envelope.context), ("integrations", envelope.integrations)):
         if merged:
@@ -404,10 +442,16 @@ def _check_size(body: Mapping[str, Any]) -> None:
         )
 
 
+#: Call types by value: a dict lookup, where `CallType(value)` costs a call into `enum`.
+_CALL_TYPES: dict[Any, CallType] = {call.value: call for call in CallType}
+#: The plain string of each call type, as stored (`.value` is a slower property).
+_CALL_TEXT: dict[CallType, str] = {call: call.value for call in CallType}
+
+
 def _call_type(value: Any) -> CallType:
     try:
-        return CallType(value)
-    except ValueError:
+        return _CALL_TYPES[value]
+    except (KeyError, TypeError):  # TypeError: an array or an object
         known = ", ".join(CallType)
         raise _bad(ErrorCode.INVALID_TYPE, f"type must be one of {known}, got {_describe(value)}") from None
 
@@ -429,10 +473,10 @@ def _message_id(value: Any) -> str:
 
 def _check_ids(body: dict[str, Any], call: CallType) -> None:
     """Required ids per call; numeric ids become strings (as Segment stores them)."""
-    ids = {key: _id(body.get(key), key) for key in ("userId", "anonymousId", "groupId", "previousId")}
-    for key, value in ids.items():
-        if key in body:
-            body[key] = value  # absent stays absent; clients send the unused one as null
+    ids: dict[str, str | None] = dict.fromkeys(_ID_FIELDS)
+    for key in _ID_FIELDS:
+        if key in body:  # absent stays absent; clients send the unused one as null
+            body[key] = ids[key] = _id(body[key], key)
     if call is CallType.ALIAS:
         if ids["previousId"] is None:
             raise _bad(ErrorCode.MISSING_PREVIOUS_ID, "alias needs previousId")
@@ -448,12 +492,16 @@ def _check_ids(body: dict[str, Any], call: CallType) -> None:
             raise _bad(ErrorCode.MISSING_EVENT, f"track needs event, a non-empty string, got {_kind(event)}")
 
 
+#: The ids a message may carry, checked in this order.
+_ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId")
+
+
 def _id(value: Any, key: str) -> str | None:
-    if value is None or value == "":
-        return None
     if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value or None
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     raise _bad(ErrorCode.INVALID_FIELD, f"{key} must be a string or a number, got {_kind(value)}")
 
@@ -466,13 +514,13 @@ def _set_timestamps(body: dict[str, Any], envelope: _Envelope, sent_at: Any) -> 
     sent = None if sent_at is None else _timestamp(sent_at, "sentAt")
     try:
         if original is None:
-            timestamp = received_at
+            body["timestamp"] = envelope.received_text  # formatted once per request, not per message
         else:
             client_time = _timestamp(original, "timestamp")
             # The device clock may be off: only the interval it measured is trusted.
             timestamp = client_time if sent is None else received_at - (sent - client_time)
             body["originalTimestamp"] = original
-        body["timestamp"] = format_timestamp(timestamp)
+            body["timestamp"] = format_timestamp(timestamp)
     except OverflowError:
         raise _bad(ErrorCode.INVALID_TIMESTAMP, "timestamp (corrected by sentAt) is out of range") from None
     if sent_at is not None:

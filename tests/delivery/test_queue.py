@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from delivery.queue import (
     encode_record,
 )
 from delivery.sqlite_queue import MIGRATIONS, QUEUE_FILE, SqliteQueue
+from ingest.ids import new_id
 from ingest.schema import SchemaError
 from tests.ingest.rows import attempt_row
 
@@ -143,6 +145,19 @@ def test_lifecycle_enqueue_claim_complete(queue: SqliteQueue) -> None:
     assert outbox(queue) == records
     # Finished jobs are gone, and with the last of them each event's payload.
     assert [table_count(queue, t) for t in ("jobs", "job_events", "events")] == [0, 0, 0]
+
+
+def test_job_ids_are_unique_time_ordered_ids(queue: SqliteQueue) -> None:
+    before = new_id()
+    queue.enqueue([event(f"m{i}") for i in range(1_000)], FANOUT)
+    queue.enqueue([event(f"n{i}") for i in range(1_000)], FANOUT)
+    after = new_id()
+    with sqlite3.connect(queue.path) as db:
+        ids = [job_id for (job_id,) in db.execute("SELECT id FROM jobs")]
+    assert len(ids) == len(set(ids)) == 4_000
+    assert all(re.fullmatch("[0-9A-HJKMNP-TV-Z]{26}", job_id) for job_id in ids)
+    # The first 10 characters are the millisecond, as `new_id` makes them.
+    assert all(before[:10] <= job_id[:10] <= after[:10] for job_id in ids)
 
 
 def test_a_payload_stays_until_its_last_job_is_done(queue: SqliteQueue) -> None:

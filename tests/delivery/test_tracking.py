@@ -191,10 +191,20 @@ def test_decode_body_takes_exactly_the_limit() -> None:
         (b'\xef\xbb\xbf{"a": 1}', {"a": 1}),  # a UTF-8 byte order mark
         ('{"name": "Zoë 東京"}'.encode(), {"name": "Zoë 東京"}),
         (b'{"a": "\\ud800"}', {"a": "\ud800"}),  # a lone surrogate is valid JSON
+        # Integers past 64 bits stay exact integers (orjson would make them floats).
+        (b'{"a": 123456789012345678901234567890}', {"a": 123456789012345678901234567890}),
+        (b'{"a": -9223372036854775809}', {"a": -9223372036854775809}),
+        (
+            b'{"a": 9223372036854775807, "b": "1234567890123456789"}',
+            {"a": 2**63 - 1, "b": "1234567890123456789"},
+        ),
+        (b'{"a": 1e400}', {"a": float("inf")}),  # json's reading, as before
     ],
 )
 def test_parse_json(data: bytes, expected: dict[str, Any]) -> None:
-    assert parse_json(data) == expected
+    parsed = parse_json(data)
+    assert parsed == expected
+    assert [type(value) for value in parsed.values()] == [type(value) for value in expected.values()]
 
 
 @pytest.mark.parametrize(
@@ -599,10 +609,22 @@ def test_only_track_events_have_a_name(call_type: CallType) -> None:
     [
         ({"a": "é"}, '{"a":"é"}'.encode()),
         ({"a": "\ud800"}, b'{"a":"\\ud800"}'),  # a lone surrogate cannot be UTF-8: escaped
+        ({"a": 2**70, "b": -(2**70)}, b'{"a":1180591620717411303424,"b":-1180591620717411303424}'),
+        (
+            {"a": '\x00\x1f\u2028"\\/', "b": [1.5, True, None]},
+            b'{"a":"\\u0000\\u001f\xe2\x80\xa8\\"\\\\/","b":[1.5,true,null]}',
+        ),
     ],
 )
 def test_encode_json(value: dict[str, Any], encoded: bytes) -> None:
     assert encode_json(value) == encoded
+
+
+def test_encode_json_writes_deep_nesting() -> None:
+    value: Any = []
+    for _ in range(500):  # past orjson's 254 levels
+        value = [value]
+    assert json.loads(encode_json({"a": value})) == {"a": value}
 
 
 def test_received_at_is_the_servers_clock_not_the_clients() -> None:
