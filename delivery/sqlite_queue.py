@@ -18,10 +18,14 @@ finds as left by a dead process.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import math
 import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -29,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
+import pyarrow as pa
 
 from delivery.queue import (
     DEDUP_WINDOW_S,
@@ -40,10 +46,10 @@ from delivery.queue import (
     QueueDepth,
     QueueError,
     Settlement,
-    decode_record,
-    encode_record,
+    check_record,
 )
 from ingest.ids import ID_LENGTH, id_chars, new_id
+from ingest.schema import COLUMNS
 
 QUEUE_FILE = "queue.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -156,6 +162,39 @@ _JOB_COLUMNS = (
     "lease_owner, lease_expires_at"
 )
 _EVENT_COLUMNS = "message_id, workspace_id, source_id, type, name, payload, received_at"
+
+_TIMESTAMPS = frozenset(c.name for c in COLUMNS if pa.types.is_timestamp(c.arrow_type))
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def encode_record(record: Mapping[str, Any]) -> str:
+    """`delivery.queue.encode_record`'s outbox form (checked, timestamps in epoch µs), by orjson.
+
+    orjson takes a quarter of the json module's time, in the worker's settle thread,
+    which holds the GIL the event loop needs; it writes a non-finite float as null
+    where `json` writes NaN, so such a record (none is expected) goes the `json` way.
+    """
+    check_record(record)
+    stored = {
+        name: (value - _EPOCH) // _MICROSECOND if name in _TIMESTAMPS and value is not None else value
+        for name, value in record.items()
+    }
+    if any(isinstance(value, float) and not math.isfinite(value) for value in stored.values()):
+        return json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
+    return orjson.dumps(stored).decode()
+
+
+def decode_record(text: str | bytes) -> dict[str, Any]:
+    """`delivery.queue.decode_record` by orjson: the record `encode_record` stored."""
+    try:
+        row: dict[str, Any] = orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN or Infinity, which only `json` writes and reads
+        row = json.loads(text)
+    for name in _TIMESTAMPS.intersection(row):
+        if row[name] is not None:
+            row[name] = _EPOCH + dt.timedelta(microseconds=row[name])
+    return row
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -511,57 +550,87 @@ class SqliteQueue:
             self._settle(db, Settlement(job, record, due_at), stored)
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
-        """See `delivery.queue.Queue.settle`."""
+        """See `delivery.queue.Queue.settle`.
+
+        Statements are per group, not per job (leases read with one `IN`
+        list, finished jobs deleted together, records inserted together):
+        one statement per job each was most of a group's cost, under the lock.
+        """
         stored = [self._outbox_form(s.job, s.record) for s in settlements]
-        lost = []
         with self._transaction() as db:
+            tokens = self._lease_tokens(db, [part.id for s in settlements for part in (s.job, *s.merged)])
+            lost, kept, finished = [], [], []
             for settlement, text in zip(settlements, stored, strict=True):
-                try:
-                    self._settle(db, settlement, text)
-                except LeaseLost:
+                parts = (settlement.job, *settlement.merged)
+                if any(part.lease_token is None or tokens.get(part.id) != part.lease_token for part in parts):
                     lost.append(settlement.job)
+                    continue
+                kept.append((text,))
+                if settlement.due_at is None:
+                    finished += [part.id for part in parts]
+                else:
+                    self._reschedule(db, settlement)
+            self._finish_all(db, finished)
+            db.executemany("INSERT INTO outbox (record) VALUES (?)", kept)
         return lost
+
+    @staticmethod
+    def _lease_tokens(db: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+        """The current lease token of each of `job_ids` that is leased."""
+        tokens: dict[str, str] = {}
+        for chunk in _chunks(job_ids):
+            rows = db.execute(
+                f"SELECT id, lease_token FROM jobs WHERE state = 'leased' AND id IN ({_marks(len(chunk))})",
+                chunk,
+            )
+            tokens.update(rows)
+        return tokens
+
+    @staticmethod
+    def _finish_all(db: sqlite3.Connection, job_ids: Sequence[str]) -> None:
+        """Delete finished jobs, and the events no other job needs."""
+        references: Counter[int] = Counter()
+        for chunk in _chunks(job_ids):
+            marks = _marks(len(chunk))
+            references.update(
+                row[0]
+                for row in db.execute(f"SELECT event_id FROM job_events WHERE job_id IN ({marks})", chunk)
+            )
+            db.execute(f"DELETE FROM job_events WHERE job_id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
+        # An event two finished jobs shared (fan-out) loses both references.
+        db.executemany(
+            "UPDATE events SET refs = refs - ? WHERE id = ?", [(n, e) for e, n in references.items()]
+        )
+        for chunk in _chunks(list(references)):
+            db.execute(f"DELETE FROM events WHERE refs <= 0 AND id IN ({_marks(len(chunk))})", chunk)
 
     def _settle(self, db: sqlite3.Connection, settlement: Settlement, stored: str) -> None:
         """Finish (`due_at` None) or reschedule the job (and its merged ones) and add the record.
 
         LeaseLost before any write.
         """
-        job, parts = settlement.job, (settlement.job, *settlement.merged)
+        parts = (settlement.job, *settlement.merged)
         for part in parts:
             self._check_lease(db, part)
         if settlement.due_at is None:
-            for part in parts:
-                self._finish(db, part.id)
+            self._finish_all(db, [part.id for part in parts])
         else:
-            if settlement.merged:
-                self._merge(db, job, settlement.merged)
-            # The first request's class is kept from the record of attempt 1 on, for later records.
-            db.execute(
-                "UPDATE jobs SET state = 'pending', attempts = attempts + 1, due_at = ?, available_at = ?, "
-                "first_error_class = coalesce(first_error_class, ?), "
-                "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?",
-                (
-                    settlement.due_at,
-                    settlement.due_at,
-                    settlement.record.get("first_error_class"),
-                    job.id,
-                ),
-            )
+            self._reschedule(db, settlement)
         db.execute("INSERT INTO outbox (record) VALUES (?)", (stored,))
 
-    @staticmethod
-    def _finish(db: sqlite3.Connection, job_id: str) -> None:
-        """Delete a finished job, and the events no other job needs."""
-        event_ids = [
-            row[0] for row in db.execute("SELECT event_id FROM job_events WHERE job_id = ?", (job_id,))
-        ]
-        db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
-        db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-        for chunk in _chunks(event_ids):
-            marks = _marks(len(chunk))
-            db.execute(f"UPDATE events SET refs = refs - 1 WHERE id IN ({marks})", chunk)
-            db.execute(f"DELETE FROM events WHERE refs <= 0 AND id IN ({marks})", chunk)
+    def _reschedule(self, db: sqlite3.Connection, settlement: Settlement) -> None:
+        """Make the job pending again at `settlement.due_at`, holding its merged jobs' events."""
+        job = settlement.job
+        if settlement.merged:
+            self._merge(db, job, settlement.merged)
+        # The first request's class is kept from the record of attempt 1 on, for later records.
+        db.execute(
+            "UPDATE jobs SET state = 'pending', attempts = attempts + 1, due_at = ?, available_at = ?, "
+            "first_error_class = coalesce(first_error_class, ?), "
+            "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL WHERE id = ?",
+            (settlement.due_at, settlement.due_at, settlement.record.get("first_error_class"), job.id),
+        )
 
     @staticmethod
     def _merge(db: sqlite3.Connection, job: Job, merged: Sequence[Job]) -> None:
@@ -637,10 +706,38 @@ class SqliteQueue:
                 ).rowcount
                 if not taken:
                     return None
-            rows = db.execute(
-                "SELECT record FROM outbox WHERE batch_id = ? ORDER BY id", (batch_id,)
-            ).fetchall()
-        return OutboxBatch(batch_id, [decode_record(text) for (text,) in rows], resumed)
+            array, texts = self._batch_records(db, batch_id)
+        # Decoded after the commit: the queue's lock is not held while Python works.
+        if array is None:
+            return OutboxBatch(batch_id, [decode_record(text) for text in texts], resumed)
+        rows: list[dict[str, Any]] = orjson.loads(array)
+        for row in rows:
+            for name in _TIMESTAMPS.intersection(row):
+                if row[name] is not None:
+                    row[name] = _EPOCH + dt.timedelta(microseconds=row[name])
+        return OutboxBatch(batch_id, rows, resumed)
+
+    @staticmethod
+    def _batch_records(db: sqlite3.Connection, batch_id: str) -> tuple[str | None, list[str]]:
+        """The batch's records in outbox order: as one JSON array, else (NaN in one) each apart.
+
+        One array rather than a row each: every row fetched hands the GIL between
+        this thread and the event loop, and a batch has thousands.
+        """
+        # NaN and Infinity, which only `json` writes, are not RFC 8259 JSON: SQLite's json()
+        # refuses them, or (JSON5, SQLite 3.42+) would turn them into other values.
+        (nonstandard,) = db.execute(
+            "SELECT count(*) FROM outbox WHERE batch_id = ? AND NOT json_valid(record)", (batch_id,)
+        ).fetchone()
+        if not nonstandard:
+            (array,) = db.execute(
+                "SELECT json_group_array(json(record)) FROM "
+                "(SELECT record FROM outbox WHERE batch_id = ? ORDER BY id)",
+                (batch_id,),
+            ).fetchone()
+            return array, []
+        rows = db.execute("SELECT record FROM outbox WHERE batch_id = ? ORDER BY id", (batch_id,))
+        return None, [text for (text,) in rows]
 
     def outbox_ack(self, batch_id: str) -> int:
         """See `delivery.queue.Queue.outbox_ack`."""

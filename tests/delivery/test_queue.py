@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from delivery import sqlite_queue
 from delivery.queue import (
     DEDUP_WINDOW_S,
     Event,
@@ -436,6 +437,42 @@ def test_settle_applies_each_change_and_skips_lost_leases(queue: SqliteQueue) ->
     assert queue.depth().by_state == {"pending": 1, "leased": 1}
 
 
+def test_one_settle_group_releases_an_event_that_two_finished_jobs_shared(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1"), event("m2")], FANOUT)  # two jobs per event
+    jobs = claim(queue)
+    m1_jobs = [j for j in jobs if j.events[0].message_id == "m1"]
+    m2_job = next(j for j in jobs if j.events[0].message_id == "m2")
+    settlements = [Settlement(j, record_for(j)) for j in (*m1_jobs, m2_job)]
+    assert queue.settle(settlements) == []
+    # m1 lost both references in one group; m2 keeps the one of its unfinished job.
+    with sqlite3.connect(queue.path) as db:
+        assert db.execute("SELECT message_id, refs FROM events").fetchall() == [("m2", 1)]
+    assert table_count(queue, "jobs") == 1
+    assert [r["job_id"] for r in outbox(queue)] == [s.job.id for s in settlements]
+
+
+def test_a_settle_group_writes_nothing_for_a_merged_job_whose_lease_was_lost(queue: SqliteQueue) -> None:
+    queue.enqueue([event("m1"), event("m2"), event("m3")], {"web": ["hook-a"]})
+    first, second, third = claim(queue, lease_s=10)
+    (taken,) = claim(queue, "w2", now=T0 + 10, limit=1)
+    assert taken.id == first.id  # the oldest lapsed lease changed hands
+    records = [record_for(second), record_for(third)]
+    lost = queue.settle([Settlement(second, records[0], merged=(first,)), Settlement(third, records[1])])
+    assert lost == [second]
+    assert outbox(queue) == [records[1]]
+    assert queue.depth().by_state == {"pending": 0, "leased": 2}
+
+
+def test_the_outbox_keeps_a_non_finite_number_readable(queue: SqliteQueue) -> None:
+    # orjson writes NaN as null; such a record takes the json module's way in and out.
+    queue.enqueue([event("m1")], {"web": ["hook-a"]})
+    (job,) = claim(queue)
+    queue.complete(job, record_for(job, duration_ms=float("inf")), T0)
+    batch = queue.outbox_batch(10)
+    assert batch is not None
+    assert batch.rows[0]["duration_ms"] == float("inf")
+
+
 # --- the records the outbox keeps ---
 
 
@@ -479,6 +516,9 @@ def test_records_round_trip_through_the_outbox_form() -> None:
         events=[{"message_id": "m", "type": "identify", "name": None}],
     )
     assert decode_record(encode_record(record)) == record
+    # The queue's own (orjson) form reads back the same, by either decoder.
+    assert decode_record(sqlite_queue.encode_record(record)) == record
+    assert sqlite_queue.decode_record(encode_record(record)) == record
     offset = dt.timezone(dt.timedelta(hours=2))
     assert decode_record(encode_record(record | {"started_at": started.astimezone(offset)})) == record
 
