@@ -315,7 +315,9 @@ def parse_config(
     problems: list[str] = []
     if not isinstance(mapping, Mapping):
         raise ConfigError(origin, [f"the document must be a table, got {_kind(mapping)}"])
-    _reject_unknown(mapping, ("engine", "sources", "destinations", "alerts"), "", problems)
+    # `[dashboard]` belongs to the dashboard and `deliverydash link` (app/settings.py checks it):
+    # known here so one file can configure both, and not read by the engine.
+    _reject_unknown(mapping, ("engine", "sources", "destinations", "alerts", "dashboard"), "", problems)
     engine_table = _table(mapping.get("engine", {}), "engine", problems)
     engine = _engine(_Table(engine_table, "engine", _ENGINE_KEYS, problems), base_dir or Path())
     sources = [

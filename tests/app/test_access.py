@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.access import (
@@ -100,3 +102,23 @@ def test_the_environment_secret_wins_and_short_secrets_are_refused() -> None:
     assert resolve_secret("c" * 16, {"DELIVERYDASH_SECRET": "e" * 16}) == "e" * 16
     with pytest.raises(ValueError, match="at least 16"):
         resolve_secret("short", {})
+
+
+def test_one_config_file_serves_the_engine_and_the_dashboard(tmp_path: Path) -> None:
+    from app.settings import dashboard_settings
+    from delivery.config import load_config
+
+    example = Path(__file__).resolve().parents[2] / "deliverydash.example.toml"
+    config = tmp_path / "deliverydash.toml"
+    config.write_text(example.read_text() + '\n[dashboard]\nsecret = "0123456789abcdef0123"\n')
+    assert load_config(config).sources  # the engine accepts, and ignores, the dashboard's table
+    assert dashboard_settings(config).secret == "0123456789abcdef0123"
+
+
+def test_a_bad_dashboard_table_names_the_key(tmp_path: Path) -> None:
+    from app.settings import SettingsError, dashboard_settings
+
+    config = tmp_path / "bad.toml"
+    config.write_text('[dashboard]\nsecrets = "x"\n')
+    with pytest.raises(SettingsError, match=r"dashboard\.secrets: unknown key"):
+        dashboard_settings(config)
