@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from delivery import precheck
+from delivery.alerts import AuthAlerts
 from delivery.auth_watch import (
     HEALTHY,
     AuthWatch,
@@ -15,6 +16,7 @@ from delivery.auth_watch import (
     Observation,
     Phase,
     Policy,
+    Transition,
     WatchState,
     admit,
     enable,
@@ -181,3 +183,28 @@ def test_the_precheck_skips_what_the_watch_does_not_admit() -> None:
         "disabled",
         "auto_disabled",
     )
+
+
+def test_notifications_raised_together_sort_in_the_order_they_were_raised() -> None:
+    config = parse_config(
+        {
+            "engine": {"allow_private_targets": True},
+            "sources": [{"id": "web", "workspace": "acme", "write_key": "wk"}],
+            "destinations": [
+                {"id": "a", "source": "web", "integration": "webhook", "url": "http://127.0.0.1:1/"}
+            ],
+        }
+    )
+    alerts = AuthAlerts(config)
+    failing = WatchState(Phase.FAILING, 1, 100.0)
+    disabled = WatchState(Phase.DISABLED, 2, 100.0, 101.0, 401.0)
+    # One record can raise both at once: within one millisecond, ids alone must keep their order.
+    ids = [
+        alerts._raised(Transition("a", change, 101.0, before, after), None).id
+        for change, before, after in [
+            (Change.AUTH_FAILING, HEALTHY, failing),
+            (Change.DISABLED, failing, disabled),
+        ]
+        * 50
+    ]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
