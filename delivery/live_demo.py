@@ -249,8 +249,11 @@ def run_live_demo(
     with connect(data_dir) as log:
         report = api.day_report(log, Scope.all(), start, end).row(0, named=True)
         funnel = api.funnel(log, Scope.all(), start, end)
-    # The data directory outlives a run: only this run's notifications are news.
-    notifications = [n for n in read_notifications(data_dir, state="all") if n.created_at >= started]
+    # The data directory outlives a run, and so does a disabled destination: show this
+    # run's notifications and any still open from an earlier one.
+    notifications = [
+        n for n in read_notifications(data_dir, state="all") if n.created_at >= started or n.state == "open"
+    ]
     return LiveDemoResult(events, jobs, unsettled, start, end, report, funnel, notifications, stats)
 
 
@@ -272,7 +275,7 @@ def render(result: LiveDemoResult) -> str:
     for row in result.funnel.iter_rows(named=True):
         lines.append(f"  {row['stage']:<30}{int(row['events']):>10,}{row['pct']:>9.2f}%")
     lines.append("")
-    lines.append(f"Notifications raised by the engine ({len(result.notifications)})")
+    lines.append(f"Notifications: raised in this run, or still open ({len(result.notifications)})")
     for note in result.notifications:
         where = f"{note.workspace_id}/{note.destination_id}"
         lines.append(f"  {note.created_at:%H:%M:%S} {note.kind:<13} {where}: {note.message}")
