@@ -16,49 +16,19 @@ any and the one that saw them all, so the engine's start-up is left out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import ROOT, free_port, start_engine, stop  # bench/engine.py
+from engine import free_port, preload, start_engine, stop  # bench/engine.py
 from metering import start_partner_config  # bench/metering.py
-
-
-def preload(data_dir: Path, n: int) -> None:
-    """Put n one-event jobs for the partner straight into the queue."""
-    sys.path.insert(0, str(ROOT))
-    from delivery.queue import Event
-    from delivery.sqlite_queue import SqliteQueue
-
-    queue = SqliteQueue(data_dir)
-    now = time.time()
-    try:
-        for start in range(0, n, 1000):
-            events = []
-            for i in range(start, min(n, start + 1000)):
-                message_id = str(uuid.uuid4())
-                payload = json.dumps(
-                    {
-                        "type": "track",
-                        "event": "Order Completed",
-                        "userId": f"user-{i % 1000}",
-                        "messageId": message_id,
-                        "properties": {"order": i, "revenue": 42.5, "currency": "EUR"},
-                    }
-                ).encode()
-                events.append(Event(message_id, "acme", "web", "track", "Order Completed", payload, now))
-            queue.enqueue(events, {"web": ["bulk"]})
-    finally:
-        queue.close()
 
 
 def write_config(directory: Path, url: str, batch: int) -> Path:
@@ -95,7 +65,7 @@ def run(n: int, batch: int, partner_batch: int) -> dict[str, Any]:
         try:
             stats_url = ready["control_url"].rstrip("/") + "/_stats/crm"
             config = write_config(directory, ready["partners"][0]["url"], batch)
-            preload(directory / "data", n)
+            preload(directory / "data", n, destination="bulk")
             port = free_port()
             engine = start_engine(config, port)
             try:

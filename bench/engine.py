@@ -238,8 +238,8 @@ def ingest_run(duration_s: float, clients: int, batch_size: int) -> dict[str, fl
 # --- delivery -------------------------------------------------------------------------------------
 
 
-def preload(data_dir: Path, n: int) -> int:
-    """Put n one-event jobs for the sink straight into the queue; the payload's size."""
+def preload(data_dir: Path, n: int, destination: str = "sink") -> int:
+    """Put n one-event jobs for `destination` straight into the queue; the payload's size."""
     sys.path.insert(0, str(ROOT))
     from delivery.queue import Event
     from delivery.sqlite_queue import SqliteQueue
@@ -263,7 +263,7 @@ def preload(data_dir: Path, n: int) -> int:
                 ).encode()
                 size = len(payload)
                 events.append(Event(message_id, "acme", "web", "track", "Order Completed", payload, now))
-            queue.enqueue(events, {"web": ["sink"]})
+            queue.enqueue(events, {"web": [destination]})
     finally:
         queue.close()
     return size

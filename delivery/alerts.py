@@ -84,9 +84,6 @@ class AuthAlerts:
         self._metrics = metrics
         self._watch = AuthWatch(policy(config.alerts))
         self._store: NotificationStore | None = None
-        # Notifications list newest first by id; two raised in one millisecond
-        # (auth_failing and disabled from one record) must still sort in order.
-        self._last_id_ms = 0
         self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._session: aiohttp.ClientSession | None = None
 
@@ -220,9 +217,8 @@ class AuthAlerts:
         status_code = record.get("status_code") if record is not None else None
         body = record.get("response_body") if record is not None else None
         quoting = transition.change in (Change.AUTH_FAILING, Change.DISABLED)
-        self._last_id_ms = max(time.time_ns() // 1_000_000, self._last_id_ms + 1)
         return NewNotification(
-            id=new_id(self._last_id_ms),
+            id=new_id(),
             kind=str(transition.change),
             workspace_id=workspace,
             destination_id=transition.destination_id,

@@ -204,6 +204,21 @@ class EngineThread:
         depth = self.queue.depth()
         return int(sum(depth.by_state.values()))
 
+    def wait_until_settled(self, jobs: int, timeout_s: float, poll_s: float = 0.1) -> int:
+        """Show a progress bar until every job has a final outcome or `timeout_s` passed; jobs left."""
+        from tqdm import tqdm
+
+        deadline = time.monotonic() + timeout_s
+        with tqdm(total=jobs, desc="deliveries settled", unit=" jobs", file=sys.stderr) as bar:
+            while True:
+                if not self._thread.is_alive():
+                    raise DemoError(f"the engine stopped unexpectedly: {self.error}")
+                unsettled = self.unfinished_jobs()
+                bar.update(max(0, jobs - unsettled) - bar.n)
+                if unsettled == 0 or time.monotonic() >= deadline:
+                    return unsettled
+                time.sleep(poll_s)
+
     def stop(self) -> None:
         """Stop the server; the lifespan stops the worker and makes the exporter's last pass."""
         if self._server is not None:
@@ -309,16 +324,7 @@ def run_demo(data_dir: Path, events: int, timeout_s: float = 60) -> DemoResult:
         try:
             with tqdm(total=events, desc="events sent", unit=" events", file=sys.stderr) as bar:
                 send_events(engine.url, events, bar.update)
-            deadline = time.monotonic() + timeout_s
-            with tqdm(total=jobs, desc="deliveries settled", unit=" jobs", file=sys.stderr) as bar:
-                while True:
-                    if not engine._thread.is_alive():
-                        raise DemoError(f"the engine stopped unexpectedly: {engine.error}")
-                    unsettled = engine.unfinished_jobs()
-                    bar.update(max(0, jobs - unsettled) - bar.n)
-                    if unsettled == 0 or time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.1)
+            unsettled = engine.wait_until_settled(jobs, timeout_s)
         finally:
             engine.stop()
     if engine.error is not None:

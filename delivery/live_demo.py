@@ -228,16 +228,7 @@ def run_live_demo(
         try:
             with tqdm(total=events, desc="events sent", unit=" events", file=sys.stderr) as bar:
                 send_stream(engine.url, events, send_s, bar.update)
-            deadline = time.monotonic() + timeout_s
-            with tqdm(total=jobs, desc="deliveries settled", unit=" jobs", file=sys.stderr) as bar:
-                while True:
-                    if not engine._thread.is_alive():
-                        raise DemoError(f"the engine stopped unexpectedly: {engine.error}")
-                    unsettled = engine.unfinished_jobs()
-                    bar.update(max(0, jobs - unsettled) - bar.n)
-                    if unsettled == 0 or time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.2)
+            unsettled = engine.wait_until_settled(jobs, timeout_s, poll_s=0.2)
         finally:
             engine.stop()
         stats = {name: running.stats(name) for name, _, _ in PARTNERS}

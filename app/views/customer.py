@@ -53,7 +53,8 @@ for col, (label, column) in zip(
     col.metric(label, style.count(report[column]), delta=share or None, delta_color="off", delta_arrow="off")
 
 st.header("Open notifications")
-for note in data.notifications(scope.value or ""):
+notifications = data.notifications(scope.value or "")
+for note in notifications:
     since = f"since {note.first_seen_at:%Y-%m-%d %H:%M} UTC"
     st.error(f"**{note.destination_id}** ({note.kind.replace('_', ' ')}, {since}): {note.message}")
     if note.sample_body:
@@ -69,7 +70,7 @@ if auth.height:
             f"(HTTP {row['status_code']}), last at {row['last_seen']:%Y-%m-%d %H:%M} UTC. "
             + hints.hint("auth", row["status_code"])
         )
-elif not data.notifications(scope.value or ""):
+elif not notifications:
     st.success("No destination is failing authentication in this range.")
 
 st.header("Destinations")

@@ -112,3 +112,9 @@ def test_message_ids_are_uuid4_strings() -> None:
 
 def test_message_ids_of_nothing_is_empty() -> None:
     assert len(message_ids(0, np.random.default_rng(0))) == 0
+
+
+def test_ids_made_one_after_the_other_strictly_increase() -> None:
+    # Thousands fall within one millisecond: random bits alone would not keep their order.
+    made = [new_id() for _ in range(5_000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
