@@ -79,14 +79,28 @@ def connect_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(rollup_sql("macros"))
 
 
+#: Rollups aggregated from another rollup's rows, not from the attempts: a
+#: per-integration histogram is the per-destination one summed.
+_BUILT_FROM = {"latency": "destination_latency", "delay": "destination_delay"}
+
+
 def build_rollups(table: pa.Table, names: Iterable[str] = ROLLUPS) -> dict[str, pa.Table]:
     """Aggregate contract rows into each rollup of `names` (every rollup by default)."""
+    wanted = list(names)
+    sources = [_BUILT_FROM[name] for name in wanted if name in _BUILT_FROM]
+    # Sources first, so the rollups built from them can read them by name.
+    order = sorted(set(wanted) | set(sources), key=lambda name: name in _BUILT_FROM)
+    built: dict[str, pa.Table] = {}
     with duckdb.connect(":memory:") as con:
         con.execute("SET TimeZone = 'UTC'")  # hours are UTC hours
         con.execute("SET threads = 1")  # writers call this beside other work
         connect_macros(con)
         con.register("batch", table)
-        return {name: con.sql(rollup_sql(name)).to_arrow_table() for name in names}
+        for name in order:
+            built[name] = con.sql(rollup_sql(name)).to_arrow_table()
+            if name in sources:
+                con.register(name, built[name])
+    return {name: built[name] for name in wanted}
 
 
 @cache

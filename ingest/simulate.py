@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from ingest import ids
 from ingest.bodies import TRANSPORT_MESSAGES, Template, templates_for
 from ingest.rollup import ROLLUPS, rollup_root
-from ingest.schema import ATTEMPT_SCHEMA, EVENT_TYPE, conform
+from ingest.schema import ATTEMPT_SCHEMA, EVENT_TYPE, UTC_MICROS, conform
 from ingest.taxonomy import ErrorClass, Outcome, classify_status, classify_transport
 from ingest.world import (
     EVENT_NAME_WEIGHTS,
@@ -436,9 +436,9 @@ def _to_table(
         "event_count": count[job],
         "events": _events(job, count, events, rng),
         "received_at": pa.array(received_us[job], type=pa.int64()).cast(
-            ATTEMPT_SCHEMA.field("received_at").type
+            UTC_MICROS
         ),
-        "started_at": pa.array(started_us, type=pa.int64()).cast(ATTEMPT_SCHEMA.field("started_at").type),
+        "started_at": pa.array(started_us, type=pa.int64()).cast(UTC_MICROS),
         "duration_ms": rows.column("duration"),
         "status_code": pa.array(status, mask=status == 0),
         "error_class": _dictionary(rows.column("eclass"), [c.value for c in _CLASSES]),
@@ -447,7 +447,7 @@ def _to_table(
         "outcome": _dictionary(rows.column("outcome"), [o.value for o in _OUTCOMES]),
         "retry_after_s": pa.array(rows.column("retry_after"), from_pandas=True),
         "next_attempt_at": pa.array(next_us, type=pa.int64(), mask=np.isnan(next_t)).cast(
-            ATTEMPT_SCHEMA.field("next_attempt_at").type
+            UTC_MICROS
         ),
         "request_bytes": events["bytes"][job],
         "response_body": _bodies(rows, jobs["dest"], w, events, rng),
@@ -574,8 +574,11 @@ _PARALLEL_FROM = 1_000_000
 
 
 def _as_completed(pool: ProcessPoolExecutor, tasks: list[_HourTask]) -> Iterator[SimulationResult]:
+    # Largest hours first: the small night hours then fill in at the end,
+    # instead of the peak hour running alone on one core while the other idles.
+    by_size = sorted(tasks, key=lambda task: task.attempts, reverse=True)
     with pool:
-        futures = [pool.submit(_simulate_hour, task) for task in tasks]
+        futures = [pool.submit(_simulate_hour, task) for task in by_size]
         for future in as_completed(futures):
             yield future.result()
 

@@ -12,37 +12,19 @@
 -- received_hour selects the event cohort, started_hour bounds its retries,
 -- as in outcomes.sql. Per integration, small: scope all and one partner read
 -- it; one workspace or destination reads destination_delay.sql's instead.
--- Hours are grouped as integers, as in outcomes.sql.
-WITH delivered AS (
-    SELECT
-        epoch_us(received_at) // 3600000000 AS received_hour,
-        epoch_us(started_at) // 3600000000 AS started_hour,
-        integration,
-        attempt,
-        event_count,
-        (epoch_us(started_at) - epoch_us(received_at)) / 1000 + coalesce(duration_ms, 0)::DOUBLE AS delay_ms
-    FROM batch
-    WHERE outcome = 'delivered'
-),
-
-grouped AS (
-    SELECT
-        received_hour,
-        started_hour,
-        integration,
-        attempt,
-        floor(ln(greatest(delay_ms, 0.01)) / ln(1.1))::SMALLINT AS bucket,
-        count(*)::BIGINT AS deliveries,
-        sum(event_count)::BIGINT AS events,
-        sum(event_count * delay_ms)::DOUBLE AS delay_ms_sum,
-        max(delay_ms)::DOUBLE AS delay_ms_max
-    FROM delivered
-    GROUP BY ALL
-)
-
+--
+-- It is destination_delay.sql's histogram summed over destinations, built
+-- from those rows rather than from `batch` again (as latency.sql).
 SELECT
-    to_timestamp(received_hour * 3600) AS received_hour,
-    to_timestamp(started_hour * 3600) AS started_hour,
-    * EXCLUDE (received_hour, started_hour)
-FROM grouped
+    received_hour,
+    started_hour,
+    integration,
+    attempt,
+    bucket,
+    sum(deliveries)::BIGINT AS deliveries,
+    sum(events)::BIGINT AS events,
+    sum(delay_ms_sum)::DOUBLE AS delay_ms_sum,
+    max(delay_ms_max)::DOUBLE AS delay_ms_max
+FROM destination_delay
+GROUP BY ALL
 ORDER BY integration, received_hour, started_hour, attempt, bucket

@@ -157,6 +157,29 @@ def test_conform_converts_other_time_zones_to_the_same_instant(table: pa.Table) 
     assert result.column("started_at").to_pylist() == [T0, T0]
 
 
+def test_times_are_kept_to_the_millisecond() -> None:
+    fine = T0 + dt.timedelta(seconds=1, microseconds=234_567)
+    row = attempt_row(1, fine) | {"received_at": fine, "next_attempt_at": fine}
+    stored = rows_to_table([row]).to_pylist()[0]
+    kept = T0 + dt.timedelta(seconds=1, milliseconds=234)
+    assert (stored["received_at"], stored["started_at"], stored["next_attempt_at"]) == (kept, kept, kept)
+
+
+def test_durations_are_rounded_to_a_tenth_of_a_millisecond(table: pa.Table) -> None:
+    exact = pa.array([12.3456, 0.04], pa.float64())
+    result = conform(replaced(table, "duration_ms", exact)).column("duration_ms").to_pylist()
+    assert result == pytest.approx([12.3, 0.0], abs=1e-6)
+
+
+def test_times_survive_a_parquet_round_trip_as_timestamptz(tmp_path: Path) -> None:
+    fine = T0 + dt.timedelta(microseconds=987_654)
+    write_partitioned(rows_to_table([attempt_row(1, fine)]), tmp_path)
+    rows = duckdb.sql(
+        f"SELECT typeof(started_at) AS type, started_at FROM read_parquet('{attempts_glob(tmp_path)}')"
+    ).fetchall()
+    assert rows == [("TIMESTAMP WITH TIME ZONE", T0 + dt.timedelta(milliseconds=987))]
+
+
 @pytest.mark.parametrize("missing", [["outcome"], ["attempt_id", "error_message"]])
 def test_conform_names_missing_columns(table: pa.Table, missing: list[str]) -> None:
     with pytest.raises(SchemaError) as info:
