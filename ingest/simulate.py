@@ -435,9 +435,7 @@ def _to_table(
         "integration": _dictionary(w.dest_integration[dest], w.int_name),
         "event_count": count[job],
         "events": _events(job, count, events, rng),
-        "received_at": pa.array(received_us[job], type=pa.int64()).cast(
-            UTC_MICROS
-        ),
+        "received_at": pa.array(received_us[job], type=pa.int64()).cast(UTC_MICROS),
         "started_at": pa.array(started_us, type=pa.int64()).cast(UTC_MICROS),
         "duration_ms": rows.column("duration"),
         "status_code": pa.array(status, mask=status == 0),
@@ -446,9 +444,7 @@ def _to_table(
         "retryable": rows.column("retryable"),
         "outcome": _dictionary(rows.column("outcome"), [o.value for o in _OUTCOMES]),
         "retry_after_s": pa.array(rows.column("retry_after"), from_pandas=True),
-        "next_attempt_at": pa.array(next_us, type=pa.int64(), mask=np.isnan(next_t)).cast(
-            UTC_MICROS
-        ),
+        "next_attempt_at": pa.array(next_us, type=pa.int64(), mask=np.isnan(next_t)).cast(UTC_MICROS),
         "request_bytes": events["bytes"][job],
         "response_body": _bodies(rows, jobs["dest"], w, events, rng),
         "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
