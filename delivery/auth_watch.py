@@ -207,6 +207,8 @@ class AuthWatch:
 
     def admit(self, destination_id: str, now: float) -> bool:
         """Whether a job of this destination may be sent now (see the module docstring)."""
+        if destination_id not in self._states:
+            return True  # healthy: asked before every request, so answered without a state change
         after, admitted = admit(self.state(destination_id), now, self.policy)
         self._set(destination_id, after)
         return admitted

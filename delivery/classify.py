@@ -80,6 +80,7 @@ from typing import TYPE_CHECKING, Final
 import aiohttp
 from aiohttp import http_exceptions
 
+from delivery.http1 import BadResponse, InterimStatusOnly, ServerDisconnected
 from ingest.taxonomy import Classification, classify_status, classify_transport
 
 if TYPE_CHECKING:
@@ -96,19 +97,6 @@ class UnclassifiedError(Exception):
     def __init__(self, error: BaseException, reason: str) -> None:
         super().__init__(f"no transport code for {describe_chain(error)}: {reason}")
         self.error = error
-
-
-class InterimStatusOnly(Exception):
-    """The last status line before the connection failed was an interim (1xx) one.
-
-    aiohttp skips 100 and 102-199 as informational and waits for a final
-    status; a destination that answers only with one of them is recorded with
-    that number, like any other nonstandard status.
-    """
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"only an interim {status} status line arrived before the connection failed")
-        self.status = status
 
 
 #: errno names that are transport codes of their own.
@@ -186,6 +174,9 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     ssl.SSLEOFError: "ECONNRESET",
     ssl.SSLCertVerificationError: _by_verify_code,
     BaseExceptionGroup: WRAPPER,
+    # delivery.http1's own
+    ServerDisconnected: "ESERVERDISCONNECT",
+    BadResponse: "EBADRESPONSE",
 }
 
 #: aiohttp classes whose nearest base in `TABLE` says the right thing.

@@ -98,11 +98,10 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import asyncio
     import logging
 
     from delivery.config import ConfigError, load_config
-    from delivery.engine import serve
+    from delivery.engine import run
 
     try:
         config = load_config(args.config)
@@ -111,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     for warning in config.warnings:
         print(f"deliverydash serve: warning: {warning}", file=sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(config, args.host, args.port))
+    run(config, args.host, args.port)
 
 
 def cmd_demo_engine(args: argparse.Namespace) -> None:

@@ -121,6 +121,8 @@ class EngineConfig:
     """Pace requests to destinations with a rate limit (`delivery.metering`); false: as slots allow."""
     batch_linger_s: float = 0.05
     """How long a batching destination's oldest due job waits for others to join its request."""
+    http_client: str = "builtin"
+    """What sends the requests: "builtin" (`delivery.http1`) or "aiohttp"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +390,8 @@ _MAX_ATTEMPTS = 32_767
 #: The tracking API's largest message (`delivery.tracking.MAX_MESSAGE_BYTES`): a batch must fit one.
 _MIN_BATCH_BYTES = 32 * 1024
 _MAX_RATE_PER_S = 10_000
+#: What `[engine] http_client` may name (`delivery.sender.Sender`).
+HTTP_CLIENTS = ("builtin", "aiohttp")
 _REQUIRED = object()
 
 
@@ -434,6 +438,7 @@ def _engine(table: _Table, base_dir: Path) -> EngineConfig:
         max_batch_bytes=table.integer("max_batch_bytes", defaults.max_batch_bytes),
         metering=table.boolean("metering", defaults.metering),
         batch_linger_s=table.seconds("batch_linger_s", defaults.batch_linger_s, allow_zero=True),
+        http_client=table.choice("http_client", defaults.http_client, HTTP_CLIENTS),
     )
 
 
@@ -813,6 +818,13 @@ class _Table:
             self.problem(key, f"must be a number from 0 to 1, got {value}")
             return default
         return float(value)
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key, default)
+        if value not in choices:
+            self.problem(key, f"must be one of {', '.join(map(repr, choices))}, got {_describe(value)}")
+            return default
+        return str(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.get(key, default)

@@ -5,8 +5,12 @@ with secrets redacted, the raw Retry-After) or the exception that stopped
 the request, with the request's duration either way. `delivery.classify`
 judges it; nothing here decides about retries.
 
-aiohttp is the engine's client because it is about 3x faster than httpx over
-any transport on this machine (docs/architecture.md).
+The requests go out through `delivery.http1`, the engine's own HTTP/1.1
+client (`http_client = "builtin"`, the default), or through aiohttp
+(`"aiohttp"`), which was the engine's client before and stays as a choice:
+the built-in one costs about a third of aiohttp's CPU per request
+(docs/benchmarks.md), and aiohttp about a third of httpx's
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
 from yarl import URL
 
-from delivery.classify import InterimStatusOnly, describe_chain, recovered_status
+from delivery import http1
+from delivery.classify import describe_chain, recovered_status
+from delivery.config import HTTP_CLIENTS
+from delivery.http1 import InterimStatusOnly
 from ingest.schema import RESPONSE_BODY_LIMIT
 
 #: What replaces a secret in kept text.
@@ -84,6 +91,7 @@ class Sender:
         ca_bundle: str | os.PathLike[str] | None = None,
         keepalive_timeout_s: float = 4.0,
         user_agent: str = "deliverydash/0.1",
+        http_client: str = "builtin",
     ) -> None:
         """Configure the session; nothing is opened yet.
 
@@ -93,14 +101,27 @@ class Sender:
         the server closes it, which would fail a POST that cannot be retried
         transparently.
         """
+        if http_client not in HTTP_CLIENTS:
+            raise ValueError(f"http_client must be one of {', '.join(HTTP_CLIENTS)}, got {http_client!r}")
         self._ssl = ssl.create_default_context()
         if ca_bundle:
             self._ssl.load_verify_locations(cafile=os.fspath(ca_bundle))
+        self._timeout_s = request_timeout_s
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._limit, self._limit_per_host = limit, limit_per_host
         self._keepalive_timeout_s = keepalive_timeout_s
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._client = (
+            http1.Client(
+                ssl_context=self._ssl,
+                limit_per_host=limit_per_host,
+                keepalive_s=keepalive_timeout_s,
+                user_agent=user_agent,
+            )
+            if http_client == "builtin"
+            else None
+        )
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -115,6 +136,8 @@ class Sender:
     async def close(self) -> None:
         """Close the session and its connections; later sends fail (as results)."""
         self._closed = True
+        if self._client is not None:
+            await self._client.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -126,17 +149,34 @@ class Sender:
         (a BaseException) passes through, so shutdown still works.
         """
         started = time.perf_counter()
+        if self._client is not None:
+            return await self._send_builtin(self._client, url, body, headers, started)
         try:
             session = self._session or self._open()
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 return await _read_response(response, started, url, headers)
         except Exception as error:
-            duration_ms = _ms_since(started)
-            status = recovered_status(error)
-            if status is not None:
-                return SendResult(duration_ms, status=status, body="")
-            message = _keep(describe_chain(error), secrets_of(headers, url))
-            return SendResult(duration_ms, error=error, error_message=message)
+            return _failed(error, started, url, headers)
+
+    async def _send_builtin(
+        self, client: http1.Client, url: str, body: bytes, headers: Mapping[str, str], started: float
+    ) -> SendResult:
+        try:
+            if self._closed:
+                raise RuntimeError("the Sender is closed")
+            response = await client.post(
+                url, body, headers, timeout_s=self._timeout_s, read_limit=BODY_READ_LIMIT
+            )
+        except Exception as error:
+            return _failed(error, started, url, headers)
+        duration_ms = _ms_since(started)
+        status = response.status
+        kept = None
+        if not 200 <= status < 300:
+            kept = _keep(response.body.decode("utf-8", errors="replace"), secrets_of(headers, url))
+        return SendResult(
+            duration_ms, status=status, body=kept, retry_after=response.headers.get("retry-after")
+        )
 
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -184,6 +224,16 @@ async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def _failed(error: Exception, started: float, url: str, headers: Mapping[str, str]) -> SendResult:
+    """The result of a request that raised: a status recovered from the error, else the error."""
+    duration_ms = _ms_since(started)
+    status = recovered_status(error)
+    if status is not None:
+        return SendResult(duration_ms, status=status, body="")
+    message = _keep(describe_chain(error), secrets_of(headers, url))
+    return SendResult(duration_ms, error=error, error_message=message)
 
 
 def _ms_since(started: float) -> float:

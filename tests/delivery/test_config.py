@@ -168,6 +168,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "max_batch_bytes": 1000,
         "metering": False,
         "batch_linger_s": 0,
+        "http_client": "aiohttp",
     }
     assert set(engine) == {f.name for f in dataclasses.fields(EngineConfig)}
     loaded = parse_config({"engine": engine}, base_dir=tmp_path).engine
@@ -192,6 +193,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         max_batch_bytes=1000,
         metering=False,
         batch_linger_s=0,
+        http_client="aiohttp",
     )
     assert isinstance(loaded.retry_window_s, float)
 
@@ -373,6 +375,11 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         "string is not a bool",
         {"engine": {"allow_private_targets": "yes"}},
         "engine.allow_private_targets: must be true or false, got 'yes'",
+    ),
+    (
+        "an HTTP client there is not",
+        {"engine": {"http_client": "curl"}},
+        "engine.http_client: must be one of 'builtin', 'aiohttp', got 'curl'",
     ),
     (
         "int is not a bool",

@@ -12,12 +12,14 @@ import datetime as dt
 import json
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
 
 from delivery.classify import classify
+from delivery.config import HTTP_CLIENTS
 from delivery.sender import REDACTED, Sender, SendResult
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import Classification, ErrorClass
@@ -52,6 +54,22 @@ RATE_LIMIT, SERVER, TIMEOUT, NETWORK = (
 TLS, NONSTANDARD, REDIRECT = ErrorClass.TLS, ErrorClass.NONSTANDARD, ErrorClass.REDIRECT
 
 
+#: The HTTP client every test here runs through (`Sender(http_client=...)`): each test runs with each.
+HTTP_CLIENT = "builtin"
+
+
+@pytest.fixture(autouse=True, params=HTTP_CLIENTS)
+def http_client(request: pytest.FixtureRequest) -> Iterator[str]:
+    global HTTP_CLIENT
+    HTTP_CLIENT, before = request.param, HTTP_CLIENT
+    yield HTTP_CLIENT
+    HTTP_CLIENT = before
+
+
+def make_sender(timeout_s: float = 2.0, ca_bundle: Path | None = None) -> Sender:
+    return Sender(request_timeout_s=timeout_s, ca_bundle=ca_bundle, http_client=HTTP_CLIENT)
+
+
 def send_to(
     handler: Handler,
     *,
@@ -65,7 +83,7 @@ def send_to(
     async def scenario() -> SendResult:
         async with (
             FaultServer(handler, tls=tls) as server,
-            Sender(request_timeout_s=timeout_s, ca_bundle=ca_bundle) as sender,
+            make_sender(timeout_s, ca_bundle) as sender,
         ):
             return await sender.send(server.url(path), PAYLOAD, HEADERS)
 
@@ -74,7 +92,7 @@ def send_to(
 
 def send_to_url(url: str, *, timeout_s: float = 2.0) -> SendResult:
     async def scenario() -> SendResult:
-        async with Sender(request_timeout_s=timeout_s) as sender:
+        async with make_sender(timeout_s) as sender:
             return await sender.send(url, PAYLOAD, HEADERS)
 
     return asyncio.run(scenario())
@@ -199,7 +217,9 @@ ODD_STATUS_LINES = [
 def test_odd_status_line_is_recorded_with_its_number(status: int, raw: bytes) -> None:
     result = send_to(respond(raw))
     assert_response(result, status, Classification(NONSTANDARD, str(status), False))
-    assert result.body == ""
+    # aiohttp refuses the line, so the body is lost with it; the built-in client reads it.
+    announced = status == 42 and b"Content-Length: 2" in raw and HTTP_CLIENT == "builtin"
+    assert result.body == ("ok" if announced else "")
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
@@ -207,7 +227,7 @@ def test_redirect_is_not_followed(status: int) -> None:
     async def scenario() -> tuple[SendResult, int]:
         async with FaultServer(respond(http_response(200, "OK"))) as target:
             moved = respond(http_response(status, "Moved", b"moved", Location=target.url("/new")))
-            async with FaultServer(moved) as server, Sender(request_timeout_s=2.0) as sender:
+            async with FaultServer(moved) as server, make_sender() as sender:
                 result = await sender.send(server.url(), PAYLOAD, HEADERS)
             return result, target.requests
 
@@ -225,7 +245,7 @@ def test_an_answer_that_is_not_http() -> None:
 
 def test_connections_are_reused() -> None:
     async def scenario() -> tuple[list[SendResult], int]:
-        async with FaultServer(keep_alive) as server, Sender(request_timeout_s=2.0) as sender:
+        async with FaultServer(keep_alive) as server, make_sender() as sender:
             results = [await sender.send(server.url(), PAYLOAD, HEADERS) for _ in range(3)]
             return results, server.connections
 
@@ -330,7 +350,7 @@ def test_tls_certificate_for_another_name(ca: trustme.CA, ca_bundle: Path) -> No
 
 def test_tls_to_a_plain_http_server() -> None:
     async def scenario() -> SendResult:
-        async with FaultServer(answer_at_once) as server, Sender(request_timeout_s=2.0) as sender:
+        async with FaultServer(answer_at_once) as server, make_sender() as sender:
             return await sender.send(server.url().replace("http://", "https://"), PAYLOAD, HEADERS)
 
     # OpenSSL reads the plain-text answer as a TLS record: "wrong version number".
@@ -339,9 +359,9 @@ def test_tls_to_a_plain_http_server() -> None:
 
 def test_a_closed_sender_refuses_without_raising() -> None:
     async def scenario() -> SendResult:
-        sender = Sender(request_timeout_s=1.0)
-        await sender.close()
-        return await sender.send("http://127.0.0.1:9/hook", PAYLOAD, HEADERS)
+        closed = make_sender(1.0)
+        await closed.close()
+        return await closed.send("http://127.0.0.1:9/hook", PAYLOAD, HEADERS)
 
     result = asyncio.run(scenario())
     assert isinstance(result.error, RuntimeError)

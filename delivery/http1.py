@@ -1,0 +1,500 @@
+"""The engine's own HTTP/1.1 client: POST a body, read the status, the headers and the body's first bytes.
+
+A delivery engine asks one thing of HTTP, many thousand times a second, and
+aiohttp's general-purpose request path cost more CPU per request than all
+the rest of the engine (docs/benchmarks.md, "Delivery"). This client does
+only that one thing, on asyncio protocols, with pooled keep-alive
+connections:
+
+- any status line is a response, whatever its number (`HTTP/1.1 42 Weird`
+  is status 42); interim ones (100, 102-199) are read past to the final one,
+  and a connection that ends after only an interim one raises
+  `InterimStatusOnly` with its number;
+- at most `read_limit` bytes of a body are read; a longer body still
+  arriving (or one whose end only the close marks) costs the connection,
+  never a wait;
+- redirects are not followed, nothing is decompressed (`Accept-Encoding:
+  identity`), no cookies are kept;
+- failures are Python's own exceptions (`ConnectionRefusedError`,
+  `ConnectionResetError`, `socket.gaierror`, `ssl.SSLCertVerificationError`,
+  `TimeoutError`, ...) plus `ServerDisconnected` and `BadResponse`, so that
+  `delivery.classify` maps them to the codes users know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import re
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, cast
+from urllib.parse import unquote, urlsplit
+
+#: A response head longer than this is refused (llhttp's default is 80 KiB).
+MAX_HEAD_BYTES: Final = 64 * 1024
+#: What the Host header and the pool key leave out.
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d)[ \t]+(\d+)(?:[ \t][^\r\n]*)?\r?")
+_SMALLINT_MAX = 32767  # the status_code column
+# Only digits: int() would also take "+5", "1_0" or, for chunk sizes, "-6" (which loops).
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]{1,15}")
+
+
+class InterimStatusOnly(Exception):
+    """The last status line before the connection failed was an interim (1xx) one.
+
+    Interim statuses (100, 102-199) are read past to a final one; a
+    destination that answers only with one of them is recorded with that
+    number, like any other nonstandard status.
+    """
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"only an interim {status} status line arrived before the connection failed")
+        self.status = status
+
+
+class ServerDisconnected(ConnectionError):
+    """The server closed the connection before a response head arrived.
+
+    The request may have been processed: the verdict is retryable, and the
+    request is in the log like any other.
+    """
+
+
+class BadResponse(Exception):
+    """What came back is not an HTTP/1.x response (or is one broken beyond reading)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A final response: its status, headers (names lower-case) and up to `read_limit` body bytes."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    response: Response
+    reusable: bool
+    """Whether the connection may carry another request (the response was read to its end)."""
+
+
+def parse_response(buffer: bytes | bytearray, eof: bool, read_limit: int) -> _Parsed | None:
+    """The final response in `buffer`, or None when more bytes are needed.
+
+    `eof`: nothing more will arrive. Raises `BadResponse`, `ServerDisconnected`,
+    `InterimStatusOnly`, or `ConnectionResetError` for a body cut short.
+    """
+    start, interim = 0, None
+    while True:
+        end, separator = _end_of_head(buffer, start)
+        if end < 0:
+            if len(buffer) - start > MAX_HEAD_BYTES:
+                raise BadResponse(f"a response head longer than {MAX_HEAD_BYTES} bytes")
+            prefix = bytes(buffer[start : start + 5])
+            if prefix and not b"HTTP/".startswith(prefix[: len(b"HTTP/")]):
+                if interim is not None:
+                    raise InterimStatusOnly(interim)
+                raise BadResponse(f"not an HTTP response: {bytes(buffer[start : start + 40])!r}")
+            if not eof:
+                return None
+            if interim is not None:
+                raise InterimStatusOnly(interim)
+            if start == len(buffer):
+                raise ServerDisconnected("Server disconnected without sending a response")
+            raise ServerDisconnected("Server disconnected inside the response head")
+        if end - start > MAX_HEAD_BYTES:
+            raise BadResponse(f"a response head longer than {MAX_HEAD_BYTES} bytes")
+        lines = bytes(buffer[start:end]).split(b"\n")
+        match = _STATUS_LINE.fullmatch(lines[0])
+        if match is None:
+            if interim is not None:
+                raise InterimStatusOnly(interim)
+            raise BadResponse(f"not an HTTP status line: {lines[0][:80]!r}")
+        status = int(match[3]) if len(match[3]) <= 5 else _SMALLINT_MAX + 1
+        if status > _SMALLINT_MAX:
+            raise BadResponse(f"a status number out of range: {lines[0][:80]!r}")
+        headers = _headers(lines[1:])
+        body_start = end + separator
+        if 100 <= status < 200 and status != 101:
+            interim, start = status, body_start
+            continue
+        keep_alive = (
+            match[1] == b"1" and match[2] == b"1" and "close" not in headers.get("connection", "").lower()
+        )
+        return _body(buffer, body_start, status, headers, keep_alive, eof, read_limit)
+
+
+def _end_of_head(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
+    """(offset of the blank line ending the head at `start`, its length), or (-1, 0)."""
+    crlf = buffer.find(b"\r\n\r\n", start)
+    lf = buffer.find(b"\n\n", start)
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf, 2
+    return (crlf, 4) if crlf >= 0 else (-1, 0)
+
+
+def _headers(lines: list[bytes]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not name.strip():
+            raise BadResponse(f"a malformed header line: {line[:80]!r}")
+        key = name.strip().lower().decode("latin-1")
+        text = value.strip().decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def _body(
+    buffer: bytes | bytearray,
+    start: int,
+    status: int,
+    headers: dict[str, str],
+    keep_alive: bool,
+    eof: bool,
+    read_limit: int,
+) -> _Parsed | None:
+    available = len(buffer) - start
+    if status in (101, 204, 304):
+        # No body whatever the headers say (RFC 9112 6.3); after a 101 the
+        # connection speaks another protocol, so it is never reused.
+        return _Parsed(Response(status, headers, b""), keep_alive and status != 101 and available == 0)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return _chunked(buffer, start, status, headers, keep_alive, eof, read_limit)
+    if "content-length" in headers:
+        if not _DIGITS.fullmatch(headers["content-length"]):
+            raise BadResponse(f"a Content-Length that is not a number: {headers['content-length']!r}")
+        length = int(headers["content-length"])
+        if available >= length:
+            body = bytes(buffer[start : start + min(length, read_limit)])
+            return _Parsed(Response(status, headers, body), keep_alive and available == length)
+        if available >= read_limit:
+            return _Parsed(Response(status, headers, bytes(buffer[start : start + read_limit])), False)
+        if eof:
+            raise ConnectionResetError("the connection ended inside the response body")
+        return None
+    if status < 200:
+        # A nonstandard status (1-99) with no length announced: no body.
+        return _Parsed(Response(status, headers, b""), keep_alive and available == 0)
+    # The close marks the end of the body.
+    if available >= read_limit or eof:
+        return _Parsed(Response(status, headers, bytes(buffer[start : start + read_limit])), False)
+    return None
+
+
+def _chunked(
+    buffer: bytes | bytearray,
+    position: int,
+    status: int,
+    headers: dict[str, str],
+    keep_alive: bool,
+    eof: bool,
+    read_limit: int,
+) -> _Parsed | None:
+    body = bytearray()
+    while len(body) < read_limit:
+        line_end = buffer.find(b"\n", position)
+        if line_end < 0:
+            break
+        size_text = bytes(buffer[position:line_end]).split(b";")[0].strip()
+        if not _HEX_DIGITS.fullmatch(size_text):
+            raise BadResponse(f"a malformed chunk size: {size_text[:20]!r}")
+        size = int(size_text, 16)
+        data_start = line_end + 1
+        if size == 0:
+            # The last chunk; a trailer makes the connection not worth reusing.
+            reusable = keep_alive and bytes(buffer[data_start:]) == b"\r\n"
+            return _Parsed(Response(status, headers, bytes(body)), reusable)
+        body += buffer[data_start : data_start + size]
+        if len(buffer) < data_start + size + 2:
+            break
+        position = data_start + size + 2
+    if len(body) >= read_limit:
+        return _Parsed(Response(status, headers, bytes(body[:read_limit])), False)
+    if eof:
+        raise ConnectionResetError("the connection ended inside the chunked response body")
+    return None
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: a request written, its response parsed as its bytes arrive."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._buffer = bytearray()
+        self._eof = False
+        self._lost: BaseException | None = None
+        self._waiter: asyncio.Future[_Parsed] | None = None
+        self._read_limit = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport instances, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._advance()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._advance()
+        return False  # let the transport close
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self._eof = True
+        self._lost = exc
+        self._advance()
+
+    @property
+    def usable(self) -> bool:
+        """Idle, open, and with nothing unasked for received meanwhile."""
+        return not self.closed and not self._eof and not self._buffer and self.transport is not None
+
+    async def exchange(self, request: bytes, read_limit: int, deadline: float) -> _Parsed:
+        """Write `request` and return its final response; TimeoutError at `deadline` (loop time)."""
+        assert self.transport is not None and self._waiter is None
+        self._buffer.clear()
+        self._read_limit = read_limit
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_at(deadline, self._time_out, waiter)
+        try:
+            self.transport.write(request)
+            self._advance()  # a connection that died while idle fails now
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _time_out(self, waiter: asyncio.Future[_Parsed]) -> None:
+        if not waiter.done():
+            self._waiter = None
+            waiter.set_exception(TimeoutError())
+
+    def _advance(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        try:
+            parsed = parse_response(self._buffer, self._eof and self._lost is None, self._read_limit)
+            if parsed is None and self._lost is not None:
+                raise self._lost  # the kernel's reason (a reset) says more than "it ended"
+        except Exception as error:
+            self._waiter = None
+            waiter.set_exception(error)
+            return
+        if parsed is not None:
+            self._waiter = None
+            self._buffer.clear()  # a reusable connection's buffer held exactly this response
+            waiter.set_result(parsed)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+
+
+class _Slots:
+    """A semaphore for one host, cheaper than asyncio's where it is never contended."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def take(self, deadline: float) -> None:
+        """Take a slot, waiting until `deadline` (loop time) at most."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot just as the wait ended: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        """Hand the slot to the longest waiter, or free it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+#: (scheme, host, port)
+_Key = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    key: _Key
+    head: bytes
+    """The request head up to the Content-Length line, which each request adds."""
+
+
+class Client:
+    """POSTs over pooled keep-alive connections; see the module docstring.
+
+    At most `limit_per_host` requests run at once per (scheme, host, port);
+    a connection idle for `keepalive_s` is closed rather than reused.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        limit_per_host: int = 32,
+        keepalive_s: float = 4.0,
+        user_agent: str = "deliverydash",
+    ) -> None:
+        self._ssl = ssl_context
+        self._limit_per_host = limit_per_host
+        self._keepalive_s = keepalive_s
+        self._user_agent = user_agent
+        self._idle: dict[_Key, list[_Connection]] = {}
+        self._slots: dict[_Key, _Slots] = {}
+        self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], _Target] = {}
+        self._closed = False
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float, read_limit: int
+    ) -> Response:
+        """POST `body` to `url` once and return the final response, or raise what stopped it."""
+        if self._closed:
+            raise RuntimeError("the HTTP client is closed")
+        target = self._target(url, headers)
+        request = b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(body), body)
+        loop = asyncio.get_running_loop()
+        # One deadline for the whole request. The timers are the loop's own
+        # (`timeout_at` only where something may wait), not an asyncio.timeout
+        # per request: that cost 7% of the engine's CPU.
+        deadline = loop.time() + timeout_s
+        slots = self._slots.get(target.key)
+        if slots is None:
+            slots = self._slots[target.key] = _Slots(self._limit_per_host)
+        await slots.take(deadline)
+        try:
+            connection = self._pooled(target.key)
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._connect(target.key)
+            try:
+                parsed = await connection.exchange(request, read_limit, deadline)
+            except BaseException:
+                connection.abort()
+                raise
+        finally:
+            slots.give()
+        if parsed.reusable and not self._closed:
+            connection.idle_since = time.monotonic()
+            self._idle.setdefault(target.key, []).append(connection)
+        elif connection.transport is not None:
+            connection.transport.close()
+        return parsed.response
+
+    async def close(self) -> None:
+        """Close every idle connection; later posts raise RuntimeError."""
+        self._closed = True
+        for connections in self._idle.values():
+            for connection in connections:
+                if connection.transport is not None:
+                    connection.transport.close()
+        self._idle.clear()
+
+    def _pooled(self, key: _Key) -> _Connection | None:
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()  # the most recently used: the least likely to have timed out
+            if connection.usable and now - connection.idle_since < self._keepalive_s:
+                return connection
+            connection.abort()
+        return None
+
+    async def _connect(self, key: _Key) -> _Connection:
+        scheme, host, port = key
+        name = host.rstrip(".").lower()
+        if name == "invalid" or name.endswith(".invalid"):
+            # RFC 6761: answered negatively here; glibc would ask the DNS servers and wait.
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (RFC 6761 .invalid)")
+        loop = asyncio.get_running_loop()
+        addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        tls = self._ssl if scheme == "https" else None
+        first_error: OSError | None = None
+        for family, _, protocol, _, address in addresses:
+            ip, ip_port = str(address[0]), int(address[1])
+            try:
+                _, connection = await loop.create_connection(
+                    _Connection,
+                    host=ip,
+                    port=ip_port,
+                    family=family,
+                    proto=protocol,
+                    ssl=tls,
+                    server_hostname=host if tls else None,
+                )
+            except OSError as error:  # ssl.SSLError is one too
+                first_error = first_error or error
+                if isinstance(error, ssl.SSLError):
+                    raise  # the server answered: another address would not make the certificate valid
+                continue
+            return connection
+        raise first_error or OSError(f"no address for {host!r}")
+
+    def _target(self, url: str, headers: Mapping[str, str]) -> _Target:
+        cache_key = (url, tuple(headers.items()))
+        target = self._targets.get(cache_key)
+        if target is None:
+            target = self._targets[cache_key] = _target(url, headers, self._user_agent)
+        return target
+
+
+def _target(url: str, headers: Mapping[str, str], user_agent: str) -> _Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    host, port = parts.hostname, parts.port or _DEFAULT_PORTS[scheme]
+    shown_host = f"[{host}]" if ":" in host else host
+    if port != _DEFAULT_PORTS[scheme]:
+        shown_host = f"{shown_host}:{port}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    fields = {
+        "host": ("Host", shown_host),
+        "user-agent": ("User-Agent", user_agent),
+        "accept": ("Accept", "*/*"),
+        "accept-encoding": ("Accept-Encoding", "identity"),
+    }
+    if parts.username is not None or parts.password is not None:
+        credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        fields["authorization"] = (
+            "Authorization",
+            "Basic " + base64.b64encode(credentials.encode()).decode(),
+        )
+    for name, value in headers.items():
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+            raise ValueError(f"header {name!r} holds a line break or a colon")
+        lowered = name.lower()
+        if lowered in ("host", "content-length", "transfer-encoding", "connection"):
+            continue  # framing is this client's
+        fields[lowered] = (name, value)
+    lines = [f"POST {path} HTTP/1.1\r\n"] + [f"{name}: {value}\r\n" for name, value in fields.values()]
+    return _Target((scheme, host.lower(), port), "".join(lines).encode("utf-8"))
