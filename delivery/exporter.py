@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from delivery.queue import OutboxBatch, Queue
 from ingest.files import clean_temporary
-from ingest.schema import rows_to_table
+from ingest.schema import json_lines_to_table, rows_to_table
 from ingest.writer import attempts_root, write_partitioned
 
 log = logging.getLogger(__name__)
@@ -78,25 +78,28 @@ class Exporter:
         exported = 0
         while (batch := self.queue.outbox_batch(self.batch_rows)) is not None:
             exported += self.export(batch)
-            if not batch.resumed and len(batch.rows) < self.batch_rows:
+            if not batch.resumed and len(batch) < self.batch_rows:
                 break
         return exported
 
     def export(self, batch: OutboxBatch) -> int:
         """Publish one batch's records not yet published, then acknowledge it; return how many."""
-        rows = batch.rows
         if batch.resumed:
             published = self._published_ids(batch.batch_id)
-            rows = [row for row in rows if row["attempt_id"] not in published]
+            table = rows_to_table(
+                [r for r in batch.stored if r["attempt_id"] not in published], epoch_us=True
+            )
+        else:
+            table = json_lines_to_table(batch.lines)
         self._after_step("batched")
-        paths = write_partitioned(rows_to_table(rows), self.data_dir, prefix=batch_prefix(batch.batch_id))
+        paths = write_partitioned(table, self.data_dir, prefix=batch_prefix(batch.batch_id))
         _sync_directories(paths, attempts_root(self.data_dir))
         self._after_step("published")
         self.queue.outbox_ack(batch.batch_id)
         self._after_step("acked")
-        self.rows_exported += len(rows)
+        self.rows_exported += table.num_rows
         self.files_written.extend(paths)
-        return len(rows)
+        return table.num_rows
 
     def _published_ids(self, batch_id: str) -> set[str]:
         """Attempt ids already in the log under the batch's prefix (files there are whole)."""

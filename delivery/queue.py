@@ -117,10 +117,26 @@ class OutboxBatch:
 
     batch_id: str
     """Unique forever (a ULID), so files named after it are never confused with another batch's."""
-    rows: list[dict[str, Any]]
-    """The attempt records, equal to the mappings handed to `complete`/`reschedule`."""
+    lines: bytes
+    """The attempt records in their outbox form (`encode_record`), one a line, in outbox order.
+
+    As text, so the exporter can hand it to Arrow's JSON reader, which parses
+    outside the GIL the worker's event loop needs."""
     resumed: bool
     """The batch was opened earlier and never acknowledged: part of it may be published already."""
+
+    def __len__(self) -> int:
+        return self.lines.count(b"\n") + 1 if self.lines else 0
+
+    @property
+    def stored(self) -> list[dict[str, Any]]:
+        """The attempt records as stored: times as epoch microseconds."""
+        return [json.loads(line) for line in self.lines.splitlines()]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The attempt records, equal to the mappings handed to `complete`/`reschedule`."""
+        return [from_stored(row) for row in self.stored]
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +347,12 @@ def encode_record(record: Mapping[str, Any]) -> str:
 
 def decode_record(text: str | bytes) -> dict[str, Any]:
     """The attempt record `encode_record` stored, timestamps as UTC datetimes."""
-    row: dict[str, Any] = json.loads(text)
+    return from_stored(json.loads(text))
+
+
+def from_stored(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """An attempt record from its outbox form: epoch microseconds back to UTC datetimes."""
+    row = dict(stored)
     for name in _TIMESTAMPS.intersection(row):
         if row[name] is not None:
             row[name] = _EPOCH + dt.timedelta(microseconds=row[name])

@@ -47,6 +47,7 @@ from delivery.queue import (
     QueueError,
     Settlement,
     check_record,
+    from_stored,
 )
 from ingest.ids import ID_LENGTH, id_chars, new_id
 from ingest.schema import COLUMNS
@@ -187,13 +188,15 @@ def encode_record(record: Mapping[str, Any]) -> str:
 
 def decode_record(text: str | bytes) -> dict[str, Any]:
     """`delivery.queue.decode_record` by orjson: the record `encode_record` stored."""
+    return from_stored(_loads(text))
+
+
+def _loads(text: str | bytes) -> dict[str, Any]:
+    """A record's outbox form, as stored (times in epoch microseconds)."""
     try:
         row: dict[str, Any] = orjson.loads(text)
     except orjson.JSONDecodeError:  # NaN or Infinity, which only `json` writes and reads
         row = json.loads(text)
-    for name in _TIMESTAMPS.intersection(row):
-        if row[name] is not None:
-            row[name] = _EPOCH + dt.timedelta(microseconds=row[name])
     return row
 
 
@@ -706,38 +709,14 @@ class SqliteQueue:
                 ).rowcount
                 if not taken:
                     return None
-            array, texts = self._batch_records(db, batch_id)
-        # Decoded after the commit: the queue's lock is not held while Python works.
-        if array is None:
-            return OutboxBatch(batch_id, [decode_record(text) for text in texts], resumed)
-        rows: list[dict[str, Any]] = orjson.loads(array)
-        for row in rows:
-            for name in _TIMESTAMPS.intersection(row):
-                if row[name] is not None:
-                    row[name] = _EPOCH + dt.timedelta(microseconds=row[name])
-        return OutboxBatch(batch_id, rows, resumed)
-
-    @staticmethod
-    def _batch_records(db: sqlite3.Connection, batch_id: str) -> tuple[str | None, list[str]]:
-        """The batch's records in outbox order: as one JSON array, else (NaN in one) each apart.
-
-        One array rather than a row each: every row fetched hands the GIL between
-        this thread and the event loop, and a batch has thousands.
-        """
-        # NaN and Infinity, which only `json` writes, are not RFC 8259 JSON: SQLite's json()
-        # refuses them, or (JSON5, SQLite 3.42+) would turn them into other values.
-        (nonstandard,) = db.execute(
-            "SELECT count(*) FROM outbox WHERE batch_id = ? AND NOT json_valid(record)", (batch_id,)
-        ).fetchone()
-        if not nonstandard:
-            (array,) = db.execute(
-                "SELECT json_group_array(json(record)) FROM "
+            # One text rather than a row each: every row fetched hands the GIL between
+            # this thread and the event loop, and a batch has thousands.
+            (lines,) = db.execute(
+                "SELECT group_concat(record, char(10)) FROM "
                 "(SELECT record FROM outbox WHERE batch_id = ? ORDER BY id)",
                 (batch_id,),
             ).fetchone()
-            return array, []
-        rows = db.execute("SELECT record FROM outbox WHERE batch_id = ? ORDER BY id", (batch_id,))
-        return None, [text for (text,) in rows]
+        return OutboxBatch(batch_id, (lines or "").encode(), resumed)
 
     def outbox_ack(self, batch_id: str) -> int:
         """See `delivery.queue.Queue.outbox_ack`."""

@@ -7,12 +7,14 @@ because users write SQL against them; new columns may be added at the end.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 #: Times are stored to the millisecond, the precision of Segment's own
 #: timestamps; finer digits cost 1.2 bytes a column per record on disk
@@ -224,17 +226,55 @@ def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+def _array(values: list[Any], data_type: pa.DataType, epoch_us: bool) -> pa.Array:
+    if epoch_us and pa.types.is_timestamp(data_type):
+        return pa.array(values, pa.int64()).cast(data_type)
+    return pa.array(values, data_type)
+
+
+#: What `json_lines_to_table` reads: times as epoch microseconds, every column nullable
+#: (`conform` names a NULL where there must be none).
+_JSON_LINES_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.int64() if pa.types.is_timestamp(f.type) else f.type) for f in ATTEMPT_SCHEMA]
+)
+
+
+def json_lines_to_table(data: bytes) -> pa.Table:
+    """Build a contract table from JSON lines whose times are epoch microseconds (the outbox's form).
+
+    Arrow's reader parses outside the GIL, several times faster than
+    `json` plus `rows_to_table`. A key outside the contract, a value of the
+    wrong type, or text that is not JSON raises `SchemaError`.
+    """
+    if not data:
+        return rows_to_table([])
+    options = pa_json.ParseOptions(explicit_schema=_JSON_LINES_SCHEMA, unexpected_field_behavior="error")
+    try:
+        table = pa_json.read_json(io.BytesIO(data), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"attempt records do not match the contract: {exc}") from exc
+    columns = [
+        table.column(f.name).cast(f.type) if pa.types.is_timestamp(f.type) else table.column(f.name)
+        for f in _ROWS_SCHEMA
+    ]
+    return conform(pa.Table.from_arrays(columns, schema=_ROWS_SCHEMA))
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]], *, epoch_us: bool = False) -> pa.Table:
     """Build a contract table from row mappings (the engine's path).
 
     A missing key is a NULL, so a row without a required column fails here,
     at the caller, not later when a buffer of good rows is flushed.
+    `epoch_us`: the rows' times are integers, microseconds since the epoch
+    (the queue outbox's form), not datetimes.
     """
-    unknown = set().union(*(row.keys() for row in rows)) - set(COLUMN_NAMES) if rows else set()
+    unknown = set().union(*rows) - set(COLUMN_NAMES) if rows else set()  # a mapping iterates its keys
     if unknown:
         raise SchemaError(f"unknown attempt column(s): {', '.join(sorted(unknown))}")
     try:
-        table = pa.Table.from_pylist(list(rows), schema=_ROWS_SCHEMA)
+        # Column by column: faster than Table.from_pylist, which goes row by row.
+        arrays = [_array([row.get(f.name) for row in rows], f.type, epoch_us) for f in _ROWS_SCHEMA]
+        table = pa.Table.from_arrays(arrays, schema=_ROWS_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SchemaError(f"attempt records do not match the contract: {exc}") from exc
     return conform(table)

@@ -16,6 +16,7 @@ from ingest.schema import (
     COLUMNS,
     SchemaError,
     conform,
+    json_lines_to_table,
     rows_to_table,
 )
 from ingest.taxonomy import ErrorClass, Outcome
@@ -271,3 +272,38 @@ def test_every_column_appears_in_the_attempt_log_doc() -> None:
     text = doc.read_text(encoding="utf-8")
     missing = [name for name in COLUMN_NAMES if not re.search(rf"\b{name}\b", text)]
     assert missing == []
+
+
+def _json_lines(rows: list[dict[str, object]]) -> bytes:
+    """Rows in the queue outbox's form: JSON lines, times as epoch microseconds."""
+    from delivery.sqlite_queue import encode_record
+
+    return "\n".join(encode_record(row) for row in rows).encode()
+
+
+def test_json_lines_give_the_same_table_as_rows() -> None:
+    fine = T0 + dt.timedelta(microseconds=123_456)
+    rows = [attempt_row(1, fine), attempt_row(2, T0, outcome="retry", next_attempt_at=fine)]
+    assert json_lines_to_table(_json_lines(rows)).equals(rows_to_table(rows))
+
+
+def test_json_lines_of_nothing_are_an_empty_table() -> None:
+    assert json_lines_to_table(b"").schema.equals(ATTEMPT_SCHEMA)
+
+
+def test_json_lines_refuse_a_key_outside_the_contract() -> None:
+    data = _json_lines([attempt_row(1, T0)]).replace(b'{"attempt_id"', b'{"secret":"x","attempt_id"', 1)
+    with pytest.raises(SchemaError, match="do not match the contract"):
+        json_lines_to_table(data)
+
+
+def test_json_lines_read_the_non_finite_floats_json_writes() -> None:
+    # The outbox writes a non-finite float the `json` way (NaN, Infinity), not valid JSON.
+    data = _json_lines([attempt_row(1, T0, duration_ms=float("inf"))])
+    assert b"Infinity" in data
+    assert json_lines_to_table(data).column("duration_ms").to_pylist() == [float("inf")]
+
+
+def test_json_lines_refuse_what_is_not_json() -> None:
+    with pytest.raises(SchemaError, match="do not match the contract"):
+        json_lines_to_table(b'{"attempt_id": "a", oops}')
