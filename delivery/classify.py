@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Final
 import aiohttp
 from aiohttp import http_exceptions
 
-from delivery.http1 import BadResponse, InterimStatusOnly, ServerDisconnected
+from delivery.http1 import BadResponse, ConnectTimeout, InterimStatusOnly, ServerDisconnected
 from ingest.taxonomy import Classification, classify_status, classify_transport
 
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     # delivery.http1's own
     ServerDisconnected: "ESERVERDISCONNECT",
     BadResponse: "EBADRESPONSE",
+    ConnectTimeout: "ECONNECTTIMEOUT",
 }
 
 #: aiohttp classes whose nearest base in `TABLE` says the right thing.

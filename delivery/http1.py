@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Final, cast
 from urllib.parse import unquote, urlsplit
 
+from yarl import URL
+
 #: A response head longer than this is refused (llhttp's default is 80 KiB).
 MAX_HEAD_BYTES: Final = 64 * 1024
 #: What the Host header and the pool key leave out.
@@ -44,6 +46,8 @@ _SMALLINT_MAX = 32767  # the status_code column
 # Only digits: int() would also take "+5", "1_0" or, for chunk sizes, "-6" (which loops).
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]{1,15}")
+#: A chunk's size line, extensions included, is refused beyond this.
+_MAX_CHUNK_LINE = 1024
 
 
 class InterimStatusOnly(Exception):
@@ -65,6 +69,10 @@ class ServerDisconnected(ConnectionError):
     The request may have been processed: the verdict is retryable, and the
     request is in the log like any other.
     """
+
+
+class ConnectTimeout(TimeoutError):
+    """No connection (or no free slot for one) before the request's deadline."""
 
 
 class BadResponse(Exception):
@@ -150,7 +158,10 @@ def _headers(lines: list[bytes]) -> dict[str, str]:
             raise BadResponse(f"a malformed header line: {line[:80]!r}")
         key = name.strip().lower().decode("latin-1")
         text = value.strip().decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        if key not in headers:
+            headers[key] = text
+        elif key != "retry-after":  # a second Retry-After is ignored, not joined into "120, 120"
+            headers[key] = f"{headers[key]}, {text}"
     return headers
 
 
@@ -202,8 +213,10 @@ def _chunked(
 ) -> _Parsed | None:
     body = bytearray()
     while len(body) < read_limit:
-        line_end = buffer.find(b"\n", position)
+        line_end = buffer.find(b"\n", position, position + _MAX_CHUNK_LINE)
         if line_end < 0:
+            if len(buffer) - position >= _MAX_CHUNK_LINE:
+                raise BadResponse(f"a chunk size line longer than {_MAX_CHUNK_LINE} bytes")
             break
         size_text = bytes(buffer[position:line_end]).split(b";")[0].strip()
         if not _HEX_DIGITS.fullmatch(size_text):
@@ -243,6 +256,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None:
+            self.abort()  # bytes nobody asked for: the connection cannot be trusted again
+            return
         self._buffer += data
         self._advance()
 
@@ -346,6 +362,8 @@ _Key = tuple[str, str, int]
 @dataclass(frozen=True, slots=True)
 class _Target:
     key: _Key
+    shown: str
+    """host:port, for messages."""
     head: bytes
     """The request head up to the Content-Length line, which each request adds."""
 
@@ -372,6 +390,7 @@ class Client:
         self._idle: dict[_Key, list[_Connection]] = {}
         self._slots: dict[_Key, _Slots] = {}
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], _Target] = {}
+        self._swept_at = time.monotonic()
         self._closed = False
 
     async def post(
@@ -390,12 +409,14 @@ class Client:
         slots = self._slots.get(target.key)
         if slots is None:
             slots = self._slots[target.key] = _Slots(self._limit_per_host)
-        await slots.take(deadline)
+        try:
+            await slots.take(deadline)
+        except TimeoutError:
+            raise ConnectTimeout(f"no free connection to {target.shown} within the timeout") from None
         try:
             connection = self._pooled(target.key)
             if connection is None:
-                async with asyncio.timeout_at(deadline):
-                    connection = await self._connect(target.key)
+                connection = await self._connect(target, deadline)
             try:
                 parsed = await connection.exchange(request, read_limit, deadline)
             except BaseException:
@@ -403,20 +424,35 @@ class Client:
                 raise
         finally:
             slots.give()
+        now = time.monotonic()
         if parsed.reusable and not self._closed:
-            connection.idle_since = time.monotonic()
+            connection.idle_since = now
             self._idle.setdefault(target.key, []).append(connection)
-        elif connection.transport is not None:
-            connection.transport.close()
+        else:
+            connection.abort()  # what was needed is read; a TLS goodbye could hang on
+        if now - self._swept_at > self._keepalive_s:
+            self._sweep(now)
         return parsed.response
+
+    def _sweep(self, now: float) -> None:
+        """Close the connections idle past `keepalive_s`, of every host (some are never asked again)."""
+        self._swept_at = now
+        for key, idle in list(self._idle.items()):
+            fresh = [c for c in idle if c.usable and now - c.idle_since < self._keepalive_s]
+            for connection in idle:
+                if connection not in fresh:
+                    connection.abort()
+            if fresh:
+                self._idle[key] = fresh
+            else:
+                del self._idle[key]
 
     async def close(self) -> None:
         """Close every idle connection; later posts raise RuntimeError."""
         self._closed = True
         for connections in self._idle.values():
             for connection in connections:
-                if connection.transport is not None:
-                    connection.transport.close()
+                connection.abort()
         self._idle.clear()
 
     def _pooled(self, key: _Key) -> _Connection | None:
@@ -429,28 +465,43 @@ class Client:
             connection.abort()
         return None
 
-    async def _connect(self, key: _Key) -> _Connection:
-        scheme, host, port = key
-        name = host.rstrip(".").lower()
-        if name == "invalid" or name.endswith(".invalid"):
+    async def _connect(self, target: _Target, deadline: float) -> _Connection:
+        """A new connection, by the host's addresses in turn, each given its share of the time left.
+
+        A share, not all of it: an address that drops packets (a broken IPv6
+        route, say) would otherwise use up the deadline before the next one
+        is tried. Raises `ConnectTimeout` when the deadline passes.
+        """
+        scheme, host, port = target.key
+        if host == "invalid" or host.endswith(".invalid"):
             # RFC 6761: answered negatively here; glibc would ask the DNS servers and wait.
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (RFC 6761 .invalid)")
         loop = asyncio.get_running_loop()
-        addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            async with asyncio.timeout_at(deadline):
+                addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise ConnectTimeout(f"resolving {host} took longer than the timeout") from None
         tls = self._ssl if scheme == "https" else None
         first_error: OSError | None = None
-        for family, _, protocol, _, address in addresses:
-            ip, ip_port = str(address[0]), int(address[1])
+        for left, (family, _, protocol, _, address) in zip(
+            range(len(addresses), 0, -1), addresses, strict=True
+        ):
+            share = loop.time() + (deadline - loop.time()) / left
             try:
-                _, connection = await loop.create_connection(
-                    _Connection,
-                    host=ip,
-                    port=ip_port,
-                    family=family,
-                    proto=protocol,
-                    ssl=tls,
-                    server_hostname=host if tls else None,
-                )
+                async with asyncio.timeout_at(share):
+                    _, connection = await loop.create_connection(
+                        _Connection,
+                        host=str(address[0]),
+                        port=int(address[1]),
+                        family=family,
+                        proto=protocol,
+                        ssl=tls,
+                        server_hostname=host if tls else None,
+                    )
+            except TimeoutError:
+                first_error = first_error or ConnectTimeout(f"connecting to {target.shown} timed out")
+                continue
             except OSError as error:  # ssl.SSLError is one too
                 first_error = first_error or error
                 if isinstance(error, ssl.SSLError):
@@ -472,11 +523,14 @@ def _target(url: str, headers: Mapping[str, str], user_agent: str) -> _Target:
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    host, port = parts.hostname, parts.port or _DEFAULT_PORTS[scheme]
+    # As on the wire: an international name in IDNA (xn--), no trailing dot; the path percent-encoded.
+    wire = URL(url)
+    host = (wire.raw_host or parts.hostname).rstrip(".").lower()
+    port = parts.port or _DEFAULT_PORTS[scheme]
     shown_host = f"[{host}]" if ":" in host else host
     if port != _DEFAULT_PORTS[scheme]:
         shown_host = f"{shown_host}:{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = wire.raw_path_qs or "/"
     fields = {
         "host": ("Host", shown_host),
         "user-agent": ("User-Agent", user_agent),
@@ -497,4 +551,4 @@ def _target(url: str, headers: Mapping[str, str], user_agent: str) -> _Target:
             continue  # framing is this client's
         fields[lowered] = (name, value)
     lines = [f"POST {path} HTTP/1.1\r\n"] + [f"{name}: {value}\r\n" for name, value in fields.values()]
-    return _Target((scheme, host.lower(), port), "".join(lines).encode("utf-8"))
+    return _Target((scheme, host, port), shown_host, "".join(lines).encode("utf-8"))

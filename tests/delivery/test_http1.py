@@ -24,10 +24,12 @@ from typing import Any
 import pytest
 import uvloop
 
+from delivery.classify import classify
 from delivery.http1 import (
     MAX_HEAD_BYTES,
     BadResponse,
     Client,
+    ConnectTimeout,
     InterimStatusOnly,
     Response,
     ServerDisconnected,
@@ -36,6 +38,7 @@ from delivery.http1 import (
     _target,
     parse_response,
 )
+from ingest.taxonomy import Classification, ErrorClass
 
 from .faults import Exchange, FaultServer, keep_alive, never_answer
 
@@ -810,3 +813,67 @@ def test_the_client_on_uvloop() -> None:
     assert loop_module.startswith("uvloop")
     assert statuses == [200, 200]
     assert connections == 1
+
+
+# -- what the review of the first version found ---------------------------------------------------
+
+
+def test_an_international_name_and_path_go_out_as_on_the_wire() -> None:
+    lines = request_lines("https://Bücher.example./ä?q=ü")
+    assert lines[0] == "POST /%C3%A4?q=%C3%BC HTTP/1.1"
+    assert request_headers("https://Bücher.example./ä")["host"] == "xn--bcher-kva.example"
+    assert _target("https://Bücher.example./", {}, "agent/1").key == ("https", "xn--bcher-kva.example", 443)
+
+
+def test_a_second_retry_after_is_ignored_not_joined() -> None:
+    raw = head("HTTP/1.1 429 Slow", "Retry-After: 120", "Retry-After: 30", "Content-Length: 0")
+    assert parse(raw).response.headers["retry-after"] == "120"
+
+
+def test_a_chunk_size_line_without_end_is_refused() -> None:
+    with pytest.raises(BadResponse, match="chunk size line"):
+        parse_response(CHUNKED_HEAD + b"1;" + b"a" * 2000, False, LIMIT)
+
+
+def test_a_connect_timeout_has_its_own_code() -> None:
+    assert classify(ConnectTimeout("connecting to example.com:443 timed out")) == Classification(
+        ErrorClass.TIMEOUT, "ECONNECTTIMEOUT", True
+    )
+
+
+def test_idle_connections_of_a_host_never_asked_again_are_closed() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        async with FaultServer(keep_alive) as first, FaultServer(keep_alive) as second:
+            client = make_client(keepalive_s=0.05)
+            try:
+                await post(client, first)
+                (pooled,) = client._idle[("http", "127.0.0.1", first.port)]
+                await asyncio.sleep(0.1)
+                await post(client, second)  # a later request sweeps every host's pool
+                return pooled.closed, ("http", "127.0.0.1", first.port) in client._idle
+            finally:
+                await client.close()
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_bytes_on_an_idle_connection_close_it() -> None:
+    async def chatty(exchange: Exchange) -> None:
+        await exchange.read_request()
+        await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await asyncio.sleep(0.05)
+        await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
+        await asyncio.Event().wait()
+
+    async def scenario() -> bool:
+        async with FaultServer(chatty) as server:
+            client = make_client()
+            try:
+                await post(client, server)
+                (pooled,) = client._idle[("http", "127.0.0.1", server.port)]
+                await asyncio.sleep(0.2)
+                return pooled.closed
+            finally:
+                await client.close()
+
+    assert asyncio.run(scenario())
