@@ -250,7 +250,14 @@ def json_lines_to_table(data: bytes) -> pa.Table:
         return rows_to_table([])
     options = pa_json.ParseOptions(explicit_schema=_JSON_LINES_SCHEMA, unexpected_field_behavior="error")
     try:
-        table = pa_json.read_json(io.BytesIO(data), parse_options=options)
+        try:
+            table = pa_json.read_json(io.BytesIO(data), parse_options=options)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # A record longer than the reader's 1 MiB block: read the batch as one block.
+            whole = pa_json.ReadOptions(block_size=len(data) + 1)
+            table = pa_json.read_json(io.BytesIO(data), read_options=whole, parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SchemaError(f"attempt records do not match the contract: {exc}") from exc
     columns = [

@@ -307,3 +307,11 @@ def test_json_lines_read_the_non_finite_floats_json_writes() -> None:
 def test_json_lines_refuse_what_is_not_json() -> None:
     with pytest.raises(SchemaError, match="do not match the contract"):
         json_lines_to_table(b'{"attempt_id": "a", oops}')
+
+
+def test_json_lines_read_a_record_longer_than_the_readers_block() -> None:
+    events = [{"message_id": f"m-{i:07d}", "type": "track", "name": "x" * 40} for i in range(20_000)]
+    rows = [attempt_row(1, T0), attempt_row(2, T0, events=events, event_count=len(events))]
+    data = _json_lines(rows)
+    assert len(data) > 1 << 20
+    assert json_lines_to_table(data).equals(rows_to_table(rows))
