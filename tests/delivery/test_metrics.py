@@ -31,10 +31,18 @@ EMPTY = QueueDepth({"pending": 0, "leased": 0}, {}, 0)
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_]+="(?:[^"\\\n]|\\.)*",?)*\})? (\S+)$')
 
 
-def config_for(url: str = "https://hook.example.com/in") -> Config:
+def config_for(url: str = "https://hook.example.com/in", data_dir: Path | None = None) -> Config:
+    """The engine's config; `data_dir` for a test that runs the exporter (the default, "data", is the repo's)."""
+    engine: dict[str, Any] = {
+        "admin_token": ADMIN_TOKEN,
+        "allow_private_targets": True,
+        "request_timeout_s": 2,
+    }
+    if data_dir is not None:
+        engine["data_dir"] = str(data_dir)
     return parse_config(
         {
-            "engine": {"admin_token": ADMIN_TOKEN, "allow_private_targets": True, "request_timeout_s": 2},
+            "engine": engine,
             "sources": [{"id": "web-src", "workspace": "acme-workspace", "write_key": WRITE_KEY}],
             "destinations": [
                 {"id": "dest-ok", "source": "web-src", "integration": "webhook", "url": f"{url}/ok"},
@@ -319,7 +327,7 @@ def sink_url() -> Iterator[str]:
 @pytest.mark.anyio
 async def test_the_engine_worker_reports_each_settled_attempt(tmp_path: Path, sink_url: str) -> None:
     queue = SqliteQueue(tmp_path)
-    app = build_app(config_for(sink_url), queue)
+    app = build_app(config_for(sink_url, tmp_path), queue)
     try:
         async with app.router.lifespan_context(app), client_for(app) as client:
             await send_batch(client)
@@ -337,3 +345,4 @@ async def test_the_engine_worker_reports_each_settled_attempt(tmp_path: Path, si
             assert values['deliverydash_queue_jobs{state="pending"}'] == 0
     finally:
         queue.close()
+    assert (tmp_path / "attempts").is_dir()  # the exporter wrote here, not into the repository's data/
