@@ -32,7 +32,7 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_]+="(?:[^"\\\n]|\\
 
 
 def config_for(url: str = "https://hook.example.com/in", data_dir: Path | None = None) -> Config:
-    """The engine's config; `data_dir` for a test that runs the exporter (the default, "data", is the repo's)."""
+    """The engine's config; `data_dir` for tests that run the exporter (the default is the repo's data/)."""
     engine: dict[str, Any] = {
         "admin_token": ADMIN_TOKEN,
         "allow_private_targets": True,
