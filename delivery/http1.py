@@ -296,7 +296,7 @@ class _Connection(asyncio.Protocol):
     def _time_out(self, waiter: asyncio.Future[_Parsed]) -> None:
         if not waiter.done():
             self._waiter = None
-            waiter.set_exception(TimeoutError())
+            waiter.set_exception(TimeoutError("no complete response within the request timeout"))
 
     def _advance(self) -> None:
         waiter = self._waiter

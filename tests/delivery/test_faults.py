@@ -276,6 +276,8 @@ def test_server_closes_without_answering() -> None:
 def test_read_timeout() -> None:
     result = send_to(never_answer, timeout_s=0.3)
     assert_transport(result, Classification(TIMEOUT, "ETIMEDOUT", True))
+    if HTTP_CLIENT == "builtin":
+        assert result.error_message == "TimeoutError: no complete response within the request timeout"
     assert 300 <= result.duration_ms < 1500
 
 
