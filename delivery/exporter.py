@@ -25,6 +25,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from delivery.queue import OutboxBatch, Queue
@@ -84,13 +86,10 @@ class Exporter:
 
     def export(self, batch: OutboxBatch) -> int:
         """Publish one batch's records not yet published, then acknowledge it; return how many."""
+        table = json_lines_to_table(batch.lines)
         if batch.resumed:
-            published = self._published_ids(batch.batch_id)
-            table = rows_to_table(
-                [r for r in batch.stored if r["attempt_id"] not in published], epoch_us=True
-            )
-        else:
-            table = json_lines_to_table(batch.lines)
+            published = pa.array(sorted(self._published_ids(batch.batch_id)), pa.string())
+            table = table.filter(pc.invert(pc.is_in(table.column("attempt_id"), value_set=published)))
         self._after_step("batched")
         paths = write_partitioned(table, self.data_dir, prefix=batch_prefix(batch.batch_id))
         _sync_directories(paths, attempts_root(self.data_dir))

@@ -238,6 +238,16 @@ def _chunked(
     return None
 
 
+def refuse_special_use(host: str) -> None:
+    """Raise `socket.gaierror` for a name under `.invalid` (`host` lower-case, no trailing dot).
+
+    RFC 6761 asks resolvers to answer those negatively without a query; glibc
+    asks the DNS servers anyway, which can wait for a timeout where there is no network.
+    """
+    if host == "invalid" or host.endswith(".invalid"):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (RFC 6761 .invalid)")
+
+
 class _Connection(asyncio.Protocol):
     """One connection: a request written, its response parsed as its bytes arrive."""
 
@@ -473,9 +483,7 @@ class Client:
         is tried. Raises `ConnectTimeout` when the deadline passes.
         """
         scheme, host, port = target.key
-        if host == "invalid" or host.endswith(".invalid"):
-            # RFC 6761: answered negatively here; glibc would ask the DNS servers and wait.
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (RFC 6761 .invalid)")
+        refuse_special_use(host)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline):

@@ -129,14 +129,9 @@ class OutboxBatch:
         return self.lines.count(b"\n") + 1 if self.lines else 0
 
     @property
-    def stored(self) -> list[dict[str, Any]]:
-        """The attempt records as stored: times as epoch microseconds."""
-        return [json.loads(line) for line in self.lines.splitlines()]
-
-    @property
     def rows(self) -> list[dict[str, Any]]:
         """The attempt records, equal to the mappings handed to `complete`/`reschedule`."""
-        return [from_stored(row) for row in self.stored]
+        return [decode_record(line) for line in self.lines.splitlines()]
 
 
 @dataclass(frozen=True, slots=True)

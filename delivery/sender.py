@@ -169,13 +169,8 @@ class Sender:
             )
         except Exception as error:
             return _failed(error, started, url, headers)
-        duration_ms = _ms_since(started)
-        status = response.status
-        kept = None
-        if not 200 <= status < 300:
-            kept = _keep(response.body.decode("utf-8", errors="replace"), secrets_of(headers, url))
-        return SendResult(
-            duration_ms, status=status, body=kept, retry_after=response.headers.get("retry-after")
+        return _answered(
+            response.status, response.body, response.headers.get("retry-after"), started, url, headers
         )
 
     def _open(self) -> aiohttp.ClientSession:
@@ -208,11 +203,18 @@ async def _read_response(
     if not response.content.at_eof():
         # Drop the connection rather than drain a body of unknown size.
         response.close()
+    return _answered(status, raw, response.headers.get("Retry-After"), started, url, headers)
+
+
+def _answered(
+    status: int, raw: bytes, retry_after: str | None, started: float, url: str, headers: Mapping[str, str]
+) -> SendResult:
+    """The result of a request that got a response; a body is kept (redacted) outside 2xx only."""
     duration_ms = _ms_since(started)
     body = None
     if not 200 <= status < 300:
         body = _keep(raw.decode("utf-8", errors="replace"), secrets_of(headers, url))
-    return SendResult(duration_ms, status=status, body=body, retry_after=response.headers.get("Retry-After"))
+    return SendResult(duration_ms, status=status, body=body, retry_after=retry_after)
 
 
 async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:
@@ -323,12 +325,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 class _SpecialUseResolver(AbstractResolver):
-    """aiohttp's default resolver, except that `.invalid` names fail at once.
-
-    RFC 6761 asks resolvers to answer names under `.invalid` negatively
-    without a query; glibc asks the DNS servers anyway, which can wait for
-    a resolver timeout where there is no network.
-    """
+    """aiohttp's default resolver, except that `.invalid` names fail at once (`http1.refuse_special_use`)."""
 
     def __init__(self) -> None:
         self._resolver = aiohttp.DefaultResolver()
@@ -336,9 +333,7 @@ class _SpecialUseResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        name = host.rstrip(".").lower()
-        if name == "invalid" or name.endswith(".invalid"):
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (RFC 6761 .invalid)")
+        http1.refuse_special_use(host.rstrip(".").lower())
         return await self._resolver.resolve(host, port, family)
 
     async def close(self) -> None:

@@ -226,12 +226,6 @@ def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _array(values: list[Any], data_type: pa.DataType, epoch_us: bool) -> pa.Array:
-    if epoch_us and pa.types.is_timestamp(data_type):
-        return pa.array(values, pa.int64()).cast(data_type)
-    return pa.array(values, data_type)
-
-
 #: What `json_lines_to_table` reads: times as epoch microseconds, every column nullable
 #: (`conform` names a NULL where there must be none).
 _JSON_LINES_SCHEMA = pa.schema(
@@ -267,20 +261,18 @@ def json_lines_to_table(data: bytes) -> pa.Table:
     return conform(pa.Table.from_arrays(columns, schema=_ROWS_SCHEMA))
 
 
-def rows_to_table(rows: Sequence[Mapping[str, Any]], *, epoch_us: bool = False) -> pa.Table:
+def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Build a contract table from row mappings (the engine's path).
 
     A missing key is a NULL, so a row without a required column fails here,
     at the caller, not later when a buffer of good rows is flushed.
-    `epoch_us`: the rows' times are integers, microseconds since the epoch
-    (the queue outbox's form), not datetimes.
     """
     unknown = set().union(*rows) - set(COLUMN_NAMES) if rows else set()  # a mapping iterates its keys
     if unknown:
         raise SchemaError(f"unknown attempt column(s): {', '.join(sorted(unknown))}")
     try:
         # Column by column: faster than Table.from_pylist, which goes row by row.
-        arrays = [_array([row.get(f.name) for row in rows], f.type, epoch_us) for f in _ROWS_SCHEMA]
+        arrays = [pa.array([row.get(f.name) for row in rows], f.type) for f in _ROWS_SCHEMA]
         table = pa.Table.from_arrays(arrays, schema=_ROWS_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SchemaError(f"attempt records do not match the contract: {exc}") from exc
