@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from delivery.notifications import Notification, open_notifications
+from ingest.notifications import Notification, open_notifications
 from queries import AttemptLog, Scope, api, connect
 from queries.errors import QueryError
 

@@ -137,7 +137,7 @@ url = "http://127.0.0.1:{sink_port}/hook"
 
 def start_engine(config: Path, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(port)],
+        [sys.executable, "-m", "deliverydash", "serve", "--config", str(config), "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -242,7 +242,7 @@ def preload(data_dir: Path, n: int, destination: str = "sink") -> int:
     """Put n one-event jobs for `destination` straight into the queue; the payload's size."""
     sys.path.insert(0, str(ROOT))
     from delivery.queue import Event
-    from delivery.sqlite_queue import SqliteQueue
+    from delivery.queue.sqlite import SqliteQueue
 
     queue = SqliteQueue(data_dir)
     now = time.time()

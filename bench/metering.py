@@ -67,7 +67,7 @@ def start_partner_config(
     ready = directory / "partners.json"
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "delivery.cli", "partners", "--config", str(config), "--any-port"),
+            *(sys.executable, "-m", "deliverydash", "partners", "--config", str(config), "--any-port"),
             *("--ready-file", str(ready), "--ca-file", str(directory / "ca.pem")),
         ],
         cwd=ROOT,

@@ -3,7 +3,7 @@
     .venv/bin/python bench/prechecks.py [--events 2000] [--seed 7] [--long-context 0] [--timeout 120]
 
 Everything runs in this one process, on loopback: one `strict` partner
-(`delivery.partners`, in a thread), the engine (`delivery.demo.EngineThread`,
+(`deliverydash.partner_simulator`, in a thread), the engine (`deliverydash.engine_demo.EngineThread`,
 in a thread with its own event loop) and the real `segment-analytics-python`
 client, which sends `--events` calls to the engine's tracking API.
 
@@ -64,7 +64,7 @@ from typing import Any, ClassVar
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from delivery.partners.profiles import Reply, Request, Strict  # noqa: E402
+from deliverydash.partner_simulator.profiles import Reply, Request, Strict  # noqa: E402
 
 WRITE_KEY = "wk_bench_prechecks"
 PARTNER = "strict-crm"
@@ -278,9 +278,9 @@ def read_log(data_dir: Path) -> list[dict[str, Any]]:
 def run(n: int, seed: int, long_context: float, timeout_s: float) -> dict[str, Any]:
     import httpx
 
-    from delivery.demo import DemoError, EngineThread
-    from delivery.partners.config import PartnerSpec
-    from delivery.partners.servers import partners_in_thread
+    from deliverydash.engine_demo import DemoError, EngineThread
+    from deliverydash.partner_simulator.config import PartnerSpec
+    from deliverydash.partner_simulator.servers import partners_in_thread
 
     profile = CountingStrict(
         event_pattern=EVENT_PATTERN,

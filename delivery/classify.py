@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Final
 import aiohttp
 from aiohttp import http_exceptions
 
-from delivery.http1 import BadResponse, ConnectTimeout, InterimStatusOnly, ServerDisconnected
+from delivery.transport.http1 import BadResponse, ConnectTimeout, InterimStatusOnly, ServerDisconnected
 from ingest.taxonomy import Classification, classify_status, classify_transport
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ TABLE: Final[dict[type[BaseException], Rule]] = {
     ssl.SSLEOFError: "ECONNRESET",
     ssl.SSLCertVerificationError: _by_verify_code,
     BaseExceptionGroup: WRAPPER,
-    # delivery.http1's own
+    # delivery.transport.http1's own
     ServerDisconnected: "ESERVERDISCONNECT",
     BadResponse: "EBADRESPONSE",
     ConnectTimeout: "ECONNECTTIMEOUT",

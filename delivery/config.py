@@ -122,7 +122,7 @@ class EngineConfig:
     batch_linger_s: float = 0.05
     """How long a batching destination's oldest due job waits for others to join its request."""
     http_client: str = "builtin"
-    """What sends the requests: "builtin" (`delivery.http1`) or "aiohttp"."""
+    """What sends the requests: "builtin" (`delivery.transport.http1`) or "aiohttp"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +387,7 @@ _ENGINE_HEADERS = frozenset(
 _MAX_SECONDS = 366 * 86_400
 #: The attempt log's `attempt` column is SMALLINT.
 _MAX_ATTEMPTS = 32_767
-#: The tracking API's largest message (`delivery.tracking.MAX_MESSAGE_BYTES`): a batch must fit one.
+#: The tracking API's largest message (`delivery.api.segment.MAX_MESSAGE_BYTES`): a batch must fit one.
 _MIN_BATCH_BYTES = 32 * 1024
 _MAX_RATE_PER_S = 10_000
 #: What `[engine] http_client` may name (`delivery.sender.Sender`).

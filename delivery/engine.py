@@ -7,7 +7,7 @@ nothing new, lets requests in flight finish up to `shutdown_grace_s`,
 settles them and releases its leases, and only then does the exporter make
 its final pass, so the last records reach the Parquet log before exit.
 
-Auth-failure alerts (`delivery.alerts`) ride on the worker's two hooks: its
+Auth-failure alerts (`delivery.alerts.auth_alerts`) ride on the worker's two hooks: its
 pre-send checks ask `AuthAlerts.admit` whether a destination may be sent to,
 and each committed record reaches `AuthAlerts.on_settled` after the metrics.
 Their writer stops after the worker, so every change the last records cause
@@ -30,15 +30,15 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from delivery.alerts import AuthAlerts, chain
-from delivery.app import create_app
+from delivery.alerts.auth_alerts import AuthAlerts, chain
+from delivery.api.http_protocol import JsonErrorHTTPProtocol
+from delivery.api.main import create_app
 from delivery.config import Config
 from delivery.exporter import Exporter, export_until
-from delivery.http_server import JsonErrorHTTPProtocol
 from delivery.metrics import Metrics
 from delivery.precheck import Prechecks
+from delivery.queue.sqlite import SqliteQueue
 from delivery.sender import Sender
-from delivery.sqlite_queue import SqliteQueue
 from delivery.worker import Worker
 from ingest.ids import new_id
 

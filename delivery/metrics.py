@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final
 
-from delivery.auth_watch import Change
+from delivery.alerts.auth_watch import Change
+from delivery.api.segment import ErrorCode, TrackingStats
 from delivery.catalog import Catalog, catalog
 from delivery.precheck import PRIVATE_TARGET, UNKNOWN_DESTINATION, Fix
 from delivery.queue import JobState, QueueDepth
 from delivery.records import UNKNOWN_INTEGRATION
-from delivery.tracking import ErrorCode, TrackingStats
 from ingest.taxonomy import ErrorClass, Outcome
 
 #: Upper bounds (seconds) of the delivery latency buckets: Prometheus' defaults, plus
@@ -68,9 +68,9 @@ class Metrics:
         self.latency_count = 0
         """Requests counted in the histogram (records with a duration: a request was sent)."""
         self.notifications: Counter[str] = Counter()
-        """Notifications raised, by kind (`delivery.auth_watch.Change`)."""
+        """Notifications raised, by kind (`delivery.alerts.auth_watch.Change`)."""
         self.disabled_destinations: Callable[[], int] = lambda: 0
-        """How many destinations auth failures have disabled now (`delivery.alerts` sets it)."""
+        """How many destinations auth failures have disabled now (`delivery.alerts.auth_alerts` sets it)."""
 
     def uptime_s(self) -> float:
         """Seconds since this object was made (the engine's start)."""
@@ -95,7 +95,7 @@ class Metrics:
         self.latency_count += 1
 
     def record_notification(self, kind: str) -> None:
-        """Count one notification raised (`delivery.alerts`)."""
+        """Count one notification raised (`delivery.alerts.auth_alerts`)."""
         self.notifications[_closed(kind, Change)] += 1
 
     def record_fixes(self, integration: str, fixes: Iterable[Fix]) -> None:

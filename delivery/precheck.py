@@ -5,7 +5,7 @@ A job fails a pre-send check when::
     destination no longer in the config ........ precheck  unknown_destination
     destination disabled ........................ disabled  disabled
     destination disabled by auth failures ....... disabled  auto_disabled
-      (delivery.auth_watch; one job per probe interval is still sent)
+      (delivery.alerts.auth_watch; one job per probe interval is still sent)
     host resolves to a private address .......... precheck  private_target
       (loopback, private, link-local, ...; only while allow_private_targets is false)
 

@@ -5,7 +5,7 @@ with secrets redacted, the raw Retry-After) or the exception that stopped
 the request, with the request's duration either way. `delivery.classify`
 judges it; nothing here decides about retries.
 
-The requests go out through `delivery.http1`, the engine's own HTTP/1.1
+The requests go out through `delivery.transport.http1`, the engine's own HTTP/1.1
 client (`http_client = "builtin"`, the default), or through aiohttp
 (`"aiohttp"`), which was the engine's client before and stays as a choice:
 the built-in one costs about a third of aiohttp's CPU per request
@@ -32,10 +32,10 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
 from yarl import URL
 
-from delivery import http1
 from delivery.classify import describe_chain, recovered_status
 from delivery.config import HTTP_CLIENTS
-from delivery.http1 import InterimStatusOnly
+from delivery.transport import http1
+from delivery.transport.http1 import InterimStatusOnly
 from ingest.schema import RESPONSE_BODY_LIMIT
 
 #: What replaces a secret in kept text.

@@ -45,7 +45,7 @@ FROM attempts
 GROUP BY ALL
 ORDER BY requests DESC"""
 TIMEOUT_MS = 180_000
-CLI = (sys.executable, "-m", "delivery.cli")
+CLI = (sys.executable, "-m", "deliverydash")
 
 
 @contextmanager

@@ -42,7 +42,7 @@ FINISHED = "[data-testid=stApp][data-test-script-state=notRunning]"
 #: Streamlit loads most element kinds' code on first use and shows a skeleton until it arrives,
 #: so a finished run can still lack its metrics, tables and charts for a moment.
 NO_SKELETONS = "() => document.querySelector('[data-testid=stSkeleton]') === null"
-_CLI = (sys.executable, "-m", "delivery.cli")
+_CLI = (sys.executable, "-m", "deliverydash")
 
 
 def free_port() -> int:

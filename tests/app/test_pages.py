@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.access import ViewerKind
-from delivery.auth_watch import Phase, WatchState
-from delivery.notifications import NewNotification, NotificationStore
+from delivery.alerts.auth_watch import Phase, WatchState
+from delivery.alerts.store import NewNotification, NotificationStore
 from ingest.ids import new_id
 from queries import Scope, api, connect
 from tests.app.conftest import END, START, OpenApp, SimulatedDay, metrics, page_text, token

@@ -48,7 +48,7 @@ def serving(server: Server) -> Iterator[Server]:
 def start_engine(config: Path, port: int) -> subprocess.Popen[str]:
     """`deliverydash serve` on `port`, once it answers /healthz."""
     engine = subprocess.Popen(
-        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(port)],
+        [sys.executable, "-m", "deliverydash", "serve", "--config", str(config), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -17,13 +17,13 @@ import pytest
 
 from delivery import batching
 from delivery.config import Config, parse_config
-from delivery.partners.config import PartnerSpec
-from delivery.partners.profiles import OK, Batch, Profile, Reply, Request, json_answer
-from delivery.partners.servers import PartnerSet
 from delivery.queue import Event, Job, JobState, Settlement
+from delivery.queue.sqlite import SqliteQueue
 from delivery.sender import Sender
-from delivery.sqlite_queue import SqliteQueue
 from delivery.worker import Worker
+from deliverydash.partner_simulator.config import PartnerSpec
+from deliverydash.partner_simulator.profiles import OK, Batch, Profile, Reply, Request, json_answer
+from deliverydash.partner_simulator.servers import PartnerSet
 
 T0 = 1_700_000_000.0
 

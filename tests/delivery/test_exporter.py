@@ -27,7 +27,7 @@ import pytest
 
 from delivery.exporter import Exporter, batch_prefix, export_until
 from delivery.queue import Event, Job
-from delivery.sqlite_queue import SqliteQueue
+from delivery.queue.sqlite import SqliteQueue
 from ingest.schema import ATTEMPT_SCHEMA, rows_to_table
 from ingest.writer import attempts_glob, attempts_root, write_partitioned
 from tests.ingest.rows import attempt_row
@@ -181,7 +181,7 @@ import datetime as dt, itertools, os, signal, sys, time
 import ingest.writer
 from delivery.exporter import Exporter
 from delivery.queue import Event
-from delivery.sqlite_queue import SqliteQueue
+from delivery.queue.sqlite import SqliteQueue
 from tests.ingest.rows import attempt_row
 
 data_dir, run, kill_at = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -16,13 +16,13 @@ import pytest
 
 from delivery.config import Config, Destination, parse_config
 from delivery.metering import Meter, Metering, MeterPolicy
-from delivery.partners.config import PartnerSpec
-from delivery.partners.profiles import RateLimited
-from delivery.partners.servers import PartnerSet
 from delivery.queue import Event
+from delivery.queue.sqlite import SqliteQueue
 from delivery.sender import Sender
-from delivery.sqlite_queue import SqliteQueue
 from delivery.worker import Worker
+from deliverydash.partner_simulator.config import PartnerSpec
+from deliverydash.partner_simulator.profiles import RateLimited
+from deliverydash.partner_simulator.servers import PartnerSet
 
 # -- the arithmetic --------------------------------------------------------------------------------
 

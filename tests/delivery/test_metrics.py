@@ -15,13 +15,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from delivery.app import create_app
+from delivery.api.main import create_app
+from delivery.api.segment import TrackingStats
 from delivery.config import Config, parse_config
 from delivery.engine import build_app
 from delivery.metrics import LATENCY_BUCKETS_S, Metrics, escape_label_value
 from delivery.queue import QueueDepth
-from delivery.sqlite_queue import SqliteQueue
-from delivery.tracking import TrackingStats
+from delivery.queue.sqlite import SqliteQueue
 
 WRITE_KEY = "wk_live_acme_web_secret"
 ADMIN_TOKEN = "adm-7f3c9e1b-token"

@@ -137,7 +137,7 @@ def test_a_bad_config_names_the_key_and_the_engine_does_not_start(tmp_path: Path
     config = tmp_path / "bad.toml"
     config.write_text('[engine]\nmax_attempts = "ten"\n', encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "delivery.cli", "serve", "--config", str(config), "--port", str(free_port())],
+        [sys.executable, "-m", "deliverydash", "serve", "--config", str(config), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=30,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from delivery.api.segment import TrackingStats
 from delivery.catalog import (
     EventNameRule,
     RequiredField,
@@ -26,9 +27,8 @@ from delivery.metrics import Metrics
 from delivery.payload import body, headers
 from delivery.precheck import Checked, CheckedJob, Fix, Rejection, check_event, check_job
 from delivery.queue import Event, QueueDepth
+from delivery.queue.sqlite import SqliteQueue
 from delivery.sender import Sender
-from delivery.sqlite_queue import SqliteQueue
-from delivery.tracking import TrackingStats
 from delivery.worker import Worker
 from ingest.taxonomy import ErrorClass
 from tests.delivery.engine_process import serving
@@ -611,8 +611,8 @@ def test_precheck_metric_labels_stay_in_closed_sets() -> None:
 
 def test_prechecks_prevent_the_simulated_strict_partners_400s(tmp_path: Path) -> None:
     """The same events to the partner simulator's strict partner: raw (webhook) and checked (crm-records)."""
-    from delivery.partners.config import parse_config as parse_partners
-    from delivery.partners.servers import partners_in_thread
+    from deliverydash.partner_simulator.config import parse_config as parse_partners
+    from deliverydash.partner_simulator.servers import partners_in_thread
 
     partners = parse_partners(
         {

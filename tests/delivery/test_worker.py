@@ -28,9 +28,9 @@ import pytest
 from delivery.config import Config, parse_config
 from delivery.exporter import Exporter
 from delivery.queue import Event, Job, JobState, Settlement
+from delivery.queue.sqlite import SqliteQueue
 from delivery.records import UNCLASSIFIED_PREFIX
 from delivery.sender import Sender, SendResult
-from delivery.sqlite_queue import SqliteQueue
 from delivery.worker import ABORTED_AT_SHUTDOWN, Worker
 from ingest.writer import attempts_glob
 from tests.delivery.faults import LOOPBACK, Exchange, FaultServer, closed_port

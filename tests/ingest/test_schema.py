@@ -276,7 +276,7 @@ def test_every_column_appears_in_the_attempt_log_doc() -> None:
 
 def _json_lines(rows: list[dict[str, object]]) -> bytes:
     """Rows in the queue outbox's form: JSON lines, times as epoch microseconds."""
-    from delivery.sqlite_queue import encode_record
+    from delivery.queue.sqlite import encode_record
 
     return "\n".join(encode_record(row) for row in rows).encode()
 

@@ -1,0 +1,1 @@
+"""The engine's HTTP API: Segment's tracking endpoints, health, metrics and admin (FastAPI)."""

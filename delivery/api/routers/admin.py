@@ -1,0 +1,119 @@
+"""The admin API: status, notifications, and re-enabling a destination.
+
+- `GET /admin/status`: queue depth by state and destination, tracking counters, uptime.
+- `GET /admin/notifications?state=open|resolved|all&workspace=W&limit=N`: notifications, newest first.
+- `POST /admin/destinations/{id}/enable`: re-enable a destination disabled by auth failures.
+
+Behind `Authorization: Bearer <engine.admin_token>`, compared in constant
+time. A refusal is 401 `{"code": "unauthorized", "message": ...}` and never
+quotes what was presented: a near-miss of the token is still a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from delivery.api.dependencies import ContextDep
+from ingest.notifications import read_notifications
+
+log = logging.getLogger(__name__)
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="deliverydash-admin"'}
+
+
+def require_admin(request: Request, context: ContextDep) -> None:
+    """Refuse the request with 401 unless it carries the admin token as a bearer credential."""
+    values = request.headers.getlist("authorization")
+    if not values:
+        raise HTTPException(401, "an admin bearer token is required", headers=_CHALLENGE)
+    scheme, _, token = values[0].strip().partition(" ")
+    # Every refusal after this point has the same message, so an answer tells nothing about the token.
+    matches = context.config.engine.admin_token.matches(token.strip())
+    if len(values) > 1 or scheme.lower() != "bearer" or not matches:
+        raise HTTPException(401, "invalid admin token", headers=_CHALLENGE)
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+@router.get("/status")
+async def status(context: ContextDep) -> dict[str, Any]:
+    """Queue depth (by state and by destination), outbox size, tracking counters, uptime."""
+    try:
+        depth = await asyncio.to_thread(context.queue.depth)
+    except Exception:
+        log.exception("/admin/status: could not count the queue")
+        raise HTTPException(503, "the queue could not be counted; try again later") from None
+    stats = context.stats
+    return {
+        "uptime_s": round(context.metrics.uptime_s(), 3),
+        "queue": {
+            "by_state": dict(depth.by_state),
+            "by_destination": {dest: dict(counts) for dest, counts in sorted(depth.by_destination.items())},
+            "outbox_records": depth.outbox_rows,
+        },
+        "events": {
+            "accepted": stats.events_accepted,
+            "duplicate": stats.events_duplicate,
+            "rejected": dict(stats.events_rejected),
+        },
+        "requests_rejected": dict(stats.requests_rejected),
+    }
+
+
+@router.get("/notifications")
+async def notifications(
+    context: ContextDep,
+    state: Literal["open", "resolved", "all"] = "all",
+    workspace: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Notifications raised about destinations, newest first (docs/notifications.md)."""
+    try:
+        found = await asyncio.to_thread(
+            read_notifications, context.config.engine.data_dir, state=state, workspace=workspace, limit=limit
+        )
+    except Exception:
+        log.exception("/admin/notifications: could not read the notifications")
+        raise HTTPException(503, "the notifications could not be read; try again later") from None
+    return {"notifications": [n.as_json() for n in found]}
+
+
+@router.post("/destinations/{destination_id}/enable", response_model=None)
+async def enable_destination(destination_id: str, context: ContextDep) -> dict[str, Any] | JSONResponse:
+    """Re-enable a destination that auth failures disabled; recorded as an `enabled` notification.
+
+    404 for an unknown destination, 409 for one disabled in the configuration
+    (only the file can enable it), 503 when no worker runs in this process.
+    A destination that was not disabled is left as it is (`"changed": false`).
+    """
+    destination = context.config.destination(destination_id)
+    if destination is None:
+        # Not an HTTPException: the app words every 404 as "no such endpoint".
+        return JSONResponse(
+            {"code": "unknown_destination", "message": f"no destination {destination_id!r} is configured"},
+            status_code=404,
+        )
+    if not destination.enabled:
+        raise HTTPException(
+            409, f"destination {destination_id!r} is disabled in the configuration; set enabled = true there"
+        )
+    alerts = context.alerts
+    if alerts is None or not alerts.started:
+        raise HTTPException(503, "no delivery worker runs in this process")
+    try:
+        notification = await alerts.enable(destination_id)
+    except Exception:
+        log.exception("enabling %s failed", destination_id)
+        raise HTTPException(503, "the change could not be stored; try again later") from None
+    return {
+        "destination": destination_id,
+        "changed": notification is not None,
+        "state": str(alerts.state(destination_id).phase),
+        "notification": notification.as_json() if notification is not None else None,
+    }

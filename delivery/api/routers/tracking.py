@@ -1,0 +1,178 @@
+"""Segment's HTTP Tracking API: `POST /v1/{identify,track,page,screen,group,alias,batch,import}`.
+
+Each request: authenticate a Basic-auth write key before reading the body,
+read the raw body under a size cap (raw, so that no Content-Type is
+required), undo gzip, parse and validate (`delivery.api.segment`), then commit
+the events and one job per destination of their source, and only then
+answer ``200 {"success": true}``. Refusals are `TrackingError`s, which
+`delivery.api.main` turns into ``{"code", "message"}`` answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Request, Response
+from starlette.requests import ClientDisconnect
+
+from delivery.api.dependencies import AppContext, ContextDep
+from delivery.api.segment import (
+    MAX_REQUEST_BYTES,
+    CallType,
+    ErrorCode,
+    Parsed,
+    TrackingError,
+    basic_auth_write_key,
+    decode_body,
+    parse_batch,
+    parse_call,
+    parse_json,
+    request_too_large,
+    request_write_key,
+    to_event,
+)
+from delivery.config import Config, Source
+from delivery.queue import Event
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["tracking"])
+
+#: The one success answer Segment clients accept (some retry any other 2xx).
+_SUCCESS = b'{"success":true}'
+#: Rejected batch items quoted in one log line; the rest are counted.
+_LOGGED_REJECTIONS = 5
+
+
+@router.post("/identify")
+async def identify(request: Request, context: ContextDep) -> Response:
+    """Who the user is."""
+    return await _accept(request, context, CallType.IDENTIFY)
+
+
+@router.post("/track")
+async def track(request: Request, context: ContextDep) -> Response:
+    """Something the user did."""
+    return await _accept(request, context, CallType.TRACK)
+
+
+@router.post("/page")
+async def page(request: Request, context: ContextDep) -> Response:
+    """A web page the user saw."""
+    return await _accept(request, context, CallType.PAGE)
+
+
+@router.post("/screen")
+async def screen(request: Request, context: ContextDep) -> Response:
+    """An app screen the user saw."""
+    return await _accept(request, context, CallType.SCREEN)
+
+
+@router.post("/group")
+async def group(request: Request, context: ContextDep) -> Response:
+    """The account or company the user belongs to."""
+    return await _accept(request, context, CallType.GROUP)
+
+
+@router.post("/alias")
+async def alias(request: Request, context: ContextDep) -> Response:
+    """Two ids of one user."""
+    return await _accept(request, context, CallType.ALIAS)
+
+
+@router.post("/batch")
+async def batch(request: Request, context: ContextDep) -> Response:
+    """Many calls at once; an invalid one is rejected alone."""
+    return await _accept(request, context, None)
+
+
+@router.post("/import")
+async def import_(request: Request, context: ContextDep) -> Response:
+    """Segment's older name for `/v1/batch`."""
+    return await _accept(request, context, None)
+
+
+async def _accept(request: Request, context: AppContext, call_type: CallType | None) -> Response:
+    received_at = context.clock()
+    header_key = basic_auth_write_key(_one_header(request, "authorization"))
+    if header_key is not None:
+        _source(context.config, header_key)  # an unknown key is refused before the body is read
+    raw = await _read_body(request)
+    encoding = ", ".join(request.headers.getlist("content-encoding")) or None
+    body = parse_json(decode_body(raw, encoding))
+    source = _source(context.config, request_write_key(header_key, body))
+    parsed = parse_batch(body, received_at) if call_type is None else parse_call(body, call_type, received_at)
+    if parsed.rejections:
+        _count_rejections(context, source, parsed)
+    events = [to_event(message, source, received_at) for message in parsed.messages]
+    await _enqueue(context, source, events)
+    return Response(_SUCCESS, media_type="application/json")
+
+
+def _one_header(request: Request, name: str) -> str | None:
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise TrackingError(400, ErrorCode.INVALID_HEADER, f"more than one {name} header")
+    return values[0] if values else None
+
+
+def _source(config: Config, write_key: str) -> Source:
+    source = config.source_for_write_key(write_key)
+    if source is None:
+        # The key is not quoted: a near-miss of a real key is still a secret.
+        raise TrackingError(401, ErrorCode.INVALID_WRITE_KEY, "unknown write key")
+    return source
+
+
+async def _read_body(request: Request) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed the cap."""
+    length = _one_header(request, "content-length")
+    if length is not None:
+        # The HTTP server has already refused a malformed value; this guards the cap.
+        if not length.isdigit():
+            raise TrackingError(400, ErrorCode.INVALID_HEADER, "Content-Length must be a number of bytes")
+        if int(length) > MAX_REQUEST_BYTES:
+            raise request_too_large()
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_REQUEST_BYTES:
+                raise request_too_large()
+    except ClientDisconnect:
+        raise TrackingError(
+            400, ErrorCode.INVALID_BODY, "the client went away before sending the whole body"
+        ) from None
+    return bytes(body)
+
+
+def _count_rejections(context: AppContext, source: Source, parsed: Parsed) -> None:
+    rejections = parsed.rejections
+    context.stats.events_rejected.update(rejection.code for rejection in rejections)
+    shown = "; ".join(f"batch[{r.index}] {r.code}: {r.message}" for r in rejections[:_LOGGED_REJECTIONS])
+    unshown = len(rejections) - _LOGGED_REJECTIONS
+    more = f"; and {unshown} more" if unshown > 0 else ""
+    total = len(rejections) + len(parsed.messages)
+    log.warning("source %s: rejected %d of %d events: %s%s", source.id, len(rejections), total, shown, more)
+
+
+async def _enqueue(context: AppContext, source: Source, events: Sequence[Event]) -> None:
+    """Commit `events` with one job per destination of `source`; returns after the commit."""
+    if not events:
+        return
+    # Disabled destinations get their jobs too: the worker records each as
+    # skipped (`disabled`), as docs/configuration.md promises.
+    fanout = {source.id: [destination.id for destination in context.config.destinations_for(source.id)]}
+    try:
+        accepted = await asyncio.to_thread(context.queue.enqueue, events, fanout)
+    except Exception:
+        # Whatever the backend raised, nothing of this request is committed:
+        # 503 makes Segment clients retry, which the messageId de-dup makes safe.
+        log.exception("source %s: could not store %d events", source.id, len(events))
+        raise TrackingError(
+            503, ErrorCode.UNAVAILABLE, "the events could not be stored; try again later"
+        ) from None
+    context.stats.events_accepted += len(accepted)
+    context.stats.events_duplicate += len(events) - len(accepted)

@@ -1,0 +1,395 @@
+"""Auth-failure notifications and auto-disable, end to end: a real engine process against the
+partner simulator's `expired-credentials` and `forbidden` partners, over loopback sockets.
+
+Thresholds and probe intervals are small; nothing is timed: every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import http.server
+import io
+import json
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+from delivery.alerts.store import NewNotification, NotificationStore
+from delivery.config import AlertsConfig, ConfigError, parse_config
+from deliverydash.commands import notifications as notifications_cli
+from deliverydash.partner_simulator.config import PartnerSpec
+from deliverydash.partner_simulator.profiles import ExpiredCredentials, Forbidden
+from deliverydash.partner_simulator.servers import PartnerSet, partners_in_thread
+from ingest.notifications import open_notifications, read_notifications
+from tests.delivery.config.test_config import doc_table, toml_value
+from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
+
+#: Each partner is fed by its own source: destination -> (write key, workspace).
+SOURCES = {"expired": ("wk_test_expired", "acme"), "forbidden": ("wk_test_forbidden", "globex")}
+ADMIN = "admin-token-for-tests"
+CREDENTIAL = "fresh-token-0123456789"
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """The alerts webhook: remembers every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
+
+    def kinds(self) -> list[str]:
+        with self.lock:
+            return [body["kind"] for body in self.bodies]
+
+
+class _ReceiverHandler(http.server.BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.bodies.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def partners() -> Iterator[PartnerSet]:
+    specs = [
+        PartnerSpec("expired", ExpiredCredentials()),
+        PartnerSpec("forbidden", Forbidden()),
+    ]
+    with partners_in_thread(specs, control_port=None) as running:
+        yield running
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with serving(Receiver()) as server:
+        yield server
+
+
+def write_config(tmp_path: Path, partners: PartnerSet, alerts: str) -> Path:
+    config = tmp_path / "deliverydash.toml"
+    destinations = "".join(
+        f"""
+[[sources]]
+id = "{name}-app"
+workspace = "{workspace}"
+write_key = "{write_key}"
+
+[[destinations]]
+id = "{name}-hook"
+source = "{name}-app"
+integration = "webhook"
+url = "{partners.url(name)}events"
+headers = {{ Authorization = "Bearer {CREDENTIAL}" }}
+"""
+        for name, (write_key, workspace) in SOURCES.items()
+    )
+    config.write_text(
+        f"""
+[engine]
+data_dir = "data"
+allow_private_targets = true
+export_interval_s = 0.2
+request_timeout_s = 5
+lease_s = 10
+shutdown_grace_s = 2
+admin_token = "{ADMIN}"
+
+[alerts]
+{alerts}
+{destinations}""",
+        encoding="utf-8",
+    )
+    return config
+
+
+class Engine:
+    """A running `deliverydash serve` and the calls the tests make to it."""
+
+    def __init__(self, config: Path, partner: str) -> None:
+        self.write_key = SOURCES[partner][0]
+        self.port = free_port()
+        self.process = start_engine(config, self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def send(self, n: int = 1) -> None:
+        batch = [
+            {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": str(uuid.uuid4())}
+            for _ in range(n)
+        ]
+        response = httpx.post(
+            f"{self.url}/v1/batch", json={"batch": batch}, auth=(self.write_key, ""), timeout=10
+        )
+        assert response.status_code == 200, response.text
+
+    def notifications(self, state: str = "all") -> list[dict[str, Any]]:
+        response = httpx.get(
+            f"{self.url}/admin/notifications",
+            params={"state": state},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        notes: list[dict[str, Any]] = response.json()["notifications"]
+        return notes
+
+    def kinds(self, destination: str, state: str = "all") -> list[str]:
+        return [n["kind"] for n in self.notifications(state) if n["destination_id"] == destination]
+
+    def idle(self, destination: str) -> bool:
+        """Whether the queue holds no job of `destination` (every event sent so far is settled)."""
+        response = httpx.get(
+            f"{self.url}/admin/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+        )
+        return not any(response.json()["queue"]["by_destination"].get(destination, {}).values())
+
+    def enable(self, destination: str, token: str | None = ADMIN) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.post(f"{self.url}/admin/destinations/{destination}/enable", headers=headers, timeout=10)
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        output = self.process.communicate(timeout=30)[0]
+        assert self.process.returncode == 0, output
+        return output
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def engines() -> Iterator[list[Engine]]:
+    started: list[Engine] = []
+    yield started
+    for engine in started:
+        engine.kill()
+
+
+def attempts(data_dir: Path, destination: str) -> list[tuple[Any, ...]]:
+    glob = data_dir / "attempts" / "date=*" / "hour=*" / "*.parquet"
+    if not list(data_dir.glob("attempts/date=*/hour=*/*.parquet")):
+        return []
+    with duckdb.connect() as db:
+        return db.execute(
+            "SELECT attempt, status_code, error_class, error_code, outcome FROM read_parquet($glob) "
+            "WHERE destination_id = $destination",
+            {"glob": str(glob), "destination": destination},
+        ).fetchall()
+
+
+def send_until(engine: Engine, done: Any, timeout_s: float = 30.0) -> None:
+    """Send one event at a time until `done()` holds (each may be a probe)."""
+
+    def step() -> bool:
+        if done():
+            return True
+        engine.send()
+        return False
+
+    wait_for(step, timeout_s)
+
+
+def test_auth_failures_notify_disable_probe_and_recover(
+    tmp_path: Path, partners: PartnerSet, receiver: Receiver, engines: list[Engine]
+) -> None:
+    alerts = f"""
+webhook_url = "http://127.0.0.1:{receiver.server_address[1]}/alerts?token=webhook-secret"
+disable_after_failures = 3
+probe_interval_s = 0.5
+"""
+    engine = Engine(write_config(tmp_path, partners, alerts), "expired")
+    engines.append(engine)
+    hook = "expired-hook"
+
+    # The first 401 raises an open notification naming workspace, destination, first-seen time and body.
+    engine.send()
+    wait_for(lambda: engine.kinds(hook) == ["auth_failing"])
+    [note] = engine.notifications("open")
+    assert note["workspace_id"] == "acme" and note["destination_id"] == hook
+    assert note["integration"] == "webhook" and note["state"] == "open"
+    assert note["status_code"] == 401 and note["first_seen_at"]
+    assert "token_expired" in note["sample_body"]
+    assert CREDENTIAL not in json.dumps(note)
+
+    # At the threshold the destination is disabled; later jobs are skipped without a request.
+    send_until(engine, lambda: "disabled" in engine.kinds(hook))
+    engine.send(6)
+    wait_for(lambda: sum(r[3] == "auto_disabled" for r in attempts(tmp_path / "data", hook)) >= 5)
+    skipped = [r for r in attempts(tmp_path / "data", hook) if r[3] == "auto_disabled"]
+    assert {r for r in skipped} == {(0, None, "disabled", "auto_disabled", "skipped")}
+    assert engine.kinds(hook, "open") == ["disabled", "auth_failing"]  # newest first
+
+    # The partner accepts the credential again: the next probe delivers and re-enables the destination.
+    profile = partners.servers["expired"].spec.profile
+    assert isinstance(profile, ExpiredCredentials)
+    profile.valid_token = CREDENTIAL
+    send_until(engine, lambda: "recovered" in engine.kinds(hook))
+    assert engine.kinds(hook, "open") == []
+    recovered = engine.notifications()[0]
+    assert recovered["kind"] == "recovered" and recovered["state"] == "resolved"
+    assert recovered["first_seen_at"] == note["first_seen_at"]
+    delivered_before = partners.stats("expired").statuses[200]
+    engine.send(3)
+    wait_for(lambda: partners.stats("expired").statuses[200] >= delivered_before + 3)
+
+    # The webhook heard every notification, in order, as JSON; never the credential.
+    wait_for(lambda: receiver.kinds() == ["auth_failing", "disabled", "recovered"])
+    assert receiver.bodies[0]["sample_body"] == note["sample_body"]
+    assert CREDENTIAL not in json.dumps(receiver.bodies)
+
+    # Broken again and disabled again: the admin API re-enables it by hand, with the admin token only.
+    profile.valid_token = ""
+    send_until(engine, lambda: engine.kinds(hook, "open")[:1] == ["disabled"])
+    wait_for(lambda: engine.idle(hook))
+    assert engine.enable(hook, token=None).status_code == 401
+    assert engine.enable(hook, token="wrong").status_code == 401
+    assert engine.enable("no-such-hook").status_code == 404
+    answer = engine.enable(hook)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["changed"] is True and body["state"] == "healthy"
+    assert body["notification"]["kind"] == "enabled" and body["notification"]["state"] == "resolved"
+    assert engine.kinds(hook, "open") == []
+    assert engine.enable(hook).json()["changed"] is False
+    wait_for(lambda: receiver.kinds()[-1:] == ["enabled"])
+
+    output = engine.stop()
+    assert CREDENTIAL not in output
+
+
+def test_disabled_survives_a_restart_and_the_store_reads_without_the_engine(
+    tmp_path: Path, partners: PartnerSet, engines: list[Engine]
+) -> None:
+    alerts = "disable_after_failures = 2\nprobe_interval_s = 3600\n"
+    config = write_config(tmp_path, partners, alerts)
+    data_dir = tmp_path / "data"
+    hook = "forbidden-hook"
+    engine = Engine(config, "forbidden")
+    engines.append(engine)
+    send_until(engine, lambda: "disabled" in engine.kinds(hook))
+    wait_for(lambda: engine.idle(hook))
+    note = next(
+        n for n in engine.notifications() if n["destination_id"] == hook and n["kind"] == "auth_failing"
+    )
+    assert note["status_code"] == 403 and "events:write" in note["sample_body"]
+    engine.stop()
+
+    # The engine is down: the dashboard's read function and the CLI read the file read-only.
+    opened = open_notifications(data_dir, workspace="globex")
+    assert [(n.destination_id, n.kind) for n in opened] == [(hook, "disabled"), (hook, "auth_failing")]
+    assert all(n.workspace_id == "globex" and n.state == "open" for n in opened)
+    assert open_notifications(data_dir, workspace="acme") == []
+    assert open_notifications(tmp_path / "nowhere") == []
+    table = run_cli(data_dir)
+    assert hook in table and "auth_failing" in table and "403" in table
+    assert '"code": "forbidden"' in table  # the sample body, cut to one line
+
+    # After a restart the destination is still disabled: a new job is skipped, no request is made.
+    requests_before = partners.stats("forbidden").requests
+    skipped_before = sum(r[3] == "auto_disabled" for r in attempts(data_dir, hook))
+    engine = Engine(config, "forbidden")
+    engines.append(engine)
+    engine.send()
+    wait_for(lambda: sum(r[3] == "auto_disabled" for r in attempts(data_dir, hook)) > skipped_before)
+    assert partners.stats("forbidden").requests == requests_before
+    assert engine.enable(hook).json()["changed"] is True
+    engine.send()
+    wait_for(lambda: partners.stats("forbidden").requests > requests_before)
+    wait_for(lambda: len(open_notifications(data_dir)) == 1)
+    engine.stop()
+    # Enabled by hand with the credential still refused: the old notifications are resolved and
+    # the next 403 opens a new one.
+    [reopened] = open_notifications(data_dir)
+    assert reopened.kind == "auth_failing" and reopened.id > note["id"]
+    resolved = read_notifications(data_dir, state="resolved")
+    assert [n.kind for n in resolved] == ["enabled", "disabled", "auth_failing"]
+    assert "enabled" in run_cli(data_dir, every=True)
+
+
+def run_cli(data_dir: Path, *, every: bool = False) -> str:
+    parser = argparse.ArgumentParser()
+    notifications_cli.configure_parser(parser)
+    args = parser.parse_args(["--data-dir", str(data_dir), *(["--all"] if every else [])])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert notifications_cli.run(args) == 0
+    return out.getvalue()
+
+
+def test_the_store_resolves_open_notifications_and_reads_while_written(tmp_path: Path) -> None:
+    from delivery.alerts.auth_watch import HEALTHY, Phase, WatchState
+
+    store = NotificationStore(tmp_path)
+    disabled = WatchState(Phase.DISABLED, 3, 10.0, 20.0, 30.0)
+
+    def note(kind: str, at: float, resolves: bool = False) -> NewNotification:
+        return NewNotification(
+            f"0{at:025.0f}", kind, "acme", "hook", "webhook", at, kind, 10.0, resolves=resolves
+        )
+
+    store.record("hook", disabled, [note("auth_failing", 10), note("disabled", 20)])
+    assert store.watch_states() == {"hook": disabled}
+    assert [n.kind for n in open_notifications(tmp_path)] == ["disabled", "auth_failing"]
+    store.record("hook", HEALTHY, [note("recovered", 40, resolves=True)])
+    assert store.watch_states() == {}
+    assert open_notifications(tmp_path) == []
+    every = read_notifications(tmp_path, limit=2)
+    assert [(n.kind, str(n.state)) for n in every] == [("recovered", "resolved"), ("disabled", "resolved")]
+    assert every[1].resolved_at is not None and every[1].resolved_at.timestamp() == 40
+    store.close()
+
+
+# -- the [alerts] table ---------------------------------------------------------------------------
+
+
+def test_the_alerts_table_is_read_and_checked() -> None:
+    config = parse_config(
+        {
+            "alerts": {
+                "webhook_url": "https://alerts.internal.example/hook/t0ken",
+                "disable_after_failures": 5,
+                "disable_after_s": 90,
+                "probe_interval_s": 2.5,
+                "auto_disable": False,
+                "webhook_timeout_s": 1,
+            }
+        }
+    )
+    assert config.alerts.webhook_url is not None
+    assert config.alerts.webhook_url.reveal() == "https://alerts.internal.example/hook/t0ken"
+    assert "t0ken" not in repr(config.alerts)
+    assert config.alerts == AlertsConfig(config.alerts.webhook_url, 1.0, False, 5, 90.0, 2.5)
+    assert parse_config({}).alerts == AlertsConfig()
+    with pytest.raises(ConfigError) as error:
+        bad = {"webhook_url": "ftp://x/y", "probe_intervl_s": 1, "disable_after_failures": 0}
+        parse_config({"alerts": bad})
+    assert error.value.problems == (
+        "alerts.probe_intervl_s: unknown key (did you mean 'probe_interval_s'?)",
+        "alerts.webhook_url: must be an http(s) URL, got 'ftp://x/…'",
+        "alerts.disable_after_failures: must be at least 1, got 0",
+    )
+
+
+def test_the_docs_list_every_alerts_key_with_its_default() -> None:
+    table = doc_table("[alerts]")
+    assert list(table) == [f.name for f in dataclasses.fields(AlertsConfig)]
+    for f in dataclasses.fields(AlertsConfig):
+        assert toml_value(table[f.name]) == ("" if f.name == "webhook_url" else f.default), f.name

@@ -1,0 +1,885 @@
+"""Loading and checking the engine's TOML config: every problem named by its key, no secret shown."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from delivery.config import (
+    Config,
+    ConfigError,
+    Destination,
+    EngineConfig,
+    Secret,
+    Source,
+    is_private_target,
+    load_config,
+    parse_config,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+DOC = ROOT / "docs" / "configuration.md"
+EXAMPLE = ROOT / "deliverydash.example.toml"
+
+#: The sample from issue 3, section 1, verbatim.
+ISSUE_SAMPLE = """\
+[engine]
+data_dir = "data"
+retry_window_s = 14400        # give up on retryable failures after this long (4 h)
+max_attempts = 10
+backoff_base_s = 30           # first retry delay before jitter; doubles per attempt
+backoff_max_s = 3600
+request_timeout_s = 10
+export_interval_s = 5         # attempt records reach Parquet at least this often
+allow_private_targets = false # refuse loopback/private/link-local targets unless true
+ca_bundle = ""                # optional PEM file of extra trusted CAs (self-hosted webhooks; tests)
+admin_token = "change-me"
+
+[[sources]]
+id = "web"
+workspace = "acme"
+write_key = "wk_live_acme_web"
+
+[[destinations]]
+id = "acme-hook"
+source = "web"
+integration = "webhook"
+url = "http://127.0.0.1:9001/hook"
+headers = { Authorization = "Bearer s3cret" }   # never written to the attempt log
+max_batch_events = 1                            # > 1 where the destination takes batches
+"""
+
+#: A valid base that the cases below break one key at a time.
+BASE = """\
+[engine]
+admin_token = "tok-0123456789"
+
+[[sources]]
+id = "web"
+workspace = "acme"
+write_key = "wk_web"
+
+[[sources]]
+id = "ios"
+workspace = "acme"
+write_key = "wk_ios"
+
+[[destinations]]
+id = "hook"
+source = "web"
+integration = "webhook"
+url = "https://hooks.example.com/in"
+headers = { Authorization = "Bearer xyz" }
+
+[[destinations]]
+id = "batch"
+source = "ios"
+integration = "webhook"
+url = "https://batch.example.com/in"
+"""
+
+
+def document(**changes: dict[str, Any]) -> dict[str, Any]:
+    """BASE with keys changed: `engine={...}`, `source0={...}`, `destination1={...}`; None deletes a key."""
+    doc = tomllib.loads(BASE)
+    for name, keys in changes.items():
+        if name == "engine":
+            table = doc["engine"]
+        else:
+            kind, index = name[:-1], int(name[-1])
+            table = doc[f"{kind}s"][index]
+        for key, value in keys.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    return doc
+
+
+def problems(mapping: dict[str, Any]) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(mapping, "test.toml")
+    return caught.value.problems
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "deliverydash.toml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def test_the_base_document_is_valid() -> None:
+    config = parse_config(tomllib.loads(BASE))
+    assert [source.id for source in config.sources] == ["web", "ios"]
+    assert config.destinations[0] == Destination(
+        id="hook",
+        source="web",
+        integration="webhook",
+        url="https://hooks.example.com/in",
+        headers={"Authorization": Secret("Bearer xyz")},
+    )
+    assert config.engine == EngineConfig(admin_token=Secret("tok-0123456789"))
+    assert config.warnings == ()
+
+
+def test_an_empty_document_is_all_defaults() -> None:
+    config = parse_config({})
+    assert config == Config()
+    assert config.engine == EngineConfig()
+    assert config.warnings == (
+        "engine.admin_token: still the documented default; set a token of your own",
+        "sources: none configured; every write key will be refused",
+    )
+
+
+def test_every_engine_key_is_read(tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(pem))
+    engine = {
+        "data_dir": "var/dd",
+        "retry_window_s": 600,
+        "max_attempts": 4,
+        "backoff_base_s": 0.5,
+        "backoff_max_s": 8,
+        "backoff_jitter": 1,
+        "retry_after_max_s": 0,
+        "request_timeout_s": 2.5,
+        "export_interval_s": 1,
+        "allow_private_targets": True,
+        "ca_bundle": "ca.pem",
+        "admin_token": "t",
+        "concurrency": 4,
+        "per_destination_concurrency": 2,
+        "claim_batch_size": 10,
+        "lease_s": 30,
+        "shutdown_grace_s": 0,
+        "max_batch_bytes": 1000,
+        "metering": False,
+        "batch_linger_s": 0,
+        "http_client": "aiohttp",
+    }
+    assert set(engine) == {f.name for f in dataclasses.fields(EngineConfig)}
+    loaded = parse_config({"engine": engine}, base_dir=tmp_path).engine
+    assert loaded == EngineConfig(
+        data_dir=tmp_path / "var/dd",
+        retry_window_s=600.0,
+        max_attempts=4,
+        backoff_base_s=0.5,
+        backoff_max_s=8.0,
+        backoff_jitter=1.0,
+        retry_after_max_s=0.0,
+        request_timeout_s=2.5,
+        export_interval_s=1.0,
+        allow_private_targets=True,
+        ca_bundle=tmp_path / "ca.pem",
+        admin_token=Secret("t"),
+        concurrency=4,
+        per_destination_concurrency=2,
+        claim_batch_size=10,
+        lease_s=30.0,
+        shutdown_grace_s=0.0,
+        max_batch_bytes=1000,
+        metering=False,
+        batch_linger_s=0,
+        http_client="aiohttp",
+    )
+    assert isinstance(loaded.retry_window_s, float)
+
+
+def test_relative_paths_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = write(folder, '[engine]\ndata_dir = "state"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config(path).engine.data_dir == folder / "state"
+    assert load_config(write(folder, '[engine]\ndata_dir = "/abs/dd"\n', "b.toml")).engine.data_dir == Path(
+        "/abs/dd"
+    )
+
+
+def test_the_example_file_loads_with_the_documented_defaults() -> None:
+    config = load_config(EXAMPLE)
+    defaults = dataclasses.asdict(EngineConfig(data_dir=EXAMPLE.parent / "data", allow_private_targets=True))
+    assert dataclasses.asdict(config.engine) == defaults
+    assert config.source_for_write_key("wk_live_acme_web") == config.sources[0]
+    assert [d.id for d in config.destinations_for("web")] == ["acme-hook", "acme-warehouse", "acme-crm"]
+    assert config.destination("acme-warehouse") == dataclasses.replace(
+        config.destinations[1], max_batch_events=100, enabled=False
+    )
+    crm = config.destination("acme-crm")
+    assert crm is not None and crm.credential is not None
+    assert (crm.integration, crm.max_batch_events, crm.rate_limit_per_s, crm.enabled) == (
+        "crm-records",
+        100,
+        5,
+        False,
+    )
+    assert config.warnings == ("engine.admin_token: still the documented default; set a token of your own",)
+
+
+def test_the_issue_sample_is_refused_for_its_loopback_url_and_only_that(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, ISSUE_SAMPLE))
+    assert caught.value.problems == (
+        "destinations[0].url: host '127.0.0.1' is a loopback, private or link-local address; "
+        "set engine.allow_private_targets = true to deliver to it",
+    )
+    allowed = ISSUE_SAMPLE.replace("allow_private_targets = false", "allow_private_targets = true")
+    config = load_config(write(tmp_path, allowed))
+    assert config.destinations[0].request_headers() == {"Authorization": "Bearer s3cret"}
+    assert config.engine.retry_window_s == 14400 and config.engine.max_attempts == 10
+
+
+def test_lookups() -> None:
+    config = parse_config(tomllib.loads(BASE))
+    assert config.source_for_write_key("wk_ios") == config.sources[1]
+    assert config.source_for_write_key("wk_nope") is None
+    assert config.source_for_write_key("") is None
+    assert config.destinations_for("web") == (config.destinations[0],)
+    assert config.destinations_for("nope") == ()
+    assert config.destination("batch") == config.destinations[1]
+    assert config.destination("nope") is None
+
+
+def test_a_source_without_destinations_is_a_warning() -> None:
+    doc = tomllib.loads(BASE)
+    del doc["destinations"][1]
+    config = parse_config(doc)
+    assert config.destinations_for("ios") == ()
+    assert config.warnings == (
+        "sources[1]: source 'ios' has no destinations; its events are accepted and go nowhere",
+    )
+
+
+def test_configs_built_in_code_keep_their_lookups_sound() -> None:
+    web = Source("web", "acme", Secret("k"))
+    hook = Destination("d", "web", "webhook", "https://x.example")
+    with pytest.raises(ValueError, match="unique"):
+        Config(sources=(web, dataclasses.replace(web, write_key=Secret("other"))))
+    with pytest.raises(ValueError, match="unique"):
+        Config(sources=(web, dataclasses.replace(web, id="web2")))
+    with pytest.raises(ValueError, match="unknown source"):
+        Config(sources=(web,), destinations=(dataclasses.replace(hook, source="nope"),))
+    with pytest.raises(ValueError, match="unique"):
+        Config(sources=(web,), destinations=(hook, hook))
+
+
+# -- the file ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("[engine]\nmax_attempts = \n", "invalid TOML: Invalid value (at line 2, column 16)"),
+        (
+            '[engine]\nadmin_token = "x"\nadmin_token = "y"\n',
+            "invalid TOML: Cannot overwrite a value (at line 3, column 18)",
+        ),
+        (
+            "[[sources]\n",
+            "invalid TOML: Expected ']]' at the end of an array declaration (at line 1, column 10)",
+        ),
+        (b'[engine]\ndata_dir = "\xff"\n', "not UTF-8 text (byte 21)"),
+    ],
+)
+def test_an_unreadable_file_is_one_problem(tmp_path: Path, content: str | bytes, problem: str) -> None:
+    path = write(tmp_path, content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == (problem,)
+    assert str(caught.value) == f"{path}: {problem}"
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: file not found$"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_a_directory_is_not_a_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file: Is a directory"):
+        load_config(tmp_path)
+
+
+# -- one problem at a time -----------------------------------------------------------------------
+
+
+#: (name, changes to BASE, the problem or problems reported)
+CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
+    # Unknown keys, with a suggestion.
+    (
+        "engine typo",
+        {"engine": {"max_atempts": 3}},
+        "engine.max_atempts: unknown key (did you mean 'max_attempts'?)",
+    ),
+    (
+        "source typo",
+        {"source0": {"writekey": "x"}},
+        "sources[0].writekey: unknown key (did you mean 'write_key'?)",
+    ),
+    (
+        "destination typo",
+        {"destination0": {"header": {}}},
+        "destinations[0].header: unknown key (did you mean 'headers'?)",
+    ),
+    (
+        "no close match",
+        {"source1": {"colour": "red"}},
+        "sources[1].colour: unknown key (known: 'id', 'workspace', 'write_key')",
+    ),
+    # Types.
+    (
+        "bool is not an int",
+        {"engine": {"max_attempts": True}},
+        "engine.max_attempts: must be an integer, got true (a boolean)",
+    ),
+    (
+        "string is not an int",
+        {"engine": {"concurrency": "10"}},
+        "engine.concurrency: must be an integer, got '10' (a string)",
+    ),
+    (
+        "float is not an int",
+        {"engine": {"max_attempts": 2.5}},
+        "engine.max_attempts: must be an integer, got 2.5",
+    ),
+    (
+        "bool is not seconds",
+        {"engine": {"lease_s": False}},
+        "engine.lease_s: must be a number of seconds, got false (a boolean)",
+    ),
+    (
+        "string is not seconds",
+        {"engine": {"request_timeout_s": "10s"}},
+        "engine.request_timeout_s: must be a number of seconds, got '10s'",
+    ),
+    (
+        "table is not seconds",
+        {"engine": {"retry_window_s": {"hours": 4}}},
+        "engine.retry_window_s: must be a number of seconds, got a table",
+    ),
+    (
+        "string is not a bool",
+        {"engine": {"allow_private_targets": "yes"}},
+        "engine.allow_private_targets: must be true or false, got 'yes'",
+    ),
+    (
+        "an HTTP client there is not",
+        {"engine": {"http_client": "curl"}},
+        "engine.http_client: must be one of 'builtin', 'aiohttp', got 'curl'",
+    ),
+    (
+        "int is not a bool",
+        {"destination1": {"enabled": 1}},
+        "destinations[1].enabled: must be true or false, got 1",
+    ),
+    ("int is not a path", {"engine": {"data_dir": 5}}, "engine.data_dir: must be a string, got 5"),
+    (
+        "array is not a string",
+        {"source0": {"workspace": ["a"]}},
+        "sources[0].workspace: must be a string, got an array",
+    ),
+    # Ranges.
+    ("zero attempts", {"engine": {"max_attempts": 0}}, "engine.max_attempts: must be at least 1, got 0"),
+    (
+        "attempts beyond SMALLINT",
+        {"engine": {"max_attempts": 40_000}},
+        "engine.max_attempts: must be at most 32767, got 40000",
+    ),
+    ("zero concurrency", {"engine": {"concurrency": 0}}, "engine.concurrency: must be at least 1, got 0"),
+    (
+        "negative per-destination concurrency",
+        {"engine": {"per_destination_concurrency": -2}},
+        "engine.per_destination_concurrency: must be at least 1, got -2",
+    ),
+    (
+        "zero claim batch",
+        {"engine": {"claim_batch_size": 0}},
+        "engine.claim_batch_size: must be at least 1, got 0",
+    ),
+    (
+        "zero batch bytes",
+        {"engine": {"max_batch_bytes": 0}},
+        "engine.max_batch_bytes: must be at least 1, got 0",
+    ),
+    (
+        "zero batch events",
+        {"destination0": {"max_batch_events": 0}},
+        "destinations[0].max_batch_events: must be at least 1, got 0",
+    ),
+    (
+        "zero timeout",
+        {"engine": {"request_timeout_s": 0}},
+        "engine.request_timeout_s: must be a positive number of seconds, got 0",
+    ),
+    (
+        "negative window",
+        {"engine": {"retry_window_s": -1.5}},
+        "engine.retry_window_s: must be a positive number of seconds, got -1.5",
+    ),
+    (
+        "negative grace",
+        {"engine": {"shutdown_grace_s": -1}},
+        "engine.shutdown_grace_s: must be zero or more seconds, got -1",
+    ),
+    (
+        "negative retry-after cap",
+        {"engine": {"retry_after_max_s": -5}},
+        "engine.retry_after_max_s: must be zero or more seconds, got -5",
+    ),
+    (
+        "infinite export interval",
+        {"engine": {"export_interval_s": float("inf")}},
+        "engine.export_interval_s: must be a finite number of seconds, got inf",
+    ),
+    (
+        "nan window",
+        {"engine": {"retry_window_s": float("nan")}},
+        "engine.retry_window_s: must be a finite number of seconds, got nan",
+    ),
+    (
+        "absurd window",
+        {"engine": {"retry_window_s": 10**9}},
+        "engine.retry_window_s: must be at most 31622400 seconds (366 days), got 1e+09",
+    ),
+    (
+        "jitter above 1",
+        {"engine": {"backoff_jitter": 1.5}},
+        "engine.backoff_jitter: must be a number from 0 to 1, got 1.5",
+    ),
+    (
+        "negative jitter",
+        {"engine": {"backoff_jitter": -0.1}},
+        "engine.backoff_jitter: must be a number from 0 to 1, got -0.1",
+    ),
+    # Relations.
+    (
+        "base above max",
+        {"engine": {"backoff_base_s": 7200}},
+        "engine.backoff_base_s: must not exceed engine.backoff_max_s (3600), got 7200",
+    ),
+    (
+        "lease no longer than the timeout",
+        {"engine": {"lease_s": 10}},
+        "engine.lease_s: must be longer than engine.request_timeout_s (10), got 10",
+    ),
+    # Required and shaped strings.
+    ("missing write key", {"source0": {"write_key": None}}, "sources[0].write_key: required key is missing"),
+    ("missing url", {"destination0": {"url": None}}, "destinations[0].url: required key is missing"),
+    (
+        "missing integration",
+        {"destination1": {"integration": None}},
+        "destinations[1].integration: required key is missing",
+    ),
+    (
+        "empty id",
+        {"source0": {"id": ""}},
+        ("sources[0].id: must not be empty", "destinations[0].source: unknown source 'web' (known: 'ios')"),
+    ),
+    ("empty data dir", {"engine": {"data_dir": ""}}, "engine.data_dir: must not be empty"),
+    ("empty admin token", {"engine": {"admin_token": ""}}, "engine.admin_token: must not be empty"),
+    (
+        "id with a space",
+        {"destination1": {"id": "my hook"}},
+        "destinations[1].id: must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+        "got 'my hook'",
+    ),
+    (
+        "workspace with a slash",
+        {"source1": {"workspace": "acme/eu"}},
+        "sources[1].workspace: must be 1-64 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit, got 'acme/eu'",
+    ),
+    (
+        "write key with a colon",
+        {"source0": {"write_key": "wk:live"}},
+        "sources[0].write_key: must not contain ':' (clients send it as the Basic-auth username)",
+    ),
+    (
+        "write key with a space",
+        {"source0": {"write_key": "wk live"}},
+        "sources[0].write_key: must not contain whitespace or control characters",
+    ),
+    # Uniqueness and references.
+    (
+        "duplicate source id",
+        {"source1": {"id": "web"}},
+        (
+            "sources[1].id: duplicate source id 'web' (also sources[0])",
+            "destinations[1].source: unknown source 'ios' (known: 'web')",
+        ),
+    ),
+    (
+        "duplicate write key",
+        {"source1": {"write_key": "wk_web"}},
+        "sources[1].write_key: same write key as sources[0]",
+    ),
+    (
+        "duplicate destination id",
+        {"destination1": {"id": "hook"}},
+        "destinations[1].id: duplicate destination id 'hook' (also destinations[0])",
+    ),
+    (
+        "unknown source, close",
+        {"destination0": {"source": "webb"}},
+        "destinations[0].source: unknown source 'webb' (did you mean 'web'?)",
+    ),
+    (
+        "unknown source, far",
+        {"destination0": {"source": "android"}},
+        "destinations[0].source: unknown source 'android' (known: 'web', 'ios')",
+    ),
+    # URLs.
+    (
+        "ftp",
+        {"destination1": {"url": "ftp://x"}},
+        "destinations[1].url: must be an http(s) URL, got 'ftp://x'",
+    ),
+    (
+        "no scheme",
+        {"destination1": {"url": "hooks.example.com/in"}},
+        "destinations[1].url: must be an http(s) URL, got ':///…'",
+    ),
+    (
+        "no host",
+        {"destination1": {"url": "http:///hook"}},
+        "destinations[1].url: must name a host, got 'http:///…'",
+    ),
+    (
+        "bad port",
+        {"destination1": {"url": "http://example.com:99999/"}},
+        "destinations[1].url: is not a valid URL (Port out of range 0-65535)",
+    ),
+    (
+        "bad IPv6",
+        {"destination1": {"url": "http://[::1/"}},
+        "destinations[1].url: is not a valid URL (Invalid IPv6 URL)",
+    ),
+    (
+        "whitespace",
+        {"destination1": {"url": "https://example.com/a b"}},
+        "destinations[1].url: must not contain whitespace or control characters",
+    ),
+    (
+        "credentials",
+        {"destination1": {"url": "https://user:hunter2@example.com/"}},
+        "destinations[1].url: must not carry credentials (user:password@host); put them in headers",
+    ),
+    (
+        "link-local",
+        {"destination1": {"url": "http://169.254.169.254/latest/meta-data"}},
+        "destinations[1].url: host '169.254.169.254' is a loopback, private or link-local address; "
+        "set engine.allow_private_targets = true to deliver to it",
+    ),
+    (
+        "localhost",
+        {"destination1": {"url": "http://localhost:8080/"}},
+        "destinations[1].url: host 'localhost' is a loopback, private or link-local address; "
+        "set engine.allow_private_targets = true to deliver to it",
+    ),
+    (
+        "IPv6 loopback",
+        {"destination1": {"url": "http://[::1]:8080/"}},
+        "destinations[1].url: host '::1' is a loopback, private or link-local address; "
+        "set engine.allow_private_targets = true to deliver to it",
+    ),
+    # Headers.
+    (
+        "headers not a table",
+        {"destination0": {"headers": "Authorization: x"}},
+        "destinations[0].headers: must be a table of header names to strings, got a string",
+    ),
+    (
+        "header value not a string",
+        {"destination0": {"headers": {"X-Retries": 3}}},
+        "destinations[0].headers.X-Retries: must be a string, got an integer",
+    ),
+    (
+        "header name invalid",
+        {"destination0": {"headers": {"X Api Key": "k"}}},
+        "destinations[0].headers: 'X Api Key' is not a valid HTTP header name",
+    ),
+    (
+        "header injection",
+        {"destination0": {"headers": {"X-Api-Key": "k\r\nX-Evil: 1"}}},
+        "destinations[0].headers.X-Api-Key: must not contain line breaks or control characters",
+    ),
+    (
+        "header the client owns",
+        {"destination0": {"headers": {"content-length": "5"}}},
+        "destinations[0].headers.content-length: is set by the HTTP client and cannot be configured",
+    ),
+    (
+        "header twice",
+        {"destination0": {"headers": {"X-Key": "a", "x-key": "b"}}},
+        "destinations[0].headers.x-key: same header as destinations[0].headers.X-Key",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
+)
+def test_each_problem_names_its_key(
+    changes: dict[str, dict[str, Any]], problem: str | tuple[str, ...]
+) -> None:
+    assert problems(document(**changes)) == (problem if isinstance(problem, tuple) else (problem,))
+
+
+@pytest.mark.parametrize(
+    ("mapping", "problem"),
+    [
+        ({"engin": {}}, "engin: unknown key (did you mean 'engine'?)"),
+        ({"source": []}, "source: unknown key (did you mean 'sources'?)"),
+        ({"engine": [1]}, "engine: must be a table ([engine]), got an array"),
+        ({"sources": {"id": "web"}}, "sources: must be an array of tables ([[sources]]), got a table"),
+        ({"destinations": [1]}, "destinations[0]: must be a table, got an integer"),
+    ],
+)
+def test_the_shape_of_the_document(mapping: dict[str, Any], problem: str) -> None:
+    assert problems(mapping) == (problem,)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = BASE.replace('admin_token = "tok-0123456789"', "max_atempts = 3\nrequest_timeout_s = 0").replace(
+        'url = "https://batch.example.com/in"', 'url = "ftp://x"'
+    )
+    text = text.replace('source = "ios"', 'source = "iso"')
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: 4 problems\n"
+        "  engine.max_atempts: unknown key (did you mean 'max_attempts'?)\n"
+        "  engine.request_timeout_s: must be a positive number of seconds, got 0\n"
+        "  destinations[1].url: must be an http(s) URL, got 'ftp://x'\n"
+        "  destinations[1].source: unknown source 'iso' (did you mean 'ios'?)"
+    )
+
+
+def test_private_targets_are_allowed_when_asked() -> None:
+    doc = document(engine={"allow_private_targets": True}, destination0={"url": "http://127.0.0.1:9001/hook"})
+    assert parse_config(doc).destinations[0].origin == "http://127.0.0.1:9001"
+
+
+# -- ca_bundle and data_dir ----------------------------------------------------------------------
+
+
+def test_ca_bundle_must_exist(tmp_path: Path) -> None:
+    assert problems(document(engine={"ca_bundle": str(tmp_path / "ca.pem")})) == (
+        f"engine.ca_bundle: no such file: {str(tmp_path / 'ca.pem')!r}",
+    )
+
+
+def test_ca_bundle_must_hold_certificates(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (found,) = problems(document(engine={"ca_bundle": str(tmp_path / "ca.pem")}))
+    assert found.startswith(
+        f"engine.ca_bundle: {str(tmp_path / 'ca.pem')!r} is not a PEM file of CA certificates ("
+    )
+
+
+def test_a_pem_ca_bundle_relative_to_the_config_file(tmp_path: Path) -> None:
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    config = load_config(write(tmp_path, BASE.replace("[engine]\n", '[engine]\nca_bundle = "ca.pem"\n')))
+    assert config.engine.ca_bundle == tmp_path / "ca.pem"
+
+
+def test_data_dir_must_not_be_a_file(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    assert problems(document(engine={"data_dir": str(tmp_path / "data")})) == (
+        f"engine.data_dir: {str(tmp_path / 'data')!r} exists and is not a directory",
+    )
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+SECRETS = ("wk_SECRET_web", "wk_SECRET_ios", "Bearer SECRET_header", "tok_SECRET_admin", "SECRET_path_token")
+
+
+def secret_document() -> dict[str, Any]:
+    return document(
+        engine={"admin_token": SECRETS[3]},
+        source0={"write_key": SECRETS[0]},
+        source1={"write_key": SECRETS[1]},
+        destination0={
+            "headers": {"Authorization": SECRETS[2]},
+            "url": f"https://hooks.example.com/{SECRETS[4]}",
+        },
+    )
+
+
+def assert_no_secret(text: str) -> None:
+    assert "SECRET" not in text, text
+
+
+def test_secrets_do_not_show_in_repr_or_str() -> None:
+    config = parse_config(secret_document())
+    for shown in (config, config.engine, *config.sources, *config.destinations):
+        assert_no_secret(repr(shown))
+        assert_no_secret(str(shown))
+        assert_no_secret(f"{shown}")
+    assert repr(config.sources[0].write_key) == "Secret('**********')"
+    assert "origin='https://hooks.example.com'" in repr(config.destinations[0])
+    assert config.destinations[0].request_headers() == {"Authorization": SECRETS[2]}
+    assert config.source_for_write_key(SECRETS[1]) == config.sources[1]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"source0": {"write_key": "wk:SECRET"}},
+        {"source0": {"write_key": "wk SECRET"}},
+        {"source1": {"write_key": "wk_SECRET_web"}},  # duplicate of source 0
+        {"source0": {"write_kee": "wk_SECRET"}},
+        {"destination0": {"headers": {"Authorization": "SECRET\n"}}},
+        {"destination0": {"headers": {"Host": "SECRET"}}},
+        {"destination0": {"url": "ftp://files.example.com/SECRET?key=SECRET"}},
+        {"destination0": {"url": "https://user:SECRET@example.com/"}},
+        {"destination0": {"url": "https://127.0.0.1/SECRET"}},
+        {"destination0": {"url": "https://example.com:99999/SECRET"}},
+    ],
+)
+def test_secrets_do_not_show_in_errors(changes: dict[str, dict[str, Any]]) -> None:
+    doc = secret_document()
+    for name, keys in changes.items():
+        kind, index = name[:-1], int(name[-1])
+        doc[f"{kind}s"][index].update(keys)
+    doc["engine"]["admin_token"] = 12345  # type errors on secrets do not echo the value either
+    found = problems(doc)
+    assert "engine.admin_token: must be a string, got an integer" in found
+    assert "12345" not in "\n".join(found)
+    assert_no_secret("\n".join(found))
+
+
+def test_secret() -> None:
+    secret = Secret("hunter2")
+    assert secret.reveal() == "hunter2"
+    assert (repr(secret), str(secret), f"{secret}") == ("Secret('**********')", "**********", "**********")
+    assert secret.matches("hunter2") and not secret.matches("hunter3") and not secret.matches("")
+    assert secret == Secret("hunter2") and secret != Secret("x") and secret != "hunter2"
+    assert len({secret, Secret("hunter2")}) == 1
+
+
+# -- is_private_target ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "private"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("10.1.2.3", True),
+        ("172.16.0.1", True),
+        ("172.31.255.255", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),
+        ("100.64.0.1", True),
+        ("0.0.0.0", True),
+        ("255.255.255.255", True),
+        ("224.0.0.1", True),
+        ("192.0.2.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::", True),
+        ("fe80::1", True),
+        ("fe80::1%eth0", True),
+        ("fd00::1", True),
+        ("ff02::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", True),
+        ("2002:7f00:1::", True),  # 6to4 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", True),  # NAT64 of 169.254.169.254
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("api.localhost", True),
+        ("127.1", True),
+        ("0x7f.0.0.1", True),
+        ("2130706433", True),
+        ("017700000001", True),
+        ("8.8.8.8", False),
+        ("172.32.0.1", False),
+        ("1.1.1.1", False),
+        ("2606:4700:4700::1111", False),
+        ("::ffff:8.8.8.8", False),
+        ("2002:808:808::", False),
+        ("64:ff9b::808:808", False),
+        ("example.com", False),
+        ("localhost.example.com", False),
+        ("internal", False),  # a name: checked on its addresses when sent
+        ("", False),
+    ],
+)
+def test_is_private_target(host: str, private: bool) -> None:
+    assert is_private_target(host) is private
+
+
+# -- docs ----------------------------------------------------------------------------------------
+
+
+def doc_table(heading: str) -> dict[str, str]:
+    """The key -> default cells of the table under a heading of docs/configuration.md."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split(f"## `{heading}`\n", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| ([^|]+) \|", section, re.MULTILINE))
+
+
+def toml_value(cell: str) -> Any:
+    return tomllib.loads(f"v = {cell.strip().strip('`')}")["v"]
+
+
+#: Destination keys whose default is the integration's (delivery/catalog.toml), documented as such.
+CATALOG_DEFAULTS = frozenset({"max_batch_events", "max_batch_bytes", "rate_limit_per_s", "rate_limit_burst"})
+
+
+def test_the_docs_list_every_engine_key_with_its_default() -> None:
+    table = doc_table("[engine]")
+    assert list(table) == [f.name for f in dataclasses.fields(EngineConfig)]
+    as_toml = {"data_dir": "data", "ca_bundle": "", "admin_token": "change-me"}
+    for f in dataclasses.fields(EngineConfig):
+        assert toml_value(table[f.name]) == as_toml.get(f.name, f.default), f.name
+
+
+@pytest.mark.parametrize(("heading", "record"), [("[[sources]]", Source), ("[[destinations]]", Destination)])
+def test_the_docs_list_every_source_and_destination_key(heading: str, record: type) -> None:
+    table = doc_table(heading)
+    assert list(table) == [f.name for f in dataclasses.fields(record)]
+    for f in dataclasses.fields(record):
+        cell = table[f.name].strip()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            assert cell == "required", f.name
+        elif cell == "from the integration":
+            assert f.name in CATALOG_DEFAULTS, f.name
+        elif cell == "none":
+            assert f.default is None, f.name
+        else:
+            factory: Any = f.default_factory
+            default = f.default if factory is dataclasses.MISSING else factory()
+            assert toml_value(table[f.name]) == default, f.name
+
+
+def test_the_docs_example_is_valid() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    match = re.search(r"<!-- test: example -->\n```toml\n(.*?)```", text, re.DOTALL)
+    assert match, "docs/configuration.md lost its example"
+    config = parse_config(tomllib.loads(match[1]))
+    assert config.warnings == ()
+    assert config.destinations[0].origin == "https://hooks.acme.example"
+
+
+def test_the_example_file_lists_every_engine_key() -> None:
+    engine = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["engine"]
+    assert list(engine) == [f.name for f in dataclasses.fields(EngineConfig)]

@@ -1,0 +1,878 @@
+"""The built-in HTTP/1.1 client (`delivery.transport.http1`): its parser, its request heads, its pool.
+
+`parse_response` is tested on bytes alone, with no socket: every framing the
+engine meets (Content-Length, chunked, close-delimited, interim statuses) and
+every way a response can be broken. `_target` is tested on the request head
+it builds. `Client` is tested against the loopback servers of `faults.py`:
+keep-alive reuse, the per-host limit, timeouts, on asyncio's loop and on
+uvloop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from delivery.classify import classify
+from delivery.transport.http1 import (
+    MAX_HEAD_BYTES,
+    BadResponse,
+    Client,
+    ConnectTimeout,
+    InterimStatusOnly,
+    Response,
+    ServerDisconnected,
+    _Parsed,
+    _Slots,
+    _target,
+    parse_response,
+)
+from ingest.taxonomy import Classification, ErrorClass
+from tests.delivery.faults import Exchange, FaultServer, keep_alive, never_answer
+
+PAYLOAD = b'{"type": "track", "event": "Signed Up"}'
+HEADERS = {"Content-Type": "application/json"}
+LIMIT = 1024
+OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+PROJECT = Path(__file__).resolve().parents[3]
+
+
+def parse(raw: bytes, *, eof: bool = False, read_limit: int = LIMIT) -> _Parsed:
+    """`raw` parsed, asserting that it holds a whole response."""
+    parsed = parse_response(raw, eof, read_limit)
+    assert parsed is not None
+    return parsed
+
+
+def head(*lines: str) -> bytes:
+    """A response head (CRLF line ends, with its blank line) from its lines."""
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def chunked(*chunks: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
+
+
+CHUNKED_HEAD = head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked")
+
+
+# -- parse_response: framing ---------------------------------------------------------------------
+
+
+def test_a_content_length_body() -> None:
+    parsed = parse(head("HTTP/1.1 201 Created", "Content-Length: 5", "Content-Type: text/plain") + b"hello")
+    assert parsed.response == Response(201, {"content-length": "5", "content-type": "text/plain"}, b"hello")
+    assert parsed.reusable
+
+
+def test_a_response_split_anywhere_is_not_complete_until_its_last_byte() -> None:
+    raw = head("HTTP/1.1 200 OK", "Content-Length: 11") + b"hello world"
+    for cut in range(len(raw)):
+        assert parse_response(raw[:cut], False, LIMIT) is None, raw[:cut]
+    parsed = parse(raw)
+    assert parsed.response.body == b"hello world"
+    assert parsed.reusable
+
+
+def test_a_bytearray_buffer_is_read_like_bytes() -> None:
+    parsed = parse_response(bytearray(OK_KEEP_ALIVE), False, LIMIT)
+    assert parsed is not None
+    assert parsed.response.body == b"ok"
+    assert type(parsed.response.body) is bytes
+
+
+def test_bytes_after_the_body_make_the_connection_not_reusable() -> None:
+    parsed = parse(OK_KEEP_ALIVE + b"HTTP/1.1 200 OK\r\n")
+    assert parsed.response.body == b"ok"
+    assert not parsed.reusable
+
+
+def test_a_chunked_body_with_extensions() -> None:
+    raw = CHUNKED_HEAD + b'5;x=y\r\nhello\r\n1\r\n \r\n5;name="q";a=b\r\nworld\r\n0\r\n\r\n'
+    parsed = parse(raw)
+    assert parsed.response.body == b"hello world"
+    assert parsed.response.headers == {"transfer-encoding": "chunked"}
+    assert parsed.reusable
+
+
+def test_a_chunked_body_split_anywhere_is_not_complete_before_its_last_chunk() -> None:
+    body = chunked(b"hello", b" ", b"world")
+    for cut in range(len(CHUNKED_HEAD) + len(body)):
+        assert parse_response((CHUNKED_HEAD + body)[:cut], False, LIMIT) is None
+    parsed = parse(CHUNKED_HEAD + body + b"0\r\n\r\n")
+    assert parsed.response.body == b"hello world"
+    assert parsed.reusable
+
+
+def test_a_chunked_body_with_a_trailer_is_read_but_not_reusable() -> None:
+    parsed = parse(CHUNKED_HEAD + chunked(b"hello") + b"0\r\nX-Checksum: abc\r\n\r\n")
+    assert parsed.response.body == b"hello"
+    assert not parsed.reusable
+
+
+def test_a_chunked_body_cut_by_the_end_of_the_connection() -> None:
+    raw = CHUNKED_HEAD + chunked(b"hello") + b"5\r\nwor"
+    assert parse_response(raw, False, LIMIT) is None
+    with pytest.raises(ConnectionResetError):
+        parse_response(raw, True, LIMIT)
+
+
+def test_a_chunked_body_longer_than_the_read_limit_is_cut_and_costs_the_connection() -> None:
+    parsed = parse(CHUNKED_HEAD + chunked(b"hello", b"world"), read_limit=7)
+    assert parsed.response.body == b"hellowo"
+    assert not parsed.reusable
+
+
+def test_a_malformed_chunk_size() -> None:
+    with pytest.raises(BadResponse):
+        parse_response(CHUNKED_HEAD + b"zz\r\nhello\r\n", False, LIMIT)
+
+
+def test_a_negative_chunk_size_is_refused_not_looped_on() -> None:
+    # In a child process: int("-6", 16) once sent the parser round the same line forever,
+    # which would hang the test run rather than fail it.
+    code = textwrap.dedent(
+        """
+        from delivery.transport.http1 import parse_response
+        raw = b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n-6\\r\\n"
+        try:
+            parse_response(raw, False, 1024)
+        except Exception as error:
+            print(type(error).__name__)
+        else:
+            print("no error")
+        """
+    )
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=5
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("parse_response did not return on a chunk size of -6")
+    assert child.stdout.strip() == "BadResponse", child.stderr
+
+
+def test_a_head_with_lf_line_ends() -> None:
+    parsed = parse(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
+    assert parsed.response == Response(200, {"content-length": "2"}, b"ok")
+    assert parsed.reusable
+
+
+def test_a_body_longer_than_the_read_limit_is_not_waited_for() -> None:
+    # 4 of 10 bytes arrived: enough for a 4-byte read limit; the connection is given up.
+    parsed = parse(head("HTTP/1.1 200 OK", "Content-Length: 10") + b"0123", read_limit=4)
+    assert parsed.response.body == b"0123"
+    assert not parsed.reusable
+    parsed = parse(head("HTTP/1.1 500 X", "Content-Length: 10") + b"012345", read_limit=4)
+    assert parsed.response.body == b"0123"
+    assert not parsed.reusable
+
+
+def test_a_body_longer_than_the_read_limit_that_arrived_whole_is_cut() -> None:
+    # The buffer holds exactly this response, so the connection stays clean and reusable.
+    parsed = parse(head("HTTP/1.1 200 OK", "Content-Length: 10") + b"0123456789", read_limit=4)
+    assert parsed.response.body == b"0123"
+    assert parsed.reusable
+
+
+def test_a_body_that_the_close_ends() -> None:
+    raw = head("HTTP/1.1 200 OK", "Content-Type: text/plain") + b"all of "
+    assert parse_response(raw, False, LIMIT) is None
+    assert parse_response(raw + b"it", False, LIMIT) is None
+    parsed = parse(raw + b"it", eof=True)
+    assert parsed.response.body == b"all of it"
+    assert not parsed.reusable
+
+
+def test_a_body_that_the_close_ends_is_not_waited_for_past_the_read_limit() -> None:
+    parsed = parse(head("HTTP/1.1 200 OK") + b"0123456789", read_limit=4)
+    assert parsed.response.body == b"0123"
+    assert not parsed.reusable
+
+
+def test_an_empty_body_that_the_close_ends() -> None:
+    raw = head("HTTP/1.1 200 OK")
+    assert parse_response(raw, False, LIMIT) is None
+    parsed = parse(raw, eof=True)
+    assert parsed.response.body == b""
+    assert not parsed.reusable
+
+
+@pytest.mark.parametrize("value", ["close", "Close", "keep-alive, close"])
+def test_connection_close_makes_the_connection_not_reusable(value: str) -> None:
+    parsed = parse(head("HTTP/1.1 200 OK", "Content-Length: 2", f"Connection: {value}") + b"ok")
+    assert parsed.response.body == b"ok"
+    assert not parsed.reusable
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_only_http_1_1_connections_are_reusable(version: str) -> None:
+    parsed = parse(head(f"HTTP/{version} 200 OK", "Content-Length: 2") + b"ok")
+    assert parsed.response.status == 200
+    assert parsed.response.body == b"ok"
+    assert not parsed.reusable
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(status: int) -> None:
+    parsed = parse(head(f"HTTP/1.1 {status} X"))  # eof False: nothing more is waited for
+    assert parsed.response.status == status
+    assert parsed.response.body == b""
+    assert parsed.reusable
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_bytes_after_a_no_body_response_make_the_connection_not_reusable(status: int) -> None:
+    parsed = parse(head(f"HTTP/1.1 {status} X") + b"junk")
+    assert parsed.response.body == b""
+    assert not parsed.reusable
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses_ignore_content_length(status: int) -> None:
+    # RFC 9110 8.6: a 304 may carry the Content-Length the full response would have had.
+    parsed = parse_response(head(f"HTTP/1.1 {status} X", "Content-Length: 1234"), False, LIMIT)
+    assert parsed is not None
+    assert parsed.response.body == b""
+    assert parsed.reusable
+
+
+def test_a_101_response_does_not_leave_the_connection_reusable() -> None:
+    parsed = parse(head("HTTP/1.1 101 Switching Protocols", "Connection: Upgrade", "Upgrade: websocket"))
+    assert parsed.response.status == 101
+    assert not parsed.reusable
+
+
+def test_any_status_number_is_a_response() -> None:
+    assert parse(head("HTTP/1.1 42 Weird", "Content-Length: 0")).response.status == 42
+    assert parse(head("HTTP/1.1 32767 Max", "Content-Length: 0")).response.status == 32767
+    assert parse(head("HTTP/1.1 404", "Content-Length: 0")).response.status == 404  # no reason phrase
+
+
+# -- parse_response: headers ---------------------------------------------------------------------
+
+
+def test_header_names_are_lower_cased_and_values_stripped() -> None:
+    raw = head("HTTP/1.1 200 OK", "Content-LENGTH: 0", "X-Request-ID:   abc  ", "retry-after:120")
+    headers = parse(raw).response.headers
+    assert headers == {"content-length": "0", "x-request-id": "abc", "retry-after": "120"}
+
+
+def test_duplicate_headers_are_joined() -> None:
+    raw = head("HTTP/1.1 200 OK", "Set-Cookie: a=1", "Content-Length: 0", "set-cookie: b=2", "SET-COOKIE: c")
+    assert parse(raw).response.headers["set-cookie"] == "a=1, b=2, c"
+
+
+@pytest.mark.parametrize("line", ["NoColonHere", ": no name", "   : blank name"])
+def test_a_malformed_header_line(line: str) -> None:
+    with pytest.raises(BadResponse):
+        parse_response(head("HTTP/1.1 200 OK", "Content-Length: 0", line), False, LIMIT)
+
+
+@pytest.mark.parametrize("value", ["abc", "", "2x", "-1", "-100"])
+def test_a_bad_content_length(value: str) -> None:
+    with pytest.raises(BadResponse):
+        parse_response(head("HTTP/1.1 200 OK", f"Content-Length: {value}") + b"ok", False, LIMIT)
+
+
+def test_transfer_encoding_chunked_wins_over_content_length() -> None:
+    raw = head("HTTP/1.1 200 OK", "Content-Length: 3", "Transfer-Encoding: chunked")
+    parsed = parse(raw + chunked(b"hello") + b"0\r\n\r\n")
+    assert parsed.response.body == b"hello"
+    assert parsed.reusable
+
+
+# -- parse_response: what is not a response ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [32768, 99999, 10**12])
+def test_a_status_out_of_range(status: int) -> None:
+    with pytest.raises(BadResponse):
+        parse_response(head(f"HTTP/1.1 {status} Big", "Content-Length: 0"), False, LIMIT)
+
+
+def test_a_status_with_thousands_of_digits() -> None:
+    with pytest.raises(BadResponse):
+        parse_response(head("HTTP/1.1 " + "1" * 5000 + " Long"), False, LIMIT)
+
+
+@pytest.mark.parametrize("raw", [b"SSH-2", b"SSH-2.0-OpenSSH_9.6\r\n", b"<html>", b"\x16\x03\x01\x02\x00"])
+def test_bytes_that_are_not_http_are_refused_without_waiting(raw: bytes) -> None:
+    with pytest.raises(BadResponse):
+        parse_response(raw, False, LIMIT)
+
+
+@pytest.mark.parametrize("raw", [b"H", b"HTTP", b"HTTP/", b"HTTP/1.1 200 OK\r\n"])
+def test_the_start_of_a_status_line_is_waited_on(raw: bytes) -> None:
+    assert parse_response(raw, False, LIMIT) is None
+
+
+def test_a_status_line_that_is_not_one() -> None:
+    with pytest.raises(BadResponse):
+        parse_response(b"HTTP/one 200 OK\r\n\r\n", False, LIMIT)
+
+
+def test_nothing_at_all_then_the_end() -> None:
+    assert parse_response(b"", False, LIMIT) is None
+    with pytest.raises(ServerDisconnected):
+        parse_response(b"", True, LIMIT)
+
+
+@pytest.mark.parametrize("raw", [b"HTTP/1.1 200 OK\r\nContent-Le", b"HTT", b"HTTP/1.1 200 OK\r\n"])
+def test_a_head_cut_by_the_end(raw: bytes) -> None:
+    with pytest.raises(ServerDisconnected):
+        parse_response(raw, True, LIMIT)
+
+
+def test_interim_statuses_are_read_past() -> None:
+    raw = head("HTTP/1.1 100 Continue") + head("HTTP/1.1 102 Processing", "X-A: b")
+    raw += head("HTTP/1.1 200 OK", "Content-Length: 2") + b"ok"
+    parsed = parse(raw)
+    assert parsed.response == Response(200, {"content-length": "2"}, b"ok")
+    assert parsed.reusable
+
+
+def test_only_an_interim_status_then_the_end() -> None:
+    raw = head("HTTP/1.1 102 Processing")
+    assert parse_response(raw, False, LIMIT) is None
+    with pytest.raises(InterimStatusOnly) as info:
+        parse_response(raw, True, LIMIT)
+    assert info.value.status == 102
+
+
+def test_an_interim_status_then_something_that_is_not_http() -> None:
+    with pytest.raises(InterimStatusOnly) as info:
+        parse_response(head("HTTP/1.1 100 Continue") + b"ok", False, LIMIT)
+    assert info.value.status == 100
+
+
+def test_a_head_longer_than_the_limit_is_refused_before_its_end() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * MAX_HEAD_BYTES
+    with pytest.raises(BadResponse):
+        parse_response(raw, False, LIMIT)
+
+
+def test_a_head_just_under_the_limit_is_read() -> None:
+    raw = head("HTTP/1.1 200 OK", "Content-Length: 0", "X-Big: " + "a" * (MAX_HEAD_BYTES - 100))
+    assert len(raw) < MAX_HEAD_BYTES
+    assert parse(raw).response.status == 200
+
+
+def test_a_head_longer_than_the_limit_is_refused_when_it_arrives_whole() -> None:
+    raw = head("HTTP/1.1 200 OK", "Content-Length: 0", "X-Big: " + "a" * MAX_HEAD_BYTES)
+    with pytest.raises(BadResponse):
+        parse_response(raw, False, LIMIT)
+
+
+# -- the request head ----------------------------------------------------------------------------
+
+
+def request_lines(url: str, headers: dict[str, str] | None = None, user_agent: str = "agent/1") -> list[str]:
+    """The request head's lines (without their CRLFs)."""
+    text = _target(url, headers or {}, user_agent).head.decode()
+    assert text.endswith("\r\n") and not text.endswith("\r\n\r\n")  # Content-Length and the end are added
+    return text.split("\r\n")[:-1]
+
+
+def request_headers(
+    url: str, headers: dict[str, str] | None = None, user_agent: str = "agent/1"
+) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in request_lines(url, headers, user_agent)[1:]:
+        name, _, value = line.partition(": ")
+        assert name.lower() not in fields, f"{name} twice"
+        fields[name.lower()] = value
+    return fields
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://example.com/hook", "example.com"),
+        ("http://example.com:80/hook", "example.com"),
+        ("https://example.com:443/hook", "example.com"),
+        ("http://example.com:8080/hook", "example.com:8080"),
+        ("https://example.com:80/hook", "example.com:80"),
+        ("http://EXAMPLE.com/hook", "example.com"),
+        ("http://[::1]/hook", "[::1]"),
+        ("http://[2001:db8::1]:8443/hook", "[2001:db8::1]:8443"),
+        ("http://127.0.0.1:9/hook", "127.0.0.1:9"),
+    ],
+)
+def test_the_host_header(url: str, host: str) -> None:
+    assert request_headers(url)["host"] == host
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://Example.COM/a", ("http", "example.com", 80)),
+        ("HTTPS://example.com/a", ("https", "example.com", 443)),
+        ("http://[::1]:8080/a", ("http", "::1", 8080)),
+    ],
+)
+def test_the_pool_key(url: str, key: tuple[str, str, int]) -> None:
+    assert _target(url, {}, "agent/1").key == key
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://example.com/a/b?x=1&y=%20", "/a/b?x=1&y=%20"),
+        ("http://example.com", "/"),
+        ("http://example.com?x=1", "/?x=1"),
+        ("http://example.com/a#fragment", "/a"),
+    ],
+)
+def test_the_request_line(url: str, target: str) -> None:
+    assert request_lines(url)[0] == f"POST {target} HTTP/1.1"
+
+
+def test_the_default_headers() -> None:
+    assert request_headers("http://example.com/") == {
+        "host": "example.com",
+        "user-agent": "agent/1",
+        "accept": "*/*",
+        "accept-encoding": "identity",
+    }
+
+
+def test_url_credentials_become_basic_authorization() -> None:
+    fields = request_headers("http://user:p%40ss@example.com/hook")
+    assert fields["authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
+    assert fields["host"] == "example.com"
+    assert request_lines("http://user:p%40ss@example.com/hook")[0] == "POST /hook HTTP/1.1"
+
+
+def test_configured_headers_are_sent_and_override_the_defaults() -> None:
+    lines = request_lines(
+        "http://example.com/", {"user-agent": "partner/2", "X-Api-Key": "k", "Accept": "application/json"}
+    )
+    assert "X-Api-Key: k" in lines
+    fields = request_headers(
+        "http://example.com/", {"user-agent": "partner/2", "X-Api-Key": "k", "Accept": "application/json"}
+    )
+    assert fields["user-agent"] == "partner/2"
+    assert fields["accept"] == "application/json"
+
+
+def test_framing_headers_from_the_configuration_are_ignored() -> None:
+    configured = {
+        "Host": "evil.example",
+        "Content-Length": "5",
+        "transfer-encoding": "chunked",
+        "CONNECTION": "close",
+        "X-Kept": "yes",
+    }
+    fields = request_headers("http://example.com:8080/", configured)
+    assert fields["host"] == "example.com:8080"
+    assert fields["x-kept"] == "yes"
+    assert not {"content-length", "transfer-encoding", "connection"} & fields.keys()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-A": "a\r\nX-Injected: 1"},
+        {"X-A": "a\nb"},
+        {"X-A": "a\rb"},
+        {"X-A\r\nX-B": "1"},
+        {"X-A:B": "1"},
+    ],
+)
+def test_a_header_that_would_break_the_head(headers: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        _target("http://example.com/", headers, "agent/1")
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/", "ws://example.com/", "example.com/hook", "http:///hook", ""]
+)
+def test_a_url_that_is_not_http(url: str) -> None:
+    with pytest.raises(ValueError):
+        _target(url, {}, "agent/1")
+
+
+# -- the client ----------------------------------------------------------------------------------
+
+
+def make_client(**options: Any) -> Client:
+    return Client(ssl_context=ssl.create_default_context(), **options)
+
+
+async def post(
+    client: Client, server: FaultServer, *, timeout_s: float = 2.0, path: str = "/hook"
+) -> Response:
+    return await client.post(server.url(path), PAYLOAD, HEADERS, timeout_s=timeout_s, read_limit=LIMIT)
+
+
+class Tracked:
+    """A keep-alive handler that answers 200 to every request and counts those in progress.
+
+    Each answer waits for `release` (set from the start unless `gated`), then `delay_s`.
+    """
+
+    def __init__(self, *, gated: bool = False, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.active = 0
+        self.most = 0
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+        if not gated:
+            self.release.set()
+
+    async def __call__(self, exchange: Exchange) -> None:
+        while True:
+            await exchange.read_request()
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.arrived.set()
+            await self.release.wait()
+            await asyncio.sleep(self.delay_s)
+            self.active -= 1
+            await exchange.send(OK_KEEP_ALIVE)
+
+
+def test_the_request_on_the_wire() -> None:
+    async def scenario() -> tuple[Response, list[bytes], int]:
+        async with FaultServer(keep_alive) as server:
+            client = make_client(user_agent="agent/1")
+            try:
+                response = await post(client, server, path="/hook?x=1")
+            finally:
+                await client.close()
+            return response, server.received, server.port
+
+    response, received, port = asyncio.run(scenario())
+    assert response == Response(200, {"content-length": "16"}, b'{"success":true}')
+    request_head, _, body = received[0].partition(b"\r\n\r\n")
+    lines = request_head.decode().split("\r\n")
+    assert lines[0] == "POST /hook?x=1 HTTP/1.1"
+    assert f"Host: 127.0.0.1:{port}" in lines
+    assert "User-Agent: agent/1" in lines
+    assert "Content-Type: application/json" in lines
+    assert f"Content-Length: {len(PAYLOAD)}" in lines
+    assert body == PAYLOAD
+
+
+def test_connections_are_reused_for_sequential_posts() -> None:
+    async def scenario() -> tuple[list[int], int, int]:
+        async with FaultServer(keep_alive) as server:
+            client = make_client()
+            try:
+                statuses = [(await post(client, server)).status for _ in range(4)]
+            finally:
+                await client.close()
+            return statuses, server.requests, server.connections
+
+    statuses, requests, connections = asyncio.run(scenario())
+    assert statuses == [200, 200, 200, 200]
+    assert requests == 4
+    assert connections == 1
+
+
+def test_a_connection_the_response_closes_is_not_reused() -> None:
+    async def says_close_but_stays_open(exchange: Exchange) -> None:
+        while True:
+            await exchange.read_request()
+            await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    async def scenario() -> tuple[list[int], int]:
+        async with FaultServer(says_close_but_stays_open) as server:
+            client = make_client()
+            try:
+                statuses = [(await post(client, server)).status for _ in range(3)]
+            finally:
+                await client.close()
+            return statuses, server.connections
+
+    statuses, connections = asyncio.run(scenario())
+    assert statuses == [200, 200, 200]
+    assert connections == 3
+
+
+def test_a_connection_idle_past_keepalive_is_not_reused() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        async with FaultServer(keep_alive) as server:
+            client = make_client(keepalive_s=0.05)
+            try:
+                first = await post(client, server)
+                await asyncio.sleep(0.2)
+                second = await post(client, server)
+            finally:
+                await client.close()
+            return [first.status, second.status], server.connections
+
+    statuses, connections = asyncio.run(scenario())
+    assert statuses == [200, 200]
+    assert connections == 2
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    closed = asyncio.Event()
+
+    async def answer_then_close(exchange: Exchange) -> None:
+        await exchange.read_request()
+        await exchange.send(OK_KEEP_ALIVE)  # no "Connection: close": the client pools it
+        await exchange.close()
+        closed.set()
+
+    async def scenario() -> tuple[list[int], int]:
+        async with FaultServer(answer_then_close) as server:
+            client = make_client()
+            try:
+                first = await post(client, server)
+                await asyncio.wait_for(closed.wait(), 5)
+                await asyncio.sleep(0.05)  # the FIN reaches the client's loop
+                second = await post(client, server)
+            finally:
+                await client.close()
+            return [first.status, second.status], server.connections
+
+    statuses, connections = asyncio.run(scenario())
+    assert statuses == [200, 200]
+    assert connections == 2
+
+
+def test_limit_per_host_keeps_requests_to_one_host_sequential() -> None:
+    async def scenario(limit: int) -> tuple[list[int], int]:
+        tracked = Tracked(delay_s=0.1)
+        async with FaultServer(tracked) as server:
+            client = make_client(limit_per_host=limit)
+            try:
+                responses = await asyncio.gather(post(client, server), post(client, server))
+            finally:
+                await client.close()
+            return [r.status for r in responses], tracked.most
+
+    assert asyncio.run(scenario(1)) == ([200, 200], 1)
+    assert asyncio.run(scenario(2)) == ([200, 200], 2)  # the server does see two at once without the limit
+
+
+def test_a_post_waiting_for_a_slot_past_its_timeout() -> None:
+    async def scenario() -> None:
+        tracked = Tracked(gated=True)
+        async with FaultServer(tracked) as server:
+            client = make_client(limit_per_host=1)
+            try:
+                first = asyncio.create_task(post(client, server, timeout_s=10))
+                await asyncio.wait_for(tracked.arrived.wait(), 5)  # the first holds the slot
+                started = time.perf_counter()
+                with pytest.raises(TimeoutError):
+                    await post(client, server, timeout_s=0.1)
+                assert time.perf_counter() - started < 5
+                assert server.requests == 1  # the second never got to send
+                tracked.release.set()
+                assert (await first).status == 200
+                # The slot the timed-out post waited for is neither lost nor doubled.
+                assert (await post(client, server)).status == 200
+                tracked.delay_s = 0.05
+                later = await asyncio.gather(post(client, server), post(client, server))
+                assert [r.status for r in later] == [200, 200]
+                assert tracked.most == 1
+                assert server.requests == 4
+            finally:
+                await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_slot_handed_over_as_its_waiter_is_cancelled_is_passed_on() -> None:
+    async def scenario() -> None:
+        slots = _Slots(1)
+        loop = asyncio.get_running_loop()
+        await slots.take(loop.time() + 5)
+        waiting = asyncio.create_task(slots.take(loop.time() + 5))
+        await asyncio.sleep(0)  # it waits
+        assert not waiting.done()
+        slots.give()  # hands the slot to it...
+        waiting.cancel()  # ...which is cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await asyncio.wait_for(slots.take(loop.time() + 5), 1)  # the slot was passed on, not lost
+        with pytest.raises(TimeoutError):
+            await slots.take(loop.time() + 0.05)  # and there is only one
+
+    asyncio.run(scenario())
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    async def scenario() -> float:
+        async with FaultServer(never_answer) as server:
+            client = make_client()
+            try:
+                started = time.perf_counter()
+                with pytest.raises(TimeoutError):
+                    await post(client, server, timeout_s=0.2)
+                return time.perf_counter() - started
+            finally:
+                await client.close()
+
+    assert asyncio.run(scenario()) < 5
+
+
+def test_a_closed_client_refuses_to_post() -> None:
+    async def scenario() -> None:
+        client = make_client()
+        await client.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await client.post("http://127.0.0.1:9/hook", PAYLOAD, HEADERS, timeout_s=1.0, read_limit=LIMIT)
+
+    asyncio.run(scenario())
+
+
+def test_close_closes_the_idle_connections() -> None:
+    ended = asyncio.Event()
+
+    async def serve_until_hung_up(exchange: Exchange) -> None:
+        try:
+            await keep_alive(exchange)
+        except asyncio.IncompleteReadError:
+            ended.set()
+            raise
+
+    async def scenario() -> None:
+        async with FaultServer(serve_until_hung_up) as server:
+            client = make_client()
+            assert (await post(client, server)).status == 200
+            assert not ended.is_set()
+            await client.close()
+            await asyncio.wait_for(ended.wait(), 5)
+            with pytest.raises(RuntimeError):
+                await post(client, server)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://something.invalid/hook",
+        "https://a.b.INVALID:8443/hook",
+        "http://x.invalid./",
+        "http://invalid/",
+    ],
+)
+def test_invalid_hosts_fail_without_a_dns_query(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[object] = []
+
+    def no_dns(*args: object, **kwargs: object) -> Any:
+        asked.append(args)
+        raise AssertionError(f"a DNS query for {args[0]!r}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+
+    async def scenario() -> None:
+        client = make_client()
+        try:
+            with pytest.raises(socket.gaierror) as info:
+                await client.post(url, PAYLOAD, HEADERS, timeout_s=2.0, read_limit=LIMIT)
+            assert info.value.errno == socket.EAI_NONAME
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+    assert asked == []
+
+
+def test_a_url_that_is_not_http_is_refused_by_post() -> None:
+    async def scenario() -> None:
+        client = make_client()
+        try:
+            with pytest.raises(ValueError):
+                await client.post("ftp://127.0.0.1/hook", PAYLOAD, HEADERS, timeout_s=1.0, read_limit=LIMIT)
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_client_on_uvloop() -> None:
+    async def scenario() -> tuple[list[int], int, str]:
+        async with FaultServer(keep_alive) as server:
+            client = make_client()
+            try:
+                statuses = [(await post(client, server)).status for _ in range(2)]
+            finally:
+                await client.close()
+            return statuses, server.connections, type(asyncio.get_running_loop()).__module__
+
+    statuses, connections, loop_module = uvloop.run(scenario())
+    assert loop_module.startswith("uvloop")
+    assert statuses == [200, 200]
+    assert connections == 1
+
+
+# -- what the review of the first version found ---------------------------------------------------
+
+
+def test_an_international_name_and_path_go_out_as_on_the_wire() -> None:
+    lines = request_lines("https://Bücher.example./ä?q=ü")
+    assert lines[0] == "POST /%C3%A4?q=%C3%BC HTTP/1.1"
+    assert request_headers("https://Bücher.example./ä")["host"] == "xn--bcher-kva.example"
+    assert _target("https://Bücher.example./", {}, "agent/1").key == ("https", "xn--bcher-kva.example", 443)
+
+
+def test_a_second_retry_after_is_ignored_not_joined() -> None:
+    raw = head("HTTP/1.1 429 Slow", "Retry-After: 120", "Retry-After: 30", "Content-Length: 0")
+    assert parse(raw).response.headers["retry-after"] == "120"
+
+
+def test_a_chunk_size_line_without_end_is_refused() -> None:
+    with pytest.raises(BadResponse, match="chunk size line"):
+        parse_response(CHUNKED_HEAD + b"1;" + b"a" * 2000, False, LIMIT)
+
+
+def test_a_connect_timeout_has_its_own_code() -> None:
+    assert classify(ConnectTimeout("connecting to example.com:443 timed out")) == Classification(
+        ErrorClass.TIMEOUT, "ECONNECTTIMEOUT", True
+    )
+
+
+def test_idle_connections_of_a_host_never_asked_again_are_closed() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        async with FaultServer(keep_alive) as first, FaultServer(keep_alive) as second:
+            client = make_client(keepalive_s=0.05)
+            try:
+                await post(client, first)
+                (pooled,) = client._idle[("http", "127.0.0.1", first.port)]
+                await asyncio.sleep(0.1)
+                await post(client, second)  # a later request sweeps every host's pool
+                return pooled.closed, ("http", "127.0.0.1", first.port) in client._idle
+            finally:
+                await client.close()
+
+    assert asyncio.run(scenario()) == (True, False)
+
+
+def test_bytes_on_an_idle_connection_close_it() -> None:
+    async def chatty(exchange: Exchange) -> None:
+        await exchange.read_request()
+        await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await asyncio.sleep(0.05)
+        await exchange.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
+        await asyncio.Event().wait()
+
+    async def scenario() -> bool:
+        async with FaultServer(chatty) as server:
+            client = make_client()
+            try:
+                await post(client, server)
+                (pooled,) = client._idle[("http", "127.0.0.1", server.port)]
+                await asyncio.sleep(0.2)
+                return pooled.closed
+            finally:
+                await client.close()
+
+    assert asyncio.run(scenario())

@@ -1,0 +1,134 @@
+"""The `deliverydash` command as a user runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DELIVERYDASH_DATA_DIR": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "deliverydash", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("cli")
+    done = run("simulate", "--attempts", "20000", "--data-dir", str(data_dir))
+    assert done.returncode == 0, done.stderr
+    assert "Wrote 20,000 attempts" in done.stderr
+    return data_dir
+
+
+def test_help_names_every_subcommand() -> None:
+    done = run("--help")
+    assert done.returncode == 0
+    for command in ("simulate", "report", "sql"):
+        assert command in done.stdout
+
+
+def test_report_prints_the_seed_table(day: Path) -> None:
+    done = run("report", "--data-dir", str(day))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "2026-11-27 UTC, scope all" in out
+    for label in ("delivered on the first attempt", "answered 401 or 403", "answered 429", "92.60%"):
+        assert label in out
+    requests_line = next(line for line in out.splitlines() if line.startswith("requests "))
+    assert requests_line.split()[1].replace(",", "").isdigit()
+
+
+def test_report_for_one_workspace(day: Path) -> None:
+    workspace = run("sql", "SELECT min(workspace_id) AS w FROM attempts", "--data-dir", str(day))
+    name = next(word for word in workspace.stdout.split() if word.startswith("ws_"))
+    done = run("report", "--workspace", name, "--data-dir", str(day))
+    assert done.returncode == 0, done.stderr
+    assert f"scope workspace {name}" in done.stdout
+
+
+def _figure(out: str, label: str) -> int:
+    line = next(line for line in out.splitlines() if line.startswith(label))
+    return int(line[len(label) :].split()[0].replace(",", ""))
+
+
+def test_report_breaks_failed_dropped_and_skipped_events_down(day: Path) -> None:
+    out = run("report", "--data-dir", str(day)).stdout
+    for outcome, label in (
+        ("FAILED", "never arrive: terminal errors"),
+        ("DROPPED", "dropped: retries ran out"),
+    ):
+        section = out.split(outcome + ",", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+        by_class = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in section}
+        assert sum(by_class.values()) == _figure(out, label), (outcome, by_class)
+    assert "auth" in out.split("FAILED,", 1)[1].split("\n\n", 1)[0]
+
+
+def test_sql_one_shot_matches_the_row_count(day: Path) -> None:
+    done = run("sql", "SELECT count(*) AS n FROM attempts", "--data-dir", str(day))
+    assert done.returncode == 0, done.stderr
+    assert "20000" in done.stdout
+
+
+def test_sql_prompt_runs_queries_until_eof(day: Path) -> None:
+    done = run("sql", "--data-dir", str(day), input="SELECT 40 + 2\n  AS answer;\nSELECT nope;\n")
+    assert done.returncode == 0
+    assert "42" in done.stdout
+    assert "error:" in done.stderr  # the bad query is reported, the prompt goes on
+
+
+def test_sql_refuses_writes_with_a_clear_message(day: Path) -> None:
+    done = run("sql", "DELETE FROM attempts", "--data-dir", str(day))
+    assert done.returncode == 2
+    assert "read-only" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_simulate_refuses_to_append_the_same_day(day: Path) -> None:
+    done = run("simulate", "--attempts", "100", "--data-dir", str(day))
+    assert done.returncode == 2
+    assert "already holds a simulated 2026-11-27" in done.stderr
+    assert "--replace" in done.stderr
+
+
+def test_simulate_replace_overwrites(tmp_path: Path) -> None:
+    for _ in range(2):
+        done = run("simulate", "--attempts", "500", "--data-dir", str(tmp_path), "--replace")
+        assert done.returncode == 0, done.stderr
+    count = run("sql", "SELECT count(*) AS n FROM attempts", "--data-dir", str(tmp_path))
+    assert "500" in count.stdout
+
+
+def test_report_on_an_empty_data_dir_says_what_to_do(tmp_path: Path) -> None:
+    done = run("report", "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "no attempt records" in done.stderr
+    assert "deliverydash simulate" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("simulate", "--attempts", "lots"), "not a whole number"),
+        (("simulate", "--attempts", "0"), "must be at least 1"),
+        (("simulate", "--attempts", "10", "--date", "2026-13-01"), "not a date"),
+        (("report", "--workspace", "a", "--integration", "b"), "not allowed with"),
+    ],
+)
+def test_bad_arguments_get_a_message_not_a_traceback(args: tuple[str, ...], message: str) -> None:
+    done = run(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
