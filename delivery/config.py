@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import difflib
 import hmac
-import ipaddress
 import math
 import os
 import re
-import socket
 import ssl
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -36,6 +34,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from delivery.catalog import AuthScheme, Integration, catalog
+from delivery.transport.targets import is_private_target
 
 _MASK = "**********"
 
@@ -343,30 +342,6 @@ def parse_config(
         warnings=_warnings(engine, sources, destinations),
         alerts=alerts,
     )
-
-
-def is_private_target(host: str) -> bool:
-    """Whether a URL host is an address the engine must not reach unless allowed.
-
-    True for `localhost` (and `*.localhost`) and for IP literals that are not
-    globally reachable: loopback, private, link-local, shared (CGNAT),
-    unspecified, reserved, documentation, multicast; IPv4 addresses inside
-    IPv6 (mapped, 6to4, NAT64) are judged by the IPv4 address. Legacy IPv4
-    spellings the resolver accepts (`127.1`, `0x7f.1`, `2130706433`) count
-    as literals. Any other name is False: it is checked again on the
-    addresses it resolves to when the request is sent.
-    """
-    name = host.strip().lower().rstrip(".")
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    address = _ip_literal(name)
-    if address is None:
-        return False
-    if isinstance(address, ipaddress.IPv6Address):
-        address = _embedded_ipv4(address) or address
-    return address.is_multicast or not address.is_global
 
 
 # -- the tables ----------------------------------------------------------------------------------
@@ -908,30 +883,3 @@ def _describe(value: Any) -> str:
 
 def _looks_numeric(text: str) -> bool:
     return text.strip().lower() in ("true", "false") or bool(re.fullmatch(r"\s*[-+]?[0-9_.]+\s*", text))
-
-
-def _ip_literal(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(name.split("%", 1)[0])  # drop an IPv6 zone id (fe80::1%eth0)
-    except ValueError:
-        pass
-    # The resolver takes inet_aton's legacy forms as literals: 127.1, 0x7f.0.0.1, 2130706433.
-    if name and re.fullmatch(r"[0-9a-fx.]+", name):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(name))
-        except OSError:
-            return None
-    return None
-
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
-    return None

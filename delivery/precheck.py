@@ -61,8 +61,9 @@ from delivery.catalog import (
     Rules,
     catalog,
 )
-from delivery.config import Destination, EngineConfig, is_private_target
+from delivery.config import Destination, EngineConfig
 from delivery.queue import Event
+from delivery.transport.targets import is_private_target
 from ingest.taxonomy import Classification, ErrorClass
 
 UNKNOWN_DESTINATION: Final = Classification(ErrorClass.PRECHECK, "unknown_destination", False)

@@ -1,12 +1,9 @@
 """What the worker writes about a request: the decision taken on it and its attempt record. Pure.
 
-`decide` turns a classification into the job's next step (delivered, retry
-at a time, failed, dropped) by the retry policy of `delivery.retry`.
-
 A record is a mapping with the columns of `ingest.schema` (documented in
 docs/attempt-log.md), built from what the worker knows at that point: the
 claimed `Job`, its `Destination`, the `SendResult`, the `Classification` and
-the `Decision` taken on it. The worker hands it to the queue with the job's
+the `Decision` taken on it (`delivery.retry.decide`). The worker hands it to the queue with the job's
 state change (the outbox), and the queue checks it against the contract.
 
 Never in a record: request headers, or any secret. The sender already
@@ -18,67 +15,19 @@ again, so a record is safe whatever `SendResult` it is given.
 from __future__ import annotations
 
 import datetime as dt
-import random
-from dataclasses import dataclass
 from typing import Any, Final
 
 from delivery.config import Destination
 from delivery.queue import Job
-from delivery.retry import RetryPolicy, next_attempt, parse_retry_after
+from delivery.retry import Decision
 from delivery.sender import SendResult, redact, secrets_of
 from ingest.schema import RESPONSE_BODY_LIMIT
-from ingest.taxonomy import Classification, ErrorClass, Outcome
+from ingest.taxonomy import Classification, Outcome
 
 #: `integration` of a job whose destination is no longer configured.
 UNKNOWN_INTEGRATION: Final = "unknown"
 #: How `error_message` begins when the classifier did not know the exception.
 UNCLASSIFIED_PREFIX: Final = "unclassified: "
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What becomes of the job after a request."""
-
-    outcome: Outcome
-    """The record's `outcome`: delivered, retry, failed or dropped."""
-    next_attempt_at: dt.datetime | None = None
-    """When the next attempt is due; set exactly when `outcome` is retry."""
-    retry_after_s: float | None = None
-    """What the destination's Retry-After asked for, in seconds, if it sent a readable one."""
-
-    def __post_init__(self) -> None:
-        if (self.outcome is Outcome.RETRY) != (self.next_attempt_at is not None):
-            raise ValueError("next_attempt_at is set exactly when the outcome is retry")
-        if self.outcome is Outcome.SKIPPED:
-            raise ValueError("a request is never skipped: use skip_record")
-
-
-def decide(
-    verdict: Classification,
-    *,
-    attempt: int,
-    received_at: dt.datetime,
-    ended_at: dt.datetime,
-    retry_after: str | None,
-    policy: RetryPolicy,
-    rng: random.Random,
-) -> Decision:
-    """The job's next step after request number `attempt` got `verdict`.
-
-    2xx is delivered; a terminal verdict failed; a retryable one is retried
-    when `delivery.retry.next_attempt` (counting from `ended_at`, the end of
-    the request, and honouring the raw `retry_after` header) gives a time,
-    else dropped. Draws from `rng` only for a retry.
-    """
-    retry_after_s = parse_retry_after(retry_after, ended_at)
-    if verdict.error_class is ErrorClass.NONE:
-        return Decision(Outcome.DELIVERED, retry_after_s=retry_after_s)
-    if not verdict.retryable:
-        return Decision(Outcome.FAILED, retry_after_s=retry_after_s)
-    when = next_attempt(attempt, received_at, ended_at, retry_after_s, policy, rng)
-    if when is None:
-        return Decision(Outcome.DROPPED, retry_after_s=retry_after_s)
-    return Decision(Outcome.RETRY, when, retry_after_s)
 
 
 def request_record(

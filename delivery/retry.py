@@ -24,6 +24,9 @@ first request. After attempt n fails with a retryable error:
   once ``max_attempts`` requests were made, or when the next attempt would
   start after ``received_at + retry_window_s``.
 
+`decide` applies this to a request's classification: the job's next step
+(delivered, retry at a time, failed, dropped).
+
 Each call draws at most one number from the `random.Random` it is given,
 and none when it gives up on attempts, so a seeded generator replays a
 schedule exactly.
@@ -39,6 +42,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from delivery.config import EngineConfig
+from ingest.taxonomy import Classification, ErrorClass, Outcome
 
 #: delay-seconds (RFC 9110 section 10.2.3); a decimal fraction is accepted too, since some servers send one.
 _DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -167,6 +171,52 @@ def next_attempt(
     if when > received_at + timedelta(seconds=policy.retry_window_s):
         return None
     return when
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What becomes of the job after a request."""
+
+    outcome: Outcome
+    """The record's `outcome`: delivered, retry, failed or dropped."""
+    next_attempt_at: datetime | None = None
+    """When the next attempt is due; set exactly when `outcome` is retry."""
+    retry_after_s: float | None = None
+    """What the destination's Retry-After asked for, in seconds, if it sent a readable one."""
+
+    def __post_init__(self) -> None:
+        if (self.outcome is Outcome.RETRY) != (self.next_attempt_at is not None):
+            raise ValueError("next_attempt_at is set exactly when the outcome is retry")
+        if self.outcome is Outcome.SKIPPED:
+            raise ValueError("a request is never skipped: use skip_record")
+
+
+def decide(
+    verdict: Classification,
+    *,
+    attempt: int,
+    received_at: datetime,
+    ended_at: datetime,
+    retry_after: str | None,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Decision:
+    """The job's next step after request number `attempt` got `verdict`.
+
+    2xx is delivered; a terminal verdict failed; a retryable one is retried
+    when `next_attempt` (counting from `ended_at`, the end of
+    the request, and honouring the raw `retry_after` header) gives a time,
+    else dropped. Draws from `rng` only for a retry.
+    """
+    retry_after_s = parse_retry_after(retry_after, ended_at)
+    if verdict.error_class is ErrorClass.NONE:
+        return Decision(Outcome.DELIVERED, retry_after_s=retry_after_s)
+    if not verdict.retryable:
+        return Decision(Outcome.FAILED, retry_after_s=retry_after_s)
+    when = next_attempt(attempt, received_at, ended_at, retry_after_s, policy, rng)
+    if when is None:
+        return Decision(Outcome.DROPPED, retry_after_s=retry_after_s)
+    return Decision(Outcome.RETRY, when, retry_after_s)
 
 
 def _require_aware(moment: datetime, name: str) -> None:

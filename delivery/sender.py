@@ -36,6 +36,7 @@ from delivery.classify import describe_chain, recovered_status
 from delivery.config import HTTP_CLIENTS
 from delivery.transport import http1
 from delivery.transport.http1 import InterimStatusOnly
+from delivery.transport.targets import refuse_special_use
 from ingest.schema import RESPONSE_BODY_LIMIT
 
 #: What replaces a secret in kept text.
@@ -325,7 +326,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 class _SpecialUseResolver(AbstractResolver):
-    """aiohttp's default resolver, except that `.invalid` names fail at once (`http1.refuse_special_use`)."""
+    """aiohttp's default resolver, except that `.invalid` names fail at once (`refuse_special_use`)."""
 
     def __init__(self) -> None:
         self._resolver = aiohttp.DefaultResolver()
@@ -333,7 +334,7 @@ class _SpecialUseResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        http1.refuse_special_use(host.rstrip(".").lower())
+        refuse_special_use(host.rstrip(".").lower())
         return await self._resolver.resolve(host, port, family)
 
     async def close(self) -> None:

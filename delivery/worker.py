@@ -63,7 +63,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from delivery import batching, payload, records
+from delivery import batching, payload, records, retry
 from delivery.classify import UnclassifiedError, classify
 from delivery.config import Config, Destination
 from delivery.metering import Metering
@@ -405,7 +405,7 @@ class Worker:
         result = await self._send(destination, body)
         ended = self._clock()
         verdict, unclassified = _classify(result, job)
-        decision = records.decide(
+        decision = retry.decide(
             verdict,
             attempt=job.attempts + 1,
             received_at=records.utc(job.received_at),

@@ -37,6 +37,8 @@ from urllib.parse import unquote, urlsplit
 
 from yarl import URL
 
+from delivery.transport.targets import refuse_special_use
+
 #: A response head longer than this is refused (llhttp's default is 80 KiB).
 MAX_HEAD_BYTES: Final = 64 * 1024
 #: What the Host header and the pool key leave out.
@@ -236,16 +238,6 @@ def _chunked(
     if eof:
         raise ConnectionResetError("the connection ended inside the chunked response body")
     return None
-
-
-def refuse_special_use(host: str) -> None:
-    """Raise `socket.gaierror` for a name under `.invalid` (`host` lower-case, no trailing dot).
-
-    RFC 6761 asks resolvers to answer those negatively without a query; glibc
-    asks the DNS servers anyway, which can wait for a timeout where there is no network.
-    """
-    if host == "invalid" or host.endswith(".invalid"):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (RFC 6761 .invalid)")
 
 
 class _Connection(asyncio.Protocol):

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import random
 from typing import Any
-
-import pytest
 
 from delivery.config import Destination, Secret
 from delivery.queue import Event, Job, JobState, check_record
 from delivery.records import (
     UNCLASSIFIED_PREFIX,
     UNKNOWN_INTEGRATION,
-    Decision,
-    decide,
     request_record,
     skip_record,
     utc,
 )
-from delivery.retry import RetryPolicy
+from delivery.retry import Decision, RetryPolicy
 from delivery.sender import REDACTED, SendResult
 from ingest.schema import COLUMN_NAMES, RESPONSE_BODY_LIMIT, rows_to_table
 from ingest.taxonomy import Classification, ErrorClass, Outcome, classify_status, classify_transport
@@ -75,102 +69,8 @@ def record(result: SendResult, verdict: Classification, decision: Decision, **op
     )
 
 
-# -- decide ---------------------------------------------------------------------------------------
-
-
-def decide_for(verdict: Classification, attempt: int = 1, retry_after: str | None = None) -> Decision:
-    return decide(
-        verdict,
-        attempt=attempt,
-        received_at=RECEIVED,
-        ended_at=ENDED,
-        retry_after=retry_after,
-        policy=POLICY,
-        rng=random.Random(7),
-    )
-
-
 def after(seconds: float) -> dt.datetime:
     return ENDED + dt.timedelta(seconds=seconds)
-
-
-@pytest.mark.parametrize(
-    ("status", "attempt", "retry_after", "expected"),
-    [
-        (200, 1, None, Decision(Outcome.DELIVERED)),
-        (204, 3, None, Decision(Outcome.DELIVERED)),
-        (401, 1, None, Decision(Outcome.FAILED)),
-        (400, 1, None, Decision(Outcome.FAILED)),
-        (501, 1, None, Decision(Outcome.FAILED)),
-        (302, 1, None, Decision(Outcome.FAILED)),
-        (42, 1, None, Decision(Outcome.FAILED)),
-        (503, 1, None, Decision(Outcome.RETRY, after(1))),
-        (503, 3, None, Decision(Outcome.RETRY, after(4))),
-        (503, 4, None, Decision(Outcome.RETRY, after(8))),
-        (503, 5, None, Decision(Outcome.DROPPED)),  # max_attempts made
-        (429, 1, "5", Decision(Outcome.RETRY, after(5), retry_after_s=5.0)),
-        (429, 1, "0", Decision(Outcome.RETRY, after(1), retry_after_s=0.0)),  # never sooner than backoff
-        (429, 1, "600", Decision(Outcome.RETRY, after(30), retry_after_s=600.0)),  # clamped
-        (429, 1, "soon", Decision(Outcome.RETRY, after(1))),  # unreadable: ignored
-        (429, 5, "5", Decision(Outcome.DROPPED, retry_after_s=5.0)),  # what was asked is still recorded
-        (401, 1, "5", Decision(Outcome.FAILED, retry_after_s=5.0)),
-    ],
-)
-def test_decide_by_status(status: int, attempt: int, retry_after: str | None, expected: Decision) -> None:
-    assert decide_for(classify_status(status), attempt, retry_after) == expected
-
-
-def test_decide_honours_an_http_date_retry_after() -> None:
-    decision = decide_for(classify_status(503), retry_after="Fri, 01 Oct 2026 00:00:00 GMT")
-    asked = (dt.datetime(2026, 10, 1, tzinfo=dt.UTC) - ENDED).total_seconds()
-    assert decision.retry_after_s == asked
-    assert decision.next_attempt_at == after(min(asked, POLICY.retry_after_max_s))
-
-
-def test_decide_drops_a_retry_that_would_fall_outside_the_window() -> None:
-    late = decide(
-        classify_transport("ECONNREFUSED"),
-        attempt=1,
-        received_at=RECEIVED,
-        ended_at=RECEIVED + dt.timedelta(seconds=59.5),
-        retry_after=None,
-        policy=POLICY,
-        rng=random.Random(7),
-    )
-    assert late == Decision(Outcome.DROPPED)
-
-
-def test_decide_by_transport_code() -> None:
-    assert decide_for(classify_transport("ECONNRESET")).outcome is Outcome.RETRY
-    assert decide_for(classify_transport("CERT_HAS_EXPIRED")).outcome is Outcome.FAILED
-    assert decide_for(classify_transport("EBADRESPONSE")).outcome is Outcome.FAILED
-
-
-def test_jitter_comes_from_the_given_generator() -> None:
-    jittery = dataclasses.replace(POLICY, jitter=0.5)
-    times = [
-        decide(
-            classify_status(503),
-            attempt=1,
-            received_at=RECEIVED,
-            ended_at=ENDED,
-            retry_after=None,
-            policy=jittery,
-            rng=random.Random(seed),
-        ).next_attempt_at
-        for seed in (1, 1, 2)
-    ]
-    assert times[0] == times[1] != times[2]
-    assert times[0] == after(1 - 0.5 * random.Random(1).random())
-
-
-def test_a_decision_is_consistent() -> None:
-    with pytest.raises(ValueError, match="exactly when"):
-        Decision(Outcome.RETRY)
-    with pytest.raises(ValueError, match="exactly when"):
-        Decision(Outcome.FAILED, ENDED)
-    with pytest.raises(ValueError, match="skip_record"):
-        Decision(Outcome.SKIPPED)
 
 
 # -- request_record -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import re
@@ -12,12 +13,15 @@ import pytest
 
 from delivery.config import EngineConfig
 from delivery.retry import (
+    Decision,
     RetryPolicy,
     backoff_delay,
+    decide,
     next_attempt,
     parse_retry_after,
     retry_delay,
 )
+from ingest.taxonomy import Classification, Outcome, classify_status, classify_transport
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -434,3 +438,108 @@ def test_the_documented_schedule_is_the_default_policys() -> None:
     match = re.search(r"<!-- test: retry-schedule -->\n(?:\|.*\n){2}((?:\|.*\n)+)", text)
     assert match, "docs/configuration.md lost its retry schedule"
     assert match[1].splitlines() == rows
+
+
+# -- decide: a request's classification to the job's next step ----------------------------------
+
+RECEIVED = datetime.fromtimestamp(1_790_000_000.0, UTC)
+ENDED = RECEIVED + timedelta(seconds=10)
+#: No jitter, so every retry time is exact: base 1 s doubling, at most 8 s, 5 attempts in 60 s.
+DECIDE_POLICY = RetryPolicy(
+    max_attempts=5, retry_window_s=60, backoff_base_s=1, backoff_max_s=8, jitter=0, retry_after_max_s=30
+)
+
+
+def decide_for(verdict: Classification, attempt: int = 1, retry_after: str | None = None) -> Decision:
+    return decide(
+        verdict,
+        attempt=attempt,
+        received_at=RECEIVED,
+        ended_at=ENDED,
+        retry_after=retry_after,
+        policy=DECIDE_POLICY,
+        rng=random.Random(7),
+    )
+
+
+def after(seconds: float) -> datetime:
+    return ENDED + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("status", "attempt", "retry_after", "expected"),
+    [
+        (200, 1, None, Decision(Outcome.DELIVERED)),
+        (204, 3, None, Decision(Outcome.DELIVERED)),
+        (401, 1, None, Decision(Outcome.FAILED)),
+        (400, 1, None, Decision(Outcome.FAILED)),
+        (501, 1, None, Decision(Outcome.FAILED)),
+        (302, 1, None, Decision(Outcome.FAILED)),
+        (42, 1, None, Decision(Outcome.FAILED)),
+        (503, 1, None, Decision(Outcome.RETRY, after(1))),
+        (503, 3, None, Decision(Outcome.RETRY, after(4))),
+        (503, 4, None, Decision(Outcome.RETRY, after(8))),
+        (503, 5, None, Decision(Outcome.DROPPED)),  # max_attempts made
+        (429, 1, "5", Decision(Outcome.RETRY, after(5), retry_after_s=5.0)),
+        (429, 1, "0", Decision(Outcome.RETRY, after(1), retry_after_s=0.0)),  # never sooner than backoff
+        (429, 1, "600", Decision(Outcome.RETRY, after(30), retry_after_s=600.0)),  # clamped
+        (429, 1, "soon", Decision(Outcome.RETRY, after(1))),  # unreadable: ignored
+        (429, 5, "5", Decision(Outcome.DROPPED, retry_after_s=5.0)),  # what was asked is still recorded
+        (401, 1, "5", Decision(Outcome.FAILED, retry_after_s=5.0)),
+    ],
+)
+def test_decide_by_status(status: int, attempt: int, retry_after: str | None, expected: Decision) -> None:
+    assert decide_for(classify_status(status), attempt, retry_after) == expected
+
+
+def test_decide_honours_an_http_date_retry_after() -> None:
+    decision = decide_for(classify_status(503), retry_after="Fri, 01 Oct 2026 00:00:00 GMT")
+    asked = (datetime(2026, 10, 1, tzinfo=UTC) - ENDED).total_seconds()
+    assert decision.retry_after_s == asked
+    assert decision.next_attempt_at == after(min(asked, DECIDE_POLICY.retry_after_max_s))
+
+
+def test_decide_drops_a_retry_that_would_fall_outside_the_window() -> None:
+    late = decide(
+        classify_transport("ECONNREFUSED"),
+        attempt=1,
+        received_at=RECEIVED,
+        ended_at=RECEIVED + timedelta(seconds=59.5),
+        retry_after=None,
+        policy=DECIDE_POLICY,
+        rng=random.Random(7),
+    )
+    assert late == Decision(Outcome.DROPPED)
+
+
+def test_decide_by_transport_code() -> None:
+    assert decide_for(classify_transport("ECONNRESET")).outcome is Outcome.RETRY
+    assert decide_for(classify_transport("CERT_HAS_EXPIRED")).outcome is Outcome.FAILED
+    assert decide_for(classify_transport("EBADRESPONSE")).outcome is Outcome.FAILED
+
+
+def test_jitter_comes_from_the_given_generator() -> None:
+    jittery = dataclasses.replace(DECIDE_POLICY, jitter=0.5)
+    times = [
+        decide(
+            classify_status(503),
+            attempt=1,
+            received_at=RECEIVED,
+            ended_at=ENDED,
+            retry_after=None,
+            policy=jittery,
+            rng=random.Random(seed),
+        ).next_attempt_at
+        for seed in (1, 1, 2)
+    ]
+    assert times[0] == times[1] != times[2]
+    assert times[0] == after(1 - 0.5 * random.Random(1).random())
+
+
+def test_a_decision_is_consistent() -> None:
+    with pytest.raises(ValueError, match="exactly when"):
+        Decision(Outcome.RETRY)
+    with pytest.raises(ValueError, match="exactly when"):
+        Decision(Outcome.FAILED, ENDED)
+    with pytest.raises(ValueError, match="skip_record"):
+        Decision(Outcome.SKIPPED)

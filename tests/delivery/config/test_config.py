@@ -18,7 +18,6 @@ from delivery.config import (
     EngineConfig,
     Secret,
     Source,
-    is_private_target,
     load_config,
     parse_config,
 )
@@ -772,59 +771,6 @@ def test_secret() -> None:
     assert secret.matches("hunter2") and not secret.matches("hunter3") and not secret.matches("")
     assert secret == Secret("hunter2") and secret != Secret("x") and secret != "hunter2"
     assert len({secret, Secret("hunter2")}) == 1
-
-
-# -- is_private_target ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("host", "private"),
-    [
-        ("127.0.0.1", True),
-        ("127.8.9.10", True),
-        ("10.1.2.3", True),
-        ("172.16.0.1", True),
-        ("172.31.255.255", True),
-        ("192.168.1.1", True),
-        ("169.254.169.254", True),
-        ("100.64.0.1", True),
-        ("0.0.0.0", True),
-        ("255.255.255.255", True),
-        ("224.0.0.1", True),
-        ("192.0.2.10", True),
-        ("::1", True),
-        ("[::1]", True),
-        ("::", True),
-        ("fe80::1", True),
-        ("fe80::1%eth0", True),
-        ("fd00::1", True),
-        ("ff02::1", True),
-        ("::ffff:127.0.0.1", True),
-        ("::ffff:10.0.0.1", True),
-        ("2002:7f00:1::", True),  # 6to4 of 127.0.0.1
-        ("64:ff9b::a9fe:a9fe", True),  # NAT64 of 169.254.169.254
-        ("localhost", True),
-        ("LOCALHOST.", True),
-        ("api.localhost", True),
-        ("127.1", True),
-        ("0x7f.0.0.1", True),
-        ("2130706433", True),
-        ("017700000001", True),
-        ("8.8.8.8", False),
-        ("172.32.0.1", False),
-        ("1.1.1.1", False),
-        ("2606:4700:4700::1111", False),
-        ("::ffff:8.8.8.8", False),
-        ("2002:808:808::", False),
-        ("64:ff9b::808:808", False),
-        ("example.com", False),
-        ("localhost.example.com", False),
-        ("internal", False),  # a name: checked on its addresses when sent
-        ("", False),
-    ],
-)
-def test_is_private_target(host: str, private: bool) -> None:
-    assert is_private_target(host) is private
 
 
 # -- docs ----------------------------------------------------------------------------------------
