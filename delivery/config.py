@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from delivery.catalog import AuthScheme, Integration, catalog
+from delivery.transport import CLIENTS
 from delivery.transport.targets import is_private_target
 
 _MASK = "**********"
@@ -365,8 +366,6 @@ _MAX_ATTEMPTS = 32_767
 #: The tracking API's largest message (`delivery.api.segment.MAX_MESSAGE_BYTES`): a batch must fit one.
 _MIN_BATCH_BYTES = 32 * 1024
 _MAX_RATE_PER_S = 10_000
-#: What `[engine] http_client` may name (`delivery.sender.Sender`).
-HTTP_CLIENTS = ("builtin", "aiohttp")
 _REQUIRED = object()
 
 
@@ -413,7 +412,7 @@ def _engine(table: _Table, base_dir: Path) -> EngineConfig:
         max_batch_bytes=table.integer("max_batch_bytes", defaults.max_batch_bytes),
         metering=table.boolean("metering", defaults.metering),
         batch_linger_s=table.seconds("batch_linger_s", defaults.batch_linger_s, allow_zero=True),
-        http_client=table.choice("http_client", defaults.http_client, HTTP_CLIENTS),
+        http_client=table.choice("http_client", defaults.http_client, CLIENTS),
     )
 
 

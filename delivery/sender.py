@@ -33,8 +33,7 @@ from aiohttp.connector import Connection
 from yarl import URL
 
 from delivery.classify import describe_chain, recovered_status
-from delivery.config import HTTP_CLIENTS
-from delivery.transport import http1
+from delivery.transport import CLIENTS, http1
 from delivery.transport.http1 import InterimStatusOnly
 from delivery.transport.targets import refuse_special_use
 from ingest.schema import RESPONSE_BODY_LIMIT
@@ -102,8 +101,8 @@ class Sender:
         the server closes it, which would fail a POST that cannot be retried
         transparently.
         """
-        if http_client not in HTTP_CLIENTS:
-            raise ValueError(f"http_client must be one of {', '.join(HTTP_CLIENTS)}, got {http_client!r}")
+        if http_client not in CLIENTS:
+            raise ValueError(f"http_client must be one of {', '.join(CLIENTS)}, got {http_client!r}")
         self._ssl = ssl.create_default_context()
         if ca_bundle:
             self._ssl.load_verify_locations(cafile=os.fspath(ca_bundle))

@@ -19,8 +19,8 @@ import pytest
 import trustme
 
 from delivery.classify import classify
-from delivery.config import HTTP_CLIENTS
 from delivery.sender import REDACTED, Sender, SendResult
+from delivery.transport import CLIENTS
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import Classification, ErrorClass
 
@@ -58,7 +58,7 @@ TLS, NONSTANDARD, REDIRECT = ErrorClass.TLS, ErrorClass.NONSTANDARD, ErrorClass.
 HTTP_CLIENT = "builtin"
 
 
-@pytest.fixture(autouse=True, params=HTTP_CLIENTS)
+@pytest.fixture(autouse=True, params=CLIENTS)
 def http_client(request: pytest.FixtureRequest) -> Iterator[str]:
     global HTTP_CLIENT
     HTTP_CLIENT, before = request.param, HTTP_CLIENT
