@@ -3,7 +3,7 @@
     .venv/bin/python bench/prechecks.py [--events 2000] [--seed 7] [--long-context 0] [--timeout 120]
 
 Everything runs in this one process, on loopback: one `strict` partner
-(`deliverydash.partner_simulator`, in a thread), the engine (`deliverydash.engine_demo.EngineThread`,
+(`deliverydash.partner_simulator`, in a thread), the engine (`deliverydash.demo_harness.EngineThread`,
 in a thread with its own event loop) and the real `segment-analytics-python`
 client, which sends `--events` calls to the engine's tracking API.
 
@@ -278,7 +278,7 @@ def read_log(data_dir: Path) -> list[dict[str, Any]]:
 def run(n: int, seed: int, long_context: float, timeout_s: float) -> dict[str, Any]:
     import httpx
 
-    from deliverydash.engine_demo import DemoError, EngineThread
+    from deliverydash.demo_harness import DemoError, EngineThread
     from deliverydash.partner_simulator.config import PartnerSpec
     from deliverydash.partner_simulator.servers import partners_in_thread
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from deliverydash.engine_demo import DemoError, EngineThread
+from deliverydash.demo_harness import DemoError, EngineThread, hour_floor
 
 #: The seed's schedule, compressed by the time scale: (key, seconds at scale 1).
 SCHEDULE = (
@@ -235,8 +235,8 @@ def run_live_demo(
     if engine.error is not None:
         raise DemoError(f"the engine failed: {engine.error!r}")
 
-    start = started.replace(minute=0, second=0, microsecond=0)
-    end = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    start = hour_floor(started)
+    end = hour_floor(dt.datetime.now(dt.UTC)) + dt.timedelta(hours=1)
     with connect(data_dir) as log:
         report = api.day_report(log, Scope.all(), start, end).row(0, named=True)
         funnel = api.funnel(log, Scope.all(), start, end)
@@ -250,7 +250,7 @@ def run_live_demo(
 
 def render(result: LiveDemoResult) -> str:
     """The seed-style report, the funnel and the notifications, as terminal text."""
-    from deliverydash.cli import render_report
+    from deliverydash.day_report import render_report
 
     lines = [
         render_report(

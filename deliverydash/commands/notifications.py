@@ -1,59 +1,47 @@
-"""`deliverydash notifications`: the notifications raised about destinations, as a table.
-
-Reads `<data_dir>/notifications.sqlite3` read-only, so it works whether or
-not the engine runs. Open notifications by default; `--all` adds the
-resolved ones. Newest first.
-"""
+"""List the notifications the engine raised about destinations (auth failures, destinations disabled
+by them, recoveries, manual re-enables), newest first. Open ones only unless --all. Reads
+<data_dir>/notifications.sqlite3 read-only, so it works whether or not the engine runs."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from deliverydash import options
 
 if TYPE_CHECKING:
     from ingest.notifications import Notification
 
+NAME = "notifications"
+HELP = "list notifications about destinations (auth failures, auto-disable, recoveries)"
 #: Widest a sample body is shown in the table (the whole one is in the admin API).
 SAMPLE_WIDTH = 60
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the subcommand's options to `parser`."""
-    parser.description = (
-        "List the notifications the engine raised about destinations (auth failures, destinations "
-        "disabled by them, recoveries, manual re-enables), newest first. Open ones only unless --all."
-    )
-    parser.add_argument(
-        "--data-dir",
-        default=os.environ.get("DELIVERYDASH_DATA_DIR", "data"),
-        help="the engine's data_dir (default: %(default)s, or $DELIVERYDASH_DATA_DIR)",
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options to `parser`."""
     parser.add_argument("--all", action="store_true", help="resolved notifications too")
     parser.add_argument("--workspace", help="only this workspace's")
+    options.add_data_options(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the table; exit status 0 (2 if the store cannot be read)."""
+def run(args: argparse.Namespace) -> None:
+    """Print the table (a `CommandError` if the store cannot be read)."""
     import sqlite3
 
     from ingest.notifications import read_notifications, store_path
 
+    data_dir = options.data_dir(args)
     try:
-        found = read_notifications(
-            args.data_dir, state="all" if args.all else "open", workspace=args.workspace
-        )
+        found = read_notifications(data_dir, state="all" if args.all else "open", workspace=args.workspace)
     except sqlite3.Error as exc:
-        print(f"deliverydash notifications: cannot read {store_path(args.data_dir)}: {exc}", file=sys.stderr)
-        return 2
+        raise options.CommandError(f"cannot read {store_path(data_dir)}: {exc}") from None
     if not found:
         which = "" if args.all else "open "
-        print(f"no {which}notifications under {args.data_dir}")
-        return 0
+        print(f"no {which}notifications under {data_dir}")
+        return
     print(render(found), end="")
-    return 0
 
 
 def render(notifications: Sequence[Notification]) -> str:

@@ -15,7 +15,8 @@ docs/partners.md)::
 
     healthy ................ 200
     rate-limited ........... token bucket; 429 with Retry-After when empty
-    flaky .................. 500/502/503/504 at `error_rate`, else 200
+    flaky .................. 500/502/503/504 at `error_rate` (and on each event's
+                             first `fail_first` tries), else 200
     outage ................. down for `down_s` at the end of every `period_s`:
                              a 503, a reset, or (servers) a closed port
     expired-credentials .... 401 with a JSON error body (unless `valid_token` is presented)
@@ -214,14 +215,22 @@ def server_error(status: int, rng: random.Random) -> Answer:
 
 @dataclass
 class Flaky(Profile):
-    """Answers a 5xx drawn from `statuses` with probability `error_rate`, else 200."""
+    """Answers a 5xx drawn from `statuses` with probability `error_rate`, else 200.
+
+    With `fail_first`, the first that many requests carrying an event (by
+    `messageId`) fail whatever `error_rate` draws: every event then needs
+    retries, so what they recover is certain.
+    """
 
     name: ClassVar[str] = "flaky"
     error_rate: float = 0.2
     """Share of requests that fail, from 0 to 1."""
     statuses: list[int] = field(default_factory=lambda: [500, 502, 503, 504])
     """The failure statuses, drawn uniformly."""
+    fail_first: int = 0
+    """Requests carrying an event that fail before it can succeed (0: only `error_rate` decides)."""
     rng: random.Random = field(default_factory=random.Random, repr=False, metadata={"knob": False})
+    _tries: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def check(self) -> list[tuple[str, str]]:
         problems = []
@@ -229,12 +238,25 @@ class Flaky(Profile):
             problems.append(("error_rate", f"must be a number from 0 to 1, got {self.error_rate}"))
         if not self.statuses or not all(500 <= s <= 599 for s in self.statuses):
             problems.append(("statuses", f"must be a non-empty list of 5xx statuses, got {self.statuses}"))
+        if self.fail_first < 0:
+            problems.append(("fail_first", f"must be 0 or more, got {self.fail_first}"))
         return problems
 
     def decide(self, request: Request, now: float) -> Reply:
+        if self.fail_first and self._first_tries(request):
+            return server_error(self.rng.choice(self.statuses), self.rng)
         if self.rng.random() < self.error_rate:
             return server_error(self.rng.choice(self.statuses), self.rng)
         return OK
+
+    def _first_tries(self, request: Request) -> bool:
+        """Whether an event of `request` has been carried fewer than `fail_first` times before."""
+        ids = [e.get("messageId") for e in request.events or () if isinstance(e, dict)]
+        tries = [self._tries.get(i, 0) for i in ids if isinstance(i, str)]
+        for message_id in ids:
+            if isinstance(message_id, str):
+                self._tries[message_id] = self._tries.get(message_id, 0) + 1
+        return any(n < self.fail_first for n in tries)
 
 
 OUTAGE_MODES: Final = ("status", "reset", "refuse")

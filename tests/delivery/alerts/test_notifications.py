@@ -6,7 +6,6 @@ Thresholds and probe intervals are small; nothing is timed: every wait polls wit
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import http.server
@@ -25,7 +24,7 @@ import pytest
 
 from delivery.alerts.store import NewNotification, NotificationStore
 from delivery.config import AlertsConfig, ConfigError, parse_config
-from deliverydash.commands import notifications as notifications_cli
+from deliverydash.cli import main
 from deliverydash.partner_simulator.config import PartnerSpec
 from deliverydash.partner_simulator.profiles import ExpiredCredentials, Forbidden
 from deliverydash.partner_simulator.servers import PartnerSet, partners_in_thread
@@ -325,12 +324,9 @@ def test_disabled_survives_a_restart_and_the_store_reads_without_the_engine(
 
 
 def run_cli(data_dir: Path, *, every: bool = False) -> str:
-    parser = argparse.ArgumentParser()
-    notifications_cli.configure_parser(parser)
-    args = parser.parse_args(["--data-dir", str(data_dir), *(["--all"] if every else [])])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert notifications_cli.run(args) == 0
+        assert main(["notifications", "--data-dir", str(data_dir), *(["--all"] if every else [])]) == 0
     return out.getvalue()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deliverydash.partner_simulator import cli
+from deliverydash.cli import main
 from deliverydash.partner_simulator.config import (
     ConfigError,
     PartnersConfig,
@@ -103,12 +102,6 @@ def test_a_config_needs_partners() -> None:
     assert problems({}) == ["partners: required: an array of tables ([[partners]]) with at least one partner"]
 
 
-def args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    cli.configure_parser(parser)
-    return parser.parse_args(argv)
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -121,7 +114,7 @@ def test_a_bad_config_exits_2_with_one_clear_message(
 ) -> None:
     path = tmp_path / "partners.toml"
     path.write_text(text)
-    assert cli.run(args("--config", str(path))) == 2
+    assert main(["partners", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"deliverydash partners: {path}: ")
     assert expected in err
@@ -129,7 +122,7 @@ def test_a_bad_config_exits_2_with_one_clear_message(
 
 
 def test_a_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.run(args("--config", str(tmp_path / "nope.toml"))) == 2
+    assert main(["partners", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml: file not found" in capsys.readouterr().err
 
 
@@ -138,7 +131,8 @@ def test_the_command_runs_until_sigterm(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "deliverydash.partner_simulator.cli",
+        "deliverydash",
+        "partners",
         "--any-port",
         "--ready-file",
         str(ready),

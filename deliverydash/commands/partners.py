@@ -1,9 +1,8 @@
-"""`deliverydash partners`: run the partner simulator until SIGINT or SIGTERM.
-
-`deliverydash.cli` adds the subcommand with `configure_parser` and calls `run`.
-A bad config or a port in use is one line on stderr and exit status 2; a
-clean stop is 0.
-"""
+"""Start local HTTP(S) servers on 127.0.0.1 that answer like partner APIs: healthy, rate-limited,
+flaky 5xx, outages, expired credentials, forbidden, strict validation, batches, WTF status codes,
+resets, timeouts and TLS failures. Without --config, one partner of each on ports 9100 and up, and the
+stats server on 9099. Runs until Ctrl-C or SIGTERM; a bad config or a port in use is one line on
+stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -21,18 +20,13 @@ if TYPE_CHECKING:
     from deliverydash.partner_simulator.config import PartnersConfig
     from deliverydash.partner_simulator.servers import PartnerSet
 
-PROG = "deliverydash partners"
+NAME = "partners"
+HELP = "run simulated partner APIs on loopback (rate limits, outages, 401s, TLS failures, ...)"
+PROG = f"deliverydash {NAME}"
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the subcommand's options to `parser`."""
-    parser.description = (
-        "Start local HTTP(S) servers on 127.0.0.1 that answer like partner APIs: healthy, "
-        "rate-limited, flaky 5xx, outages, expired credentials, forbidden, strict validation, "
-        "batches, WTF status codes, resets, timeouts and TLS failures. Without --config, one "
-        "partner of each on ports 9100 and up, and the stats server on 9099. Runs until Ctrl-C "
-        "or SIGTERM."
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options to `parser`."""
     parser.add_argument(
         "--config", help="TOML file of partners (see partners.example.toml and docs/partners.md)"
     )
@@ -126,14 +120,3 @@ def _write_ready_file(path: Path, partners: PartnerSet, ca: Path | None) -> None
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
-
-
-def main() -> int:
-    """Run as `python -m deliverydash.partner_simulator.cli`."""
-    parser = argparse.ArgumentParser(prog=PROG)
-    configure_parser(parser)
-    return run(parser.parse_args())
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

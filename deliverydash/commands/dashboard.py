@@ -1,0 +1,63 @@
+"""Start the Streamlit dashboard: a day of HTTP responses, customer and partner pages, retries, an
+error explorer and a SQL console. With a secret set (DELIVERYDASH_SECRET or [dashboard] secret in the
+config), pages need a link from `deliverydash link`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from deliverydash import options
+
+NAME = "dashboard"
+HELP = "open the delivery dashboard (Streamlit) over the attempt log"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options to `parser`."""
+    parser.add_argument("--port", type=int, default=8501, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    options.add_data_options(
+        parser,
+        config_help="TOML config: the secret of its [dashboard] table, and [engine] data_dir (docs/cli.md)",
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    """Hand the process over to Streamlit, serving `app/main.py` over the data root."""
+    from pathlib import Path
+
+    import app
+
+    secret = options.dashboard_secret(args.config)
+    data_dir = options.data_dir(args).resolve()
+    if not (data_dir / "attempts").is_dir():
+        print(
+            f"deliverydash dashboard: no attempt log under {data_dir} yet; the dashboard will say so "
+            "until `deliverydash simulate` or the engine writes one",
+            file=sys.stderr,
+        )
+    env = dict(os.environ, DELIVERYDASH_DATA_DIR=str(data_dir))
+    if secret is not None:
+        env["DELIVERYDASH_SECRET"] = secret
+    access = (
+        "links from `deliverydash link` required" if secret else "no secret: open to anyone who reaches it"
+    )
+    print(
+        f"Dashboard on http://{args.host}:{args.port}/ over {data_dir} ({access}). Ctrl-C stops it.",
+        file=sys.stderr,
+    )
+    entry = Path(app.__file__).parent / "main.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(entry),
+        "--server.port", str(args.port),
+        "--server.address", args.host,
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Streamlit owns the process from here: its own Ctrl-C handling and exit status.
+    os.execve(sys.executable, command, env)

@@ -1,0 +1,62 @@
+"""The seed-style day report computed from the attempt log: the fate of the day's events and the
+shares of the day's requests, next to the study's figures, then the events that never arrived by
+error class."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from deliverydash import options
+
+if TYPE_CHECKING:
+    from queries.scope import Scope
+
+NAME = "report"
+HELP = "print the day report (events and requests) in the terminal"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options to `parser`."""
+    parser.add_argument("--date", type=options.date, help="UTC day (default: the latest day in the log)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--workspace", help="only this workspace")
+    scope.add_argument("--destination", help="only this destination")
+    scope.add_argument("--integration", help="only this integration")
+    options.add_data_options(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Print the report of one day and scope."""
+    from deliverydash.day_report import latest_day, render_failures, render_report
+    from queries import api
+    from queries.log import connect
+
+    data_dir = options.data_dir(args)
+    with connect(data_dir) as log:
+        day = args.date or latest_day(log)
+        if day is None:
+            raise options.CommandError(
+                f"no attempt records under {data_dir!s}/attempts yet: run "
+                "`deliverydash simulate --attempts 2000000` or start the engine first"
+            )
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        end = start + dt.timedelta(days=1)
+        scope = _scope(args)
+        row = api.day_report(log, scope, start, end).row(0, named=True)
+        failures = api.destination_failures(log, scope, start, end)
+    label = scope.kind.value if scope.value is None else f"{scope.kind.value} {scope.value}"
+    print(render_report(row, day, label) + render_failures(failures, row["events_received"]), end="")
+
+
+def _scope(args: argparse.Namespace) -> Scope:
+    from queries.scope import Scope
+
+    if args.workspace:
+        return Scope.workspace(args.workspace)
+    if args.destination:
+        return Scope.destination(args.destination)
+    if args.integration:
+        return Scope.integration(args.integration)
+    return Scope.all()
