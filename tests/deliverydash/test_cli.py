@@ -132,3 +132,65 @@ def test_bad_arguments_get_a_message_not_a_traceback(args: tuple[str, ...], mess
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_help_lists_the_commands_in_the_modules_order() -> None:
+    from deliverydash.cli import COMMANDS
+
+    listed = run("--help").stdout
+    positions = [
+        listed.index(f"\n    {command.NAME} ") for command in COMMANDS if command.NAME != "notifications"
+    ]
+    assert positions == sorted(positions)
+    assert "\n    notifications\n" in listed  # argparse puts a long name on a line of its own
+
+
+def engine_config(folder: Path, data_dir: str) -> Path:
+    """An engine config whose [engine] data_dir points at `data_dir` (relative to the file's folder)."""
+    config = folder / "deliverydash.toml"
+    config.write_text(f'[engine]\ndata_dir = "{data_dir}"\nadmin_token = "a-token-for-the-tests"\n')
+    return config
+
+
+@pytest.mark.parametrize("command", [("report",), ("sql", "SELECT count(*) AS n FROM attempts")])
+def test_readers_take_the_data_dir_from_the_config(
+    day: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    config = engine_config(tmp_path, str(day))
+    from_config = run(*command, "--config", str(config))
+    assert from_config.returncode == 0, from_config.stderr
+    assert from_config.stdout == run(*command, "--data-dir", str(day)).stdout
+
+
+def test_the_config_s_data_dir_is_relative_to_the_file(day: Path) -> None:
+    config = engine_config(day.parent, day.name)
+    done = run("sql", "SELECT count(*) AS n FROM attempts", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "20000" in done.stdout
+
+
+def test_data_dir_wins_over_the_config(day: Path, tmp_path: Path) -> None:
+    config = engine_config(tmp_path, "elsewhere")
+    done = run("report", "--config", str(config), "--data-dir", str(day))
+    assert done.returncode == 0, done.stderr
+    empty = run("report", "--config", str(config))
+    assert empty.returncode == 2
+    assert f"no attempt records under {tmp_path / 'elsewhere'}" in empty.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "sql", "notifications", "repair"])
+def test_a_bad_config_is_named_not_a_traceback(tmp_path: Path, command: str) -> None:
+    config = tmp_path / "deliverydash.toml"
+    config.write_text("[engine]\nmax_atempts = 3\n")
+    done = run(command, "--config", str(config))
+    assert done.returncode == 2
+    assert f"deliverydash {command}: {config}: engine.max_atempts: unknown key" in done.stderr
+    assert "did you mean 'max_attempts'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_notifications_reads_the_config_s_data_dir(tmp_path: Path) -> None:
+    config = engine_config(tmp_path, "state")
+    done = run("notifications", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert f"no open notifications under {tmp_path / 'state'}" in done.stdout

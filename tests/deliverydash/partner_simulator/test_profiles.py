@@ -96,6 +96,20 @@ def test_flaky_draws_from_its_own_generator() -> None:
     assert 60 < statuses.count(200) < 140
 
 
+def test_flaky_fails_each_event_s_first_tries() -> None:
+    profile = Flaky(error_rate=0, statuses=[503], fail_first=2)
+    first, second = ({"type": "track", "messageId": m} for m in ("m-1", "m-2"))
+    statuses = [
+        answer(profile.decide(post(body), 0)).status for body in (first, first, second, first, second, second)
+    ]
+    assert statuses == [503, 503, 503, 200, 503, 200]
+    # A batch fails while one of its events still has first tries left.
+    once = Flaky(error_rate=0, statuses=[503], fail_first=1)
+    assert answer(once.decide(post(first), 0)).status == 503
+    batch = {"batch": [first, {"messageId": "m-3"}]}
+    assert [answer(once.decide(post(batch), 0)).status for _ in range(2)] == [503, 200]
+
+
 def test_flaky_bodies_look_like_app_and_proxy_errors() -> None:
     assert document(Flaky(error_rate=1, statuses=[500]).decide(post(), 0))["error"] == "internal_error"
     gateway = answer(Flaky(error_rate=1, statuses=[502]).decide(post(), 0))
@@ -223,6 +237,7 @@ def test_reset_and_timeout() -> None:
     [
         (RateLimited(rate=0, burst=0), ["rate", "burst"]),
         (Flaky(error_rate=1.5, statuses=[404]), ["error_rate", "statuses"]),
+        (Flaky(fail_first=-1), ["fail_first"]),
         (Outage(period_s=10, down_s=20, mode="sleep", status=42), ["down_s", "mode", "status"]),
         (Strict(event_pattern="(", max_string_length=0), ["event_pattern", "max_string_length"]),
         (Batch(max_events=0, max_bytes=0), ["max_events", "max_bytes"]),
