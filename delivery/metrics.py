@@ -22,7 +22,6 @@ from enum import StrEnum
 from typing import Any, Final
 
 from delivery.alerts.auth_watch import Change
-from delivery.api.segment import ErrorCode, TrackingStats
 from delivery.catalog import Catalog, catalog
 from delivery.precheck import PRIVATE_TARGET, UNKNOWN_DESTINATION, Fix
 from delivery.queue import JobState, QueueDepth
@@ -37,7 +36,7 @@ OTHER: Final = "other"
 #: The Content-Type of the text exposition format.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
-_PREFIX: Final = "deliverydash_"
+PREFIX: Final = "deliverydash_"
 
 
 class Metrics:
@@ -111,46 +110,23 @@ class Metrics:
             rule if rule in self._rules else OTHER,
         )
 
-    def render(self, depth: QueueDepth, stats: TrackingStats) -> str:
-        """The whole exposition: these counters, `stats` (tracking API) and `depth` (the queue)."""
+    def render(self, depth: QueueDepth) -> str:
+        """These counters and `depth` (the queue) in the text format; the API adds its own first."""
         lines: list[str] = []
-        _family(lines, "events_accepted_total", "counter", "Events stored by the tracking API.")
-        lines.append(f"{_PREFIX}events_accepted_total {stats.events_accepted}")
-        _family(
-            lines,
-            "events_duplicate_total",
-            "counter",
-            "Events acknowledged but not stored again (messageId seen in the last 24 h).",
-        )
-        lines.append(f"{_PREFIX}events_duplicate_total {stats.events_duplicate}")
-        _labelled_counter(
-            lines,
-            "events_rejected_total",
-            "Batch items refused alone, by error code.",
-            "code",
-            _closed_counts(stats.events_rejected, ErrorCode),
-        )
-        _labelled_counter(
-            lines,
-            "requests_rejected_total",
-            "Tracking API requests answered with an error, by error code.",
-            "code",
-            _closed_counts(stats.requests_rejected, ErrorCode),
-        )
         self._render_attempts(lines)
         self._render_prechecks(lines)
         self._render_latency(lines)
         self._render_alerts(lines)
         _render_queue(lines, depth)
-        _family(lines, "uptime_seconds", "gauge", "Seconds since the engine started.")
-        lines.append(f"{_PREFIX}uptime_seconds {_number(self.uptime_s())}")
+        family(lines, "uptime_seconds", "gauge", "Seconds since the engine started.")
+        lines.append(f"{PREFIX}uptime_seconds {_number(self.uptime_s())}")
         return "\n".join(lines) + "\n"
 
     def _render_attempts(self, lines: list[str]) -> None:
-        _family(lines, "attempts_total", "counter", "Delivery attempts recorded, by error class and outcome.")
+        family(lines, "attempts_total", "counter", "Delivery attempts recorded, by error class and outcome.")
         for (error_class, outcome), n in sorted(self.attempts.items()):
             labels = _labels(error_class=error_class, outcome=outcome)
-            lines.append(f"{_PREFIX}attempts_total{labels} {n}")
+            lines.append(f"{PREFIX}attempts_total{labels} {n}")
 
     def _render_prechecks(self, lines: list[str]) -> None:
         families = (
@@ -166,54 +142,56 @@ class Metrics:
             ),
         )
         for name, help_text, counts in families:
-            _family(lines, name, "counter", help_text)
+            family(lines, name, "counter", help_text)
             for (integration, rule), n in sorted(counts.items()):
-                lines.append(f"{_PREFIX}{name}{_labels(integration=integration, rule=rule)} {n}")
+                lines.append(f"{PREFIX}{name}{_labels(integration=integration, rule=rule)} {n}")
 
     def _render_latency(self, lines: list[str]) -> None:
         name = "request_duration_seconds"
-        _family(lines, name, "histogram", "Duration of delivery requests to destinations.")
+        family(lines, name, "histogram", "Duration of delivery requests to destinations.")
         cumulative = 0
         for bound, n in zip(LATENCY_BUCKETS_S, self.latency_buckets, strict=True):
             cumulative += n
-            lines.append(f"{_PREFIX}{name}_bucket{_labels(le=_number(bound))} {cumulative}")
-        lines.append(f'{_PREFIX}{name}_bucket{{le="+Inf"}} {self.latency_count}')
-        lines.append(f"{_PREFIX}{name}_sum {_number(self.latency_sum_s)}")
-        lines.append(f"{_PREFIX}{name}_count {self.latency_count}")
+            lines.append(f"{PREFIX}{name}_bucket{_labels(le=_number(bound))} {cumulative}")
+        lines.append(f'{PREFIX}{name}_bucket{{le="+Inf"}} {self.latency_count}')
+        lines.append(f"{PREFIX}{name}_sum {_number(self.latency_sum_s)}")
+        lines.append(f"{PREFIX}{name}_count {self.latency_count}")
 
     def _render_alerts(self, lines: list[str]) -> None:
-        _labelled_counter(
+        labelled_counter(
             lines,
             "notifications_total",
             "Notifications raised about destinations, by kind.",
             "kind",
             self.notifications,
         )
-        _family(lines, "destinations_disabled", "gauge", "Destinations disabled by auth failures now.")
-        lines.append(f"{_PREFIX}destinations_disabled {self.disabled_destinations()}")
+        family(lines, "destinations_disabled", "gauge", "Destinations disabled by auth failures now.")
+        lines.append(f"{PREFIX}destinations_disabled {self.disabled_destinations()}")
 
 
 def _render_queue(lines: list[str], depth: QueueDepth) -> None:
-    _family(lines, "queue_jobs", "gauge", "Jobs in the queue, by state.")
+    family(lines, "queue_jobs", "gauge", "Jobs in the queue, by state.")
     by_state = Counter({JobState.PENDING.value: 0, JobState.LEASED.value: 0})
-    by_state.update(_closed_counts(depth.by_state, JobState))
+    by_state.update(closed_counts(depth.by_state, JobState))
     for state, n in sorted(by_state.items()):
-        lines.append(f"{_PREFIX}queue_jobs{_labels(state=state)} {n}")
-    _family(lines, "outbox_records", "gauge", "Attempt records committed but not yet in the Parquet log.")
-    lines.append(f"{_PREFIX}outbox_records {depth.outbox_rows}")
+        lines.append(f"{PREFIX}queue_jobs{_labels(state=state)} {n}")
+    family(lines, "outbox_records", "gauge", "Attempt records committed but not yet in the Parquet log.")
+    lines.append(f"{PREFIX}outbox_records {depth.outbox_rows}")
 
 
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP {_PREFIX}{name} {_escape_help(help_text)}")
-    lines.append(f"# TYPE {_PREFIX}{name} {kind}")
+def family(lines: list[str], name: str, kind: str, help_text: str) -> None:
+    """Start the family `name` (prefixed) of `kind` with its help text."""
+    lines.append(f"# HELP {PREFIX}{name} {_escape_help(help_text)}")
+    lines.append(f"# TYPE {PREFIX}{name} {kind}")
 
 
-def _labelled_counter(
+def labelled_counter(
     lines: list[str], name: str, help_text: str, label: str, counts: Mapping[str, int]
 ) -> None:
-    _family(lines, name, "counter", help_text)
+    """A counter family with one sample per value of `label`."""
+    family(lines, name, "counter", help_text)
     for value, n in sorted(counts.items()):
-        lines.append(f"{_PREFIX}{name}{_labels(**{label: value})} {n}")
+        lines.append(f"{PREFIX}{name}{_labels(**{label: value})} {n}")
 
 
 def _closed(value: object, allowed: type[StrEnum]) -> str:
@@ -222,7 +200,8 @@ def _closed(value: object, allowed: type[StrEnum]) -> str:
     return text if text in allowed._value2member_map_ else OTHER
 
 
-def _closed_counts(counts: Mapping[str, int], allowed: type[StrEnum]) -> Counter[str]:
+def closed_counts(counts: Mapping[str, int], allowed: type[StrEnum]) -> Counter[str]:
+    """`counts` with every value outside `allowed` counted under `OTHER`."""
     closed: Counter[str] = Counter()
     for value, n in counts.items():
         closed[_closed(value, allowed)] += n

@@ -24,7 +24,8 @@ from starlette.types import Lifespan
 from delivery.api.dependencies import AppContext, get_context
 from delivery.api.routers import admin, health, tracking
 from delivery.api.routers import metrics as metrics_router
-from delivery.api.segment import TrackingError, TrackingStats
+from delivery.api.segment import TrackingError
+from delivery.api.stats import TrackingStats
 from delivery.config import Config
 from delivery.metrics import Metrics
 from delivery.queue import Queue

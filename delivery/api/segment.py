@@ -39,7 +39,6 @@ import binascii
 import json
 import uuid
 import zlib
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,20 +160,6 @@ class Parsed:
     """Accepted messages, in request order."""
     rejections: list[Rejection] = field(default_factory=list)
     """Batch items refused alone (always empty for the single-call endpoints, which raise instead)."""
-
-
-@dataclass
-class TrackingStats:
-    """Counters of the tracking API since start, for `/metrics`. Updated on the event loop only."""
-
-    events_accepted: int = 0
-    """Events stored (a duplicate messageId counts under `events_duplicate` instead)."""
-    events_duplicate: int = 0
-    """Events acknowledged but not stored again: their messageId was seen in the last 24 h."""
-    events_rejected: Counter[str] = field(default_factory=Counter)
-    """Batch items refused alone, by error code."""
-    requests_rejected: Counter[str] = field(default_factory=Counter)
-    """Requests answered with an error, by error code."""
 
 
 # -- the request ---------------------------------------------------------------------------------

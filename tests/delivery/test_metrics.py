@@ -15,8 +15,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from delivery.api import stats as tracking_stats
 from delivery.api.main import create_app
-from delivery.api.segment import TrackingStats
+from delivery.api.stats import TrackingStats
 from delivery.config import Config, parse_config
 from delivery.engine import build_app
 from delivery.metrics import LATENCY_BUCKETS_S, Metrics, escape_label_value
@@ -89,7 +90,7 @@ def attempt(error_class: str, outcome: str, duration_ms: float | None) -> dict[s
 
 
 def test_an_idle_engine_shows_every_family_at_zero() -> None:
-    values = samples(Metrics().render(EMPTY, TrackingStats()))
+    values = samples(tracking_stats.render(TrackingStats()) + Metrics().render(EMPTY))
     assert values["deliverydash_events_accepted_total"] == 0
     assert values['deliverydash_queue_jobs{state="pending"}'] == 0
     assert values['deliverydash_queue_jobs{state="leased"}'] == 0
@@ -109,7 +110,7 @@ def test_attempts_are_counted_by_class_and_outcome_and_timed_in_cumulative_bucke
         attempt("disabled", "skipped", None),  # no request, no duration
     ]:
         metrics.record(record)
-    values = samples(metrics.render(EMPTY, TrackingStats()))
+    values = samples(metrics.render(EMPTY))
     assert values['deliverydash_attempts_total{error_class="none",outcome="delivered"}'] == 2
     assert values['deliverydash_attempts_total{error_class="server",outcome="retry"}'] == 1
     assert values['deliverydash_attempts_total{error_class="timeout",outcome="retry"}'] == 1
@@ -130,7 +131,7 @@ def test_tracking_counters_and_queue_depth_are_shown() -> None:
     stats.events_rejected.update({"missing_event": 3})
     stats.requests_rejected.update({"invalid_write_key": 4})
     depth = QueueDepth({"pending": 5, "leased": 1}, {"dest-ok": {"pending": 5, "leased": 1}}, 9)
-    values = samples(Metrics().render(depth, stats))
+    values = samples(tracking_stats.render(stats) + Metrics().render(depth))
     assert values["deliverydash_events_accepted_total"] == 7
     assert values["deliverydash_events_duplicate_total"] == 2
     assert values['deliverydash_events_rejected_total{code="missing_event"}'] == 3
@@ -146,7 +147,7 @@ def test_label_values_stay_in_closed_sets_and_name_no_tenant() -> None:
     stats = TrackingStats()
     stats.events_rejected.update({"acme-workspace": 1, "missing_event": 1})
     depth = QueueDepth({"pending": 1, "dest-ok": 2}, {"dest-ok": {"pending": 1}}, 0)
-    text = metrics.render(depth, stats)
+    text = tracking_stats.render(stats) + metrics.render(depth)
     values = samples(text)
     assert values['deliverydash_attempts_total{error_class="other",outcome="other"}'] == 1
     assert values['deliverydash_events_rejected_total{code="other"}'] == 1
@@ -167,7 +168,7 @@ def test_uptime_counts_from_creation() -> None:
     metrics = Metrics(monotonic=lambda: now[0])
     now[0] = 142.5
     assert metrics.uptime_s() == 42.5
-    assert samples(metrics.render(EMPTY, TrackingStats()))["deliverydash_uptime_seconds"] == 42.5
+    assert samples(metrics.render(EMPTY))["deliverydash_uptime_seconds"] == 42.5
 
 
 # -- over the app --------------------------------------------------------------------------------

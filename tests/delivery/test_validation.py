@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from delivery.api.segment import TrackingStats
 from delivery.catalog import (
     EventNameRule,
     RequiredField,
@@ -586,7 +585,7 @@ def test_the_worker_sends_fixed_events_and_skips_unfixable_ones(
         ("crm-records", "string_too_long"): 1,
     }
     assert metrics.precheck_skips == {("crm-records", "missing_user_id"): 1}
-    text = metrics.render(QueueDepth(by_state={}, by_destination={}, outbox_rows=0), TrackingStats())
+    text = metrics.render(QueueDepth(by_state={}, by_destination={}, outbox_rows=0))
     assert 'deliverydash_precheck_fixes_total{integration="crm-records",rule="event_name_pattern"} 1' in text
     assert 'deliverydash_precheck_skipped_total{integration="crm-records",rule="missing_user_id"} 1' in text
 

@@ -12,6 +12,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Response
 
+from delivery.api import stats
 from delivery.api.dependencies import ContextDep
 from delivery.metrics import CONTENT_TYPE
 
@@ -29,4 +30,5 @@ async def metrics(context: ContextDep) -> Response:
         log.exception("/metrics: could not count the queue")
         # `delivery.api.main` answers it as JSON {"code": "service_unavailable", "message": ...}.
         raise HTTPException(503, "the queue could not be counted; try again later") from None
-    return Response(context.metrics.render(depth, context.stats), media_type=CONTENT_TYPE)
+    text = stats.render(context.stats) + context.metrics.render(depth)
+    return Response(text, media_type=CONTENT_TYPE)
