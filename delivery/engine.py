@@ -59,7 +59,8 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
     """The app with a lifespan that runs the worker and the exporter beside the API."""
     engine = config.engine
     metrics = Metrics()
-    alerts = AuthAlerts(config, metrics=metrics)
+    alerts = AuthAlerts(config, on_notification=metrics.record_notification)
+    metrics.disabled_destinations = alerts.disabled_count
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

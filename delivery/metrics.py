@@ -69,7 +69,7 @@ class Metrics:
         self.notifications: Counter[str] = Counter()
         """Notifications raised, by kind (`delivery.alerts.auth_watch.Change`)."""
         self.disabled_destinations: Callable[[], int] = lambda: 0
-        """How many destinations auth failures have disabled now (`delivery.alerts.auth_alerts` sets it)."""
+        """How many destinations auth failures have disabled now (`delivery.engine` sets it)."""
 
     def uptime_s(self) -> float:
         """Seconds since this object was made (the engine's start)."""

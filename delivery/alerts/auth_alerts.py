@@ -43,7 +43,6 @@ from delivery.alerts.auth_watch import (
 )
 from delivery.alerts.store import NewNotification, NotificationStore
 from delivery.config import AlertsConfig, Config
-from delivery.metrics import Metrics
 from ingest.ids import new_id
 from ingest.notifications import Notification
 
@@ -77,12 +76,16 @@ class AuthAlerts:
     """Watches auth failures per destination; see the module docstring."""
 
     def __init__(
-        self, config: Config, *, clock: Callable[[], float] = time.time, metrics: Metrics | None = None
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_notification: Callable[[str], None] | None = None,
     ) -> None:
-        """`clock` gives epoch seconds (the worker's clock); `metrics` counts notifications."""
+        """`clock` gives epoch seconds (the worker's clock); `on_notification` hears each kind raised."""
         self._config = config
         self._clock = clock
-        self._metrics = metrics
+        self._on_notification = on_notification or (lambda kind: None)
         self._watch = AuthWatch(policy(config.alerts))
         self._store: NotificationStore | None = None
         self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
@@ -102,8 +105,6 @@ class AuthAlerts:
         self._watch = AuthWatch(self._watch.policy, known)
         for destination_id in self._watch.disabled():
             log.warning("destination %s is still disabled by auth failures; probing it", destination_id)
-        if self._metrics is not None:
-            self._metrics.disabled_destinations = lambda: len(self._watch.disabled())
         if self._config.alerts.webhook_url is not None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._config.alerts.webhook_timeout_s),
@@ -160,6 +161,10 @@ class AuthAlerts:
         await done
         return note.stored()
 
+    def disabled_count(self) -> int:
+        """How many destinations auth failures have disabled now."""
+        return len(self._watch.disabled())
+
     def state(self, destination_id: str) -> WatchState:
         """A destination's standing now."""
         return self._watch.state(destination_id)
@@ -169,8 +174,7 @@ class AuthAlerts:
     def _queue(self, write: _Write) -> None:
         for note in write.notifications:
             log.warning("notification %s for %s: %s", note.kind, note.destination_id, note.message)
-            if self._metrics is not None:
-                self._metrics.record_notification(note.kind)
+            self._on_notification(note.kind)
         self._writes.put_nowait(write)
 
     async def _apply(self, write: _Write) -> None:
