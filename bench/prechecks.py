@@ -144,66 +144,101 @@ def send_events(host: str, n: int, seed: int, long_context: float = 0.0) -> tupl
             if draw < 0.95
             else "other type"
         )
-        kinds[message_id] = kind
         props: dict[str, Any] = {"order_id": f"o-{i}", "revenue": round(rng.uniform(5, 500), 2)}
+        call = _Call(client, rng, i, user, message_id, props)
+        kinds[message_id] = kind
         if kind == "valid":
-            call = rng.random()
-            if call < 0.6:
-                context: dict[str, Any] = {}
-                if long_context and extra.random() < long_context:
-                    kinds[message_id] = KINDS[-1]
-                    query = "&".join(
-                        f"utm_{k}={'x' * 40}" for k in ("source", "medium", "campaign", "content")
-                    )
-                    context["page"] = {"url": f"https://shop.example.com/checkout?{query}&gclid={'g' * 100}"}
-                client.track(
-                    user_id=user,
-                    event=rng.choice(VALID_NAMES),
-                    properties=props,
-                    context=context,
-                    message_id=message_id,
-                )
-            elif call < 0.9:
-                traits = {"email": f"{user}@example.com", "plan": rng.choice(("free", "pro", "business"))}
-                client.identify(user_id=user, traits=traits, message_id=message_id)
-            else:
-                client.group(
-                    user_id=user, group_id=f"g-{i % 13}", traits={"name": "Initech"}, message_id=message_id
-                )
+            kinds[message_id] = _send_valid(call, extra, long_context)
         elif kind == "fixable":
-            problem = rng.random()  # 40 % name only, 40 % long string only, 20 % both
-            name = rng.choice(BAD_NAMES) if problem < 0.4 or problem >= 0.8 else rng.choice(VALID_NAMES)
-            if problem >= 0.4:
-                if rng.random() < 0.75 or problem >= 0.8:
-                    props["review"] = long_text(rng)
-                else:
-                    traits = {"email": f"{user}@example.com", "bio": long_text(rng)}
-                    client.identify(user_id=user, traits=traits, message_id=message_id)
-                    continue
-            client.track(user_id=user, event=name, properties=props, message_id=message_id)
+            _send_fixable(call)
         elif kind == "anonymous":
-            anonymous_id = f"anon-{rng.getrandbits(32):08x}"
-            if rng.random() < 0.7:
-                client.track(
-                    anonymous_id=anonymous_id,
-                    event=rng.choice(VALID_NAMES),
-                    properties=props,
-                    message_id=message_id,
-                )
-            else:
-                client.identify(anonymous_id=anonymous_id, traits={"plan": "free"}, message_id=message_id)
+            _send_anonymous(call)
         else:
-            call = rng.random()
-            if call < 0.5:
-                client.page(
-                    user_id=user, name="Pricing", properties={"path": "/pricing"}, message_id=message_id
-                )
-            elif call < 0.8:
-                client.screen(user_id=user, name="Home", properties={"tab": "feed"}, message_id=message_id)
-            else:
-                client.alias(previous_id=f"anon-{i}", user_id=user, message_id=message_id)
+            _send_other_type(call)
     client.shutdown()  # flush the queue and stop the consumer thread
     return kinds, failures
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call to send: the client, the mix's generator, and what every kind of call carries."""
+
+    client: Any
+    rng: random.Random
+    i: int
+    user: str
+    message_id: str
+    props: dict[str, Any]
+
+
+def _send_valid(call: _Call, extra: random.Random, long_context: float) -> str:
+    """A call the partner accepts raw; its kind (the last of KINDS when it got a long page URL)."""
+    client, rng, user, message_id = call.client, call.rng, call.user, call.message_id
+    draw = rng.random()
+    if draw < 0.6:
+        context: dict[str, Any] = {}
+        kind = "valid"
+        if long_context and extra.random() < long_context:
+            kind = KINDS[-1]
+            query = "&".join(f"utm_{k}={'x' * 40}" for k in ("source", "medium", "campaign", "content"))
+            context["page"] = {"url": f"https://shop.example.com/checkout?{query}&gclid={'g' * 100}"}
+        client.track(
+            user_id=user,
+            event=rng.choice(VALID_NAMES),
+            properties=call.props,
+            context=context,
+            message_id=message_id,
+        )
+        return kind
+    if draw < 0.9:
+        traits = {"email": f"{user}@example.com", "plan": rng.choice(("free", "pro", "business"))}
+        client.identify(user_id=user, traits=traits, message_id=message_id)
+    else:
+        client.group(
+            user_id=user, group_id=f"g-{call.i % 13}", traits={"name": "Initech"}, message_id=message_id
+        )
+    return "valid"
+
+
+def _send_fixable(call: _Call) -> None:
+    """A call breaking a rule the prechecks fix: a bad event name, a string too long, or both."""
+    client, rng, user, message_id = call.client, call.rng, call.user, call.message_id
+    problem = rng.random()  # 40 % name only, 40 % long string only, 20 % both
+    name = rng.choice(BAD_NAMES) if problem < 0.4 or problem >= 0.8 else rng.choice(VALID_NAMES)
+    if problem >= 0.4:
+        if rng.random() < 0.75 or problem >= 0.8:
+            call.props["review"] = long_text(rng)
+        else:
+            traits = {"email": f"{user}@example.com", "bio": long_text(rng)}
+            client.identify(user_id=user, traits=traits, message_id=message_id)
+            return
+    client.track(user_id=user, event=name, properties=call.props, message_id=message_id)
+
+
+def _send_anonymous(call: _Call) -> None:
+    """A call with an anonymousId only, which crm-records refuses."""
+    anonymous_id = f"anon-{call.rng.getrandbits(32):08x}"
+    if call.rng.random() < 0.7:
+        call.client.track(
+            anonymous_id=anonymous_id,
+            event=call.rng.choice(VALID_NAMES),
+            properties=call.props,
+            message_id=call.message_id,
+        )
+    else:
+        call.client.identify(anonymous_id=anonymous_id, traits={"plan": "free"}, message_id=call.message_id)
+
+
+def _send_other_type(call: _Call) -> None:
+    """A page, screen or alias call: types crm-records does not take."""
+    client, user, message_id = call.client, call.user, call.message_id
+    draw = call.rng.random()
+    if draw < 0.5:
+        client.page(user_id=user, name="Pricing", properties={"path": "/pricing"}, message_id=message_id)
+    elif draw < 0.8:
+        client.screen(user_id=user, name="Home", properties={"tab": "feed"}, message_id=message_id)
+    else:
+        client.alias(previous_id=f"anon-{call.i}", user_id=user, message_id=message_id)
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -348,13 +383,32 @@ def verdict(record: dict[str, Any] | None) -> str:
 
 
 def report(result: dict[str, Any], n: int, seed: int) -> None:
-    records, kinds = result["records"], result["kinds"]
-    answers: dict[tuple[str, int], int] = result["answers"]
-    finals = {d: final_outcomes(records, d) for d, _, _ in DESTINATIONS}
+    """Print the figures of `run` as Markdown for docs/benchmarks.md."""
+    finals = {d: final_outcomes(result["records"], d) for d, _, _ in DESTINATIONS}
     print(
         f"\n### Prechecks: {n:,} calls (seed {seed}) to one `strict` partner, "
         "through a `crm-records` and a `webhook` destination\n"
     )
+    _report_destinations(result, finals)
+    partner = result["partner"]
+    print(
+        f"\nPartner's own totals (both paths): {partner['requests']:,} requests, "
+        f"statuses {partner['statuses']}"
+    )
+
+    _report_prevented(result["kinds"], finals)
+    _report_by_kind(result["kinds"], finals)
+    print(
+        f"\nRun: {result['sent_s']:.1f} s to send, {result['settled_s']:.1f} s until every delivery settled "
+        f"({result['unsettled']} unsettled, {result['client_failures']} calls the client failed to send); "
+        f"machine: {os.cpu_count()} cores, partner, engine and client in one process"
+    )
+
+
+def _report_destinations(result: dict[str, Any], finals: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """The table of requests, 400s, fixes, skips and final outcomes per destination."""
+    records = result["records"]
+    answers: dict[tuple[str, int], int] = result["answers"]
     print(
         "| destination | integration | requests (log) | requests (partner) | 400 (partner) | 400 (log) "
         "| fixes made (events fixed) | jobs skipped by prechecks | delivered | other final |"
@@ -394,13 +448,10 @@ def report(result: dict[str, Any], n: int, seed: int) -> None:
             f"| `{destination}` | {integration} | {requests:,} | {partner_requests:,} | {partner_400:,} "
             f"| {log_400:,} | {fixes_text} | {skipped_text} | {delivered:,} | {other_text} |"
         )
-    partner = result["partner"]
-    print(
-        f"\nPartner's own totals (both paths): {partner['requests']:,} requests, "
-        f"statuses {partner['statuses']}"
-    )
 
-    # Per event: what the raw event earned on `hook`, what it became on `crm`.
+
+def _report_prevented(kinds: dict[str, str], finals: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """Per event: what the raw event earned on `hook`, what it became on `crm`."""
     crm, hook = finals["crm"], finals["hook"]
     refused_raw = [m for m, r in hook.items() if r["status_code"] == 400]
     still_400 = [m for m in refused_raw if (crm.get(m) or {}).get("status_code") == 400]
@@ -433,6 +484,10 @@ def report(result: dict[str, Any], n: int, seed: int) -> None:
         "(call types crm-records does not take; the strict profile has no knob for types)"
     )
 
+
+def _report_by_kind(kinds: dict[str, str], finals: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """The fate of each kind of event, raw and prechecked."""
+    crm, hook = finals["crm"], finals["hook"]
     print("\n| kind of event | events | on `hook` (raw) | on `crm` (prechecked) |")
     print("|---|---|---|---|")
     for kind in KINDS:
@@ -445,11 +500,6 @@ def report(result: dict[str, Any], n: int, seed: int) -> None:
             f"| {kind} | {len(ids):,} | {', '.join(f'{v} {c:,}' for v, c in on_hook.most_common())} "
             f"| {', '.join(f'{v} {c:,}' for v, c in on_crm.most_common())} |"
         )
-    print(
-        f"\nRun: {result['sent_s']:.1f} s to send, {result['settled_s']:.1f} s until every delivery settled "
-        f"({result['unsettled']} unsettled, {result['client_failures']} calls the client failed to send); "
-        f"machine: {os.cpu_count()} cores, partner, engine and client in one process"
-    )
 
 
 def main() -> None:

@@ -223,12 +223,81 @@ def _pick_by_volume(
 def build_world(
     seed: int = 7, knobs: Knobs | None = None, *, workspaces: int = 4_000, integrations: int = 200
 ) -> World:
-    """Draw the world for `seed`."""
+    """Draw the world for `seed`.
+
+    The draws happen in a fixed order (integrations, traffic, partners'
+    troubles, broken credentials, odd endpoints, rate limits): the same seed
+    always draws the same world, and the calibration (docs/simulation.md)
+    holds for it.
+    """
     knobs = knobs or Knobs()
     rng = np.random.default_rng(seed)
     ints = _integrations(rng, integrations)
     ints["int_server_error_rate"] = ints["int_server_error_rate"] * knobs.server_error_rate
+    traffic = _traffic(rng, ints, workspaces, integrations)
+    ints["int_strict"], outage_start, outage_len = _partner_troubles(rng, ints, traffic, knobs)
+    auth = _broken_credentials(rng, traffic, knobs)
+    odd = _odd_endpoints(rng, traffic, auth.broken, knobs)
+    # For customers over a partner's limit: the limit over their mean request rate, so
+    # 429s peak with the daily curve. Others only meet short bursts.
+    record_system = ints["_is_record_system"][traffic.dest_int]
+    over = _pick_by_volume(
+        rng, traffic.requests, ~auth.broken & ~odd.unusable & record_system, knobs.over_limit_share
+    )
+    limit_ratio = np.where(over, rng.uniform(0.01, 0.08, traffic.dest_int.size), np.inf)
+    burst_429 = knobs.burst_429_rate * np.where(record_system, 3.0, 0.3)
 
+    source_ids = np.array([f"src_{i:05d}" for i in range(traffic.source_ws.size)])
+    ws_ids = np.array([f"ws_{i:04d}" for i in range(workspaces)])
+    return World(
+        int_name=ints["int_name"],
+        int_batch_max=ints["int_batch_max"],
+        int_rate_limit=ints["int_rate_limit"],
+        int_strict=ints["int_strict"],
+        int_latency_ms=ints["int_latency_ms"],
+        int_server_error_rate=ints["int_server_error_rate"],
+        int_outage_start_s=outage_start,
+        int_outage_len_s=outage_len,
+        int_retry_after=ints["int_retry_after"],
+        dest_id=np.array([f"dst_{i:05d}" for i in range(traffic.dest_int.size)]),
+        dest_workspace=ws_ids[traffic.source_ws[traffic.dest_source]],
+        dest_source=source_ids[traffic.dest_source],
+        workspace_ids=ws_ids,
+        source_ids=source_ids,
+        dest_workspace_index=traffic.source_ws[traffic.dest_source],
+        dest_source_index=traffic.dest_source,
+        dest_integration=traffic.dest_int,
+        dest_rate=traffic.dest_rate,
+        dest_limit_ratio=limit_ratio,
+        dest_burst_429=burst_429,
+        dest_auth_since_s=auth.since,
+        dest_auth_code=auth.code.astype(np.int16),
+        dest_fixed_code=odd.code.astype(np.int16),
+        dest_fixed_transport=odd.transport.astype(np.int8),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Traffic:
+    """Who sends what where: sources of workspaces, their destinations, and request rates."""
+
+    source_ws: np.ndarray
+    """Workspace index of each source."""
+    dest_source: np.ndarray
+    """Source index of each destination."""
+    dest_int: np.ndarray
+    """Integration index of each destination."""
+    dest_rate: np.ndarray
+    """Events/s each destination receives (mean over the day)."""
+    mean_batch: np.ndarray
+    """Events per request at each destination."""
+    requests: np.ndarray
+    """Requests/s each destination is sent."""
+
+
+def _traffic(
+    rng: np.random.Generator, ints: dict[str, np.ndarray], workspaces: int, integrations: int
+) -> _Traffic:
     # Workspaces: a heavy-tailed event volume, 1-3 sources, each feeding 1-6 destinations.
     ws_volume = rng.lognormal(0.0, 1.6, workspaces)
     n_sources = rng.integers(1, 4, workspaces)
@@ -246,94 +315,95 @@ def build_world(
     dest_rate = source_volume[dest_source] * rng.uniform(0.3, 1.0, dest_source.size) * 2.0
     # Events arriving within a 5-second linger ride in one request, up to the partner's cap.
     mean_batch = np.clip(dest_rate * LINGER_S, 1.0, ints["int_batch_max"][dest_int])
-    requests = dest_rate / mean_batch
+    return _Traffic(source_ws, dest_source, dest_int, dest_rate, mean_batch, dest_rate / mean_batch)
 
-    int_requests = np.bincount(dest_int, weights=requests, minlength=integrations)
+
+def _partner_troubles(
+    rng: np.random.Generator, ints: dict[str, np.ndarray], traffic: _Traffic, knobs: Knobs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(strict, outage start s, outage length s) per integration; the webhook (0) has neither."""
+    integrations = ints["int_name"].size
+    int_requests = np.bincount(traffic.dest_int, weights=traffic.requests, minlength=integrations)
     partner = np.arange(integrations) > 0
     # Strict partners take one event per request (a rejected batch would hide which event was bad).
-    ints["int_strict"] = _pick_by_volume(
+    strict = _pick_by_volume(
         rng, int_requests, partner & (ints["int_batch_max"] == 1), knobs.strict_share, cap=0.03
     )
     has_outage = _pick_by_volume(rng, int_requests, partner, knobs.outage_share, cap=0.01)
     outage_start = np.where(has_outage, rng.uniform(0, 86_400 - 7_200, integrations), -1.0)
     outage_len = np.where(has_outage, rng.uniform(1_200, 7_200, integrations), 0.0)
+    return strict, outage_start, outage_len
 
-    is_webhook = dest_int == 0
+
+@dataclass(frozen=True, slots=True)
+class _BrokenCredentials:
+    broken: np.ndarray
+    """Destinations whose credentials are wrong or expire today."""
+    since: np.ndarray
+    """Second of the day they broke (-1: before the day; inf: never)."""
+    code: np.ndarray
+    """What the partner answers then: 401 or 403."""
+
+
+def _broken_credentials(rng: np.random.Generator, traffic: _Traffic, knobs: Knobs) -> _BrokenCredentials:
+    is_webhook = traffic.dest_int == 0
     # Credentials break at destinations that take one event per request, so the
     # share of auth failures is the same counted in requests or in events.
-    single = mean_batch < 1.5
-    auth_broken = _pick_by_volume(
-        rng, requests, single & (~is_webhook | (rng.random(is_webhook.size) < 0.3)), knobs.auth_broken_share
+    single = traffic.mean_batch < 1.5
+    broken = _pick_by_volume(
+        rng,
+        traffic.requests,
+        single & (~is_webhook | (rng.random(is_webhook.size) < 0.3)),
+        knobs.auth_broken_share,
     )
     # Half were broken before the day started; the rest expire during it.
-    auth_since = np.where(
-        auth_broken,
-        np.where(rng.random(auth_broken.size) < 0.5, -1.0, rng.uniform(0, 86_400, auth_broken.size)),
+    since = np.where(
+        broken,
+        np.where(rng.random(broken.size) < 0.5, -1.0, rng.uniform(0, 86_400, broken.size)),
         np.inf,
     )
-    auth_code = np.where(rng.random(auth_broken.size) < 0.7, 401, 403)
+    code = np.where(rng.random(broken.size) < 0.7, 401, 403)
+    return _BrokenCredentials(broken, since, code)
 
-    fixed_code = np.zeros(dest_int.size, dtype=np.int16)
-    fixed_transport = np.zeros(dest_int.size, dtype=np.int8)
+
+@dataclass(frozen=True, slots=True)
+class _OddEndpoints:
+    code: np.ndarray
+    """The status a destination answers all day (0: none fixed)."""
+    transport: np.ndarray
+    """The `FIXED_TRANSPORT` failure it answers all day (0: none)."""
+    unusable: np.ndarray
+    """Destinations that never deliver: odd webhooks, dead hosts, backends down all day."""
+
+
+def _odd_endpoints(
+    rng: np.random.Generator, traffic: _Traffic, auth_broken: np.ndarray, knobs: Knobs
+) -> _OddEndpoints:
+    """The "WTF webhooks" (TLS errors, 418, 3xx, 404, codes 1-101), dead hosts and down backends."""
+    requests, size = traffic.requests, traffic.dest_int.size
+    is_webhook = traffic.dest_int == 0
+    single = traffic.mean_batch < 1.5
+    code = np.zeros(size, dtype=np.int16)
+    transport = np.zeros(size, dtype=np.int8)
     weird = _pick_by_volume(
         rng,
         requests,
         is_webhook & ~auth_broken,
         knobs.webhook_weird_share * requests[is_webhook].sum() / requests.sum(),
     )
-    kinds = rng.choice(5, size=dest_int.size, p=[0.45, 0.25, 0.1, 0.1, 0.1])
-    # nonstandard: every code 1..101, and the teapot
+    kinds = rng.choice(5, size=size, p=[0.45, 0.25, 0.1, 0.1, 0.1])
     # Nonstandard answers go round the codes 1..101 and 418 in turn, so every one
     # of them is seen, as the seed saw them.
     nonstandard = np.flatnonzero(weird & (kinds == 0))
     codes = np.append(np.arange(1, 102), 418)
-    fixed_code[rng.permutation(nonstandard)] = codes[np.arange(nonstandard.size) % codes.size]
-    fixed_code = np.where(weird & (kinds == 2), rng.choice([301, 302, 307], dest_int.size), fixed_code)
-    fixed_code = np.where(weird & (kinds == 3), 404, fixed_code)
-    fixed_code = np.where(weird & (kinds == 4), rng.choice([405, 413, 410], dest_int.size), fixed_code)
-    fixed_transport = np.where(weird & (kinds == 1), rng.integers(1, 4, dest_int.size), fixed_transport)
+    code[rng.permutation(nonstandard)] = codes[np.arange(nonstandard.size) % codes.size]
+    code = np.where(weird & (kinds == 2), rng.choice([301, 302, 307], size), code)
+    code = np.where(weird & (kinds == 3), 404, code)
+    code = np.where(weird & (kinds == 4), rng.choice([405, 413, 410], size), code)
+    transport = np.where(weird & (kinds == 1), rng.integers(1, 4, size), transport)
     dead = _pick_by_volume(rng, requests, single & ~auth_broken & ~weird, knobs.dead_host_share)
-    fixed_transport = np.where(dead, rng.choice([4, 5, 6], dest_int.size, p=[0.6, 0.3, 0.1]), fixed_transport)
-
+    transport = np.where(dead, rng.choice([4, 5, 6], size, p=[0.6, 0.3, 0.1]), transport)
     # Backends down all day behind a proxy that answers 502/503: retried to the end, then dropped.
     down = _pick_by_volume(rng, requests, single & ~auth_broken & ~weird & ~dead, knobs.down_backend_share)
-    fixed_code = np.where(down, rng.choice([502, 503], dest_int.size), fixed_code)
-
-    # For customers over a partner's limit: the limit over their mean request rate, so
-    # 429s peak with the daily curve. Others only meet short bursts.
-    record_system = ints["_is_record_system"][dest_int]
-    over = _pick_by_volume(
-        rng, requests, ~auth_broken & ~weird & ~dead & ~down & record_system, knobs.over_limit_share
-    )
-    limit_ratio = np.where(over, rng.uniform(0.01, 0.08, dest_int.size), np.inf)
-    burst_429 = knobs.burst_429_rate * np.where(record_system, 3.0, 0.3)
-
-    n_src = source_ws.size
-    source_ids = np.array([f"src_{i:05d}" for i in range(n_src)])
-    ws_ids = np.array([f"ws_{i:04d}" for i in range(workspaces)])
-    return World(
-        int_name=ints["int_name"],
-        int_batch_max=ints["int_batch_max"],
-        int_rate_limit=ints["int_rate_limit"],
-        int_strict=ints["int_strict"],
-        int_latency_ms=ints["int_latency_ms"],
-        int_server_error_rate=ints["int_server_error_rate"],
-        int_outage_start_s=outage_start,
-        int_outage_len_s=outage_len,
-        int_retry_after=ints["int_retry_after"],
-        dest_id=np.array([f"dst_{i:05d}" for i in range(dest_int.size)]),
-        dest_workspace=ws_ids[source_ws[dest_source]],
-        dest_source=source_ids[dest_source],
-        workspace_ids=ws_ids,
-        source_ids=source_ids,
-        dest_workspace_index=source_ws[dest_source],
-        dest_source_index=dest_source,
-        dest_integration=dest_int,
-        dest_rate=dest_rate,
-        dest_limit_ratio=limit_ratio,
-        dest_burst_429=burst_429,
-        dest_auth_since_s=auth_since,
-        dest_auth_code=auth_code.astype(np.int16),
-        dest_fixed_code=fixed_code.astype(np.int16),
-        dest_fixed_transport=fixed_transport.astype(np.int8),
-    )
+    code = np.where(down, rng.choice([502, 503], size), code)
+    return _OddEndpoints(code, transport, weird | dead | down)
