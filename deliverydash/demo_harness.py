@@ -35,7 +35,6 @@ class EngineThread:
         self.queue: Any = None
         self.error: BaseException | None = None
         self._server: Any = None
-        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-engine")
 
     @property

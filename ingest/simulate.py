@@ -42,8 +42,6 @@ from ingest.world import (
 )
 from ingest.writer import ATTEMPTS_DIR, write_partitioned
 
-DAY_S = 86_400.0
-
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
