@@ -14,6 +14,11 @@ A crash before 3 leaves the batch open. Resuming it, the exporter first
 reads the attempt ids in the files already published under the batch's
 prefix and publishes only the rest: a crash after (some) publishing
 duplicates nothing, a crash before it loses nothing.
+
+When the engine starts, before its first batch, the exporter brings the
+log's hourly rollups in step with its files (`ingest.rollup`): a writer that
+stopped between an attempt file and its rollups is repaired by the next
+writer, never by a reader.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pyarrow.parquet as pq
 
 from delivery.queue import OutboxBatch, Queue
 from ingest.files import clean_temporary
+from ingest.rollup import reconcile
 from ingest.schema import json_lines_to_table, rows_to_table
 from ingest.writer import attempts_root, write_partitioned
 
@@ -71,6 +77,10 @@ class Exporter:
         # The first table built imports pandas (pyarrow's lazy shim): 0.2 s of GIL at start-up
         # rather than in the first export, where it stalled the worker's event loop under load.
         rows_to_table([])
+
+    def repair_rollups(self) -> tuple[int, int]:
+        """Build the rollups attempt files lack and remove orphaned ones; (built, removed)."""
+        return reconcile(self.data_dir, attempts_root(self.data_dir))
 
     def run_once(self) -> int:
         """Export every committed record, batch after batch; return how many were published.
@@ -125,7 +135,16 @@ async def export_until(exporter: Exporter, interval_s: float, stop: asyncio.Even
 
     A failed round is logged and retried at the next interval: the records
     stay committed in the outbox meanwhile. The final round's error propagates.
+    The rollups are repaired first (`Exporter.repair_rollups`); a failure
+    there is logged and does not stop the exports.
     """
+    try:
+        built, removed = await asyncio.to_thread(exporter.repair_rollups)
+    except Exception:
+        log.exception("repairing the attempt log's rollups failed; `deliverydash repair` retries it")
+    else:
+        if built or removed:
+            log.info("rollups repaired: %d built, %d orphaned removed", built, removed)
     while not stop.is_set():
         try:
             await asyncio.to_thread(exporter.run_once)

@@ -28,6 +28,7 @@ import pytest
 from delivery.exporter import Exporter, batch_prefix, export_until
 from delivery.queue import Event, Job
 from delivery.queue.sqlite import SqliteQueue
+from ingest.rollup import rollup_root
 from ingest.schema import ATTEMPT_SCHEMA, rows_to_table
 from ingest.writer import attempts_glob, attempts_root, write_partitioned
 from tests.ingest.rows import attempt_row
@@ -172,6 +173,26 @@ def test_export_until_runs_on_an_interval_and_flushes_at_the_end(queue: SqliteQu
 
     asyncio.run(engine())
     assert logged(tmp_path) == as_logged(records)
+
+
+def test_export_until_first_repairs_the_rollups_a_stopped_writer_left_out(
+    queue: SqliteQueue, tmp_path: Path
+) -> None:
+    # A writer stopped between an attempt file and its rollups: the engine's exporter repairs
+    # that when it starts (readers never write). Old enough to be out of the writers' grace.
+    (path,) = write_partitioned(rows_to_table([attempt_row(0, LATE)]), tmp_path)
+    lost = rollup_root(tmp_path, "outcomes") / path.relative_to(attempts_root(tmp_path))
+    lost.unlink()
+    os.utime(path, (T0, T0))
+    exporter = Exporter(queue, tmp_path)
+
+    async def engine() -> None:
+        stop = asyncio.Event()
+        stop.set()
+        await export_until(exporter, 0.02, stop)
+
+    asyncio.run(engine())
+    assert lost.is_file()
 
 
 # --- kill -9 ---
