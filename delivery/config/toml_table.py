@@ -32,6 +32,7 @@ _T = TypeVar("_T")
 
 #: Longest duration `Table.seconds` accepts: longer is a mistake in units, not a wish.
 _MAX_SECONDS = 366 * 86_400
+#: The default of a key that must be present: `get` records it as missing.
 _REQUIRED: Any = object()
 
 
@@ -64,8 +65,8 @@ class Table:
         """Record `message` as a problem with `key` of this table."""
         self.problems.append(f"{self.where}.{key}: {message}" if self.where else f"{key}: {message}")
 
-    def get(self, key: str, default: Any = _REQUIRED) -> Any:
-        """The raw value of `key`; `default` when absent, or a problem when there is no default."""
+    def get(self, key: str, default: Any) -> Any:
+        """The raw value of `key`, or `default` when it is absent (a problem if that means required)."""
         if key in self.raw:
             return self.raw[key]
         if default is _REQUIRED:

@@ -86,16 +86,30 @@ def test_every_problem_names_its_key() -> None:
         }
     )
     assert found == [
-        "colour: unknown key (known: control_port, partners)",
+        "colour: unknown key (known: 'control_port', 'partners')",
         "control_port: must be a port number from 0 to 65535 (0: any free port), got 70000",
         "partners[0].profile: must name a profile, got 'rate-limitd' (did you mean 'rate-limited'?)",
         "partners[1].rat: unknown key (did you mean 'rate'?)",
-        f"partners[1].tls: must be one of {', '.join(TLS_KINDS)}; got 'old'",
-        "partners[1].burst: must be an integer, got '10'",
+        f"partners[1].tls: must be one of {', '.join(map(repr, TLS_KINDS))}, got 'old'",
+        "partners[1].burst: must be an integer, got '10' (a string)",
         "partners[2].statuses: must be a non-empty list of numbers from 1 to 999, got [418, 1000]",
         "partners[3].latency_s: must be a number of seconds from 0 to 3600, got -1",
         "partners[2].name: 'b' is used by an earlier partner",
         "partners[3].port: 9100 is already taken by b",
+    ]
+
+
+def test_each_partner_needs_a_name_and_a_known_profile() -> None:
+    found = problems(
+        {"partners": [{"profile": "healthy"}, {"name": "a b", "profile": "slow"}, {"name": "c"}, 3]}
+    )
+    assert found == [
+        "partners[3]: must be a table, got an integer",
+        "partners[0].name: required key is missing",
+        "partners[1].name: must be 1-63 letters, digits, '-' or '_', starting with a letter or digit, "
+        "got 'a b'",
+        f"partners[1].profile: must name a profile, got 'slow' (known: {', '.join(map(repr, PROFILES))})",
+        "partners[2].profile: required key is missing",
     ]
 
 
