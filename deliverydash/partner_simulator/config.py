@@ -1,6 +1,6 @@
 """The partner simulator's configuration: a TOML file of partners, or the default set.
 
-`load_config` reads a file such as `partners.example.toml`::
+`load_partners` reads a file such as `partners.example.toml`::
 
     control_port = 9099            # GET /_stats for every partner (0: any free port)
 
@@ -120,7 +120,7 @@ def default_config(base_port: int = 9100, control_port: int | None = DEFAULT_CON
     return PartnersConfig(specs, control_port)
 
 
-def load_config(path: str | os.PathLike[str]) -> PartnersConfig:
+def load_partners(path: str | os.PathLike[str]) -> PartnersConfig:
     """Read and check a partners TOML file; raises `ConfigError` naming every problem."""
     origin = os.fspath(path)
     try:
@@ -135,10 +135,10 @@ def load_config(path: str | os.PathLike[str]) -> PartnersConfig:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(origin, [f"invalid TOML: {exc}"]) from None
-    return parse_config(document, origin)
+    return parse_partners(document, origin)
 
 
-def parse_config(document: Mapping[str, Any], origin: str = "<config>") -> PartnersConfig:
+def parse_partners(document: Mapping[str, Any], origin: str = "<config>") -> PartnersConfig:
     """Turn a parsed TOML document into a `PartnersConfig`; raises `ConfigError`."""
     problems: list[str] = []
     top = Table(document, "", ("control_port", "partners"), problems)

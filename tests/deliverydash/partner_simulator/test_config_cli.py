@@ -20,8 +20,8 @@ from deliverydash.partner_simulator.config import (
     ConfigError,
     PartnersConfig,
     default_config,
-    load_config,
-    parse_config,
+    load_partners,
+    parse_partners,
 )
 from deliverydash.partner_simulator.profiles import PROFILES, Flaky, RateLimited
 from deliverydash.partner_simulator.tls import TLS_KINDS
@@ -35,7 +35,7 @@ def shape(config: PartnersConfig) -> list[tuple[str, str, int, str | None]]:
 
 
 def test_the_example_file_is_the_default_set() -> None:
-    example = load_config(EXAMPLE)
+    example = load_partners(EXAMPLE)
     assert shape(example) == shape(default_config())
     assert example.control_port == default_config().control_port == 9099
     assert {s.profile.name for s in example.partners} == set(PROFILES)
@@ -44,7 +44,7 @@ def test_the_example_file_is_the_default_set() -> None:
 
 
 def test_knobs_reach_the_profile() -> None:
-    config = parse_config(
+    config = parse_partners(
         {
             "control_port": 0,
             "partners": [
@@ -68,7 +68,7 @@ def test_knobs_reach_the_profile() -> None:
 
 def problems(document: dict[str, object]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        parse_config(document, "partners.toml")
+        parse_partners(document, "partners.toml")
     return list(caught.value.problems)
 
 
