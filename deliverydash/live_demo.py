@@ -201,7 +201,7 @@ def run_live_demo(
     from tqdm import tqdm
 
     from delivery.config import parse_config
-    from deliverydash.partner_simulator.config import parse_config as parse_partners
+    from deliverydash.partner_simulator.config import parse_partners
     from deliverydash.partner_simulator.servers import partners_in_thread
     from ingest.notifications import read_notifications
     from queries import Scope, api, connect

@@ -50,11 +50,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the simulator; the exit status."""
     # Imported here, not at the top: `deliverydash --help` builds this parser and
     # should not pay for the servers' imports.
-    from deliverydash.partner_simulator.config import ConfigError, PartnersConfig, default_config, load_config
+    from deliverydash.partner_simulator.config import (
+        ConfigError,
+        PartnersConfig,
+        default_config,
+        load_partners,
+    )
     from deliverydash.partner_simulator.servers import PartnerStartError
 
     try:
-        config = load_config(args.config) if args.config else default_config()
+        config = load_partners(args.config) if args.config else default_config()
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2

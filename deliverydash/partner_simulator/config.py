@@ -1,6 +1,6 @@
 """The partner simulator's configuration: a TOML file of partners, or the default set.
 
-`load_config` reads a file such as `partners.example.toml`::
+`load_partners` reads a file such as `partners.example.toml`::
 
     control_port = 9099            # GET /_stats for every partner (0: any free port)
 
@@ -22,7 +22,6 @@ Every problem is collected, each naming its key (`partners[1].rate: must be
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import random
 import re
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from delivery.config.toml_table import Table, array_of_tables, describe, reject_unknown, suggest
 from deliverydash.partner_simulator.profiles import (
     PROFILES,
     Batch,
@@ -50,6 +50,7 @@ from deliverydash.partner_simulator.profiles import (
 from deliverydash.partner_simulator.tls import TLS_KINDS
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_NAME_RULE: Final = "must be 1-63 letters, digits, '-' or '_', starting with a letter or digit"
 _PARTNER_KEYS: Final = ("name", "profile", "port", "tls", "latency_s", "seed")
 DEFAULT_CONTROL_PORT: Final = 9099
 
@@ -119,7 +120,7 @@ def default_config(base_port: int = 9100, control_port: int | None = DEFAULT_CON
     return PartnersConfig(specs, control_port)
 
 
-def load_config(path: str | os.PathLike[str]) -> PartnersConfig:
+def load_partners(path: str | os.PathLike[str]) -> PartnersConfig:
     """Read and check a partners TOML file; raises `ConfigError` naming every problem."""
     origin = os.fspath(path)
     try:
@@ -134,76 +135,83 @@ def load_config(path: str | os.PathLike[str]) -> PartnersConfig:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(origin, [f"invalid TOML: {exc}"]) from None
-    return parse_config(document, origin)
+    return parse_partners(document, origin)
 
 
-def parse_config(document: Mapping[str, Any], origin: str = "<config>") -> PartnersConfig:
+def parse_partners(document: Mapping[str, Any], origin: str = "<config>") -> PartnersConfig:
     """Turn a parsed TOML document into a `PartnersConfig`; raises `ConfigError`."""
     problems: list[str] = []
-    _reject_unknown(document, ("control_port", "partners"), "", problems)
-    control_port = _port(document.get("control_port", DEFAULT_CONTROL_PORT), "control_port", problems)
-    raw_partners = document.get("partners")
-    specs: list[tuple[str, PartnerSpec]] = []
-    if not isinstance(raw_partners, list) or not raw_partners:
-        problems.append("partners: required: an array of tables ([[partners]]) with at least one partner")
+    top = Table(document, "", ("control_port", "partners"), problems)
+    control_port = _port(top, "control_port", DEFAULT_CONTROL_PORT)
+    if document.get("partners"):
+        tables = array_of_tables(document, "partners", problems)
     else:
-        for index, raw in enumerate(raw_partners):
-            where = f"partners[{index}]"
-            if not isinstance(raw, Mapping):
-                problems.append(f"{where}: must be a table, got {_kind(raw)}")
-            elif (spec := _partner(raw, where, problems)) is not None:
-                specs.append((where, spec))
+        tables = []
+        problems.append("partners: required: an array of tables ([[partners]]) with at least one partner")
+    specs: list[tuple[str, PartnerSpec]] = []
+    for where, raw in tables:
+        # Which keys are known depends on the profile, so `_partner` checks them once it has read it.
+        spec = _partner(Table(raw, where, None, problems))
+        if spec is not None:
+            specs.append((where, spec))
     problems += _clashes(specs, control_port)
     if problems:
         raise ConfigError(origin, problems)
     return PartnersConfig(tuple(spec for _, spec in specs), control_port)
 
 
-def _partner(raw: Mapping[str, Any], where: str, problems: list[str]) -> PartnerSpec | None:
-    name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        problems.append(
-            f"{where}.name: required: letters, digits, '-' and '_' (at most 63), got {_show(name)}"
-        )
-    profile_name = raw.get("profile")
-    profile_class = PROFILES.get(profile_name) if isinstance(profile_name, str) else None
+def _partner(table: Table) -> PartnerSpec | None:
+    """One `[[partners]]` table, or None when its problems leave no partner to build."""
+    name = table.text("name", pattern=_NAME, rule=_NAME_RULE)
+    profile_class = _profile_class(table)
     if profile_class is None:
-        hint = difflib.get_close_matches(str(profile_name), PROFILES, n=1, cutoff=0.6)
-        known = f"did you mean {hint[0]!r}?" if hint else f"known: {', '.join(PROFILES)}"
-        problems.append(f"{where}.profile: must name a profile, got {_show(profile_name)} ({known})")
         return None
-    knobs = {f.name: f for f in dataclasses.fields(profile_class) if f.init and f.metadata.get("knob", True)}
-    _reject_unknown(raw, (*_PARTNER_KEYS, *knobs), where, problems)
-    port = _port(raw.get("port", 0), f"{where}.port", problems)
-    tls = raw.get("tls")
-    if tls is not None and tls not in TLS_KINDS:
-        problems.append(f"{where}.tls: must be one of {', '.join(TLS_KINDS)}; got {_show(tls)}")
-    latency_s = raw.get("latency_s", 0.0)
+    knobs = [f.name for f in dataclasses.fields(profile_class) if f.init and f.metadata.get("knob", True)]
+    reject_unknown(table.raw, (*_PARTNER_KEYS, *knobs), table.where, table.problems)
+    port = _port(table, "port", 0)
+    tls = table.choice("tls", None, TLS_KINDS)
+    latency_s = table.get("latency_s", 0.0)
     if not _is_number(latency_s) or not 0 <= latency_s <= 3600:
-        problems.append(
-            f"{where}.latency_s: must be a number of seconds from 0 to 3600, got {_show(latency_s)}"
-        )
-    seed = raw.get("seed", 0)
+        table.problem("latency_s", f"must be a number of seconds from 0 to 3600, got {describe(latency_s)}")
+    seed = table.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        problems.append(f"{where}.seed: must be an integer, got {_show(seed)}")
-    values: dict[str, Any] = {}
+        table.problem("seed", f"must be an integer, got {describe(seed)}")
+    profile = _profile(table, profile_class, knobs, seed)
+    if not name or port is None:
+        return None
+    return PartnerSpec(name, profile, port, tls, float(latency_s) if _is_number(latency_s) else 0.0)
+
+
+def _profile_class(table: Table) -> type[Profile] | None:
+    name = table.text("profile")
+    profile_class = PROFILES.get(name)
+    if profile_class is None and name:
+        # A profile's name cannot be guessed from the file, so all are listed when none is close.
+        hint = suggest(name, PROFILES) or f" (known: {', '.join(map(repr, PROFILES))})"
+        table.problem("profile", f"must name a profile, got {describe(name)}{hint}")
+    return profile_class
+
+
+def _profile(table: Table, profile_class: type[Profile], knobs: list[str], seed: Any) -> Profile:
+    """The profile with the knobs the table sets: their types checked here, their values by the profile."""
     defaults = profile_class()
-    for key, knob in knobs.items():
-        if key in raw:
-            value = _knob(raw[key], getattr(defaults, knob.name), f"{where}.{key}", problems)
+    values: dict[str, Any] = {}
+    for key in knobs:
+        if key in table.raw:
+            value = _knob(table, key, getattr(defaults, key))
             if value is not None:
                 values[key] = value
     if "rng" in {f.name for f in dataclasses.fields(profile_class)} and isinstance(seed, int):
         values["rng"] = random.Random(seed)
     profile = profile_class(**values)
-    problems += [f"{where}.{key}: {message}" for key, message in profile.check()]
-    if not isinstance(name, str) or port is None:
-        return None
-    return PartnerSpec(name, profile, port, tls, float(latency_s) if _is_number(latency_s) else 0.0)
+    for key, message in profile.check():
+        table.problem(key, message)
+    return profile
 
 
-def _knob(value: Any, default: Any, key: str, problems: list[str]) -> Any:
-    """`value` if it has the default's type (an integer passes for a float), else None with a problem."""
+def _knob(table: Table, key: str, default: Any) -> Any:
+    """The knob's value if it has the default's type (an integer passes for a float), else None."""
+    value = table.raw[key]
     if isinstance(default, bool):
         ok, wanted = isinstance(value, bool), "true or false"
     elif isinstance(default, int):
@@ -217,18 +225,17 @@ def _knob(value: Any, default: Any, key: str, problems: list[str]) -> Any:
         ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
         wanted = f"an array of {'integers' if item is int else 'strings'}"
     else:  # pragma: no cover - a profile with a knob type this reader does not know
-        raise TypeError(f"{key}: unsupported knob type {type(default).__name__}")
+        raise TypeError(f"{table.where}.{key}: unsupported knob type {type(default).__name__}")
     if not ok:
-        problems.append(f"{key}: must be {wanted}, got {_show(value)}")
+        table.problem(key, f"must be {wanted}, got {describe(value)}")
         return None
     return float(value) if isinstance(default, float) else value
 
 
-def _port(value: Any, key: str, problems: list[str]) -> int | None:
+def _port(table: Table, key: str, default: int) -> int | None:
+    value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-        problems.append(
-            f"{key}: must be a port number from 0 to 65535 (0: any free port), got {_show(value)}"
-        )
+        table.problem(key, f"must be a port number from 0 to 65535 (0: any free port), got {describe(value)}")
         return None
     return value
 
@@ -248,26 +255,5 @@ def _clashes(specs: list[tuple[str, PartnerSpec]], control_port: int | None) -> 
     return problems
 
 
-def _reject_unknown(raw: Mapping[str, Any], known: tuple[str, ...], where: str, problems: list[str]) -> None:
-    prefix = f"{where}." if where else ""
-    for key in raw:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-            problems.append(f"{prefix}{key}: unknown key{hint}")
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
-
-def _kind(value: Any) -> str:
-    return "a table" if isinstance(value, Mapping) else f"a {type(value).__name__}"
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return repr(value)

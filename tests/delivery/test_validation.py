@@ -610,7 +610,7 @@ def test_precheck_metric_labels_stay_in_closed_sets() -> None:
 
 def test_prechecks_prevent_the_simulated_strict_partners_400s(tmp_path: Path) -> None:
     """The same events to the partner simulator's strict partner: raw (webhook) and checked (crm-records)."""
-    from deliverydash.partner_simulator.config import parse_config as parse_partners
+    from deliverydash.partner_simulator.config import parse_partners
     from deliverydash.partner_simulator.servers import partners_in_thread
 
     partners = parse_partners(

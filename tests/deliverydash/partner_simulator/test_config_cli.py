@@ -19,8 +19,8 @@ from deliverydash.partner_simulator.config import (
     ConfigError,
     PartnersConfig,
     default_config,
-    load_config,
-    parse_config,
+    load_partners,
+    parse_partners,
 )
 from deliverydash.partner_simulator.profiles import PROFILES, Flaky, RateLimited
 from deliverydash.partner_simulator.tls import TLS_KINDS
@@ -34,7 +34,7 @@ def shape(config: PartnersConfig) -> list[tuple[str, str, int, str | None]]:
 
 
 def test_the_example_file_is_the_default_set() -> None:
-    example = load_config(EXAMPLE)
+    example = load_partners(EXAMPLE)
     assert shape(example) == shape(default_config())
     assert example.control_port == default_config().control_port == 9099
     assert {s.profile.name for s in example.partners} == set(PROFILES)
@@ -43,7 +43,7 @@ def test_the_example_file_is_the_default_set() -> None:
 
 
 def test_knobs_reach_the_profile() -> None:
-    config = parse_config(
+    config = parse_partners(
         {
             "control_port": 0,
             "partners": [
@@ -67,7 +67,7 @@ def test_knobs_reach_the_profile() -> None:
 
 def problems(document: dict[str, object]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        parse_config(document, "partners.toml")
+        parse_partners(document, "partners.toml")
     return list(caught.value.problems)
 
 
@@ -85,16 +85,30 @@ def test_every_problem_names_its_key() -> None:
         }
     )
     assert found == [
-        "colour: unknown key (known: control_port, partners)",
+        "colour: unknown key (known: 'control_port', 'partners')",
         "control_port: must be a port number from 0 to 65535 (0: any free port), got 70000",
         "partners[0].profile: must name a profile, got 'rate-limitd' (did you mean 'rate-limited'?)",
         "partners[1].rat: unknown key (did you mean 'rate'?)",
-        f"partners[1].tls: must be one of {', '.join(TLS_KINDS)}; got 'old'",
-        "partners[1].burst: must be an integer, got '10'",
+        f"partners[1].tls: must be one of {', '.join(map(repr, TLS_KINDS))}, got 'old'",
+        "partners[1].burst: must be an integer, got '10' (a string)",
         "partners[2].statuses: must be a non-empty list of numbers from 1 to 999, got [418, 1000]",
         "partners[3].latency_s: must be a number of seconds from 0 to 3600, got -1",
         "partners[2].name: 'b' is used by an earlier partner",
         "partners[3].port: 9100 is already taken by b",
+    ]
+
+
+def test_each_partner_needs_a_name_and_a_known_profile() -> None:
+    found = problems(
+        {"partners": [{"profile": "healthy"}, {"name": "a b", "profile": "slow"}, {"name": "c"}, 3]}
+    )
+    assert found == [
+        "partners[3]: must be a table, got an integer",
+        "partners[0].name: required key is missing",
+        "partners[1].name: must be 1-63 letters, digits, '-' or '_', starting with a letter or digit, "
+        "got 'a b'",
+        f"partners[1].profile: must name a profile, got 'slow' (known: {', '.join(map(repr, PROFILES))})",
+        "partners[2].profile: required key is missing",
     ]
 
 

@@ -1,0 +1,453 @@
+"""Reading the engine's config file: `load_config` and `parse_config`, and a reader per table.
+
+Every problem found is collected, each one naming its key::
+
+    deliverydash.toml: 2 problems
+      engine.max_atempts: unknown key (did you mean 'max_attempts'?)
+      destinations[1].url: must be an http(s) URL, got 'ftp://x'
+
+and raised together as one `ConfigError`, so a config with an error never
+starts the engine. The typed getters that collect the problems are in
+`delivery.config.toml_table`; what is checked here is what the engine needs:
+ids fit for columns and URLs, destinations the catalog knows with the
+credential, batch and rate limits their integration takes, URLs that are
+http(s) and (unless allowed) not private, sources and destinations that
+refer to each other. The keys, their defaults and the rules are documented
+in `docs/configuration.md`.
+
+No message quotes a secret (write keys, header values, credentials, the
+admin token), and a destination URL is shown as its origin only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import ssl
+import tomllib
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from delivery.catalog import AuthScheme, Integration, catalog
+from delivery.config.model import (
+    DEFAULT_ADMIN_TOKEN,
+    AlertsConfig,
+    Config,
+    ConfigError,
+    Destination,
+    EngineConfig,
+    Secret,
+    Source,
+    url_origin,
+)
+from delivery.config.toml_table import Table, array_of_tables, as_table, kind, reject_unknown, suggest
+from delivery.transport import CLIENTS
+from delivery.transport.targets import is_private_target
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check a TOML config file; relative paths in it are relative to its folder.
+
+    Raises `ConfigError` naming every problem: a missing or unreadable file,
+    invalid TOML (with its line and column), or invalid settings.
+    """
+    path = Path(path)
+    origin = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(origin, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(origin, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        mapping = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(origin, [f"not UTF-8 text (byte {exc.start})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's messages carry "(at line L, column C)" and never quote the text.
+        raise ConfigError(origin, [f"invalid TOML: {exc}"]) from None
+    return parse_config(mapping, origin, base_dir=path.parent)
+
+
+def parse_config(
+    mapping: Mapping[str, Any], origin: str = "<config>", *, base_dir: Path | None = None
+) -> Config:
+    """Check a parsed TOML document and build the `Config`.
+
+    `origin` names the document in the error; relative `data_dir` and
+    `ca_bundle` are taken relative to `base_dir` (the working directory when
+    None). Raises `ConfigError` with every problem found.
+    """
+    problems: list[str] = []
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(origin, [f"the document must be a table, got {kind(mapping)}"])
+    # `[dashboard]` belongs to the dashboard and `deliverydash link` (app/settings.py checks it):
+    # known here so one file can configure both, and not read by the engine.
+    reject_unknown(mapping, ("engine", "sources", "destinations", "alerts", "dashboard"), "", problems)
+    engine_table = as_table(mapping.get("engine", {}), "engine", problems)
+    engine = _engine(Table(engine_table, "engine", _ENGINE_KEYS, problems), base_dir or Path())
+    sources = [
+        _source(Table(table, where, _SOURCE_KEYS, problems))
+        for where, table in array_of_tables(mapping, "sources", problems)
+    ]
+    destinations = [
+        _destination(Table(table, where, _DESTINATION_KEYS, problems), engine)
+        for where, table in array_of_tables(mapping, "destinations", problems)
+    ]
+    problems += _cross_references(sources, destinations)
+    alerts = _alerts(
+        Table(as_table(mapping.get("alerts", {}), "alerts", problems), "alerts", _ALERTS_KEYS, problems)
+    )
+    if problems:
+        raise ConfigError(origin, problems)
+    return Config(
+        engine=engine,
+        sources=tuple(source for _, source in sources),
+        destinations=tuple(destination for _, destination in destinations),
+        warnings=_warnings(engine, sources, destinations),
+        alerts=alerts,
+    )
+
+
+# -- the tables ----------------------------------------------------------------------------------
+
+_ENGINE_KEYS = tuple(f.name for f in fields(EngineConfig))
+_SOURCE_KEYS = tuple(f.name for f in fields(Source))
+_DESTINATION_KEYS = tuple(f.name for f in fields(Destination))
+
+#: Ids travel into Parquet columns, metric labels and admin URLs: keep them plain.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ID_RULE = "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+#: RFC 9110 field-name (token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Framing and connection headers belong to the HTTP client, not to users.
+_ENGINE_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade"}
+)
+#: The attempt log's `attempt` column is SMALLINT.
+_MAX_ATTEMPTS = 32_767
+#: The tracking API's largest message (`delivery.api.segment.MAX_MESSAGE_BYTES`): a batch must fit one.
+_MIN_BATCH_BYTES = 32 * 1024
+_MAX_RATE_PER_S = 10_000
+
+
+def _engine(table: Table, base_dir: Path) -> EngineConfig:
+    defaults = EngineConfig()
+    retry_window_s = table.seconds("retry_window_s", defaults.retry_window_s)
+    backoff_base_s = table.seconds("backoff_base_s", defaults.backoff_base_s)
+    backoff_max_s = table.seconds("backoff_max_s", defaults.backoff_max_s)
+    request_timeout_s = table.seconds("request_timeout_s", defaults.request_timeout_s)
+    lease_s = table.seconds("lease_s", defaults.lease_s)
+    if backoff_base_s > backoff_max_s:
+        table.problem(
+            "backoff_base_s",
+            f"must not exceed engine.backoff_max_s ({backoff_max_s:g}), got {backoff_base_s:g}",
+        )
+    if lease_s <= request_timeout_s:
+        # A lease that can expire while its request is in flight sends the job twice.
+        table.problem(
+            "lease_s",
+            f"must be longer than engine.request_timeout_s ({request_timeout_s:g}), got {lease_s:g}",
+        )
+    ca_bundle = table.text("ca_bundle", "", allow_empty=True)
+    admin_token = table.text("admin_token", defaults.admin_token.reveal(), secret=True)
+    return EngineConfig(
+        data_dir=_data_dir(table, defaults.data_dir, base_dir),
+        retry_window_s=retry_window_s,
+        max_attempts=table.integer("max_attempts", defaults.max_attempts, maximum=_MAX_ATTEMPTS),
+        backoff_base_s=backoff_base_s,
+        backoff_max_s=backoff_max_s,
+        backoff_jitter=table.fraction("backoff_jitter", defaults.backoff_jitter),
+        retry_after_max_s=table.seconds("retry_after_max_s", defaults.retry_after_max_s, allow_zero=True),
+        request_timeout_s=request_timeout_s,
+        export_interval_s=table.seconds("export_interval_s", defaults.export_interval_s),
+        allow_private_targets=table.boolean("allow_private_targets", defaults.allow_private_targets),
+        ca_bundle=_ca_bundle(table, ca_bundle, base_dir) if ca_bundle else None,
+        admin_token=Secret(admin_token),
+        concurrency=table.integer("concurrency", defaults.concurrency),
+        per_destination_concurrency=table.integer(
+            "per_destination_concurrency", defaults.per_destination_concurrency
+        ),
+        claim_batch_size=table.integer("claim_batch_size", defaults.claim_batch_size),
+        lease_s=lease_s,
+        shutdown_grace_s=table.seconds("shutdown_grace_s", defaults.shutdown_grace_s, allow_zero=True),
+        max_batch_bytes=table.integer("max_batch_bytes", defaults.max_batch_bytes),
+        metering=table.boolean("metering", defaults.metering),
+        batch_linger_s=table.seconds("batch_linger_s", defaults.batch_linger_s, allow_zero=True),
+        http_client=table.choice("http_client", defaults.http_client, CLIENTS),
+    )
+
+
+_ALERTS_KEYS = tuple(f.name for f in fields(AlertsConfig))
+
+
+def _alerts(table: Table) -> AlertsConfig:
+    """The `[alerts]` table (docs/notifications.md)."""
+    defaults = AlertsConfig()
+    url = table.text("webhook_url", "", secret=True, allow_empty=True)
+    # The operator's own endpoint (often an internal alert router), so unlike a
+    # destination's URL it may be a private address.
+    for problem in _url_problems(url, allow_private_targets=True) if url else ():
+        table.problem("webhook_url", problem)
+    return AlertsConfig(
+        webhook_url=Secret(url) if url else None,
+        webhook_timeout_s=table.seconds("webhook_timeout_s", defaults.webhook_timeout_s),
+        auto_disable=table.boolean("auto_disable", defaults.auto_disable),
+        disable_after_failures=table.integer("disable_after_failures", defaults.disable_after_failures),
+        disable_after_s=table.seconds("disable_after_s", defaults.disable_after_s),
+        probe_interval_s=table.seconds("probe_interval_s", defaults.probe_interval_s),
+    )
+
+
+def _data_dir(table: Table, default: Path, base_dir: Path) -> Path:
+    text = table.text("data_dir", str(default))
+    path = base_dir / text
+    if text and path.exists() and not path.is_dir():
+        table.problem("data_dir", f"{text!r} exists and is not a directory")
+    return path
+
+
+def _ca_bundle(table: Table, text: str, base_dir: Path) -> Path:
+    path = base_dir / text
+    if not path.is_file():
+        table.problem("ca_bundle", f"no such file: {str(path)!r}")
+        return path
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        table.problem("ca_bundle", f"{str(path)!r} is not a PEM file of CA certificates ({exc})")
+    return path
+
+
+def _source(table: Table) -> tuple[str, Source]:
+    write_key = table.text("write_key", secret=True)
+    if ":" in write_key:
+        table.problem("write_key", "must not contain ':' (clients send it as the Basic-auth username)")
+    if any(char.isspace() or not char.isprintable() for char in write_key):
+        table.problem("write_key", "must not contain whitespace or control characters")
+    source = Source(
+        id=table.text("id", pattern=_ID, rule=_ID_RULE),
+        workspace=table.text("workspace", pattern=_ID, rule=_ID_RULE),
+        write_key=Secret(write_key),
+    )
+    return table.where, source
+
+
+def _destination(table: Table, engine: EngineConfig) -> tuple[str, Destination]:
+    url = table.text("url")
+    if url:
+        for problem in _url_problems(url, engine.allow_private_targets):
+            table.problem("url", problem)
+    name = table.text("integration", pattern=_ID, rule=_ID_RULE)
+    integration = catalog().get(name)
+    if integration is None and _ID.fullmatch(name):
+        table.problem("integration", catalog().unknown(name))
+    headers = _headers(table)
+    max_batch_events, max_batch_bytes = _batch_limits(table, integration, engine)
+    rate_limit_per_s, rate_limit_burst = _rate_limit(table, integration)
+    destination = Destination(
+        id=table.text("id", pattern=_ID, rule=_ID_RULE),
+        source=table.text("source"),
+        integration=name,
+        url=url,
+        headers=headers,
+        credential=_credential(table, integration, headers),
+        max_batch_events=max_batch_events,
+        max_batch_bytes=max_batch_bytes,
+        rate_limit_per_s=rate_limit_per_s,
+        rate_limit_burst=rate_limit_burst,
+        enabled=table.boolean("enabled", True),
+    )
+    return table.where, destination
+
+
+def _credential(
+    table: Table, integration: Integration | None, headers: Mapping[str, Secret]
+) -> Secret | None:
+    """The destination's credential, required exactly when its integration authenticates."""
+    if "credential" not in table.raw:
+        if integration is not None and integration.auth.scheme is not AuthScheme.NONE:
+            table.problem(
+                "credential",
+                f"required by integration {integration.name!r} "
+                f"(sent as {integration.auth.header}: {_AUTH_FORMS[integration.auth.scheme]})",
+            )
+        return None
+    credential = table.text("credential", secret=True)
+    if integration is None:
+        return None
+    if integration.auth.scheme is AuthScheme.NONE:
+        table.problem(
+            "credential",
+            f"integration {integration.name!r} takes no credential; send your own headers with headers",
+        )
+        return None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in credential):
+        table.problem("credential", "must not contain line breaks or control characters")
+    for name in headers:
+        if name.lower() == integration.auth.header.lower():
+            table.problems.append(
+                f"{table.where}.headers.{name}: set from credential for integration {integration.name!r}; "
+                "remove it from headers"
+            )
+    return Secret(credential) if credential else None
+
+
+_AUTH_FORMS = {
+    AuthScheme.BEARER: "Bearer <credential>",
+    AuthScheme.BASIC: "Basic base64(<credential>), credential = 'user:password' or an API key",
+    AuthScheme.API_KEY: "<credential>",
+}
+
+
+def _batch_limits(table: Table, integration: Integration | None, engine: EngineConfig) -> tuple[int, int]:
+    """`max_batch_events` and `max_batch_bytes`: the integration's, or overrides within its limits."""
+    batching = integration.batching if integration is not None else None
+    if batching is None:
+        for key in ("max_batch_events", "max_batch_bytes"):
+            value = table.raw.get(key)
+            if integration is not None and value is not None and value != 1:
+                table.problem(key, f"integration {integration.name!r} takes one event per request")
+        return 1, engine.max_batch_bytes
+    assert integration is not None
+    events = table.integer("max_batch_events", batching.default_events)
+    if events > batching.max_events:
+        table.problem(
+            "max_batch_events",
+            f"must be at most {batching.max_events}, the most {integration.name!r} takes in one request; "
+            f"got {events}",
+        )
+    ceiling = min(batching.max_bytes, engine.max_batch_bytes)
+    if "max_batch_bytes" not in table.raw:
+        return events, ceiling
+    size = table.integer("max_batch_bytes", ceiling, minimum=_MIN_BATCH_BYTES)
+    if size > ceiling:
+        limit = (
+            f"engine.max_batch_bytes ({engine.max_batch_bytes})"
+            if engine.max_batch_bytes < batching.max_bytes
+            else f"the {batching.max_bytes} bytes {integration.name!r} takes in one request"
+        )
+        table.problem("max_batch_bytes", f"must not exceed {limit}, got {size}")
+    return events, min(size, ceiling)
+
+
+def _rate_limit(table: Table, integration: Integration | None) -> tuple[float | None, int | None]:
+    """`rate_limit_per_s` and `rate_limit_burst`: the integration's documented limit, or overrides."""
+    documented = integration.rate_limit if integration is not None else None
+    per_s: float | None = documented.per_s if documented else None
+    if "rate_limit_per_s" in table.raw:
+        per_s = table.number("rate_limit_per_s", per_s or 1.0, maximum=_MAX_RATE_PER_S)
+    if "rate_limit_burst" in table.raw:
+        burst = table.integer("rate_limit_burst", 1, maximum=_MAX_RATE_PER_S)
+        if per_s is None:
+            table.problem("rate_limit_burst", "needs rate_limit_per_s (the integration documents no limit)")
+        return per_s, burst if per_s is not None else None
+    if per_s is None:
+        return None, None
+    if documented is not None and per_s == documented.per_s:
+        return per_s, documented.burst
+    return per_s, max(1, math.ceil(per_s))
+
+
+def _headers(table: Table) -> dict[str, Secret]:
+    raw = table.get("headers", {})
+    where = f"{table.where}.headers"
+    if not isinstance(raw, Mapping):
+        table.problem("headers", f"must be a table of header names to strings, got {kind(raw)}")
+        return {}
+    headers: dict[str, Secret] = {}
+    seen: dict[str, str] = {}
+    for name, value in raw.items():
+        if not _HEADER_NAME.fullmatch(name):
+            table.problems.append(f"{where}: {name!r} is not a valid HTTP header name")
+        elif name.lower() in _ENGINE_HEADERS:
+            table.problems.append(f"{where}.{name}: is set by the HTTP client and cannot be configured")
+        elif name.lower() in seen:
+            table.problems.append(f"{where}.{name}: same header as {where}.{seen[name.lower()]}")
+        elif not isinstance(value, str):
+            table.problems.append(f"{where}.{name}: must be a string, got {kind(value)}")
+        elif any((ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F for char in value):
+            table.problems.append(f"{where}.{name}: must not contain line breaks or control characters")
+        else:
+            headers[name] = Secret(value)
+        seen.setdefault(name.lower(), name)
+    return headers
+
+
+def _url_problems(url: str, allow_private_targets: bool) -> list[str]:
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return ["must not contain whitespace or control characters"]
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is the check
+    except ValueError as exc:
+        return [f"is not a valid URL ({exc})"]
+    if "@" in parts.netloc:
+        return ["must not carry credentials (user:password@host); put them in headers"]
+    shown = url_origin(parts) + ("/…" if parts.path.strip("/") or parts.query or parts.fragment else "")
+    if parts.scheme not in ("http", "https"):
+        return [f"must be an http(s) URL, got {shown!r}"]
+    if not parts.hostname:
+        return [f"must name a host, got {shown!r}"]
+    if not allow_private_targets and is_private_target(parts.hostname):
+        return [
+            f"host {parts.hostname!r} is a loopback, private or link-local address; "
+            "set engine.allow_private_targets = true to deliver to it"
+        ]
+    return []
+
+
+def _cross_references(
+    sources: list[tuple[str, Source]], destinations: list[tuple[str, Destination]]
+) -> list[str]:
+    problems: list[str] = []
+    source_ids: dict[str, str] = {}
+    write_keys: dict[str, str] = {}
+    for where, source in sources:
+        if source.id and source.id in source_ids:
+            problems.append(f"{where}.id: duplicate source id {source.id!r} (also {source_ids[source.id]})")
+        source_ids.setdefault(source.id, where)
+        key = source.write_key.reveal()
+        if key and key in write_keys:
+            problems.append(f"{where}.write_key: same write key as {write_keys[key]}")
+        write_keys.setdefault(key, where)
+    destination_ids: dict[str, str] = {}
+    for where, destination in destinations:
+        if destination.id and destination.id in destination_ids:
+            problems.append(
+                f"{where}.id: duplicate destination id {destination.id!r} "
+                f"(also {destination_ids[destination.id]})"
+            )
+        destination_ids.setdefault(destination.id, where)
+        if destination.source and destination.source not in source_ids:
+            suggestion = suggest(destination.source, [known for known in source_ids if known])
+            problems.append(f"{where}.source: unknown source {destination.source!r}{suggestion}")
+    return problems
+
+
+def _warnings(
+    engine: EngineConfig, sources: list[tuple[str, Source]], destinations: list[tuple[str, Destination]]
+) -> tuple[str, ...]:
+    warnings = []
+    if engine.admin_token == DEFAULT_ADMIN_TOKEN:
+        warnings.append("engine.admin_token: still the documented default; set a token of your own")
+    if not sources:
+        warnings.append("sources: none configured; every write key will be refused")
+    for where, destination in destinations:
+        documented = catalog()[destination.integration].rate_limit
+        if documented and destination.rate_limit_per_s and destination.rate_limit_per_s > documented.per_s:
+            warnings.append(
+                f"{where}.rate_limit_per_s: {destination.rate_limit_per_s:g} is above the "
+                f"{documented.per_s:g}/s that {destination.integration!r} documents; expect 429s"
+            )
+    fed = {destination.source for _, destination in destinations}
+    warnings += [
+        f"{where}: source {source.id!r} has no destinations; its events are accepted and go nowhere"
+        for where, source in sources
+        if source.id not in fed
+    ]
+    return tuple(warnings)
