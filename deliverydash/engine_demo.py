@@ -124,7 +124,7 @@ def run_demo(data_dir: Path, events: int, timeout_s: float = 60) -> DemoResult:
     """Run the whole demo; every server and thread is stopped before this returns."""
     from tqdm import tqdm
 
-    from deliverydash.partner_simulator.config import parse_config as parse_partners
+    from deliverydash.partner_simulator.config import parse_partners
     from deliverydash.partner_simulator.servers import partners_in_thread
     from queries import api
     from queries.log import connect
