@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> None:
 
     import app
 
-    secret = options.dashboard_secret(args.config)
     data_dir = options.data_dir(args).resolve()
+    secret = options.dashboard_secret(args.config)
     if not (data_dir / "attempts").is_dir():
         print(
             f"deliverydash dashboard: no attempt log under {data_dir} yet; the dashboard will say so "

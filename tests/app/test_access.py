@@ -122,3 +122,33 @@ def test_a_bad_dashboard_table_names_the_key(tmp_path: Path) -> None:
     config.write_text('[dashboard]\nsecrets = "x"\n')
     with pytest.raises(SettingsError, match=r"dashboard\.secrets: unknown key"):
         dashboard_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[dashboard]\nsecret = 1234567890123456\n", "dashboard.secret: must be a string, got an integer"),
+        (b"dashboard = 3\n", "dashboard: must be a table ([dashboard]), got an integer"),
+        (b"[dashboard\n", "invalid TOML"),
+        (b'[dashboard]\nsecret = "\xff\xfe"\n', "not UTF-8 text (byte 22)"),
+    ],
+)
+def test_a_bad_settings_file_is_named_like_the_engine_names_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    from app.settings import SettingsError, dashboard_settings
+
+    config = tmp_path / "bad.toml"
+    config.write_bytes(content)
+    with pytest.raises(SettingsError) as raised:
+        dashboard_settings(config)
+    assert str(raised.value).startswith(f"{config}: ")
+    assert message in str(raised.value)
+    assert "1234567890123456" not in str(raised.value)
+
+
+def test_a_missing_settings_file_is_named(tmp_path: Path) -> None:
+    from app.settings import SettingsError, dashboard_settings
+
+    with pytest.raises(SettingsError, match=r"nope\.toml: file not found"):
+        dashboard_settings(tmp_path / "nope.toml")
