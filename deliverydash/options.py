@@ -53,6 +53,15 @@ def default_data_dir() -> str:
     return os.environ.get(DATA_DIR_ENV) or "data"
 
 
+def add_output_data_dir(parser: argparse.ArgumentParser, description: str) -> None:
+    """Add `--data-dir` to a command that writes data of its own, described by `description`."""
+    parser.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help=f"{description} (default: %(default)s, or ${DATA_DIR_ENV})",
+    )
+
+
 def add_data_options(parser: argparse.ArgumentParser, *, config_help: str | None = None) -> None:
     """Add `--data-dir` and `--config` to a command that reads the engine's data."""
     parser.add_argument(

@@ -33,11 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="spread the events over this many seconds (default: %(default)s)",
     )
-    parser.add_argument(
-        "--data-dir",
-        default=options.default_data_dir(),
-        help=f"data root the demo's engine writes to (default: %(default)s, or ${options.DATA_DIR_ENV})",
-    )
+    options.add_output_data_dir(parser, "data root the demo's engine writes to")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -26,11 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=7, help="random seed of the simulated world (default: %(default)s)"
     )
     parser.add_argument("--replace", action="store_true", help="overwrite this date's earlier simulation")
-    parser.add_argument(
-        "--data-dir",
-        default=options.default_data_dir(),
-        help=f"data root holding attempts/ (default: %(default)s, or ${options.DATA_DIR_ENV})",
-    )
+    options.add_output_data_dir(parser, "data root the day is written under, in attempts/")
 
 
 def run(args: argparse.Namespace) -> None:
