@@ -36,6 +36,9 @@ class CountingSink(http.server.ThreadingHTTPServer):
     """Answers 200 after a short delay and remembers the messageId of every request."""
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: the engine's 16 connections at once would
+    # overflow it, and each dropped SYN costs a 1 s retransmit, which starves the drain.
+    request_queue_size = 128
 
     def __init__(self) -> None:
         self.seen: list[str] = []
