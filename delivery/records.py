@@ -20,7 +20,8 @@ from typing import Any, Final
 from delivery.config import Destination
 from delivery.queue import Job
 from delivery.retry import Decision
-from delivery.sender import SendResult, redact, secrets_of
+from delivery.sender import SendResult
+from delivery.transport.redaction import keep, redact, secrets_of
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import Classification, Outcome
 
@@ -139,8 +140,7 @@ def _kept_body(result: SendResult, destination: Destination) -> str | None:
     """The response body of a non-2xx response, redacted and cut to the log's limit."""
     if result.status is None or 200 <= result.status < 300 or result.body is None:
         return None
-    kept = redact(result.body, _secrets(destination)).encode("utf-8")[:RESPONSE_BODY_LIMIT]
-    return kept.decode("utf-8", errors="ignore")
+    return keep(result.body, _secrets(destination), RESPONSE_BODY_LIMIT)
 
 
 def _secrets(destination: Destination) -> list[str]:

@@ -21,7 +21,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
@@ -30,26 +30,17 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
-from yarl import URL
 
 from delivery.classify import describe_chain, recovered_status
 from delivery.transport import CLIENTS, http1
 from delivery.transport.http1 import InterimStatusOnly
+from delivery.transport.redaction import keep, secrets_of
 from delivery.transport.targets import refuse_special_use
 from ingest.schema import RESPONSE_BODY_LIMIT
 
-#: What replaces a secret in kept text.
-REDACTED: Final = "[REDACTED]"
 #: Bytes of a response body read: twice what is kept, so that a secret across
 #: the cut at RESPONSE_BODY_LIMIT is still seen whole when it is redacted.
 BODY_READ_LIMIT: Final = 2 * RESPONSE_BODY_LIMIT
-#: Configured header values shorter than this are not treated as secrets:
-#: redacting "1" or "v2" everywhere would destroy the body and hide nothing.
-MIN_SECRET_LENGTH: Final = 4
-#: Headers whose configured values are not credentials.
-PUBLIC_HEADERS: Final = frozenset(
-    {"accept", "accept-encoding", "content-encoding", "content-type", "user-agent"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +204,7 @@ def _answered(
     duration_ms = _ms_since(started)
     body = None
     if not 200 <= status < 300:
-        body = _keep(raw.decode("utf-8", errors="replace"), secrets_of(headers, url))
+        body = keep(raw.decode("utf-8", errors="replace"), secrets_of(headers, url), RESPONSE_BODY_LIMIT)
     return SendResult(duration_ms, status=status, body=body, retry_after=retry_after)
 
 
@@ -234,94 +225,12 @@ def _failed(error: Exception, started: float, url: str, headers: Mapping[str, st
     status = recovered_status(error)
     if status is not None:
         return SendResult(duration_ms, status=status, body="")
-    message = _keep(describe_chain(error), secrets_of(headers, url))
+    message = keep(describe_chain(error), secrets_of(headers, url), RESPONSE_BODY_LIMIT)
     return SendResult(duration_ms, error=error, error_message=message)
 
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def _keep(text: str, secrets: Iterable[str]) -> str:
-    """`text` redacted, then cut to RESPONSE_BODY_LIMIT bytes of UTF-8 on a character boundary."""
-    kept = redact(text, secrets).encode("utf-8")[:RESPONSE_BODY_LIMIT]
-    return kept.decode("utf-8", errors="ignore")
-
-
-def secrets_of(headers: Mapping[str, str], url: str = "") -> list[str]:
-    """The values to redact for one destination: its header values and URL password.
-
-    An `Authorization: Bearer x` value contributes both itself and `x`.
-    """
-    secrets = []
-    for name, value in headers.items():
-        if name.lower() in PUBLIC_HEADERS:
-            continue
-        secrets.append(value)
-        scheme_and_credential = value.split(None, 1)
-        if len(scheme_and_credential) == 2:
-            secrets.append(scheme_and_credential[1])
-    password = URL(url).password if url else None
-    if password:
-        secrets.append(password)
-    return secrets
-
-
-_TOKEN_CHARS = r"[A-Za-z0-9._~+/=-]"
-_REDACTIONS: Final = (
-    # "Bearer <token>": a credential of 8 characters or more with one besides lower-case
-    # letters, or of 20 or more (so "Basic authentication failed" keeps its words).
-    (
-        re.compile(
-            rf"\b((?i:Bearer|Basic|Token|Digest))(\s+)"
-            rf"(?:(?=[a-z]*[A-Z0-9._~+/=-]){_TOKEN_CHARS}{{8,}}|{_TOKEN_CHARS}{{20,}})"
-        ),
-        rf"\1\2{REDACTED}",
-    ),
-    # Keys with a recognisable shape: sk_live_..., pk_test_..., whsec_..., GitHub,
-    # Slack, AWS and Google keys, and JWTs.
-    (
-        re.compile(
-            r"\b(?:[A-Za-z]{2,5}_(?:live|test|prod)_[A-Za-z0-9_]{4,}|whsec_[A-Za-z0-9+/=]{8,}"
-            r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}"
-            r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
-        ),
-        REDACTED,
-    ),
-    # Credentials in URLs: scheme://user:password@host
-    (re.compile(r"(://[^/\s:@]+:)[^/\s@]+@"), rf"\1{REDACTED}@"),
-)
-# api_key=..., "password": "...", token: ... (quoted values up to the closing quote).
-_KEY_VALUE: Final = re.compile(
-    r"""(?P<key>\b[\w-]*?(?:api[_-]?key|apikey|access[_-]?key|secret|token|password|passwd|pwd"""
-    r"""|write[_-]?key|private[_-]?key|authorization|signature)["']?\s*[:=]\s*"""
-    r"""(?:(?:Bearer|Basic|Token)\s+)?)"""
-    r"""(?:(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote)).)*)(?P=quote)"""
-    r"""|(?!\[REDACTED\]|(?:Bearer|Basic|Token)\s)(?P<bare>[^\s"'&,;<>}\]]+))""",
-    re.I,
-)
-
-
-def _redact_value(match: re.Match[str]) -> str:
-    if match["quote"] and match["quoted"].endswith(REDACTED):
-        return match[0]
-    quote = match["quote"] or ""
-    return f"{match['key']}{quote}{REDACTED}{quote}"
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with secrets replaced by `[REDACTED]`.
-
-    Replaces every occurrence of each given secret (values shorter than
-    `MIN_SECRET_LENGTH` excepted), then anything shaped like a credential:
-    `Bearer <token>`, well-known API key formats (`sk_live_...`), passwords
-    in URLs and the values of `api_key=`, `"token": "..."` and the like.
-    """
-    for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return _KEY_VALUE.sub(_redact_value, text)
 
 
 class _SpecialUseResolver(AbstractResolver):

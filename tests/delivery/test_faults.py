@@ -19,8 +19,9 @@ import pytest
 import trustme
 
 from delivery.classify import classify
-from delivery.sender import REDACTED, Sender, SendResult
+from delivery.sender import Sender, SendResult
 from delivery.transport import CLIENTS
+from delivery.transport.redaction import REDACTED
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import Classification, ErrorClass
 

@@ -15,7 +15,8 @@ from delivery.records import (
     utc,
 )
 from delivery.retry import Decision, RetryPolicy
-from delivery.sender import REDACTED, SendResult
+from delivery.sender import SendResult
+from delivery.transport.redaction import REDACTED
 from ingest.schema import COLUMN_NAMES, RESPONSE_BODY_LIMIT, rows_to_table
 from ingest.taxonomy import Classification, ErrorClass, Outcome, classify_status, classify_transport
 
