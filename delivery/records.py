@@ -27,7 +27,7 @@ from ingest.taxonomy import Classification, Outcome
 
 #: `integration` of a job whose destination is no longer configured.
 UNKNOWN_INTEGRATION: Final = "unknown"
-#: How `error_message` begins when the classifier did not know the exception.
+#: How `error_message` begins when no table knew the failure's exception.
 UNCLASSIFIED_PREFIX: Final = "unclassified: "
 
 
@@ -41,19 +41,18 @@ def request_record(
     result: SendResult,
     verdict: Classification,
     decision: Decision,
-    unclassified: bool = False,
 ) -> dict[str, Any]:
     """The record of one request: attempt `job.attempts + 1`.
 
     `started_at` is when the request started (UTC, aware), `request_bytes`
-    the body's size. `unclassified` marks a verdict the worker chose because
-    `classify` did not know the exception: its `error_message` then starts
-    with `UNCLASSIFIED_PREFIX`, so such records can be found.
+    the body's size. The `error_message` of a failure no table knows
+    (`SendResult.unclassified`) starts with `UNCLASSIFIED_PREFIX`, so such
+    records can be found.
     """
     error_message = None
     if result.status is None and result.error_message is not None:
         error_message = redact(result.error_message, _secrets(destination))
-        if unclassified:
+        if result.unclassified is not None:
             error_message = UNCLASSIFIED_PREFIX + error_message
     return {
         **_job_columns(attempt_id, job, job.attempts + 1, destination.integration),
