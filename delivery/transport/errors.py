@@ -54,6 +54,8 @@ from delivery.transport.base import UNCLASSIFIED_CODE, TransportError
 Rule = str | Callable[[BaseException], str | None] | None
 #: Exception classes -> rules: `PYTHON_TABLE`, or a client's own entries.
 Table = Mapping[type[BaseException], Rule]
+#: A client without exceptions of its own (Python's are always looked up).
+NO_ENTRIES: Final[Table] = MappingProxyType({})
 WRAPPER: Final = None
 #: Texts shown for exceptions of some classes instead of their own (see `describe_chain`).
 Texts = Mapping[type[BaseException], str]
@@ -134,7 +136,7 @@ PYTHON_TABLE: Final[Table] = MappingProxyType(
 
 
 def transport_error(
-    error: BaseException, table: Table = PYTHON_TABLE, *, texts: Texts = NO_TEXTS
+    error: BaseException, table: Table = NO_ENTRIES, *, texts: Texts = NO_TEXTS
 ) -> TransportError:
     """`error` as the seam's `TransportError`: its code by `table` and `PYTHON_TABLE`, along its chain.
 
@@ -151,7 +153,7 @@ def transport_error(
     return TransportError(code, description)
 
 
-def transport_code(error: BaseException, table: Table = PYTHON_TABLE) -> str:
+def transport_code(error: BaseException, table: Table = NO_ENTRIES) -> str:
     """The transport code for an exception, by `table` and `PYTHON_TABLE` along its chain.
 
     Raises `UnclassifiedError` when no link has a code.
