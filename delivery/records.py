@@ -20,13 +20,14 @@ from typing import Any, Final
 from delivery.config import Destination
 from delivery.queue import Job
 from delivery.retry import Decision
-from delivery.sender import SendResult, redact, secrets_of
+from delivery.sender import SendResult
+from delivery.transport.redaction import keep, redact, secrets_of
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import Classification, Outcome
 
 #: `integration` of a job whose destination is no longer configured.
 UNKNOWN_INTEGRATION: Final = "unknown"
-#: How `error_message` begins when the classifier did not know the exception.
+#: How `error_message` begins when no table knew the failure's exception.
 UNCLASSIFIED_PREFIX: Final = "unclassified: "
 
 
@@ -40,19 +41,18 @@ def request_record(
     result: SendResult,
     verdict: Classification,
     decision: Decision,
-    unclassified: bool = False,
 ) -> dict[str, Any]:
     """The record of one request: attempt `job.attempts + 1`.
 
     `started_at` is when the request started (UTC, aware), `request_bytes`
-    the body's size. `unclassified` marks a verdict the worker chose because
-    `classify` did not know the exception: its `error_message` then starts
-    with `UNCLASSIFIED_PREFIX`, so such records can be found.
+    the body's size. The `error_message` of a failure no table knows
+    (`SendResult.unclassified`) starts with `UNCLASSIFIED_PREFIX`, so such
+    records can be found.
     """
     error_message = None
     if result.status is None and result.error_message is not None:
         error_message = redact(result.error_message, _secrets(destination))
-        if unclassified:
+        if result.unclassified is not None:
             error_message = UNCLASSIFIED_PREFIX + error_message
     return {
         **_job_columns(attempt_id, job, job.attempts + 1, destination.integration),
@@ -139,8 +139,7 @@ def _kept_body(result: SendResult, destination: Destination) -> str | None:
     """The response body of a non-2xx response, redacted and cut to the log's limit."""
     if result.status is None or 200 <= result.status < 300 or result.body is None:
         return None
-    kept = redact(result.body, _secrets(destination)).encode("utf-8")[:RESPONSE_BODY_LIMIT]
-    return kept.decode("utf-8", errors="ignore")
+    return keep(result.body, _secrets(destination), RESPONSE_BODY_LIMIT)
 
 
 def _secrets(destination: Destination) -> list[str]:

@@ -64,7 +64,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from delivery import batching, payload, records, retry
-from delivery.classify import UnclassifiedError, classify
+from delivery.classify import classify
 from delivery.config import Config, Destination
 from delivery.metering import Metering
 from delivery.precheck import CheckedJob, Fix, Prechecks, Rejection
@@ -72,7 +72,7 @@ from delivery.queue import Event, Job, Queue, Settlement
 from delivery.retry import RetryPolicy
 from delivery.sender import Sender, SendResult
 from ingest.ids import new_id
-from ingest.taxonomy import Classification, classify_transport
+from ingest.taxonomy import Classification
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,6 @@ SETTLE_GROUP: Final = 100
 SETTLE_DELAY_S: Final = 0.05
 #: How often an idle worker looks for jobs that became due (retries), unless `notify`-ed.
 POLL_INTERVAL_S: Final = 0.1
-#: The code an exception `classify` does not know is recorded with, until the taxonomy has one.
-UNCLASSIFIED_CODE: Final = "EUNCLASSIFIED"
 #: Why a request cut at shutdown has no answer.
 ABORTED_AT_SHUTDOWN: Final = "request cut short when the engine stopped (shutdown_grace_s ran out)"
 
@@ -404,7 +402,7 @@ class Worker:
         sent_at = self._clock()
         result = await self._send(destination, body)
         ended = self._clock()
-        verdict, unclassified = _classify(result, job)
+        verdict = _classify(result, job)
         decision = retry.decide(
             verdict,
             attempt=job.attempts + 1,
@@ -431,7 +429,6 @@ class Worker:
             result=result,
             verdict=verdict,
             decision=decision,
-            unclassified=unclassified,
         )
         due_at = decision.next_attempt_at.timestamp() if decision.next_attempt_at is not None else None
         return Settlement(job, record, due_at, merged)
@@ -465,9 +462,12 @@ class Worker:
             task = asyncio.current_task()
             assert task is not None
             task.uncancel()
-            error = ConnectionAbortedError(ABORTED_AT_SHUTDOWN)
             duration_ms = (time.perf_counter() - started) * 1000
-            return SendResult(duration_ms, error=error, error_message=f"ConnectionAbortedError: {error}")
+            return SendResult(
+                duration_ms,
+                error_code="ECONNABORTED",
+                error_message=f"ConnectionAbortedError: {ABORTED_AT_SHUTDOWN}",
+            )
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -483,18 +483,16 @@ class Worker:
             await asyncio.wait(running)
 
 
-def _classify(result: SendResult, job: Job) -> tuple[Classification, bool]:
-    """The verdict, and whether it is the stand-in for an exception `classify` does not know."""
-    try:
-        return classify(result), False
-    except UnclassifiedError as error:
+def _classify(result: SendResult, job: Job) -> Classification:
+    """The verdict; a failure no table knows is logged, so that a table learns it."""
+    if result.unclassified is not None:
         log.error(
             "job %s: %s; recorded as %s (retryable) until the table knows it",
             job.id,
-            error,
-            UNCLASSIFIED_CODE,
+            result.unclassified,
+            result.error_code,
         )
-        return classify_transport(UNCLASSIFIED_CODE), True
+    return classify(result)
 
 
 async def _set_when(stop: asyncio.Event, wake: asyncio.Event) -> None:

@@ -22,14 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-import aiohttp
 
 from delivery.alerts.auth_watch import (
     AuthWatch,
@@ -43,6 +39,7 @@ from delivery.alerts.auth_watch import (
 )
 from delivery.alerts.store import NewNotification, NotificationStore
 from delivery.config import AlertsConfig, Config
+from delivery.transport import Transport, TransportError, open_transport
 from ingest.ids import new_id
 from ingest.notifications import Notification
 
@@ -89,7 +86,7 @@ class AuthAlerts:
         self._watch = AuthWatch(policy(config.alerts))
         self._store: NotificationStore | None = None
         self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
-        self._session: aiohttp.ClientSession | None = None
+        self._webhook: Transport | None = None
 
     @property
     def started(self) -> bool:
@@ -106,10 +103,8 @@ class AuthAlerts:
         for destination_id in self._watch.disabled():
             log.warning("destination %s is still disabled by auth failures; probing it", destination_id)
         if self._config.alerts.webhook_url is not None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._config.alerts.webhook_timeout_s),
-                headers={"User-Agent": USER_AGENT},
-                connector=aiohttp.TCPConnector(ssl=_ssl_context(self._config.engine.ca_bundle)),
+            self._webhook = open_transport(
+                "builtin", ca_bundle=self._config.engine.ca_bundle, user_agent=USER_AGENT
             )
 
     async def run(self) -> None:
@@ -123,8 +118,8 @@ class AuthAlerts:
 
     async def close(self) -> None:
         """Close the webhook client and the store."""
-        if self._session is not None:
-            await self._session.close()
+        if self._webhook is not None:
+            await self._webhook.close()
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
 
@@ -196,20 +191,23 @@ class AuthAlerts:
 
     async def _post(self, notification: Notification) -> None:
         url = self._config.alerts.webhook_url
-        if self._session is None or url is None:
+        if self._webhook is None or url is None:
             return
         body = json.dumps(notification.as_json()).encode()
         try:
-            async with self._session.post(
-                url.reveal(), data=body, headers={"Content-Type": "application/json"}
-            ) as response:
-                if response.status >= 300:
-                    log.warning(
-                        "alerts webhook answered %d to notification %s", response.status, notification.id
-                    )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            # Never quote the URL: it may carry a token.
-            log.warning("alerts webhook failed for notification %s: %s", notification.id, type(exc).__name__)
+            response = await self._webhook.post(
+                url.reveal(),
+                body,
+                {"Content-Type": "application/json"},
+                timeout_s=self._config.alerts.webhook_timeout_s,
+                read_limit=0,  # only the status matters
+            )
+        except TransportError as exc:
+            # Never quote the URL or the error's text: either may carry a token.
+            log.warning("alerts webhook failed for notification %s: %s", notification.id, exc.code)
+            return
+        if response.status >= 300:
+            log.warning("alerts webhook answered %d to notification %s", response.status, notification.id)
 
     def _raised(self, transition: Transition, record: Mapping[str, Any] | None) -> NewNotification:
         """The notification a transition raises, with what the record that caused it shows."""
@@ -284,13 +282,6 @@ def chain(*hooks: Callable[[Mapping[str, Any]], None]) -> Callable[[Mapping[str,
                 log.exception("on_settled hook %r failed for attempt %s", hook, record.get("attempt_id"))
 
     return call
-
-
-def _ssl_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if ca_bundle:
-        context.load_verify_locations(cafile=os.fspath(ca_bundle))
-    return context
 
 
 def _duration(seconds: float) -> str:

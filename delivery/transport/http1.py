@@ -4,12 +4,14 @@ A delivery engine asks one thing of HTTP, many thousand times a second, and
 aiohttp's general-purpose request path cost more CPU per request than all
 the rest of the engine (docs/benchmarks.md, "Delivery"). This client does
 only that one thing, on asyncio protocols, with pooled keep-alive
-connections:
+connections, behind the transport seam (`Client` is a
+`delivery.transport.base.Transport`):
 
 - any status line is a response, whatever its number (`HTTP/1.1 42 Weird`
   is status 42); interim ones (100, 102-199) are read past to the final one,
-  and a connection that ends after only an interim one raises
-  `InterimStatusOnly` with its number;
+  and a connection that ends after only an interim one is a response with
+  that number (the parser raises `InterimStatusOnly`; `Client.post` answers
+  with its status);
 - at most `read_limit` bytes of a body are read; a longer body still
   arriving (or one whose end only the close marks) costs the connection,
   never a wait;
@@ -17,8 +19,14 @@ connections:
   identity`), no cookies are kept;
 - failures are Python's own exceptions (`ConnectionRefusedError`,
   `ConnectionResetError`, `socket.gaierror`, `ssl.SSLCertVerificationError`,
-  `TimeoutError`, ...) plus `ServerDisconnected` and `BadResponse`, so that
-  `delivery.classify` maps them to the codes users know.
+  `TimeoutError`, ...) plus this module's, which `TABLE` adds to
+  `delivery.transport.errors.PYTHON_TABLE`; `Client.post` raises them as
+  `TransportError`::
+
+    exception link                           transport code
+    ├── ServerDisconnected (ConnectionError) ESERVERDISCONNECT
+    ├── ConnectTimeout (TimeoutError) ...... ECONNECTTIMEOUT
+    └── BadResponse ........................ EBADRESPONSE
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from urllib.parse import unquote, urlsplit
 
 from yarl import URL
 
+from delivery.transport.base import Response
+from delivery.transport.errors import Table, transport_error
 from delivery.transport.targets import refuse_special_use
 
 #: A response head longer than this is refused (llhttp's default is 80 KiB).
@@ -81,18 +91,21 @@ class BadResponse(Exception):
     """What came back is not an HTTP/1.x response (or is one broken beyond reading)."""
 
 
+#: This module's exceptions, for `transport_error` (the rest are Python's own).
+TABLE: Final[Table] = {
+    ServerDisconnected: "ESERVERDISCONNECT",
+    ConnectTimeout: "ECONNECTTIMEOUT",
+    BadResponse: "EBADRESPONSE",
+}
+
+
 @dataclass(frozen=True, slots=True)
-class Response:
+class _Parsed:
     """A final response: its status, headers (names lower-case) and up to `read_limit` body bytes."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    response: Response
     reusable: bool
     """Whether the connection may carry another request (the response was read to its end)."""
 
@@ -180,7 +193,7 @@ def _body(
     if status in (101, 204, 304):
         # No body whatever the headers say (RFC 9112 6.3); after a 101 the
         # connection speaks another protocol, so it is never reused.
-        return _Parsed(Response(status, headers, b""), keep_alive and status != 101 and available == 0)
+        return _Parsed(status, headers, b"", keep_alive and status != 101 and available == 0)
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return _chunked(buffer, start, status, headers, keep_alive, eof, read_limit)
     if "content-length" in headers:
@@ -189,18 +202,18 @@ def _body(
         length = int(headers["content-length"])
         if available >= length:
             body = bytes(buffer[start : start + min(length, read_limit)])
-            return _Parsed(Response(status, headers, body), keep_alive and available == length)
+            return _Parsed(status, headers, body, keep_alive and available == length)
         if available >= read_limit:
-            return _Parsed(Response(status, headers, bytes(buffer[start : start + read_limit])), False)
+            return _Parsed(status, headers, bytes(buffer[start : start + read_limit]), False)
         if eof:
             raise ConnectionResetError("the connection ended inside the response body")
         return None
     if status < 200:
         # A nonstandard status (1-99) with no length announced: no body.
-        return _Parsed(Response(status, headers, b""), keep_alive and available == 0)
+        return _Parsed(status, headers, b"", keep_alive and available == 0)
     # The close marks the end of the body.
     if available >= read_limit or eof:
-        return _Parsed(Response(status, headers, bytes(buffer[start : start + read_limit])), False)
+        return _Parsed(status, headers, bytes(buffer[start : start + read_limit]), False)
     return None
 
 
@@ -228,13 +241,13 @@ def _chunked(
         if size == 0:
             # The last chunk; a trailer makes the connection not worth reusing.
             reusable = keep_alive and bytes(buffer[data_start:]) == b"\r\n"
-            return _Parsed(Response(status, headers, bytes(body)), reusable)
+            return _Parsed(status, headers, bytes(body), reusable)
         body += buffer[data_start : data_start + size]
         if len(buffer) < data_start + size + 2:
             break
         position = data_start + size + 2
     if len(body) >= read_limit:
-        return _Parsed(Response(status, headers, bytes(body[:read_limit])), False)
+        return _Parsed(status, headers, bytes(body[:read_limit]), False)
     if eof:
         raise ConnectionResetError("the connection ended inside the chunked response body")
     return None
@@ -398,43 +411,54 @@ class Client:
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float, read_limit: int
     ) -> Response:
-        """POST `body` to `url` once and return the final response, or raise what stopped it."""
-        if self._closed:
-            raise RuntimeError("the HTTP client is closed")
-        target = self._target(url, headers)
-        request = b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(body), body)
-        loop = asyncio.get_running_loop()
-        # One deadline for the whole request. The timers are the loop's own
-        # (`timeout_at` only where something may wait), not an asyncio.timeout
-        # per request: that cost 7% of the engine's CPU.
-        deadline = loop.time() + timeout_s
-        slots = self._slots.get(target.key)
-        if slots is None:
-            slots = self._slots[target.key] = _Slots(self._limit_per_host)
+        """POST `body` to `url` once and return the final response; see the module docstring.
+
+        Raises `TransportError` from what stopped the request (a closed
+        client or a URL that is not http(s) included: those are unclassified).
+        """
+        # One try around the whole request: free while nothing raises, and the
+        # only place this client's exceptions cross the seam.
         try:
-            await slots.take(deadline)
-        except TimeoutError:
-            raise ConnectTimeout(f"no free connection to {target.shown} within the timeout") from None
-        try:
-            connection = self._pooled(target.key)
-            if connection is None:
-                connection = await self._connect(target, deadline)
+            if self._closed:
+                raise RuntimeError("the HTTP client is closed")
+            target = self._target(url, headers)
+            request = b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(body), body)
+            loop = asyncio.get_running_loop()
+            # One deadline for the whole request. The timers are the loop's own
+            # (`timeout_at` only where something may wait), not an asyncio.timeout
+            # per request: that cost 7% of the engine's CPU.
+            deadline = loop.time() + timeout_s
+            slots = self._slots.get(target.key)
+            if slots is None:
+                slots = self._slots[target.key] = _Slots(self._limit_per_host)
             try:
-                parsed = await connection.exchange(request, read_limit, deadline)
-            except BaseException:
-                connection.abort()
-                raise
-        finally:
-            slots.give()
-        now = time.monotonic()
-        if parsed.reusable and not self._closed:
-            connection.idle_since = now
-            self._idle.setdefault(target.key, []).append(connection)
-        else:
-            connection.abort()  # what was needed is read; a TLS goodbye could hang on
-        if now - self._swept_at > self._keepalive_s:
-            self._sweep(now)
-        return parsed.response
+                await slots.take(deadline)
+            except TimeoutError:
+                raise ConnectTimeout(f"no free connection to {target.shown} within the timeout") from None
+            try:
+                connection = self._pooled(target.key)
+                if connection is None:
+                    connection = await self._connect(target, deadline)
+                try:
+                    parsed = await connection.exchange(request, read_limit, deadline)
+                except BaseException:
+                    connection.abort()
+                    raise
+            finally:
+                slots.give()
+            now = time.monotonic()
+            if parsed.reusable and not self._closed:
+                connection.idle_since = now
+                self._idle.setdefault(target.key, []).append(connection)
+            else:
+                connection.abort()  # what was needed is read; a TLS goodbye could hang on
+            if now - self._swept_at > self._keepalive_s:
+                self._sweep(now)
+            return Response(parsed.status, parsed.body, parsed.headers.get("retry-after"))
+        except InterimStatusOnly as interim:
+            return Response(interim.status, b"")
+        except Exception as error:
+            raise transport_error(error, TABLE) from error
 
     def _sweep(self, now: float) -> None:
         """Close the connections idle past `keepalive_s`, of every host (some are never asked again)."""
@@ -450,7 +474,7 @@ class Client:
                 del self._idle[key]
 
     async def close(self) -> None:
-        """Close every idle connection; later posts raise RuntimeError."""
+        """Close every idle connection; later posts raise `TransportError`."""
         self._closed = True
         for connections in self._idle.values():
             for connection in connections:

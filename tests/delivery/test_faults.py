@@ -19,8 +19,9 @@ import pytest
 import trustme
 
 from delivery.classify import classify
-from delivery.sender import REDACTED, Sender, SendResult
-from delivery.transport import CLIENTS
+from delivery.sender import Sender, SendResult
+from delivery.transport import CLIENTS, UNCLASSIFIED_CODE
+from delivery.transport.redaction import REDACTED
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import Classification, ErrorClass
 
@@ -100,7 +101,7 @@ def send_to_url(url: str, *, timeout_s: float = 2.0) -> SendResult:
 
 def assert_response(result: SendResult, status: int, verdict: Classification) -> None:
     assert isinstance(result, SendResult)
-    assert result.error is None and result.error_message is None
+    assert result.error_code is None and result.error_message is None and result.unclassified is None
     assert result.status == status
     assert classify(result) == verdict
     assert result.duration_ms > 0
@@ -115,7 +116,7 @@ def assert_response(result: SendResult, status: int, verdict: Classification) ->
 def assert_transport(result: SendResult, verdict: Classification) -> None:
     assert isinstance(result, SendResult)
     assert result.status is None and result.body is None and result.retry_after is None
-    assert result.error is not None
+    assert result.error_code is not None and result.unclassified is None
     assert classify(result) == verdict
     assert result.error_message and SECRET not in result.error_message
     assert result.duration_ms > 0
@@ -366,5 +367,5 @@ def test_a_closed_sender_refuses_without_raising() -> None:
         return await closed.send("http://127.0.0.1:9/hook", PAYLOAD, HEADERS)
 
     result = asyncio.run(scenario())
-    assert isinstance(result.error, RuntimeError)
+    assert result.error_code == UNCLASSIFIED_CODE
     assert result.error_message == "RuntimeError: the Sender is closed"

@@ -34,7 +34,7 @@ import pytest
 import trustme
 from segment.analytics.client import Client
 
-from delivery.sender import REDACTED
+from delivery.transport.redaction import REDACTED
 from ingest.taxonomy import Classification, ErrorClass
 
 from .engine_process import free_port, start_engine, wait_for

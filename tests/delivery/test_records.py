@@ -15,7 +15,8 @@ from delivery.records import (
     utc,
 )
 from delivery.retry import Decision, RetryPolicy
-from delivery.sender import REDACTED, SendResult
+from delivery.sender import SendResult
+from delivery.transport.redaction import REDACTED
 from ingest.schema import COLUMN_NAMES, RESPONSE_BODY_LIMIT, rows_to_table
 from ingest.taxonomy import Classification, ErrorClass, Outcome, classify_status, classify_transport
 
@@ -155,9 +156,7 @@ def test_a_retried_request_is_numbered_after_the_attempts_made() -> None:
 
 
 def test_a_transport_failure_has_no_status_and_keeps_the_error_text() -> None:
-    result = SendResult(
-        0.8, error=ConnectionRefusedError(111, "refused"), error_message="ClientConnectorError: refused"
-    )
+    result = SendResult(0.8, error_code="ECONNREFUSED", error_message="ClientConnectorError: refused")
     row = record(result, classify_transport("ECONNREFUSED"), Decision(Outcome.RETRY, after(1)))
     assert row["status_code"] is None
     assert (row["error_class"], row["error_code"]) == ("network", "ECONNREFUSED")
@@ -167,12 +166,16 @@ def test_a_transport_failure_has_no_status_and_keeps_the_error_text() -> None:
 
 
 def test_an_unclassified_failure_is_marked() -> None:
-    result = SendResult(1.0, error=RuntimeError("odd"), error_message="RuntimeError: odd")
-    row = record(
-        result, classify_transport("ECONNABORTED"), Decision(Outcome.RETRY, after(1)), unclassified=True
+    result = SendResult(
+        1.0,
+        error_code="EUNCLASSIFIED",
+        error_message="RuntimeError: odd",
+        unclassified="no transport code for RuntimeError: odd: builtins.RuntimeError is in no table",
     )
+    row = record(result, classify_transport("EUNCLASSIFIED"), Decision(Outcome.RETRY, after(1)))
     assert row["error_message"] == UNCLASSIFIED_PREFIX + "RuntimeError: odd"
-    assert row["error_code"] == "ECONNABORTED"
+    assert (row["error_class"], row["error_code"], row["retryable"]) == ("network", "EUNCLASSIFIED", True)
+    check_record(row)
 
 
 def test_no_secret_reaches_a_record() -> None:
@@ -180,7 +183,7 @@ def test_no_secret_reaches_a_record() -> None:
     rows = [
         record(SendResult(3.0, status=401, body=echo), classify_status(401), Decision(Outcome.FAILED)),
         record(
-            SendResult(3.0, error=OSError("x"), error_message=f"OSError: {echo}"),
+            SendResult(3.0, error_code="ECONNRESET", error_message=f"OSError: {echo}"),
             classify_transport("ECONNRESET"),
             Decision(Outcome.RETRY, after(1)),
         ),

@@ -31,6 +31,7 @@ from delivery.queue import Event, Job, JobState, Settlement
 from delivery.queue.sqlite import SqliteQueue
 from delivery.records import UNCLASSIFIED_PREFIX
 from delivery.sender import Sender, SendResult
+from delivery.transport import UNCLASSIFIED_CODE
 from delivery.worker import ABORTED_AT_SHUTDOWN, Worker
 from ingest.writer import attempts_glob
 from tests.delivery.faults import LOOPBACK, Exchange, FaultServer, closed_port
@@ -640,7 +641,12 @@ class _StrangeSender(Sender):
     """A sender whose requests fail with an exception no classification table knows."""
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
-        return SendResult(1.5, error=LookupError("strange"), error_message=f"LookupError: strange {SECRET}")
+        return SendResult(
+            1.5,
+            error_code=UNCLASSIFIED_CODE,
+            error_message=f"LookupError: strange {SECRET}",
+            unclassified="no transport code for LookupError: strange: builtins.LookupError is in no table",
+        )
 
 
 def test_an_unclassified_exception_is_retried_and_marked(
@@ -662,6 +668,7 @@ def test_an_unclassified_exception_is_retried_and_marked(
     assert all(row["error_message"].startswith(UNCLASSIFIED_PREFIX + "LookupError: strange") for row in rows)
     assert SECRET not in repr(rows)
     assert "until the table knows it" in caplog.text
+    assert "builtins.LookupError is in no table" in caplog.text
 
 
 def test_a_lost_lease_is_logged_and_not_recorded(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import socket
 import ssl
 import subprocess
@@ -24,21 +25,22 @@ from typing import Any
 import pytest
 import uvloop
 
-from delivery.classify import classify
+from delivery.transport import UNCLASSIFIED_CODE, Response, TransportError, http1
+from delivery.transport.errors import transport_error
 from delivery.transport.http1 import (
     MAX_HEAD_BYTES,
+    TABLE,
     BadResponse,
     Client,
     ConnectTimeout,
     InterimStatusOnly,
-    Response,
     ServerDisconnected,
     _Parsed,
     _Slots,
     _target,
     parse_response,
 )
-from ingest.taxonomy import Classification, ErrorClass
+from ingest.taxonomy import TRANSPORT_CODES, Classification, ErrorClass, classify_transport
 from tests.delivery.faults import Exchange, FaultServer, keep_alive, never_answer
 
 PAYLOAD = b'{"type": "track", "event": "Signed Up"}'
@@ -72,7 +74,9 @@ CHUNKED_HEAD = head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked")
 
 def test_a_content_length_body() -> None:
     parsed = parse(head("HTTP/1.1 201 Created", "Content-Length: 5", "Content-Type: text/plain") + b"hello")
-    assert parsed.response == Response(201, {"content-length": "5", "content-type": "text/plain"}, b"hello")
+    assert parsed.status == 201
+    assert parsed.headers == {"content-length": "5", "content-type": "text/plain"}
+    assert parsed.body == b"hello"
     assert parsed.reusable
 
 
@@ -81,28 +85,28 @@ def test_a_response_split_anywhere_is_not_complete_until_its_last_byte() -> None
     for cut in range(len(raw)):
         assert parse_response(raw[:cut], False, LIMIT) is None, raw[:cut]
     parsed = parse(raw)
-    assert parsed.response.body == b"hello world"
+    assert parsed.body == b"hello world"
     assert parsed.reusable
 
 
 def test_a_bytearray_buffer_is_read_like_bytes() -> None:
     parsed = parse_response(bytearray(OK_KEEP_ALIVE), False, LIMIT)
     assert parsed is not None
-    assert parsed.response.body == b"ok"
-    assert type(parsed.response.body) is bytes
+    assert parsed.body == b"ok"
+    assert type(parsed.body) is bytes
 
 
 def test_bytes_after_the_body_make_the_connection_not_reusable() -> None:
     parsed = parse(OK_KEEP_ALIVE + b"HTTP/1.1 200 OK\r\n")
-    assert parsed.response.body == b"ok"
+    assert parsed.body == b"ok"
     assert not parsed.reusable
 
 
 def test_a_chunked_body_with_extensions() -> None:
     raw = CHUNKED_HEAD + b'5;x=y\r\nhello\r\n1\r\n \r\n5;name="q";a=b\r\nworld\r\n0\r\n\r\n'
     parsed = parse(raw)
-    assert parsed.response.body == b"hello world"
-    assert parsed.response.headers == {"transfer-encoding": "chunked"}
+    assert parsed.body == b"hello world"
+    assert parsed.headers == {"transfer-encoding": "chunked"}
     assert parsed.reusable
 
 
@@ -111,13 +115,13 @@ def test_a_chunked_body_split_anywhere_is_not_complete_before_its_last_chunk() -
     for cut in range(len(CHUNKED_HEAD) + len(body)):
         assert parse_response((CHUNKED_HEAD + body)[:cut], False, LIMIT) is None
     parsed = parse(CHUNKED_HEAD + body + b"0\r\n\r\n")
-    assert parsed.response.body == b"hello world"
+    assert parsed.body == b"hello world"
     assert parsed.reusable
 
 
 def test_a_chunked_body_with_a_trailer_is_read_but_not_reusable() -> None:
     parsed = parse(CHUNKED_HEAD + chunked(b"hello") + b"0\r\nX-Checksum: abc\r\n\r\n")
-    assert parsed.response.body == b"hello"
+    assert parsed.body == b"hello"
     assert not parsed.reusable
 
 
@@ -130,7 +134,7 @@ def test_a_chunked_body_cut_by_the_end_of_the_connection() -> None:
 
 def test_a_chunked_body_longer_than_the_read_limit_is_cut_and_costs_the_connection() -> None:
     parsed = parse(CHUNKED_HEAD + chunked(b"hello", b"world"), read_limit=7)
-    assert parsed.response.body == b"hellowo"
+    assert parsed.body == b"hellowo"
     assert not parsed.reusable
 
 
@@ -165,24 +169,24 @@ def test_a_negative_chunk_size_is_refused_not_looped_on() -> None:
 
 def test_a_head_with_lf_line_ends() -> None:
     parsed = parse(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
-    assert parsed.response == Response(200, {"content-length": "2"}, b"ok")
+    assert (parsed.status, parsed.headers, parsed.body) == (200, {"content-length": "2"}, b"ok")
     assert parsed.reusable
 
 
 def test_a_body_longer_than_the_read_limit_is_not_waited_for() -> None:
     # 4 of 10 bytes arrived: enough for a 4-byte read limit; the connection is given up.
     parsed = parse(head("HTTP/1.1 200 OK", "Content-Length: 10") + b"0123", read_limit=4)
-    assert parsed.response.body == b"0123"
+    assert parsed.body == b"0123"
     assert not parsed.reusable
     parsed = parse(head("HTTP/1.1 500 X", "Content-Length: 10") + b"012345", read_limit=4)
-    assert parsed.response.body == b"0123"
+    assert parsed.body == b"0123"
     assert not parsed.reusable
 
 
 def test_a_body_longer_than_the_read_limit_that_arrived_whole_is_cut() -> None:
     # The buffer holds exactly this response, so the connection stays clean and reusable.
     parsed = parse(head("HTTP/1.1 200 OK", "Content-Length: 10") + b"0123456789", read_limit=4)
-    assert parsed.response.body == b"0123"
+    assert parsed.body == b"0123"
     assert parsed.reusable
 
 
@@ -191,13 +195,13 @@ def test_a_body_that_the_close_ends() -> None:
     assert parse_response(raw, False, LIMIT) is None
     assert parse_response(raw + b"it", False, LIMIT) is None
     parsed = parse(raw + b"it", eof=True)
-    assert parsed.response.body == b"all of it"
+    assert parsed.body == b"all of it"
     assert not parsed.reusable
 
 
 def test_a_body_that_the_close_ends_is_not_waited_for_past_the_read_limit() -> None:
     parsed = parse(head("HTTP/1.1 200 OK") + b"0123456789", read_limit=4)
-    assert parsed.response.body == b"0123"
+    assert parsed.body == b"0123"
     assert not parsed.reusable
 
 
@@ -205,37 +209,37 @@ def test_an_empty_body_that_the_close_ends() -> None:
     raw = head("HTTP/1.1 200 OK")
     assert parse_response(raw, False, LIMIT) is None
     parsed = parse(raw, eof=True)
-    assert parsed.response.body == b""
+    assert parsed.body == b""
     assert not parsed.reusable
 
 
 @pytest.mark.parametrize("value", ["close", "Close", "keep-alive, close"])
 def test_connection_close_makes_the_connection_not_reusable(value: str) -> None:
     parsed = parse(head("HTTP/1.1 200 OK", "Content-Length: 2", f"Connection: {value}") + b"ok")
-    assert parsed.response.body == b"ok"
+    assert parsed.body == b"ok"
     assert not parsed.reusable
 
 
 @pytest.mark.parametrize("version", ["1.0", "2.0"])
 def test_only_http_1_1_connections_are_reusable(version: str) -> None:
     parsed = parse(head(f"HTTP/{version} 200 OK", "Content-Length: 2") + b"ok")
-    assert parsed.response.status == 200
-    assert parsed.response.body == b"ok"
+    assert parsed.status == 200
+    assert parsed.body == b"ok"
     assert not parsed.reusable
 
 
 @pytest.mark.parametrize("status", [204, 304])
 def test_no_body_statuses(status: int) -> None:
     parsed = parse(head(f"HTTP/1.1 {status} X"))  # eof False: nothing more is waited for
-    assert parsed.response.status == status
-    assert parsed.response.body == b""
+    assert parsed.status == status
+    assert parsed.body == b""
     assert parsed.reusable
 
 
 @pytest.mark.parametrize("status", [204, 304])
 def test_bytes_after_a_no_body_response_make_the_connection_not_reusable(status: int) -> None:
     parsed = parse(head(f"HTTP/1.1 {status} X") + b"junk")
-    assert parsed.response.body == b""
+    assert parsed.body == b""
     assert not parsed.reusable
 
 
@@ -244,20 +248,20 @@ def test_no_body_statuses_ignore_content_length(status: int) -> None:
     # RFC 9110 8.6: a 304 may carry the Content-Length the full response would have had.
     parsed = parse_response(head(f"HTTP/1.1 {status} X", "Content-Length: 1234"), False, LIMIT)
     assert parsed is not None
-    assert parsed.response.body == b""
+    assert parsed.body == b""
     assert parsed.reusable
 
 
 def test_a_101_response_does_not_leave_the_connection_reusable() -> None:
     parsed = parse(head("HTTP/1.1 101 Switching Protocols", "Connection: Upgrade", "Upgrade: websocket"))
-    assert parsed.response.status == 101
+    assert parsed.status == 101
     assert not parsed.reusable
 
 
 def test_any_status_number_is_a_response() -> None:
-    assert parse(head("HTTP/1.1 42 Weird", "Content-Length: 0")).response.status == 42
-    assert parse(head("HTTP/1.1 32767 Max", "Content-Length: 0")).response.status == 32767
-    assert parse(head("HTTP/1.1 404", "Content-Length: 0")).response.status == 404  # no reason phrase
+    assert parse(head("HTTP/1.1 42 Weird", "Content-Length: 0")).status == 42
+    assert parse(head("HTTP/1.1 32767 Max", "Content-Length: 0")).status == 32767
+    assert parse(head("HTTP/1.1 404", "Content-Length: 0")).status == 404  # no reason phrase
 
 
 # -- parse_response: headers ---------------------------------------------------------------------
@@ -265,13 +269,13 @@ def test_any_status_number_is_a_response() -> None:
 
 def test_header_names_are_lower_cased_and_values_stripped() -> None:
     raw = head("HTTP/1.1 200 OK", "Content-LENGTH: 0", "X-Request-ID:   abc  ", "retry-after:120")
-    headers = parse(raw).response.headers
+    headers = parse(raw).headers
     assert headers == {"content-length": "0", "x-request-id": "abc", "retry-after": "120"}
 
 
 def test_duplicate_headers_are_joined() -> None:
     raw = head("HTTP/1.1 200 OK", "Set-Cookie: a=1", "Content-Length: 0", "set-cookie: b=2", "SET-COOKIE: c")
-    assert parse(raw).response.headers["set-cookie"] == "a=1, b=2, c"
+    assert parse(raw).headers["set-cookie"] == "a=1, b=2, c"
 
 
 @pytest.mark.parametrize("line", ["NoColonHere", ": no name", "   : blank name"])
@@ -289,7 +293,7 @@ def test_a_bad_content_length(value: str) -> None:
 def test_transfer_encoding_chunked_wins_over_content_length() -> None:
     raw = head("HTTP/1.1 200 OK", "Content-Length: 3", "Transfer-Encoding: chunked")
     parsed = parse(raw + chunked(b"hello") + b"0\r\n\r\n")
-    assert parsed.response.body == b"hello"
+    assert parsed.body == b"hello"
     assert parsed.reusable
 
 
@@ -339,7 +343,7 @@ def test_interim_statuses_are_read_past() -> None:
     raw = head("HTTP/1.1 100 Continue") + head("HTTP/1.1 102 Processing", "X-A: b")
     raw += head("HTTP/1.1 200 OK", "Content-Length: 2") + b"ok"
     parsed = parse(raw)
-    assert parsed.response == Response(200, {"content-length": "2"}, b"ok")
+    assert (parsed.status, parsed.headers, parsed.body) == (200, {"content-length": "2"}, b"ok")
     assert parsed.reusable
 
 
@@ -366,7 +370,7 @@ def test_a_head_longer_than_the_limit_is_refused_before_its_end() -> None:
 def test_a_head_just_under_the_limit_is_read() -> None:
     raw = head("HTTP/1.1 200 OK", "Content-Length: 0", "X-Big: " + "a" * (MAX_HEAD_BYTES - 100))
     assert len(raw) < MAX_HEAD_BYTES
-    assert parse(raw).response.status == 200
+    assert parse(raw).status == 200
 
 
 def test_a_head_longer_than_the_limit_is_refused_when_it_arrives_whole() -> None:
@@ -555,7 +559,7 @@ def test_the_request_on_the_wire() -> None:
             return response, server.received, server.port
 
     response, received, port = asyncio.run(scenario())
-    assert response == Response(200, {"content-length": "16"}, b'{"success":true}')
+    assert response == Response(200, b'{"success":true}')
     request_head, _, body = received[0].partition(b"\r\n\r\n")
     lines = request_head.decode().split("\r\n")
     assert lines[0] == "POST /hook?x=1 HTTP/1.1"
@@ -669,8 +673,10 @@ def test_a_post_waiting_for_a_slot_past_its_timeout() -> None:
                 first = asyncio.create_task(post(client, server, timeout_s=10))
                 await asyncio.wait_for(tracked.arrived.wait(), 5)  # the first holds the slot
                 started = time.perf_counter()
-                with pytest.raises(TimeoutError):
+                with pytest.raises(TransportError) as info:
                     await post(client, server, timeout_s=0.1)
+                assert info.value.code == "ECONNECTTIMEOUT"
+                assert isinstance(info.value.__cause__, ConnectTimeout)
                 assert time.perf_counter() - started < 5
                 assert server.requests == 1  # the second never got to send
                 tracked.release.set()
@@ -713,8 +719,10 @@ def test_a_server_that_never_answers_times_out() -> None:
             client = make_client()
             try:
                 started = time.perf_counter()
-                with pytest.raises(TimeoutError):
+                with pytest.raises(TransportError) as info:
                     await post(client, server, timeout_s=0.2)
+                assert info.value.code == "ETIMEDOUT"
+                assert str(info.value) == "TimeoutError: no complete response within the request timeout"
                 return time.perf_counter() - started
             finally:
                 await client.close()
@@ -726,8 +734,10 @@ def test_a_closed_client_refuses_to_post() -> None:
     async def scenario() -> None:
         client = make_client()
         await client.close()
-        with pytest.raises(RuntimeError, match="closed"):
+        with pytest.raises(TransportError, match="closed") as info:
             await client.post("http://127.0.0.1:9/hook", PAYLOAD, HEADERS, timeout_s=1.0, read_limit=LIMIT)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert info.value.code == UNCLASSIFIED_CODE  # a bug of the caller's, not a fault of the destination
 
     asyncio.run(scenario())
 
@@ -749,7 +759,7 @@ def test_close_closes_the_idle_connections() -> None:
             assert not ended.is_set()
             await client.close()
             await asyncio.wait_for(ended.wait(), 5)
-            with pytest.raises(RuntimeError):
+            with pytest.raises(TransportError, match="closed"):
                 await post(client, server)
 
     asyncio.run(scenario())
@@ -776,9 +786,11 @@ def test_invalid_hosts_fail_without_a_dns_query(url: str, monkeypatch: pytest.Mo
     async def scenario() -> None:
         client = make_client()
         try:
-            with pytest.raises(socket.gaierror) as info:
+            with pytest.raises(TransportError) as info:
                 await client.post(url, PAYLOAD, HEADERS, timeout_s=2.0, read_limit=LIMIT)
-            assert info.value.errno == socket.EAI_NONAME
+            assert info.value.code == "ENOTFOUND"
+            assert isinstance(info.value.__cause__, socket.gaierror)
+            assert info.value.__cause__.errno == socket.EAI_NONAME
         finally:
             await client.close()
 
@@ -790,8 +802,10 @@ def test_a_url_that_is_not_http_is_refused_by_post() -> None:
     async def scenario() -> None:
         client = make_client()
         try:
-            with pytest.raises(ValueError):
+            with pytest.raises(TransportError) as info:
                 await client.post("ftp://127.0.0.1/hook", PAYLOAD, HEADERS, timeout_s=1.0, read_limit=LIMIT)
+            assert isinstance(info.value.__cause__, ValueError)
+            assert info.value.code == UNCLASSIFIED_CODE
         finally:
             await client.close()
 
@@ -826,7 +840,7 @@ def test_an_international_name_and_path_go_out_as_on_the_wire() -> None:
 
 def test_a_second_retry_after_is_ignored_not_joined() -> None:
     raw = head("HTTP/1.1 429 Slow", "Retry-After: 120", "Retry-After: 30", "Content-Length: 0")
-    assert parse(raw).response.headers["retry-after"] == "120"
+    assert parse(raw).headers["retry-after"] == "120"
 
 
 def test_a_chunk_size_line_without_end_is_refused() -> None:
@@ -834,10 +848,79 @@ def test_a_chunk_size_line_without_end_is_refused() -> None:
         parse_response(CHUNKED_HEAD + b"1;" + b"a" * 2000, False, LIMIT)
 
 
+# -- this client's exceptions at the seam ------------------------------------------------------
+
+
+def from_none(error: Exception) -> Exception:
+    """`error` raised `from None` while handling a TimeoutError, as `Client.post` raises ConnectTimeout."""
+    error.__context__ = TimeoutError()
+    error.__suppress_context__ = True
+    return error
+
+
+OWN_EXCEPTIONS = [
+    (
+        "closed without answering",
+        ServerDisconnected("Server disconnected without sending a response"),
+        "ESERVERDISCONNECT",
+    ),
+    (
+        "closed inside the head",
+        ServerDisconnected("Server disconnected inside the response head"),
+        "ESERVERDISCONNECT",
+    ),
+    ("connect timeout", ConnectTimeout("connecting to example.com:443 timed out"), "ECONNECTTIMEOUT"),
+    ("no free slot", from_none(ConnectTimeout("no free connection to example.com")), "ECONNECTTIMEOUT"),
+    ("not HTTP", BadResponse("not an HTTP response: b'SSH-2.0'"), "EBADRESPONSE"),
+    ("body cut short", ConnectionResetError("the connection ended inside the response body"), "ECONNRESET"),
+]
+
+
+@pytest.mark.parametrize(
+    ("error", "code"), [row[1:] for row in OWN_EXCEPTIONS], ids=[row[0] for row in OWN_EXCEPTIONS]
+)
+def test_own_exceptions_have_their_codes(error: Exception, code: str) -> None:
+    failure = transport_error(error, TABLE)
+    assert failure.code == code and failure.unclassified is None
+    assert classify_transport(code).error_class in (
+        ErrorClass.NETWORK,
+        ErrorClass.TIMEOUT,
+        ErrorClass.NONSTANDARD,
+    )
+
+
 def test_a_connect_timeout_has_its_own_code() -> None:
-    assert classify(ConnectTimeout("connecting to example.com:443 timed out")) == Classification(
+    assert classify_transport(transport_error(ConnectTimeout("timed out"), TABLE).code) == Classification(
         ErrorClass.TIMEOUT, "ECONNECTTIMEOUT", True
     )
+
+
+def test_every_exception_class_of_the_module_is_in_its_table() -> None:
+    own = {
+        cls
+        for _, cls in inspect.getmembers(http1, inspect.isclass)
+        if issubclass(cls, BaseException) and cls.__module__ == http1.__name__
+    }
+    # InterimStatusOnly never crosses the seam: `Client.post` answers with its status.
+    assert own - {InterimStatusOnly} == set(TABLE)
+    assert set(TABLE.values()) <= set(TRANSPORT_CODES)
+
+
+def test_an_interim_status_alone_is_a_response_at_the_seam() -> None:
+    async def only_continue(exchange: Exchange) -> None:
+        await exchange.read_request()
+        await exchange.send(b"HTTP/1.1 102 Processing\r\n\r\n")
+        await exchange.close()
+
+    async def scenario() -> Response:
+        async with FaultServer(only_continue) as server:
+            client = make_client()
+            try:
+                return await post(client, server)
+            finally:
+                await client.close()
+
+    assert asyncio.run(scenario()) == Response(102, b"")
 
 
 def test_idle_connections_of_a_host_never_asked_again_are_closed() -> None:
