@@ -29,7 +29,8 @@ The connection is a sandbox for user-written SQL (`AttemptLog.sql`): it
 can read only the attempt log's and the rollups' directories, loads no
 extensions, sees no Python variables, and its configuration is locked. It
 runs in UTC, the zone of the `date`/`hour` partitions, and defines the
-`body_template(body)` macro the `error_templates` rollup is made with.
+`body_template(body)` macro the `error_templates` rollup is made with and
+the macros the named queries share (`queries/_macros.sql`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from ingest.rollup import ROLLUPS_DIR, connect_macros, out_of_step, rollup_glob,
 from ingest.schema import COLUMNS
 from ingest.writer import attempts_glob, attempts_root
 from queries.errors import QueryError
-from queries.loader import load_query, parameter_names
+from queries.loader import load_macros, load_query, parameter_names
 from queries.readonly import read_only_statement
 from queries.scope import Scope, query_parameters
 
@@ -182,6 +183,8 @@ class AttemptLog:
         readable = [self._attempts_root, self.data_dir / ROLLUPS_DIR]
         _sandbox(self._con, readable, memory_limit=memory_limit, threads=threads)
         self._sync_views()
+        # After the views: DuckDB binds a table macro's body when it is created.
+        self._con.execute(load_macros())
 
     def run(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> pl.DataFrame:
         """Run the named query (`queries/<name>.sql`) for `scope` over [start, end).
