@@ -155,12 +155,13 @@ class OutOfStep:
         return len(self.lacking) + sum(len(files) for files in self.orphans.values())
 
 
-def out_of_step(data_dir: str | os.PathLike[str]) -> OutOfStep:
+def out_of_step(data_dir: str | os.PathLike[str], *, grace_s: float = GRACE_S) -> OutOfStep:
     """How the rollups under `data_dir` differ from its attempt files; 0 `files` when in step.
 
     Reads directory listings (and the age of an attempt file lacking a
     rollup), never a file's contents: cheap enough to ask before showing
-    figures. Writes nothing.
+    figures. Writes nothing. An attempt file younger than `grace_s` is left
+    to its writer.
     """
     attempts_root = _attempts_root(data_dir)
     # Rollups are listed before attempts: a file published between the two
@@ -169,7 +170,7 @@ def out_of_step(data_dir: str | os.PathLike[str]) -> OutOfStep:
     present = {rollup: _relative_files(rollup_root(data_dir, rollup)) for rollup in ROLLUPS}
     attempt_files = _relative_files(attempts_root)
     orphans = {rollup: frozenset(files - attempt_files) for rollup, files in present.items()}
-    cutoff = time.time() - GRACE_S
+    cutoff = time.time() - grace_s
     lacking = {}
     for path in attempt_files:
         missing = tuple(rollup for rollup in ROLLUPS if path not in present[rollup])
@@ -195,16 +196,23 @@ class RepairResult:
     """Rollup files removed because their attempt file is gone."""
 
 
-def repair(data_dir: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> RepairResult:
+def repair(
+    data_dir: str | os.PathLike[str],
+    progress: Callable[[int], None] | None = None,
+    *,
+    grace_s: float = GRACE_S,
+) -> RepairResult:
     """Build the rollups attempt files lack and remove orphaned ones, as `out_of_step` finds them.
 
     `progress`, if given, is called with the units done since its last call
     (a `tqdm` bar's `update`): one per attempt file mended and per orphan
     removed, `out_of_step(data_dir).files` in all. Safe beside a running
-    writer: an attempt file younger than `GRACE_S` is left to it, and files
-    are published whole (`ingest.files.publish_parquet`).
+    writer: an attempt file younger than `grace_s` is left to it, and files
+    are published whole (`ingest.files.publish_parquet`). A writer that
+    knows no other writer runs (an exporter at its start, after a crash a
+    moment ago) may pass `grace_s=0` to mend its own latest files too.
     """
-    todo = out_of_step(data_dir)
+    todo = out_of_step(data_dir, grace_s=grace_s)
     removed = 0
     for rollup, files in todo.orphans.items():
         root = rollup_root(data_dir, rollup)

@@ -333,6 +333,15 @@ def test_a_fresh_attempt_file_is_left_to_its_writer(healthy: tuple[Path, dict[st
     assert out_of_step(data_dir).lacking == {name: ("outcomes",)}
 
 
+def test_a_writer_alone_may_mend_its_own_fresh_files(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
+    data_dir, _ = healthy
+    lost = rollup_files(data_dir, "outcomes")[0]
+    lost.unlink()
+    os.utime(attempts_root(data_dir) / lost.relative_to(rollup_root(data_dir, "outcomes")))
+    assert repair(data_dir, grace_s=0) == RepairResult(built=1, removed=0)
+    assert lost.exists()
+
+
 @pytest.mark.parametrize(("damage", "rollup"), OUT_OF_STEP, ids=[f"{d}, {r}" for d, r in OUT_OF_STEP])
 def test_a_query_on_an_out_of_step_log_writes_nothing_and_says_so(
     healthy: tuple[Path, dict[str, pl.DataFrame]], damage: str, rollup: str
