@@ -175,6 +175,22 @@ def _job_history(root: str, scope: Scope, job_id: str) -> pl.DataFrame:
     return api.job_history(_log(root), scope, job_id)
 
 
+def rollups_out_of_step() -> int:
+    """Files of the attempt log and its rollups out of step under `data_dir()`; 0 when in step.
+
+    Until `deliverydash repair` mends them, figures from the rollups leave
+    out attempt files without rollups (or count rollups whose attempt file
+    is gone). It counts files, the same for every viewer, so it is keyed by
+    the data directory alone.
+    """
+    return _rollups_out_of_step(str(data_dir()))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _rollups_out_of_step(root: str) -> int:
+    return _log(root).rollups_out_of_step()
+
+
 def workspaces(start: dt.datetime, end: dt.datetime) -> list[str]:
     """Workspaces with traffic in the range, busiest first (operators' scope picker)."""
     frame = by_destination(Scope.all(), start, end)
@@ -232,6 +248,7 @@ __all__ = [
     "integrations",
     "latency",
     "log",
+    "rollups_out_of_step",
     "run_sql",
     "workspaces",
 ]

@@ -67,4 +67,10 @@ if not data.days():
         "`deliverydash simulate --attempts 2000000`, or start the engine with `deliverydash serve`."
     )
     st.stop()
+if out_of_step := data.rollups_out_of_step():
+    files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"
+    st.warning(
+        f"The rollups are out of step with the attempt log ({files}), so figures may be incomplete. "
+        "Run `deliverydash repair` to mend them."
+    )
 page.run()

@@ -8,15 +8,19 @@ the dashboard and the day report read a few hundred thousand rollup rows
 instead of a hundred million records.
 
 Writers publish an attempt file's rollups right after the file itself.
-`reconcile` repairs what a crash between the two left behind: it builds the
-rollups an attempt file lacks and removes those whose attempt file is gone.
+`repair` mends what a crash between the two left behind, or a data
+directory written before a rollup existed: it builds the rollups an attempt
+file lacks and removes those whose attempt file is gone. Only writers and
+`deliverydash repair` call it; readers call `out_of_step`, which lists
+directories and writes nothing, and say what it finds.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -45,9 +49,9 @@ _ROW_GROUP_SIZE = {
     "errors": 8_192,
     "destination_delay": 8_192,
 }
-#: Attempt columns no rollup reads: `reconcile` leaves them on disk. The
-#: events list is most of a file's bytes, and reading it would make healing
-#: a day's rollups several times slower.
+#: Attempt columns no rollup reads: `repair` leaves them on disk. The
+#: events list is most of a file's bytes, and reading it would make
+#: repairing a day's rollups several times slower.
 UNREAD_COLUMNS = frozenset({"events"})
 
 
@@ -124,59 +128,121 @@ def _relative_files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.glob("date=*/hour=*/*.parquet")} if root.is_dir() else set()
 
 
+def _attempts_root(data_dir: str | os.PathLike[str]) -> Path:
+    # ingest.writer imports this module to publish rollups: importing it at the top would be circular.
+    from ingest.writer import attempts_root
+
+    return attempts_root(data_dir)
+
+
 #: An attempt file younger than this may still be waiting for its writer to
-#: publish its rollups; readers leave it to the writer instead of doing the work twice.
+#: publish its rollups: it is the writer's to finish, not out of step yet.
 GRACE_S = 30.0
 
 
-def _differences(
-    data_dir: str | os.PathLike[str], attempts_root: Path
-) -> tuple[dict[str, set[Path]], dict[Path, list[str]]]:
-    """(orphaned rollup files per rollup, settled attempt files -> the rollups they lack)."""
+@dataclass(frozen=True, slots=True)
+class OutOfStep:
+    """Where a data directory's rollups and attempt files disagree: what `repair` would mend."""
+
+    lacking: dict[Path, tuple[str, ...]]
+    """Attempt files older than `GRACE_S` (relative to ``attempts/``) -> the rollups they lack."""
+    orphans: dict[str, frozenset[Path]]
+    """Per rollup, its files (relative to its directory) whose attempt file is gone."""
+
+    @property
+    def files(self) -> int:
+        """Attempt files lacking a rollup plus orphaned rollup files: `repair`'s units of progress."""
+        return len(self.lacking) + sum(len(files) for files in self.orphans.values())
+
+
+def out_of_step(data_dir: str | os.PathLike[str], *, grace_s: float = GRACE_S) -> OutOfStep:
+    """How the rollups under `data_dir` differ from its attempt files; 0 `files` when in step.
+
+    Reads directory listings (and the age of an attempt file lacking a
+    rollup), never a file's contents: cheap enough to ask before showing
+    figures. Writes nothing. An attempt file younger than `grace_s` is left
+    to its writer.
+    """
+    attempts_root = _attempts_root(data_dir)
     # Rollups are listed before attempts: a file published between the two
     # listings then looks like it lacks rollups (and is left to its writer
     # for GRACE_S), never like an orphan to delete.
     present = {rollup: _relative_files(rollup_root(data_dir, rollup)) for rollup in ROLLUPS}
     attempt_files = _relative_files(attempts_root)
-    orphans = {rollup: files - attempt_files for rollup, files in present.items()}
-    cutoff = time.time() - GRACE_S
-    lacking: dict[Path, list[str]] = {}
-    for rollup, files in present.items():
-        for missing in attempt_files - files:
-            lacking.setdefault(missing, []).append(rollup)
-    settled = {}
-    for path, rollups in lacking.items():
-        try:
-            if (attempts_root / path).stat().st_mtime < cutoff:
-                settled[path] = rollups
-        except FileNotFoundError:  # removed since the listing
-            pass
-    return orphans, settled
+    orphans = {rollup: frozenset(files - attempt_files) for rollup, files in present.items()}
+    cutoff = time.time() - grace_s
+    lacking = {}
+    for path in attempt_files:
+        missing = tuple(rollup for rollup in ROLLUPS if path not in present[rollup])
+        if missing and _older_than(attempts_root / path, cutoff):
+            lacking[path] = missing
+    return OutOfStep(lacking=lacking, orphans=orphans)
 
 
-def reconcile(data_dir: str | os.PathLike[str], attempts_root: Path) -> tuple[int, int]:
-    """Build missing rollups and remove orphaned ones; return (built, removed) file counts."""
-    orphans, lacking = _differences(data_dir, attempts_root)
+def _older_than(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:  # removed since the listing
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    """What `repair` did."""
+
+    built: int
+    """Rollup files built for attempt files that lacked them."""
+    removed: int
+    """Rollup files removed because their attempt file is gone."""
+
+
+def repair(
+    data_dir: str | os.PathLike[str],
+    progress: Callable[[int], None] | None = None,
+    *,
+    grace_s: float = GRACE_S,
+) -> RepairResult:
+    """Build the rollups attempt files lack and remove orphaned ones, as `out_of_step` finds them.
+
+    `progress`, if given, is called with the units done since its last call
+    (a `tqdm` bar's `update`): one per attempt file mended and per orphan
+    removed, `out_of_step(data_dir).files` in all. Safe beside a running
+    writer: an attempt file younger than `grace_s` is left to it, and files
+    are published whole (`ingest.files.publish_parquet`). A writer that
+    knows no other writer runs (an exporter at its start, after a crash a
+    moment ago) may pass `grace_s=0` to mend its own latest files too.
+    """
+    todo = out_of_step(data_dir, grace_s=grace_s)
     removed = 0
-    for rollup, files in orphans.items():
+    for rollup, files in todo.orphans.items():
         root = rollup_root(data_dir, rollup)
         for orphan in files:
             (root / orphan).unlink(missing_ok=True)
-            removed += 1
         clean_temporary(root)
+        removed += len(files)
+        if progress is not None and files:
+            progress(len(files))
+    attempts_root = _attempts_root(data_dir)
     built = 0
-    for path, rollups in sorted(lacking.items()):
-        date, hour = path.parts[0].removeprefix("date="), int(path.parts[1].removeprefix("hour="))
-        # Only the rollups the file lacks: a data directory written before a
-        # rollup existed gets that one, without rebuilding the others.
+    for path, rollups in sorted(todo.lacking.items()):
+        built += _build_missing(data_dir, attempts_root, path, rollups)
+        if progress is not None:
+            progress(1)
+    return RepairResult(built=built, removed=removed)
+
+
+def _build_missing(
+    data_dir: str | os.PathLike[str], attempts_root: Path, path: Path, rollups: tuple[str, ...]
+) -> int:
+    """Publish `rollups` of attempt file `path`; return how many (none if the file went meanwhile)."""
+    date, hour = path.parts[0].removeprefix("date="), int(path.parts[1].removeprefix("hour="))
+    try:
         rows = pq.read_table(attempts_root / path, schema=ATTEMPT_SCHEMA, columns=_READ_COLUMNS)
-        for rollup, table in build_rollups(rows, rollups).items():
-            _publish(rollup, table, data_dir, date, hour, path.name)
-            built += 1
-    return built, removed
-
-
-def in_step(data_dir: str | os.PathLike[str], attempts_root: Path) -> bool:
-    """Whether no rollup lacks its attempt file and no settled attempt file lacks a rollup."""
-    orphans, lacking = _differences(data_dir, attempts_root)
-    return not lacking and not any(orphans.values())
+    except FileNotFoundError:  # removed since the listing (`simulate --replace`)
+        return 0
+    # Only the rollups the file lacks: a data directory written before a
+    # rollup existed gets that one, without rebuilding the others.
+    built = build_rollups(rows, rollups)
+    for rollup, table in built.items():
+        _publish(rollup, table, data_dir, date, hour, path.name)
+    return len(built)

@@ -5,11 +5,15 @@ Each takes an open `AttemptLog`, a `Scope` and a half-open range
 columns the matching `.sql` file documents. The queries read the hourly
 rollups: counts and sums are exact, latency percentiles within 5% (or
 exact from the raw log, on request). Metric definitions: docs/sql.md.
+
+A query that takes nothing but those is one line here (`_scoped`); the
+others, with parameters of their own, are written out.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypedDict, Unpack
 
 import polars as pl
 
@@ -24,39 +28,55 @@ JOB_SEARCH_AFTER = timedelta(days=1, hours=4)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def day_report(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """One row: the event cohort's fate and the requests' error shares (day_report.sql)."""
-    return log.run("day_report", scope, start, end)
+class ScopedQuery(Protocol):
+    """A named query that takes nothing but the scope and the range."""
+
+    def __call__(self, log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame: ...
 
 
-def funnel(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Stages `step, stage, kind, attempt, events, pct`, ready for `px.funnel` (funnel.sql)."""
-    return log.run("funnel", scope, start, end)
+def _scoped(name: str, summary: str) -> ScopedQuery:
+    """The function that runs `queries/<name>.sql`, documented by `summary`."""
+
+    def query(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
+        return log.run(name, scope, start, end)
+
+    query.__name__ = query.__qualname__ = name
+    query.__doc__ = f"{summary} ({name}.sql)."
+    return query
 
 
-def by_status_code(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Requests and events per status code; no-response rows per error code (by_status_code.sql)."""
-    return log.run("by_status_code", scope, start, end)
-
-
-def by_error(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Requests, unsent jobs and events per error class and code (by_error.sql)."""
-    return log.run("by_error", scope, start, end)
-
-
-def by_destination(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Requests and cohort figures per destination (by_destination.sql)."""
-    return log.run("by_destination", scope, start, end)
-
-
-def by_integration(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Requests and cohort figures per integration (by_integration.sql)."""
-    return log.run("by_integration", scope, start, end)
-
-
-def hourly(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Requests per UTC hour and error class, long format (hourly.sql)."""
-    return log.run("hourly", scope, start, end)
+day_report = _scoped("day_report", "One row: the event cohort's fate and the requests' error shares")
+funnel = _scoped("funnel", "Stages `step, stage, kind, attempt, events, pct`, ready for `px.funnel`")
+by_status_code = _scoped(
+    "by_status_code", "Requests and events per status code; no-response rows per error code"
+)
+by_error = _scoped("by_error", "Requests, unsent jobs and events per error class and code")
+by_destination = _scoped("by_destination", "Requests and cohort figures per destination")
+by_integration = _scoped("by_integration", "Requests and cohort figures per integration")
+hourly = _scoped("hourly", "Requests per UTC hour and error class, long format")
+retries = _scoped(
+    "retries",
+    "Recovery curves: delivered by attempt k, for all events and per class of first failure. "
+    "Columns: first_error_class (NULL: every event received), attempt, events, delivered, "
+    "delivered_by, delivered_by_pct",
+)
+retry_recovery = _scoped(
+    "retry_recovery", "Per class of first failure: events retried and what became of them"
+)
+delivery_delay = _scoped(
+    "delivery_delay",
+    "Receipt-to-delivery delay percentiles: all, first attempt, after retries. Three rows, "
+    "`delivery` = 'all', 'first attempt', 'after retries', with deliveries, events, p50_ms, "
+    "p95_ms, p99_ms (within 5%), mean_ms, max_ms",
+)
+delivery_delay_histogram = _scoped(
+    "delivery_delay_histogram", "Delivered events per delay bucket, first attempt and after retries"
+)
+destination_failures = _scoped(
+    "destination_failures",
+    "The cohort's failed, dropped and skipped jobs and events per destination and error class, "
+    "long format: workspace_id, destination_id, integration, outcome, error_class, jobs, events",
+)
 
 
 def latency(
@@ -96,67 +116,27 @@ def error_samples(
     return log.run("error_samples", scope, start, end, limit=limit)
 
 
-def retries(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Recovery curves: delivered by attempt k, for all events and per class of first failure (retries.sql).
+class ExplorerFilters(TypedDict, total=False):
+    """The error explorer's filters: each left out, or None, matches anything."""
 
-    Columns: first_error_class (NULL: every event received), attempt, events,
-    delivered, delivered_by, delivered_by_pct.
-    """
-    return log.run("retries", scope, start, end)
-
-
-def retry_recovery(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Per class of first failure: events retried and what became of them (retry_recovery.sql)."""
-    return log.run("retry_recovery", scope, start, end)
+    error_class: str | None
+    error_code: str | None
+    status_code: int | None
+    destination_id: str | None
+    integration: str | None
 
 
-def delivery_delay(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Receipt-to-delivery delay percentiles: all, first attempt, after retries (delivery_delay.sql).
-
-    Three rows, `delivery` = 'all', 'first attempt', 'after retries', with
-    deliveries, events, p50_ms, p95_ms, p99_ms (within 5%), mean_ms, max_ms.
-    """
-    return log.run("delivery_delay", scope, start, end)
-
-
-def delivery_delay_histogram(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """Delivered events per delay bucket, first attempt and after retries (delivery_delay_histogram.sql)."""
-    return log.run("delivery_delay_histogram", scope, start, end)
-
-
-def destination_failures(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> pl.DataFrame:
-    """The cohort's failed, dropped and skipped jobs and events per destination and error class.
-
-    Long format (destination_failures.sql): workspace_id, destination_id,
-    integration, outcome, error_class, jobs, events.
-    """
-    return log.run("destination_failures", scope, start, end)
+#: Every filter, matching anything: what the queries bind for filters not given.
+_ANY = ExplorerFilters(
+    error_class=None, error_code=None, status_code=None, destination_id=None, integration=None
+)
 
 
 def explorer_hours(
-    log: AttemptLog,
-    scope: Scope,
-    start: datetime,
-    end: datetime,
-    *,
-    error_class: str | None = None,
-    error_code: str | None = None,
-    status_code: int | None = None,
-    destination_id: str | None = None,
-    integration: str | None = None,
+    log: AttemptLog, scope: Scope, start: datetime, end: datetime, **filters: Unpack[ExplorerFilters]
 ) -> pl.DataFrame:
     """Records that did not deliver, matching the filters, per hour and error class (explorer_hours.sql)."""
-    return log.run(
-        "explorer_hours",
-        scope,
-        start,
-        end,
-        error_class=error_class,
-        error_code=error_code,
-        status_code=status_code,
-        destination_id=destination_id,
-        integration=integration,
-    )
+    return log.run("explorer_hours", scope, start, end, **(_ANY | filters))
 
 
 def explorer_samples(
@@ -165,33 +145,21 @@ def explorer_samples(
     start: datetime,
     end: datetime,
     *,
-    error_class: str | None = None,
-    error_code: str | None = None,
-    status_code: int | None = None,
-    destination_id: str | None = None,
-    integration: str | None = None,
     limit: int = 50,
+    **filters: Unpack[ExplorerFilters],
 ) -> pl.DataFrame:
     """The latest `limit` records that did not deliver, matching the filters, newest first.
 
-    Filters left None match anything. Reads the raw log (explorer_samples.sql),
-    but only the latest hours of [start, end) that hold `limit` matches:
-    explorer_hours counts them per hour from the `outcomes` rollup first.
+    Reads the raw log (explorer_samples.sql), but only the latest hours of
+    [start, end) that hold `limit` matches: `explorer_hours` counts them per
+    hour from the `outcomes` rollup first.
     """
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    filters: dict[str, object] = {
-        "error_class": error_class,
-        "error_code": error_code,
-        "status_code": status_code,
-        "destination_id": destination_id,
-        "integration": integration,
-    }
-    per_hour = log.run("explorer_hours", scope, start, end, **filters)
-    since = _latest_hours_holding(per_hour, limit)
+    since = _latest_hours_holding(explorer_hours(log, scope, start, end, **filters), limit)
     if since is None:  # nothing matches: the query still gives the columns, reading one hour
         since = end - timedelta(hours=1)
-    return log.run("explorer_samples", scope, max(since, start), end, limit=limit, **filters)
+    return log.run("explorer_samples", scope, max(since, start), end, limit=limit, **(_ANY | filters))
 
 
 def _latest_hours_holding(per_hour: pl.DataFrame, limit: int) -> datetime | None:

@@ -12,15 +12,7 @@
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH scoped AS (
     SELECT error_class, error_code, retryable, attempt, records, events
-    FROM outcomes
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end
+    FROM scoped_outcomes($scope_kind, $scope_value, $start, $end)
 ),
 
 counted AS (
@@ -35,6 +27,6 @@ counted AS (
     GROUP BY error_class, error_code, retryable
 )
 
-SELECT *, coalesce(100 * requests / nullif(sum(requests) OVER (), 0)::DOUBLE, 0) AS pct
+SELECT *, pct(requests, sum(requests) OVER ()) AS pct
 FROM counted
 ORDER BY requests DESC, unsent DESC, error_class, error_code, retryable

@@ -10,16 +10,8 @@
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH requests AS (
     SELECT status_code, error_code, error_class, records, events
-    FROM outcomes
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end
-      AND attempt >= 1
+    FROM scoped_outcomes($scope_kind, $scope_value, $start, $end)
+    WHERE attempt >= 1
 )
 
 SELECT

@@ -20,33 +20,9 @@
 -- Parameters: $scope_kind ('all', 'workspace', 'destination', 'integration'),
 -- $scope_value (NULL for 'all'), $start, $end (TIMESTAMPTZ on whole UTC hours,
 -- half-open range).
-WITH scoped AS (
+WITH figures AS (
     SELECT
-        *,
-        received_hour >= $start AND received_hour < $end AS in_cohort,
-        attempt >= 1 AND started_hour < $end AS is_request
-    FROM outcomes
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-),
-
-figures AS (
-    SELECT
-        coalesce(sum(events) FILTER (in_cohort AND attempt <= 1), 0)::BIGINT AS events_received,
-        coalesce(sum(events) FILTER (in_cohort AND attempt = 1 AND outcome = 'delivered'), 0)::BIGINT
-            AS delivered_first_attempt,
-        coalesce(sum(events) FILTER (in_cohort AND outcome = 'delivered'), 0)::BIGINT
-            AS delivered_eventually,
-        coalesce(sum(events) FILTER (in_cohort AND outcome = 'failed'), 0)::BIGINT AS failed,
-        coalesce(sum(events) FILTER (in_cohort AND outcome = 'dropped'), 0)::BIGINT AS dropped,
-        coalesce(sum(events) FILTER (in_cohort AND outcome = 'skipped'), 0)::BIGINT AS skipped,
-        coalesce(sum(records) FILTER (is_request), 0)::BIGINT AS requests,
+        unnest(cohort_figures(in_cohort, is_request, attempt, outcome, events, records)),
         coalesce(sum(records) FILTER (is_request AND status_code IN (401, 403)), 0)::BIGINT
             AS auth_requests,
         coalesce(sum(records) FILTER (is_request AND status_code = 400), 0)::BIGINT
@@ -62,50 +38,48 @@ figures AS (
         coalesce(sum(records) FILTER (is_request AND error_class = 'tls'), 0)::BIGINT AS tls_requests,
         coalesce(sum(records) FILTER (is_request AND error_class = 'nonstandard'), 0)::BIGINT
             AS nonstandard_requests
-    FROM scoped
+    FROM cohort_and_requests($scope_kind, $scope_value, $start, $end)
 ),
 
 derived AS (
     SELECT
         *,
         delivered_eventually - delivered_first_attempt AS delivered_after_retries,
-        events_received - delivered_eventually - failed - dropped - skipped AS still_retrying,
-        nullif(events_received, 0)::DOUBLE AS per_event,
-        nullif(requests, 0)::DOUBLE AS per_request
+        events_received - delivered_eventually - failed - dropped - skipped AS still_retrying
     FROM figures
 )
 
 SELECT
     events_received,
     delivered_first_attempt,
-    coalesce(100 * delivered_first_attempt / per_event, 0) AS delivered_first_attempt_pct,
+    pct(delivered_first_attempt, events_received) AS delivered_first_attempt_pct,
     delivered_eventually,
-    coalesce(100 * delivered_eventually / per_event, 0) AS delivered_eventually_pct,
+    pct(delivered_eventually, events_received) AS delivered_eventually_pct,
     delivered_after_retries,
-    coalesce(100 * delivered_after_retries / per_event, 0) AS delivered_after_retries_pct,
+    pct(delivered_after_retries, events_received) AS delivered_after_retries_pct,
     failed,
-    coalesce(100 * failed / per_event, 0) AS failed_pct,
+    pct(failed, events_received) AS failed_pct,
     dropped,
-    coalesce(100 * dropped / per_event, 0) AS dropped_pct,
+    pct(dropped, events_received) AS dropped_pct,
     skipped,
-    coalesce(100 * skipped / per_event, 0) AS skipped_pct,
+    pct(skipped, events_received) AS skipped_pct,
     still_retrying,
-    coalesce(100 * still_retrying / per_event, 0) AS still_retrying_pct,
+    pct(still_retrying, events_received) AS still_retrying_pct,
     requests,
     auth_requests,
-    coalesce(100 * auth_requests / per_request, 0) AS auth_requests_pct,
+    pct(auth_requests, requests) AS auth_requests_pct,
     status_400_requests,
-    coalesce(100 * status_400_requests / per_request, 0) AS status_400_requests_pct,
+    pct(status_400_requests, requests) AS status_400_requests_pct,
     status_429_requests,
-    coalesce(100 * status_429_requests / per_request, 0) AS status_429_requests_pct,
+    pct(status_429_requests, requests) AS status_429_requests_pct,
     status_5xx_requests,
-    coalesce(100 * status_5xx_requests / per_request, 0) AS status_5xx_requests_pct,
+    pct(status_5xx_requests, requests) AS status_5xx_requests_pct,
     network_requests,
-    coalesce(100 * network_requests / per_request, 0) AS network_requests_pct,
+    pct(network_requests, requests) AS network_requests_pct,
     timeout_requests,
-    coalesce(100 * timeout_requests / per_request, 0) AS timeout_requests_pct,
+    pct(timeout_requests, requests) AS timeout_requests_pct,
     tls_requests,
-    coalesce(100 * tls_requests / per_request, 0) AS tls_requests_pct,
+    pct(tls_requests, requests) AS tls_requests_pct,
     nonstandard_requests,
-    coalesce(100 * nonstandard_requests / per_request, 0) AS nonstandard_requests_pct
+    pct(nonstandard_requests, requests) AS nonstandard_requests_pct
 FROM derived

@@ -13,36 +13,13 @@
 -- lower_ms on a log axis.
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
-WITH histogram AS (
-    SELECT attempt, bucket, deliveries, events
-    FROM delay_histogram
-    WHERE ($scope_kind = 'all' OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      -- Retries start less than a day after received_at, hence the extra day.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-      AND received_hour >= $start
-      AND received_hour < $end
-    UNION ALL
-    SELECT attempt, bucket, deliveries, events
-    FROM destination_delay_histogram
-    WHERE (($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value))
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-      AND received_hour >= $start
-      AND received_hour < $end
-),
-
-buckets AS (
+WITH buckets AS (
     SELECT
         CASE WHEN attempt = 1 THEN 'first attempt' ELSE 'after retries' END AS delivery,
         bucket,
         sum(deliveries)::BIGINT AS deliveries,
         sum(events)::BIGINT AS events
-    FROM histogram
+    FROM scoped_delay_histogram($scope_kind, $scope_value, $start, $end)
     GROUP BY ALL
 )
 

@@ -21,18 +21,7 @@ SELECT
     error_class,
     sum(records)::BIGINT AS jobs,
     sum(events)::BIGINT AS events
-FROM outcomes
-WHERE ($scope_kind = 'all'
-       OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-       OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-       OR ($scope_kind = 'integration' AND integration = $scope_value))
-  -- Files are partitioned by started_at's UTC date: this skips whole days.
-  -- Jobs end less than a day after received_at, hence the extra day.
-  AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-  AND started_hour >= $start
-  AND started_hour < $end + INTERVAL 1 DAY
-  AND received_hour >= $start
-  AND received_hour < $end
-  AND outcome IN ('failed', 'dropped', 'skipped')
+FROM cohort_outcomes($scope_kind, $scope_value, $start, $end)
+WHERE outcome IN ('failed', 'dropped', 'skipped')
 GROUP BY workspace_id, destination_id, integration, outcome, error_class
 ORDER BY events DESC, jobs DESC, workspace_id, destination_id, outcome, error_class

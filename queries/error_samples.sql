@@ -36,68 +36,39 @@ WITH failures AS (
         last_seen,
         {'example': example, 'workspace_id': workspace_id, 'destination_id': destination_id} AS latest
     FROM error_templates
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end
+    WHERE in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
+      AND started_in(date, started_hour, $start, $end)
 ),
 
+-- Every column but the measures is a grouping column, here and below.
 grouped AS (
     SELECT
-        template,
-        error_class,
-        status_code,
-        error_code,
-        integration,
-        destination_id,
+        * EXCLUDE (requests, last_seen, latest),
         sum(requests) AS requests,
         max(last_seen) AS last_seen,
         arg_max(latest, last_seen) AS latest
     FROM failures
-    GROUP BY template, error_class, status_code, error_code, integration, destination_id
+    GROUP BY ALL
 ),
 
 -- Redacting after grouping runs the regular expressions once per template, not once per row.
 shown AS (
     SELECT
-        CASE WHEN $scope_kind = 'integration' THEN redact_body(template) ELSE template END AS template,
-        error_class,
-        status_code,
-        error_code,
-        integration,
-        destination_id,
-        requests,
-        last_seen,
-        CASE
-            WHEN $scope_kind = 'integration'
-                THEN redact_body(
-                    replace(
-                        replace(latest.example, latest.workspace_id, '<workspace>'),
-                        latest.destination_id,
-                        '<destination>'
-                    )
-                )
-            ELSE latest.example
-        END AS example
+        * EXCLUDE (latest) REPLACE (
+            CASE WHEN $scope_kind = 'integration' THEN redact_body(template) ELSE template END AS template
+        ),
+        body_for_scope($scope_kind, latest.example, latest.workspace_id, latest.destination_id) AS example
     FROM grouped
 )
 
+-- Templates equal once redacted count together.
 SELECT
-    template,
-    error_class,
-    status_code,
-    error_code,
-    integration,
-    destination_id,
+    * EXCLUDE (requests, last_seen, example),
     sum(requests)::BIGINT AS requests,
     max(last_seen) AS last_seen,
     arg_max(example, last_seen) AS example
 FROM shown
-GROUP BY template, error_class, status_code, error_code, integration, destination_id
+GROUP BY ALL
 -- Every grouping column breaks ties, so which rows make the $limit is never left to chance.
 ORDER BY requests DESC, last_seen DESC, template, error_class, status_code, error_code, integration,
     destination_id

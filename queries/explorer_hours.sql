@@ -17,20 +17,8 @@ SELECT
     started_hour AS hour,
     error_class,
     sum(records)::BIGINT AS records
-FROM outcomes
-WHERE ($scope_kind = 'all'
-       OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-       OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-       OR ($scope_kind = 'integration' AND integration = $scope_value))
-  -- Files are partitioned by started_at's UTC date: this skips whole days.
-  AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
-  AND started_hour >= $start
-  AND started_hour < $end
-  AND error_class <> 'none'
-  AND ($error_class IS NULL OR error_class = $error_class)
-  AND ($error_code IS NULL OR error_code = $error_code)
-  AND ($status_code IS NULL OR status_code = $status_code)
-  AND ($destination_id IS NULL OR destination_id = $destination_id)
-  AND ($integration IS NULL OR integration = $integration)
+FROM scoped_outcomes($scope_kind, $scope_value, $start, $end)
+WHERE explorer_match(error_class, error_code, status_code, destination_id, integration,
+                     $error_class, $error_code, $status_code, $destination_id, $integration)
 GROUP BY started_hour, error_class
 ORDER BY hour, error_class

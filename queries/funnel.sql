@@ -14,27 +14,14 @@
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH cohort AS (
     SELECT attempt, outcome, events
-    FROM outcomes
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      -- Retries start less than a day after received_at, hence the extra day.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-      AND received_hour >= $start
-      AND received_hour < $end
+    FROM cohort_outcomes($scope_kind, $scope_value, $start, $end)
 ),
 
+-- The cohort's figures as day_report.sql has them (every row is in the cohort, none a request
+-- counted), and the highest attempt, the number of `delivered by attempt k` stages.
 totals AS (
     SELECT
-        coalesce(sum(events) FILTER (attempt <= 1), 0)::BIGINT AS received,
-        coalesce(sum(events) FILTER (outcome = 'delivered'), 0)::BIGINT AS delivered,
-        coalesce(sum(events) FILTER (outcome = 'failed'), 0)::BIGINT AS failed,
-        coalesce(sum(events) FILTER (outcome = 'dropped'), 0)::BIGINT AS dropped,
-        coalesce(sum(events) FILTER (outcome = 'skipped'), 0)::BIGINT AS skipped,
+        unnest(cohort_figures(true, false, attempt, outcome, events, 0)),
         coalesce(max(attempt), 0) AS max_attempt
     FROM cohort
 ),
@@ -56,7 +43,7 @@ delivered_by AS (
 
 stages AS (
     SELECT 0 AS step, 'events received' AS stage, 'received' AS kind, NULL::SMALLINT AS attempt,
-           received AS events
+           events_received AS events
     FROM totals
     UNION ALL
     SELECT attempt, 'delivered by attempt ' || attempt, 'delivered', attempt::SMALLINT, events
@@ -67,7 +54,8 @@ stages AS (
          (VALUES (1, 'failed', 'failed', failed),
                  (2, 'dropped', 'dropped', dropped),
                  (3, 'skipped', 'skipped', skipped),
-                 (4, 'still retrying', 'retrying', received - delivered - failed - dropped - skipped))
+                 (4, 'still retrying', 'retrying',
+                  events_received - delivered_eventually - failed - dropped - skipped))
              AS s (rank, stage, kind, events)
 )
 
@@ -77,6 +65,6 @@ SELECT
     kind,
     attempt,
     events,
-    coalesce(100 * events / nullif((SELECT received FROM totals), 0)::DOUBLE, 0) AS pct
+    pct(events, (SELECT events_received FROM totals)) AS pct
 FROM stages
 ORDER BY step

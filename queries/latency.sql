@@ -18,14 +18,8 @@
 WITH requests AS (
     SELECT integration, duration_ms
     FROM attempts
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end)::DATE
-      AND started_at >= $start
-      AND started_at < $end
+    WHERE in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
+      AND started_in(date, started_at, $start, $end)
       AND attempt >= 1
       AND duration_ms IS NOT NULL
 ),

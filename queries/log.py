@@ -17,17 +17,20 @@ it (`union_by_name`); should no file have it yet, the view adds it
 Until a view's first file exists its glob matches nothing and `read_parquet`
 would raise, so the view is then defined over an empty selection typed like
 the files; every query checks for files first and switches the views over
-(and back, should every file be removed). Before that, it checks that every
-attempt file has its rollups and every rollup its attempt file, and if not
-has `ingest.rollup.reconcile` build or remove what differs: a writer that
-crashed between an attempt file and its rollups, or a data directory
-written before rollups existed, heals on the next query.
+(and back, should every file be removed).
+
+Reading never writes. Should a writer have crashed between an attempt file
+and its rollups, or the data directory predate a rollup, the rollups and
+the log disagree until a writer or `deliverydash repair` runs
+`ingest.rollup.repair`; `AttemptLog.rollups_out_of_step` counts the files
+concerned, so that whoever shows figures can say they are incomplete.
 
 The connection is a sandbox for user-written SQL (`AttemptLog.sql`): it
 can read only the attempt log's and the rollups' directories, loads no
 extensions, sees no Python variables, and its configuration is locked. It
 runs in UTC, the zone of the `date`/`hour` partitions, and defines the
-`body_template(body)` macro the `error_templates` rollup is made with.
+`body_template(body)` macro the `error_templates` rollup is made with and
+the macros the named queries share (`queries/_macros.sql`).
 """
 
 from __future__ import annotations
@@ -44,11 +47,11 @@ from types import TracebackType
 import duckdb
 import polars as pl
 
-from ingest.rollup import ROLLUPS_DIR, connect_macros, in_step, reconcile, rollup_glob, rollup_schemas
+from ingest.rollup import ROLLUPS_DIR, connect_macros, out_of_step, rollup_glob, rollup_schemas
 from ingest.schema import COLUMNS
 from ingest.writer import attempts_glob, attempts_root
 from queries.errors import QueryError
-from queries.loader import load_query, parameter_names
+from queries.loader import load_macros, load_query, parameter_names
 from queries.readonly import read_only_statement
 from queries.scope import Scope, query_parameters
 
@@ -139,7 +142,7 @@ def _sandbox(
         "SET autoload_known_extensions = false",
         "SET python_enable_replacements = false",
         # Files are immutable once published, so their footers can be cached. A
-        # rollup `reconcile` rebuilds under a lost file's name is newer than the
+        # rollup `repair` rebuilds under a lost file's name is newer than the
         # cached footer, and DuckDB, which compares modification times, rereads it.
         "SET parquet_metadata_cache = true",
     ]
@@ -173,7 +176,6 @@ class AttemptLog:
         }
         self._con = duckdb.connect(":memory:")
         self._view_lock = threading.Lock()
-        self._heal_lock = threading.Lock()
         self._file_backed: dict[str, bool] = {}
         connect_macros(self._con)
         # The two directories the views read, not the data directory itself:
@@ -181,6 +183,8 @@ class AttemptLog:
         readable = [self._attempts_root, self.data_dir / ROLLUPS_DIR]
         _sandbox(self._con, readable, memory_limit=memory_limit, threads=threads)
         self._sync_views()
+        # After the views: DuckDB binds a table macro's body when it is created.
+        self._con.execute(load_macros())
 
     def run(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> pl.DataFrame:
         """Run the named query (`queries/<name>.sql`) for `scope` over [start, end).
@@ -237,6 +241,16 @@ class AttemptLog:
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
 
+    def rollups_out_of_step(self) -> int:
+        """Attempt files lacking rollups plus rollup files without an attempt file; 0 when in step.
+
+        Figures from the rollups leave out the former and count the latter
+        until `deliverydash repair` (`ingest.rollup.repair`) mends them.
+        Lists directories only; an attempt file younger than
+        `ingest.rollup.GRACE_S` is its writer's to finish and not counted.
+        """
+        return out_of_step(self.data_dir).files
+
     def close(self) -> None:
         """Close the connection; later queries raise."""
         self._con.close()
@@ -260,7 +274,6 @@ class AttemptLog:
         timeout_s: float | None = None,
         max_rows: int | None = None,
     ) -> pl.DataFrame:
-        self._heal_rollups()
         self._sync_views()
         with self._con.cursor() as cur:
             # DuckDB has no statement timeout: interrupting from a timer is the way.
@@ -276,17 +289,6 @@ class AttemptLog:
                 if timer is not None:
                     timer.cancel()
         return result
-
-    def _heal_rollups(self) -> None:
-        # in_step lists the attempt and rollup directories and opens no file:
-        # cheap next to any query. Without the lock, concurrent queries check
-        # at once; with it, only one thread reconciles, and the others, having
-        # waited, find the rollups in step and go on.
-        if in_step(self.data_dir, self._attempts_root):
-            return
-        with self._heal_lock:
-            if not in_step(self.data_dir, self._attempts_root):
-                reconcile(self.data_dir, self._attempts_root)
 
     def _sync_views(self) -> None:
         # iglob is lazy: this stops at the first file, however large the log.

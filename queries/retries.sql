@@ -26,18 +26,7 @@
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH cohort AS MATERIALIZED (
     SELECT attempt, outcome, error_class, first_error_class, sum(events) AS events
-    FROM outcomes
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      -- Retries start less than a day after received_at, hence the extra day.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-      AND received_hour >= $start
-      AND received_hour < $end
+    FROM cohort_outcomes($scope_kind, $scope_value, $start, $end)
     GROUP BY ALL
 ),
 
@@ -77,7 +66,7 @@ SELECT
     coalesce(d.events, 0)::BIGINT AS delivered,
     sum(coalesce(d.events, 0)) OVER (PARTITION BY c.first_error_class ORDER BY a.attempt)::BIGINT
         AS delivered_by,
-    coalesce(100 * delivered_by / nullif(c.events, 0)::DOUBLE, 0) AS delivered_by_pct
+    pct(delivered_by, c.events) AS delivered_by_pct
 FROM curves AS c
 CROSS JOIN attempts AS a
 LEFT JOIN delivered_at AS d

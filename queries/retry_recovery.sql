@@ -33,18 +33,7 @@
 WITH cohort AS MATERIALIZED (
     SELECT attempt, outcome, error_class, first_error_class, sum(events) AS events,
         sum(events * attempt) AS event_attempts
-    FROM outcomes
-    WHERE ($scope_kind = 'all'
-           OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
-           OR ($scope_kind = 'destination' AND destination_id = $scope_value)
-           OR ($scope_kind = 'integration' AND integration = $scope_value))
-      -- Files are partitioned by started_at's UTC date: this skips whole days.
-      -- Retries start less than a day after received_at, hence the extra day.
-      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
-      AND started_hour >= $start
-      AND started_hour < $end + INTERVAL 1 DAY
-      AND received_hour >= $start
-      AND received_hour < $end
+    FROM cohort_outcomes($scope_kind, $scope_value, $start, $end)
     GROUP BY ALL
 ),
 
@@ -83,8 +72,8 @@ SELECT
     coalesce(r.dropped, 0)::BIGINT AS dropped,
     coalesce(r.skipped, 0)::BIGINT AS skipped,
     (f.retried - coalesce(r.recovered + r.failed + r.dropped + r.skipped, 0))::BIGINT AS still_retrying,
-    coalesce(100 * r.recovered / nullif(f.first_failed, 0)::DOUBLE, 0) AS recovered_pct,
-    coalesce(100 * r.recovered / nullif(f.retried, 0)::DOUBLE, 0) AS recovered_of_retried_pct,
+    pct(r.recovered, f.first_failed) AS recovered_pct,
+    pct(r.recovered, f.retried) AS recovered_of_retried_pct,
     r.recovered_attempts / nullif(r.recovered, 0)::DOUBLE AS mean_attempts_to_recover
 FROM firsts AS f
 LEFT JOIN fates AS r ON r.first_error_class = f.error_class

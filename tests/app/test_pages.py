@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from app.access import ViewerKind
 from delivery.alerts.auth_watch import Phase, WatchState
 from delivery.alerts.store import NewNotification, NotificationStore
 from ingest.ids import new_id
+from ingest.rollup import rollup_root
+from ingest.writer import attempts_root
 from queries import Scope, api, connect
 from tests.app.conftest import END, START, OpenApp, SimulatedDay, metrics, page_text, token
 
@@ -191,3 +195,27 @@ def test_the_customer_sees_its_open_notifications_and_no_one_elses(
     shown = " ".join(error.value for error in at.error)
     assert "dst-mine" in shown and "disabled after 50 auth failures" in shown
     assert "dst-theirs" not in page_text(at)
+
+
+def _out_of_step_banners(at: AppTest) -> list[str]:
+    return [warning.value for warning in at.warning if "deliverydash repair" in warning.value]
+
+
+@pytest.mark.parametrize("page", ["views/day.py", "views/retries.py"])
+def test_rollups_out_of_step_show_a_banner(
+    open_app: OpenApp, simulated_day: SimulatedDay, tmp_path: Path, page: str
+) -> None:
+    assert not _out_of_step_banners(open_app(token(ViewerKind.ENGINEER), page=page))
+    data_dir = shutil.copytree(simulated_day.data_dir, tmp_path / "data")
+    # A writer that died between an attempt file and its rollups, a minute ago.
+    lost = sorted(rollup_root(data_dir, "outcomes").glob("date=*/hour=*/*.parquet"))[0]
+    lost.unlink()
+    then = time.time() - 60
+    os.utime(attempts_root(data_dir) / lost.relative_to(rollup_root(data_dir, "outcomes")), (then, then))
+    at = open_app(token(ViewerKind.ENGINEER), page=page, data_dir=data_dir)
+    _assert_rendered(at)
+    assert _out_of_step_banners(at) == [
+        "The rollups are out of step with the attempt log (1 file), so figures may be incomplete. "
+        "Run `deliverydash repair` to mend them."
+    ]
+    assert not lost.exists(), "showing figures mended nothing"

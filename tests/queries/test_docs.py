@@ -17,6 +17,7 @@ import pytest
 
 from ingest.rollup import connect_macros
 from queries import AttemptLog, Scope, by_destination, day_report, funnel
+from queries.loader import load_macros
 
 from .conftest import D1, D2
 
@@ -38,11 +39,12 @@ def doc_blocks() -> dict[str, str]:
 def cli(fixture_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB session that has run the page's view definitions against the fixture.
 
-    It has read `ingest/rollups/macros.sql` too, as the page tells CLI users to.
+    It has read `ingest/rollups/macros.sql` and `queries/_macros.sql` too, as the page tells CLI users to.
     """
     con = duckdb.connect(":memory:")
     con.execute(localize(doc_blocks()["view"], fixture_dir))
     connect_macros(con)
+    con.execute(load_macros())
     yield con
     con.close()
 
@@ -72,6 +74,7 @@ def test_every_block_is_known() -> None:
         "latency",
         "latency-histogram",
         "workspace-latency-histogram",
+        "cohort-macro",
     }
 
 
@@ -109,6 +112,17 @@ def test_day_in_requests_matches_day_report(
     }
     for doc_key, report_key in pairs.items():
         assert by_hand[doc_key] == round(report[report_key], 2), doc_key
+
+
+def test_the_cohort_macro_gives_the_day_reports_figures(
+    cli: duckdb.DuckDBPyConnection, fixture_dir: Path, log: AttemptLog
+) -> None:
+    by_hand = run_doc(cli, "cohort-macro", fixture_dir).row(0, named=True)
+    report = day_report(log, Scope.workspace("acme"), D1, D2).row(0, named=True)
+    assert by_hand["events_received"] > 0, "the comparison would prove nothing"
+    for key, value in by_hand.items():
+        # A plain sum is NULL where nothing matched (acme had no failures), and 0 in the report.
+        assert (value or 0) == report[key], key
 
 
 def test_funnel_matches(cli: duckdb.DuckDBPyConnection, fixture_dir: Path, log: AttemptLog) -> None:

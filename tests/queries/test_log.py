@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.rollup import ROLLUPS
+from ingest.rollup import ROLLUPS, repair
 from ingest.writer import attempts_root
 from queries import (
     AttemptLog,
@@ -100,7 +100,15 @@ def test_a_log_whose_files_all_went_is_empty_again(tmp_path: Path) -> None:
     with connect(tmp_path) as log:
         assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 20
         shutil.rmtree(attempts_root(tmp_path))
+        assert run_sql(log, "SELECT count(*) AS n FROM attempts").item() == 0
+        # Orphans now: the rollups are still read, and counted, until a repair removes them.
+        orphans = list((tmp_path / "rollups").glob("*/date=*/hour=*/*.parquet"))
+        assert log.rollups_out_of_step() == len(orphans) > 0
+        assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 20
+        repair(tmp_path)
         assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 0
+        for view in VIEWS:
+            assert run_sql(log, f"SELECT count(*) AS n FROM {view}").item() == 0, view
 
 
 def test_threads_can_share_a_log(log: AttemptLog) -> None:

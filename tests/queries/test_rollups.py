@@ -4,8 +4,9 @@ On a simulated day, each rollup-based query is compared, whole data frame
 against whole data frame, with the query it replaced, kept verbatim in
 `tests/queries/raw/` and run on a plain DuckDB over the attempt files; the
 latency histograms are compared with the exact latency.sql, and with each
-other. Then: rollups that went missing or were orphaned heal on the next
-query, and the rollup views can be queried by hand.
+other. Then: rollups that went missing or were orphaned leave a query's
+directory untouched and are counted, until `repair` mends them; and the
+rollup views can be queried by hand.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ingest.rollup import GRACE_S, ROLLUPS, connect_macros, in_step, rollup_root
+from ingest.rollup import GRACE_S, ROLLUPS, RepairResult, connect_macros, out_of_step, repair, rollup_root
 from ingest.simulate import simulate_day
 from ingest.writer import attempts_glob, attempts_root
 from queries import (
@@ -229,7 +230,7 @@ def test_a_skip_after_tries_is_no_request_to_either_latency(tmp_path: Path) -> N
             assert approximate.select("requests", "max_ms").rows() == [(1, 80.0)], scope
 
 
-# Healing: a function-scoped copy of the fixture log, since these tests change files.
+# Out of step: a function-scoped copy of the fixture log, since these tests change files.
 
 
 def every_figure(log: AttemptLog) -> dict[str, pl.DataFrame]:
@@ -253,80 +254,144 @@ def assert_same_figures(got: dict[str, pl.DataFrame], expected: dict[str, pl.Dat
 def healthy(fixture_dir: Path, tmp_path: Path) -> tuple[Path, dict[str, pl.DataFrame]]:
     """A copy of the fixture log written an hour ago, and its figures while every rollup is in place.
 
-    An hour old, because readers leave an attempt file younger than
-    `GRACE_S` to its writer, who publishes its rollups right after it.
+    An hour old, because an attempt file younger than `GRACE_S` lacking
+    rollups is its writer's to finish, not out of step.
     """
     data_dir = shutil.copytree(fixture_dir, tmp_path / "data")
     age(data_dir, seconds=3_600)
     with connect(data_dir) as log:
+        assert log.rollups_out_of_step() == 0
         return data_dir, every_figure(log)
 
 
 def age(data_dir: Path, seconds: float) -> None:
     then = time.time() - seconds
-    for path in attempts_root(data_dir).glob("date=*/hour=*/*.parquet"):
+    for path in attempt_files(data_dir):
         os.utime(path, (then, then))
 
 
-def test_a_fresh_attempt_file_is_left_to_its_writer(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
-    data_dir, _ = healthy
-    lost = rollup_files(data_dir, "outcomes")[0]
-    lost.unlink()
-    attempt_file = attempts_root(data_dir) / lost.relative_to(rollup_root(data_dir, "outcomes"))
-    os.utime(attempt_file)  # just published: its writer is about to publish the rollups
-    assert in_step(data_dir, attempts_root(data_dir))
-    age(data_dir, seconds=GRACE_S + 1)  # the writer died: a reader repairs
-    assert not in_step(data_dir, attempts_root(data_dir))
+def attempt_files(data_dir: Path) -> list[Path]:
+    return sorted(attempts_root(data_dir).glob("date=*/hour=*/*.parquet"))
 
 
 def rollup_files(data_dir: Path, rollup: str) -> list[Path]:
     return sorted(rollup_root(data_dir, rollup).glob("date=*/hour=*/*.parquet"))
 
 
-@pytest.mark.parametrize("rollup", ROLLUPS)
-def test_a_lost_rollup_file_is_rebuilt(healthy: tuple[Path, dict[str, pl.DataFrame]], rollup: str) -> None:
-    data_dir, expected = healthy
-    with connect(data_dir) as log:
-        every_figure(log)  # footers of the file about to go are in DuckDB's cache now
-        lost = rollup_files(data_dir, rollup)[0]
-        lost.unlink()
-        assert not in_step(data_dir, attempts_root(data_dir))
-        assert_same_figures(every_figure(log), expected)
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every directory (None) and file (its bytes) under `root`, by relative path."""
+    return {
+        str(path.relative_to(root)): path.read_bytes() if path.is_file() else None
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def lose_a_file(data_dir: Path, rollup: str) -> None:
+    rollup_files(data_dir, rollup)[0].unlink()
+
+
+def orphan_a_copy(data_dir: Path, rollup: str) -> None:
+    # A copy under a name no attempt file has: read, it would count its rows twice.
+    original = rollup_files(data_dir, rollup)[0]
+    shutil.copyfile(original, original.with_name("orphan.parquet"))
+
+
+def lose_the_rollup(data_dir: Path, rollup: str) -> None:
+    """As a data directory written before `rollup` existed."""
+    shutil.rmtree(rollup_root(data_dir, rollup))
+
+
+def lose_every_rollup(data_dir: Path, rollup: str) -> None:
+    """As a data directory written before rollups existed (`rollup` aside)."""
+    shutil.rmtree(data_dir / "rollups")
+
+
+#: How to put rollups out of step, and what that gives on the fixture of `n` attempt
+#: files: (files out of step, rollup files repair builds, rollup files it removes).
+DAMAGE = {
+    "a lost file": (lose_a_file, lambda n: (1, 1, 0)),
+    "an orphan": (orphan_a_copy, lambda n: (1, 0, 1)),
+    "a rollup new to the data dir": (lose_the_rollup, lambda n: (n, n, 0)),
+    "no rollups at all": (lose_every_rollup, lambda n: (n, n * len(ROLLUPS), 0)),
+}
+OUT_OF_STEP = [
+    *((damage, rollup) for damage in list(DAMAGE)[:3] for rollup in ROLLUPS),
+    ("no rollups at all", "outcomes"),
+]
+
+
+def test_a_fresh_attempt_file_is_left_to_its_writer(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
+    data_dir, _ = healthy
+    lost = rollup_files(data_dir, "outcomes")[0]
+    lost.unlink()
+    name = lost.relative_to(rollup_root(data_dir, "outcomes"))
+    os.utime(attempts_root(data_dir) / name)  # just published: its writer is about to publish the rollups
+    assert out_of_step(data_dir).files == 0
+    assert repair(data_dir) == RepairResult(built=0, removed=0)
+    assert not lost.exists()
+    age(data_dir, seconds=GRACE_S + 1)  # the writer died: out of step
+    assert out_of_step(data_dir).lacking == {name: ("outcomes",)}
+
+
+def test_a_writer_alone_may_mend_its_own_fresh_files(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
+    data_dir, _ = healthy
+    lost = rollup_files(data_dir, "outcomes")[0]
+    lost.unlink()
+    os.utime(attempts_root(data_dir) / lost.relative_to(rollup_root(data_dir, "outcomes")))
+    assert repair(data_dir, grace_s=0) == RepairResult(built=1, removed=0)
     assert lost.exists()
 
 
-@pytest.mark.parametrize("rollup", ROLLUPS)
-def test_an_orphaned_rollup_file_is_removed(
-    healthy: tuple[Path, dict[str, pl.DataFrame]], rollup: str
+@pytest.mark.parametrize(("damage", "rollup"), OUT_OF_STEP, ids=[f"{d}, {r}" for d, r in OUT_OF_STEP])
+def test_a_query_on_an_out_of_step_log_writes_nothing_and_says_so(
+    healthy: tuple[Path, dict[str, pl.DataFrame]], damage: str, rollup: str
+) -> None:
+    data_dir, _ = healthy
+    put_out_of_step, counts = DAMAGE[damage]
+    put_out_of_step(data_dir, rollup)
+    before = tree(data_dir)
+    with connect(data_dir) as log:
+        every_figure(log)
+        assert log.rollups_out_of_step() == counts(len(attempt_files(data_dir)))[0]
+    assert tree(data_dir) == before
+
+
+@pytest.mark.parametrize(("damage", "rollup"), OUT_OF_STEP, ids=[f"{d}, {r}" for d, r in OUT_OF_STEP])
+def test_repair_mends_the_rollups(
+    healthy: tuple[Path, dict[str, pl.DataFrame]], damage: str, rollup: str
 ) -> None:
     data_dir, expected = healthy
-    # A copy under a name no attempt file has: read, it would count its rows twice.
-    original = rollup_files(data_dir, rollup)[0]
-    orphan = original.with_name("orphan.parquet")
-    shutil.copyfile(original, orphan)
+    put_out_of_step, counts = DAMAGE[damage]
     with connect(data_dir) as log:
+        every_figure(log)  # footers of the files about to change are in DuckDB's cache now
+        put_out_of_step(data_dir, rollup)
+        files, built, removed = counts(len(attempt_files(data_dir)))
+        assert out_of_step(data_dir).files == files
+        done: list[int] = []
+        assert repair(data_dir, progress=done.append) == RepairResult(built=built, removed=removed)
+        assert sum(done) == files
+        assert log.rollups_out_of_step() == 0
         assert_same_figures(every_figure(log), expected)
-    assert not orphan.exists()
 
 
-def test_a_log_written_before_rollups_existed_gets_them(
-    healthy: tuple[Path, dict[str, pl.DataFrame]],
-) -> None:
+def test_a_rollup_new_to_a_data_dir_is_built_alone(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
+    data_dir, _ = healthy
+    lose_the_rollup(data_dir, "delay")
+    others = {path: path.stat().st_mtime_ns for path in rollup_files(data_dir, "outcomes")}
+    repair(data_dir)
+    assert rollup_files(data_dir, "delay")
+    assert {path: path.stat().st_mtime_ns for path in rollup_files(data_dir, "outcomes")} == others
+
+
+def test_queries_beside_a_repair_see_whole_files(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
     data_dir, expected = healthy
     shutil.rmtree(data_dir / "rollups")
-    with connect(data_dir) as log:
+    with connect(data_dir) as log, ThreadPoolExecutor(max_workers=3) as pool:
+        reads = [pool.submit(every_figure, log) for _ in range(4)]
+        repair(data_dir)
+        for read in reads:
+            read.result()  # each saw some rollup files, all whole: none raised
         assert_same_figures(every_figure(log), expected)
-    assert in_step(data_dir, attempts_root(data_dir))
-
-
-def test_queries_racing_to_heal_agree(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
-    data_dir, expected = healthy
-    with connect(data_dir) as log:
-        shutil.rmtree(data_dir / "rollups")
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(lambda _: every_figure(log), range(8)))
-    for result in results:
-        assert_same_figures(result, expected)
 
 
 # The rollup views by hand.
@@ -507,13 +572,3 @@ def test_redact_body_masks_what_could_name_a_customer(log: AttemptLog) -> None:
     assert log.sql("SELECT redact_body('I''m a teapot, didn''t respond') AS r").item() == (
         "I'm a teapot, didn't respond"
     )
-
-
-def test_a_rollup_new_to_a_data_dir_is_built_alone(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:
-    data_dir, expected = healthy
-    shutil.rmtree(rollup_root(data_dir, "delay"))
-    others = {path: path.stat().st_mtime_ns for path in rollup_files(data_dir, "outcomes")}
-    with connect(data_dir) as log:
-        assert_same_figures(every_figure(log), expected)
-    assert rollup_files(data_dir, "delay")
-    assert {path: path.stat().st_mtime_ns for path in rollup_files(data_dir, "outcomes")} == others

@@ -1,18 +1,27 @@
-"""Every `.sql` file in `queries/`: it runs, it is documented, it binds the common parameters, it prunes."""
+"""Every `.sql` file in `queries/`: it runs, it is documented, it binds the common parameters, it prunes.
+
+And the macros they share (`queries/_macros.sql`): only macros, each
+documented and used, the one place the scope rule is written.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import queries
-from queries import AttemptLog, Scope, load_query, parameter_names, query_names
+from queries import AttemptLog, QueryError, Scope, load_query, parameter_names, query_names
+from queries.loader import load_macros
 
 from .conftest import D1, D2
 
-SQL_FILES = sorted(Path(queries.__file__).parent.glob("*.sql"))
+PACKAGE_DIR = Path(queries.__file__).parent
+#: The named queries' files: every `.sql` file but those whose name starts with `_`.
+SQL_FILES = sorted(path for path in PACKAGE_DIR.glob("*.sql") if not path.name.startswith("_"))
+MACRO_FILE = PACKAGE_DIR / "_macros.sql"
 COMMON_PARAMETERS = {"scope_kind", "scope_value", "start", "end"}
 #: Values for the parameters some queries add to the common ones (the explorer's filters: any).
 EXTRA_PARAMETERS: dict[str, object] = {
@@ -58,6 +67,50 @@ def extra_for(name: str, scope: Scope = SCOPES[0]) -> dict[str, object]:
 def test_the_package_lists_every_file() -> None:
     assert query_names() == [path.stem for path in SQL_FILES]
     assert len(SQL_FILES) >= 10
+
+
+def test_the_macro_file_is_no_query() -> None:
+    assert MACRO_FILE.exists()
+    assert "_macros" not in query_names()
+    with pytest.raises(QueryError, match="no query named"):
+        load_query("_macros")
+
+
+def without_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
+
+
+def macro_definitions() -> dict[str, str]:
+    """Each macro `_macros.sql` defines, with its statement (comments left out)."""
+    with duckdb.connect(":memory:") as con:
+        statements = con.extract_statements(load_macros())
+    definitions = {}
+    for statement in statements:
+        sql = without_comments(statement.query).strip()
+        match = re.match(r"CREATE OR REPLACE MACRO (\w+)\(", sql)
+        assert statement.type == duckdb.StatementType.CREATE and match, f"not a macro:\n{sql}"
+        definitions[match[1]] = sql
+    return definitions
+
+
+def test_every_macro_is_documented_and_used() -> None:
+    text = MACRO_FILE.read_text(encoding="utf-8")
+    definitions = macro_definitions()
+    assert {"in_scope", "started_in", "scoped_outcomes", "cohort_outcomes"} <= definitions.keys()
+    callers = [without_comments(load_query(name)) for name in query_names()] + list(definitions.values())
+    for name, statement in definitions.items():
+        assert f"-- {name}(" in text, f"{name} has no comment saying what it is"
+        used = [caller for caller in callers if caller != statement and re.search(rf"\b{name}\(", caller)]
+        assert used, f"neither a query nor another macro calls {name}"
+
+
+@pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
+def test_the_scope_rule_is_written_once(path: Path) -> None:
+    """A query passes its scope to a macro; it never compares $scope_kind with a kind of row itself."""
+    text = load_query(path.stem)
+    assert "$scope_kind, $scope_value," in text, "the scope reaches no macro"
+    assert not re.search(r"\$scope_kind\s*=\s*'(all|workspace|destination)'", text)
+    assert re.search(r"scope_kind = 'workspace' AND workspace_id = scope_value", load_macros())
 
 
 @pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
