@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from delivery.queue import OutboxBatch, Queue
 from ingest.files import clean_temporary
-from ingest.rollup import reconcile
+from ingest.rollup import RepairResult, repair
 from ingest.schema import json_lines_to_table, rows_to_table
 from ingest.writer import attempts_root, write_partitioned
 
@@ -78,9 +78,14 @@ class Exporter:
         # rather than in the first export, where it stalled the worker's event loop under load.
         rows_to_table([])
 
-    def repair_rollups(self) -> tuple[int, int]:
-        """Build the rollups attempt files lack and remove orphaned ones; (built, removed)."""
-        return reconcile(self.data_dir, attempts_root(self.data_dir))
+    def repair_rollups(self) -> RepairResult:
+        """Build the rollups attempt files lack and remove orphaned ones.
+
+        No grace for files just written: at start the engine is this data
+        directory's only writer, so a fresh file without rollups was left by
+        the process it replaces, not one still writing.
+        """
+        return repair(self.data_dir, grace_s=0)
 
     def run_once(self) -> int:
         """Export every committed record, batch after batch; return how many were published.
@@ -139,12 +144,12 @@ async def export_until(exporter: Exporter, interval_s: float, stop: asyncio.Even
     there is logged and does not stop the exports.
     """
     try:
-        built, removed = await asyncio.to_thread(exporter.repair_rollups)
+        repaired = await asyncio.to_thread(exporter.repair_rollups)
     except Exception:
         log.exception("repairing the attempt log's rollups failed; `deliverydash repair` retries it")
     else:
-        if built or removed:
-            log.info("rollups repaired: %d built, %d orphaned removed", built, removed)
+        if repaired.built or repaired.removed:
+            log.info("rollups repaired: %d built, %d orphaned removed", repaired.built, repaired.removed)
     while not stop.is_set():
         try:
             await asyncio.to_thread(exporter.run_once)

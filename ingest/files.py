@@ -33,7 +33,7 @@ def publish_parquet(table: pa.Table, root: Path, date: str, hour: int, name: str
     tmp_dir.mkdir(parents=True, exist_ok=True)
     final_dir = partition_dir(root, date, hour)
     final_dir.mkdir(parents=True, exist_ok=True)
-    # Unique per writer: a writer and a reader repairing rollups may publish
+    # Unique per writer: a writer and a repair of the rollups may publish
     # the same name at once, and must not write into one temporary file.
     tmp_path = tmp_dir / f"{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     with open(tmp_path, "wb") as handle:

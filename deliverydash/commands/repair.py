@@ -19,10 +19,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Repair, and say what was done."""
-    from ingest.rollup import reconcile
-    from ingest.writer import attempts_root
+    """Repair with a progress bar, and say what was done."""
+    from tqdm import tqdm
+
+    from ingest.rollup import out_of_step, repair
 
     data_dir = options.data_dir(args)
-    built, removed = reconcile(data_dir, attempts_root(data_dir))
-    print(f"rollups under {data_dir}: {built} built, {removed} removed", file=sys.stderr)
+    work = out_of_step(data_dir).files
+    if not work:
+        print(f"the rollups under {data_dir} are in step with the attempt log: nothing to repair")
+        return
+    with tqdm(total=work, desc="attempt files mended", unit=" files", file=sys.stderr) as bar:
+        result = repair(data_dir, bar.update)
+    print(f"rollups under {data_dir}: {result.built:,} built, {result.removed:,} orphaned ones removed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from typing import TYPE_CHECKING
 
 from deliverydash import options
@@ -46,6 +47,13 @@ def run(args: argparse.Namespace) -> None:
         scope = _scope(args)
         row = api.day_report(log, scope, start, end).row(0, named=True)
         failures = api.destination_failures(log, scope, start, end)
+        out_of_step = log.rollups_out_of_step()
+    if out_of_step:
+        print(
+            f"deliverydash report: warning: {out_of_step:,} attempt files are out of step with their "
+            "rollups, so these figures may be short: run `deliverydash repair`",
+            file=sys.stderr,
+        )
     label = scope.kind.value if scope.value is None else f"{scope.kind.value} {scope.value}"
     print(render_report(row, day, label) + render_failures(failures, row["events_received"]), end="")
 

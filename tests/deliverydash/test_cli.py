@@ -194,3 +194,34 @@ def test_notifications_reads_the_config_s_data_dir(tmp_path: Path) -> None:
     done = run("notifications", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert f"no open notifications under {tmp_path / 'state'}" in done.stdout
+
+
+def test_repair_mends_what_a_stopped_writer_left_and_report_warns_until_then(tmp_path: Path) -> None:
+    done = run("simulate", "--attempts", "2000", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "nothing to repair" in run("repair", "--data-dir", str(tmp_path)).stdout
+    rollup = sorted((tmp_path / "rollups" / "outcomes").rglob("*.parquet"))[0]  # the day's first hour
+    rollup.unlink()
+    attempt = tmp_path / "attempts" / rollup.relative_to(tmp_path / "rollups" / "outcomes")
+    os.utime(attempt, (1_700_000_000, 1_700_000_000))  # older than the writers' grace
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+
+    report = run("report", "--data-dir", str(tmp_path))
+    assert report.returncode == 0, report.stderr
+    assert "1 attempt files are out of step with their rollups" in report.stderr
+    assert "deliverydash repair" in report.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # the read wrote nothing
+
+    repaired = run("repair", "--data-dir", str(tmp_path))
+    assert repaired.returncode == 0, repaired.stderr
+    assert "1 built, 0 orphaned ones removed" in repaired.stdout
+    assert rollup.is_file()
+    again = run("report", "--data-dir", str(tmp_path))
+    assert "out of step" not in again.stderr
+    assert requests(again.stdout) > requests(report.stdout)  # the hour the missing rollup held
+
+
+def requests(report: str) -> int:
+    """The day report's count of requests started that day."""
+    line = next(line for line in report.splitlines() if line.startswith("requests "))
+    return int(line.split()[1].replace(",", ""))
