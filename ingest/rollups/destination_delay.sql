@@ -5,11 +5,11 @@
 -- Delay, buckets and measures as in delay.sql. About 7 million rows for a
 -- 100-million-attempt day, sorted by workspace and destination and written in
 -- small row groups, as destination_latency.sql.
--- Hours are grouped as integers, as in outcomes.sql.
+-- Hours are grouped as integers (hour_number, in macros.sql).
 WITH delivered AS (
     SELECT
-        epoch_us(received_at) // 3600000000 AS received_hour,
-        epoch_us(started_at) // 3600000000 AS started_hour,
+        hour_number(received_at) AS received_hour,
+        hour_number(started_at) AS started_hour,
         workspace_id,
         destination_id,
         integration,
@@ -28,7 +28,7 @@ grouped AS (
         destination_id,
         integration,
         attempt,
-        floor(ln(greatest(delay_ms, 0.01)) / ln(1.1))::SMALLINT AS bucket,
+        log_bucket(delay_ms) AS bucket,
         count(*)::BIGINT AS deliveries,
         sum(event_count)::BIGINT AS events,
         sum(event_count * delay_ms)::DOUBLE AS delay_ms_sum,
@@ -37,9 +37,7 @@ grouped AS (
     GROUP BY ALL
 )
 
-SELECT
-    to_timestamp(received_hour * 3600) AS received_hour,
-    to_timestamp(started_hour * 3600) AS started_hour,
+SELECT hour_start(received_hour) AS received_hour, hour_start(started_hour) AS started_hour,
     * EXCLUDE (received_hour, started_hour)
 FROM grouped
 ORDER BY workspace_id, destination_id, received_hour, started_hour, attempt, bucket

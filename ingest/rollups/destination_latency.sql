@@ -6,14 +6,14 @@
 -- About 25 times the rows of the per-integration histogram (8.8 million for
 -- a 100-million-attempt day), sorted by workspace and destination and
 -- written in small row groups, so one customer's rows sit in a few of them.
--- Hours are grouped as integers, as in outcomes.sql.
+-- Hours are grouped as integers (hour_number, in macros.sql).
 WITH grouped AS (
     SELECT
-        epoch_us(started_at) // 3600000000 AS started_hour,
+        hour_number(started_at) AS started_hour,
         workspace_id,
         destination_id,
         integration,
-        floor(ln(greatest(duration_ms, 0.01)) / ln(1.1))::SMALLINT AS bucket,
+        log_bucket(duration_ms) AS bucket,
         count(*)::BIGINT AS requests,
         sum(duration_ms)::DOUBLE AS duration_ms_sum,
         max(duration_ms)::DOUBLE AS duration_ms_max
@@ -22,6 +22,6 @@ WITH grouped AS (
     GROUP BY ALL
 )
 
-SELECT to_timestamp(started_hour * 3600) AS started_hour, * EXCLUDE (started_hour)
+SELECT hour_start(started_hour) AS started_hour, * EXCLUDE (started_hour)
 FROM grouped
 ORDER BY workspace_id, destination_id, started_hour, bucket

@@ -3,10 +3,10 @@
 -- and the most recent body as an example.
 --
 -- Templates are computed once per distinct body, not once per request.
--- Hours are grouped as integers, as in outcomes.sql.
+-- Hours are grouped as integers (hour_number, in macros.sql).
 WITH bodies AS (
     SELECT
-        epoch_us(started_at) // 3600000000 AS started_hour,
+        hour_number(started_at) AS started_hour,
         workspace_id,
         destination_id,
         integration,
@@ -24,13 +24,8 @@ WITH bodies AS (
 )
 
 SELECT
-    to_timestamp(started_hour * 3600) AS started_hour,
-    workspace_id,
-    destination_id,
-    integration,
-    error_class,
-    status_code,
-    error_code,
+    hour_start(started_hour) AS started_hour,
+    * EXCLUDE (started_hour, response_body, requests, last_seen),
     body_template(response_body) AS template,
     sum(requests)::BIGINT AS requests,
     max(last_seen) AS last_seen,

@@ -12,13 +12,12 @@
 -- its first failure from these sums alone (queries/retries.sql,
 -- retry_recovery.sql). It adds few rows: on attempt 1 it equals error_class.
 --
--- Hours are grouped as integers (microseconds // 3600e6) and turned into
--- timestamps after grouping: date_trunc on TIMESTAMPTZ is time-zone aware
--- and several times slower.
+-- Hours are grouped as integers and turned into timestamps after grouping
+-- (hour_number and hour_start, in macros.sql).
 WITH grouped AS (
     SELECT
-        epoch_us(received_at) // 3600000000 AS received_hour,
-        epoch_us(started_at) // 3600000000 AS started_hour,
+        hour_number(received_at) AS received_hour,
+        hour_number(started_at) AS started_hour,
         workspace_id,
         source_id,
         destination_id,
@@ -38,9 +37,7 @@ WITH grouped AS (
     GROUP BY ALL
 )
 
-SELECT
-    to_timestamp(received_hour * 3600) AS received_hour,
-    to_timestamp(started_hour * 3600) AS started_hour,
+SELECT hour_start(received_hour) AS received_hour, hour_start(started_hour) AS started_hour,
     * EXCLUDE (received_hour, started_hour)
 FROM grouped
 ORDER BY workspace_id, destination_id, started_hour
