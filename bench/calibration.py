@@ -14,8 +14,8 @@ import tempfile
 
 import duckdb
 
+from ingest.files import attempts_glob
 from ingest.simulate import simulate_day
-from ingest.writer import attempts_glob
 
 SEED_TABLE = {
     "delivered first attempt (events)": 92.6,

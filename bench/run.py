@@ -25,8 +25,8 @@ from pathlib import Path
 
 import duckdb
 
+from ingest.files import attempts_glob
 from ingest.simulate import simulate_day
-from ingest.writer import attempts_glob
 from queries import api
 from queries.log import connect
 from queries.scope import Scope

@@ -35,10 +35,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from delivery.queue import OutboxBatch, Queue
-from ingest.files import clean_temporary
+from ingest.files import attempts_root, clean_temporary
 from ingest.rollup import RepairResult, repair
 from ingest.schema import json_lines_to_table, rows_to_table
-from ingest.writer import attempts_root, write_partitioned
+from ingest.writer import write_partitioned
 
 log = logging.getLogger(__name__)
 

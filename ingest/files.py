@@ -18,8 +18,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TMP_DIR = "_tmp"
+#: Where the attempt log lives under a data directory.
+ATTEMPTS_DIR = "attempts"
 #: Temporary files older than this belong to a writer that died.
 STALE_TMP_S = 3600.0
+
+
+def attempts_root(data_dir: str | os.PathLike[str]) -> Path:
+    """Directory that holds the partitioned attempt log."""
+    return Path(data_dir) / ATTEMPTS_DIR
+
+
+def attempts_glob(data_dir: str | os.PathLike[str]) -> str:
+    """The glob every reader uses; temporary files never match it."""
+    return str(attempts_root(data_dir) / "date=*" / "hour=*" / "*.parquet")
 
 
 def partition_dir(root: Path, date: str, hour: int) -> Path:

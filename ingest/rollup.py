@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.files import clean_temporary, publish_parquet
+from ingest.files import attempts_root, clean_temporary, publish_parquet
 from ingest.schema import ATTEMPT_SCHEMA
 
 ROLLUPS = (
@@ -128,13 +128,6 @@ def _relative_files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.glob("date=*/hour=*/*.parquet")} if root.is_dir() else set()
 
 
-def _attempts_root(data_dir: str | os.PathLike[str]) -> Path:
-    # ingest.writer imports this module to publish rollups: importing it at the top would be circular.
-    from ingest.writer import attempts_root
-
-    return attempts_root(data_dir)
-
-
 #: An attempt file younger than this may still be waiting for its writer to
 #: publish its rollups: it is the writer's to finish, not out of step yet.
 GRACE_S = 30.0
@@ -163,18 +156,18 @@ def out_of_step(data_dir: str | os.PathLike[str], *, grace_s: float = GRACE_S) -
     figures. Writes nothing. An attempt file younger than `grace_s` is left
     to its writer.
     """
-    attempts_root = _attempts_root(data_dir)
+    attempts_dir = attempts_root(data_dir)
     # Rollups are listed before attempts: a file published between the two
     # listings then looks like it lacks rollups (and is left to its writer
     # for GRACE_S), never like an orphan to delete.
     present = {rollup: _relative_files(rollup_root(data_dir, rollup)) for rollup in ROLLUPS}
-    attempt_files = _relative_files(attempts_root)
+    attempt_files = _relative_files(attempts_dir)
     orphans = {rollup: frozenset(files - attempt_files) for rollup, files in present.items()}
     cutoff = time.time() - grace_s
     lacking = {}
     for path in attempt_files:
         missing = tuple(rollup for rollup in ROLLUPS if path not in present[rollup])
-        if missing and _older_than(attempts_root / path, cutoff):
+        if missing and _older_than(attempts_dir / path, cutoff):
             lacking[path] = missing
     return OutOfStep(lacking=lacking, orphans=orphans)
 
@@ -222,22 +215,22 @@ def repair(
         removed += len(files)
         if progress is not None and files:
             progress(len(files))
-    attempts_root = _attempts_root(data_dir)
+    attempts_dir = attempts_root(data_dir)
     built = 0
     for path, rollups in sorted(todo.lacking.items()):
-        built += _build_missing(data_dir, attempts_root, path, rollups)
+        built += _build_missing(data_dir, attempts_dir, path, rollups)
         if progress is not None:
             progress(1)
     return RepairResult(built=built, removed=removed)
 
 
 def _build_missing(
-    data_dir: str | os.PathLike[str], attempts_root: Path, path: Path, rollups: tuple[str, ...]
+    data_dir: str | os.PathLike[str], attempts_dir: Path, path: Path, rollups: tuple[str, ...]
 ) -> int:
     """Publish `rollups` of attempt file `path`; return how many (none if the file went meanwhile)."""
     date, hour = path.parts[0].removeprefix("date="), int(path.parts[1].removeprefix("hour="))
     try:
-        rows = pq.read_table(attempts_root / path, schema=ATTEMPT_SCHEMA, columns=_READ_COLUMNS)
+        rows = pq.read_table(attempts_dir / path, schema=ATTEMPT_SCHEMA, columns=_READ_COLUMNS)
     except FileNotFoundError:  # removed since the listing (`simulate --replace`)
         return 0
     # Only the rollups the file lacks: a data directory written before a

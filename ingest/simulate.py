@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from ingest import ids
 from ingest.bodies import TRANSPORT_MESSAGES, Template, templates_for
+from ingest.files import ATTEMPTS_DIR
 from ingest.rollup import ROLLUPS, rollup_root
 from ingest.schema import ATTEMPT_SCHEMA, EVENT_TYPE, UTC_MICROS, conform
 from ingest.taxonomy import ErrorClass, Outcome, classify_status, classify_transport
@@ -40,7 +41,7 @@ from ingest.world import (
     World,
     build_world,
 )
-from ingest.writer import ATTEMPTS_DIR, write_partitioned
+from ingest.writer import write_partitioned
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ingest.files import clean_temporary, publish_parquet
+from ingest.files import attempts_root, clean_temporary, publish_parquet
 from ingest.ids import new_id
 from ingest.rollup import publish_rollups
 from ingest.schema import UTC_MICROS, conform, rows_to_table
 
-ATTEMPTS_DIR = "attempts"
 #: Rows sorted this way inside each file let DuckDB skip row groups when a
 #: query names one workspace or destination, and keep ids and times compact.
 SORT_KEYS = [
@@ -79,16 +78,6 @@ _WRITE_OPTIONS: dict[str, Any] = {
     "store_schema": False,
     "row_group_size": 122_880,  # DuckDB's own row-group size: one unit of parallel work
 }
-
-
-def attempts_root(data_dir: str | os.PathLike[str]) -> Path:
-    """Directory that holds the partitioned attempt log."""
-    return Path(data_dir) / ATTEMPTS_DIR
-
-
-def attempts_glob(data_dir: str | os.PathLike[str]) -> str:
-    """The glob every reader uses; temporary files never match it."""
-    return str(attempts_root(data_dir) / "date=*" / "hour=*" / "*.parquet")
 
 
 def _hours(table: pa.Table) -> np.ndarray:

@@ -47,9 +47,9 @@ from types import TracebackType
 import duckdb
 import polars as pl
 
+from ingest.files import attempts_glob, attempts_root
 from ingest.rollup import ROLLUPS_DIR, connect_macros, out_of_step, rollup_glob, rollup_schemas
 from ingest.schema import COLUMNS
-from ingest.writer import attempts_glob, attempts_root
 from queries.errors import QueryError
 from queries.loader import load_macros, load_query, parameter_names
 from queries.readonly import read_only_statement

@@ -13,9 +13,9 @@ from streamlit.testing.v1 import AppTest
 from app.access import ViewerKind
 from delivery.alerts.auth_watch import Phase, WatchState
 from delivery.alerts.store import NewNotification, NotificationStore
+from ingest.files import attempts_root
 from ingest.ids import new_id
 from ingest.rollup import rollup_root
-from ingest.writer import attempts_root
 from queries import Scope, api, connect
 from tests.app.conftest import END, START, OpenApp, SimulatedDay, metrics, page_text, token
 

@@ -28,9 +28,10 @@ import pytest
 from delivery.exporter import Exporter, batch_prefix, export_until
 from delivery.queue import Event, Job
 from delivery.queue.sqlite import SqliteQueue
+from ingest.files import attempts_glob, attempts_root
 from ingest.rollup import rollup_root
 from ingest.schema import ATTEMPT_SCHEMA, rows_to_table
-from ingest.writer import attempts_glob, attempts_root, write_partitioned
+from ingest.writer import write_partitioned
 from tests.ingest.rows import attempt_row
 
 REPO = Path(__file__).resolve().parents[2]

@@ -33,7 +33,7 @@ from delivery.records import UNCLASSIFIED_PREFIX
 from delivery.sender import Sender, SendResult
 from delivery.transport import UNCLASSIFIED_CODE
 from delivery.worker import ABORTED_AT_SHUTDOWN, Worker
-from ingest.writer import attempts_glob
+from ingest.files import attempts_glob
 from tests.delivery.faults import LOOPBACK, Exchange, FaultServer, closed_port
 
 SECRET = "s3cret-token-value"

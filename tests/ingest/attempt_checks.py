@@ -17,6 +17,7 @@ import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ingest.files import attempts_glob, attempts_root
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import (
     FINAL_OUTCOMES,
@@ -26,7 +27,7 @@ from ingest.taxonomy import (
     classify_status,
     classify_transport,
 )
-from ingest.writer import SORT_KEYS, attempts_glob, attempts_root
+from ingest.writer import SORT_KEYS
 
 Rows = list[tuple[Any, ...]]
 UUID4 = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from ingest.files import attempts_glob
 from ingest.schema import (
     ATTEMPT_SCHEMA,
     COLUMN_NAMES,
@@ -20,7 +21,7 @@ from ingest.schema import (
     rows_to_table,
 )
 from ingest.taxonomy import ErrorClass, Outcome
-from ingest.writer import AttemptLogWriter, attempts_glob, write_partitioned
+from ingest.writer import AttemptLogWriter, write_partitioned
 from tests.ingest.rows import attempt_row
 
 REPO = Path(__file__).resolve().parents[2]

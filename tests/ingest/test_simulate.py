@@ -11,9 +11,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from ingest.files import attempts_glob
 from ingest.ids import new_id
 from ingest.simulate import SimulationResult, simulate_day
-from ingest.writer import attempts_glob
 from tests.ingest.attempt_checks import (
     SQL_CHECKS,
     classification_mismatches,

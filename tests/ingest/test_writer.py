@@ -14,15 +14,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.files import STALE_TMP_S, TMP_DIR, clean_temporary
+from ingest.files import STALE_TMP_S, TMP_DIR, attempts_glob, attempts_root, clean_temporary
 from ingest.schema import ATTEMPT_SCHEMA, rows_to_table
-from ingest.writer import (
-    SORT_KEYS,
-    AttemptLogWriter,
-    attempts_glob,
-    attempts_root,
-    write_partitioned,
-)
+from ingest.writer import SORT_KEYS, AttemptLogWriter, write_partitioned
 from tests.ingest.rows import UTC, attempt_row, spread_table
 
 EVENING = dt.datetime(2026, 3, 9, 22, 0, tzinfo=UTC)

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.files import TMP_DIR
+from ingest.files import TMP_DIR, attempts_glob, attempts_root
 from ingest.schema import ATTEMPT_SCHEMA
-from ingest.writer import AttemptLogWriter, attempts_glob, attempts_root
+from ingest.writer import AttemptLogWriter
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS_PER_HOUR = 20_000

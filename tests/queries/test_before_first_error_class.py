@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
+from ingest.files import attempts_glob
 from ingest.rollup import rollup_glob
-from ingest.writer import attempts_glob
 from queries import AttemptLog, Scope, connect, day_report, retries, retry_recovery
 from tests.queries.conftest import D1, D2, fixture_rows, publish
 

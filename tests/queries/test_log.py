@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from ingest.files import attempts_root
 from ingest.rollup import ROLLUPS, repair
-from ingest.writer import attempts_root
 from queries import (
     AttemptLog,
     QueryError,

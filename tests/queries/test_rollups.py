@@ -24,9 +24,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from ingest.files import attempts_glob, attempts_root
 from ingest.rollup import GRACE_S, ROLLUPS, RepairResult, connect_macros, out_of_step, repair, rollup_root
 from ingest.simulate import simulate_day
-from ingest.writer import attempts_glob, attempts_root
 from queries import (
     AttemptLog,
     Scope,
