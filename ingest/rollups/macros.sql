@@ -40,6 +40,13 @@ CREATE OR REPLACE MACRO body_template(body) AS
         .regexp_replace('\s+', ' ', 'g')
         .trim();
 
+-- credential_name(): the pattern (for regexp_replace, case-insensitive) of a
+-- name a credential follows in a message: api_key, X-Api-Key, token,
+-- client_secret, password, Authorization, signature, ...; group 1.
+CREATE OR REPLACE MACRO credential_name() AS
+    '(?i)\b((?:api|access|write|private|secret|client)?[_ -]?(?:key|token|secret)|apikey|password|passwd|pwd'
+    || '|authorization|signature|credentials?)';
+
 -- redact_body(body): an error body as a partner may see it, across customers:
 -- body_template's masks, and then whatever of a customer's data its prose
 -- could still quote: URLs (a webhook's address is the customer's), with any
@@ -47,6 +54,12 @@ CREATE OR REPLACE MACRO body_template(body) AS
 -- text in single quotes '?' (partners quote the offending value that way:
 -- "Event name 'Order Completed' is invalid"; body_template already masks
 -- \"...\"). An apostrophe inside a word (didn't) opens no quote.
+-- Then whatever is shaped like a credential, whatever characters it uses:
+-- the value after a credential's name (api_key=..., "token: ...",
+-- password ...; after a bare space only when it is 12 characters or more, so
+-- "the token expired" keeps its words) becomes ?, and any run of 20 or
+-- more letters, digits, '_', '-', '+' or '=' (no word of an error message is
+-- that long) becomes <id>.
 -- redact_body(body_template(b)) = redact_body(b), so a redacted template and
 -- its redacted example agree. Queries also replace the row's own workspace
 -- and destination ids before calling it (error_samples.sql).
@@ -54,4 +67,10 @@ CREATE OR REPLACE MACRO redact_body(body) AS
     body_template(body)
         .regexp_replace('[A-Za-z][A-Za-z0-9+.-]*://[^\s"''<>]*(<(n|id|ts)>[^\s"''<>]*)*', '<url>', 'g')
         .regexp_replace('[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '<email>', 'g')
-        .regexp_replace('(^|[^A-Za-z0-9])''[^''\n]*''', '\1''?''', 'g');
+        .regexp_replace('(^|[^A-Za-z0-9])''[^''\n]*''', '\1''?''', 'g')
+        .regexp_replace(
+            credential_name() || '(["'']?\s*[:=]\s*["'']?(?:(?:bearer|basic|token)\s+)?)[^\s"'',;&}\]]+',
+            '\1\2?', 'g')
+        .regexp_replace(
+            credential_name() || '(\s+(?:(?:bearer|basic|token)\s+)?)[A-Za-z0-9_+/=.<>-]{12,}', '\1\2?', 'g')
+        .regexp_replace('[A-Za-z0-9_+=-]{20,}', '<id>', 'g');

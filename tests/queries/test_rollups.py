@@ -572,3 +572,31 @@ def test_redact_body_masks_what_could_name_a_customer(log: AttemptLog) -> None:
     assert log.sql("SELECT redact_body('I''m a teapot, didn''t respond') AS r").item() == (
         "I'm a teapot, didn't respond"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "secret"),
+    [
+        ('{"error": "invalid api_key abcdefghijklmnopqrstu"}', "abcdefghijklmnopqrstu"),
+        ("GET hooks.example.com/in?key=abcdefghij failed", "abcdefghij"),
+        ('{"detail": "key=qwertyuiopasdf rejected"}', "qwertyuiopasdf"),
+        ("X-Api-Key: zxcvbnmasdfghjkl is not allowed", "zxcvbnmasdfghjkl"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA== refused", "dXNlcjpwYXNzd29yZA"),
+        ("Authorization: Bearer onlylettersinthistoken refused", "onlylettersinthistoken"),
+        ("password: hunter", "hunter"),
+        ("client_secret=abcdef was rejected", "abcdef"),
+        ("signed with ABCDEFGHIJKLMNOPQRSTUVWXYZabcd", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcd"),
+    ],
+)
+def test_redact_body_masks_credentials_whatever_characters_they_use(
+    log: AttemptLog, body: str, secret: str
+) -> None:
+    quoted = body.replace("'", "''")
+    redacted = log.sql(f"SELECT redact_body('{quoted}') AS r").item()
+    assert secret not in redacted
+    assert redacted == log.sql(f"SELECT redact_body(body_template('{quoted}')) AS r").item()
+
+
+@pytest.mark.parametrize("prose", ["the token expired, reconnect", "Invalid key format", "secret sauce"])
+def test_redact_body_keeps_the_words_around_a_credential_s_name(log: AttemptLog, prose: str) -> None:
+    assert log.sql(f"SELECT redact_body('{prose}') AS r").item() == prose
