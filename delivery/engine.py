@@ -130,7 +130,7 @@ class EngineServer(uvicorn.Server):
 
 def open_queue(config: Config) -> SqliteQueue:
     """The embedded queue, with the jobs an earlier run left in flight made claimable again."""
-    queue = SqliteQueue(config.engine.data_dir)
+    queue = SqliteQueue(config.engine.data_dir, min_free_bytes=config.engine.min_free_bytes)
     recovered = queue.recover(time.time())
     if recovered:
         log.info("recovered %d jobs left in flight by an earlier run", recovered)

@@ -83,7 +83,7 @@ def _utc_now() -> datetime:
 async def _tracking_error(request: Request, exc: TrackingError) -> JSONResponse:
     get_context(request).stats.requests_rejected[exc.code] += 1
     log.info("%s %s: %d %s: %s", request.method, request.url.path, exc.status, exc.code, exc.message)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

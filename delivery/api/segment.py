@@ -112,7 +112,9 @@ class ErrorCode(StrEnum):
 class TrackingError(Exception):
     """Input the tracking API refuses: answered as ``status`` with ``{"code", "message"}``."""
 
-    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+    def __init__(
+        self, status: int, code: ErrorCode, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(status, code, message)
         self.status = status
         """HTTP status of the answer (4xx for anything the client sent)."""
@@ -120,6 +122,8 @@ class TrackingError(Exception):
         """Stable machine-readable reason."""
         self.message = message
         """Human-readable reason naming the field or header; never quotes a write key."""
+        self.headers = headers
+        """Headers of the answer (a 503's Retry-After), if any."""
 
 
 def _bad(code: ErrorCode, message: str, status: int = 400) -> TrackingError:

@@ -16,6 +16,7 @@ from delivery.queue.base import (
     QueueDepth,
     QueueError,
     Settlement,
+    StorageFull,
 )
 from delivery.queue.outbox import check_record, decode_record, encode_record
 
@@ -30,6 +31,7 @@ __all__ = [
     "QueueDepth",
     "QueueError",
     "Settlement",
+    "StorageFull",
     "check_record",
     "decode_record",
     "encode_record",

@@ -146,6 +146,25 @@ class QueueError(Exception):
     """The queue cannot do what was asked."""
 
 
+class StorageFull(QueueError):
+    """The queue's disk is below its free-space reserve, or full: nothing of the call was stored.
+
+    Raised by `Queue.enqueue` before the disk is actually full (the reserve
+    leaves room for the worker's settlements and the exporter's files), and
+    when the disk did fill. New events are refused until space returns.
+    """
+
+    def __init__(self, free_bytes: int, reserve_bytes: int) -> None:
+        super().__init__(
+            f"{free_bytes / 2**20:.1f} MiB free on the queue's disk, under the reserve of "
+            f"{reserve_bytes / 2**20:.1f} MiB ([engine] min_free_bytes)"
+        )
+        self.free_bytes = free_bytes
+        """Free bytes on the filesystem when the call was refused."""
+        self.reserve_bytes = reserve_bytes
+        """The reserve the queue keeps."""
+
+
 class LeaseLost(QueueError):
     """The caller's lease on a job is gone (it lapsed and another claim took the job).
 
@@ -162,7 +181,9 @@ class Queue(Protocol):
         `fanout` maps a source id to its destination ids. A messageId seen from
         the same source within `DEDUP_WINDOW_S` (of the first sighting, by
         `received_at`) is a duplicate: acknowledged, not enqueued again.
-        Returns the message ids newly accepted, after the commit.
+        Returns the message ids newly accepted, after the commit. Raises
+        `StorageFull`, storing nothing, while the disk is below the backend's
+        free-space reserve.
         """
         ...
 

@@ -18,7 +18,9 @@ finds as left by a dead process.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -41,6 +43,7 @@ from delivery.queue.base import (
     QueueDepth,
     QueueError,
     Settlement,
+    StorageFull,
 )
 from delivery.queue.outbox import encode_record
 from ingest.ids import ID_LENGTH, id_chars, new_id
@@ -200,6 +203,13 @@ def _within(
     return chosen
 
 
+def _is_disk_full(error: BaseException) -> bool:
+    """Whether SQLite failed because the disk is full (SQLITE_FULL), or the OS said so (ENOSPC)."""
+    if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return isinstance(error, OSError) and error.errno == errno.ENOSPC
+
+
 class _Enqueue:
     """One `enqueue` call waiting for the group commit that holds it."""
 
@@ -216,11 +226,15 @@ class _Enqueue:
 class SqliteQueue:
     """The `delivery.queue.Queue` protocol over one SQLite file under `data_dir`."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL", min_free_bytes: int = 0
+    ) -> None:
+        """`min_free_bytes`: `enqueue` refuses new events (`StorageFull`) while the disk has less free."""
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         self.path = Path(data_dir) / QUEUE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.min_free_bytes = min_free_bytes
         # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below,
         # so a writer takes the write lock before it reads what it will change.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -283,6 +297,7 @@ class SqliteQueue:
         """
         if not events:
             return []
+        self._check_free_space()
         call = _Enqueue(events, fanout)
         with self._group:
             self._waiting.append(call)
@@ -299,8 +314,18 @@ class SqliteQueue:
                     self._leading = False
                     self._group.notify_all()
         if call.error is not None:
+            if _is_disk_full(call.error):
+                raise StorageFull(self._free_bytes(), self.min_free_bytes) from call.error
             raise call.error
         return call.accepted
+
+    def _check_free_space(self) -> None:
+        """Refuse new events while the disk is below the reserve (one statvfs: microseconds)."""
+        if self.min_free_bytes and (free := self._free_bytes()) < self.min_free_bytes:
+            raise StorageFull(free, self.min_free_bytes)
+
+    def _free_bytes(self) -> int:
+        return shutil.disk_usage(self.path.parent).free
 
     def _commit_group(self, group: list[_Enqueue]) -> None:
         """Apply `group` in one transaction; every call ends done, with its result or its error."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import httpx
 
@@ -45,11 +45,15 @@ def serving(server: Server) -> Iterator[Server]:
         server.server_close()
 
 
-def start_engine(config: Path, port: int) -> subprocess.Popen[str]:
-    """`deliverydash serve` on `port`, once it answers /healthz."""
+def start_engine(config: Path, port: int, *, log: IO[str] | None = None) -> subprocess.Popen[str]:
+    """`deliverydash serve` on `port`, once it answers /healthz.
+
+    Its output goes to a pipe read at the end, or to `log` for an engine that
+    may log more than a pipe holds before anyone reads it.
+    """
     engine = subprocess.Popen(
         [sys.executable, "-m", "deliverydash", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
+        stdout=log if log is not None else subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -58,7 +62,7 @@ def start_engine(config: Path, port: int) -> subprocess.Popen[str]:
         try:
             return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
         except httpx.HTTPError:
-            assert engine.poll() is None, engine.communicate()[0]
+            assert engine.poll() is None, engine.communicate()[0] if log is None else "the engine exited"
             return False
 
     wait_for(healthy)

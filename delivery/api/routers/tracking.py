@@ -34,7 +34,7 @@ from delivery.api.segment import (
     to_event,
 )
 from delivery.config import Config, Source
-from delivery.queue import Event
+from delivery.queue import Event, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ router = APIRouter(prefix="/v1", tags=["tracking"])
 _SUCCESS = b'{"success":true}'
 #: Rejected batch items quoted in one log line; the rest are counted.
 _LOGGED_REJECTIONS = 5
+#: Seconds a client is asked to wait while the engine's disk is below its reserve.
+STORAGE_FULL_RETRY_AFTER_S = 30
 
 
 @router.post("/identify")
@@ -167,6 +169,15 @@ async def _enqueue(context: AppContext, source: Source, events: Sequence[Event])
     fanout = {source.id: [destination.id for destination in context.config.destinations_for(source.id)]}
     try:
         accepted = await asyncio.to_thread(context.queue.enqueue, events, fanout)
+    except StorageFull as full:
+        # Refused before the disk fills (or because it did): clients retry after the pause.
+        log.error("source %s: refused %d events: %s", source.id, len(events), full)
+        raise TrackingError(
+            503,
+            ErrorCode.UNAVAILABLE,
+            "the engine's disk is nearly full, so new events are not stored; try again later",
+            {"Retry-After": str(STORAGE_FULL_RETRY_AFTER_S)},
+        ) from None
     except Exception:
         # Whatever the backend raised, nothing of this request is committed:
         # 503 makes Segment clients retry, which the messageId de-dup makes safe.

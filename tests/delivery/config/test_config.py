@@ -168,6 +168,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "metering": False,
         "batch_linger_s": 0,
         "http_client": "aiohttp",
+        "min_free_bytes": 0,
     }
     assert set(engine) == {f.name for f in dataclasses.fields(EngineConfig)}
     loaded = parse_config({"engine": engine}, base_dir=tmp_path).engine
@@ -193,6 +194,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         metering=False,
         batch_linger_s=0,
         http_client="aiohttp",
+        min_free_bytes=0,
     )
     assert isinstance(loaded.retry_window_s, float)
 
