@@ -102,7 +102,7 @@ class EngineConfig:
     """How long a batching destination's oldest due job waits for others to join its request."""
     http_client: str = "builtin"
     """What sends the requests: "builtin" (`delivery.transport.http1`) or "aiohttp"."""
-    min_free_bytes: int = 256 * 2**20
+    min_free_bytes: int = 64 * 2**20
     """Free space kept on the queue's disk: below it the tracking API answers 503 (0: no reserve)."""
 
 
