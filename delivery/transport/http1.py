@@ -26,6 +26,11 @@ connections, behind the transport seam (`Client` is a
   the connection: a response read by a guess could be half of one and half
   of the next, and a proxy would put several destinations on one
   connection;
+- a connection is reused only after a response whose framing was exact and
+  that came alone: bytes after it, an answer that began before the request
+  was written whole, or the server's end of the connection close it, and
+  bytes that arrive while no request is outstanding are never read as the
+  next request's answer;
 - redirects are not followed, nothing is decompressed (`Accept-Encoding:
   identity`), no cookies are kept;
 - failures are Python's own exceptions (`ConnectionRefusedError`,
@@ -378,7 +383,13 @@ def _trailer_end(buffer: bytes | bytearray, start: int) -> int:
 
 
 class _Connection(asyncio.Protocol):
-    """One connection: a request written, its response parsed as its bytes arrive."""
+    """One connection: a request written, its response parsed as its bytes arrive.
+
+    It is reused only after a response whose framing was exact: the bytes
+    received were that response and nothing more, they began arriving after
+    the request was handed to the kernel whole, and the server did not end
+    the connection. Bytes arriving while no request is outstanding close it.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -389,6 +400,7 @@ class _Connection(asyncio.Protocol):
         self._lost: BaseException | None = None
         self._waiter: asyncio.Future[_Parsed] | None = None
         self._read_limit = 0
+        self._early = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport instances, but have its methods.
@@ -398,6 +410,10 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None:
             self.abort()  # bytes nobody asked for: the connection cannot be trusted again
             return
+        if not self._buffer and self.transport is not None and self.transport.get_write_buffer_size():
+            # The answer began before the whole request left: the server may not have read it
+            # all, and what it does with the rest is unknown. The answer counts; the connection not.
+            self._early = True
         self._buffer += data
         self._advance()
 
@@ -422,6 +438,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self._waiter is None
         self._buffer.clear()
         self._read_limit = read_limit
+        self._early = False
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         timer = loop.call_at(deadline, self._time_out, waiter)
@@ -452,6 +469,8 @@ class _Connection(asyncio.Protocol):
         if parsed is not None:
             self._waiter = None
             self._buffer.clear()  # a reusable connection's buffer held exactly this response
+            if parsed.reusable and (self._early or self._eof):
+                parsed = _Parsed(parsed.status, parsed.headers, parsed.body, False)
             waiter.set_result(parsed)
 
     def abort(self) -> None:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -1131,6 +1132,33 @@ def test_bytes_after_a_complete_response_close_the_connection() -> None:
     responses, connections = asyncio.run(scenario())
     assert responses == [Response(200, b"ok"), Response(200, b'{"success":true}')]
     assert connections == 2
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_an_answer_before_the_whole_request_was_sent_is_recorded_and_the_connection_closed(
+    run: Callable[[Coroutine[Any, Any, tuple[list[Response], int]]], tuple[list[Response], int]],
+) -> None:
+    async def answer_unread(exchange: Exchange) -> None:
+        # Answers at once (a 413, say) and reads nothing, so the client is still writing.
+        await exchange.send(b"HTTP/1.1 413 Too Large\r\nContent-Length: 8\r\n\r\ntoo long")
+        await asyncio.Event().wait()
+
+    async def scenario() -> tuple[list[Response], int]:
+        async with FaultServer(answer_unread) as server:
+            client = make_client()
+            try:
+                big = b"x" * (32 * 1024 * 1024)  # more than the kernel's buffers take at once
+                responses = [
+                    await client.post(server.url(), big, HEADERS, timeout_s=5.0, read_limit=LIMIT)
+                    for _ in range(2)
+                ]
+            finally:
+                await client.close()
+            return responses, server.connections
+
+    responses, connections = run(scenario())
+    assert responses == [Response(413, b"too long")] * 2
+    assert connections == 2  # the first connection was not reused: its server never read the rest
 
 
 # -- what the review of the first version found ---------------------------------------------------
