@@ -25,7 +25,8 @@ connections, behind the transport seam (`Client` is a
   heads over `MAX_HEAD_BYTES`. Anything else raises `BadResponse` and closes
   the connection: a response read by a guess could be half of one and half
   of the next, and a proxy would put several destinations on one
-  connection;
+  connection. `tests/delivery/transport/test_http1_differential.py` holds
+  the parser to h11's reading of generated and mutated responses;
 - a connection is reused only after a response whose framing was exact and
   that came alone: bytes after it, an answer that began before the request
   was written whole, or the server's end of the connection close it, and
