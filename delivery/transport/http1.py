@@ -15,6 +15,23 @@ connections, behind the transport seam (`Client` is a
 - at most `read_limit` bytes of a body are read; a longer body still
   arriving (or one whose end only the close marks) costs the connection,
   never a wait;
+- framing is exact or refused (RFC 9112): a response is read only when where
+  it ends leaves nothing to guess. Exactly one Content-Length of digits, or
+  `Transfer-Encoding: chunked` alone in an HTTP/1.1 response, never both;
+  chunk size lines, extensions and the CRLF after each chunk's data as the
+  grammar writes them, then a trailer of well-formed fields; head lines
+  ending in CRLF or LF, without obsolete line folding, whitespace before a
+  field's colon or control characters; no line over `MAX_LINE_BYTES`, no
+  heads over `MAX_HEAD_BYTES`. Anything else raises `BadResponse` and closes
+  the connection: a response read by a guess could be half of one and half
+  of the next, and a proxy would put several destinations on one
+  connection. `tests/delivery/transport/test_http1_differential.py` holds
+  the parser to h11's reading of generated and mutated responses;
+- a connection is reused only after a response whose framing was exact and
+  that came alone: bytes after it, an answer that began before the request
+  was written whole, or the server's end of the connection close it, and
+  bytes that arrive while no request is outstanding are never read as the
+  next request's answer;
 - redirects are not followed, nothing is decompressed (`Accept-Encoding:
   identity`), no cookies are kept;
 - failures are Python's own exceptions (`ConnectionRefusedError`,
@@ -49,25 +66,63 @@ from delivery.transport.base import Response
 from delivery.transport.errors import Table, transport_error
 from delivery.transport.targets import refuse_special_use
 
-#: A response head longer than this is refused (llhttp's default is 80 KiB).
+#: The heads of one response, interim ones and blank lines included, are refused beyond this
+#: (llhttp's default is 80 KiB).
 MAX_HEAD_BYTES: Final = 64 * 1024
+#: A status, header or trailer line, its line end included, is refused beyond this (aiohttp
+#: refuses a header line over 8190 bytes: both clients draw the line at the same place).
+MAX_LINE_BYTES: Final = 8 * 1024
+#: A chunk's size line, extensions and CRLF included, is refused beyond this.
+MAX_CHUNK_LINE: Final = 1024
 #: What the Host header and the pool key leave out.
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-_STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d)[ \t]+(\d+)(?:[ \t][^\r\n]*)?\r?")
 _SMALLINT_MAX = 32767  # the status_code column
-# Only digits: int() would also take "+5", "1_0" or, for chunk sizes, "-6" (which loops).
+# RFC 9112's grammar (RFC 9110 5.5 for field values) as regular expressions over bytes: one
+# match checks a whole head, so parsing costs no Python loop per byte.
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+# SP, HTAB, visible characters and obs-text: never a control character (NUL, a bare CR, ...).
+_TEXT = rb"[\t \x21-\x7e\x80-\xff]"
+# Put before a line: that line, its LF included, is at most MAX_LINE_BYTES long.
+_SHORT_LINE = rb"(?=[^\n]{0,%d}\n)" % (MAX_LINE_BYTES - 1)
+# A status is a number from 1 as written: no leading zero (h11 refuses "042" too).
+_STATUS_LINE = rb"HTTP/([0-9])\.([0-9]) ([1-9][0-9]*)(?: " + _TEXT + rb"*)?"
+_FIELD_LINE = _TOKEN + rb":" + _TEXT + rb"*"
+# A head's lines end in CRLF or a bare LF (RFC 9112 2.2 allows both), never in a bare CR. A
+# line starting with whitespace (obsolete line folding), or a field name followed by
+# whitespace before its colon, does not match.
+_HEAD = re.compile(_SHORT_LINE + _STATUS_LINE + rb"\r?\n((?:" + _SHORT_LINE + _FIELD_LINE + rb"\r?\n)*)")
+# The same for a head shorter than MAX_LINE_BYTES, whose lines cannot be too long: the
+# look-ahead before each line would only scan it twice.
+_SHORT_HEAD = re.compile(_STATUS_LINE + rb"\r?\n((?:" + _FIELD_LINE + rb"\r?\n)*)")
+_FIELD = re.compile(rb"(" + _TOKEN + rb"):[\t ]*(" + _TEXT + rb"*)\r?\n")
+# Chunked framing takes CRLF only, as RFC 9112 7.1 writes it (trailer fields included).
+_TRAILER = re.compile(rb"(?:" + _SHORT_LINE + _FIELD_LINE + rb"\r\n)*")
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,15})(?:;[\t ]*"
+    + _TOKEN
+    + rb"(?:[\t ]*=[\t ]*(?:"
+    + _TOKEN
+    + rb"|"
+    + _QUOTED
+    + rb"))?[\t ]*)*\r\n"
+)
+# Only digits: int() would also take "+5", "1_0" or " 5".
 _DIGITS = re.compile(r"[0-9]{1,18}")
-_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]{1,15}")
-#: A chunk's size line, extensions included, is refused beyond this.
-_MAX_CHUNK_LINE = 1024
+# For the messages of refused heads only.
+_STATUS_LINE_ALONE = re.compile(_STATUS_LINE)
+_FIELD_LINE_ALONE = re.compile(_FIELD_LINE)
+_NAME_THEN_SPACE = re.compile(_TOKEN + rb"[\t ]+:")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class InterimStatusOnly(Exception):
     """The last status line before the connection failed was an interim (1xx) one.
 
     Interim statuses (100, 102-199) are read past to a final one; a
-    destination that answers only with one of them is recorded with that
-    number, like any other nonstandard status.
+    destination that answers only with one of them (the connection ends,
+    or what follows is not an HTTP status line at all) is recorded with
+    that number, like any other nonstandard status.
     """
 
     def __init__(self, status: int) -> None:
@@ -88,7 +143,12 @@ class ConnectTimeout(TimeoutError):
 
 
 class BadResponse(Exception):
-    """What came back is not an HTTP/1.x response (or is one broken beyond reading)."""
+    """What came back is not an HTTP/1.x response this client fully understands; the connection is closed.
+
+    Raised for bytes that are not HTTP, and for every framing RFC 9112 does
+    not allow or this client does not take (see the module docstring): a
+    response read by a guess could be half of one and half of the next.
+    """
 
 
 #: This module's exceptions, for `transport_error` (the rest are Python's own).
@@ -107,7 +167,7 @@ class _Parsed:
     headers: Mapping[str, str]
     body: bytes
     reusable: bool
-    """Whether the connection may carry another request (the response was read to its end)."""
+    """Whether the connection may carry another request (the response ended exactly at the buffer's end)."""
 
 
 def parse_response(buffer: bytes | bytearray, eof: bool, read_limit: int) -> _Parsed | None:
@@ -118,15 +178,15 @@ def parse_response(buffer: bytes | bytearray, eof: bool, read_limit: int) -> _Pa
     """
     start, interim = 0, None
     while True:
-        end, separator = _end_of_head(buffer, start)
-        if end < 0:
-            if len(buffer) - start > MAX_HEAD_BYTES:
-                raise BadResponse(f"a response head longer than {MAX_HEAD_BYTES} bytes")
+        if not buffer.startswith(b"HTTP/", start):
             prefix = bytes(buffer[start : start + 5])
-            if prefix and not b"HTTP/".startswith(prefix[: len(b"HTTP/")]):
+            if prefix and not b"HTTP/".startswith(prefix):
                 if interim is not None:
                     raise InterimStatusOnly(interim)
                 raise BadResponse(f"not an HTTP response: {bytes(buffer[start : start + 40])!r}")
+        fields_end, body_start = _end_of_head(buffer, start, MAX_HEAD_BYTES)
+        if fields_end < 0:
+            _check_unfinished_head(buffer, start)
             if not eof:
                 return None
             if interim is not None:
@@ -134,50 +194,96 @@ def parse_response(buffer: bytes | bytearray, eof: bool, read_limit: int) -> _Pa
             if start == len(buffer):
                 raise ServerDisconnected("Server disconnected without sending a response")
             raise ServerDisconnected("Server disconnected inside the response head")
-        if end - start > MAX_HEAD_BYTES:
-            raise BadResponse(f"a response head longer than {MAX_HEAD_BYTES} bytes")
-        lines = bytes(buffer[start:end]).split(b"\n")
-        match = _STATUS_LINE.fullmatch(lines[0])
+        pattern = _SHORT_HEAD if fields_end - start < MAX_LINE_BYTES else _HEAD
+        match = pattern.fullmatch(buffer, start, fields_end)
         if match is None:
-            if interim is not None:
-                raise InterimStatusOnly(interim)
-            raise BadResponse(f"not an HTTP status line: {lines[0][:80]!r}")
+            raise BadResponse(_malformed(bytes(buffer[start:fields_end])))
         status = int(match[3]) if len(match[3]) <= 5 else _SMALLINT_MAX + 1
         if status > _SMALLINT_MAX:
-            raise BadResponse(f"a status number out of range: {lines[0][:80]!r}")
-        headers = _headers(lines[1:])
-        body_start = end + separator
+            raise BadResponse(f"a status number out of range: {match[3][:20]!r}")
+        headers = _headers(match[4])
+        http11 = match[1] == b"1" and match[2] == b"1"
+        _check_framing(headers, http11)
         if 100 <= status < 200 and status != 101:
             interim, start = status, body_start
             continue
-        keep_alive = (
-            match[1] == b"1" and match[2] == b"1" and "close" not in headers.get("connection", "").lower()
-        )
+        keep_alive = http11 and "close" not in headers.get("connection", "").lower()
         return _body(buffer, body_start, status, headers, keep_alive, eof, read_limit)
 
 
-def _end_of_head(buffer: bytes | bytearray, start: int) -> tuple[int, int]:
-    """(offset of the blank line ending the head at `start`, its length), or (-1, 0)."""
-    crlf = buffer.find(b"\r\n\r\n", start)
-    lf = buffer.find(b"\n\n", start)
-    if lf >= 0 and (crlf < 0 or lf < crlf):
-        return lf, 2
-    return (crlf, 4) if crlf >= 0 else (-1, 0)
+def _end_of_head(buffer: bytes | bytearray, start: int, stop: int) -> tuple[int, int]:
+    """(end of the last field line, start of what follows the blank line) for the head at `start`.
+
+    The blank line ends before `stop`; (-1, -1) when there is none.
+    """
+    crlf = buffer.find(b"\n\r\n", start, stop)
+    lf = buffer.find(b"\n\n", start, crlf + 1 if crlf >= 0 else stop)  # not through the body
+    if lf >= 0:
+        return lf + 1, lf + 2
+    return (crlf + 1, crlf + 3) if crlf >= 0 else (-1, -1)
 
 
-def _headers(lines: list[bytes]) -> dict[str, str]:
+def _check_unfinished_head(buffer: bytes | bytearray, start: int) -> None:
+    """Refuse a head that has not ended and cannot end within the limits."""
+    if len(buffer) >= MAX_HEAD_BYTES:
+        raise BadResponse(f"a response head longer than {MAX_HEAD_BYTES} bytes")
+    line_start = buffer.rfind(b"\n", start) + 1 or start
+    if len(buffer) - line_start >= MAX_LINE_BYTES:
+        raise BadResponse(f"a response head line longer than {MAX_LINE_BYTES} bytes")
+
+
+def _malformed(head: bytes) -> str:
+    """Why `head` (status line and field lines, with their line ends) is refused: its first fault."""
+    for number, line in enumerate(head.split(b"\n")[:-1]):
+        shown = line[:80]
+        if len(line) >= MAX_LINE_BYTES:
+            return f"a response head line longer than {MAX_LINE_BYTES} bytes: {shown!r}"
+        line = line.removesuffix(b"\r")
+        if number == 0:
+            if _STATUS_LINE_ALONE.fullmatch(line):
+                continue
+            if _CONTROL.search(line) or b"\r" in line:
+                return f"a control character in the status line: {shown!r}"
+            return f"not an HTTP status line: {shown!r}"
+        if line[:1] in (b" ", b"\t"):
+            return f"obsolete line folding (a field line starting with whitespace): {shown!r}"
+        if _NAME_THEN_SPACE.match(line):
+            return f"whitespace between a field name and its colon: {shown!r}"
+        if b"\r" in line:
+            return f"a bare CR in a field line: {shown!r}"
+        if _CONTROL.search(line):
+            return f"a control character in a field line: {shown!r}"
+        if not _FIELD_LINE_ALONE.fullmatch(line):
+            return f"a malformed field line: {shown!r}"
+    return f"a malformed response head: {head[:80]!r}"
+
+
+def _headers(block: bytes) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not name.strip():
-            raise BadResponse(f"a malformed header line: {line[:80]!r}")
-        key = name.strip().lower().decode("latin-1")
-        text = value.strip().decode("latin-1")
+    for name, value in _FIELD.findall(block):
+        key = name.lower().decode("latin-1")
+        text = value.rstrip(b"\t ").decode("latin-1")
         if key not in headers:
             headers[key] = text
         elif key != "retry-after":  # a second Retry-After is ignored, not joined into "120, 120"
             headers[key] = f"{headers[key]}, {text}"
     return headers
+
+
+def _check_framing(headers: dict[str, str], http11: bool) -> None:
+    """Refuse framing headers that are not exactly one length or exactly `chunked` (RFC 9112 6)."""
+    coding = headers.get("transfer-encoding")
+    length = headers.get("content-length")
+    if coding is not None:
+        if length is not None:
+            raise BadResponse("both Transfer-Encoding and Content-Length")
+        if coding.lower() != "chunked":
+            raise BadResponse(f"a transfer coding other than chunked alone: {coding[:40]!r}")
+        if not http11:
+            raise BadResponse("Transfer-Encoding in a response that is not HTTP/1.1")
+    elif length is not None and not _DIGITS.fullmatch(length):
+        # Two Content-Length fields are joined into "5, 5" here, and refused with the rest.
+        raise BadResponse(f"a Content-Length that is not one number: {length[:40]!r}")
 
 
 def _body(
@@ -194,11 +300,9 @@ def _body(
         # No body whatever the headers say (RFC 9112 6.3); after a 101 the
         # connection speaks another protocol, so it is never reused.
         return _Parsed(status, headers, b"", keep_alive and status != 101 and available == 0)
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    if "transfer-encoding" in headers:
         return _chunked(buffer, start, status, headers, keep_alive, eof, read_limit)
     if "content-length" in headers:
-        if not _DIGITS.fullmatch(headers["content-length"]):
-            raise BadResponse(f"a Content-Length that is not a number: {headers['content-length']!r}")
         length = int(headers["content-length"])
         if available >= length:
             body = bytes(buffer[start : start + min(length, read_limit)])
@@ -227,34 +331,66 @@ def _chunked(
     read_limit: int,
 ) -> _Parsed | None:
     body = bytearray()
-    while len(body) < read_limit:
-        line_end = buffer.find(b"\n", position, position + _MAX_CHUNK_LINE)
-        if line_end < 0:
-            if len(buffer) - position >= _MAX_CHUNK_LINE:
-                raise BadResponse(f"a chunk size line longer than {_MAX_CHUNK_LINE} bytes")
+    while True:
+        match = _CHUNK_LINE.match(buffer, position, position + MAX_CHUNK_LINE)
+        if match is None:
+            _check_unfinished_chunk_line(buffer, position)
             break
-        size_text = bytes(buffer[position:line_end]).split(b";")[0].strip()
-        if not _HEX_DIGITS.fullmatch(size_text):
-            raise BadResponse(f"a malformed chunk size: {size_text[:20]!r}")
-        size = int(size_text, 16)
-        data_start = line_end + 1
+        size = int(match[1], 16)
+        data_start = match.end()
         if size == 0:
-            # The last chunk; a trailer makes the connection not worth reusing.
-            reusable = keep_alive and bytes(buffer[data_start:]) == b"\r\n"
-            return _Parsed(status, headers, bytes(body), reusable)
-        body += buffer[data_start : data_start + size]
-        if len(buffer) < data_start + size + 2:
+            end = _trailer_end(buffer, data_start)
+            if end < 0:
+                break
+            return _Parsed(status, headers, bytes(body), keep_alive and end == len(buffer))
+        data_end = data_start + size
+        body += buffer[data_start : min(data_end, data_start + read_limit - len(body), len(buffer))]
+        if len(body) >= read_limit:
+            # Enough is read: what follows is not waited for, and costs the connection.
+            return _Parsed(status, headers, bytes(body), False)
+        terminator = bytes(buffer[data_end : data_end + 2])
+        if not b"\r\n".startswith(terminator):
+            raise BadResponse(f"a chunk's data not followed by CRLF: {terminator!r}")
+        if len(terminator) < 2:
             break
-        position = data_start + size + 2
-    if len(body) >= read_limit:
-        return _Parsed(status, headers, bytes(body[:read_limit]), False)
+        position = data_end + 2
     if eof:
         raise ConnectionResetError("the connection ended inside the chunked response body")
     return None
 
 
+def _check_unfinished_chunk_line(buffer: bytes | bytearray, position: int) -> None:
+    """Refuse a chunk size line that is complete yet malformed, or too long to ever be one."""
+    line_end = buffer.find(b"\n", position, position + MAX_CHUNK_LINE)
+    if line_end >= 0:
+        raise BadResponse(f"a malformed chunk size line: {bytes(buffer[position : line_end + 1])[:40]!r}")
+    if len(buffer) - position >= MAX_CHUNK_LINE:
+        raise BadResponse(f"a chunk size line longer than {MAX_CHUNK_LINE} bytes")
+
+
+def _trailer_end(buffer: bytes | bytearray, start: int) -> int:
+    """Where the trailer section at `start` (after the last chunk) and its final CRLF end; -1 if not yet."""
+    if buffer.startswith(b"\r\n", start):
+        return start + 2  # no trailer fields, the usual case
+    # The last chunk's line ended in LF at start - 1: an empty trailer section makes "\n\r\n".
+    fields_end, end = _end_of_head(buffer, start - 1, start + MAX_HEAD_BYTES)
+    if fields_end < 0:
+        if len(buffer) - start >= MAX_HEAD_BYTES:
+            raise BadResponse(f"a trailer section longer than {MAX_HEAD_BYTES} bytes")
+        return -1
+    if end - fields_end != 2 or not _TRAILER.fullmatch(buffer, start, fields_end):
+        raise BadResponse(f"a malformed trailer section: {bytes(buffer[start:end])[:80]!r}")
+    return end
+
+
 class _Connection(asyncio.Protocol):
-    """One connection: a request written, its response parsed as its bytes arrive."""
+    """One connection: a request written, its response parsed as its bytes arrive.
+
+    It is reused only after a response whose framing was exact: the bytes
+    received were that response and nothing more, they began arriving after
+    the request was handed to the kernel whole, and the server did not end
+    the connection. Bytes arriving while no request is outstanding close it.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -265,6 +401,7 @@ class _Connection(asyncio.Protocol):
         self._lost: BaseException | None = None
         self._waiter: asyncio.Future[_Parsed] | None = None
         self._read_limit = 0
+        self._early = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport instances, but have its methods.
@@ -274,6 +411,10 @@ class _Connection(asyncio.Protocol):
         if self._waiter is None:
             self.abort()  # bytes nobody asked for: the connection cannot be trusted again
             return
+        if not self._buffer and self.transport is not None and self.transport.get_write_buffer_size():
+            # The answer began before the whole request left: the server may not have read it
+            # all, and what it does with the rest is unknown. The answer counts; the connection not.
+            self._early = True
         self._buffer += data
         self._advance()
 
@@ -298,6 +439,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self._waiter is None
         self._buffer.clear()
         self._read_limit = read_limit
+        self._early = False
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         timer = loop.call_at(deadline, self._time_out, waiter)
@@ -328,6 +470,8 @@ class _Connection(asyncio.Protocol):
         if parsed is not None:
             self._waiter = None
             self._buffer.clear()  # a reusable connection's buffer held exactly this response
+            if parsed.reusable and (self._early or self._eof):
+                parsed = _Parsed(parsed.status, parsed.headers, parsed.body, False)
             waiter.set_result(parsed)
 
     def abort(self) -> None:
