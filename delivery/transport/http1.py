@@ -17,16 +17,21 @@ connections, behind the transport seam (`Client` is a
   never a wait;
 - redirects are not followed, nothing is decompressed (`Accept-Encoding:
   identity`), no cookies are kept;
+- each new connection goes only to addresses the target policy permits
+  (`delivery.transport.targets`), judged after this client's own lookup,
+  so a name that answers differently to another lookup cannot lead it
+  elsewhere; a pooled connection is not judged again;
 - failures are Python's own exceptions (`ConnectionRefusedError`,
   `ConnectionResetError`, `socket.gaierror`, `ssl.SSLCertVerificationError`,
-  `TimeoutError`, ...) plus this module's, which `TABLE` adds to
-  `delivery.transport.errors.PYTHON_TABLE`; `Client.post` raises them as
-  `TransportError`::
+  `TimeoutError`, ...) plus this module's and the target policy's, which
+  `TABLE` adds to `delivery.transport.errors.PYTHON_TABLE`; `Client.post`
+  raises them as `TransportError`::
 
     exception link                           transport code
     ├── ServerDisconnected (ConnectionError) ESERVERDISCONNECT
     ├── ConnectTimeout (TimeoutError) ...... ECONNECTTIMEOUT
-    └── BadResponse ........................ EBADRESPONSE
+    ├── BadResponse ........................ EBADRESPONSE
+    └── targets.TargetRefused .............. private_target
 """
 
 from __future__ import annotations
@@ -34,20 +39,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import ipaddress
 import re
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from yarl import URL
 
 from delivery.transport.base import Response
 from delivery.transport.errors import Table, transport_error
-from delivery.transport.targets import refuse_special_use
+from delivery.transport.targets import (
+    TARGET_REFUSED_CODE,
+    Resolve,
+    TargetPolicy,
+    TargetRefused,
+    refuse_special_use,
+    system_resolve,
+)
 
 #: A response head longer than this is refused (llhttp's default is 80 KiB).
 MAX_HEAD_BYTES: Final = 64 * 1024
@@ -91,11 +104,12 @@ class BadResponse(Exception):
     """What came back is not an HTTP/1.x response (or is one broken beyond reading)."""
 
 
-#: This module's exceptions, for `transport_error` (the rest are Python's own).
+#: This module's exceptions and the target policy's, for `transport_error` (the rest are Python's own).
 TABLE: Final[Table] = {
     ServerDisconnected: "ESERVERDISCONNECT",
     ConnectTimeout: "ECONNECTTIMEOUT",
     BadResponse: "EBADRESPONSE",
+    TargetRefused: TARGET_REFUSED_CODE,
 }
 
 
@@ -387,7 +401,9 @@ class Client:
     """POSTs over pooled keep-alive connections; see the module docstring.
 
     At most `limit_per_host` requests run at once per (scheme, host, port);
-    a connection idle for `keepalive_s` is closed rather than reused.
+    a connection idle for `keepalive_s` is closed rather than reused. New
+    connections go to the addresses `targets` permits among those `resolver`
+    gives.
     """
 
     def __init__(
@@ -397,11 +413,15 @@ class Client:
         limit_per_host: int = 32,
         keepalive_s: float = 4.0,
         user_agent: str = "deliverydash",
+        targets: TargetPolicy,
+        resolver: Resolve = system_resolve,
     ) -> None:
         self._ssl = ssl_context
         self._limit_per_host = limit_per_host
         self._keepalive_s = keepalive_s
         self._user_agent = user_agent
+        self._policy = targets
+        self._resolve = resolver
         self._idle: dict[_Key, list[_Connection]] = {}
         self._slots: dict[_Key, _Slots] = {}
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], _Target] = {}
@@ -492,47 +512,45 @@ class Client:
         return None
 
     async def _connect(self, target: _Target, deadline: float) -> _Connection:
-        """A new connection, by the host's addresses in turn, each given its share of the time left.
+        """A new connection: to the host's permitted addresses in turn.
 
-        A share, not all of it: an address that drops packets (a broken IPv6
-        route, say) would otherwise use up the deadline before the next one
-        is tried. Raises `ConnectTimeout` when the deadline passes.
+        Raises `TargetRefused` when the policy permits none of the host's
+        addresses, `ConnectTimeout` when the deadline passes.
         """
         scheme, host, port = target.key
         refuse_special_use(host)
+        # An IP literal or localhost is judged as written.
+        if not self._policy.permits_host(host):
+            raise TargetRefused(host)
+        tls = self._ssl if scheme == "https" else None
+        # Judged on this lookup's answer, the one connected to: another lookup may answer otherwise.
+        addresses = self._policy.permitted(host, await self._lookup(host, port, deadline))
         loop = asyncio.get_running_loop()
+
+        async def dial(address: str) -> _Connection:
+            _, connection = await loop.create_connection(
+                _Connection,
+                host=address,
+                port=port,
+                family=_family(address),
+                ssl=tls,
+                server_hostname=host if tls else None,
+            )
+            return connection
+
+        return await _first_of(addresses, deadline, target.shown, dial)
+
+    async def _lookup(self, host: str, port: int, deadline: float) -> list[str]:
+        """The addresses to try for `host`: itself when it is an IP address, else the resolver's answer."""
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
         try:
             async with asyncio.timeout_at(deadline):
-                addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                return await self._resolve(host, port)
         except TimeoutError:
             raise ConnectTimeout(f"resolving {host} took longer than the timeout") from None
-        tls = self._ssl if scheme == "https" else None
-        first_error: OSError | None = None
-        for left, (family, _, protocol, _, address) in zip(
-            range(len(addresses), 0, -1), addresses, strict=True
-        ):
-            share = loop.time() + (deadline - loop.time()) / left
-            try:
-                async with asyncio.timeout_at(share):
-                    _, connection = await loop.create_connection(
-                        _Connection,
-                        host=str(address[0]),
-                        port=int(address[1]),
-                        family=family,
-                        proto=protocol,
-                        ssl=tls,
-                        server_hostname=host if tls else None,
-                    )
-            except TimeoutError:
-                first_error = first_error or ConnectTimeout(f"connecting to {target.shown} timed out")
-                continue
-            except OSError as error:  # ssl.SSLError is one too
-                first_error = first_error or error
-                if isinstance(error, ssl.SSLError):
-                    raise  # the server answered: another address would not make the certificate valid
-                continue
-            return connection
-        raise first_error or OSError(f"no address for {host!r}")
 
     def _target(self, url: str, headers: Mapping[str, str]) -> _Target:
         cache_key = (url, tuple(headers.items()))
@@ -540,6 +558,40 @@ class Client:
         if target is None:
             target = self._targets[cache_key] = _target(url, headers, self._user_agent)
         return target
+
+
+_T = TypeVar("_T")
+
+
+async def _first_of(
+    addresses: Sequence[str], deadline: float, shown: str, dial: Callable[[str], Awaitable[_T]]
+) -> _T:
+    """`dial` the addresses in turn, each given its share of the time left, until one connects.
+
+    A share, not all of it: an address that drops packets (a broken IPv6
+    route, say) would otherwise use up the deadline before the next one is
+    tried. Raises the first failure (`ConnectTimeout` for a timeout), at once
+    for a TLS error: the server answered, and another address would not make
+    its certificate valid.
+    """
+    loop = asyncio.get_running_loop()
+    first_error: OSError | None = None
+    for left, address in zip(range(len(addresses), 0, -1), addresses, strict=True):
+        share = loop.time() + (deadline - loop.time()) / left
+        try:
+            async with asyncio.timeout_at(share):
+                return await dial(address)
+        except TimeoutError:
+            first_error = first_error or ConnectTimeout(f"connecting to {shown} timed out")
+        except OSError as error:  # ssl.SSLError is one too
+            first_error = first_error or error
+            if isinstance(error, ssl.SSLError):
+                raise
+    raise first_error or OSError(f"no address for {shown}")
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
 def _target(url: str, headers: Mapping[str, str], user_agent: str) -> _Target:
