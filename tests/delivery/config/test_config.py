@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -168,6 +169,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "metering": False,
         "batch_linger_s": 0,
         "http_client": "aiohttp",
+        "allowed_private_cidrs": ["10.1.0.0/16", "fd12:3456::/48", "192.168.7.7"],
     }
     assert set(engine) == {f.name for f in dataclasses.fields(EngineConfig)}
     loaded = parse_config({"engine": engine}, base_dir=tmp_path).engine
@@ -193,6 +195,11 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         metering=False,
         batch_linger_s=0,
         http_client="aiohttp",
+        allowed_private_cidrs=(
+            ipaddress.ip_network("10.1.0.0/16"),
+            ipaddress.ip_network("fd12:3456::/48"),
+            ipaddress.ip_network("192.168.7.7/32"),
+        ),
     )
     assert isinstance(loaded.retry_window_s, float)
 
@@ -235,7 +242,8 @@ def test_the_issue_sample_is_refused_for_its_loopback_url_and_only_that(tmp_path
         load_config(write(tmp_path, ISSUE_SAMPLE))
     assert caught.value.problems == (
         "destinations[0].url: host '127.0.0.1' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
     )
     allowed = ISSUE_SAMPLE.replace("allow_private_targets = false", "allow_private_targets = true")
     config = load_config(write(tmp_path, allowed))
@@ -261,6 +269,31 @@ def test_a_source_without_destinations_is_a_warning() -> None:
     assert config.destinations_for("ios") == ()
     assert config.warnings == (
         "sources[1]: source 'ios' has no destinations; its events are accepted and go nowhere",
+    )
+
+
+def test_an_allowed_network_holding_a_metadata_address_is_a_warning() -> None:
+    doc = tomllib.loads(BASE)
+    doc.setdefault("engine", {})["allowed_private_cidrs"] = ["10.1.0.0/16", "169.254.0.0/16", "::/0"]
+    config = parse_config(doc)
+    assert config.warnings == (
+        "engine.allowed_private_cidrs: 169.254.0.0/16 lets deliveries reach the cloud metadata "
+        "address 169.254.169.254; list narrower networks",
+        "engine.allowed_private_cidrs: ::/0 lets deliveries reach the cloud metadata "
+        "address fd00:ec2::254; list narrower networks",
+    )
+
+
+def test_an_allowed_network_lets_its_literal_destinations_load() -> None:
+    doc = tomllib.loads(BASE)
+    doc.setdefault("engine", {})["allowed_private_cidrs"] = ["10.1.0.0/16"]
+    doc["destinations"][0]["url"] = "http://10.1.2.3:8080/hook"
+    assert parse_config(doc).destinations[0].url == "http://10.1.2.3:8080/hook"
+    doc["destinations"][0]["url"] = "http://10.2.0.1:8080/hook"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc)
+    assert caught.value.problems[0].startswith(
+        "destinations[0].url: host '10.2.0.1' is a loopback, private or link-local address"
     )
 
 
@@ -578,22 +611,59 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         "destinations[1].url: must not carry credentials (user:password@host); put them in headers",
     ),
     (
-        "link-local",
+        "cloud metadata",
         {"destination1": {"url": "http://169.254.169.254/latest/meta-data"}},
-        "destinations[1].url: host '169.254.169.254' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "destinations[1].url: host '169.254.169.254' is a cloud metadata address; "
+        "list it in engine.allowed_private_cidrs to deliver to it",
     ),
     (
         "localhost",
         {"destination1": {"url": "http://localhost:8080/"}},
         "destinations[1].url: host 'localhost' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
     ),
     (
         "IPv6 loopback",
         {"destination1": {"url": "http://[::1]:8080/"}},
         "destinations[1].url: host '::1' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
+    ),
+    (
+        "link-local",
+        {"destination1": {"url": "http://[fe80::1]:8080/"}},
+        "destinations[1].url: host 'fe80::1' is a loopback, private or link-local address; "
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
+    ),
+    (
+        "Azure's wire server, publicly routable",
+        {"engine": {"allow_private_targets": True}, "destination1": {"url": "http://168.63.129.16/"}},
+        "destinations[1].url: host '168.63.129.16' is a cloud metadata address; "
+        "list it in engine.allowed_private_cidrs to deliver to it",
+    ),
+    (
+        "allowed networks not an array",
+        {"engine": {"allowed_private_cidrs": "10.0.0.0/8"}},
+        'engine.allowed_private_cidrs: must be an array of networks such as ["10.1.0.0/16"], got a string',
+    ),
+    (
+        "allowed network not a string",
+        {"engine": {"allowed_private_cidrs": [10]}},
+        'engine.allowed_private_cidrs[0]: must be a network such as "10.1.0.0/16", got an integer',
+    ),
+    (
+        "allowed network with host bits",
+        {"engine": {"allowed_private_cidrs": ["10.1.0.0/16", "10.1.2.3/16"]}},
+        "engine.allowed_private_cidrs[1]: '10.1.2.3/16' has bits set after the prefix length; "
+        "did you mean '10.1.0.0/16'?",
+    ),
+    (
+        "allowed network not a network",
+        {"engine": {"allowed_private_cidrs": ["10.1.0.0/33"]}},
+        "engine.allowed_private_cidrs[0]: '10.1.0.0/33' is not a network in CIDR notation "
+        '(such as "10.1.0.0/16" or "fd12:3456::/48")',
     ),
     # Headers.
     (
@@ -794,7 +864,12 @@ CATALOG_DEFAULTS = frozenset({"max_batch_events", "max_batch_bytes", "rate_limit
 def test_the_docs_list_every_engine_key_with_its_default() -> None:
     table = doc_table("[engine]")
     assert list(table) == [f.name for f in dataclasses.fields(EngineConfig)]
-    as_toml = {"data_dir": "data", "ca_bundle": "", "admin_token": "change-me"}
+    as_toml = {
+        "data_dir": "data",
+        "allowed_private_cidrs": [],
+        "ca_bundle": "",
+        "admin_token": "change-me",
+    }
     for f in dataclasses.fields(EngineConfig):
         assert toml_value(table[f.name]) == as_toml.get(f.name, f.default), f.name
 
