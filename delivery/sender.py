@@ -71,6 +71,7 @@ class Sender:
         user_agent: str = "deliverydash/0.1",
         http_client: str = "builtin",
         targets: TargetPolicy = PRIVATE_ALLOWED,
+        egress_proxy: str | None = None,
         transport: Transport | None = None,
     ) -> None:
         """Open `http_client` (`delivery.transport.CLIENTS`) with these settings, or use `transport`.
@@ -81,8 +82,9 @@ class Sender:
         connection is not reused just as the server closes it, which would
         fail a POST that cannot be retried transparently. `targets` is the
         policy each new connection is held to (the engine passes its own;
-        the default refuses cloud metadata addresses only). A `transport`
-        given (a test's) replaces the client, and its settings with it.
+        the default refuses cloud metadata addresses only), `egress_proxy`
+        the proxy every request goes through. A `transport` given (a
+        test's) replaces the client, and its settings with it.
         """
         if transport is None:
             transport = open_transport(
@@ -93,6 +95,7 @@ class Sender:
                 keepalive_s=keepalive_timeout_s,
                 user_agent=user_agent,
                 targets=targets,
+                egress_proxy=egress_proxy,
             )
         self._transport = transport
         self._timeout_s = request_timeout_s

@@ -83,6 +83,8 @@ class EngineConfig:
     """Whether destinations may be loopback, private or link-local addresses (never cloud metadata ones)."""
     allowed_private_cidrs: tuple[Network, ...] = ()
     """Networks destinations may be in whatever `allow_private_targets` says (`10.1.0.0/16`)."""
+    egress_proxy: str | None = None
+    """`http://host:port` of an HTTP proxy every delivery goes through (CONNECT for https); None: direct."""
     ca_bundle: Path | None = None
     """PEM file of CA certificates trusted in addition to the system's."""
     admin_token: Secret = DEFAULT_ADMIN_TOKEN

@@ -12,8 +12,8 @@ starts the engine. The typed getters that collect the problems are in
 ids fit for columns and URLs, destinations the catalog knows with the
 credential, batch and rate limits their integration takes, URLs that are
 http(s) and whose host the target policy permits (`TargetPolicy.permits_host`:
-what can be judged before a lookup), the allowed networks, sources and
-destinations that refer to each other. The keys, their
+what can be judged before a lookup), the allowed networks and the egress
+proxy, sources and destinations that refer to each other. The keys, their
 defaults and the rules are documented in `docs/configuration.md`.
 
 No message quotes a secret (write keys, header values, credentials, the
@@ -48,6 +48,7 @@ from delivery.config.model import (
 )
 from delivery.config.toml_table import Table, array_of_tables, as_table, kind, reject_unknown, suggest
 from delivery.transport import CLIENTS
+from delivery.transport.proxy import EgressProxy
 from delivery.transport.targets import METADATA_ADDRESSES, Network, TargetPolicy, is_metadata_target
 
 
@@ -169,6 +170,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         export_interval_s=table.seconds("export_interval_s", defaults.export_interval_s),
         allow_private_targets=table.boolean("allow_private_targets", defaults.allow_private_targets),
         allowed_private_cidrs=_networks(table, "allowed_private_cidrs"),
+        egress_proxy=_egress_proxy(table, "egress_proxy"),
         ca_bundle=_ca_bundle(table, ca_bundle, base_dir) if ca_bundle else None,
         admin_token=Secret(admin_token),
         concurrency=table.integer("concurrency", defaults.concurrency),
@@ -231,6 +233,17 @@ def _network_problem(text: str) -> str:
     except ValueError:
         return f'{text!r} is not a network in CIDR notation (such as "10.1.0.0/16" or "fd12:3456::/48")'
     return f"{text!r} has bits set after the prefix length; did you mean {str(loose)!r}?"
+
+
+def _egress_proxy(table: Table, key: str) -> str | None:
+    url = table.text(key, "", allow_empty=True)
+    if not url:
+        return None
+    try:
+        return EgressProxy.parse(url).url
+    except ValueError as problem:
+        table.problem(key, str(problem))
+        return None
 
 
 def _data_dir(table: Table, default: Path, base_dir: Path) -> Path:

@@ -6,7 +6,8 @@ This is the only module that knows which client is which: the engine's own
 HTTP/1.1 client (`http1.py`, "builtin") and aiohttp (`aiohttp_client.py`).
 Beside them: `errors.py` (exceptions -> transport codes), `redaction.py`
 (what is kept of bodies and error texts), `targets.py` (the target policy
-each client applies to the addresses it connects to, and RFC 6761).
+each client applies to the addresses it connects to, and RFC 6761),
+`proxy.py` (the egress proxy's address).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def open_transport(
     keepalive_s: float = 4.0,
     user_agent: str = "deliverydash/0.1",
     targets: TargetPolicy = PRIVATE_ALLOWED,
+    egress_proxy: str | None = None,
     resolver: Resolve = system_resolve,
 ) -> Transport:
     """The client `name` (one of `CLIENTS`); nothing is connected until its first post.
@@ -53,7 +55,8 @@ def open_transport(
     those `resolver` answers (the system's; tests inject their own). The
     default policy refuses only cloud metadata addresses: it suits the
     operator's own endpoints; deliveries pass the engine's
-    (`EngineConfig.target_policy`).
+    (`EngineConfig.target_policy`). With `egress_proxy` (`http://host:port`)
+    every request goes through that proxy, which resolves the names.
     """
     if name not in CLIENTS:
         raise ValueError(f"http_client must be one of {', '.join(CLIENTS)}, got {name!r}")
@@ -71,6 +74,7 @@ def open_transport(
             keepalive_s=keepalive_s,
             user_agent=user_agent,
             targets=targets,
+            egress_proxy=egress_proxy,
             resolver=resolver,
         )
     from delivery.transport import aiohttp_client
@@ -82,5 +86,6 @@ def open_transport(
         keepalive_s=keepalive_s,
         user_agent=user_agent,
         targets=targets,
+        egress_proxy=egress_proxy,
         resolver=resolver,
     )

@@ -10,10 +10,14 @@ The target policy (`delivery.transport.targets`) holds for every new
 connection: the resolver leaves the addresses it refuses out of each answer
 (`_PolicyResolver`), and the connector judges an IP-literal host, which
 aiohttp never gives the resolver, before connecting and the peer of each
-new connection once it is open (`_PolicyConnector`).
+new connection once it is open (`_PolicyConnector`). With an egress proxy
+(`delivery.transport.proxy`) aiohttp's own proxy support sends the
+requests; the proxy's name is the one the resolver does not judge.
 
 Status lines aiohttp refuses but which carry a number become a `Response`
-with that number here, never an error::
+with that number here, never an error, and so does the egress proxy's own
+answer to CONNECT (`ClientHttpProxyError`), as its answer to a plain `http`
+request is::
 
     an interim 1xx (100, 102-199) was the .... that number (the request records the
     last status line before the connection    raw head of its response: aiohttp reads
@@ -40,6 +44,7 @@ link it wraps says what happened)::
     │   │           ├── ConnectionTimeoutError ...... ECONNECTTIMEOUT
     │   │           └── SocketTimeoutError .......... ESOCKETTIMEDOUT
     │   ├── ClientResponseError              wrapper (HttpProcessingError: the parser's error)
+    │   │   └── ClientHttpProxyError ........ a response: the proxy's status (`outcome_of`)
     │   └── ClientPayloadError               wrapper (the parser's error while reading the body)
     └── aiohttp.http_exceptions.HttpProcessingError  wrapper
         └── BadHttpMessage                   EBADRESPONSE (BadStatusLine, InvalidHeader, ...)
@@ -51,8 +56,8 @@ link it wraps says what happened)::
 
 `HANDLED_BY_BASE` lists the classes whose nearest base in `TABLE` says the
 right thing, and `NOT_RAISED` the classes this client's settings rule out
-(redirects are not followed, no proxy, no websockets, URLs are checked
-before sending); a test fails when aiohttp gains a class that is in none
+(redirects are not followed, no websockets, URLs are checked before
+sending); a test fails when aiohttp gains a class that is in none
 of the three.
 """
 
@@ -74,6 +79,7 @@ from aiohttp.tracing import Trace
 
 from delivery.transport.base import Response, TransportError
 from delivery.transport.errors import WRAPPER, Table, Texts, by_errno, links, transport_error
+from delivery.transport.proxy import EgressProxy
 from delivery.transport.targets import (
     TARGET_REFUSED_CODE,
     Resolve,
@@ -96,6 +102,7 @@ TABLE: Final[Table] = {
     aiohttp.ConnectionTimeoutError: "ECONNECTTIMEOUT",
     aiohttp.SocketTimeoutError: "ESOCKETTIMEDOUT",
     aiohttp.ClientResponseError: WRAPPER,
+    aiohttp.ClientHttpProxyError: WRAPPER,  # never looked up: `outcome_of` answers with its status
     aiohttp.ClientPayloadError: WRAPPER,
     http_exceptions.HttpProcessingError: WRAPPER,
     http_exceptions.BadHttpMessage: "EBADRESPONSE",
@@ -131,7 +138,6 @@ NOT_RAISED: Final[dict[type[BaseException], str]] = {
     aiohttp.WSServerHandshakeError: "no websockets",
     aiohttp.WSMessageTypeError: "no websockets",
     aiohttp.WebSocketError: "no websockets",
-    aiohttp.ClientHttpProxyError: "no proxy",
     aiohttp.TooManyRedirects: "redirects are not followed",
     aiohttp.RedirectClientError: "redirects are not followed",
     aiohttp.InvalidUrlRedirectClientError: "redirects are not followed",
@@ -153,7 +159,7 @@ class Client:
     """POSTs over one pooled aiohttp session, opened on first use inside the running loop.
 
     New connections go to the addresses `targets` permits among those
-    `resolver` gives.
+    `resolver` gives, or through `egress_proxy` (`http://host:port`).
     """
 
     def __init__(
@@ -165,6 +171,7 @@ class Client:
         keepalive_s: float = 4.0,
         user_agent: str = "deliverydash",
         targets: TargetPolicy,
+        egress_proxy: str | None = None,
         resolver: Resolve = system_resolve,
     ) -> None:
         self._ssl = ssl_context
@@ -172,6 +179,7 @@ class Client:
         self._keepalive_s = keepalive_s
         self._user_agent = user_agent
         self._policy = targets
+        self._proxy = EgressProxy.parse(egress_proxy) if egress_proxy else None
         self._resolve = resolver
         self._timeout = aiohttp.ClientTimeout()
         self._session: aiohttp.ClientSession | None = None
@@ -189,7 +197,12 @@ class Client:
             if self._timeout.total != timeout_s:
                 self._timeout = aiohttp.ClientTimeout(total=timeout_s)
             async with session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+                proxy=self._proxy.url if self._proxy else None,
             ) as response:
                 raw = await _read_up_to(response.content, read_limit)
                 if not response.content.at_eof():
@@ -217,7 +230,7 @@ class Client:
             limit=self._limit,
             limit_per_host=self._limit_per_host,
             ssl=self._ssl,
-            resolver=_PolicyResolver(self._policy, self._resolve),
+            resolver=_PolicyResolver(self._policy, self._resolve, self._proxy.host if self._proxy else None),
             # Each new connection asks the resolver, as the built-in client does: the answer
             # judged is the one connected to, and the system resolver keeps DNS's own TTLs.
             use_dns_cache=False,
@@ -245,7 +258,12 @@ async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:
 
 
 def outcome_of(error: Exception) -> Response | TransportError:
-    """What an exception aiohttp raised is at the seam: a status it refused, else a `TransportError`."""
+    """What an exception aiohttp raised is at the seam: a status it refused or the egress proxy's
+    answer to CONNECT, else a `TransportError`."""
+    for link in links(error):
+        if isinstance(link, aiohttp.ClientHttpProxyError):
+            retry_after = link.headers.get("Retry-After") if link.headers else None
+            return Response(link.status, b"", retry_after)
     status = recovered_status(error)
     if status is not None:
         return Response(status, b"")
@@ -290,19 +308,24 @@ class _PolicyResolver(AbstractResolver):
     """`resolve` with the target policy: the addresses it refuses are left out of each answer.
 
     `.invalid` names fail at once (`refuse_special_use`), and a name whose
-    every address is refused raises `TargetRefused`.
+    every address is refused raises `TargetRefused`. The egress proxy's
+    name (`exempt`) is not judged: the operator named it, and with a proxy
+    it is the only name aiohttp looks up.
     """
 
-    def __init__(self, policy: TargetPolicy, resolve: Resolve) -> None:
+    def __init__(self, policy: TargetPolicy, resolve: Resolve, exempt: str | None) -> None:
         self._policy = policy
         self._resolve = resolve
+        self._exempt = exempt
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         name = host.rstrip(".").lower()
         refuse_special_use(name)
-        addresses = self._policy.permitted(name, await self._resolve(host, port))
+        addresses = await self._resolve(host, port)
+        if name != self._exempt:
+            addresses = self._policy.permitted(name, addresses)
         return [
             {
                 "hostname": host,
@@ -322,8 +345,9 @@ class _PolicyResolver(AbstractResolver):
 class _PolicyConnector(aiohttp.TCPConnector):
     """aiohttp's connector, judging each new connection by the target policy.
 
-    An IP-literal host never reaches the resolver, so the host as written
-    is judged before connecting. The peer of each new direct connection is
+    An IP-literal host never reaches the resolver, nor does any destination
+    when there is a proxy, so the host as written is judged (and `.invalid`
+    refused) before connecting. The peer of each new direct connection is
     judged once it is open, so no address reaches a request unjudged.
     Pooled connections are not judged again: `_create_connection` runs for
     new ones only.
@@ -337,11 +361,12 @@ class _PolicyConnector(aiohttp.TCPConnector):
         self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> ResponseHandler:
         host = req.url.raw_host or ""
+        refuse_special_use(host.rstrip(".").lower())  # through a proxy, no resolver sees the name
         if not self._policy.permits_host(host):
             raise TargetRefused(host)
         protocol = await super()._create_connection(req, traces, timeout)
         peer = protocol.transport.get_extra_info("peername") if protocol.transport else None
-        if peer and not self._policy.permits(str(peer[0])):
+        if req.proxy is None and peer and not self._policy.permits(str(peer[0])):
             protocol.close()
             raise TargetRefused(host, [str(peer[0])])
         return protocol

@@ -170,6 +170,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "batch_linger_s": 0,
         "http_client": "aiohttp",
         "allowed_private_cidrs": ["10.1.0.0/16", "fd12:3456::/48", "192.168.7.7"],
+        "egress_proxy": "http://smokescreen.internal:4750/",
     }
     assert set(engine) == {f.name for f in dataclasses.fields(EngineConfig)}
     loaded = parse_config({"engine": engine}, base_dir=tmp_path).engine
@@ -200,6 +201,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
             ipaddress.ip_network("fd12:3456::/48"),
             ipaddress.ip_network("192.168.7.7/32"),
         ),
+        egress_proxy="http://smokescreen.internal:4750",
     )
     assert isinstance(loaded.retry_window_s, float)
 
@@ -665,6 +667,28 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         "engine.allowed_private_cidrs[0]: '10.1.0.0/33' is not a network in CIDR notation "
         '(such as "10.1.0.0/16" or "fd12:3456::/48")',
     ),
+    (
+        "egress proxy over https",
+        {"engine": {"egress_proxy": "https://smokescreen.internal:4750"}},
+        "engine.egress_proxy: must be an http://host:port URL, got scheme 'https' (the engine speaks "
+        "plain HTTP to the proxy; https deliveries go through it in CONNECT tunnels)",
+    ),
+    (
+        "egress proxy without a port",
+        {"engine": {"egress_proxy": "http://smokescreen.internal"}},
+        "engine.egress_proxy: must give the proxy's port (http://smokescreen.internal:port)",
+    ),
+    (
+        "egress proxy with credentials",
+        {"engine": {"egress_proxy": "http://user:hunter2@smokescreen.internal:4750"}},
+        "engine.egress_proxy: must not carry credentials (user:password@host): "
+        "proxy authentication is not supported",
+    ),
+    (
+        "egress proxy not a string",
+        {"engine": {"egress_proxy": 4750}},
+        "engine.egress_proxy: must be a string, got 4750",
+    ),
     # Headers.
     (
         "headers not a table",
@@ -867,6 +891,7 @@ def test_the_docs_list_every_engine_key_with_its_default() -> None:
     as_toml = {
         "data_dir": "data",
         "allowed_private_cidrs": [],
+        "egress_proxy": "",
         "ca_bundle": "",
         "admin_token": "change-me",
     }
