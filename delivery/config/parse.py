@@ -49,7 +49,13 @@ from delivery.config.model import (
 from delivery.config.toml_table import Table, array_of_tables, as_table, kind, reject_unknown, suggest
 from delivery.transport import CLIENTS
 from delivery.transport.proxy import EgressProxy
-from delivery.transport.targets import METADATA_ADDRESSES, Network, TargetPolicy, is_metadata_target
+from delivery.transport.targets import (
+    METADATA_ADDRESSES,
+    PRIVATE_ALLOWED,
+    Network,
+    TargetPolicy,
+    is_metadata_target,
+)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -196,7 +202,7 @@ def _alerts(table: Table) -> AlertsConfig:
     url = table.text("webhook_url", "", secret=True, allow_empty=True)
     # The operator's own endpoint (often an internal alert router), so unlike a
     # destination's URL it may be a private address.
-    for problem in _url_problems(url, TargetPolicy(allow_private=True)) if url else ():
+    for problem in _url_problems(url, PRIVATE_ALLOWED, advise=False) if url else ():
         table.problem("webhook_url", problem)
     return AlertsConfig(
         webhook_url=Secret(url) if url else None,
@@ -421,7 +427,9 @@ def _headers(table: Table) -> dict[str, Secret]:
     return headers
 
 
-def _url_problems(url: str, policy: TargetPolicy) -> list[str]:
+def _url_problems(url: str, policy: TargetPolicy, *, advise: bool = True) -> list[str]:
+    """What is wrong with a URL to POST to; `advise`: say which engine setting would allow a refused host
+    (the alerts webhook's client does not read them)."""
     if any(char.isspace() or not char.isprintable() for char in url):
         return ["must not contain whitespace or control characters"]
     try:
@@ -438,10 +446,8 @@ def _url_problems(url: str, policy: TargetPolicy) -> list[str]:
         return [f"must name a host, got {shown!r}"]
     if not policy.permits_host(parts.hostname):
         if is_metadata_target(parts.hostname):
-            return [
-                f"host {parts.hostname!r} is a cloud metadata address; "
-                "list it in engine.allowed_private_cidrs to deliver to it"
-            ]
+            advice = "; list it in engine.allowed_private_cidrs to deliver to it" if advise else ""
+            return [f"host {parts.hostname!r} is a cloud metadata address{advice}"]
         return [
             f"host {parts.hostname!r} is a loopback, private or link-local address; "
             "set engine.allow_private_targets = true, or list its network in "

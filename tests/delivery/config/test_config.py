@@ -299,6 +299,14 @@ def test_an_allowed_network_lets_its_literal_destinations_load() -> None:
     )
 
 
+def test_the_alerts_webhook_may_be_private_but_not_a_metadata_address() -> None:
+    doc = tomllib.loads(BASE)
+    doc["alerts"] = {"webhook_url": "http://10.0.0.7:9093/alerts"}
+    assert parse_config(doc).alerts.webhook_url == Secret("http://10.0.0.7:9093/alerts")
+    doc["alerts"] = {"webhook_url": "http://[::ffff:169.254.169.254]/alerts"}
+    assert problems(doc) == ("alerts.webhook_url: host '::ffff:169.254.169.254' is a cloud metadata address",)
+
+
 def test_configs_built_in_code_keep_their_lookups_sound() -> None:
     web = Source("web", "acme", Secret("k"))
     hook = Destination("d", "web", "webhook", "https://x.example")
