@@ -73,6 +73,8 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
             limit=max(256, engine.concurrency),
             limit_per_host=max(32, engine.per_destination_concurrency),
             http_client=engine.http_client,
+            targets=engine.target_policy,
+            egress_proxy=engine.egress_proxy,
         )
         owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
         await alerts.start()

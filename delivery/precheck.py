@@ -6,18 +6,20 @@ A job fails a pre-send check when::
     destination disabled ........................ disabled  disabled
     destination disabled by auth failures ....... disabled  auto_disabled
       (delivery.alerts.auth_watch; one job per probe interval is still sent)
-    host resolves to a private address .......... precheck  private_target
-      (loopback, private, link-local, ...; only while allow_private_targets is false)
+    host is an IP literal or localhost the ...... precheck  private_target
+      target policy refuses (loopback, private, link-local, cloud metadata, ...)
 
 and is then recorded once with outcome `skipped` (docs/attempt-log.md). None
 of these is retryable: someone has to change the configuration.
 
-Private targets are refused when the configuration is loaded if the host is
-an IP literal or `localhost`; a host *name* can only be judged by the
-addresses it resolves to, and those can change, so they are checked here,
-when the job is sent. Verdicts are kept for `ttl_s` (aiohttp keeps its own
-DNS answers 10 s too). A name that does not resolve is not refused: the
-request is made and fails as `ENOTFOUND`, a retryable delivery failure.
+The target check here judges only the host as written, without a lookup
+(`TargetPolicy.permits_host`), which the configuration also does when it is
+loaded. A host *name* is judged by the HTTP client on the addresses it
+connects to, after its own lookup, on every new connection
+(`delivery.transport.targets`): a check here on another lookup's answer
+would prove nothing about the next one (DNS rebinding). A refusal there is
+recorded as the request's failure with the same class and code,
+`precheck`/`private_target`, not retried.
 
 **The integration's rules.** A job that may be sent is then held against
 its integration's rules (`delivery.catalog.Rules`) by `check_job`, a pure
@@ -40,13 +42,10 @@ change (never quoting property values). An integration without rules
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import re
-import socket
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -63,24 +62,17 @@ from delivery.catalog import (
 )
 from delivery.config import Destination, EngineConfig
 from delivery.queue import Event
-from delivery.transport.targets import is_private_target
-from ingest.taxonomy import Classification, ErrorClass
+from delivery.transport.targets import TARGET_REFUSED_CODE
+from ingest.taxonomy import Classification, ErrorClass, classify_transport
 
 UNKNOWN_DESTINATION: Final = Classification(ErrorClass.PRECHECK, "unknown_destination", False)
 DISABLED: Final = Classification(ErrorClass.DISABLED, "disabled", False)
 AUTO_DISABLED: Final = Classification(ErrorClass.DISABLED, "auto_disabled", False)
-PRIVATE_TARGET: Final = Classification(ErrorClass.PRECHECK, "private_target", False)
+#: A target the policy refuses: here, or at connect time as the request's transport code.
+PRIVATE_TARGET: Final = classify_transport(TARGET_REFUSED_CODE)
 
-#: Resolves a host name to the IP addresses it has now.
-Resolve = Callable[[str], Awaitable[list[str]]]
 #: Whether a destination may be sent to now, by its id (`AuthAlerts.admit`: auto-disabled ones may not).
 Admit = Callable[[str], bool]
-
-
-async def resolve(host: str) -> list[str]:
-    """The addresses `host` resolves to, by the system resolver (the one aiohttp uses)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
 
 
 class Prechecks:
@@ -90,24 +82,19 @@ class Prechecks:
         self,
         engine: EngineConfig,
         *,
-        resolver: Resolve = resolve,
-        clock: Callable[[], float] = time.monotonic,
-        ttl_s: float = 10.0,
         integrations: Catalog | None = None,
         admit: Admit | None = None,
     ) -> None:
-        """`integrations` is the catalog whose rules `events` applies (the packaged one by default).
+        """`engine`'s target policy judges hosts as written; `integrations` is the catalog whose
+        rules `events` applies (the packaged one by default).
 
         `admit` says whether a configured, enabled destination may be sent to
         now; refused jobs are skipped as `AUTO_DISABLED`. It is asked once per
         job and may count the question (a probe), so it is asked last.
         """
-        self._check_targets = not engine.allow_private_targets
-        self._resolve = resolver
-        self._clock = clock
-        self._ttl_s = ttl_s
-        self._verdicts: dict[str, tuple[float, bool]] = {}
-        """host -> (valid until, resolves to a private address)."""
+        self._policy = engine.target_policy
+        self._permitted: dict[str, bool] = {}
+        """host -> whether the policy permits it as written (pure, so kept)."""
         self._catalog = integrations if integrations is not None else catalog()
         self._admit = admit
 
@@ -117,7 +104,7 @@ class Prechecks:
             return UNKNOWN_DESTINATION
         if not destination.enabled:
             return DISABLED
-        if self._check_targets and await self._private(urlsplit(destination.url).hostname or ""):
+        if not self._permits(urlsplit(destination.url).hostname or ""):
             return PRIVATE_TARGET
         if self._admit is not None and not self._admit(destination.id):
             return AUTO_DISABLED
@@ -127,20 +114,11 @@ class Prechecks:
         """A job's events held against its destination's integration rules (see `check_job`)."""
         return check_job(events, self._catalog[destination.integration].rules)
 
-    async def _private(self, host: str) -> bool:
-        if is_private_target(host):
-            return True
-        cached = self._verdicts.get(host)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
-        try:
-            addresses = await self._resolve(host)
-        except OSError:
-            # Not refused: the request fails on its own (ENOTFOUND, EAI_AGAIN) and is retried.
-            return False
-        private = any(is_private_target(address) for address in addresses)
-        self._verdicts[host] = (self._clock() + self._ttl_s, private)
-        return private
+    def _permits(self, host: str) -> bool:
+        permitted = self._permitted.get(host)
+        if permitted is None:
+            permitted = self._permitted[host] = self._policy.permits_host(host)
+        return permitted
 
 
 # -- the integration's rules ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Final, Self
 from delivery.transport import Transport, TransportError, open_transport
 from delivery.transport.errors import transport_error
 from delivery.transport.redaction import keep, redact, secrets_of
+from delivery.transport.targets import PRIVATE_ALLOWED, TargetPolicy
 from ingest.schema import RESPONSE_BODY_LIMIT
 
 #: Bytes of a response body read: twice what is kept, so that a secret across
@@ -69,6 +70,8 @@ class Sender:
         keepalive_timeout_s: float = 4.0,
         user_agent: str = "deliverydash/0.1",
         http_client: str = "builtin",
+        targets: TargetPolicy = PRIVATE_ALLOWED,
+        egress_proxy: str | None = None,
         transport: Transport | None = None,
     ) -> None:
         """Open `http_client` (`delivery.transport.CLIENTS`) with these settings, or use `transport`.
@@ -77,8 +80,11 @@ class Sender:
         in addition to the system's. `keepalive_timeout_s` stays under the
         5 s idle timeout of common servers (Node, Apache), so a pooled
         connection is not reused just as the server closes it, which would
-        fail a POST that cannot be retried transparently. A `transport`
-        given (a test's) replaces the client, and its settings with it.
+        fail a POST that cannot be retried transparently. `targets` is the
+        policy each new connection is held to (the engine passes its own;
+        the default refuses cloud metadata addresses only), `egress_proxy`
+        the proxy every request goes through. A `transport` given (a
+        test's) replaces the client, and its settings with it.
         """
         if transport is None:
             transport = open_transport(
@@ -88,6 +94,8 @@ class Sender:
                 limit_per_host=limit_per_host,
                 keepalive_s=keepalive_timeout_s,
                 user_agent=user_agent,
+                targets=targets,
+                egress_proxy=egress_proxy,
             )
         self._transport = transport
         self._timeout_s = request_timeout_s

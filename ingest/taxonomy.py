@@ -23,6 +23,9 @@ lands on exactly one leaf of this tree::
     │   │   (EUNCLASSIFIED) .................... network      retryable
     │   ├── an answer that is not HTTP
     │   │   (EBADRESPONSE) ..................... nonstandard  terminal
+    │   ├── every address of the host refused by
+    │   │   the target policy at connect time
+    │   │   (private_target) ................... precheck     terminal
     │   └── CERT_HAS_EXPIRED, ... .............. tls          terminal
     └── no request made (attempt = 0)
         ├── failed a pre-send check ............ precheck     terminal
@@ -103,6 +106,12 @@ TRANSPORT_CODES: dict[str, tuple[ErrorClass, bool]] = {
     # a "WTF webhook" whose status cannot be read. Node reports these as
     # HPE_* parse errors and Segment does not retry them; neither do we.
     "EBADRESPONSE": (ErrorClass.NONSTANDARD, False),
+    # The target policy refused every address the host resolved to when the
+    # client connected (delivery.transport.targets): nothing reached the host.
+    # The pre-send check's class and code, so one code counts every refused
+    # target, found before the request or at its connect; someone has to
+    # change the destination or the policy, so it is not retried.
+    "private_target": (ErrorClass.PRECHECK, False),
     # An exception the classifier's table does not know yet (the engine logs it
     # as an error and keeps its text in error_message). Retried: it says nothing
     # about the destination, and it stays visible under its own code rather

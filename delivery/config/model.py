@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 from delivery.catalog import Integration, catalog
+from delivery.transport.targets import Network, TargetPolicy
 
 _MASK = "**********"
 
@@ -79,7 +80,11 @@ class EngineConfig:
     export_interval_s: float = 5
     """Attempt records reach the Parquet log at least this often."""
     allow_private_targets: bool = False
-    """Whether destinations may be loopback, private or link-local addresses."""
+    """Whether destinations may be loopback, private or link-local addresses (never cloud metadata ones)."""
+    allowed_private_cidrs: tuple[Network, ...] = ()
+    """Networks destinations may be in whatever `allow_private_targets` says (`10.1.0.0/16`)."""
+    egress_proxy: str | None = None
+    """`http://host:port` of an HTTP proxy every delivery goes through (CONNECT for https); None: direct."""
     ca_bundle: Path | None = None
     """PEM file of CA certificates trusted in addition to the system's."""
     admin_token: Secret = DEFAULT_ADMIN_TOKEN
@@ -104,6 +109,11 @@ class EngineConfig:
     """What sends the requests: "builtin" (`delivery.transport.http1`) or "aiohttp"."""
     min_free_bytes: int = 64 * 2**20
     """Free space kept on the queue's disk: below it the tracking API answers 503 (0: no reserve)."""
+
+    @property
+    def target_policy(self) -> TargetPolicy:
+        """Where deliveries may connect: `allow_private_targets` and `allowed_private_cidrs` as one policy."""
+        return TargetPolicy(self.allow_private_targets, self.allowed_private_cidrs)
 
 
 @dataclass(frozen=True, slots=True)

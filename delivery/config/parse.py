@@ -11,9 +11,10 @@ starts the engine. The typed getters that collect the problems are in
 `delivery.config.toml_table`; what is checked here is what the engine needs:
 ids fit for columns and URLs, destinations the catalog knows with the
 credential, batch and rate limits their integration takes, URLs that are
-http(s) and (unless allowed) not private, sources and destinations that
-refer to each other. The keys, their defaults and the rules are documented
-in `docs/configuration.md`.
+http(s) and whose host the target policy permits (`TargetPolicy.permits_host`:
+what can be judged before a lookup), the allowed networks and the egress
+proxy, sources and destinations that refer to each other. The keys, their
+defaults and the rules are documented in `docs/configuration.md`.
 
 No message quotes a secret (write keys, header values, credentials, the
 admin token), and a destination URL is shown as its origin only.
@@ -21,6 +22,7 @@ admin token), and a destination URL is shown as its origin only.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -46,7 +48,14 @@ from delivery.config.model import (
 )
 from delivery.config.toml_table import Table, array_of_tables, as_table, kind, reject_unknown, suggest
 from delivery.transport import CLIENTS
-from delivery.transport.targets import is_private_target
+from delivery.transport.proxy import EgressProxy
+from delivery.transport.targets import (
+    METADATA_ADDRESSES,
+    PRIVATE_ALLOWED,
+    Network,
+    TargetPolicy,
+    is_metadata_target,
+)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -166,6 +175,8 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         request_timeout_s=request_timeout_s,
         export_interval_s=table.seconds("export_interval_s", defaults.export_interval_s),
         allow_private_targets=table.boolean("allow_private_targets", defaults.allow_private_targets),
+        allowed_private_cidrs=_networks(table, "allowed_private_cidrs"),
+        egress_proxy=_egress_proxy(table, "egress_proxy"),
         ca_bundle=_ca_bundle(table, ca_bundle, base_dir) if ca_bundle else None,
         admin_token=Secret(admin_token),
         concurrency=table.integer("concurrency", defaults.concurrency),
@@ -192,7 +203,7 @@ def _alerts(table: Table) -> AlertsConfig:
     url = table.text("webhook_url", "", secret=True, allow_empty=True)
     # The operator's own endpoint (often an internal alert router), so unlike a
     # destination's URL it may be a private address.
-    for problem in _url_problems(url, allow_private_targets=True) if url else ():
+    for problem in _url_problems(url, PRIVATE_ALLOWED, advise=False) if url else ():
         table.problem("webhook_url", problem)
     return AlertsConfig(
         webhook_url=Secret(url) if url else None,
@@ -202,6 +213,44 @@ def _alerts(table: Table) -> AlertsConfig:
         disable_after_s=table.seconds("disable_after_s", defaults.disable_after_s),
         probe_interval_s=table.seconds("probe_interval_s", defaults.probe_interval_s),
     )
+
+
+def _networks(table: Table, key: str) -> tuple[Network, ...]:
+    """An array of networks in CIDR notation (a bare address is its /32 or /128)."""
+    raw = table.get(key, [])
+    if not isinstance(raw, list):
+        table.problem(key, f'must be an array of networks such as ["10.1.0.0/16"], got {kind(raw)}')
+        return ()
+    networks: list[Network] = []
+    for index, item in enumerate(raw):
+        where = f"{key}[{index}]"
+        if not isinstance(item, str):
+            table.problem(where, f'must be a network such as "10.1.0.0/16", got {kind(item)}')
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError:
+            table.problem(where, _network_problem(item))
+    return tuple(networks)
+
+
+def _network_problem(text: str) -> str:
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f'{text!r} is not a network in CIDR notation (such as "10.1.0.0/16" or "fd12:3456::/48")'
+    return f"{text!r} has bits set after the prefix length; did you mean {str(loose)!r}?"
+
+
+def _egress_proxy(table: Table, key: str) -> str | None:
+    url = table.text(key, "", allow_empty=True)
+    if not url:
+        return None
+    try:
+        return EgressProxy.parse(url).url
+    except ValueError as problem:
+        table.problem(key, str(problem))
+        return None
 
 
 def _data_dir(table: Table, default: Path, base_dir: Path) -> Path:
@@ -241,7 +290,7 @@ def _source(table: Table) -> tuple[str, Source]:
 def _destination(table: Table, engine: EngineConfig) -> tuple[str, Destination]:
     url = table.text("url")
     if url:
-        for problem in _url_problems(url, engine.allow_private_targets):
+        for problem in _url_problems(url, engine.target_policy):
             table.problem("url", problem)
     name = table.text("integration", pattern=_ID, rule=_ID_RULE)
     integration = catalog().get(name)
@@ -379,7 +428,9 @@ def _headers(table: Table) -> dict[str, Secret]:
     return headers
 
 
-def _url_problems(url: str, allow_private_targets: bool) -> list[str]:
+def _url_problems(url: str, policy: TargetPolicy, *, advise: bool = True) -> list[str]:
+    """What is wrong with a URL to POST to; `advise`: say which engine setting would allow a refused host
+    (the alerts webhook's client does not read them)."""
     if any(char.isspace() or not char.isprintable() for char in url):
         return ["must not contain whitespace or control characters"]
     try:
@@ -394,10 +445,14 @@ def _url_problems(url: str, allow_private_targets: bool) -> list[str]:
         return [f"must be an http(s) URL, got {shown!r}"]
     if not parts.hostname:
         return [f"must name a host, got {shown!r}"]
-    if not allow_private_targets and is_private_target(parts.hostname):
+    if not policy.permits_host(parts.hostname):
+        if is_metadata_target(parts.hostname):
+            advice = "; list it in engine.allowed_private_cidrs to deliver to it" if advise else ""
+            return [f"host {parts.hostname!r} is a cloud metadata address{advice}"]
         return [
             f"host {parts.hostname!r} is a loopback, private or link-local address; "
-            "set engine.allow_private_targets = true to deliver to it"
+            "set engine.allow_private_targets = true, or list its network in "
+            "engine.allowed_private_cidrs, to deliver to it"
         ]
     return []
 
@@ -436,6 +491,13 @@ def _warnings(
     warnings = []
     if engine.admin_token == DEFAULT_ADMIN_TOKEN:
         warnings.append("engine.admin_token: still the documented default; set a token of your own")
+    for network in engine.allowed_private_cidrs:
+        reached = sorted(str(address) for address in METADATA_ADDRESSES if address in network)
+        if reached:
+            warnings.append(
+                f"engine.allowed_private_cidrs: {network} lets deliveries reach the cloud metadata "
+                f"address {', '.join(reached)}; list narrower networks"
+            )
     if not sources:
         warnings.append("sources: none configured; every write key will be refused")
     for where, destination in destinations:

@@ -6,8 +6,18 @@ request (docs/benchmarks.md). `Client` is a
 `delivery.transport.base.Transport`: one pooled session, redirects not
 followed, no cookies, `.invalid` names refused at once (RFC 6761).
 
+The target policy (`delivery.transport.targets`) holds for every new
+connection: the resolver leaves the addresses it refuses out of each answer
+(`_PolicyResolver`), and the connector judges an IP-literal host, which
+aiohttp never gives the resolver, before connecting and the peer of each
+new connection once it is open (`_PolicyConnector`). With an egress proxy
+(`delivery.transport.proxy`) aiohttp's own proxy support sends the
+requests; the proxy's name is the one the resolver does not judge.
+
 Status lines aiohttp refuses but which carry a number become a `Response`
-with that number here, never an error::
+with that number here, never an error, and so does the egress proxy's own
+answer to CONNECT (`ClientHttpProxyError`), as its answer to a plain `http`
+request is::
 
     an interim 1xx (100, 102-199) was the .... that number (the request records the
     last status line before the connection    raw head of its response: aiohttp reads
@@ -34,6 +44,7 @@ link it wraps says what happened)::
     │   │           ├── ConnectionTimeoutError ...... ECONNECTTIMEOUT
     │   │           └── SocketTimeoutError .......... ESOCKETTIMEDOUT
     │   ├── ClientResponseError              wrapper (HttpProcessingError: the parser's error)
+    │   │   └── ClientHttpProxyError ........ a response: the proxy's status (`outcome_of`)
     │   └── ClientPayloadError               wrapper (the parser's error while reading the body)
     └── aiohttp.http_exceptions.HttpProcessingError  wrapper
         └── BadHttpMessage                   EBADRESPONSE (BadStatusLine, InvalidHeader, ...)
@@ -41,11 +52,12 @@ link it wraps says what happened)::
                 ├── ContentLengthError       ECONNRESET (the connection ended inside the body)
                 └── TransferEncodingError    ECONNRESET (same; aiohttp also uses it for broken
                                              chunk framing: the retryable reading is the safe one)
+    targets.TargetRefused .................. private_target
 
 `HANDLED_BY_BASE` lists the classes whose nearest base in `TABLE` says the
 right thing, and `NOT_RAISED` the classes this client's settings rule out
-(redirects are not followed, no proxy, no websockets, URLs are checked
-before sending); a test fails when aiohttp gains a class that is in none
+(redirects are not followed, no websockets, URLs are checked before
+sending); a test fails when aiohttp gains a class that is in none
 of the three.
 """
 
@@ -63,10 +75,19 @@ from aiohttp import http_exceptions
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from delivery.transport.base import Response, TransportError
 from delivery.transport.errors import WRAPPER, Table, Texts, by_errno, links, transport_error
-from delivery.transport.targets import refuse_special_use
+from delivery.transport.proxy import EgressProxy
+from delivery.transport.targets import (
+    TARGET_REFUSED_CODE,
+    Resolve,
+    TargetPolicy,
+    TargetRefused,
+    refuse_special_use,
+    system_resolve,
+)
 
 TABLE: Final[Table] = {
     aiohttp.ClientError: WRAPPER,
@@ -81,11 +102,13 @@ TABLE: Final[Table] = {
     aiohttp.ConnectionTimeoutError: "ECONNECTTIMEOUT",
     aiohttp.SocketTimeoutError: "ESOCKETTIMEDOUT",
     aiohttp.ClientResponseError: WRAPPER,
+    aiohttp.ClientHttpProxyError: WRAPPER,  # never looked up: `outcome_of` answers with its status
     aiohttp.ClientPayloadError: WRAPPER,
     http_exceptions.HttpProcessingError: WRAPPER,
     http_exceptions.BadHttpMessage: "EBADRESPONSE",
     http_exceptions.ContentLengthError: "ECONNRESET",
     http_exceptions.TransferEncodingError: "ECONNRESET",
+    TargetRefused: TARGET_REFUSED_CODE,
 }
 
 #: aiohttp classes whose nearest base in `TABLE` says the right thing.
@@ -115,7 +138,6 @@ NOT_RAISED: Final[dict[type[BaseException], str]] = {
     aiohttp.WSServerHandshakeError: "no websockets",
     aiohttp.WSMessageTypeError: "no websockets",
     aiohttp.WebSocketError: "no websockets",
-    aiohttp.ClientHttpProxyError: "no proxy",
     aiohttp.TooManyRedirects: "redirects are not followed",
     aiohttp.RedirectClientError: "redirects are not followed",
     aiohttp.InvalidUrlRedirectClientError: "redirects are not followed",
@@ -134,7 +156,11 @@ _TEXTS: Final[Texts] = {aiohttp.ServerDisconnectedError: "Server disconnected"}
 
 
 class Client:
-    """POSTs over one pooled aiohttp session, opened on first use inside the running loop."""
+    """POSTs over one pooled aiohttp session, opened on first use inside the running loop.
+
+    New connections go to the addresses `targets` permits among those
+    `resolver` gives, or through `egress_proxy` (`http://host:port`).
+    """
 
     def __init__(
         self,
@@ -144,11 +170,17 @@ class Client:
         limit_per_host: int = 32,
         keepalive_s: float = 4.0,
         user_agent: str = "deliverydash",
+        targets: TargetPolicy,
+        egress_proxy: str | None = None,
+        resolver: Resolve = system_resolve,
     ) -> None:
         self._ssl = ssl_context
         self._limit, self._limit_per_host = limit, limit_per_host
         self._keepalive_s = keepalive_s
         self._user_agent = user_agent
+        self._policy = targets
+        self._proxy = EgressProxy.parse(egress_proxy) if egress_proxy else None
+        self._resolve = resolver
         self._timeout = aiohttp.ClientTimeout()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -165,7 +197,12 @@ class Client:
             if self._timeout.total != timeout_s:
                 self._timeout = aiohttp.ClientTimeout(total=timeout_s)
             async with session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+                proxy=self._proxy.url if self._proxy else None,
             ) as response:
                 raw = await _read_up_to(response.content, read_limit)
                 if not response.content.at_eof():
@@ -188,11 +225,15 @@ class Client:
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("the HTTP client is closed")
-        connector = aiohttp.TCPConnector(
+        connector = _PolicyConnector(
+            self._policy,
             limit=self._limit,
             limit_per_host=self._limit_per_host,
             ssl=self._ssl,
-            resolver=_SpecialUseResolver(),
+            resolver=_PolicyResolver(self._policy, self._resolve, self._proxy.host if self._proxy else None),
+            # Each new connection asks the resolver, as the built-in client does: the answer
+            # judged is the one connected to, and the system resolver keeps DNS's own TTLs.
+            use_dns_cache=False,
             keepalive_timeout=self._keepalive_s,
         )
         self._session = aiohttp.ClientSession(
@@ -217,7 +258,12 @@ async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:
 
 
 def outcome_of(error: Exception) -> Response | TransportError:
-    """What an exception aiohttp raised is at the seam: a status it refused, else a `TransportError`."""
+    """What an exception aiohttp raised is at the seam: a status it refused or the egress proxy's
+    answer to CONNECT, else a `TransportError`."""
+    for link in links(error):
+        if isinstance(link, aiohttp.ClientHttpProxyError):
+            retry_after = link.headers.get("Retry-After") if link.headers else None
+            return Response(link.status, b"", retry_after)
     status = recovered_status(error)
     if status is not None:
         return Response(status, b"")
@@ -258,20 +304,72 @@ class InterimStatusOnly(Exception):
         self.status = status
 
 
-class _SpecialUseResolver(AbstractResolver):
-    """aiohttp's default resolver, except that `.invalid` names fail at once (`refuse_special_use`)."""
+class _PolicyResolver(AbstractResolver):
+    """`resolve` with the target policy: the addresses it refuses are left out of each answer.
 
-    def __init__(self) -> None:
-        self._resolver = aiohttp.DefaultResolver()
+    `.invalid` names fail at once (`refuse_special_use`), and a name whose
+    every address is refused raises `TargetRefused`. The egress proxy's
+    name (`exempt`) is not judged: the operator named it, and with a proxy
+    it is the only name aiohttp looks up.
+    """
+
+    def __init__(self, policy: TargetPolicy, resolve: Resolve, exempt: str | None) -> None:
+        self._policy = policy
+        self._resolve = resolve
+        self._exempt = exempt
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        refuse_special_use(host.rstrip(".").lower())
-        return await self._resolver.resolve(host, port, family)
+        name = host.rstrip(".").lower()
+        refuse_special_use(name)
+        addresses = await self._resolve(host, port)
+        if name != self._exempt:
+            addresses = self._policy.permitted(name, addresses)
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            }
+            for address in addresses
+        ]
 
     async def close(self) -> None:
-        await self._resolver.close()
+        """Nothing to close: `resolve` holds no resources of its own."""
+
+
+class _PolicyConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, judging each new connection by the target policy.
+
+    An IP-literal host never reaches the resolver, nor does any destination
+    when there is a proxy, so the host as written is judged (and `.invalid`
+    refused) before connecting. The peer of each new direct connection is
+    judged once it is open, so no address reaches a request unjudged.
+    Pooled connections are not judged again: `_create_connection` runs for
+    new ones only.
+    """
+
+    def __init__(self, policy: TargetPolicy, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self._policy = policy
+
+    async def _create_connection(
+        self, req: aiohttp.ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> ResponseHandler:
+        host = req.url.raw_host or ""
+        refuse_special_use(host.rstrip(".").lower())  # through a proxy, no resolver sees the name
+        if not self._policy.permits_host(host):
+            raise TargetRefused(host)
+        protocol = await super()._create_connection(req, traces, timeout)
+        peer = protocol.transport.get_extra_info("peername") if protocol.transport else None
+        if req.proxy is None and peer and not self._policy.permits(str(peer[0])):
+            protocol.close()
+            raise TargetRefused(host, [str(peer[0])])
+        return protocol
 
 
 # A status line at the start of a message in the raw bytes of a response.

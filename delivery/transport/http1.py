@@ -34,16 +34,25 @@ connections, behind the transport seam (`Client` is a
   next request's answer;
 - redirects are not followed, nothing is decompressed (`Accept-Encoding:
   identity`), no cookies are kept;
+- each new connection goes only to addresses the target policy permits
+  (`delivery.transport.targets`), judged after this client's own lookup,
+  so a name that answers differently to another lookup cannot lead it
+  elsewhere; a pooled connection is not judged again;
+- with an egress proxy (`delivery.transport.proxy`), `http` requests go to
+  it in absolute form and `https` ones through a CONNECT tunnel; a proxy
+  that answers CONNECT with anything but 2xx is a response with its status
+  (`ProxyAnswered`, which `Client.post` answers with);
 - failures are Python's own exceptions (`ConnectionRefusedError`,
   `ConnectionResetError`, `socket.gaierror`, `ssl.SSLCertVerificationError`,
-  `TimeoutError`, ...) plus this module's, which `TABLE` adds to
-  `delivery.transport.errors.PYTHON_TABLE`; `Client.post` raises them as
-  `TransportError`::
+  `TimeoutError`, ...) plus this module's and the target policy's, which
+  `TABLE` adds to `delivery.transport.errors.PYTHON_TABLE`; `Client.post`
+  raises them as `TransportError`::
 
     exception link                           transport code
     ├── ServerDisconnected (ConnectionError) ESERVERDISCONNECT
     ├── ConnectTimeout (TimeoutError) ...... ECONNECTTIMEOUT
-    └── BadResponse ........................ EBADRESPONSE
+    ├── BadResponse ........................ EBADRESPONSE
+    └── targets.TargetRefused .............. private_target
 """
 
 from __future__ import annotations
@@ -51,20 +60,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import ipaddress
 import re
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from yarl import URL
 
 from delivery.transport.base import Response
 from delivery.transport.errors import Table, transport_error
-from delivery.transport.targets import refuse_special_use
+from delivery.transport.proxy import EgressProxy
+from delivery.transport.targets import (
+    TARGET_REFUSED_CODE,
+    Resolve,
+    TargetPolicy,
+    TargetRefused,
+    refuse_special_use,
+    system_resolve,
+)
 
 #: The heads of one response, interim ones and blank lines included, are refused beyond this
 #: (llhttp's default is 80 KiB).
@@ -151,11 +169,24 @@ class BadResponse(Exception):
     """
 
 
-#: This module's exceptions, for `transport_error` (the rest are Python's own).
+class ProxyAnswered(Exception):
+    """The egress proxy answered CONNECT with its own response (a refusal, a 502, ...): no tunnel.
+
+    Never crosses the seam: `Client.post` answers with `response`, as the
+    proxy's answer to an `http` request (absolute form) is answered too.
+    """
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"the egress proxy answered CONNECT with {response.status}")
+        self.response = response
+
+
+#: This module's exceptions and the target policy's, for `transport_error` (the rest are Python's own).
 TABLE: Final[Table] = {
     ServerDisconnected: "ESERVERDISCONNECT",
     ConnectTimeout: "ECONNECTTIMEOUT",
     BadResponse: "EBADRESPONSE",
+    TargetRefused: TARGET_REFUSED_CODE,
 }
 
 
@@ -531,7 +562,9 @@ class Client:
     """POSTs over pooled keep-alive connections; see the module docstring.
 
     At most `limit_per_host` requests run at once per (scheme, host, port);
-    a connection idle for `keepalive_s` is closed rather than reused.
+    a connection idle for `keepalive_s` is closed rather than reused. New
+    connections go to the addresses `targets` permits among those `resolver`
+    gives, or through `egress_proxy` (`http://host:port`) when one is set.
     """
 
     def __init__(
@@ -541,11 +574,17 @@ class Client:
         limit_per_host: int = 32,
         keepalive_s: float = 4.0,
         user_agent: str = "deliverydash",
+        targets: TargetPolicy,
+        egress_proxy: str | None = None,
+        resolver: Resolve = system_resolve,
     ) -> None:
         self._ssl = ssl_context
         self._limit_per_host = limit_per_host
         self._keepalive_s = keepalive_s
         self._user_agent = user_agent
+        self._policy = targets
+        self._proxy = EgressProxy.parse(egress_proxy) if egress_proxy else None
+        self._resolve = resolver
         self._idle: dict[_Key, list[_Connection]] = {}
         self._slots: dict[_Key, _Slots] = {}
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], _Target] = {}
@@ -582,7 +621,7 @@ class Client:
             try:
                 connection = self._pooled(target.key)
                 if connection is None:
-                    connection = await self._connect(target, deadline)
+                    connection = await self._connect(target, deadline, read_limit)
                 try:
                     parsed = await connection.exchange(request, read_limit, deadline)
                 except BaseException:
@@ -601,6 +640,8 @@ class Client:
             return Response(parsed.status, parsed.body, parsed.headers.get("retry-after"))
         except InterimStatusOnly as interim:
             return Response(interim.status, b"")
+        except ProxyAnswered as answer:
+            return answer.response
         except Exception as error:
             raise transport_error(error, TABLE) from error
 
@@ -635,58 +676,179 @@ class Client:
             connection.abort()
         return None
 
-    async def _connect(self, target: _Target, deadline: float) -> _Connection:
-        """A new connection, by the host's addresses in turn, each given its share of the time left.
+    async def _connect(self, target: _Target, deadline: float, read_limit: int) -> _Connection:
+        """A new connection: to the host's permitted addresses in turn, or through the egress proxy.
 
-        A share, not all of it: an address that drops packets (a broken IPv6
-        route, say) would otherwise use up the deadline before the next one
-        is tried. Raises `ConnectTimeout` when the deadline passes.
+        Raises `TargetRefused` when the policy permits none of the host's
+        addresses, `ConnectTimeout` when the deadline passes, and
+        `ProxyAnswered` when the proxy refuses a tunnel (with at most
+        `read_limit` bytes of its answer's body).
         """
         scheme, host, port = target.key
         refuse_special_use(host)
+        # An IP literal or localhost is judged as written, with or without a proxy (which resolves names).
+        if not self._policy.permits_host(host):
+            raise TargetRefused(host)
+        tls = self._ssl if scheme == "https" else None
+        if self._proxy is not None:
+            return await self._through_proxy(self._proxy, target, tls, deadline, read_limit)
+        # Judged on this lookup's answer, the one connected to: another lookup may answer otherwise.
+        addresses = self._policy.permitted(host, await self._lookup(host, port, deadline))
         loop = asyncio.get_running_loop()
+
+        async def dial(address: str) -> _Connection:
+            _, connection = await loop.create_connection(
+                _Connection,
+                host=address,
+                port=port,
+                family=_family(address),
+                ssl=tls,
+                server_hostname=host if tls else None,
+            )
+            return connection
+
+        return await _first_of(addresses, deadline, target.shown, dial)
+
+    async def _through_proxy(
+        self,
+        proxy: EgressProxy,
+        target: _Target,
+        tls: ssl.SSLContext | None,
+        deadline: float,
+        read_limit: int,
+    ) -> _Connection:
+        """A connection to the proxy: as it is for `http` (absolute-form requests), tunnelled for `https`."""
+        _, host, port = target.key
+        shown = f"the egress proxy {proxy.url.removeprefix('http://')}"
+        # The proxy is exempt from the target policy: the operator named it, often on a private address.
+        addresses = await self._lookup(proxy.host, proxy.port, deadline)
+        loop = asyncio.get_running_loop()
+        if tls is None:
+
+            async def dial(address: str) -> _Connection:
+                _, connection = await loop.create_connection(
+                    _Connection, host=address, port=proxy.port, family=_family(address)
+                )
+                return connection
+
+            return await _first_of(addresses, deadline, shown, dial)
+        sock = await _first_of(addresses, deadline, shown, lambda address: _socket_to(address, proxy.port))
         try:
             async with asyncio.timeout_at(deadline):
-                addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                await _tunnel(sock, host, port, read_limit)
+                _, connection = await loop.create_connection(
+                    _Connection, sock=sock, ssl=tls, server_hostname=host
+                )
+        except TimeoutError:
+            sock.close()
+            raise ConnectTimeout(f"no tunnel to {target.shown} through {shown} within the timeout") from None
+        except BaseException:
+            sock.close()
+            raise
+        return connection
+
+    async def _lookup(self, host: str, port: int, deadline: float) -> list[str]:
+        """The addresses to try for `host`: itself when it is an IP address, else the resolver's answer."""
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._resolve(host, port)
         except TimeoutError:
             raise ConnectTimeout(f"resolving {host} took longer than the timeout") from None
-        tls = self._ssl if scheme == "https" else None
-        first_error: OSError | None = None
-        for left, (family, _, protocol, _, address) in zip(
-            range(len(addresses), 0, -1), addresses, strict=True
-        ):
-            share = loop.time() + (deadline - loop.time()) / left
-            try:
-                async with asyncio.timeout_at(share):
-                    _, connection = await loop.create_connection(
-                        _Connection,
-                        host=str(address[0]),
-                        port=int(address[1]),
-                        family=family,
-                        proto=protocol,
-                        ssl=tls,
-                        server_hostname=host if tls else None,
-                    )
-            except TimeoutError:
-                first_error = first_error or ConnectTimeout(f"connecting to {target.shown} timed out")
-                continue
-            except OSError as error:  # ssl.SSLError is one too
-                first_error = first_error or error
-                if isinstance(error, ssl.SSLError):
-                    raise  # the server answered: another address would not make the certificate valid
-                continue
-            return connection
-        raise first_error or OSError(f"no address for {host!r}")
 
     def _target(self, url: str, headers: Mapping[str, str]) -> _Target:
         cache_key = (url, tuple(headers.items()))
         target = self._targets.get(cache_key)
         if target is None:
-            target = self._targets[cache_key] = _target(url, headers, self._user_agent)
+            target = self._targets[cache_key] = _target(
+                url, headers, self._user_agent, absolute=self._proxy is not None
+            )
         return target
 
 
-def _target(url: str, headers: Mapping[str, str], user_agent: str) -> _Target:
+_T = TypeVar("_T")
+
+
+async def _first_of(
+    addresses: Sequence[str], deadline: float, shown: str, dial: Callable[[str], Awaitable[_T]]
+) -> _T:
+    """`dial` the addresses in turn, each given its share of the time left, until one connects.
+
+    A share, not all of it: an address that drops packets (a broken IPv6
+    route, say) would otherwise use up the deadline before the next one is
+    tried. Raises the first failure (`ConnectTimeout` for a timeout), at once
+    for a TLS error: the server answered, and another address would not make
+    its certificate valid.
+    """
+    loop = asyncio.get_running_loop()
+    first_error: OSError | None = None
+    for left, address in zip(range(len(addresses), 0, -1), addresses, strict=True):
+        share = loop.time() + (deadline - loop.time()) / left
+        try:
+            async with asyncio.timeout_at(share):
+                return await dial(address)
+        except TimeoutError:
+            first_error = first_error or ConnectTimeout(f"connecting to {shown} timed out")
+        except OSError as error:  # ssl.SSLError is one too
+            first_error = first_error or error
+            if isinstance(error, ssl.SSLError):
+                raise
+    raise first_error or OSError(f"no address for {shown}")
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+async def _socket_to(address: str, port: int) -> socket.socket:
+    """A non-blocking TCP socket connected to `address`, for a tunnel (TLS starts once it is open)."""
+    sock = socket.socket(_family(address), socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _tunnel(sock: socket.socket, host: str, port: int, read_limit: int) -> None:
+    """Ask the proxy on `sock` for a tunnel to `host:port`; `ProxyAnswered` unless it answers 2xx."""
+    loop = asyncio.get_running_loop()
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    await loop.sock_sendall(sock, f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+    buffer = bytearray()
+    while (head := _end_of_head(buffer, 0))[0] < 0:
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise BadResponse(f"an answer to CONNECT with a head longer than {MAX_HEAD_BYTES} bytes")
+        data = await loop.sock_recv(sock, 65536)
+        if not data:
+            raise ServerDisconnected("the egress proxy closed the connection before answering CONNECT")
+        buffer += data
+    end, separator = head
+    match = _STATUS_LINE.fullmatch(bytes(buffer[:end]).split(b"\n", 1)[0])
+    if match is None or len(match[3]) != 3 or match[3].startswith(b"1"):
+        raise BadResponse(f"not an answer to CONNECT: {bytes(buffer[:80])!r}")
+    if match[3].startswith(b"2"):
+        # The client speaks first in TLS: anything already here is not the destination's.
+        if len(buffer) > end + separator:
+            raise BadResponse("bytes from the egress proxy after its answer to CONNECT")
+        return
+    # The proxy's own response (a refusal; no way to the destination): read as any response is.
+    eof = False
+    while (parsed := parse_response(buffer, eof, read_limit)) is None:
+        data = await loop.sock_recv(sock, 65536)
+        eof = not data
+        buffer += data
+    raise ProxyAnswered(Response(parsed.status, parsed.body, parsed.headers.get("retry-after")))
+
+
+def _target(url: str, headers: Mapping[str, str], user_agent: str, *, absolute: bool = False) -> _Target:
+    """The pool key and request head of `url`; `absolute`: an `http` URL's request line in absolute
+    form (`POST http://host/path`), as a proxy takes it."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -718,5 +880,7 @@ def _target(url: str, headers: Mapping[str, str], user_agent: str) -> _Target:
         if lowered in ("host", "content-length", "transfer-encoding", "connection"):
             continue  # framing is this client's
         fields[lowered] = (name, value)
-    lines = [f"POST {path} HTTP/1.1\r\n"] + [f"{name}: {value}\r\n" for name, value in fields.values()]
+    request_target = f"http://{shown_host}{path}" if absolute and scheme == "http" else path
+    lines = [f"POST {request_target} HTTP/1.1\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in fields.values()]
     return _Target((scheme, host, port), shown_host, "".join(lines).encode("utf-8"))

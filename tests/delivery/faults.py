@@ -73,8 +73,12 @@ Handler = Callable[[Exchange], Awaitable[None]]
 class FaultServer:
     """A loopback server that runs `handler` for every connection."""
 
-    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, handler: Handler, *, tls: ssl.SSLContext | None = None, host: str = LOOPBACK, port: int = 0
+    ) -> None:
+        """Serve on `host` (a loopback address) at `port` (0: an ephemeral one)."""
         self._handler, self._tls = handler, tls
+        self._host, self._port = host, port
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: list[asyncio.StreamWriter] = []
@@ -93,10 +97,10 @@ class FaultServer:
 
     def url(self, path: str = "/hook") -> str:
         scheme = "https" if self._tls else "http"
-        return f"{scheme}://{LOOPBACK}:{self.port}{path}"
+        return f"{scheme}://{self._host}:{self.port}{path}"
 
     async def __aenter__(self) -> FaultServer:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0, ssl=self._tls)
+        self._server = await asyncio.start_server(self._serve, self._host, self._port, ssl=self._tls)
         return self
 
     async def __aexit__(

@@ -1,65 +1,54 @@
-"""Pre-send checks: removed and disabled destinations, and hosts that resolve to private addresses."""
+"""Pre-send checks: removed and disabled destinations, and hosts the target policy refuses as written."""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 
 import pytest
 
 from delivery.config import Destination, EngineConfig
 from delivery.precheck import DISABLED, PRIVATE_TARGET, UNKNOWN_DESTINATION, Prechecks
-from ingest.taxonomy import Classification
+from delivery.transport.targets import TARGET_REFUSED_CODE
+from ingest.taxonomy import Classification, ErrorClass, classify_transport
 
 STRICT = EngineConfig(allow_private_targets=False)
 LENIENT = EngineConfig(allow_private_targets=True)
-ADDRESSES = {
-    "hooks.example.com": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
-    "rebind.example.com": ["93.184.215.14", "127.0.0.1"],
-    "metadata.example.com": ["169.254.169.254"],
-}
+LISTED = EngineConfig(allowed_private_cidrs=(ipaddress.ip_network("10.1.0.0/16"),))
 
 
 def hook(url: str, *, enabled: bool = True) -> Destination:
     return Destination(id="hook", source="web", integration="webhook", url=url, enabled=enabled)
 
 
-class FakeDns:
-    def __init__(self) -> None:
-        self.lookups: list[str] = []
-        self.now = 0.0
-
-    async def resolve(self, host: str) -> list[str]:
-        self.lookups.append(host)
-        if host not in ADDRESSES:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return ADDRESSES[host]
-
-
-def verdict(
-    engine: EngineConfig, destination: Destination | None, dns: FakeDns | None = None
-) -> Classification | None:
-    dns = dns or FakeDns()
-    checks = Prechecks(engine, resolver=dns.resolve, clock=lambda: dns.now)
-    return asyncio.run(checks.verdict(destination))
+def verdict(engine: EngineConfig, destination: Destination | None) -> Classification | None:
+    return asyncio.run(Prechecks(engine).verdict(destination))
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("url", "strict", "lenient", "listed"),
     [
-        ("https://hooks.example.com/x", None),
-        ("http://127.0.0.1:9001/hook", PRIVATE_TARGET),
-        ("http://localhost/hook", PRIVATE_TARGET),
-        ("http://[::1]:8080/", PRIVATE_TARGET),
-        ("http://rebind.example.com/", PRIVATE_TARGET),  # any private address refuses the host
-        ("http://metadata.example.com/latest", PRIVATE_TARGET),
-        ("http://nowhere.invalid/", None),  # not refused: the request fails as ENOTFOUND and is retried
+        ("https://hooks.example.com/x", None, None, None),
+        ("http://127.0.0.1:9001/hook", PRIVATE_TARGET, None, PRIVATE_TARGET),
+        ("http://localhost/hook", PRIVATE_TARGET, None, PRIVATE_TARGET),
+        ("http://[::1]:8080/", PRIVATE_TARGET, None, PRIVATE_TARGET),
+        ("http://10.1.2.3/", PRIVATE_TARGET, None, None),
+        ("http://[::ffff:10.1.2.3]/", PRIVATE_TARGET, None, None),
+        ("http://169.254.169.254/latest", PRIVATE_TARGET, PRIVATE_TARGET, PRIVATE_TARGET),
+        # Names are never looked up here: the client judges the addresses it connects to.
+        ("http://rebind.example.com/", None, None, None),
+        ("http://nowhere.invalid/", None, None, None),
     ],
 )
-def test_private_targets_are_refused_unless_allowed(url: str, expected: Classification | None) -> None:
-    assert verdict(STRICT, hook(url)) == expected
-    assert verdict(LENIENT, hook(url)) is None
+def test_hosts_are_judged_as_written(
+    url: str,
+    strict: Classification | None,
+    lenient: Classification | None,
+    listed: Classification | None,
+) -> None:
+    assert verdict(STRICT, hook(url)) == strict
+    assert verdict(LENIENT, hook(url)) == lenient
+    assert verdict(LISTED, hook(url)) == listed
 
 
 def test_removed_and_disabled_destinations() -> None:
@@ -69,35 +58,6 @@ def test_removed_and_disabled_destinations() -> None:
     assert not (UNKNOWN_DESTINATION.retryable or DISABLED.retryable or PRIVATE_TARGET.retryable)
 
 
-def test_a_verdict_is_kept_for_its_ttl() -> None:
-    dns = FakeDns()
-    checks = Prechecks(STRICT, resolver=dns.resolve, clock=lambda: dns.now, ttl_s=10)
-    target = hook("https://hooks.example.com/x")
-
-    async def ask() -> None:
-        assert await checks.verdict(target) is None
-
-    asyncio.run(ask())
-    dns.now = 9.9
-    asyncio.run(ask())
-    assert dns.lookups == ["hooks.example.com"]
-    dns.now = 10.0
-    asyncio.run(ask())
-    assert dns.lookups == ["hooks.example.com"] * 2
-
-
-def test_the_system_resolver_is_used_by_default() -> None:
-    # This host's own name, looked up by the system resolver, is judged by its addresses
-    # (usually loopback or private; skipped where the name does not resolve).
-    name = socket.gethostname()
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
-    except OSError:
-        pytest.skip("this host's name does not resolve")
-    checks = Prechecks(STRICT)
-    expected = PRIVATE_TARGET if any(not _global(a) for a in addresses) else None
-    assert asyncio.run(checks.verdict(hook(f"http://{name}:9001/"))) == expected
-
-
-def _global(address: str) -> bool:
-    return ipaddress.ip_address(address.split("%")[0]).is_global
+def test_a_refused_target_has_one_verdict_before_the_request_and_at_its_connect() -> None:
+    assert classify_transport(TARGET_REFUSED_CODE) == PRIVATE_TARGET
+    assert Classification(ErrorClass.PRECHECK, "private_target", False) == PRIVATE_TARGET

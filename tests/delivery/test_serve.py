@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,12 +25,18 @@ SECRET = "s3cret-token-value"
 
 
 class Sink(http.server.ThreadingHTTPServer):
-    """Answers 200 on /ok and 401 on /auth, and remembers every request."""
+    """Answers 200 on /ok and 401 on /auth, and remembers every connection and request."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.connections = 0
         self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _SinkHandler)
+        super().__init__((host, 0), _SinkHandler)
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        with self.lock:
+            self.connections += 1
+        return True
 
 
 class _SinkHandler(http.server.BaseHTTPRequestHandler):
@@ -148,3 +156,74 @@ def test_a_bad_config_names_the_key_and_the_engine_does_not_start(tmp_path: Path
     assert "engine.max_attempts" in done.stderr
     assert "did not start" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_when_the_engine_connects(
+    tmp_path: Path,
+) -> None:
+    # This machine's own name, looked up by the system resolver: it resolves to a loopback or
+    # private address on most hosts (skipped where it does not). The config cannot judge a name;
+    # the engine's client must, on the address it is about to connect to.
+    name = socket.gethostname()
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET)}
+    except OSError:
+        pytest.skip("this host's name does not resolve")
+    private = sorted(a for a in addresses if not ipaddress.ip_address(a).is_global)
+    if not private or len(private) != len(addresses):
+        pytest.skip(f"{name} does not resolve to private addresses only")
+    with serving(Sink(private[0])) as sink:
+        config = tmp_path / "deliverydash.toml"
+        config.write_text(
+            f"""
+[engine]
+data_dir = "data"
+allow_private_targets = false
+export_interval_s = 0.2
+lease_s = 20
+
+[[sources]]
+id = "web"
+workspace = "acme"
+write_key = "{WRITE_KEY}"
+
+[[destinations]]
+id = "rebound-hook"
+source = "web"
+integration = "webhook"
+url = "http://{name}:{sink.server_address[1]}/ok"
+""",
+            encoding="utf-8",
+        )
+        port = free_port()
+        engine = start_engine(config, port)
+        glob = str(tmp_path / "data" / "attempts" / "date=*" / "hour=*" / "*.parquet")
+
+        def recorded() -> list[tuple[object, ...]]:
+            if not list((tmp_path / "data" / "attempts").rglob("*.parquet")):
+                return []
+            return duckdb.sql(
+                f"SELECT attempt, status_code, error_class, error_code, retryable, outcome, error_message "
+                f"FROM read_parquet('{glob}')"
+            ).fetchall()
+
+        try:
+            Client(WRITE_KEY, host=f"http://127.0.0.1:{port}", sync_mode=True).track(
+                user_id="user-1", event="Order Completed"
+            )
+            wait_for(lambda: bool(recorded()))
+        finally:
+            engine.send_signal(signal.SIGTERM)
+            output = engine.communicate(timeout=30)[0]
+    assert engine.returncode == 0, output
+    [(attempt, status, error_class, code, retryable, outcome, message)] = recorded()
+    assert (attempt, status, error_class, code, retryable, outcome) == (
+        1,
+        None,
+        "precheck",
+        "private_target",
+        False,
+        "failed",
+    )
+    assert name in message and private[0] in message
+    assert sink.connections == 0

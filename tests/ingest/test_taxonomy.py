@@ -18,7 +18,7 @@ from ingest.taxonomy import (
 
 NONE, AUTH, VALIDATION, CLIENT = "none", "auth", "validation", "client"
 RATE_LIMIT, SERVER, TIMEOUT, NETWORK = "rate_limit", "server", "timeout", "network"
-TLS, NONSTANDARD, REDIRECT = "tls", "nonstandard", "redirect"
+TLS, NONSTANDARD, REDIRECT, PRECHECK = "tls", "nonstandard", "redirect", "precheck"
 
 #: (status, error_class, retryable), written from the module docstring's tree.
 STATUS_TABLE = [
@@ -75,6 +75,7 @@ TRANSPORT_TABLE = {
     "EPIPE": (NETWORK, True),
     "ESERVERDISCONNECT": (NETWORK, True),
     "EBADRESPONSE": (NONSTANDARD, False),
+    "private_target": (PRECHECK, False),
     "EUNCLASSIFIED": (NETWORK, True),
     "CERT_HAS_EXPIRED": (TLS, False),
     "CERT_NOT_YET_VALID": (TLS, False),

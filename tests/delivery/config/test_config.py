@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -169,6 +170,8 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "batch_linger_s": 0,
         "http_client": "aiohttp",
         "min_free_bytes": 0,
+        "allowed_private_cidrs": ["10.1.0.0/16", "fd12:3456::/48", "192.168.7.7"],
+        "egress_proxy": "http://smokescreen.internal:4750/",
     }
     assert set(engine) == {f.name for f in dataclasses.fields(EngineConfig)}
     loaded = parse_config({"engine": engine}, base_dir=tmp_path).engine
@@ -195,6 +198,12 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         batch_linger_s=0,
         http_client="aiohttp",
         min_free_bytes=0,
+        allowed_private_cidrs=(
+            ipaddress.ip_network("10.1.0.0/16"),
+            ipaddress.ip_network("fd12:3456::/48"),
+            ipaddress.ip_network("192.168.7.7/32"),
+        ),
+        egress_proxy="http://smokescreen.internal:4750",
     )
     assert isinstance(loaded.retry_window_s, float)
 
@@ -237,7 +246,8 @@ def test_the_issue_sample_is_refused_for_its_loopback_url_and_only_that(tmp_path
         load_config(write(tmp_path, ISSUE_SAMPLE))
     assert caught.value.problems == (
         "destinations[0].url: host '127.0.0.1' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
     )
     allowed = ISSUE_SAMPLE.replace("allow_private_targets = false", "allow_private_targets = true")
     config = load_config(write(tmp_path, allowed))
@@ -264,6 +274,39 @@ def test_a_source_without_destinations_is_a_warning() -> None:
     assert config.warnings == (
         "sources[1]: source 'ios' has no destinations; its events are accepted and go nowhere",
     )
+
+
+def test_an_allowed_network_holding_a_metadata_address_is_a_warning() -> None:
+    doc = tomllib.loads(BASE)
+    doc.setdefault("engine", {})["allowed_private_cidrs"] = ["10.1.0.0/16", "169.254.0.0/16", "::/0"]
+    config = parse_config(doc)
+    assert config.warnings == (
+        "engine.allowed_private_cidrs: 169.254.0.0/16 lets deliveries reach the cloud metadata "
+        "address 169.254.169.254; list narrower networks",
+        "engine.allowed_private_cidrs: ::/0 lets deliveries reach the cloud metadata "
+        "address fd00:ec2::254; list narrower networks",
+    )
+
+
+def test_an_allowed_network_lets_its_literal_destinations_load() -> None:
+    doc = tomllib.loads(BASE)
+    doc.setdefault("engine", {})["allowed_private_cidrs"] = ["10.1.0.0/16"]
+    doc["destinations"][0]["url"] = "http://10.1.2.3:8080/hook"
+    assert parse_config(doc).destinations[0].url == "http://10.1.2.3:8080/hook"
+    doc["destinations"][0]["url"] = "http://10.2.0.1:8080/hook"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc)
+    assert caught.value.problems[0].startswith(
+        "destinations[0].url: host '10.2.0.1' is a loopback, private or link-local address"
+    )
+
+
+def test_the_alerts_webhook_may_be_private_but_not_a_metadata_address() -> None:
+    doc = tomllib.loads(BASE)
+    doc["alerts"] = {"webhook_url": "http://10.0.0.7:9093/alerts"}
+    assert parse_config(doc).alerts.webhook_url == Secret("http://10.0.0.7:9093/alerts")
+    doc["alerts"] = {"webhook_url": "http://[::ffff:169.254.169.254]/alerts"}
+    assert problems(doc) == ("alerts.webhook_url: host '::ffff:169.254.169.254' is a cloud metadata address",)
 
 
 def test_configs_built_in_code_keep_their_lookups_sound() -> None:
@@ -580,22 +623,81 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         "destinations[1].url: must not carry credentials (user:password@host); put them in headers",
     ),
     (
-        "link-local",
+        "cloud metadata",
         {"destination1": {"url": "http://169.254.169.254/latest/meta-data"}},
-        "destinations[1].url: host '169.254.169.254' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "destinations[1].url: host '169.254.169.254' is a cloud metadata address; "
+        "list it in engine.allowed_private_cidrs to deliver to it",
     ),
     (
         "localhost",
         {"destination1": {"url": "http://localhost:8080/"}},
         "destinations[1].url: host 'localhost' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
     ),
     (
         "IPv6 loopback",
         {"destination1": {"url": "http://[::1]:8080/"}},
         "destinations[1].url: host '::1' is a loopback, private or link-local address; "
-        "set engine.allow_private_targets = true to deliver to it",
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
+    ),
+    (
+        "link-local",
+        {"destination1": {"url": "http://[fe80::1]:8080/"}},
+        "destinations[1].url: host 'fe80::1' is a loopback, private or link-local address; "
+        "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
+        "to deliver to it",
+    ),
+    (
+        "Azure's wire server, publicly routable",
+        {"engine": {"allow_private_targets": True}, "destination1": {"url": "http://168.63.129.16/"}},
+        "destinations[1].url: host '168.63.129.16' is a cloud metadata address; "
+        "list it in engine.allowed_private_cidrs to deliver to it",
+    ),
+    (
+        "allowed networks not an array",
+        {"engine": {"allowed_private_cidrs": "10.0.0.0/8"}},
+        'engine.allowed_private_cidrs: must be an array of networks such as ["10.1.0.0/16"], got a string',
+    ),
+    (
+        "allowed network not a string",
+        {"engine": {"allowed_private_cidrs": [10]}},
+        'engine.allowed_private_cidrs[0]: must be a network such as "10.1.0.0/16", got an integer',
+    ),
+    (
+        "allowed network with host bits",
+        {"engine": {"allowed_private_cidrs": ["10.1.0.0/16", "10.1.2.3/16"]}},
+        "engine.allowed_private_cidrs[1]: '10.1.2.3/16' has bits set after the prefix length; "
+        "did you mean '10.1.0.0/16'?",
+    ),
+    (
+        "allowed network not a network",
+        {"engine": {"allowed_private_cidrs": ["10.1.0.0/33"]}},
+        "engine.allowed_private_cidrs[0]: '10.1.0.0/33' is not a network in CIDR notation "
+        '(such as "10.1.0.0/16" or "fd12:3456::/48")',
+    ),
+    (
+        "egress proxy over https",
+        {"engine": {"egress_proxy": "https://smokescreen.internal:4750"}},
+        "engine.egress_proxy: must be an http://host:port URL, got scheme 'https' (the engine speaks "
+        "plain HTTP to the proxy; https deliveries go through it in CONNECT tunnels)",
+    ),
+    (
+        "egress proxy without a port",
+        {"engine": {"egress_proxy": "http://smokescreen.internal"}},
+        "engine.egress_proxy: must give the proxy's port (http://smokescreen.internal:port)",
+    ),
+    (
+        "egress proxy with credentials",
+        {"engine": {"egress_proxy": "http://user:hunter2@smokescreen.internal:4750"}},
+        "engine.egress_proxy: must not carry credentials (user:password@host): "
+        "proxy authentication is not supported",
+    ),
+    (
+        "egress proxy not a string",
+        {"engine": {"egress_proxy": 4750}},
+        "engine.egress_proxy: must be a string, got 4750",
     ),
     # Headers.
     (
@@ -796,7 +898,13 @@ CATALOG_DEFAULTS = frozenset({"max_batch_events", "max_batch_bytes", "rate_limit
 def test_the_docs_list_every_engine_key_with_its_default() -> None:
     table = doc_table("[engine]")
     assert list(table) == [f.name for f in dataclasses.fields(EngineConfig)]
-    as_toml = {"data_dir": "data", "ca_bundle": "", "admin_token": "change-me"}
+    as_toml = {
+        "data_dir": "data",
+        "allowed_private_cidrs": [],
+        "egress_proxy": "",
+        "ca_bundle": "",
+        "admin_token": "change-me",
+    }
     for f in dataclasses.fields(EngineConfig):
         assert toml_value(table[f.name]) == as_toml.get(f.name, f.default), f.name
 

@@ -37,12 +37,14 @@ from delivery.transport.http1 import (
     Client,
     ConnectTimeout,
     InterimStatusOnly,
+    ProxyAnswered,
     ServerDisconnected,
     _Parsed,
     _Slots,
     _target,
     parse_response,
 )
+from delivery.transport.targets import PRIVATE_ALLOWED, TargetRefused
 from ingest.taxonomy import TRANSPORT_CODES, Classification, ErrorClass, classify_transport
 from tests.delivery.faults import Exchange, FaultServer, keep_alive, never_answer
 
@@ -738,6 +740,19 @@ def test_a_header_that_would_break_the_head(headers: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "request_line"),
+    [
+        ("http://hooks.example.com/hook?x=1", b"POST http://hooks.example.com/hook?x=1 HTTP/1.1\r\n"),
+        ("http://[fd00::5]:8080/", b"POST http://[fd00::5]:8080/ HTTP/1.1\r\n"),
+        # Through a tunnel the request is the destination's own: origin form.
+        ("https://hooks.example.com/hook", b"POST /hook HTTP/1.1\r\n"),
+    ],
+)
+def test_the_request_line_for_a_proxy(url: str, request_line: bytes) -> None:
+    assert _target(url, {}, "agent/1", absolute=True).head.startswith(request_line)
+
+
+@pytest.mark.parametrize(
     "url", ["ftp://example.com/", "ws://example.com/", "example.com/hook", "http:///hook", ""]
 )
 def test_a_url_that_is_not_http(url: str) -> None:
@@ -749,7 +764,7 @@ def test_a_url_that_is_not_http(url: str) -> None:
 
 
 def make_client(**options: Any) -> Client:
-    return Client(ssl_context=ssl.create_default_context(), **options)
+    return Client(ssl_context=ssl.create_default_context(), targets=PRIVATE_ALLOWED, **options)
 
 
 async def post(
@@ -1234,8 +1249,8 @@ def test_every_exception_class_of_the_module_is_in_its_table() -> None:
         for _, cls in inspect.getmembers(http1, inspect.isclass)
         if issubclass(cls, BaseException) and cls.__module__ == http1.__name__
     }
-    # InterimStatusOnly never crosses the seam: `Client.post` answers with its status.
-    assert own - {InterimStatusOnly} == set(TABLE)
+    # InterimStatusOnly and ProxyAnswered never cross the seam: `Client.post` answers with their status.
+    assert own - {InterimStatusOnly, ProxyAnswered} == set(TABLE) - {TargetRefused}
     assert set(TABLE.values()) <= set(TRANSPORT_CODES)
 
 
