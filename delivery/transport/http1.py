@@ -821,20 +821,20 @@ async def _tunnel(sock: socket.socket, host: str, port: int, read_limit: int) ->
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     await loop.sock_sendall(sock, f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
     buffer = bytearray()
-    while (head := _end_of_head(buffer, 0))[0] < 0:
-        if len(buffer) > MAX_HEAD_BYTES:
-            raise BadResponse(f"an answer to CONNECT with a head longer than {MAX_HEAD_BYTES} bytes")
+    while (head := _end_of_head(buffer, 0, MAX_HEAD_BYTES))[0] < 0:
+        _check_unfinished_head(buffer, 0)
         data = await loop.sock_recv(sock, 65536)
         if not data:
             raise ServerDisconnected("the egress proxy closed the connection before answering CONNECT")
         buffer += data
-    end, separator = head
-    match = _STATUS_LINE.fullmatch(bytes(buffer[:end]).split(b"\n", 1)[0])
+    fields_end, body_start = head
+    pattern = _SHORT_HEAD if fields_end < MAX_LINE_BYTES else _HEAD
+    match = pattern.fullmatch(buffer, 0, fields_end)
     if match is None or len(match[3]) != 3 or match[3].startswith(b"1"):
         raise BadResponse(f"not an answer to CONNECT: {bytes(buffer[:80])!r}")
     if match[3].startswith(b"2"):
         # The client speaks first in TLS: anything already here is not the destination's.
-        if len(buffer) > end + separator:
+        if len(buffer) > body_start:
             raise BadResponse("bytes from the egress proxy after its answer to CONNECT")
         return
     # The proxy's own response (a refusal; no way to the destination): read as any response is.
