@@ -537,6 +537,39 @@ def test_batch_context_and_integrations_merge_under_the_items_own() -> None:
     assert third.body["context"] == body["context"]
 
 
+def deep(levels: int) -> dict[str, Any]:
+    """An object nested `levels` deep: orjson reads 1,000 levels, and nothing encodes them."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("key", ["context", "integrations"])
+def test_batch_object_too_deep_to_encode_refuses_the_batch(key: str) -> None:
+    # It would be merged into every message: none could be stored (it was a 500).
+    with raises(ErrorCode.INVALID_BODY):
+        parse_batch({"batch": [track(0)], key: deep(1_000)}, RECEIVED)
+
+
+@pytest.mark.parametrize("key", ["context", "integrations"])
+def test_batch_object_over_32_kib_refuses_the_batch(key: str) -> None:
+    with raises(ErrorCode.MESSAGE_TOO_LARGE, 413):
+        parse_batch({"batch": [track(0)], key: {"p": "x" * MAX_MESSAGE_BYTES}}, RECEIVED)
+
+
+def test_batch_messages_are_held_to_32_kib_with_the_batch_context_merged_in() -> None:
+    # Else a 30 KiB context in a 500 KiB request would be stored 2,500 times over (75 MB).
+    context = {"p": "x" * 20_000}
+    body = {"batch": [track(0), track(1, properties={"q": "y" * 15_000}), track(2)], "context": context}
+    parsed = parse_batch(body, RECEIVED)
+    assert [m.message_id for m in parsed.messages] == ["m0", "m2"]
+    assert [(r.index, r.code) for r in parsed.rejections] == [(1, ErrorCode.MESSAGE_TOO_LARGE)]
+    assert all(m.body["context"] == context for m in parsed.messages)
+    # On its own, that message is within the limit.
+    assert parse_batch({"batch": [track(1, properties={"q": "y" * 15_000})]}, RECEIVED).messages
+
+
 def test_batch_without_context_adds_none() -> None:
     [message] = parse_batch({"batch": [track(0)]}, RECEIVED).messages
     assert "context" not in message.body and "integrations" not in message.body
@@ -592,6 +625,7 @@ def test_batch_envelope_refused(body: dict[str, Any], status: int, code: ErrorCo
 def test_to_event() -> None:
     message = call(CallType.TRACK, userId="u1", event="Order Completed", messageId="m1")
     event = to_event(message, SOURCE, RECEIVED)
+    assert event.payload == message.payload == encode_json(message.body)
     assert (event.message_id, event.workspace_id, event.source_id) == ("m1", "acme", "web")
     assert (event.type, event.name) == ("track", "Order Completed")
     assert event.received_at == RECEIVED.timestamp()
