@@ -17,10 +17,10 @@ here and raised as a `TrackingError` with an HTTP status and a stable `code`::
         ├── a JSON object, <= 32 KiB ............... invalid_event / message_too_large (413)
         │   (in a batch, also with the batch's context/integrations merged in)
         ├── type (batch items) ..................... invalid_type
-        ├── messageId: string, 1-99 chars .......... invalid_message_id (absent: generated)
+        ├── messageId: text, 1-99 chars ............ invalid_message_id (absent: generated)
         ├── context/integrations/properties/traits . invalid_field (objects or null)
         ├── userId or anonymousId .................. missing_user_id
-        ├── track: event ........................... missing_event
+        ├── track: event ........................... missing_event / invalid_field (not text)
         ├── group: groupId ......................... missing_group_id
         ├── alias: previousId and userId ........... missing_previous_id / missing_user_id
         └── timestamp, sentAt: ISO 8601 ............ invalid_timestamp
@@ -500,7 +500,26 @@ def _message_id(value: Any) -> str:
             ErrorCode.INVALID_MESSAGE_ID,
             f"messageId must be shorter than {MAX_MESSAGE_ID_CHARS} characters, got {len(value)}",
         )
+    if not _is_text(value):
+        raise _bad(ErrorCode.INVALID_MESSAGE_ID, f"messageId {_LONE_SURROGATE}")
     return value
+
+
+#: Why a string that JSON allows cannot be stored: a `\ud800` escape without its pair.
+_LONE_SURROGATE = (
+    "must be Unicode text, but it holds a lone surrogate (a \\ud800-\\udfff escape without its pair)"
+)
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` can be UTF-8, as the queue's and the attempt log's text columns must be."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_ids(body: dict[str, Any], call: CallType) -> None:
@@ -522,6 +541,8 @@ def _check_ids(body: dict[str, Any], call: CallType) -> None:
         event = body.get("event")
         if not isinstance(event, str) or not event.strip():
             raise _bad(ErrorCode.MISSING_EVENT, f"track needs event, a non-empty string, got {_kind(event)}")
+        if not _is_text(event):
+            raise _bad(ErrorCode.INVALID_FIELD, f"event {_LONE_SURROGATE}")
 
 
 #: The ids a message may carry, checked in this order.

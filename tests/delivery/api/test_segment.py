@@ -279,6 +279,7 @@ def test_valid_calls(call_type: CallType, body: dict[str, Any]) -> None:
         (CallType.TRACK, {"userId": "u1", "event": ""}, ErrorCode.MISSING_EVENT),
         (CallType.TRACK, {"userId": "u1", "event": "   "}, ErrorCode.MISSING_EVENT),
         (CallType.TRACK, {"userId": "u1", "event": 42}, ErrorCode.MISSING_EVENT),
+        (CallType.TRACK, {"userId": "u1", "event": "Clicked \ud83d"}, ErrorCode.INVALID_FIELD),
         (CallType.GROUP, {"userId": "u1"}, ErrorCode.MISSING_GROUP_ID),
         (CallType.GROUP, {"userId": "u1", "groupId": ""}, ErrorCode.MISSING_GROUP_ID),
         (CallType.GROUP, {"groupId": "g1"}, ErrorCode.MISSING_USER_ID),
@@ -344,7 +345,11 @@ def test_message_id_kept(message_id: str) -> None:
     assert call(CallType.TRACK, userId="u1", event="E", messageId=message_id).message_id == message_id
 
 
-@pytest.mark.parametrize("message_id", ["", "x" * 100, "x" * 1000, 42, ["m"], {"id": "m"}, True])
+@pytest.mark.parametrize(
+    "message_id",
+    # A lone surrogate (JSON "\ud800") cannot be stored as text: it was a 503, retried forever.
+    ["", "x" * 100, "x" * 1000, 42, ["m"], {"id": "m"}, True, "\ud800", "m-\udfff-1"],
+)
 def test_message_id_refused(message_id: Any) -> None:
     with raises(ErrorCode.INVALID_MESSAGE_ID):
         call(CallType.TRACK, userId="u1", event="E", messageId=message_id)
@@ -535,6 +540,18 @@ def test_batch_context_and_integrations_merge_under_the_items_own() -> None:
     assert second.body["context"] == {"library": {"name": "mine"}, "locale": "fr-FR", "ip": "10.0.0.1"}
     assert second.body["integrations"] == {"All": True, "Mixpanel": True}
     assert third.body["context"] == body["context"]
+
+
+def test_batch_rejects_a_lone_surrogate_in_a_stored_text_alone() -> None:
+    body = {"batch": [track(0, messageId="\ud800"), track(1, event="E \udfff"), track(2, userId="\ud800")]}
+    parsed = parse_batch(body, RECEIVED)
+    assert [(r.index, r.code) for r in parsed.rejections] == [
+        (0, ErrorCode.INVALID_MESSAGE_ID),
+        (1, ErrorCode.INVALID_FIELD),
+    ]
+    # Elsewhere in a message it is kept: the payload escapes it.
+    assert [m.message_id for m in parsed.messages] == ["m2"]
+    assert parsed.messages[0].payload.startswith(b'{"type":"track","userId":"\\ud800"')
 
 
 def deep(levels: int) -> dict[str, Any]:
