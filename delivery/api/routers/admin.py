@@ -112,7 +112,10 @@ async def notifications(
     response_model=None,
     responses={
         200: openapi.ENABLED_ANSWER,
-        404: openapi.error("No destination has this id.", ["unknown_destination"]),
+        404: openapi.error(
+            "No destination has this id; an id with a `/` in it is no endpoint at all (`not_found`).",
+            ["unknown_destination", "not_found"],
+        ),
         409: openapi.error("The destination is disabled in the configuration file.", ["conflict"]),
         503: openapi.unavailable("No delivery worker runs in this process, or the change was not stored"),
     },

@@ -115,3 +115,15 @@ def test_the_document_and_the_docs_give_each_error_code_the_same_status(app: Fas
     }
     assert in_document == documented
     assert set(in_document) == set(ErrorCode)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("destination", "code"), [("nope", "unknown_destination"), ("a%2Fb", "not_found")])
+async def test_an_unknown_destination_is_a_documented_404(
+    app: FastAPI, client: httpx.AsyncClient, destination: str, code: str
+) -> None:
+    headers = {"Authorization": "Bearer change-me"}  # the default token
+    response = await client.post(f"/admin/destinations/{destination}/enable", headers=headers)
+    assert (response.status_code, response.json()["code"]) == (404, code)
+    documented = operation(app.openapi(), "/admin/destinations/{destination_id}/enable")["responses"]["404"]
+    assert code in documented["content"]["application/json"]["schema"]["properties"]["code"]["enum"]
