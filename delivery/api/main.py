@@ -57,6 +57,7 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here
+        generate_unique_id_function=openapi.operation_id,
     )
     openapi.install(app)
     app.state.context = AppContext(config, queue, TrackingStats(), clock or _utc_now, metrics or Metrics())

@@ -25,6 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from delivery.api.segment import MAX_BATCH_EVENTS, MAX_MESSAGE_ID_CHARS, CallType, ErrorCode
 
@@ -224,6 +225,7 @@ def _message_schema(call: CallType) -> dict[str, Any]:
 
 def _batch_item(call: CallType) -> dict[str, Any]:
     return {
+        "title": f"{_schema_name(call)} in a batch",
         "allOf": [{"$ref": _SCHEMAS + _schema_name(call)}],
         "properties": {"type": {"const": call.value}},
         "required": ["type"],
@@ -502,6 +504,11 @@ ENABLED_ANSWER = json_answer("Enabled, or left as it was.", {"$ref": _SCHEMAS + 
 
 
 # -- the document --------------------------------------------------------------------------------
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id in the document: its handler's name (`track`, `enable_destination`)."""
+    return route.name.rstrip("_")  # `import_` is `import`
 
 
 def install(app: FastAPI) -> None:

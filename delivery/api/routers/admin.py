@@ -52,6 +52,7 @@ router = APIRouter(
 
 @router.get(
     "/status",
+    summary="The engine's state",
     response_model=None,
     responses={200: openapi.STATUS_ANSWER, 503: openapi.unavailable("The queue could not be counted")},
     openapi_extra=openapi.ADMIN,
@@ -82,6 +83,7 @@ async def status(context: ContextDep) -> dict[str, Any]:
 
 @router.get(
     "/notifications",
+    summary="Notifications about destinations",
     response_model=None,
     responses={
         200: openapi.NOTIFICATIONS_ANSWER,
@@ -109,6 +111,7 @@ async def notifications(
 
 @router.post(
     "/destinations/{destination_id}/enable",
+    summary="Re-enable a destination",
     response_model=None,
     responses={
         200: openapi.ENABLED_ANSWER,

@@ -24,6 +24,7 @@ router = APIRouter(tags=["operations"])
 
 @router.get(
     "/metrics",
+    summary="Prometheus metrics",
     # Only the document reads it: the handler builds its own Response.
     response_class=PlainTextResponse,
     responses={
