@@ -468,6 +468,11 @@ def _check_size(body: Mapping[str, Any]) -> int:
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:
+    """`encode_json(body)`, refused when too deep to encode; orjson first, without a call between."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        pass
     try:
         return encode_json(body)
     except (RecursionError, ValueError):
@@ -500,7 +505,7 @@ def _message_id(value: Any) -> str:
             ErrorCode.INVALID_MESSAGE_ID,
             f"messageId must be shorter than {MAX_MESSAGE_ID_CHARS} characters, got {len(value)}",
         )
-    if not _is_text(value):
+    if not value.isascii() and not _is_text(value):
         raise _bad(ErrorCode.INVALID_MESSAGE_ID, f"messageId {_LONE_SURROGATE}")
     return value
 
@@ -513,8 +518,6 @@ _LONE_SURROGATE = (
 
 def _is_text(value: str) -> bool:
     """Whether `value` can be UTF-8, as the queue's and the attempt log's text columns must be."""
-    if value.isascii():
-        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -541,7 +544,7 @@ def _check_ids(body: dict[str, Any], call: CallType) -> None:
         event = body.get("event")
         if not isinstance(event, str) or not event.strip():
             raise _bad(ErrorCode.MISSING_EVENT, f"track needs event, a non-empty string, got {_kind(event)}")
-        if not _is_text(event):
+        if not event.isascii() and not _is_text(event):
             raise _bad(ErrorCode.INVALID_FIELD, f"event {_LONE_SURROGATE}")
 
 
