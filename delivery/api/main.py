@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import Lifespan
 
+from delivery.api import openapi
 from delivery.api.dependencies import AppContext, get_context
 from delivery.api.routers import admin, health, tracking
 from delivery.api.routers import metrics as metrics_router
@@ -52,11 +53,13 @@ def create_app(
     app = FastAPI(
         title="deliverydash",
         lifespan=lifespan,
-        # The API is Segment's, documented in docs/tracking-api.md; no schema pages to serve.
-        docs_url=None,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
         redoc_url=None,
-        openapi_url=None,
+        swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here
+        generate_unique_id_function=openapi.operation_id,
     )
+    openapi.install(app)
     app.state.context = AppContext(config, queue, TrackingStats(), clock or _utc_now, metrics or Metrics())
     app.include_router(health.router)
     app.include_router(tracking.router)

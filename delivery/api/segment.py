@@ -12,13 +12,15 @@ here and raised as a `TrackingError` with an HTTP status and a stable `code`::
     ├── write key (Basic username and/or writeKey) . 401 missing_write_key / invalid_authorization
     │                                                    / write_key_mismatch (/ invalid_write_key: router)
     ├── batch: an array of <= 2,500 events, else ... 400 invalid_body / 413 too_many_events
+    ├── batch context/integrations: objects <= 32 KiB 400 invalid_body / 413 message_too_large
     └── each message (in a batch: rejected alone, the rest accepted)
         ├── a JSON object, <= 32 KiB ............... invalid_event / message_too_large (413)
+        │   (in a batch, also with the batch's context/integrations merged in)
         ├── type (batch items) ..................... invalid_type
-        ├── messageId: string, 1-99 chars .......... invalid_message_id (absent: generated)
+        ├── messageId: text, 1-99 chars ............ invalid_message_id (absent: generated)
         ├── context/integrations/properties/traits . invalid_field (objects or null)
         ├── userId or anonymousId .................. missing_user_id
-        ├── track: event ........................... missing_event
+        ├── track: event ........................... missing_event / invalid_field (not text)
         ├── group: groupId ......................... missing_group_id
         ├── alias: previousId and userId ........... missing_previous_id / missing_user_id
         └── timestamp, sentAt: ISO 8601 ............ invalid_timestamp
@@ -142,6 +144,8 @@ class Message:
     """The `event` of a track call; None for the other calls."""
     body: dict[str, Any]
     """The normalised message, as it is stored and sent to destinations."""
+    payload: bytes
+    """`body` as compact UTF-8 JSON (`encode_json`), encoded while the message can still be refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,12 +333,15 @@ def parse_batch(body: Mapping[str, Any], received_at: datetime) -> Parsed:
             f"a batch holds at most {MAX_BATCH_EVENTS:,} events, got {len(items):,}",
             413,
         )
+    context = _object_or_none(body, "context", ErrorCode.INVALID_BODY)
+    integrations = _object_or_none(body, "integrations", ErrorCode.INVALID_BODY)
     envelope = _Envelope(
         received_at,
         format_timestamp(received_at),
-        context=_object_or_none(body, "context", ErrorCode.INVALID_BODY),
-        integrations=_object_or_none(body, "integrations", ErrorCode.INVALID_BODY),
+        context=context,
+        integrations=integrations,
         sent_at=body.get("sentAt"),
+        merged_bytes=_merged_bytes(context=context, integrations=integrations),
     )
     if envelope.sent_at is not None:
         _timestamp(envelope.sent_at, "sentAt")  # a bad envelope fails the request, not each item
@@ -355,7 +362,7 @@ def to_event(message: Message, source: Source, received_at: datetime) -> Event:
         source_id=source.id,
         type=message.type,
         name=message.name,
-        payload=encode_json(message.body),
+        payload=message.payload,
         received_at=received_at.timestamp(),
     )
 
@@ -388,10 +395,36 @@ class _Envelope:
     context: Mapping[str, Any] | None = None
     integrations: Mapping[str, Any] | None = None
     sent_at: Any = None
+    merged_bytes: int = 0
+    """At most how many bytes merging `context` and `integrations` adds to a message."""
 
 
 #: Fields that must be JSON objects when present (null counts as absent).
 _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
+
+
+def _merged_bytes(**objects: Mapping[str, Any] | None) -> int:
+    """At most how many bytes merging a batch's `objects` adds to a message (the key, a colon, a comma).
+
+    A batch whose object is too deep to encode, or larger than a message may
+    be, is refused whole: not one of its messages could hold it.
+    """
+    total = 0
+    for key, value in objects.items():
+        if not value:
+            continue
+        try:
+            size = len(encode_json(value))
+        except (RecursionError, ValueError):
+            raise _bad(ErrorCode.INVALID_BODY, f"the batch's {key} is nested too deeply") from None
+        if size > MAX_MESSAGE_BYTES:
+            raise _bad(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"the batch's {key} is {size:,} bytes of JSON; a message is at most {MAX_MESSAGE_BYTES:,}",
+                413,
+            )
+        total += size + len(key) + 4
+    return total
 
 
 def _message(item: Any, call_type: CallType | None, envelope: _Envelope) -> Message:
@@ -399,7 +432,7 @@ def _message(item: Any, call_type: CallType | None, envelope: _Envelope) -> Mess
         raise _bad(ErrorCode.INVALID_EVENT, f"each message must be a JSON object, got {_kind(item)}")
     body = dict(item)
     body.pop("writeKey", None)
-    _check_size(body)
+    size = _check_size(body)
     call = call_type or _call_type(body.get("type"))
     body["type"] = _CALL_TEXT[call]
     message_id = _message_id(body.get("messageId"))
@@ -412,23 +445,38 @@ def _message(item: Any, call_type: CallType | None, envelope: _Envelope) -> Mess
     for key, merged in (("context", envelope.context), ("integrations", envelope.integrations)):
         if merged:
             body[key] = {**merged, **(body.get(key) or {})}
+    if size + envelope.merged_bytes > MAX_MESSAGE_BYTES:
+        # The limit holds for the message with the batch's objects merged in, else one
+        # batch-wide context would be copied, whatever its size, into 2,500 messages.
+        _check_size(body)
     own_sent_at = body.get("sentAt")
     _set_timestamps(body, envelope, envelope.sent_at if own_sent_at is None else own_sent_at)
     event_name = body["event"] if call is CallType.TRACK else None
-    return Message(message_id, call, event_name, body)
+    return Message(message_id, call, event_name, body, _encode(body))
 
 
-def _check_size(body: Mapping[str, Any]) -> None:
-    try:
-        size = len(encode_json(body))
-    except (RecursionError, ValueError):
-        raise _bad(ErrorCode.INVALID_EVENT, "the message is nested too deeply") from None
+def _check_size(body: Mapping[str, Any]) -> int:
+    """The message's size as compact JSON; refused when over the limit or too deep to encode."""
+    size = len(_encode(body))
     if size > MAX_MESSAGE_BYTES:
         raise _bad(
             ErrorCode.MESSAGE_TOO_LARGE,
             f"a message is at most {MAX_MESSAGE_BYTES:,} bytes of JSON, got {size:,}",
             413,
         )
+    return size
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """`encode_json(body)`, refused when too deep to encode; orjson first, without a call between."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return encode_json(body)
+    except (RecursionError, ValueError):
+        raise _bad(ErrorCode.INVALID_EVENT, "the message is nested too deeply") from None
 
 
 #: Call types by value: a dict lookup, where `CallType(value)` costs a call into `enum`.
@@ -457,7 +505,24 @@ def _message_id(value: Any) -> str:
             ErrorCode.INVALID_MESSAGE_ID,
             f"messageId must be shorter than {MAX_MESSAGE_ID_CHARS} characters, got {len(value)}",
         )
+    if not value.isascii() and not _is_text(value):
+        raise _bad(ErrorCode.INVALID_MESSAGE_ID, f"messageId {_LONE_SURROGATE}")
     return value
+
+
+#: Why a string that JSON allows cannot be stored: a `\ud800` escape without its pair.
+_LONE_SURROGATE = (
+    "must be Unicode text, but it holds a lone surrogate (a \\ud800-\\udfff escape without its pair)"
+)
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` can be UTF-8, as the queue's and the attempt log's text columns must be."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_ids(body: dict[str, Any], call: CallType) -> None:
@@ -479,6 +544,8 @@ def _check_ids(body: dict[str, Any], call: CallType) -> None:
         event = body.get("event")
         if not isinstance(event, str) or not event.strip():
             raise _bad(ErrorCode.MISSING_EVENT, f"track needs event, a non-empty string, got {_kind(event)}")
+        if not event.isascii() and not _is_text(event):
+            raise _bad(ErrorCode.INVALID_FIELD, f"event {_LONE_SURROGATE}")
 
 
 #: The ids a message may carry, checked in this order.

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from delivery.api import openapi
 from delivery.api.dependencies import ContextDep
 from ingest.notifications import read_notifications
 
@@ -38,10 +39,24 @@ def require_admin(request: Request, context: ContextDep) -> None:
         raise HTTPException(401, "invalid admin token", headers=_CHALLENGE)
 
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={401: openapi.ADMIN_UNAUTHORIZED},
+)
 
 
-@router.get("/status")
+# `response_model=None`: each handler's dict is sent as it is; `responses` describes it to the document.
+
+
+@router.get(
+    "/status",
+    summary="The engine's state",
+    response_model=None,
+    responses={200: openapi.STATUS_ANSWER, 503: openapi.unavailable("The queue could not be counted")},
+    openapi_extra=openapi.ADMIN,
+)
 async def status(context: ContextDep) -> dict[str, Any]:
     """Queue depth (by state and by destination), outbox size, tracking counters, uptime."""
     try:
@@ -66,7 +81,17 @@ async def status(context: ContextDep) -> dict[str, Any]:
     }
 
 
-@router.get("/notifications")
+@router.get(
+    "/notifications",
+    summary="Notifications about destinations",
+    response_model=None,
+    responses={
+        200: openapi.NOTIFICATIONS_ANSWER,
+        400: openapi.error("A query parameter is invalid; `message` names it.", ["invalid_request"]),
+        503: openapi.unavailable("The notifications could not be read"),
+    },
+    openapi_extra=openapi.ADMIN,
+)
 async def notifications(
     context: ContextDep,
     state: Literal["open", "resolved", "all"] = "all",
@@ -84,7 +109,21 @@ async def notifications(
     return {"notifications": [n.as_json() for n in found]}
 
 
-@router.post("/destinations/{destination_id}/enable", response_model=None)
+@router.post(
+    "/destinations/{destination_id}/enable",
+    summary="Re-enable a destination",
+    response_model=None,
+    responses={
+        200: openapi.ENABLED_ANSWER,
+        404: openapi.error(
+            "No destination has this id; an id with a `/` in it is no endpoint at all (`not_found`).",
+            ["unknown_destination", "not_found"],
+        ),
+        409: openapi.error("The destination is disabled in the configuration file.", ["conflict"]),
+        503: openapi.unavailable("No delivery worker runs in this process, or the change was not stored"),
+    },
+    openapi_extra=openapi.ADMIN,
+)
 async def enable_destination(destination_id: str, context: ContextDep) -> dict[str, Any] | JSONResponse:
     """Re-enable a destination that auth failures disabled; recorded as an `enabled` notification.
 

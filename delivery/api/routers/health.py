@@ -7,7 +7,7 @@ from fastapi import APIRouter
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
     """`{"status": "ok"}`: the event loop is answering. Queue depth is `/metrics`' business."""
     return {"status": "ok"}

@@ -11,8 +11,9 @@ import asyncio
 import logging
 
 from fastapi import APIRouter, HTTPException, Response
+from fastapi.responses import PlainTextResponse
 
-from delivery.api import stats
+from delivery.api import openapi, stats
 from delivery.api.dependencies import ContextDep
 from delivery.metrics import CONTENT_TYPE
 
@@ -21,7 +22,16 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    # Only the document reads it: the handler builds its own Response.
+    response_class=PlainTextResponse,
+    responses={
+        200: {"description": "The Prometheus text format 0.0.4 (docs/operations.md)."},
+        503: openapi.unavailable("The queue could not be counted"),
+    },
+)
 async def metrics(context: ContextDep) -> Response:
     """The exposition; 503 when the queue cannot be counted (the scrape fails, `up` goes to 0)."""
     try:

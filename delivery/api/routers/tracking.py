@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 
+from delivery.api import openapi
 from delivery.api.dependencies import AppContext, ContextDep
 from delivery.api.segment import (
     MAX_REQUEST_BYTES,
@@ -38,7 +39,7 @@ from delivery.queue import Event, StorageFull
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["tracking"])
+router = APIRouter(prefix="/v1", tags=["tracking"], responses=openapi.TRACKING_RESPONSES)
 
 #: The one success answer Segment clients accept (some retry any other 2xx).
 _SUCCESS = b'{"success":true}'
@@ -48,49 +49,49 @@ _LOGGED_REJECTIONS = 5
 STORAGE_FULL_RETRY_AFTER_S = 30
 
 
-@router.post("/identify")
+@router.post("/identify", openapi_extra=openapi.call_body(CallType.IDENTIFY))
 async def identify(request: Request, context: ContextDep) -> Response:
     """Who the user is."""
     return await _accept(request, context, CallType.IDENTIFY)
 
 
-@router.post("/track")
+@router.post("/track", openapi_extra=openapi.call_body(CallType.TRACK))
 async def track(request: Request, context: ContextDep) -> Response:
     """Something the user did."""
     return await _accept(request, context, CallType.TRACK)
 
 
-@router.post("/page")
+@router.post("/page", openapi_extra=openapi.call_body(CallType.PAGE))
 async def page(request: Request, context: ContextDep) -> Response:
     """A web page the user saw."""
     return await _accept(request, context, CallType.PAGE)
 
 
-@router.post("/screen")
+@router.post("/screen", openapi_extra=openapi.call_body(CallType.SCREEN))
 async def screen(request: Request, context: ContextDep) -> Response:
     """An app screen the user saw."""
     return await _accept(request, context, CallType.SCREEN)
 
 
-@router.post("/group")
+@router.post("/group", openapi_extra=openapi.call_body(CallType.GROUP))
 async def group(request: Request, context: ContextDep) -> Response:
     """The account or company the user belongs to."""
     return await _accept(request, context, CallType.GROUP)
 
 
-@router.post("/alias")
+@router.post("/alias", openapi_extra=openapi.call_body(CallType.ALIAS))
 async def alias(request: Request, context: ContextDep) -> Response:
     """Two ids of one user."""
     return await _accept(request, context, CallType.ALIAS)
 
 
-@router.post("/batch")
+@router.post("/batch", openapi_extra=openapi.batch_body())
 async def batch(request: Request, context: ContextDep) -> Response:
     """Many calls at once; an invalid one is rejected alone."""
     return await _accept(request, context, None)
 
 
-@router.post("/import")
+@router.post("/import", summary="Import", openapi_extra=openapi.batch_body())
 async def import_(request: Request, context: ContextDep) -> Response:
     """Segment's older name for `/v1/batch`."""
     return await _accept(request, context, None)

@@ -279,6 +279,7 @@ def test_valid_calls(call_type: CallType, body: dict[str, Any]) -> None:
         (CallType.TRACK, {"userId": "u1", "event": ""}, ErrorCode.MISSING_EVENT),
         (CallType.TRACK, {"userId": "u1", "event": "   "}, ErrorCode.MISSING_EVENT),
         (CallType.TRACK, {"userId": "u1", "event": 42}, ErrorCode.MISSING_EVENT),
+        (CallType.TRACK, {"userId": "u1", "event": "Clicked \ud83d"}, ErrorCode.INVALID_FIELD),
         (CallType.GROUP, {"userId": "u1"}, ErrorCode.MISSING_GROUP_ID),
         (CallType.GROUP, {"userId": "u1", "groupId": ""}, ErrorCode.MISSING_GROUP_ID),
         (CallType.GROUP, {"groupId": "g1"}, ErrorCode.MISSING_USER_ID),
@@ -344,7 +345,11 @@ def test_message_id_kept(message_id: str) -> None:
     assert call(CallType.TRACK, userId="u1", event="E", messageId=message_id).message_id == message_id
 
 
-@pytest.mark.parametrize("message_id", ["", "x" * 100, "x" * 1000, 42, ["m"], {"id": "m"}, True])
+@pytest.mark.parametrize(
+    "message_id",
+    # A lone surrogate (JSON "\ud800") cannot be stored as text: it was a 503, retried forever.
+    ["", "x" * 100, "x" * 1000, 42, ["m"], {"id": "m"}, True, "\ud800", "m-\udfff-1"],
+)
 def test_message_id_refused(message_id: Any) -> None:
     with raises(ErrorCode.INVALID_MESSAGE_ID):
         call(CallType.TRACK, userId="u1", event="E", messageId=message_id)
@@ -537,6 +542,51 @@ def test_batch_context_and_integrations_merge_under_the_items_own() -> None:
     assert third.body["context"] == body["context"]
 
 
+def test_batch_rejects_a_lone_surrogate_in_a_stored_text_alone() -> None:
+    body = {"batch": [track(0, messageId="\ud800"), track(1, event="E \udfff"), track(2, userId="\ud800")]}
+    parsed = parse_batch(body, RECEIVED)
+    assert [(r.index, r.code) for r in parsed.rejections] == [
+        (0, ErrorCode.INVALID_MESSAGE_ID),
+        (1, ErrorCode.INVALID_FIELD),
+    ]
+    # Elsewhere in a message it is kept: the payload escapes it.
+    assert [m.message_id for m in parsed.messages] == ["m2"]
+    assert parsed.messages[0].payload.startswith(b'{"type":"track","userId":"\\ud800"')
+
+
+def deep(levels: int) -> dict[str, Any]:
+    """An object nested `levels` deep: orjson reads 1,000 levels, and nothing encodes them."""
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("key", ["context", "integrations"])
+def test_batch_object_too_deep_to_encode_refuses_the_batch(key: str) -> None:
+    # It would be merged into every message: none could be stored (it was a 500).
+    with raises(ErrorCode.INVALID_BODY):
+        parse_batch({"batch": [track(0)], key: deep(1_000)}, RECEIVED)
+
+
+@pytest.mark.parametrize("key", ["context", "integrations"])
+def test_batch_object_over_32_kib_refuses_the_batch(key: str) -> None:
+    with raises(ErrorCode.MESSAGE_TOO_LARGE, 413):
+        parse_batch({"batch": [track(0)], key: {"p": "x" * MAX_MESSAGE_BYTES}}, RECEIVED)
+
+
+def test_batch_messages_are_held_to_32_kib_with_the_batch_context_merged_in() -> None:
+    # Else a 30 KiB context in a 500 KiB request would be stored 2,500 times over (75 MB).
+    context = {"p": "x" * 20_000}
+    body = {"batch": [track(0), track(1, properties={"q": "y" * 15_000}), track(2)], "context": context}
+    parsed = parse_batch(body, RECEIVED)
+    assert [m.message_id for m in parsed.messages] == ["m0", "m2"]
+    assert [(r.index, r.code) for r in parsed.rejections] == [(1, ErrorCode.MESSAGE_TOO_LARGE)]
+    assert all(m.body["context"] == context for m in parsed.messages)
+    # On its own, that message is within the limit.
+    assert parse_batch({"batch": [track(1, properties={"q": "y" * 15_000})]}, RECEIVED).messages
+
+
 def test_batch_without_context_adds_none() -> None:
     [message] = parse_batch({"batch": [track(0)]}, RECEIVED).messages
     assert "context" not in message.body and "integrations" not in message.body
@@ -592,6 +642,7 @@ def test_batch_envelope_refused(body: dict[str, Any], status: int, code: ErrorCo
 def test_to_event() -> None:
     message = call(CallType.TRACK, userId="u1", event="Order Completed", messageId="m1")
     event = to_event(message, SOURCE, RECEIVED)
+    assert event.payload == message.payload == encode_json(message.body)
     assert (event.message_id, event.workspace_id, event.source_id) == ("m1", "acme", "web")
     assert (event.type, event.name) == ("track", "Order Completed")
     assert event.received_at == RECEIVED.timestamp()

@@ -384,6 +384,10 @@ BAD_REQUESTS: list[tuple[str, str, Any, dict[str, str], int, str]] = [
     ("alias without userId", "/v1/alias", {"previousId": "a"}, basic(WEB), 400, "missing_user_id"),
     ("long messageId", "/v1/track", {"userId": "u", "event": "E", "messageId": "m" * 100}, basic(WEB),
      400, "invalid_message_id"),
+    ("messageId with a lone surrogate", "/v1/track", b'{"userId": "u", "event": "E", "messageId": "\\ud800"}',
+     basic(WEB), 400, "invalid_message_id"),
+    ("event with a lone surrogate", "/v1/track", b'{"userId": "u", "event": "E \\udfff"}', basic(WEB),
+     400, "invalid_field"),
     ("bad timestamp", "/v1/track", {"userId": "u", "event": "E", "timestamp": "noon"}, basic(WEB),
      400, "invalid_timestamp"),
     ("properties not an object", "/v1/track", {"userId": "u", "event": "E", "properties": [1]}, basic(WEB),
@@ -394,6 +398,12 @@ BAD_REQUESTS: list[tuple[str, str, Any, dict[str, str], int, str]] = [
     ("bad batch sentAt", "/v1/batch", {"batch": [], "sentAt": "now"}, basic(WEB), 400, "invalid_timestamp"),
     ("too many events", "/v1/batch", {"batch": [{"type": "track"}] * (MAX_BATCH_EVENTS + 1)}, basic(WEB),
      413, "too_many_events"),
+    ("batch context too deep", "/v1/batch",
+     b'{"batch": [{"type": "track", "userId": "u", "event": "E"}], "context": '
+     + b'{"a": ' * 1_000 + b"1" + b"}" * 1_000 + b"}", basic(WEB), 400, "invalid_body"),
+    ("batch context over 32 KiB", "/v1/batch",
+     {"batch": [{"type": "track", "userId": "u", "event": "E"}], "context": {"p": "x" * MAX_MESSAGE_BYTES}},
+     basic(WEB), 413, "message_too_large"),
     ("unknown write key", "/v1/track", {"userId": "u", "event": "E"}, basic("wk_nope"),
      401, "invalid_write_key"),
     ("unknown body writeKey", "/v1/track", {"userId": "u", "event": "E", "writeKey": "wk_nope"}, {},
@@ -590,6 +600,29 @@ def test_one_invalid_event_in_a_batch_is_rejected_alone(
     assert engine.stats.events_rejected == Counter({"missing_event": 1})
     assert engine.stats.events_accepted == 2
     assert "rejected 1 of 3 events: batch[1] missing_event" in caplog.text
+
+
+def test_a_lone_surrogate_in_a_batch_item_rejects_that_item_alone(engine: Engine, http: httpx.Client) -> None:
+    # It was a 503 for the whole batch, retried forever by every client.
+    body = (
+        b'{"batch": [{"type": "track", "userId": "u1", "event": "E", "messageId": "\\ud800"},'
+        b' {"type": "track", "userId": "u1", "event": "E", "messageId": "m2"}]}'
+    )
+    assert_success(post(http, "/v1/batch", body, basic(WEB)))
+    assert engine.events() == {"m2": FANOUT["web"]}
+    assert engine.stats.events_rejected == Counter({"invalid_message_id": 1})
+
+
+def test_a_batch_context_is_merged_within_the_message_limit(engine: Engine, http: httpx.Client) -> None:
+    context = {"p": "x" * 20_000}
+    batch = [
+        {"type": "track", "userId": "u1", "event": "E", "messageId": "m1"},
+        {"type": "track", "userId": "u1", "event": "E", "messageId": "m2", "properties": {"q": "y" * 15_000}},
+    ]
+    assert_success(post(http, "/v1/batch", {"batch": batch, "context": context}, basic(WEB)))
+    assert engine.events() == {"m1": FANOUT["web"]}
+    assert engine.payloads()["m1"]["context"] == context
+    assert engine.stats.events_rejected == Counter({"message_too_large": 1})
 
 
 def test_a_batch_of_only_invalid_events_is_still_200(engine: Engine, http: httpx.Client) -> None:

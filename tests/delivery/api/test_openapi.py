@@ -1,0 +1,129 @@
+"""The OpenAPI document: served, built once, saying what the API does (test_fuzz holds the API to it)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from delivery.api.main import create_app
+from delivery.api.segment import ErrorCode
+from delivery.config import parse_config
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "tracking-api.md"
+TRACKING = [
+    f"/v1/{call}" for call in ("identify", "track", "page", "screen", "group", "alias", "batch", "import")
+]
+ADMIN = ["/admin/status", "/admin/notifications", "/admin/destinations/{destination_id}/enable"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def app() -> FastAPI:
+    # The document does not depend on the queue: nothing here reaches it.
+    return create_app(parse_config({}), queue=None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://engine.test") as client:
+        yield client
+
+
+def operation(document: dict[str, Any], path: str) -> dict[str, Any]:
+    [only] = document["paths"][path].values()
+    return only
+
+
+@pytest.mark.anyio
+async def test_the_document_and_its_page_are_served(app: FastAPI, client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == app.openapi()
+    assert response.json()["openapi"].startswith("3.1.")
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in page.text
+
+
+def test_the_document_is_built_once(app: FastAPI) -> None:
+    assert app.openapi() is app.openapi()
+
+
+def test_every_endpoint_is_in_the_document(app: FastAPI) -> None:
+    assert set(app.openapi()["paths"]) == {"/healthz", "/metrics", *TRACKING, *ADMIN}
+
+
+@pytest.mark.parametrize("path", TRACKING)
+def test_a_tracking_endpoint_takes_a_json_body_and_the_write_key(app: FastAPI, path: str) -> None:
+    document = app.openapi()
+    tracking = operation(document, path)
+    assert tracking["security"] == [{"writeKey": []}]
+    assert document["components"]["securitySchemes"]["writeKey"] == {
+        "type": "http",
+        "scheme": "basic",
+        "description": document["components"]["securitySchemes"]["writeKey"]["description"],
+    }
+    body = tracking["requestBody"]
+    assert body["required"] is True
+    assert set(body["content"]) == {"application/json"}
+    assert set(tracking["responses"]) == {"200", "400", "401", "413", "415", "503"}
+
+
+@pytest.mark.parametrize("path", ADMIN)
+def test_an_admin_endpoint_takes_the_admin_token(app: FastAPI, path: str) -> None:
+    document = app.openapi()
+    admin = operation(document, path)
+    assert admin["security"] == [{"adminToken": []}]
+    assert document["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    assert admin["responses"]["401"]["headers"]["WWW-Authenticate"]["required"] is True
+
+
+def test_no_operation_documents_fastapis_422(app: FastAPI) -> None:
+    # Validation errors are answered 400 `invalid_request` (`delivery.api.main`).
+    document = app.openapi()
+    for path_item in document["paths"].values():
+        for answer in path_item.values():
+            assert "422" not in answer["responses"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_the_document_and_the_docs_give_each_error_code_the_same_status(app: FastAPI) -> None:
+    match = re.search(r"<!-- test: error-codes -->\n((?:\|.*\n)+)", DOC.read_text())
+    assert match, "docs/tracking-api.md lost its error-code table"
+    documented = {
+        code: int(status) for status, code in re.findall(r"^\| (\d{3}) \| `(\w+)` \|", match[1], re.M)
+    }
+    responses = operation(app.openapi(), "/v1/track")["responses"]
+    in_document = {
+        code: int(status)
+        for status, answer in responses.items()
+        if status != "200"
+        for code in answer["content"]["application/json"]["schema"]["properties"]["code"]["enum"]
+    }
+    assert in_document == documented
+    assert set(in_document) == set(ErrorCode)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("destination", "code"), [("nope", "unknown_destination"), ("a%2Fb", "not_found")])
+async def test_an_unknown_destination_is_a_documented_404(
+    app: FastAPI, client: httpx.AsyncClient, destination: str, code: str
+) -> None:
+    headers = {"Authorization": "Bearer change-me"}  # the default token
+    response = await client.post(f"/admin/destinations/{destination}/enable", headers=headers)
+    assert (response.status_code, response.json()["code"]) == (404, code)
+    documented = operation(app.openapi(), "/admin/destinations/{destination_id}/enable")["responses"]["404"]
+    assert code in documented["content"]["application/json"]["schema"]["properties"]["code"]["enum"]
