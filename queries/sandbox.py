@@ -29,9 +29,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 
+from queries.catalog import lock_down
 from queries.errors import QueryError
 from queries.limits import (
     DEFAULT_MEMORY_LIMIT,
@@ -41,6 +43,7 @@ from queries.limits import (
     parse_memory_limit,
     timed_out,
 )
+from queries.readonly import read_only_statement
 from queries.wire import Timeout, read_frame, read_message, write_message
 
 #: How long past its time limit a query's worker has to answer before it is killed:
@@ -81,6 +84,10 @@ class SqlSandbox:
             "threads": threads,
         }
         self._max_workers = workers
+        # The guard runs here first, so that a refusal costs no worker; the
+        # worker judges again, and runs only what it judged itself.
+        self._judge = duckdb.connect(":memory:")
+        lock_down(self._judge, [], temp_directory="")
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._starting = 0
@@ -104,6 +111,10 @@ class SqlSandbox:
         query stopped at a limit, with a message saying which.
         """
         limits = limits or Limits()
+        if self._closed:
+            raise QueryError("the SQL sandbox is closed")
+        with self._judge.cursor() as cur:
+            read_only_statement(cur, text)
         worker = self._acquire()
         healthy = False
         try:
@@ -131,6 +142,7 @@ class SqlSandbox:
             self._closed = True
             self._changed.notify_all()
         self._finalizer()
+        self._judge.close()
 
     def __enter__(self) -> SqlSandbox:
         return self
