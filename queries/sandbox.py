@@ -127,7 +127,7 @@ class SqlSandbox:
                 },
                 deadline=time.monotonic() + limits.timeout_s + KILL_GRACE_S,
             )
-            healthy = True
+            healthy = not reply.get("retire")
         except Timeout:
             raise timed_out(limits.timeout_s) from None
         finally:
@@ -219,6 +219,9 @@ class _Worker:
         env = dict(os.environ)
         # The worker imports the same `queries` as this process, installed or not.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        # pyarrow's default pool (mimalloc) reserves 1 GiB of address space at
+        # its first allocation, which the worker's data limit would count.
+        env["ARROW_DEFAULT_MEMORY_POOL"] = "system"
         self._process = subprocess.Popen(
             [sys.executable, "-m", "queries.sandbox_worker"],
             stdin=subprocess.PIPE,

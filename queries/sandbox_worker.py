@@ -111,7 +111,21 @@ def run(
         return {"error": str(out_of_memory(memory_limit))}, None
     except duckdb.Error as exc:
         return {"error": str(exc)}, None
+    except OSError as exc:
+        # DuckDB's errors reach the Arrow stream reader as pyarrow's OSError: only the text is left.
+        if "Out of Memory" in str(exc):
+            return {"error": str(out_of_memory(memory_limit))}, None
+        return {"error": str(exc)}, None
     return {"rows": table.num_rows, "truncated": truncated}, table
+
+
+def data_size() -> int:
+    """Bytes of this process's data segment (VmData): what RLIMIT_DATA counts."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmData:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _fetch(cur: duckdb.DuckDBPyConnection, statement: str, limits: Limits) -> tuple[pa.Table, bool]:
@@ -158,19 +172,25 @@ def main() -> None:
         write_message(out, {"error": f"the SQL sandbox could not open the log: {exc}"})
         return
     write_message(out, {"ready": True})
+    # The allocators keep the address space a large query took (RLIMIT_DATA
+    # counts it, used or not), so a later query would meet the limit early:
+    # past this, the worker answers and retires, and the next query gets a new one.
+    retire_above = data_size() + config["memory_limit"] // 2
     while (request := read_message(0)) is not None:
         reply, table = run(catalog, request, config["memory_limit"])
-        if table is None:
-            write_message(out, reply)
-            continue
-        try:
-            payload = _ipc(table)
-        except MemoryError:
-            write_message(out, {"error": str(out_of_memory(config["memory_limit"]))})
-            continue
-        del table
-        write_message(out, reply)
-        write_frame(out, memoryview(payload))
+        payload = None
+        if table is not None:
+            try:
+                payload = _ipc(table)
+            except MemoryError:
+                reply = {"error": str(out_of_memory(config["memory_limit"]))}
+            del table
+        retire = data_size() > retire_above
+        write_message(out, reply | {"retire": retire})
+        if payload is not None and "error" not in reply:
+            write_frame(out, memoryview(payload))
+        if retire:
+            return
 
 
 if __name__ == "__main__":

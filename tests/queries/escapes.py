@@ -204,16 +204,19 @@ class Measured:
 
 _MEASURE = """
 import json, resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True, check=False)
+done = subprocess.run(sys.argv[1:], input=sys.stdin.read(), capture_output=True, text=True, check=False)
 print(json.dumps({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
                   "peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
 
 
-def measured(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> Measured:
+def measured(
+    argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, input: str = ""
+) -> Measured:
     """Run `argv` under a parent that reads its peak resident size (its workers' included) when it ends."""
     done = subprocess.run(
         [sys.executable, "-c", _MEASURE, *argv],
+        input=input,
         capture_output=True,
         text=True,
         cwd=cwd,

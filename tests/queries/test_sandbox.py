@@ -155,3 +155,15 @@ def test_rows_are_cut_at_max_rows_and_say_so(sandbox: SqlSandbox) -> None:
 def test_a_memory_limit_that_is_no_size_is_refused(fixture_dir: Path) -> None:
     with pytest.raises(ValueError, match="not a size"):
         SqlSandbox(fixture_dir, memory_limit="a lot")
+
+
+def test_a_worker_that_reached_its_memory_limit_retires(sandbox: SqlSandbox) -> None:
+    # Its allocators keep the address space the query took, which the process limit counts.
+    sandbox.run("SELECT 1")
+    [worker] = sandbox._idle
+    with pytest.raises(QueryError, match="memory limit"):
+        sandbox.run("SELECT len(list(i)) AS n FROM range(1000000000) t(i)")
+    assert not worker.alive()
+    # The next query has the whole budget again: it reaches the byte cap, not the memory limit.
+    with pytest.raises(QueryError, match="result size limit"):
+        sandbox.run("SELECT repeat('x', 10000) AS s FROM range(100000)", Limits(max_rows=100_000))
