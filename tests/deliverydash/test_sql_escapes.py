@@ -11,7 +11,6 @@ import pytest
 
 from tests.queries.conftest import fixture_rows, publish
 from tests.queries.escapes import (
-    BOMB_TIMEOUT_S,
     BOMBS,
     ESCAPES,
     PROCESS_LIMIT,
@@ -26,8 +25,8 @@ from tests.queries.escapes import (
 )
 
 COMMAND = [sys.executable, "-m", "deliverydash", "sql"]
-#: Bombs run with a short time limit, and rows enough for the wide result to reach the byte cap.
-BOMB_OPTIONS = ["--timeout", str(BOMB_TIMEOUT_S), "--max-rows", "100000"]
+#: Rows enough for the wide result to reach the byte cap.
+BOMB_OPTIONS = ["--max-rows", "100000"]
 ENV = {"DELIVERYDASH_DATA_DIR": ""}
 
 
@@ -88,7 +87,16 @@ def test_the_prompt_refuses_every_escape_changes_nothing_and_goes_on(places: Pla
 @pytest.mark.parametrize("bomb", BOMBS, ids=ids(BOMBS))
 def test_one_shot_stops_a_bomb_within_its_limit(places: Places, bomb: Case) -> None:
     done = measured(
-        [*COMMAND, bomb.sql, *BOMB_OPTIONS, "--data-dir", str(places.data_dir)], cwd=places.workdir, env=ENV
+        [
+            *COMMAND,
+            bomb.sql,
+            *BOMB_OPTIONS,
+            f"--timeout={bomb.timeout_s}",
+            "--data-dir",
+            str(places.data_dir),
+        ],
+        cwd=places.workdir,
+        env=ENV,
     )
     assert done.returncode == 2, done.stdout
     assert bomb.refusal in done.stderr, done.stderr
@@ -96,24 +104,30 @@ def test_one_shot_stops_a_bomb_within_its_limit(places: Places, bomb: Case) -> N
 
 
 @pytest.fixture(scope="module")
-def prompt_bombs(places: Places) -> Measured:
-    """Every bomb at one prompt, then a query that should still run."""
-    return measured(
-        [*COMMAND, *BOMB_OPTIONS, "--data-dir", str(places.data_dir)],
-        cwd=places.workdir,
-        env=ENV,
-        input=prompt_input(BOMBS, places),
-    )
+def prompt_bombs(places: Places) -> list[tuple[list[Case], Measured]]:
+    """The bombs at a prompt, one prompt per time limit, each then given a query that should still run."""
+    sessions = []
+    for timeout_s in sorted({bomb.timeout_s for bomb in BOMBS}):
+        bombs = [bomb for bomb in BOMBS if bomb.timeout_s == timeout_s]
+        done = measured(
+            [*COMMAND, *BOMB_OPTIONS, f"--timeout={timeout_s}", "--data-dir", str(places.data_dir)],
+            cwd=places.workdir,
+            env=ENV,
+            input=prompt_input(bombs, places),
+        )
+        sessions.append((bombs, done))
+    return sessions
 
 
-def test_the_prompt_stops_every_bomb_and_goes_on(prompt_bombs: Measured) -> None:
-    assert prompt_bombs.returncode == 0, prompt_bombs.stderr
-    refused = errors(prompt_bombs.stderr)
-    assert len(refused) == len(BOMBS), prompt_bombs.stderr
-    for bomb, message in zip(BOMBS, refused, strict=True):
-        assert bomb.refusal in message, (bomb.id, message)
-    assert "42" in prompt_bombs.stdout
-    assert prompt_bombs.peak_bytes < PROCESS_LIMIT, f"{prompt_bombs.peak_bytes / 2**30:.2f} GiB"
+def test_the_prompt_stops_every_bomb_and_goes_on(prompt_bombs: list[tuple[list[Case], Measured]]) -> None:
+    for bombs, done in prompt_bombs:
+        assert done.returncode == 0, done.stderr
+        refused = errors(done.stderr)
+        assert len(refused) == len(bombs), done.stderr
+        for bomb, message in zip(bombs, refused, strict=True):
+            assert bomb.refusal in message, (bomb.id, message)
+        assert "42" in done.stdout
+        assert done.peak_bytes < PROCESS_LIMIT, f"{done.peak_bytes / 2**30:.2f} GiB"
 
 
 def test_rows_past_max_rows_are_neither_fetched_nor_printed(places: Places) -> None:

@@ -12,8 +12,8 @@ from queries import AttemptLog, QueryError, Scope, by_destination, connect, day_
 
 from .conftest import D1, D2, fixture_rows, publish
 from .escapes import (
-    BOMB_TIMEOUT_S,
     BOMBS,
+    CATALOG,
     ESCAPES,
     PROCESS_LIMIT,
     SECRET,
@@ -24,15 +24,6 @@ from .escapes import (
     measured,
     tree,
 )
-
-#: What the pages' connection and the sandbox's catalog hold, to compare before and after.
-CATALOG = """
-    SELECT 'view' AS kind, view_name AS name, sql FROM duckdb_views() WHERE NOT internal
-    UNION ALL SELECT 'table', table_name, sql FROM duckdb_tables()
-    UNION ALL SELECT function_type, function_name, macro_definition FROM duckdb_functions()
-        WHERE function_type IN ('macro', 'table_macro') AND NOT internal
-    ORDER BY ALL
-"""
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +90,7 @@ with connect(sys.argv[1]) as log:
 
 @pytest.mark.parametrize("bomb", BOMBS, ids=ids(BOMBS))
 def test_a_bomb_is_stopped_within_its_limit(places: Places, bomb: Case) -> None:
-    done = measured([sys.executable, "-c", _BOMB, str(places.data_dir), bomb.sql, str(BOMB_TIMEOUT_S)])
+    done = measured([sys.executable, "-c", _BOMB, str(places.data_dir), bomb.sql, str(bomb.timeout_s)])
     assert done.returncode == 0, done.stderr
     refusal = done.stdout.splitlines()[0]
     assert refusal.startswith("refused:"), done.stdout
