@@ -34,7 +34,7 @@ DEFAULT_MEMORY_LIMIT = "1GiB"
 DEFAULT_THREADS = 2
 #: What a worker process may hold beyond DuckDB's memory limit: the
 #: interpreter, DuckDB's and pyarrow's code and caches, and a result of up
-#: to `max_bytes` on its way out (measured: about 350 MiB at rest). With
+#: to `max_bytes` on its way out (measured: about 310 MiB at rest). With
 #: the default limit, a worker never holds more than 1.75 GiB.
 HEADROOM = 768 * MiB
 

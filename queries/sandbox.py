@@ -125,7 +125,7 @@ class SqlSandbox:
                     "max_rows": limits.max_rows,
                     "max_bytes": limits.max_bytes,
                 },
-                deadline=time.monotonic() + limits.timeout_s + KILL_GRACE_S,
+                allowed_s=limits.timeout_s + KILL_GRACE_S,
             )
             healthy = not reply.get("retire")
         except Timeout:
@@ -235,10 +235,17 @@ class _Worker:
         self._ready = False
         write_message(self._to, config)
 
-    def ask(self, request: dict[str, Any], deadline: float) -> tuple[dict[str, Any], bytes]:
-        """Send a request; its reply and the result's Arrow bytes (empty after an error)."""
+    def ask(self, request: dict[str, Any], allowed_s: float) -> tuple[dict[str, Any], bytes]:
+        """Send a request; its reply and the result's Arrow bytes (empty after an error).
+
+        `Timeout` if the answer is not complete `allowed_s` after the request
+        is sent (a worker still starting has `START_TIMEOUT_S` more).
+        """
         if not self._ready:
-            ready = self._read(time.monotonic() + START_TIMEOUT_S)
+            try:
+                ready = self._read(time.monotonic() + START_TIMEOUT_S)
+            except Timeout:
+                raise QueryError(f"the SQL worker did not start within {START_TIMEOUT_S:g} s") from None
             if "error" in ready:
                 raise QueryError(ready["error"])
             self._ready = True
@@ -246,6 +253,7 @@ class _Worker:
             write_message(self._to, request)
         except BrokenPipeError:
             raise _died() from None
+        deadline = time.monotonic() + allowed_s
         reply = self._read(deadline)
         if "error" in reply:
             return reply, b""
