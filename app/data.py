@@ -19,15 +19,21 @@ import polars as pl
 import streamlit as st
 
 from ingest.notifications import Notification, open_notifications
-from queries import AttemptLog, Scope, api, connect
+from queries import AttemptLog, Limits, Scope, SqlResult, SqlSandbox, api, connect
 from queries.errors import QueryError
 
 DATA_DIR_ENV = "DELIVERYDASH_DATA_DIR"
 #: The engine publishes attempt files at least every export_interval_s (5 s by
 #: default); half a minute keeps pages fresh without recomputing on every click.
 TTL_S = 30
+#: The SQL console's limits: per query, time, rows shown and bytes fetched;
+#: per worker process, DuckDB's memory (the process may hold 768 MiB more:
+#: `queries.limits.HEADROOM`); and how many queries run at once (more wait).
 SQL_TIMEOUT_S = 20.0
 SQL_MAX_ROWS = 10_000
+SQL_MAX_BYTES = 64 * 1024 * 1024
+SQL_MEMORY_LIMIT = "1GiB"
+SQL_WORKERS = 2
 _RECEIVED_DAYS = """
     SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day
     FROM outcomes
@@ -53,6 +59,18 @@ def log() -> AttemptLog:
     return _log(str(data_dir()))
 
 
+@st.cache_resource(show_spinner=False)
+def _sql_sandbox(root: str) -> SqlSandbox:
+    # The console's queries run in worker processes of their own, never on
+    # `_log`'s connection, whose views every viewer's pages read.
+    return SqlSandbox(root, memory_limit=SQL_MEMORY_LIMIT, workers=SQL_WORKERS)
+
+
+def sql_sandbox() -> SqlSandbox:
+    """The SQL console's sandbox over `data_dir()`."""
+    return _sql_sandbox(str(data_dir()))
+
+
 def days() -> list[dt.date]:
     """UTC days on which events were received, newest first.
 
@@ -66,7 +84,7 @@ def days() -> list[dt.date]:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _received_days(root: str) -> list[dt.date]:
-    days: list[dt.date] = _log(root).sql(_RECEIVED_DAYS).get_column("day").to_list()
+    days: list[dt.date] = _log(root).trusted_sql(_RECEIVED_DAYS).get_column("day").to_list()
     return days
 
 
@@ -223,14 +241,14 @@ def as_csv(frame: pl.DataFrame) -> bytes:
     return flat.write_csv().encode()
 
 
-def run_sql(text: str) -> pl.DataFrame:
-    """An engineer's query in the sandbox, at most `SQL_MAX_ROWS` rows; raises `QueryError`.
+def run_sql(text: str) -> SqlResult:
+    """An engineer's query in the SQL sandbox: its first `SQL_MAX_ROWS` rows; raises `QueryError`.
 
     Not cached: the log grows, and a console that answers from a cache is a
     console that lies.
     """
-    # One row more than shown, so the console can say the result was cut.
-    return api.run_sql(log(), text, timeout_s=SQL_TIMEOUT_S, max_rows=SQL_MAX_ROWS + 1)
+    limits = Limits(timeout_s=SQL_TIMEOUT_S, max_rows=SQL_MAX_ROWS, max_bytes=SQL_MAX_BYTES)
+    return sql_sandbox().run(text, limits)
 
 
 __all__ = [
@@ -250,5 +268,6 @@ __all__ = [
     "log",
     "rollups_out_of_step",
     "run_sql",
+    "sql_sandbox",
     "workspaces",
 ]

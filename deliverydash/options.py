@@ -48,6 +48,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argument that is a number greater than 0 (`0.5`, `60`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
 def default_data_dir() -> str:
     """`$DELIVERYDASH_DATA_DIR` when set and not empty, else `data`."""
     return os.environ.get(DATA_DIR_ENV) or "data"

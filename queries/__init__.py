@@ -34,18 +34,24 @@ from queries.api import (
     retry_recovery,
     run_sql,
 )
+from queries.catalog import ROLLUP_VIEWS, VIEW
 from queries.errors import QueryError
+from queries.limits import Limits
 from queries.loader import load_query, parameter_names, query_names
-from queries.log import ROLLUP_VIEWS, VIEW, AttemptLog, connect
+from queries.log import AttemptLog, connect
+from queries.sandbox import SqlResult, SqlSandbox
 from queries.scope import Scope, ScopeKind
 
 __all__ = [
     "ROLLUP_VIEWS",
     "VIEW",
     "AttemptLog",
+    "Limits",
     "QueryError",
     "Scope",
     "ScopeKind",
+    "SqlResult",
+    "SqlSandbox",
     "by_destination",
     "by_error",
     "by_integration",

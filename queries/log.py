@@ -1,22 +1,11 @@
-"""The attempt log opened for queries: a sandboxed in-memory DuckDB with seven views.
+"""The attempt log opened for queries: an in-memory DuckDB with seven views, and a sandbox for people's SQL.
 
-`connect(data_dir)` opens an in-memory connection and defines, each over
-its Parquet files (``date=*/hour=*/*.parquet``, hive-partitioned):
-
-* `attempts`: the raw log, ``<data_dir>/attempts/``, one row per record;
-* `outcomes`, `latency_histogram`, `destination_latency_histogram`,
-  `error_templates`, `delay_histogram`, `destination_delay_histogram`:
-  the hourly rollups of `ingest.rollup`
-  (``<data_dir>/rollups/<rollup>/``, `ROLLUP_VIEWS` below), one file of each
-  per attempt file, which the named queries read.
-
-DuckDB re-globs on every query, so newly published files are seen at once.
-A column added to the contract or a rollup is NULL in files written before
-it (`union_by_name`); should no file have it yet, the view adds it
-(`padded_view_sql`), so queries naming it still run on old data.
-Until a view's first file exists its glob matches nothing and `read_parquet`
-would raise, so the view is then defined over an empty selection typed like
-the files; every query checks for files first and switches the views over
+`connect(data_dir)` opens an in-memory connection and defines the views
+over the log and its rollups (`queries.catalog`: `attempts`, `outcomes`,
+`latency_histogram`, `destination_latency_histogram`, `error_templates`,
+`delay_histogram`, `destination_delay_histogram`) and the macros the named
+queries share. Every query checks for files first and switches a view
+between its files and an empty selection when its first file appears
 (and back, should every file be removed).
 
 Reading never writes. Should a writer have crashed between an attempt file
@@ -25,134 +14,37 @@ the log disagree until a writer or `deliverydash repair` runs
 `ingest.rollup.repair`; `AttemptLog.rollups_out_of_step` counts the files
 concerned, so that whoever shows figures can say they are incomplete.
 
-The connection is a sandbox for user-written SQL (`AttemptLog.sql`): it
-can read only the attempt log's and the rollups' directories, loads no
-extensions, sees no Python variables, and its configuration is locked. It
-runs in UTC, the zone of the `date`/`hour` partitions, and defines the
-`body_template(body)` macro the `error_templates` rollup is made with and
-the macros the named queries share (`queries/_macros.sql`).
+Only the program's SQL runs on that connection: the named queries (`run`,
+`plan`) and `trusted_sql`. SQL written by a person (`AttemptLog.sql`) runs
+in the SQL sandbox (`queries.sandbox`), in a worker process with a
+catalog of its own, so it can neither change the views the named queries
+read nor take the memory they need. The connection is locked down all the
+same (`queries.catalog.lock_down`): it reads only the log's directories,
+spills to a private temporary directory removed at `close`, runs in UTC,
+and its configuration is locked.
 """
 
 from __future__ import annotations
 
-import glob
 import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Sequence
+import weakref
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from types import TracebackType
 
 import duckdb
 import polars as pl
 
-from ingest.files import attempts_glob, attempts_root
-from ingest.rollup import ROLLUPS_DIR, connect_macros, out_of_step, rollup_glob, rollup_schemas
-from ingest.schema import COLUMNS
+from ingest.rollup import connect_macros, out_of_step
+from queries.catalog import define_macros, define_view, lock_down, readable_dirs, view_backing, view_globs
 from queries.errors import QueryError
-from queries.loader import load_macros, load_query, parameter_names
-from queries.readonly import read_only_statement
+from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
+from queries.loader import load_query, parameter_names
+from queries.sandbox import SqlSandbox
 from queries.scope import Scope, query_parameters
-
-VIEW = "attempts"
-#: The views over the rollups, each with the rollup (`ingest.rollup.ROLLUPS`) it reads.
-ROLLUP_VIEWS = {
-    "outcomes": "outcomes",
-    "latency_histogram": "latency",
-    "destination_latency_histogram": "destination_latency",
-    "error_templates": "errors",
-    "delay_histogram": "delay",
-    "destination_delay_histogram": "destination_delay",
-}
-#: Every view the connection defines.
-VIEWS = (VIEW, *ROLLUP_VIEWS)
-#: Hive partition columns each view adds after its files' columns.
-PARTITION_COLUMNS = (("date", "DATE"), ("hour", "INTEGER"))
-
-
-def _literal(text: str) -> str:
-    """A SQL string literal; only for paths and settings chosen by the program."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def file_view_sql(parquet_glob: str, view: str = VIEW) -> str:
-    """The view over the Parquet files, as docs/sql.md shows it."""
-    return (
-        f"CREATE OR REPLACE VIEW {_identifier(view)} AS SELECT * FROM read_parquet({_literal(parquet_glob)}, "
-        "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER}, union_by_name = true)"
-    )
-
-
-def _empty_select(view: str) -> str:
-    typed = [*view_columns(view), *PARTITION_COLUMNS]
-    columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {_identifier(name)}" for name, sql_type in typed)
-    return f"SELECT {columns} WHERE false"
-
-
-def empty_view_sql(view: str = VIEW) -> str:
-    """The same columns and types as `file_view_sql` gives for `view`, and no rows."""
-    return f"CREATE OR REPLACE VIEW {_identifier(view)} AS {_empty_select(view)}"
-
-
-def padded_view_sql(parquet_glob: str, view: str = VIEW) -> str:
-    """`file_view_sql` for files written before a column was added: every column of today, NULL where absent.
-
-    `union_by_name` gives a column NULL in the files that lack it only if one
-    file has it; with none, a query naming it would fail. The empty selection
-    typed as today's files (`empty_view_sql`) supplies it.
-    """
-    files = file_view_sql(parquet_glob, view).split(" AS ", 1)[1]
-    return f"CREATE OR REPLACE VIEW {_identifier(view)} AS {_empty_select(view)} UNION ALL BY NAME {files}"
-
-
-@cache
-def view_columns(view: str) -> tuple[tuple[str, str], ...]:
-    """(name, DuckDB type) of the columns in `view`'s files: the contract's, or a rollup's."""
-    if view == VIEW:
-        return tuple((c.name, c.sql_type) for c in COLUMNS)
-    schema = rollup_schemas()[ROLLUP_VIEWS[view]]
-    # DuckDB names the types it reads the Arrow schema as, exactly as it reads the files.
-    with duckdb.connect(":memory:") as scratch:
-        relation = scratch.from_arrow(schema.empty_table())
-        return tuple(
-            (name, str(sql_type)) for name, sql_type in zip(relation.columns, relation.types, strict=True)
-        )
-
-
-def _sandbox(
-    con: duckdb.DuckDBPyConnection,
-    readable_dirs: Sequence[Path],
-    *,
-    memory_limit: str | None,
-    threads: int | None,
-) -> None:
-    # Order matters: directories must be allowed before external access is
-    # switched off, and nothing can change once the configuration is locked.
-    allowed = ", ".join(_literal(str(d)) for d in readable_dirs)
-    settings = [
-        "SET GLOBAL TimeZone = 'UTC'",
-        f"SET allowed_directories = [{allowed}]",
-        "SET enable_external_access = false",
-        "SET autoinstall_known_extensions = false",
-        "SET autoload_known_extensions = false",
-        "SET python_enable_replacements = false",
-        # Files are immutable once published, so their footers can be cached. A
-        # rollup `repair` rebuilds under a lost file's name is newer than the
-        # cached footer, and DuckDB, which compares modification times, rereads it.
-        "SET parquet_metadata_cache = true",
-    ]
-    if memory_limit is not None:
-        settings.append(f"SET memory_limit = {_literal(memory_limit)}")
-    if threads is not None:
-        settings.append(f"SET threads = {int(threads)}")
-    settings.append("SET lock_configuration = true")
-    for statement in settings:
-        con.execute(statement)
 
 
 class AttemptLog:
@@ -168,23 +60,34 @@ class AttemptLog:
         *,
         memory_limit: str | None = None,
         threads: int | None = None,
+        sandbox: SqlSandbox | None = None,
     ) -> None:
+        """`memory_limit` and `threads` are the named queries' connection's; `sandbox` runs `sql`.
+
+        Without a `sandbox`, the first `sql` call starts one of its own
+        (default limits, one worker), closed with the log.
+        """
         self.data_dir = Path(data_dir).resolve()
-        self._attempts_root = attempts_root(self.data_dir)
-        self._globs = {VIEW: attempts_glob(self.data_dir)} | {
-            view: rollup_glob(self.data_dir, rollup) for view, rollup in ROLLUP_VIEWS.items()
-        }
+        self._globs = view_globs(self.data_dir)
         self._con = duckdb.connect(":memory:")
         self._view_lock = threading.Lock()
         self._file_backed: dict[str, bool] = {}
+        # DuckDB lets a query read its temp directory: this one is private, and removed at close.
+        self._temp_dir = tempfile.mkdtemp(prefix="deliverydash-duckdb-")
+        self._remove_temp_dir = weakref.finalize(self, shutil.rmtree, self._temp_dir, ignore_errors=True)
+        self._sandbox = sandbox
+        self._own_sandbox = sandbox is None
+        self._sandbox_lock = threading.Lock()
         connect_macros(self._con)
-        # The two directories the views read, not the data directory itself:
-        # the engine keeps its own state there too, which user SQL has no business reading.
-        readable = [self._attempts_root, self.data_dir / ROLLUPS_DIR]
-        _sandbox(self._con, readable, memory_limit=memory_limit, threads=threads)
+        lock_down(
+            self._con,
+            readable_dirs(self.data_dir),
+            temp_directory=self._temp_dir,
+            memory_limit=memory_limit,
+            threads=threads,
+        )
         self._sync_views()
-        # After the views: DuckDB binds a table macro's body when it is created.
-        self._con.execute(load_macros())
+        define_macros(self._con)
 
     def run(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> pl.DataFrame:
         """Run the named query (`queries/<name>.sql`) for `scope` over [start, end).
@@ -220,26 +123,49 @@ class AttemptLog:
         return "\n".join(plan.get_column("explain_value"))
 
     def sql(self, text: str, *, timeout_s: float | None = None, max_rows: int | None = None) -> pl.DataFrame:
-        """Run one read-only statement written by a person against the views.
+        """Run one read-only statement written by a person against the views, in the SQL sandbox.
 
         The views are `attempts` and the rollups `outcomes`,
         `latency_histogram`, `destination_latency_histogram`,
         `error_templates`, `delay_histogram` and
-        `destination_delay_histogram` (docs/sql.md). Accepts
-        SELECT, WITH, EXPLAIN, DESCRIBE, SUMMARIZE and SHOW; anything else,
-        several statements, a parse error, a failing query or one still
-        running after `timeout_s` seconds raises `QueryError`. With
-        `max_rows`, at most that many rows are fetched (the query is limited,
-        not cut after the fact, so `SELECT * FROM attempts` cannot fill memory).
+        `destination_delay_histogram` (docs/sql.md). Accepts what
+        `queries.readonly` accepts (SELECT, WITH, DESCRIBE, SUMMARIZE, SHOW,
+        EXPLAIN [ANALYZE] of those); anything else, a parse error, a failing
+        query, and a query stopped at a limit of `queries.limits` raise
+        `QueryError`. The time limit is `timeout_s` (default 30 s). With
+        `max_rows`, the first `max_rows` rows come back and the rest are
+        never fetched; without it, a result of more than 10,000 rows is an
+        error (so that nothing is cut unseen).
         """
-        with self._con.cursor() as cur:
-            read_only_statement(cur, text)
+        limits = Limits(
+            timeout_s=timeout_s or DEFAULT_TIMEOUT_S,
+            max_rows=max_rows or DEFAULT_MAX_ROWS,
+        )
+        result = self.sandbox().run(text, limits)
+        if result.truncated and max_rows is None:
+            raise QueryError(
+                f"the result has more than {DEFAULT_MAX_ROWS:,} rows: add a LIMIT, "
+                "or pass max_rows to take the first rows"
+            )
+        return result.frame
+
+    def trusted_sql(self, sql: str) -> pl.DataFrame:
+        """Run SQL written in this program (never a person's) on the views' connection, in full.
+
+        For the few figures that are no named query (`app.data.days`); a
+        person's SQL goes to `sql`, whose sandbox this skips.
+        """
         try:
-            return self._fetch(text, None, timeout_s=timeout_s, max_rows=max_rows)
-        except duckdb.InterruptException as exc:
-            raise QueryError(f"the query ran longer than {timeout_s:g} s and was stopped") from exc
+            return self._fetch(sql, None)
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
+
+    def sandbox(self) -> SqlSandbox:
+        """The SQL sandbox `sql` runs in (started on first use when the log has none of its own)."""
+        with self._sandbox_lock:
+            if self._sandbox is None:
+                self._sandbox = SqlSandbox(self.data_dir)
+            return self._sandbox
 
     def rollups_out_of_step(self) -> int:
         """Attempt files lacking rollups plus rollup files without an attempt file; 0 when in step.
@@ -252,8 +178,12 @@ class AttemptLog:
         return out_of_step(self.data_dir).files
 
     def close(self) -> None:
-        """Close the connection; later queries raise."""
+        """Close the connection, remove its temporary directory, stop its own sandbox; later queries raise."""
         self._con.close()
+        self._remove_temp_dir()
+        with self._sandbox_lock:
+            if self._sandbox is not None and self._own_sandbox:
+                self._sandbox.close()
 
     def __enter__(self) -> AttemptLog:
         return self
@@ -266,51 +196,20 @@ class AttemptLog:
     ) -> None:
         self.close()
 
-    def _fetch(
-        self,
-        sql: str,
-        params: dict[str, object] | None,
-        *,
-        timeout_s: float | None = None,
-        max_rows: int | None = None,
-    ) -> pl.DataFrame:
+    def _fetch(self, sql: str, params: dict[str, object] | None) -> pl.DataFrame:
         self._sync_views()
         with self._con.cursor() as cur:
-            # DuckDB has no statement timeout: interrupting from a timer is the way.
-            timer = threading.Timer(timeout_s, cur.interrupt) if timeout_s is not None else None
-            if timer is not None:
-                timer.start()
-            try:
-                relation = cur.sql(sql, params=params)
-                if max_rows is not None:
-                    relation = relation.limit(max_rows)
-                result: pl.DataFrame = relation.pl()
-            finally:
-                if timer is not None:
-                    timer.cancel()
+            result: pl.DataFrame = cur.sql(sql, params=params).pl()
         return result
 
     def _sync_views(self) -> None:
-        # iglob is lazy: this stops at the first file, however large the log.
-        has_files = {
-            view: next(glob.iglob(pattern), None) is not None for view, pattern in self._globs.items()
-        }
+        backing = view_backing(self._globs)
         with self._view_lock:
-            for view, backed in has_files.items():
+            for view, backed in backing.items():
                 if backed != self._file_backed.get(view):
                     with self._con.cursor() as cur:
-                        cur.execute(
-                            file_view_sql(self._globs[view], view) if backed else empty_view_sql(view)
-                        )
-                        if backed and not _has_every_column(cur, view):
-                            cur.execute(padded_view_sql(self._globs[view], view))
+                        define_view(cur, view, self._globs[view], backed)
                     self._file_backed[view] = backed
-
-
-def _has_every_column(cur: duckdb.DuckDBPyConnection, view: str) -> bool:
-    """Whether `view`'s files, together, have every column of today's (see `padded_view_sql`)."""
-    present = {row[0] for row in cur.execute(f"DESCRIBE {_identifier(view)}").fetchall()}
-    return all(name in present for name, _ in view_columns(view))
 
 
 def _bind(
@@ -328,7 +227,11 @@ def _bind(
 
 
 def connect(
-    data_dir: str | os.PathLike[str], *, memory_limit: str | None = None, threads: int | None = None
+    data_dir: str | os.PathLike[str],
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    sandbox: SqlSandbox | None = None,
 ) -> AttemptLog:
     """Open the attempt log under `data_dir` for queries (an empty or missing one too)."""
-    return AttemptLog(data_dir, memory_limit=memory_limit, threads=threads)
+    return AttemptLog(data_dir, memory_limit=memory_limit, threads=threads, sandbox=sandbox)

@@ -43,11 +43,16 @@ if viewer.kind not in (ViewerKind.LOCAL, ViewerKind.ENGINEER):
     st.error("The SQL console is for engineers only.")
     st.stop()
 
+# Start a worker while the engineer types, so the first query does not wait for one.
+data.sql_sandbox().start()
+
 st.title("SQL console")
 st.caption(
     "Read-only DuckDB SQL over the views `attempts` (one row per request) and the hourly rollups "
     "`outcomes`, `latency_histogram`, `destination_latency_histogram`, `error_templates` (docs/sql.md). "
-    f"One SELECT statement; stopped after {data.SQL_TIMEOUT_S:g} s; at most {data.SQL_MAX_ROWS:,} rows shown."
+    "One statement that reads (SELECT, WITH, DESCRIBE, SUMMARIZE, SHOW, EXPLAIN); "
+    f"stopped after {data.SQL_TIMEOUT_S:g} s or {data.SQL_MEMORY_LIMIT} of memory; "
+    f"at most {data.SQL_MAX_ROWS:,} rows and {data.SQL_MAX_BYTES // 2**20} MiB fetched."
 )
 
 titles = [title for title, _ in EXAMPLES]
@@ -60,13 +65,13 @@ text = st.text_area("Query", key="sql", height=180, placeholder="SELECT … FROM
 if st.button("Run", type="primary") and text.strip():
     try:
         with st.spinner("Running the query…"):
-            result = data.run_sql(text)
+            answer = data.run_sql(text)
     except data.QueryError as exc:
         st.error(f"The query was refused or failed: {exc}")
     else:
-        if result.height > data.SQL_MAX_ROWS:
+        result = answer.frame
+        if answer.truncated:
             limit = data.SQL_MAX_ROWS
-            result = result.head(limit)
             st.warning(f"The result has more than {limit:,} rows: showing the first {limit:,}.")
         st.caption(f"{result.height:,} row(s), {result.width} column(s)")
         integers = {

@@ -1,5 +1,6 @@
 """Run read-only DuckDB SQL against the view `attempts` and the rollups (docs/sql.md): one query
-given as an argument, or an interactive prompt without one."""
+given as an argument, or an interactive prompt without one. Each query runs in a sandboxed
+worker process, within a time limit, a memory limit and a cap on the rows and bytes fetched."""
 
 from __future__ import annotations
 
@@ -11,16 +12,39 @@ from typing import TYPE_CHECKING
 from deliverydash import options
 
 if TYPE_CHECKING:
-    from queries.log import AttemptLog
+    from queries.limits import Limits
+    from queries.sandbox import SqlResult, SqlSandbox
 
 NAME = "sql"
 HELP = "query the attempt log with DuckDB SQL (view `attempts`)"
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_ROWS = 50
+DEFAULT_MEMORY_LIMIT = "1GiB"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
-    parser.add_argument("query", nargs="?", help="one SELECT statement; omit for a prompt")
-    parser.add_argument("--max-rows", type=int, default=50, help="rows to print (default: %(default)s)")
+    parser.add_argument("query", nargs="?", help="one statement that reads (SELECT ...); omit for a prompt")
+    parser.add_argument(
+        "--timeout",
+        type=options.positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="stop a query running longer (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=options.positive_int,
+        default=DEFAULT_MAX_ROWS,
+        help="rows fetched and printed; the rest are never read (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        default=DEFAULT_MEMORY_LIMIT,
+        metavar="SIZE",
+        help="memory a query may use, e.g. 512MB or 2GiB (default: %(default)s); "
+        "its process may hold 768 MiB more",
+    )
     options.add_data_options(parser)
 
 
@@ -29,30 +53,47 @@ def run(args: argparse.Namespace) -> None:
     import polars as pl
 
     from queries.errors import QueryError
-    from queries.log import connect
+    from queries.limits import Limits
+    from queries.sandbox import SqlSandbox
 
+    try:
+        sandbox = SqlSandbox(options.data_dir(args), memory_limit=args.memory_limit)
+    except ValueError as exc:
+        raise options.CommandError(f"--memory-limit: {exc}") from None
+    limits = Limits(timeout_s=args.timeout, max_rows=args.max_rows)
     with (
-        connect(options.data_dir(args)) as log,
+        sandbox,
         pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200),
     ):
         if not args.query:
-            _prompt(log)
+            _prompt(sandbox, limits)
             return
         try:
-            print(log.sql(args.query))
+            _print(sandbox.run(args.query, limits), limits)
         except QueryError as exc:
             raise options.CommandError(str(exc)) from None
 
 
-def _prompt(log: AttemptLog) -> None:
+def _print(result: SqlResult, limits: Limits) -> None:
+    print(result.frame)
+    if result.truncated:
+        print(
+            f"(more than {limits.max_rows:,} rows: the first {limits.max_rows:,} shown; see --max-rows)",
+            file=sys.stderr,
+        )
+
+
+def _prompt(sandbox: SqlSandbox, limits: Limits) -> None:
     from queries.errors import QueryError
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
     print(
-        "Query the attempt log: the view is `attempts` (docs/sql.md). End a query with ';'. Ctrl-D quits.",
+        "Query the attempt log: the view is `attempts` (docs/sql.md). End a query with ';'. "
+        "Ctrl-C stops a query; Ctrl-D quits.",
         file=sys.stderr,
     )
+    sandbox.start()  # while the first query is typed
     buffer: list[str] = []
     while True:
         try:
@@ -70,6 +111,9 @@ def _prompt(log: AttemptLog) -> None:
             continue
         buffer.clear()
         try:
-            print(log.sql(text.rstrip(";")))
+            _print(sandbox.run(text, limits), limits)
         except QueryError as exc:
             print(f"error: {exc}", file=sys.stderr)
+        except KeyboardInterrupt:
+            # The worker running it was killed; the next query starts another.
+            print("query stopped", file=sys.stderr)

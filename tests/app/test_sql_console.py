@@ -5,15 +5,36 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app import data
 from app.access import ViewerKind
 from app.data import as_csv
-from tests.app.conftest import OpenApp, SimulatedDay, token
+from queries import Scope, api
+from tests.app.conftest import END, START, OpenApp, SimulatedDay, page_text, token
+from tests.app.conftest import SECRET as SECRET_KEY
+from tests.queries.escapes import (
+    BOMBS,
+    CATALOG,
+    ESCAPES,
+    PROCESS_LIMIT,
+    SECRET,
+    Case,
+    Places,
+    ids,
+    make_places,
+    measured,
+    tree,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _console(open_app: OpenApp) -> AppTest:
@@ -43,30 +64,122 @@ def test_a_saved_example_fills_the_editor_and_runs(open_app: OpenApp) -> None:
     assert "error_class" in at.dataframe[0].value.columns
 
 
-@pytest.mark.parametrize(
-    ("sql", "why"),
-    [
-        ("SELECT * FROM read_csv('/etc/passwd')", "outside the data directory"),
-        ("SELECT * FROM read_text('{data_dir}/queue.sqlite3')", "outside the log's directories"),
-        ("COPY (SELECT 1) TO '{data_dir}/attempts/out.csv'", "writing a file"),
-        ("ATTACH '{data_dir}/other.duckdb' AS other", "attaching a database"),
-        ("INSTALL httpfs", "installing an extension"),
-        ("LOAD httpfs", "loading an extension"),
-        ("SET enable_external_access = true", "changing a setting"),
-        ("SELECT 1; SET threads = 8", "a second statement"),
-        ("CREATE TABLE t AS SELECT 1", "creating a table"),
-        ("SELECT * FROM glob('/**')", "listing files outside the log"),
-    ],
-)
-def test_the_sandbox_refuses(open_app: OpenApp, simulated_day: SimulatedDay, sql: str, why: str) -> None:
-    data_dir = simulated_day.data_dir
-    (data_dir / "queue.sqlite3").touch()
-    at = _run(_console(open_app), sql.format(data_dir=data_dir))
-    assert at.error, f"the console ran {why}: {sql}"
-    assert at.error[0].value.startswith("The query was refused or failed")
+@pytest.fixture(scope="module")
+def places(simulated_day: SimulatedDay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Places]:
+    """The escapes' targets, and a console sandbox whose worker starts where `.tmp` holds a file."""
+    made = make_places(tmp_path_factory.mktemp("console-escapes"), simulated_day.data_dir)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(made.workdir)
+        data._sql_sandbox.clear()  # the next console query starts a sandbox here
+        yield made
+    data._sql_sandbox.clear()
+
+
+def pages(simulated_day: SimulatedDay) -> tuple[object, ...]:
+    """What the pages' shared log answers, and what its catalog holds."""
+    log = data._log(str(simulated_day.data_dir))
+    return (
+        log.trusted_sql(CATALOG).rows(),
+        api.by_destination(log, Scope.workspace(simulated_day.workspaces[0]), START, END).rows(),
+        api.day_report(log, Scope.all(), START, END).rows(),
+    )
+
+
+@pytest.mark.parametrize("case", ESCAPES, ids=ids(ESCAPES))
+def test_an_escape_is_refused_and_changes_nothing(
+    open_app: OpenApp, simulated_day: SimulatedDay, places: Places, case: Case
+) -> None:
+    at = _console(open_app)
+    before, seen = tree(places.data_dir, places.outside, places.workdir), pages(simulated_day)
+    at = _run(at, places.fill(case.sql))
+    assert at.error, f"the console ran {case.id}"
+    message = at.error[0].value
+    assert message.startswith("The query was refused or failed: ")
+    assert re.search(case.refusal, message), message
     assert not at.dataframe
-    assert not (Path(data_dir) / "attempts" / "out.csv").exists()
-    assert not (Path(data_dir) / "other.duckdb").exists()
+    assert SECRET not in page_text(at)
+    assert tree(places.data_dir, places.outside, places.workdir) == before
+    assert pages(simulated_day) == seen
+
+
+REPLACEMENTS = [
+    "CREATE OR REPLACE VIEW outcomes AS SELECT * REPLACE ('{mine}' AS workspace_id) FROM outcomes",
+    "EXPLAIN (FORMAT json /* ) */) CREATE OR REPLACE VIEW outcomes AS "
+    "SELECT * REPLACE ('{mine}' AS workspace_id) FROM outcomes",
+    "CREATE OR REPLACE MACRO in_scope(kind, value, workspace_id, destination_id, integration) AS true",
+    "CREATE TEMP VIEW outcomes AS SELECT * REPLACE ('{mine}' AS workspace_id) FROM outcomes",
+]
+
+
+def test_an_engineers_replaced_view_never_reaches_a_customers_page(
+    open_app: OpenApp, simulated_day: SimulatedDay
+) -> None:
+    # Once, one engineer's query replaced `outcomes` in the connection every viewer's pages
+    # share, and a customer's page showed every workspace's destinations.
+    mine, other = simulated_day.workspaces[1], simulated_day.workspaces[0]
+    console = _console(open_app)
+    for replacement in REPLACEMENTS:
+        console = _run(console, replacement.format(mine=mine))
+        assert console.error, replacement
+    customer = open_app(token(ViewerKind.WORKSPACE, mine))
+    assert customer.title[0].value == "Customer delivery dashboard"
+    text = page_text(customer)
+    for destination in simulated_day.destinations[other]:
+        assert destination not in text
+    for destination in simulated_day.destinations[mine]:
+        assert destination in text
+    # And the console's own next query sees the views as they were.
+    console = _run(
+        console, f"SELECT count(DISTINCT workspace_id) AS n FROM outcomes WHERE workspace_id <> '{mine}'"
+    )
+    assert console.dataframe[0].value["n"][0] == len(simulated_day.workspaces) - 1
+
+
+_BOMBS = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+import app.data
+from app.access import ViewerKind
+from tests.app.conftest import MAIN, token
+
+at = AppTest.from_file(MAIN, default_timeout=300)
+at.query_params["token"] = token(ViewerKind.ENGINEER)
+at.run()
+at.switch_page("views/sql_console.py").run()
+said = []
+queries = json.loads(sys.argv[1]) + [["SELECT 42 AS answer", 30]]
+for sql, timeout_s in queries:
+    app.data.SQL_TIMEOUT_S = timeout_s
+    at.text_area(key="sql").set_value(sql)
+    at.button[0].click()
+    at.run()
+    said.append([e.value for e in at.error] or [str(at.dataframe[0].value.iloc[0, 0])])
+app.data.sql_sandbox().close()  # its workers end, and count in this process's children
+print(json.dumps(said))
+"""
+
+
+@pytest.fixture(scope="module")
+def bombs(simulated_day: SimulatedDay) -> tuple[dict[str, str], str, int]:
+    """Every bomb through one console, then a query that should still run: messages, answer, peak size."""
+    done = measured(
+        [sys.executable, "-c", _BOMBS, json.dumps([[bomb.sql, bomb.timeout_s] for bomb in BOMBS])],
+        cwd=ROOT,
+        env={"DELIVERYDASH_DATA_DIR": str(simulated_day.data_dir), "DELIVERYDASH_SECRET": SECRET_KEY},
+    )
+    assert done.returncode == 0, done.stderr
+    said = json.loads(done.stdout)
+    messages = {bomb.id: said[index][0] for index, bomb in enumerate(BOMBS)}
+    return messages, said[-1][0], done.peak_bytes
+
+
+@pytest.mark.parametrize("bomb", BOMBS, ids=ids(BOMBS))
+def test_a_bomb_is_stopped_within_its_limit(bombs: tuple[dict[str, str], str, int], bomb: Case) -> None:
+    messages, answer, peak = bombs
+    assert messages[bomb.id].startswith("The query was refused or failed: ")
+    assert bomb.refusal in messages[bomb.id]
+    assert answer == "42"  # the console goes on
+    assert peak < PROCESS_LIMIT, f"{peak / 2**30:.2f} GiB"
 
 
 def test_a_large_result_is_cut_at_the_row_limit(open_app: OpenApp, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from queries import (
     query_names,
     run_sql,
 )
-from queries.log import ROLLUP_VIEWS, VIEWS
+from queries.catalog import ROLLUP_VIEWS, VIEWS
 
 from .conftest import D1, D2, at, fixture_rows, job, ok, publish
 

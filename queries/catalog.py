@@ -1,0 +1,202 @@
+"""What every query connection defines, and how it is locked down: the views, the macros, the sandbox.
+
+Two kinds of connection define the same catalog: `queries.log.AttemptLog`'s
+in-memory one, where the named queries run, and the SQL sandbox's worker
+(`queries.sandbox_worker`), where people's SQL runs on a catalog it cannot
+change. Both call `define_views` and `define_macros`, then `lock_down`.
+
+The views, each over its Parquet files (``date=*/hour=*/*.parquet``,
+hive-partitioned):
+
+* `attempts`: the raw log, ``<data_dir>/attempts/``, one row per record;
+* `outcomes`, `latency_histogram`, `destination_latency_histogram`,
+  `error_templates`, `delay_histogram`, `destination_delay_histogram`:
+  the hourly rollups of `ingest.rollup` (``<data_dir>/rollups/<rollup>/``,
+  `ROLLUP_VIEWS` below), one file of each per attempt file.
+
+DuckDB re-globs on every query, so newly published files are seen at once.
+A column added to the contract or a rollup is NULL in files written before
+it (`union_by_name`); should no file have it yet, the view adds it
+(`padded_view_sql`), so queries naming it still run on old data. Until a
+view's first file exists its glob matches nothing and `read_parquet` would
+raise, so the view is then defined over an empty selection typed like the
+files (`view_backing` says which views have files).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+import duckdb
+
+from ingest.files import attempts_glob, attempts_root
+from ingest.rollup import ROLLUPS_DIR, connect_macros, rollup_glob, rollup_schemas
+from ingest.schema import COLUMNS
+from queries.loader import load_macros
+
+VIEW = "attempts"
+#: The views over the rollups, each with the rollup (`ingest.rollup.ROLLUPS`) it reads.
+ROLLUP_VIEWS = {
+    "outcomes": "outcomes",
+    "latency_histogram": "latency",
+    "destination_latency_histogram": "destination_latency",
+    "error_templates": "errors",
+    "delay_histogram": "delay",
+    "destination_delay_histogram": "destination_delay",
+}
+#: Every view the connection defines.
+VIEWS = (VIEW, *ROLLUP_VIEWS)
+#: Hive partition columns each view adds after its files' columns.
+PARTITION_COLUMNS = (("date", "DATE"), ("hour", "INTEGER"))
+
+
+def literal(text: str) -> str:
+    """A SQL string literal; only for paths and settings chosen by the program."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def identifier(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def file_view_sql(parquet_glob: str, view: str = VIEW) -> str:
+    """The view over the Parquet files, as docs/sql.md shows it."""
+    return (
+        f"CREATE OR REPLACE VIEW {identifier(view)} AS SELECT * FROM read_parquet({literal(parquet_glob)}, "
+        "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER}, union_by_name = true)"
+    )
+
+
+def _empty_select(view: str) -> str:
+    typed = [*view_columns(view), *PARTITION_COLUMNS]
+    columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {identifier(name)}" for name, sql_type in typed)
+    return f"SELECT {columns} WHERE false"
+
+
+def empty_view_sql(view: str = VIEW) -> str:
+    """The same columns and types as `file_view_sql` gives for `view`, and no rows."""
+    return f"CREATE OR REPLACE VIEW {identifier(view)} AS {_empty_select(view)}"
+
+
+def padded_view_sql(parquet_glob: str, view: str = VIEW) -> str:
+    """`file_view_sql` for files written before a column was added: every column of today, NULL where absent.
+
+    `union_by_name` gives a column NULL in the files that lack it only if one
+    file has it; with none, a query naming it would fail. The empty selection
+    typed as today's files (`empty_view_sql`) supplies it.
+    """
+    files = file_view_sql(parquet_glob, view).split(" AS ", 1)[1]
+    return f"CREATE OR REPLACE VIEW {identifier(view)} AS {_empty_select(view)} UNION ALL BY NAME {files}"
+
+
+@cache
+def view_columns(view: str) -> tuple[tuple[str, str], ...]:
+    """(name, DuckDB type) of the columns in `view`'s files: the contract's, or a rollup's."""
+    if view == VIEW:
+        return tuple((c.name, c.sql_type) for c in COLUMNS)
+    schema = rollup_schemas()[ROLLUP_VIEWS[view]]
+    # DuckDB names the types it reads the Arrow schema as, exactly as it reads the files.
+    with duckdb.connect(":memory:") as scratch:
+        relation = scratch.from_arrow(schema.empty_table())
+        return tuple(
+            (name, str(sql_type)) for name, sql_type in zip(relation.columns, relation.types, strict=True)
+        )
+
+
+def view_globs(data_dir: Path) -> dict[str, str]:
+    """Each view's glob under `data_dir`."""
+    return {VIEW: attempts_glob(data_dir)} | {
+        view: rollup_glob(data_dir, rollup) for view, rollup in ROLLUP_VIEWS.items()
+    }
+
+
+def view_backing(globs: Mapping[str, str]) -> dict[str, bool]:
+    """Whether each view has files yet (else it is defined over an empty selection)."""
+    # iglob is lazy: this stops at the first file, however large the log.
+    return {view: next(glob.iglob(pattern), None) is not None for view, pattern in globs.items()}
+
+
+def define_view(con: duckdb.DuckDBPyConnection, view: str, parquet_glob: str, backed: bool) -> None:
+    """(Re)define `view` over its files when `backed`, else over an empty selection of its columns."""
+    con.execute(file_view_sql(parquet_glob, view) if backed else empty_view_sql(view))
+    if backed and not _has_every_column(con, view):
+        con.execute(padded_view_sql(parquet_glob, view))
+
+
+def define_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """The macros the named queries share (`queries/_macros.sql`), after the views they read.
+
+    DuckDB binds a table macro's body when it is created, so the views must
+    exist first. `body_template` and the rollups' other macros
+    (`ingest.rollup.connect_macros`) come before the views, which need none.
+    """
+    con.execute(load_macros())
+
+
+def _has_every_column(con: duckdb.DuckDBPyConnection, view: str) -> bool:
+    """Whether `view`'s files, together, have every column of today's (see `padded_view_sql`)."""
+    present = {row[0] for row in con.execute(f"DESCRIBE {identifier(view)}").fetchall()}
+    return all(name in present for name, _ in view_columns(view))
+
+
+def define_catalog(
+    con: duckdb.DuckDBPyConnection, globs: Mapping[str, str], backing: Mapping[str, bool]
+) -> None:
+    """Every macro and view, in the order DuckDB needs them."""
+    connect_macros(con)
+    for view, pattern in globs.items():
+        define_view(con, view, pattern, backing[view])
+    define_macros(con)
+
+
+def readable_dirs(data_dir: Path) -> list[Path]:
+    """What a query may read: the two directories the views read, not the data directory itself.
+
+    The engine keeps its own state in the data directory too, which SQL has no business reading.
+    """
+    return [attempts_root(data_dir), data_dir / ROLLUPS_DIR]
+
+
+def lock_down(
+    con: duckdb.DuckDBPyConnection,
+    readable: Sequence[Path],
+    *,
+    temp_directory: str | os.PathLike[str],
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> None:
+    """The sandbox: read only `readable`, load nothing, spill to `temp_directory` ('' for nowhere), locked.
+
+    DuckDB lets a query read and list its temp directory whatever
+    `allowed_directories` says (checked on 2.0), so the temp directory must
+    be private to the program or absent: `''` turns spilling off, and a
+    query that outgrows `memory_limit` fails instead of writing to disk.
+    Order matters: directories must be allowed before external access is
+    switched off, and nothing can change once the configuration is locked.
+    """
+    allowed = ", ".join(literal(str(d)) for d in readable)
+    settings = [
+        "SET GLOBAL TimeZone = 'UTC'",
+        f"SET temp_directory = {literal(os.fspath(temp_directory))}",
+        f"SET allowed_directories = [{allowed}]",
+        "SET enable_external_access = false",
+        "SET autoinstall_known_extensions = false",
+        "SET autoload_known_extensions = false",
+        "SET python_enable_replacements = false",
+        # Files are immutable once published, so their footers can be cached. A
+        # rollup `repair` rebuilds under a lost file's name is newer than the
+        # cached footer, and DuckDB, which compares modification times, rereads it.
+        "SET parquet_metadata_cache = true",
+    ]
+    if memory_limit is not None:
+        settings.append(f"SET memory_limit = {literal(memory_limit)}")
+    if threads is not None:
+        settings.append(f"SET threads = {int(threads)}")
+    settings.append("SET lock_configuration = true")
+    for statement in settings:
+        con.execute(statement)
