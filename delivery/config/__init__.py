@@ -12,15 +12,27 @@ Secrets (write keys, header values, the admin token) are held in `Secret`,
 whose repr and str are masked, and no error message ever quotes one.
 """
 
-from delivery.config.model import AlertsConfig, Config, ConfigError, Destination, EngineConfig, Secret, Source
+from delivery.config.model import (
+    QUEUE_DSN_ENV,
+    AlertsConfig,
+    Config,
+    ConfigError,
+    Destination,
+    EngineConfig,
+    QueueConfig,
+    Secret,
+    Source,
+)
 from delivery.config.parse import load_config, parse_config
 
 __all__ = [
+    "QUEUE_DSN_ENV",
     "AlertsConfig",
     "Config",
     "ConfigError",
     "Destination",
     "EngineConfig",
+    "QueueConfig",
     "Secret",
     "Source",
     "load_config",

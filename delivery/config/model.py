@@ -116,6 +116,27 @@ class EngineConfig:
         return TargetPolicy(self.allow_private_targets, self.allowed_private_cidrs)
 
 
+#: The environment variable that overrides `[queue] dsn` (so the password can stay out of the file).
+QUEUE_DSN_ENV = "DELIVERYDASH_QUEUE_DSN"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """The `[queue]` table: where the jobs wait (docs/queue.md)."""
+
+    backend: str = "sqlite"
+    """"sqlite": the embedded queue under `data_dir`, one engine; "postgres": a queue a fleet shares."""
+    dsn: Secret | None = None
+    """The PostgreSQL connection string (`postgresql://user:password@host:5432/db`).
+
+    $DELIVERYDASH_QUEUE_DSN, when set, wins over the file's."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether several engine processes may use this queue at once."""
+        return self.backend == "postgres"
+
+
 @dataclass(frozen=True, slots=True)
 class AlertsConfig:
     """The `[alerts]` table: notifications about destinations, and when auth failures disable one."""
@@ -231,6 +252,8 @@ class Config:
     """Legal but probably unintended settings, worded like errors."""
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     """The `[alerts]` table."""
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    """The `[queue]` table."""
     _by_write_key: dict[str, Source] = field(init=False, repr=False, compare=False)
     _by_source: dict[str, tuple[Destination, ...]] = field(init=False, repr=False, compare=False)
     _by_id: dict[str, Destination] = field(init=False, repr=False, compare=False)

@@ -37,11 +37,13 @@ from urllib.parse import urlsplit
 from delivery.catalog import AuthScheme, Integration, catalog
 from delivery.config.model import (
     DEFAULT_ADMIN_TOKEN,
+    QUEUE_DSN_ENV,
     AlertsConfig,
     Config,
     ConfigError,
     Destination,
     EngineConfig,
+    QueueConfig,
     Secret,
     Source,
     url_origin,
@@ -58,8 +60,11 @@ from delivery.transport.targets import (
 )
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
     """Read and check a TOML config file; relative paths in it are relative to its folder.
+
+    `environ` (the process's environment when None) may override a setting
+    the file holds: `$DELIVERYDASH_QUEUE_DSN` the queue's connection string.
 
     Raises `ConfigError` naming every problem: a missing or unreadable file,
     invalid TOML (with its line and column), or invalid settings.
@@ -79,24 +84,31 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's messages carry "(at line L, column C)" and never quote the text.
         raise ConfigError(origin, [f"invalid TOML: {exc}"]) from None
-    return parse_config(mapping, origin, base_dir=path.parent)
+    return parse_config(mapping, origin, base_dir=path.parent, environ=environ)
 
 
 def parse_config(
-    mapping: Mapping[str, Any], origin: str = "<config>", *, base_dir: Path | None = None
+    mapping: Mapping[str, Any],
+    origin: str = "<config>",
+    *,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Check a parsed TOML document and build the `Config`.
 
     `origin` names the document in the error; relative `data_dir` and
     `ca_bundle` are taken relative to `base_dir` (the working directory when
-    None). Raises `ConfigError` with every problem found.
+    None); `environ` as in `load_config`. Raises `ConfigError` with every
+    problem found.
     """
     problems: list[str] = []
     if not isinstance(mapping, Mapping):
         raise ConfigError(origin, [f"the document must be a table, got {kind(mapping)}"])
     # `[dashboard]` belongs to the dashboard and `deliverydash link` (app/settings.py checks it):
     # known here so one file can configure both, and not read by the engine.
-    reject_unknown(mapping, ("engine", "sources", "destinations", "alerts", "dashboard"), "", problems)
+    reject_unknown(
+        mapping, ("engine", "queue", "sources", "destinations", "alerts", "dashboard"), "", problems
+    )
     engine_table = as_table(mapping.get("engine", {}), "engine", problems)
     engine = _engine(Table(engine_table, "engine", _ENGINE_KEYS, problems), base_dir or Path())
     sources = [
@@ -108,6 +120,10 @@ def parse_config(
         for where, table in array_of_tables(mapping, "destinations", problems)
     ]
     problems += _cross_references(sources, destinations)
+    queue_table = as_table(mapping.get("queue", {}), "queue", problems)
+    queue = _queue(
+        Table(queue_table, "queue", _QUEUE_KEYS, problems), os.environ if environ is None else environ
+    )
     alerts = _alerts(
         Table(as_table(mapping.get("alerts", {}), "alerts", problems), "alerts", _ALERTS_KEYS, problems)
     )
@@ -117,8 +133,9 @@ def parse_config(
         engine=engine,
         sources=tuple(source for _, source in sources),
         destinations=tuple(destination for _, destination in destinations),
-        warnings=_warnings(engine, sources, destinations),
+        warnings=_warnings(engine, queue, sources, destinations),
         alerts=alerts,
+        queue=queue,
     )
 
 
@@ -192,6 +209,42 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         http_client=table.choice("http_client", defaults.http_client, CLIENTS),
         min_free_bytes=table.integer("min_free_bytes", defaults.min_free_bytes, minimum=0),
     )
+
+
+_QUEUE_KEYS = tuple(f.name for f in fields(QueueConfig))
+_QUEUE_BACKENDS = ("sqlite", "postgres")
+_DSN_SCHEMES = ("postgresql", "postgres")
+
+
+def _queue(table: Table, environ: Mapping[str, str]) -> QueueConfig:
+    """The `[queue]` table (docs/queue.md); the connection string may come from the environment."""
+    backend = table.choice("backend", "sqlite", _QUEUE_BACKENDS)
+    written = table.text("dsn", "", secret=True, allow_empty=True)
+    if backend != "postgres":
+        # A dsn with the embedded queue is harmless: `_warnings` says it is unused.
+        return QueueConfig(backend=backend, dsn=Secret(written) if written else None)
+    from_environment = bool(environ.get(QUEUE_DSN_ENV))
+    dsn = environ[QUEUE_DSN_ENV] if from_environment else written
+    if not dsn:
+        table.problem("dsn", f'backend "postgres" needs a connection string here or in ${QUEUE_DSN_ENV}')
+    elif problem := _dsn_problem(dsn):
+        table.problem("dsn", f"{problem} (from ${QUEUE_DSN_ENV})" if from_environment else problem)
+    return QueueConfig(backend=backend, dsn=Secret(dsn) if dsn else None)
+
+
+def _dsn_problem(dsn: str) -> str | None:
+    """What is wrong with a connection string's form, never quoting it (it holds a password)."""
+    if "://" not in dsn:
+        # libpq's key=value form: checked by psycopg when the queue connects.
+        return None if "=" in dsn else "must be a postgresql:// URL or libpq key=value pairs"
+    try:
+        parts = urlsplit(dsn)
+        _ = parts.port  # raises on a bad port
+    except ValueError:
+        return "is not a valid URL (check the port, and percent-encode special characters in the password)"
+    if parts.scheme not in _DSN_SCHEMES:
+        return f"must start with postgresql://, got a {parts.scheme!r} URL"
+    return None
 
 
 _ALERTS_KEYS = tuple(f.name for f in fields(AlertsConfig))
@@ -486,9 +539,14 @@ def _cross_references(
 
 
 def _warnings(
-    engine: EngineConfig, sources: list[tuple[str, Source]], destinations: list[tuple[str, Destination]]
+    engine: EngineConfig,
+    queue: QueueConfig,
+    sources: list[tuple[str, Source]],
+    destinations: list[tuple[str, Destination]],
 ) -> tuple[str, ...]:
     warnings = []
+    if queue.backend == "sqlite" and queue.dsn is not None:
+        warnings.append('queue.dsn: unused while backend is "sqlite"; set backend = "postgres" to use it')
     if engine.admin_token == DEFAULT_ADMIN_TOKEN:
         warnings.append("engine.admin_token: still the documented default; set a token of your own")
     for network in engine.allowed_private_cidrs:

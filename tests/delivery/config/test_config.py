@@ -13,10 +13,12 @@ import pytest
 import trustme
 
 from delivery.config import (
+    QUEUE_DSN_ENV,
     Config,
     ConfigError,
     Destination,
     EngineConfig,
+    QueueConfig,
     Secret,
     Source,
     load_config,
@@ -939,3 +941,96 @@ def test_the_docs_example_is_valid() -> None:
 def test_the_example_file_lists_every_engine_key() -> None:
     engine = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["engine"]
     assert list(engine) == [f.name for f in dataclasses.fields(EngineConfig)]
+
+
+# -- [queue] -------------------------------------------------------------------------------------
+
+PASSWORD = "pw_SECRET_queue"
+DSN = f"postgresql://dd:{PASSWORD}@db.internal:5432/deliverydash"
+
+
+def queue_document(**queue: Any) -> dict[str, Any]:
+    return {**document(), "queue": queue}
+
+
+def queue_problems(mapping: dict[str, Any], environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(mapping, "test.toml", environ=environ or {})
+    return caught.value.problems
+
+
+def test_the_queue_is_embedded_unless_the_file_says_postgres() -> None:
+    config = parse_config(document(), environ={})
+    assert config.queue == QueueConfig(backend="sqlite", dsn=None)
+    assert not config.queue.shared
+    config = parse_config(queue_document(backend="postgres", dsn=DSN), environ={})
+    assert config.queue.backend == "postgres" and config.queue.shared
+    assert config.queue.dsn is not None and config.queue.dsn.reveal() == DSN
+    assert config.warnings == ()
+
+
+def test_the_environment_overrides_the_files_connection_string() -> None:
+    other = "postgresql://dd:other@10.0.0.5/deliverydash"
+    config = parse_config(queue_document(backend="postgres", dsn=DSN), environ={QUEUE_DSN_ENV: other})
+    assert config.queue.dsn == Secret(other)
+    # The password can live in the environment alone.
+    config = parse_config(queue_document(backend="postgres"), environ={QUEUE_DSN_ENV: other})
+    assert config.queue.dsn == Secret(other)
+    # The environment never switches the backend by itself.
+    assert parse_config(document(), environ={QUEUE_DSN_ENV: other}).queue.backend == "sqlite"
+
+
+def test_load_config_reads_the_connection_string_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "engine.toml"
+    path.write_text(BASE + '\n[queue]\nbackend = "postgres"\n', encoding="utf-8")
+    monkeypatch.setenv(QUEUE_DSN_ENV, DSN)
+    assert load_config(path).queue.dsn == Secret(DSN)
+    monkeypatch.delenv(QUEUE_DSN_ENV)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == (
+        f'queue.dsn: backend "postgres" needs a connection string here or in ${QUEUE_DSN_ENV}',
+    )
+
+
+@pytest.mark.parametrize(
+    ("queue", "environ", "expected"),
+    [
+        ({"backend": "redis"}, {}, "queue.backend: must be one of 'sqlite', 'postgres', got 'redis'"),
+        ({"backend": "postgres", "dsn": ""}, {}, 'queue.dsn: backend "postgres" needs a connection string'),
+        ({"backend": "postgres", "dsn": f"mysql://u:{PASSWORD}@h/db"}, {}, "must start with postgresql://"),
+        ({"backend": "postgres", "dsn": f"postgresql://u:{PASSWORD}@h:99999/db"}, {}, "is not a valid URL"),
+        ({"backend": "postgres", "dsn": PASSWORD}, {}, "must be a postgresql:// URL or libpq key=value"),
+        ({"backend": "postgres"}, {QUEUE_DSN_ENV: f"http://u:{PASSWORD}@h/db"}, f"(from ${QUEUE_DSN_ENV})"),
+        ({"backend": "postgres", "dsn": 5432}, {}, "queue.dsn: must be a string, got an integer"),
+        ({"backend": "postgres", "pool": 4}, {QUEUE_DSN_ENV: DSN}, "queue.pool: unknown key"),
+    ],
+)
+def test_queue_problems_name_the_key_and_never_the_password(
+    queue: dict[str, Any], environ: dict[str, str], expected: str
+) -> None:
+    found = "\n".join(queue_problems(queue_document(**queue), environ))
+    assert expected in found
+    assert "SECRET" not in found
+
+
+def test_a_connection_string_with_the_embedded_queue_is_a_warning() -> None:
+    config = parse_config(queue_document(backend="sqlite", dsn=DSN), environ={})
+    assert config.queue.backend == "sqlite"
+    assert config.warnings == (
+        'queue.dsn: unused while backend is "sqlite"; set backend = "postgres" to use it',
+    )
+
+
+def test_the_queues_connection_string_never_shows() -> None:
+    config = parse_config(queue_document(backend="postgres", dsn=DSN), environ={})
+    for shown in (config, config.queue):
+        assert PASSWORD not in repr(shown) and PASSWORD not in str(shown)
+
+
+def test_the_docs_and_the_example_file_list_every_queue_key() -> None:
+    assert list(doc_table("[queue]")) == [f.name for f in dataclasses.fields(QueueConfig)]
+    queue = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["queue"]
+    assert queue == {"backend": "sqlite", "dsn": ""}
