@@ -157,7 +157,9 @@ def engine_server(
     )
 
 
-def run(config: Config, host: str = "127.0.0.1", port: int = 8000) -> None:
+def run(
+    config: Config, host: str = "127.0.0.1", port: int = 8000, *, sockets: list[socket.socket] | None = None
+) -> None:
     """Run `serve` on uvloop's event loop where it is installed (Linux, macOS), else on asyncio's.
 
     uvloop's loop takes less CPU per request than asyncio's (docs/benchmarks.md, "Delivery").
@@ -165,16 +167,22 @@ def run(config: Config, host: str = "127.0.0.1", port: int = 8000) -> None:
     try:
         import uvloop
     except ImportError:  # Windows: uvloop does not exist there
-        asyncio.run(serve(config, host, port))
+        asyncio.run(serve(config, host, port, sockets=sockets))
         return
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(config, host, port))
+        runner.run(serve(config, host, port, sockets=sockets))
 
 
-async def serve(config: Config, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the engine until SIGTERM or SIGINT (uvicorn installs the handlers)."""
+async def serve(
+    config: Config, host: str = "127.0.0.1", port: int = 8000, *, sockets: list[socket.socket] | None = None
+) -> None:
+    """Run the engine until SIGTERM or SIGINT (uvicorn installs the handlers).
+
+    It listens on `host:port`, or accepts on `sockets` already listening
+    (`delivery.supervisor` shares one among several engine processes).
+    """
     queue = open_queue(config)
     try:
-        await engine_server(config, queue, host=host, port=port).serve()
+        await engine_server(config, queue, host=host, port=port).serve(sockets=sockets)
     finally:
         queue.close()

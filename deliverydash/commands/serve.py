@@ -22,6 +22,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--processes",
+        type=options.positive_int,
+        default=1,
+        metavar="N",
+        help="engine processes accepting on the one port, to use N cores; more than 1 needs "
+        '[queue] backend = "postgres" (default: %(default)s; docs/fleet.md)',
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,5 +45,22 @@ def run(args: argparse.Namespace) -> None:
         raise options.CommandError(f"the engine did not start: {exc}") from None
     for warning in config.warnings:
         print(f"deliverydash serve: warning: {warning}", file=sys.stderr)
+    if args.processes > 1 and not config.queue.shared:
+        raise options.CommandError(
+            f"--processes {args.processes} needs a queue several processes can share: the SQLite queue "
+            'serves one engine process; set [queue] backend = "postgres" (docs/fleet.md)'
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_engine(config, args.host, args.port)
+    if args.processes == 1:
+        run_engine(config, args.host, args.port)
+        return
+    from delivery.supervisor import Supervisor, bind
+
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as error:
+        raise options.CommandError(f"the engine did not start: {error.strerror}") from None
+    with sock:
+        status = Supervisor(config, sock, args.processes).run()
+    if status:
+        raise SystemExit(status)

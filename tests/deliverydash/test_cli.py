@@ -225,3 +225,14 @@ def requests(report: str) -> int:
     """The day report's count of requests started that day."""
     line = next(line for line in report.splitlines() if line.startswith("requests "))
     return int(line.split()[1].replace(",", ""))
+
+
+def test_serve_refuses_several_processes_on_the_embedded_queue(tmp_path: Path) -> None:
+    config = tmp_path / "engine.toml"
+    config.write_text(f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\n')
+    done = run("serve", "--config", str(config), "--processes", "2", "--port", "1")
+    assert done.returncode == 2
+    assert "--processes 2 needs a queue several processes can share" in done.stderr
+    assert '[queue] backend = "postgres"' in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "queue.sqlite3").exists()  # refused before anything started
