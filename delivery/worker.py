@@ -109,11 +109,14 @@ class Worker:
         poll_interval_s: float = POLL_INTERVAL_S,
         on_settled: OnSettled | None = None,
         on_fixed: OnFixed | None = None,
+        not_owned: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         """`owner` names this worker's leases (unique per process run); `clock` gives epoch seconds.
 
         `rng` draws the retry jitter (a seeded one replays a schedule). `on_fixed`
         hears of every fix the pre-send checks make (metrics: `Metrics.record_fixes`).
+        `not_owned()` names the destinations another engine of a fleet sends to
+        (`delivery.ownership`): never claimed for here.
         """
         engine = config.engine
         self._config, self._queue, self._sender, self._owner = config, queue, sender, owner
@@ -133,6 +136,7 @@ class Worker:
         self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
         self._linger_s = engine.batch_linger_s
         self._on_fixed = on_fixed or (lambda integration, fixes: None)
+        self._not_owned = not_owned
         self._settler = _Settler(queue, on_settled or (lambda record: None))
         # Claim accounting (see the module docstring).
         self._capacity = engine.concurrency
@@ -146,6 +150,10 @@ class Worker:
         self._waiting_for: _Waiting | None = None
         self._excluded: frozenset[str] = frozenset()
         self._aborting = False
+
+    def holding(self, destination_id: str) -> bool:
+        """Whether jobs of the destination are claimed here and not yet settled."""
+        return self._held_by_destination[destination_id] > 0
 
     def notify(self) -> None:
         """New jobs were enqueued: claim now instead of at the next poll. Call from the event loop."""
@@ -178,7 +186,8 @@ class Worker:
                 continue
             now = self._clock()
             tokens = self._tokens(now)
-            blocked = self._full_destinations() | {d for d, n in tokens.items() if n == 0}
+            not_owned = self._not_owned()
+            blocked = self._full_destinations() | {d for d, n in tokens.items() if n == 0} | not_owned
             limit = min(engine.claim_batch_size, free)
             try:
                 jobs = await asyncio.to_thread(
@@ -207,7 +216,7 @@ class Worker:
                 continue
             # Destinations that may have more due jobs: left out of this claim, or given all it asked.
             given = Counter(unit[0].destination_id for unit in units)
-            maybe_more = blocked | {
+            maybe_more = (blocked - not_owned) | {
                 d for d, n in given.items() if n == min(self._per_claim, tokens.get(d, self._per_claim))
             }
             later = self._clock()
