@@ -23,7 +23,6 @@ import os
 import shutil
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,8 +44,9 @@ from delivery.queue.base import (
     Settlement,
     StorageFull,
 )
+from delivery.queue.claims import Candidate, choose, destination_share
 from delivery.queue.outbox import encode_record
-from ingest.ids import ID_LENGTH, id_chars, new_id
+from ingest.ids import new_id, new_ids
 
 QUEUE_FILE = "queue.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -169,38 +169,6 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
-
-
-def _within(
-    candidates: Sequence[tuple[float, str, str, bool]],
-    limit: int,
-    per_destination_limit: int,
-    limits: Mapping[str, int],
-    batches: Mapping[str, int],
-) -> list[str]:
-    """The ids of the oldest candidates that fit in `limit` requests and each destination's limit.
-
-    A candidate is (available_at, job id, destination, may share a request).
-    Jobs that may share one fill a destination's open request (up to its
-    `batches` size) before a new request is counted.
-    """
-    chosen: list[str] = []
-    total = 0
-    requests: dict[str, int] = {}
-    shared: dict[str, int] = {}
-    for _, job_id, destination_id, shares in candidates:
-        # A job that may share a request opens a new one only when the last is full.
-        opens = not shares or shared.get(destination_id, 0) % batches[destination_id] == 0
-        cost = 1 if opens else 0
-        cap = min(limits.get(destination_id, per_destination_limit), per_destination_limit)
-        if total + cost > limit or requests.get(destination_id, 0) + cost > cap:
-            continue
-        total += cost
-        requests[destination_id] = requests.get(destination_id, 0) + cost
-        if shares:
-            shared[destination_id] = shared.get(destination_id, 0) + 1
-        chosen.append(job_id)
-    return chosen
 
 
 def _is_disk_full(error: BaseException) -> bool:
@@ -390,7 +358,7 @@ class SqliteQueue:
         # Ids are handed out here rather than read back row by row: the
         # transaction holds the write lock, so nobody else can take them.
         next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
-        job_ids = iter(self._new_job_ids(sum(len(fanout.get(event.source_id, ())) for event in events)))
+        job_ids = iter(new_ids(sum(len(fanout.get(event.source_id, ())) for event in events), self._id_rng))
         event_rows, job_rows, link_rows = [], [], []
         for event in events:
             destinations = fanout.get(event.source_id, ())
@@ -424,15 +392,6 @@ class SqliteQueue:
         )
         db.executemany("INSERT INTO job_events (job_id, position, event_id) VALUES (?, ?, ?)", link_rows)
 
-    def _new_job_ids(self, n: int) -> list[str]:
-        """`n` ids of `ingest.ids.new_id`'s layout for this millisecond, made in one numpy pass.
-
-        `new_id` one at a time was a quarter of `enqueue`'s Python time, under the lock.
-        """
-        ms = np.full(n, time.time_ns() // 1_000_000, dtype=np.int64)
-        text = id_chars(ms, self._id_rng).tobytes().decode("ascii")
-        return [text[start : start + ID_LENGTH] for start in range(0, len(text), ID_LENGTH)]
-
     # --- the workers' side ---
 
     def claim(
@@ -457,24 +416,22 @@ class SqliteQueue:
             # Ask for as many more destinations as may be left out, so `limit` others still come back.
             ready = {"now": now, "limit": limit + len(excluded) + len(batches)}
             destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
-            candidates: list[tuple[float, str, str, bool]] = []
+            candidates: list[Candidate] = []
             for destination_id, ready_at in destinations:
                 if destination_id in excluded:
                     continue
                 size = batches.get(destination_id, 1)
                 if size > 1 and ready_at > now - linger_s:
                     continue  # lingering: its oldest job waits for others to join its request
-                requests = min(limits.get(destination_id, per_destination_limit), per_destination_limit)
-                if requests <= 0:
+                share = destination_share(destination_id, per_destination_limit, limits, batches)
+                if share <= 0:
                     continue
-                rows = db.execute(
-                    _CLAIMABLE, {"destination": destination_id, "now": now, "limit": requests * size}
-                )
+                rows = db.execute(_CLAIMABLE, {"destination": destination_id, "now": now, "limit": share})
                 candidates.extend(
                     (available_at, job_id, destination_id, size > 1 and attempts == 0)
                     for job_id, available_at, attempts in rows
                 )
-            chosen = _within(sorted(candidates), limit, per_destination_limit, limits, batches)
+            chosen = choose(candidates, limit, per_destination_limit, limits, batches)
             if not chosen:
                 return []
             token, expires_at = new_id(), now + lease_s
