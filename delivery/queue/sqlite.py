@@ -13,14 +13,19 @@ Every method blocks on disk: from asyncio, call it through
 `asyncio.to_thread` (or one executor thread), never on the event loop.
 
 One engine process owns a data directory: `recover` treats every lease it
-finds as left by a dead process.
+finds as left by a dead process, so the queue holds an exclusive lock on
+``queue.sqlite3.lock`` beside the file while it is open, and a second open
+(from any process) is refused. Several engines share a queue on PostgreSQL
+(`delivery.queue.postgres`).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 from collections import Counter
@@ -49,6 +54,8 @@ from delivery.queue.outbox import encode_record
 from ingest.ids import new_id, new_ids
 
 QUEUE_FILE = "queue.sqlite3"
+#: Beside the database: held (`flock`) by the one queue that has the data directory open.
+LOCK_FILE = "queue.sqlite3.lock"
 BUSY_TIMEOUT_MS = 10_000
 #: Host parameters per statement for `IN (...)` lists, well under SQLite's limit.
 _CHUNK = 500
@@ -171,6 +178,34 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def _lock_data_dir(data_dir: Path) -> int:
+    """Lock `data_dir` for this queue's life: the open file descriptor of its held lock file.
+
+    `recover` treats every lease in the file as a dead process's, so a second
+    engine on the same directory would steal the first one's jobs. `flock` is
+    released when the descriptor closes, including when the process dies
+    (even by SIGKILL), so a lock file is never left stale.
+    """
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise QueueError(
+            f"{data_dir}: another engine uses this data directory's queue ({holder} holds {path.name}); "
+            'one data directory serves one engine: several engines need [queue] backend = "postgres"'
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # Who holds it, for the message above (the lock, not this text, is what counts).
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
 def _is_disk_full(error: BaseException) -> bool:
     """Whether SQLite failed because the disk is full (SQLITE_FULL), or the OS said so (ENOSPC)."""
     if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
@@ -203,9 +238,14 @@ class SqliteQueue:
         self.path = Path(data_dir) / QUEUE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.min_free_bytes = min_free_bytes
-        # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below,
-        # so a writer takes the write lock before it reads what it will change.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock_fd = _lock_data_dir(self.path.parent)
+        try:
+            # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below,
+            # so a writer takes the write lock before it reads what it will change.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._lock = threading.Lock()
         # Group commit of `enqueue` calls: those waiting, and whether one of them is committing.
         self._group = threading.Condition(threading.Lock())
@@ -213,12 +253,16 @@ class SqliteQueue:
         self._leading = False
         # Job ids for `enqueue`, made many at a time (only under the write lock).
         self._id_rng = np.random.default_rng()
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise QueueError(f"{self.path}: cannot use WAL mode (got {mode!r})")
-        self._db.execute(f"PRAGMA synchronous = {synchronous}")
-        self._migrate()
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise QueueError(f"{self.path}: cannot use WAL mode (got {mode!r})")
+            self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     # --- plumbing ---
 
@@ -246,9 +290,12 @@ class SqliteQueue:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the connection (the WAL is checkpointed by SQLite)."""
+        """Close the connection (the WAL is checkpointed by SQLite) and let another engine open the file."""
         with self._lock:
             self._db.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the lock
+                self._lock_fd = -1
 
     # --- the tracking API's side ---
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -24,7 +27,7 @@ from delivery.queue import (
     decode_record,
     encode_record,
 )
-from delivery.queue.sqlite import MIGRATIONS, QUEUE_FILE, SqliteQueue
+from delivery.queue.sqlite import LOCK_FILE, MIGRATIONS, QUEUE_FILE, SqliteQueue
 from ingest.ids import new_id
 from ingest.schema import SchemaError
 from tests.ingest.rows import attempt_row
@@ -110,6 +113,59 @@ def test_synchronous_is_full_by_default_and_only_full_or_normal(queue: SqliteQue
     assert queue._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     with pytest.raises(ValueError, match="synchronous"):
         SqliteQueue(tmp_path, synchronous="OFF")
+
+
+# --- one engine per data directory ---
+
+_HOLD = """
+import sys, time
+from delivery.queue.sqlite import SqliteQueue
+queue = SqliteQueue(sys.argv[1])
+print("open", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_open_of_one_data_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = SqliteQueue(tmp_path)
+    with pytest.raises(QueueError, match="another engine uses this data directory"):
+        SqliteQueue(tmp_path)
+    first.close()
+    SqliteQueue(tmp_path).close()
+    assert (tmp_path / LOCK_FILE).exists()  # left behind, harmlessly: the lock, not the file, counts
+
+
+def test_another_process_is_refused_while_one_holds_the_directory_and_admitted_once_it_is_killed(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, "-c", _HOLD, str(tmp_path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+            with pytest.raises(QueueError) as refused:
+                SqliteQueue(tmp_path)
+            message = str(refused.value)
+            assert str(tmp_path) in message
+            assert f"process {holder.pid}" in message
+            assert 'several engines need [queue] backend = "postgres"' in message
+            holder.send_signal(signal.SIGKILL)  # no chance to close anything: the kernel drops the lock
+            holder.wait(timeout=30)
+        finally:
+            holder.kill()
+    reopened = SqliteQueue(tmp_path)
+    assert reopened.depth().by_state == {"pending": 0, "leased": 0}
+    reopened.close()
+
+
+def test_a_queue_that_cannot_open_leaves_the_directory_free(tmp_path: Path) -> None:
+    SqliteQueue(tmp_path).close()
+    with sqlite3.connect(tmp_path / QUEUE_FILE) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(QueueError, match="schema version"):
+        SqliteQueue(tmp_path)
+    with sqlite3.connect(tmp_path / QUEUE_FILE) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    SqliteQueue(tmp_path).close()  # the refused open let go of the lock
 
 
 # --- enqueue ---
