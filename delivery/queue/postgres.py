@@ -1,20 +1,28 @@
 """The shared queue: PostgreSQL, for any number of engine processes on one machine or many.
 
-The tables are the embedded backend's (docs/queue.md), plus the outbox's
-batches and the schema's version table. What differs, because several
-processes share the database:
+The tables are the embedded backend's (docs/queue.md), except that a job
+holds its events' ids as an array (no ``job_events`` table: one row less to
+write and delete per job), plus the outbox's batches and the schema's
+version table. What differs, because several processes share the database:
 
-- **Claims** read each ready destination's oldest claimable jobs with
-  ``FOR UPDATE SKIP LOCKED`` (one statement), choose among them by the same
-  fairness rule as SQLite (`delivery.queue.claims`), and lease the chosen
-  (a second statement): two engines claiming at once skip each other's rows
-  instead of waiting, and never lease one job twice.
+- **Claims** read each ready destination's oldest claimable jobs (at most
+  its share), choose among them by the same fairness rule as SQLite
+  (`delivery.queue.claims`), then lock the chosen with ``FOR UPDATE SKIP
+  LOCKED``, check again that each is claimable, and lease them. Two engines
+  claiming at once skip each other's rows instead of waiting, and never
+  lease one job twice; one that lost a race gets fewer jobs. Without batching
+  destinations the rule is "the `limit` oldest", and the claim is one
+  statement; with them, two.
 - **The database's clock** decides leases: a lease expires at the database's
   ``clock_timestamp()`` + ``lease_s``, and "due" and "lapsed" are judged
   against that clock, so an engine whose clock is off cannot take a live
   lease. The ``now`` arguments of the `Queue` protocol are not used for that;
   due times the caller passes (``received_at``, ``reschedule``'s ``due_at``)
   are stored as given.
+- **Settlements** lock the group's jobs in id order and check their lease
+  tokens (one round trip), then write every change and the records, and
+  commit (a second). An event still shared with other destinations' jobs is
+  counted down under a lock taken in id order, so two groups never deadlock.
 - **De-duplication** is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``
   expired ``RETURNING`` in the same statement that stores the events: two
   processes inserting one messageId at once are ordered by the row lock, the
@@ -95,10 +103,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             refs integer NOT NULL
         )""",
         # `available_at`: its due time while pending, its lease's expiry
-        # (database clock) while leased; finished jobs are deleted.
+        # (database clock) while leased; finished jobs are deleted. Its events
+        # in order are an array (SQLite's `job_events` table): one row less
+        # to write and delete per job.
         """CREATE TABLE jobs (
             id text PRIMARY KEY,
             destination_id text NOT NULL,
+            event_ids bigint[] NOT NULL,
             state text NOT NULL CHECK (state IN ('pending', 'leased')),
             attempts integer NOT NULL DEFAULT 0,
             due_at double precision NOT NULL,
@@ -111,13 +122,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX jobs_claim ON jobs (destination_id, available_at, id)",
         "CREATE INDEX jobs_leased ON jobs (lease_owner) WHERE lease_owner IS NOT NULL",
-        "CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'leased'",
-        """CREATE TABLE job_events (
-            job_id text NOT NULL,
-            position integer NOT NULL,
-            event_id bigint NOT NULL,
-            PRIMARY KEY (job_id, position)
-        )""",
         """CREATE TABLE dedup (
             source_id text NOT NULL,
             message_id text NOT NULL,
@@ -158,8 +162,8 @@ _CLOCK = f"clock AS MATERIALIZED ({_NOW})"
 _ENQUEUE = f"""
 WITH input AS (
     SELECT * FROM unnest(
-        %(message_id)s::text[], %(workspace_id)s::text[], %(source_id)s::text[], %(type)s::text[],
-        %(name)s::text[], %(payload)s::bytea[], %(received_at)s::float8[], %(refs)s::int[]
+        %(message_id)b::text[], %(workspace_id)b::text[], %(source_id)b::text[], %(type)b::text[],
+        %(name)b::text[], %(payload)b::bytea[], %(received_at)b::float8[], %(refs)b::int[]
     ) WITH ORDINALITY AS input(message_id, workspace_id, source_id, type, name, payload, received_at, refs, n)
 ),
 -- Accepted: never seen, or seen {DEDUP_WINDOW_S:.0f} s or more before. Keys in order, so that
@@ -179,19 +183,17 @@ stored AS (
     ORDER BY i.n
     RETURNING id, source_id, message_id
 ),
-fanout AS (
+fanout AS MATERIALIZED (
     SELECT j.job_id, j.destination_id, s.id AS event_id, i.received_at
-    FROM unnest(%(job_id)s::text[], %(destination_id)s::text[], %(event_n)s::int[])
+    FROM unnest(%(job_id)b::text[], %(destination_id)b::text[], %(event_n)b::int[])
         AS j(job_id, destination_id, n)
     JOIN input i USING (n)
     JOIN stored s ON s.source_id = i.source_id AND s.message_id = i.message_id
 ),
 jobs_stored AS (
-    INSERT INTO jobs (id, destination_id, state, due_at, available_at, received_at)
-    SELECT job_id, destination_id, 'pending', received_at, received_at, received_at FROM fanout
-),
-links_stored AS (
-    INSERT INTO job_events (job_id, position, event_id) SELECT job_id, 0, event_id FROM fanout
+    INSERT INTO jobs (id, destination_id, event_ids, state, due_at, available_at, received_at)
+    SELECT job_id, destination_id, ARRAY[event_id], 'pending', received_at, received_at, received_at
+    FROM fanout
 )
 SELECT source_id, message_id FROM accepted
 """
@@ -201,10 +203,10 @@ DELETE FROM dedup WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM dedup WHERE seen_at < %s LIMIT {_PRUNE_ROWS} FOR UPDATE SKIP LOCKED
 ))
 """
-# Each ready destination's oldest claimable jobs, at most its share, locked; rows another
-# transaction holds are skipped. Destinations are found by a skip-scan of `jobs_claim` (one
-# index seek each), those excluded or lingering are left out before `limit` applies.
-_CANDIDATES = f"""
+# Each ready destination's oldest claimable jobs, at most its share (read, not locked: most
+# are not chosen). Destinations are found by a skip-scan of `jobs_claim` (one index seek
+# each); those excluded or lingering are left out before `limit` applies.
+_READY = f"""
 WITH RECURSIVE {_CLOCK},
 destination(id) AS (
     (SELECT destination_id FROM jobs ORDER BY destination_id LIMIT 1)
@@ -215,67 +217,93 @@ destination(id) AS (
 ),
 ready AS (
     SELECT d.id, coalesce(share.n, %(default_share)s) AS share
-    FROM (
-        SELECT id, (SELECT min(available_at) FROM jobs WHERE destination_id = destination.id) AS ready_at
-        FROM destination WHERE id IS NOT NULL
-    ) d
+    FROM (SELECT id FROM destination WHERE id IS NOT NULL) d
+    CROSS JOIN LATERAL (SELECT min(available_at) AS ready_at FROM jobs WHERE destination_id = d.id) oldest
     CROSS JOIN clock
     LEFT JOIN unnest(%(share_ids)s::text[], %(shares)s::int[]) AS share(id, n) ON share.id = d.id
-    WHERE d.ready_at <= clock.now
+    WHERE oldest.ready_at <= clock.now
       AND d.id <> ALL(%(excluded)s::text[])
       AND coalesce(share.n, %(default_share)s) > 0
-      AND (d.id <> ALL(%(batching)s::text[]) OR d.ready_at <= clock.now - %(linger_s)s)
-    ORDER BY d.ready_at
+      AND (d.id <> ALL(%(batching)s::text[]) OR oldest.ready_at <= clock.now - %(linger_s)s)
+    ORDER BY oldest.ready_at
     LIMIT %(limit)s
-)
-SELECT job.available_at, job.id, ready.id, job.attempts
+)"""
+_CANDIDATE_JOBS = """
 FROM ready CROSS JOIN clock CROSS JOIN LATERAL (
     SELECT id, available_at, attempts FROM jobs
     WHERE destination_id = ready.id AND available_at <= clock.now
     ORDER BY available_at, id
     LIMIT ready.share
-    FOR UPDATE SKIP LOCKED
-) job
-"""
-_LEASE = f"""
-WITH {_CLOCK},
+) job"""
+_CANDIDATES = f"{_READY}\nSELECT job.available_at, job.id, ready.id, job.attempts{_CANDIDATE_JOBS}"
+# The chosen jobs that are still claimable, locked, skipping those another transaction holds,
+# then leased: one that another claim took since it was read has a lease that has not lapsed
+# (or is gone), fails the check, and is left out. Rows: the job's columns, then an event's.
+_LEASED = """
 leased AS (
     UPDATE jobs SET state = 'leased', lease_owner = %(owner)s, lease_token = %(token)s,
         lease_expires_at = clock.now + %(lease_s)s, available_at = clock.now + %(lease_s)s
-    FROM clock WHERE jobs.id = ANY(%(ids)s::text[])
+    FROM clock WHERE jobs.id IN (
+        SELECT id FROM jobs, clock
+        WHERE id IN (SELECT id FROM chosen) AND available_at <= clock.now
+        FOR UPDATE OF jobs SKIP LOCKED
+    )
     RETURNING jobs.id, jobs.destination_id, jobs.state, jobs.attempts, jobs.due_at, jobs.received_at,
-        jobs.first_error_class, jobs.lease_owner, jobs.lease_expires_at
+        jobs.first_error_class, jobs.lease_owner, jobs.lease_expires_at, jobs.event_ids
 )
-SELECT leased.*, e.message_id, e.workspace_id, e.source_id, e.type, e.name, e.payload, e.received_at
-FROM leased JOIN job_events je ON je.job_id = leased.id JOIN events e ON e.id = je.event_id
-ORDER BY leased.id, je.position
+SELECT leased.id, leased.destination_id, leased.state, leased.attempts, leased.due_at, leased.received_at,
+    leased.first_error_class, leased.lease_owner, leased.lease_expires_at,
+    e.message_id, e.workspace_id, e.source_id, e.type, e.name, e.payload, e.received_at
+FROM leased JOIN chosen USING (id)
+    CROSS JOIN LATERAL unnest(leased.event_ids) WITH ORDINALITY AS je(event_id, position)
+    JOIN events e ON e.id = je.event_id
+ORDER BY chosen.rank, je.position
 """
-# A settle group locks its jobs, then their events, each in id order: two groups never wait
-# for each other in a cycle.
-_LOCK_JOBS = "SELECT id, lease_token FROM jobs WHERE id = ANY(%s) AND state = 'leased' ORDER BY id FOR UPDATE"
-_JOB_EVENTS = "SELECT job_id, event_id FROM job_events WHERE job_id = ANY(%s)"
-_LOCK_EVENTS = """
-SELECT id FROM events WHERE id IN (SELECT event_id FROM job_events WHERE job_id = ANY(%s))
-ORDER BY id FOR UPDATE
+# Leases the jobs `claims.choose` picked from `_CANDIDATES` (a second statement).
+_LEASE = f"""
+WITH {_CLOCK},
+chosen AS (SELECT * FROM unnest(%(ids)b::text[]) WITH ORDINALITY AS chosen(id, rank)),
+{_LEASED}"""
+# Without batching destinations, `claims.choose` takes the `limit` oldest candidates (each
+# destination's share is already its cap): reading and leasing are then one statement.
+_CLAIM_OLDEST = f"""{_READY},
+chosen AS (
+    SELECT job.id, row_number() OVER (ORDER BY job.available_at, job.id) AS rank{_CANDIDATE_JOBS}
+    ORDER BY job.available_at, job.id
+    LIMIT %(limit)s
+),
+{_LEASED}"""
+# A settle group locks its jobs (in id order) and reads their events' reference counts.
+_LOCK_JOBS = """
+SELECT j.id, j.lease_token, je.event_id, e.refs
+FROM jobs j CROSS JOIN LATERAL unnest(j.event_ids) AS je(event_id) JOIN events e ON e.id = je.event_id
+WHERE j.id = ANY(%b) AND j.state = 'leased'
+ORDER BY j.id
+FOR UPDATE OF j
 """
-_FINISH = (
-    "DELETE FROM job_events WHERE job_id = ANY(%(jobs)s)",
-    "DELETE FROM jobs WHERE id = ANY(%(jobs)s)",
-    "UPDATE events SET refs = refs - c.n FROM unnest(%(events)s::bigint[], %(counts)s::int[]) AS c(id, n) "
+_FINISH_JOBS = "DELETE FROM jobs WHERE id = ANY(%b)"
+# An event only the group's finished jobs referred to: nobody else can touch it.
+_DELETE_EVENTS = "DELETE FROM events WHERE id = ANY(%b)"
+# An event other jobs still share (fan-out): locked in id order, so that two groups finishing
+# jobs of the same events never wait for each other in a cycle, then counted down.
+_RELEASE_SHARED = (
+    "SELECT FROM events WHERE id = ANY(%(events)b) ORDER BY id FOR UPDATE",
+    "UPDATE events SET refs = refs - c.n FROM unnest(%(events)b::bigint[], %(counts)b::int[]) AS c(id, n) "
     "WHERE events.id = c.id",
-    "DELETE FROM events WHERE id = ANY(%(events)s) AND refs <= 0",
+    "DELETE FROM events WHERE id = ANY(%(events)b) AND refs <= 0",
 )
-# A merged job's events move to the end of the job that carried them, in order.
+# A merged job's events move to the end of the job that carried them, in order; the merged
+# jobs are deleted (each event keeps its one reference from this destination, now through it).
 _MERGE = """
-UPDATE job_events je SET job_id = moved.target, position = moved.position
-FROM (
-    SELECT je.job_id, je.position AS old_position, m.target,
-        (SELECT count(*) FROM job_events t WHERE t.job_id = m.target)
-        + row_number() OVER (PARTITION BY m.target ORDER BY m.rank, je.position) - 1 AS position
-    FROM unnest(%s::text[], %s::text[], %s::int[]) AS m(target, part, rank)
-    JOIN job_events je ON je.job_id = m.part
-) moved
-WHERE je.job_id = moved.job_id AND je.position = moved.old_position
+WITH m AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::int[]) AS m(target, part, rank)),
+moved AS (
+    SELECT m.target, array_agg(x.event_id ORDER BY m.rank, x.position) AS event_ids
+    FROM m JOIN jobs p ON p.id = m.part
+        CROSS JOIN LATERAL unnest(p.event_ids) WITH ORDINALITY AS x(event_id, position)
+    GROUP BY m.target
+),
+parts_gone AS (DELETE FROM jobs WHERE id IN (SELECT part FROM m))
+UPDATE jobs SET event_ids = jobs.event_ids || moved.event_ids FROM moved WHERE jobs.id = moved.target
 """
 _RESCHEDULE = """
 UPDATE jobs SET state = 'pending', attempts = attempts + 1, due_at = r.due_at, available_at = r.due_at,
@@ -286,7 +314,7 @@ FROM unnest(%s::text[], %s::float8[], %s::text[], %s::float8[]) AS r(id, due_at,
 WHERE jobs.id = r.id
 """
 _ADD_RECORDS = """
-INSERT INTO outbox (record) SELECT r FROM unnest(%s::text[]) WITH ORDINALITY AS u(r, n) ORDER BY n
+INSERT INTO outbox (record) SELECT r FROM unnest(%b::text[]) WITH ORDINALITY AS u(r, n) ORDER BY n
 """
 _UNLEASE = """
 UPDATE jobs SET state = 'pending', available_at = due_at, lease_owner = NULL, lease_token = NULL,
@@ -697,22 +725,26 @@ class PostgresQueue:
             "limit": limit,
         }
 
-        def lease(db: psycopg.Connection[Any]) -> list[Job]:
-            with db.pipeline(), db.transaction():
-                candidates: list[Candidate] = [
-                    (available_at, job_id, destination_id, destination_id in batching and attempts == 0)
-                    for available_at, job_id, destination_id, attempts in db.execute(_CANDIDATES, params)
-                ]
-                chosen = choose(candidates, limit, per_destination_limit, limits, batches)
-                if not chosen:
-                    return []
-                token = new_id()
-                lease_params = {"owner": owner, "token": token, "lease_s": lease_s, "ids": chosen}
-                cursor = db.cursor(binary=True)
-                jobs = _jobs_from_rows(cursor.execute(_LEASE, lease_params).fetchall(), token)
-            return [jobs[job_id] for job_id in chosen]
+        token = new_id()
+        lease = {"owner": owner, "token": token, "lease_s": lease_s}
 
-        return self._run(lease)
+        def oldest(db: psycopg.Connection[Any]) -> list[Job]:
+            rows = db.cursor(binary=True).execute(_CLAIM_OLDEST, params | lease).fetchall()
+            return _jobs_from_rows(rows, token)
+
+        def fairest(db: psycopg.Connection[Any]) -> list[Job]:
+            # Two statements, each its own transaction: the second checks again what the first read.
+            candidates: list[Candidate] = [
+                (available_at, job_id, destination_id, destination_id in batching and attempts == 0)
+                for available_at, job_id, destination_id, attempts in db.execute(_CANDIDATES, params)
+            ]
+            chosen = choose(candidates, limit, per_destination_limit, limits, batches)
+            if not chosen:
+                return []
+            rows = db.cursor(binary=True).execute(_LEASE, lease | {"ids": chosen}).fetchall()
+            return _jobs_from_rows(rows, token)
+
+        return self._run(fairest if batching else oldest)
 
     def complete(self, job: Job, record: Mapping[str, Any], now: float) -> None:
         """See `delivery.queue.Queue.complete`. `now` is not stored (the record says when)."""
@@ -727,8 +759,8 @@ class PostgresQueue:
     def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
         """See `delivery.queue.Queue.settle`: one transaction, two round trips whatever the group's size.
 
-        The first locks the group's jobs and their events and reads the lease
-        tokens; the second writes every change (finished jobs deleted
+        The first locks the group's jobs and reads their lease tokens and
+        events; the second writes every change (finished jobs deleted
         together, reschedules in one statement, the records in one insert)
         and commits.
         """
@@ -739,48 +771,18 @@ class PostgresQueue:
 
         def apply(db: psycopg.Connection[Any]) -> list[Job]:
             with db.pipeline(), db.transaction():
-                tokens_cursor = db.execute(_LOCK_JOBS, (job_ids,))
-                links_cursor = db.execute(_JOB_EVENTS, (job_ids,))
-                db.execute(_LOCK_EVENTS, (job_ids,))
-                tokens = dict(tokens_cursor.fetchall())
-                links = links_cursor.fetchall()
+                rows = db.execute(_LOCK_JOBS, (job_ids,)).fetchall()
+                tokens = {job_id: token for job_id, token, _, _ in rows}
                 lost, kept = _split_lost(settlements, stored, tokens)
-                self._write_settlements(db, kept, links)
+                finished = [part.id for s, _ in kept if s.due_at is None for part in (s.job, *s.merged)]
+                if finished:
+                    _finish(db, finished, rows)
+                _reschedule(db, [s for s, _ in kept if s.due_at is not None])
+                if kept:
+                    db.execute(_ADD_RECORDS, ([text for _, text in kept],))
             return lost
 
         return self._run(apply)
-
-    @staticmethod
-    def _write_settlements(
-        db: psycopg.Connection[Any],
-        kept: Sequence[tuple[Settlement, str]],
-        links: Sequence[tuple[str, int]],
-    ) -> None:
-        finished = [part.id for s, _ in kept if s.due_at is None for part in (s.job, *s.merged)]
-        rescheduled = [s for s, _ in kept if s.due_at is not None]
-        if finished:
-            gone = set(finished)
-            references = Counter(event_id for job_id, event_id in links if job_id in gone)
-            params = {"jobs": finished, "events": list(references), "counts": list(references.values())}
-            for statement in _FINISH:
-                db.execute(statement, params)
-        merges = [(s.job.id, part.id, rank) for s in rescheduled for rank, part in enumerate(s.merged, 1)]
-        if merges:
-            targets, parts, ranks = (list(column) for column in zip(*merges, strict=True))
-            db.execute(_MERGE, (targets, parts, ranks))
-            db.execute("DELETE FROM jobs WHERE id = ANY(%s)", (parts,))
-        if rescheduled:
-            db.execute(
-                _RESCHEDULE,
-                (
-                    [s.job.id for s in rescheduled],
-                    [s.due_at for s in rescheduled],
-                    [s.record.get("first_error_class") for s in rescheduled],
-                    [s.job.received_at if s.merged else None for s in rescheduled],
-                ),
-            )
-        if kept:
-            db.execute(_ADD_RECORDS, ([text for _, text in kept],))
 
     def release(self, owner: str, jobs: Collection[Job] | None = None) -> int:
         """See `delivery.queue.Queue.release`."""
@@ -892,27 +894,65 @@ def _split_lost(
     return lost, kept
 
 
-def _jobs_from_rows(rows: Sequence[Sequence[Any]], token: str) -> dict[str, Job]:
-    """Jobs from `_LEASE`'s rows: one per (job, event), a job's rows together, its events in order."""
+def _finish(db: psycopg.Connection[Any], finished: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Delete finished jobs, and their events once no other job refers to them.
+
+    `rows`: (job id, token, event id, the event's reference count) of the
+    group's locked jobs. An event whose count is all this group's finished
+    jobs is deleted outright; one still shared is counted down under a lock.
+    """
+    gone = set(finished)
+    references = Counter(event_id for job_id, _, event_id, _ in rows if job_id in gone)
+    counts = {event_id: refs for _, _, event_id, refs in rows}
+    released = [event_id for event_id, n in references.items() if counts[event_id] <= n]
+    shared = [event_id for event_id, n in references.items() if counts[event_id] > n]
+    db.execute(_FINISH_JOBS, (list(finished),))
+    if released:
+        db.execute(_DELETE_EVENTS, (released,))
+    if shared:
+        params = {"events": shared, "counts": [references[event_id] for event_id in shared]}
+        for statement in _RELEASE_SHARED:
+            db.execute(statement, params)
+
+
+def _reschedule(db: psycopg.Connection[Any], rescheduled: Sequence[Settlement]) -> None:
+    """Make the jobs pending again at their due times, each holding its merged jobs' events."""
+    merges = [(s.job.id, part.id, rank) for s in rescheduled for rank, part in enumerate(s.merged, 1)]
+    if merges:
+        targets, parts, ranks = (list(column) for column in zip(*merges, strict=True))
+        db.execute(_MERGE, (targets, parts, ranks))
+    if rescheduled:
+        db.execute(
+            _RESCHEDULE,
+            (
+                [s.job.id for s in rescheduled],
+                [s.due_at for s in rescheduled],
+                [s.record.get("first_error_class") for s in rescheduled],
+                [s.job.received_at if s.merged else None for s in rescheduled],
+            ),
+        )
+
+
+def _jobs_from_rows(rows: Sequence[Sequence[Any]], token: str) -> list[Job]:
+    """Jobs from `_LEASED`'s rows: one per (job, event), a job's rows together, its events in order."""
     events: dict[str, list[Event]] = defaultdict(list)
     first: dict[str, Sequence[Any]] = {}
     for row in rows:
         first.setdefault(row[0], row)
         events[row[0]].append(Event(*row[_JOB_COLUMNS:]))
-    jobs: dict[str, Job] = {}
-    for job_id, row in first.items():
-        destination_id, state, attempts, due_at, received, first_class, owner, expires = row[1:_JOB_COLUMNS]
-        jobs[job_id] = Job(
+    return [
+        Job(
             id=job_id,
-            destination_id=destination_id,
+            destination_id=row[1],
             events=tuple(events[job_id]),
-            state=JobState(state),
-            attempts=attempts,
-            due_at=due_at,
-            received_at=received,
-            first_error_class=first_class,
-            lease_owner=owner,
-            lease_expires_at=expires,
+            state=JobState(row[2]),
+            attempts=row[3],
+            due_at=row[4],
+            received_at=row[5],
+            first_error_class=row[6],
+            lease_owner=row[7],
+            lease_expires_at=row[8],
             lease_token=token,
         )
-    return jobs
+        for job_id, row in first.items()
+    ]
