@@ -54,6 +54,7 @@ them through `asyncio.to_thread`.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import re
 import socket
@@ -447,9 +448,8 @@ def _target(dsn: str) -> str:
 
 
 def _os_user() -> str:
-    with contextlib.suppress(Exception):
-        import getpass
-
+    """libpq's default user: this process's."""
+    with contextlib.suppress(OSError, KeyError):
         return getpass.getuser()
     return "(unknown)"
 
@@ -492,12 +492,14 @@ def _apply_migrations(db: psycopg.Connection[Any], dsn: str) -> tuple[int, int]:
     with db.transaction():
         # Engines starting together wait here for the first to finish, then find nothing to do.
         db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        before = _schema_version(db)
+        _check_not_newer(before, dsn)
+        if before == len(MIGRATIONS):
+            return before, before  # up to date: nothing created, so no CREATE privilege needed
         db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        before = _schema_version(db)
-        _check_not_newer(before, dsn)
         for version, statements in enumerate(MIGRATIONS[before:], start=before + 1):
             for statement in statements:
                 db.execute(statement)

@@ -122,6 +122,31 @@ def test_engines_starting_together_migrate_once(postgres_dsn: str) -> None:
     ]
 
 
+def test_an_engine_role_without_create_rights_runs_on_a_migrated_database(
+    postgres_server: PostgresServer, postgres_dsn: str
+) -> None:
+    # The operator migrates as the owner; engines connect as a role that may only read and write rows.
+    migrate(postgres_dsn)
+    role = f"engine_{os.getpid()}"
+    query(postgres_dsn, f"CREATE ROLE {role} LOGIN")
+    try:
+        query(postgres_dsn, f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        query(postgres_dsn, f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        engine_dsn = postgres_dsn.replace("postgres@", f"{role}@")
+        assert query(engine_dsn, "SELECT has_schema_privilege('public', 'CREATE')") == [(False,)]
+        queue = PostgresQueue(engine_dsn)  # migrate=True, and nothing to migrate: nothing to create
+        try:
+            queue.enqueue([event("m1", time.time() - 1)], {"web": ["hook-a"]})
+            (job,) = claim(queue)
+            queue.complete(job, record_for(job), time.time())
+            assert queue.depth().outbox_rows == 1
+        finally:
+            queue.close()
+    finally:
+        query(postgres_dsn, f"DROP OWNED BY {role}")
+        query(postgres_dsn, f"DROP ROLE {role}")
+
+
 # --- several engines on one database ---
 
 
