@@ -29,6 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@.ci/ensure-chromium
+	@.ci/ensure-postgres
 	$(BIN)/pytest
 
 lint: $(STAMP)

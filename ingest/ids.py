@@ -78,6 +78,18 @@ def id_chars(ms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return pairs.view(np.uint8)
 
 
+def new_ids(n: int, rng: np.random.Generator) -> list[str]:
+    """`n` ids of `new_id`'s layout for the current millisecond, made in one numpy pass.
+
+    For the queues' job ids: `new_id` one at a time was a quarter of an
+    enqueue's Python time. Unlike `new_id`'s, they are not ordered within the
+    millisecond, only unique (80 random bits each).
+    """
+    ms = np.full(n, time.time_ns() // 1_000_000, dtype=np.int64)
+    text = id_chars(ms, rng).tobytes().decode("ascii")
+    return [text[start : start + ID_LENGTH] for start in range(0, len(text), ID_LENGTH)]
+
+
 def message_ids(n: int, rng: np.random.Generator) -> pa.StringArray:
     """Vectorized uuid4 strings, the messageId real Segment clients send."""
     return uuid4_strings(np.frombuffer(rng.bytes(n * 16), dtype=np.uint8).reshape(n, 16))

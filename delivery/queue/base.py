@@ -15,7 +15,11 @@ exactly when its job's state change does.
 `Queue` is a Protocol so that the embedded backend (`delivery.queue.sqlite`)
 and a server one (PostgreSQL, claiming with ``FOR UPDATE SKIP LOCKED``, for
 several engine processes) are interchangeable. Times are epoch seconds
-(floats) passed in by the caller: the queue never reads a clock itself.
+(floats) passed in by the caller: the embedded queue never reads a clock
+itself. A backend shared by several machines may judge leases, due times and
+lapses by its own clock instead of the `now` arguments (PostgreSQL uses the
+database's), so that engines with skewed clocks agree; due times passed in
+are stored as given.
 """
 
 from __future__ import annotations
@@ -154,9 +158,11 @@ class StorageFull(QueueError):
     when the disk did fill. New events are refused until space returns.
     """
 
-    def __init__(self, free_bytes: int, reserve_bytes: int) -> None:
+    def __init__(self, free_bytes: int, reserve_bytes: int, *, reason: str | None = None) -> None:
+        """`reason` replaces the message about the reserve (a database server's disk: its own words)."""
         super().__init__(
-            f"{free_bytes / 2**20:.1f} MiB free on the queue's disk, under the reserve of "
+            reason
+            or f"{free_bytes / 2**20:.1f} MiB free on the queue's disk, under the reserve of "
             f"{reserve_bytes / 2**20:.1f} MiB ([engine] min_free_bytes)"
         )
         self.free_bytes = free_bytes
@@ -247,7 +253,11 @@ class Queue(Protocol):
         ...
 
     def recover(self, now: float) -> int:
-        """At start-up: make jobs leased by owners that are no longer running claimable now."""
+        """At start-up: make jobs leased by owners that are no longer running claimable now.
+
+        The embedded backend has one engine, so every lease is a dead one's; a
+        shared backend frees only leases it can tell are dead (lapsed).
+        """
         ...
 
     def outbox_batch(self, limit: int) -> OutboxBatch | None:

@@ -13,17 +13,21 @@ Every method blocks on disk: from asyncio, call it through
 `asyncio.to_thread` (or one executor thread), never on the event loop.
 
 One engine process owns a data directory: `recover` treats every lease it
-finds as left by a dead process.
+finds as left by a dead process, so the queue holds an exclusive lock on
+``queue.sqlite3.lock`` beside the file while it is open, and a second open
+(from any process) is refused. Several engines share a queue on PostgreSQL
+(`delivery.queue.postgres`).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
+import socket
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,10 +49,13 @@ from delivery.queue.base import (
     Settlement,
     StorageFull,
 )
+from delivery.queue.claims import Candidate, choose, destination_share
 from delivery.queue.outbox import encode_record
-from ingest.ids import ID_LENGTH, id_chars, new_id
+from ingest.ids import new_id, new_ids
 
 QUEUE_FILE = "queue.sqlite3"
+#: Beside the database: held (`flock`) by the one queue that has the data directory open.
+LOCK_FILE = "queue.sqlite3.lock"
 BUSY_TIMEOUT_MS = 10_000
 #: Host parameters per statement for `IN (...)` lists, well under SQLite's limit.
 _CHUNK = 500
@@ -171,36 +178,32 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _within(
-    candidates: Sequence[tuple[float, str, str, bool]],
-    limit: int,
-    per_destination_limit: int,
-    limits: Mapping[str, int],
-    batches: Mapping[str, int],
-) -> list[str]:
-    """The ids of the oldest candidates that fit in `limit` requests and each destination's limit.
+def _lock_data_dir(data_dir: Path) -> int:
+    """Lock `data_dir` for this queue's life: the open file descriptor of its held lock file.
 
-    A candidate is (available_at, job id, destination, may share a request).
-    Jobs that may share one fill a destination's open request (up to its
-    `batches` size) before a new request is counted.
+    `recover` treats every lease in the file as a dead process's, so a second
+    engine on the same directory would steal the first one's jobs. `flock` is
+    released when the descriptor closes, including when the process dies
+    (even by SIGKILL), so a lock file is never left stale.
     """
-    chosen: list[str] = []
-    total = 0
-    requests: dict[str, int] = {}
-    shared: dict[str, int] = {}
-    for _, job_id, destination_id, shares in candidates:
-        # A job that may share a request opens a new one only when the last is full.
-        opens = not shares or shared.get(destination_id, 0) % batches[destination_id] == 0
-        cost = 1 if opens else 0
-        cap = min(limits.get(destination_id, per_destination_limit), per_destination_limit)
-        if total + cost > limit or requests.get(destination_id, 0) + cost > cap:
-            continue
-        total += cost
-        requests[destination_id] = requests.get(destination_id, 0) + cost
-        if shares:
-            shared[destination_id] = shared.get(destination_id, 0) + 1
-        chosen.append(job_id)
-    return chosen
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise QueueError(
+            f"{data_dir}: another engine uses this data directory's queue ({holder} holds {path.name}); "
+            'one data directory serves one engine: several engines need [queue] backend = "postgres"'
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # Who holds it, for the message above (the lock, not this text, is what counts).
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
 
 
 def _is_disk_full(error: BaseException) -> bool:
@@ -235,9 +238,14 @@ class SqliteQueue:
         self.path = Path(data_dir) / QUEUE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.min_free_bytes = min_free_bytes
-        # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below,
-        # so a writer takes the write lock before it reads what it will change.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock_fd = _lock_data_dir(self.path.parent)
+        try:
+            # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below,
+            # so a writer takes the write lock before it reads what it will change.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._lock = threading.Lock()
         # Group commit of `enqueue` calls: those waiting, and whether one of them is committing.
         self._group = threading.Condition(threading.Lock())
@@ -245,12 +253,16 @@ class SqliteQueue:
         self._leading = False
         # Job ids for `enqueue`, made many at a time (only under the write lock).
         self._id_rng = np.random.default_rng()
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise QueueError(f"{self.path}: cannot use WAL mode (got {mode!r})")
-        self._db.execute(f"PRAGMA synchronous = {synchronous}")
-        self._migrate()
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise QueueError(f"{self.path}: cannot use WAL mode (got {mode!r})")
+            self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     # --- plumbing ---
 
@@ -278,9 +290,12 @@ class SqliteQueue:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the connection (the WAL is checkpointed by SQLite)."""
+        """Close the connection (the WAL is checkpointed by SQLite) and let another engine open the file."""
         with self._lock:
             self._db.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the lock
+                self._lock_fd = -1
 
     # --- the tracking API's side ---
 
@@ -390,7 +405,7 @@ class SqliteQueue:
         # Ids are handed out here rather than read back row by row: the
         # transaction holds the write lock, so nobody else can take them.
         next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
-        job_ids = iter(self._new_job_ids(sum(len(fanout.get(event.source_id, ())) for event in events)))
+        job_ids = iter(new_ids(sum(len(fanout.get(event.source_id, ())) for event in events), self._id_rng))
         event_rows, job_rows, link_rows = [], [], []
         for event in events:
             destinations = fanout.get(event.source_id, ())
@@ -424,15 +439,6 @@ class SqliteQueue:
         )
         db.executemany("INSERT INTO job_events (job_id, position, event_id) VALUES (?, ?, ?)", link_rows)
 
-    def _new_job_ids(self, n: int) -> list[str]:
-        """`n` ids of `ingest.ids.new_id`'s layout for this millisecond, made in one numpy pass.
-
-        `new_id` one at a time was a quarter of `enqueue`'s Python time, under the lock.
-        """
-        ms = np.full(n, time.time_ns() // 1_000_000, dtype=np.int64)
-        text = id_chars(ms, self._id_rng).tobytes().decode("ascii")
-        return [text[start : start + ID_LENGTH] for start in range(0, len(text), ID_LENGTH)]
-
     # --- the workers' side ---
 
     def claim(
@@ -457,24 +463,22 @@ class SqliteQueue:
             # Ask for as many more destinations as may be left out, so `limit` others still come back.
             ready = {"now": now, "limit": limit + len(excluded) + len(batches)}
             destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
-            candidates: list[tuple[float, str, str, bool]] = []
+            candidates: list[Candidate] = []
             for destination_id, ready_at in destinations:
                 if destination_id in excluded:
                     continue
                 size = batches.get(destination_id, 1)
                 if size > 1 and ready_at > now - linger_s:
                     continue  # lingering: its oldest job waits for others to join its request
-                requests = min(limits.get(destination_id, per_destination_limit), per_destination_limit)
-                if requests <= 0:
+                share = destination_share(destination_id, per_destination_limit, limits, batches)
+                if share <= 0:
                     continue
-                rows = db.execute(
-                    _CLAIMABLE, {"destination": destination_id, "now": now, "limit": requests * size}
-                )
+                rows = db.execute(_CLAIMABLE, {"destination": destination_id, "now": now, "limit": share})
                 candidates.extend(
                     (available_at, job_id, destination_id, size > 1 and attempts == 0)
                     for job_id, available_at, attempts in rows
                 )
-            chosen = _within(sorted(candidates), limit, per_destination_limit, limits, batches)
+            chosen = choose(candidates, limit, per_destination_limit, limits, batches)
             if not chosen:
                 return []
             token, expires_at = new_id(), now + lease_s

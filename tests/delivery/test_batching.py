@@ -1,5 +1,6 @@
-"""Batching: grouping jobs into requests (pure), the queue's claim and merge, and the worker
-against the partner simulator's `batch` partner, checked by the attempt records it commits.
+"""Batching: grouping jobs into requests (pure), and the worker against the partner simulator's
+`batch` partner, checked by the attempt records it commits. The queue's side (claims counted in
+requests, lingering, merged retries) is in tests/delivery/queue/test_contract.py, on every backend.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from delivery import batching
 from delivery.config import Config, parse_config
-from delivery.queue import Event, Job, JobState, Settlement
+from delivery.queue import Event, Job, JobState
 from delivery.queue.sqlite import SqliteQueue
 from delivery.sender import Sender
 from delivery.worker import Worker
@@ -91,104 +92,6 @@ def test_combine_keeps_the_first_job_and_the_earliest_receipt() -> None:
     assert batching.combine([job(1, attempts=3)]) == job(1, attempts=3)
     with pytest.raises(ValueError):
         batching.combine([job(1), job(2, attempts=1)])
-
-
-# -- the queue -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def queue(tmp_path: Path) -> Any:
-    q = SqliteQueue(tmp_path)
-    yield q
-    q.close()
-
-
-def record(j: Job, attempt: int = 1, outcome: str = "delivered") -> dict[str, Any]:
-    """A minimal valid attempt record for `j`."""
-    from datetime import UTC, datetime
-
-    at = datetime.fromtimestamp(T0 + 10, UTC)
-    return {
-        "attempt_id": f"a-{j.id}-{attempt}",
-        "job_id": j.id,
-        "attempt": attempt,
-        "workspace_id": "acme",
-        "source_id": "web",
-        "destination_id": j.destination_id,
-        "integration": "webhook",
-        "event_count": len(j.events),
-        "events": [{"message_id": e.message_id, "type": e.type, "name": e.name} for e in j.events],
-        "received_at": datetime.fromtimestamp(j.received_at, UTC),
-        "started_at": at,
-        "duration_ms": 1.0,
-        "status_code": 200,
-        "error_class": "none",
-        "error_code": "ok",
-        "retryable": False,
-        "outcome": outcome,
-        "retry_after_s": None,
-        "next_attempt_at": None,
-        "request_bytes": 10,
-        "response_body": None,
-        "error_message": None,
-    }
-
-
-def test_a_claim_counts_requests_for_batching_destinations(queue: SqliteQueue) -> None:
-    queue.enqueue([event(i, received_at=T0 + i / 100) for i in range(25)], {"web": ["d", "one"]})
-    options: dict[str, Any] = {"per_destination_limit": 2, "lease_s": 60, "batches": {"d": 10}}
-    jobs = queue.claim("w", T0 + 1, limit=100, **options)
-    counts = {d: sum(j.destination_id == d for j in jobs) for d in ("d", "one")}
-    assert counts == {"d": 20, "one": 2}  # two requests each: 2 x 10 events, and 2 single events
-    # `limit` counts requests too, and `limits` lowers one destination's share (a metered one).
-    queue.release("w")
-    jobs = queue.claim("w", T0 + 1, limit=1, exclude=["one"], **options)
-    assert len(jobs) == 10
-    queue.release("w")
-    jobs = queue.claim("w", T0 + 1, limit=100, limits={"d": 1, "one": 1}, **options)
-    assert sorted(j.destination_id for j in jobs).count("d") == 10
-    assert [j.destination_id for j in jobs].count("one") == 1
-
-
-def test_a_batching_destination_lingers_from_its_oldest_due_job(queue: SqliteQueue) -> None:
-    queue.enqueue([event(0)], {"web": ["d"]})
-    options: dict[str, Any] = {"limit": 10, "per_destination_limit": 2, "lease_s": 60}
-    assert queue.claim("w", T0 + 0.04, batches={"d": 10}, linger_s=0.05, **options) == []
-    queue.enqueue([event(1, received_at=T0 + 0.04)], {"web": ["d"]})
-    assert len(queue.claim("w", T0 + 0.05, batches={"d": 10}, linger_s=0.05, **options)) == 2
-
-
-def test_a_retried_batch_is_one_job_with_every_event(queue: SqliteQueue) -> None:
-    queue.enqueue([event(i, received_at=T0 + i) for i in range(3)], {"web": ["d"]})
-    claimed = queue.claim("w", T0 + 5, limit=1, per_destination_limit=1, lease_s=60, batches={"d": 10})
-    combined = batching.combine(claimed)
-    retry = {**record(combined, outcome="retry"), "next_attempt_at": None}
-    assert queue.settle([Settlement(combined, retry, T0 + 20, tuple(claimed[1:]))]) == []
-    (again,) = queue.claim("w", T0 + 20, limit=10, per_destination_limit=10, lease_s=60, batches={"d": 10})
-    assert (again.id, again.attempts, again.received_at) == (claimed[0].id, 1, T0)
-    assert [e.message_id for e in again.events] == ["m0", "m1", "m2"]
-    assert queue.settle([Settlement(again, record(again, 2))]) == []
-    assert queue.depth().by_state == {JobState.PENDING: 0, JobState.LEASED: 0}
-    assert queue._db.execute("SELECT count(*) FROM events").fetchone() == (0,)
-    assert [row["event_count"] for row in queue.outbox_batch(10).rows] == [3, 3]  # type: ignore[union-attr]
-
-
-def test_a_batch_with_one_lost_lease_writes_nothing(queue: SqliteQueue) -> None:
-    queue.enqueue([event(i) for i in range(2)], {"web": ["d"]})
-    first, second = queue.claim("a", T0, limit=1, per_destination_limit=1, lease_s=1, batches={"d": 10})
-    queue.claim("b", T0 + 2, limit=1, per_destination_limit=1, lease_s=60, batches={"d": 10})  # takes both
-    combined = batching.combine([first, second])
-    assert queue.settle([Settlement(combined, record(combined), None, (second,))]) == [combined]
-    assert queue.outbox_batch(10) is None
-    assert queue.depth().by_state == {JobState.PENDING: 0, JobState.LEASED: 2}
-
-
-def test_release_gives_back_only_the_jobs_named(queue: SqliteQueue) -> None:
-    queue.enqueue([event(i) for i in range(3)], {"web": ["d"]})
-    jobs = queue.claim("w", T0, limit=3, per_destination_limit=3, lease_s=60)
-    assert queue.release("w", jobs[1:]) == 2
-    assert queue.release("other", jobs[:1]) == 0
-    assert queue.depth().by_state == {JobState.PENDING: 2, JobState.LEASED: 1}
 
 
 # -- the worker against the partner simulator -------------------------------------------------------

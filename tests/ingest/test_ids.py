@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from ingest.ids import ID_LENGTH, ids_for, message_ids, new_id
+from ingest.ids import ID_LENGTH, ids_for, message_ids, new_id, new_ids
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ID_PATTERN = re.compile(f"[{CROCKFORD}]{{26}}")
@@ -54,6 +54,16 @@ def test_new_ids_sort_by_time() -> None:
     ms = np.unique(np.concatenate([EDGE_MS, rng.integers(0, MAX_MS, 2_000)]))
     generated = [new_id(int(m)) for m in ms]  # ms ascending
     assert sorted(generated) == generated
+
+
+def test_new_ids_are_many_unique_ids_of_the_current_millisecond() -> None:
+    before = time.time_ns() // 1_000_000
+    made = new_ids(10_000, np.random.default_rng())
+    after = time.time_ns() // 1_000_000
+    assert len(set(made)) == 10_000
+    assert all(ID_PATTERN.fullmatch(identifier) for identifier in made)
+    assert {decode_ms(identifier) for identifier in made} <= set(range(before, after + 1))
+    assert new_ids(0, np.random.default_rng()) == []
 
 
 @pytest.mark.parametrize("ms", EDGE_MS)
