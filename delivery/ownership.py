@@ -52,7 +52,7 @@ class OwnershipStore(Protocol):
         """Take or renew, for `lease_s`, each of `destinations` that is free or `engine`'s; those held now."""
         ...
 
-    def release(self, engine: str, destinations: Collection[str]) -> None:
+    def release_destinations(self, engine: str, destinations: Collection[str]) -> None:
         """Give back `destinations`, if `engine` holds them."""
         ...
 
@@ -127,7 +127,7 @@ class Shares:
         # Keep one that moved while its requests are in flight: its new owner waits for the release.
         leaving = {d for d in self._owned - wanted if not self._busy(d)}
         if leaving:
-            self._store.release(self._engine, leaving)
+            self._store.release_destinations(self._engine, leaving)
         keep = wanted | (self._owned - leaving)
         held = frozenset(self._store.acquire(self._engine, keep, self._lease_s))
         if held != self._owned:

@@ -144,6 +144,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             lease_expires_at double precision NOT NULL
         )""",
     ),
+    (
+        # A fleet's engines and who owns each destination (`delivery.ownership`):
+        # heartbeats and ownership leases, both by the database's clock.
+        """CREATE TABLE fleet_engines (
+            engine text PRIMARY KEY,
+            alive_until double precision NOT NULL
+        )""",
+        """CREATE TABLE destination_owners (
+            destination_id text PRIMARY KEY,
+            engine text NOT NULL,
+            expires_at double precision NOT NULL
+        )""",
+    ),
 )
 
 #: The advisory lock held while migrating ("delivery" in ASCII), per database.
@@ -366,6 +379,26 @@ WITH owned AS (DELETE FROM outbox_batches WHERE batch_id = %(batch_id)s AND owne
 DELETE FROM outbox WHERE batch_id IN (SELECT batch_id FROM owned)
 """
 _BATCH_OWNER = "SELECT owner FROM outbox_batches WHERE batch_id = %s"
+_HEARTBEAT = f"""WITH {_CLOCK},
+beat AS (
+    INSERT INTO fleet_engines (engine, alive_until) SELECT %(engine)s, now + %(lease_s)s FROM clock
+    ON CONFLICT (engine) DO UPDATE SET alive_until = excluded.alive_until
+)
+SELECT engine FROM fleet_engines, clock WHERE alive_until >= now AND engine <> %(engine)s
+UNION ALL SELECT %(engine)s ORDER BY 1"""
+# Engines gone for a day are forgotten (their rows only name them).
+_FORGET_ENGINES = f"WITH {_CLOCK} DELETE FROM fleet_engines USING clock WHERE alive_until < now - 86400"
+# Take each wanted destination that is free, lapsed or already ours; renew ours.
+_ACQUIRE = f"""WITH {_CLOCK}
+INSERT INTO destination_owners AS owner (destination_id, engine, expires_at)
+SELECT wanted, %(engine)s, now + %(lease_s)s FROM unnest(%(destinations)s::text[]) AS wanted, clock
+ON CONFLICT (destination_id) DO UPDATE SET engine = excluded.engine, expires_at = excluded.expires_at
+WHERE owner.engine = excluded.engine OR owner.expires_at < (SELECT now FROM clock)
+RETURNING destination_id"""
+_OWNERS = f"WITH {_CLOCK} SELECT destination_id, engine FROM destination_owners, clock WHERE expires_at >= now"  # noqa: E501
+_RELEASE_DESTINATIONS = (
+    "DELETE FROM destination_owners WHERE engine = %(engine)s AND destination_id = ANY(%(destinations)s)"
+)
 _JOB_COLUMNS = 9
 
 
@@ -873,6 +906,42 @@ class PostgresQueue:
             by_state[state] = by_state.get(state, 0) + n
             by_destination.setdefault(destination_id, {JobState.PENDING: 0, JobState.LEASED: 0})[state] = n
         return QueueDepth(by_state, by_destination, outbox_rows)
+
+    # --- a fleet's destination ownership (`delivery.ownership.OwnershipStore`) ---
+
+    def heartbeat(self, engine: str, lease_s: float) -> list[str]:
+        """See `delivery.ownership.OwnershipStore.heartbeat`: alive until the database's now + `lease_s`."""
+
+        def beat(db: psycopg.Connection[Any]) -> list[str]:
+            alive = [row[0] for row in db.execute(_HEARTBEAT, {"engine": engine, "lease_s": lease_s})]
+            db.execute(_FORGET_ENGINES)
+            return alive
+
+        return self._run(beat)
+
+    def acquire(self, engine: str, destinations: Collection[str], lease_s: float) -> set[str]:
+        """See `delivery.ownership.OwnershipStore.acquire` (ownership leases by the database's clock)."""
+        params = {"engine": engine, "destinations": sorted(destinations), "lease_s": lease_s}
+        return self._run(lambda db: {row[0] for row in db.execute(_ACQUIRE, params)})
+
+    def release_destinations(self, engine: str, destinations: Collection[str]) -> None:
+        """See `delivery.ownership.OwnershipStore.release`."""
+        params = {"engine": engine, "destinations": list(destinations)}
+        self._run(lambda db: db.execute(_RELEASE_DESTINATIONS, params))
+
+    def leave(self, engine: str) -> None:
+        """See `delivery.ownership.OwnershipStore.leave`."""
+
+        def forget(db: psycopg.Connection[Any]) -> None:
+            with db.transaction():
+                db.execute("DELETE FROM destination_owners WHERE engine = %s", (engine,))
+                db.execute("DELETE FROM fleet_engines WHERE engine = %s", (engine,))
+
+        self._run(forget)
+
+    def owners(self) -> dict[str, str]:
+        """Each destination's owner whose lease has not lapsed (for status pages and tests)."""
+        return self._run(lambda db: dict(db.execute(_OWNERS).fetchall()))
 
 
 def _outbox_form(job: Job, record: Mapping[str, Any]) -> str:

@@ -1,11 +1,16 @@
-"""Destination ownership: who should own what (pure), and one engine alone owning everything."""
+"""Destination ownership: who should own what (pure), one engine alone, a fleet on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+from collections.abc import Iterator
 
-from delivery.ownership import Everything, preferred_owner
+import pytest
+
+from delivery.ownership import Everything, Shares, preferred_owner
+from delivery.queue.postgres import PostgresQueue
 
 DESTINATIONS = [f"dest-{i}" for i in range(600)]
 
@@ -45,3 +50,84 @@ def test_one_engine_alone_excludes_nothing() -> None:
     assert alone.excluded() == frozenset()
     asyncio.run(alone.run(asyncio.Event()))
     asyncio.run(alone.leave())
+
+
+# -- on PostgreSQL: the store, and engines sharing destinations --------------------------------
+
+
+@pytest.fixture
+def shared(postgres_dsn: str) -> Iterator[PostgresQueue]:
+    queue = PostgresQueue(postgres_dsn)
+    yield queue
+    queue.close()
+
+
+def test_a_destination_has_one_owner_until_its_lease_lapses_or_it_is_given_back(
+    shared: PostgresQueue,
+) -> None:
+    assert shared.acquire("e1", ["d1", "d2"], lease_s=60) == {"d1", "d2"}
+    assert shared.acquire("e2", ["d1", "d2", "d3"], lease_s=60) == {"d3"}
+    assert shared.acquire("e1", ["d1"], lease_s=60) == {"d1"}  # renewed: still e1's
+    shared.release_destinations("e1", ["d2"])
+    shared.release_destinations("e2", ["d1"])  # not e2's: nothing happens
+    assert shared.acquire("e2", ["d1", "d2"], lease_s=60) == {"d2"}
+    assert shared.owners() == {"d1": "e1", "d2": "e2", "d3": "e2"}
+    shared.acquire("e1", ["d1"], lease_s=0.2)  # e1 stops renewing (dies)
+    time.sleep(0.4)
+    assert "d1" not in shared.owners()
+    assert shared.acquire("e2", ["d1"], lease_s=60) == {"d1"}
+
+
+def test_heartbeats_name_the_engines_alive_and_leaving_frees_everything(shared: PostgresQueue) -> None:
+    assert shared.heartbeat("e1", lease_s=60) == ["e1"]
+    assert shared.heartbeat("e2", lease_s=60) == ["e1", "e2"]
+    shared.heartbeat("e3", lease_s=0.2)
+    time.sleep(0.4)
+    assert shared.heartbeat("e1", lease_s=60) == ["e1", "e2"]  # e3 stopped beating
+    shared.acquire("e2", ["d1", "d2"], lease_s=60)
+    shared.leave("e2")
+    assert shared.heartbeat("e1", lease_s=60) == ["e1"]
+    assert shared.owners() == {}
+
+
+def test_engines_split_the_destinations_and_the_survivor_takes_the_dead_ones_share(
+    shared: PostgresQueue, postgres_dsn: str
+) -> None:
+    destinations = [f"d{i}" for i in range(40)]
+    other = PostgresQueue(postgres_dsn)
+    try:
+        first = Shares(shared, "engine-a", destinations, lease_s=0.6, busy=lambda d: False)
+        second = Shares(other, "engine-b", destinations, lease_s=0.6, busy=lambda d: False)
+        first.refresh()
+        assert first.owned == frozenset(destinations)  # alone: everything
+        second.refresh()  # joins: wants its share, held by the first until it gives it back
+        assert second.owned == frozenset()
+        first.refresh()  # gives back what is no longer its own
+        second.refresh()
+        assert first.owned | second.owned == frozenset(destinations)
+        assert not first.owned & second.owned
+        assert 10 <= len(second.owned) <= 30
+        assert first.excluded() == second.owned and second.excluded() == first.owned
+        # The first stops renewing (as if killed): by its own clock it stops claiming first...
+        time.sleep(0.7)
+        assert first.owned == frozenset() and first.excluded() == frozenset(destinations)
+        # ...then its leases lapse in the database, and the second takes everything.
+        second.refresh()
+        assert second.owned == frozenset(destinations)
+    finally:
+        other.close()
+
+
+def test_a_destination_with_requests_in_flight_is_kept_until_they_end(shared: PostgresQueue) -> None:
+    destinations = [f"d{i}" for i in range(40)]
+    in_flight = set(destinations)
+    first = Shares(shared, "engine-a", destinations, lease_s=30, busy=lambda d: d in in_flight)
+    first.refresh()
+    shared.heartbeat("engine-b", lease_s=30)
+    first.refresh()
+    assert first.owned == frozenset(destinations)  # all busy: nothing given back yet
+    in_flight.clear()
+    first.refresh()
+    theirs = {d for d in destinations if preferred_owner(d, ["engine-a", "engine-b"]) == "engine-b"}
+    assert first.owned == frozenset(destinations) - theirs
+    assert shared.acquire("engine-b", theirs, lease_s=30) == theirs
