@@ -395,7 +395,9 @@ SELECT wanted, %(engine)s, now + %(lease_s)s FROM unnest(%(destinations)s::text[
 ON CONFLICT (destination_id) DO UPDATE SET engine = excluded.engine, expires_at = excluded.expires_at
 WHERE owner.engine = excluded.engine OR owner.expires_at < (SELECT now FROM clock)
 RETURNING destination_id"""
-_OWNERS = f"WITH {_CLOCK} SELECT destination_id, engine FROM destination_owners, clock WHERE expires_at >= now"  # noqa: E501
+_OWNERS = (
+    f"WITH {_CLOCK} SELECT destination_id, engine FROM destination_owners, clock WHERE expires_at >= now"  # noqa: E501
+)
 _RELEASE_DESTINATIONS = (
     "DELETE FROM destination_owners WHERE engine = %(engine)s AND destination_id = ANY(%(destinations)s)"
 )
