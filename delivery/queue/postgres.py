@@ -396,7 +396,7 @@ ON CONFLICT (destination_id) DO UPDATE SET engine = excluded.engine, expires_at 
 WHERE owner.engine = excluded.engine OR owner.expires_at < (SELECT now FROM clock)
 RETURNING destination_id"""
 _OWNERS = (
-    f"WITH {_CLOCK} SELECT destination_id, engine FROM destination_owners, clock WHERE expires_at >= now"  # noqa: E501
+    f"WITH {_CLOCK} SELECT destination_id, engine FROM destination_owners, clock WHERE expires_at >= now"
 )
 _RELEASE_DESTINATIONS = (
     "DELETE FROM destination_owners WHERE engine = %(engine)s AND destination_id = ANY(%(destinations)s)"
