@@ -36,13 +36,20 @@ from delivery.api.main import create_app
 from delivery.config import Config
 from delivery.exporter import Exporter, export_until
 from delivery.metrics import Metrics
+from delivery.ownership import Everything, Shares
 from delivery.precheck import Prechecks
+from delivery.queue import Queue
+from delivery.queue.postgres import PostgresQueue
 from delivery.queue.sqlite import SqliteQueue
 from delivery.sender import Sender
 from delivery.worker import Worker
 from ingest.ids import new_id
 
 log = logging.getLogger(__name__)
+
+#: Connections an engine holds to a PostgreSQL queue at most: the tracking API's threads (each
+#: `enqueue` call is one), the worker's claims and settlements, the exporter, ownership.
+POSTGRES_CONNECTIONS = 16
 
 
 @dataclass
@@ -51,12 +58,18 @@ class _Loops:
 
     worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
     export_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ownership_stop: asyncio.Event = field(default_factory=asyncio.Event)
     alerts: asyncio.Task[None] | None = None
+    ownership: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
-    """The app with a lifespan that runs the worker and the exporter beside the API."""
+def build_app(config: Config, queue: Queue) -> FastAPI:
+    """The app with a lifespan that runs the worker and the exporter beside the API.
+
+    On a shared queue (PostgreSQL) the worker sends only to the destinations
+    this engine owns (`delivery.ownership`), kept up by a task of its own.
+    """
     engine = config.engine
     metrics = Metrics()
     alerts = AuthAlerts(config, on_notification=metrics.record_notification)
@@ -78,6 +91,7 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
         )
         owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
         await alerts.start()
+        ownership: Everything | Shares = Everything()
         worker = Worker(
             config,
             queue,
@@ -86,9 +100,17 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
             prechecks=Prechecks(engine, admit=alerts.admit),
             on_settled=chain(metrics.record, alerts.on_settled),
             on_fixed=metrics.record_fixes,
+            not_owned=lambda: ownership.excluded(),
         )
+        if isinstance(queue, PostgresQueue):
+            ownership = Shares(
+                queue, owner, [d.id for d in config.destinations], lease_s=engine.lease_s, busy=worker.holding
+            )
+            await asyncio.to_thread(ownership.refresh)  # the first claim knows its share
+        app.state.ownership = ownership
         exporter = Exporter(queue, engine.data_dir)
         loops.alerts = asyncio.create_task(alerts.run(), name="alerts")
+        loops.ownership = asyncio.create_task(ownership.run(loops.ownership_stop), name="ownership")
         async with sender:
             loops.tasks.append(asyncio.create_task(worker.run(loops.worker_stop), name="worker"))
             loops.tasks.append(
@@ -104,6 +126,9 @@ def build_app(config: Config, queue: SqliteQueue) -> FastAPI:
                 # again with no record of the first time.
                 loops.worker_stop.set()
                 await loops.tasks[0]
+                loops.ownership_stop.set()
+                await loops.ownership
+                await ownership.leave()  # after the last settlement: the others take over at once
                 alerts.stop()
                 await loops.alerts
                 await alerts.close()
@@ -130,9 +155,19 @@ class EngineServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def open_queue(config: Config) -> SqliteQueue:
-    """The embedded queue, with the jobs an earlier run left in flight made claimable again."""
-    queue = SqliteQueue(config.engine.data_dir, min_free_bytes=config.engine.min_free_bytes)
+def open_queue(config: Config) -> Queue:
+    """The configured queue, with the jobs an earlier run left in flight made claimable again.
+
+    The embedded SQLite queue, or the PostgreSQL one a fleet shares (whose
+    `recover` frees only leases that lapsed: the others may be live engines').
+    """
+    queue: Queue
+    if config.queue.backend == "postgres":
+        assert config.queue.dsn is not None  # the config checks it
+        queue = PostgresQueue(config.queue.dsn.reveal(), max_size=POSTGRES_CONNECTIONS)
+        log.info("queue: PostgreSQL at %s", queue.location)
+    else:
+        queue = SqliteQueue(config.engine.data_dir, min_free_bytes=config.engine.min_free_bytes)
     recovered = queue.recover(time.time())
     if recovered:
         log.info("recovered %d jobs left in flight by an earlier run", recovered)
@@ -140,7 +175,7 @@ def open_queue(config: Config) -> SqliteQueue:
 
 
 def engine_server(
-    config: Config, queue: SqliteQueue, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+    config: Config, queue: Queue, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
 ) -> EngineServer:
     """The HTTP server running the app, the worker and the exporter over `queue`."""
     return EngineServer(

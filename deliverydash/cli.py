@@ -18,6 +18,7 @@ from deliverydash.commands import (
     demo,
     demo_engine,
     link,
+    migrate,
     notifications,
     partners,
     repair,
@@ -31,6 +32,7 @@ from deliverydash.options import CommandError
 #: The subcommands, in the order `--help` lists them.
 COMMANDS: tuple[ModuleType, ...] = (
     serve,
+    migrate,
     demo,
     demo_engine,
     simulate,

@@ -424,6 +424,15 @@ _ADMIN_STATUS = _record(
         "uptime_s": {"type": "number", "minimum": 0, "description": "Seconds since the engine started."},
         "queue": _record(
             {
+                "backend": {
+                    "type": "string",
+                    "enum": ["sqlite", "postgres"],
+                    "description": "`[queue] backend`.",
+                },
+                "location": {
+                    "type": "string",
+                    "description": "The SQLite file, or the PostgreSQL DSN with its password as `***`.",
+                },
                 "by_state": _counts("Jobs by state (`pending` and `leased` always shown)."),
                 "by_destination": {
                     "type": "object",

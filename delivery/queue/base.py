@@ -181,6 +181,11 @@ class LeaseLost(QueueError):
 class Queue(Protocol):
     """A durable job queue with an attempt-record outbox. Every method is blocking."""
 
+    @property
+    def location(self) -> str:
+        """Where the queue is, for logs and status pages (never a password)."""
+        ...
+
     def enqueue(self, events: Sequence[Event], fanout: Mapping[str, Sequence[str]]) -> list[str]:
         """Store `events` and one job per (event, destination of its source), in one transaction.
 

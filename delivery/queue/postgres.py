@@ -623,6 +623,11 @@ class PostgresQueue:
     def __repr__(self) -> str:
         return f"PostgresQueue({self.target!r})"
 
+    @property
+    def location(self) -> str:
+        """See `delivery.queue.Queue.location`: the DSN without its password."""
+        return self.target
+
     def _check_schema(self, db: psycopg.Connection[Any]) -> None:
         version = _schema_version(db)
         _check_not_newer(version, self._dsn)

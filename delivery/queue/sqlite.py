@@ -213,6 +213,18 @@ def _is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno == errno.ENOSPC
 
 
+def schema_version(data_dir: str | os.PathLike[str]) -> int:
+    """The schema version of the queue under `data_dir` (0 when there is none), read without changing it."""
+    path = Path(data_dir) / QUEUE_FILE
+    if not path.is_file():
+        return 0
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
 class _Enqueue:
     """One `enqueue` call waiting for the group commit that holds it."""
 
@@ -265,6 +277,11 @@ class SqliteQueue:
             raise
 
     # --- plumbing ---
+
+    @property
+    def location(self) -> str:
+        """See `delivery.queue.Queue.location`: the database file."""
+        return str(self.path)
 
     def _migrate(self) -> None:
         with self._transaction() as db:

@@ -22,6 +22,7 @@ from delivery.config import Config, parse_config
 from delivery.engine import build_app
 from delivery.metrics import LATENCY_BUCKETS_S, Metrics, escape_label_value
 from delivery.queue import QueueDepth
+from delivery.queue.postgres import PostgresQueue
 from delivery.queue.sqlite import SqliteQueue
 
 WRITE_KEY = "wk_live_acme_web_secret"
@@ -232,12 +233,16 @@ async def test_metrics_endpoint_serves_the_text_format_without_secrets_or_ids(
 
 
 @pytest.mark.anyio
-async def test_admin_status_shows_depth_by_destination_to_the_admin(client: httpx.AsyncClient) -> None:
+async def test_admin_status_shows_depth_by_destination_to_the_admin(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
     await send_batch(client)
     response = await client.get("/admin/status", headers=bearer(ADMIN_TOKEN))
     assert response.status_code == 200, response.text
     status = response.json()
     assert status["queue"] == {
+        "backend": "sqlite",
+        "location": str(tmp_path / "queue.sqlite3"),
         "by_state": {"pending": 2, "leased": 0},
         "by_destination": {"dest-auth": {"pending": 1, "leased": 0}, "dest-ok": {"pending": 1, "leased": 0}},
         "outbox_records": 0,
@@ -347,3 +352,18 @@ async def test_the_engine_worker_reports_each_settled_attempt(tmp_path: Path, si
     finally:
         queue.close()
     assert (tmp_path / "attempts").is_dir()  # the exporter wrote here, not into the repository's data/
+
+
+@pytest.mark.anyio
+async def test_admin_status_names_a_postgres_queue_without_its_password(postgres_dsn: str) -> None:
+    # The test server trusts loopback, so a password in the DSN is sent and ignored.
+    with_password = postgres_dsn.replace("@", ":pw_SECRET_status@", 1)
+    queue = PostgresQueue(with_password)
+    try:
+        async with client_for(create_app(config_for(), queue)) as client:
+            response = await client.get("/admin/status", headers=bearer(ADMIN_TOKEN))
+    finally:
+        queue.close()
+    assert response.status_code == 200, response.text
+    assert response.json()["queue"]["location"] == with_password.replace("pw_SECRET_status", "***")
+    assert "SECRET" not in response.text

@@ -68,6 +68,8 @@ async def status(context: ContextDep) -> dict[str, Any]:
     return {
         "uptime_s": round(context.metrics.uptime_s(), 3),
         "queue": {
+            "backend": context.config.queue.backend,
+            "location": context.queue.location,
             "by_state": dict(depth.by_state),
             "by_destination": {dest: dict(counts) for dest, counts in sorted(depth.by_destination.items())},
             "outbox_records": depth.outbox_rows,
