@@ -14,7 +14,7 @@ fixtures fail saying to run ``.ci/ensure-postgres``. PostgreSQL refuses to
 run as root, so as root the server runs as the ``postgres`` user (through
 ``runuser``), which then owns the temporary directory.
 
-`start_postgres` is usable outside pytest too (``bench/queue.py``).
+`start_postgres` is usable outside pytest too (``bench/queue_backends.py``).
 """
 
 from __future__ import annotations

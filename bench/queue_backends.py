@@ -1,6 +1,6 @@
 """Queue benchmark: the SQLite and PostgreSQL backends side by side, in one run.
 
-    .venv/bin/python bench/queue.py [--runs 3] [--events 40000] [--jobs 20000] [--dsn postgresql://...]
+    .venv/bin/python bench/queue_backends.py [--runs 3] [--events 40000] [--jobs 20000] [--dsn postgresql://...]
 
 ENQUEUE: `--events` events (one destination each, ~250-byte payloads, unique
 messageIds) in `enqueue` calls of 100 from 4 threads at once, as the
