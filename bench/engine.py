@@ -104,8 +104,19 @@ def sink_reset(port: int) -> None:
 # --- the engine (its own process) -----------------------------------------------------------------
 
 
-def write_config(directory: Path, sink_port: int) -> Path:
+def write_config(directory: Path, sink_port: int, *, queue: str = "", destinations: int = 1) -> Path:
+    """The engine's config: `destinations` webhooks on the sink (`sink`, `sink-1`, ...), `queue` its table."""
     config = directory / "deliverydash.toml"
+    hooks = "".join(
+        f'''
+[[destinations]]
+id = "{destination_id(i)}"
+source = "web"
+integration = "webhook"
+url = "http://127.0.0.1:{sink_port}/hook"
+'''
+        for i in range(destinations)
+    )
     config.write_text(
         f"""
 [engine]
@@ -118,21 +129,19 @@ shutdown_grace_s = 5
 concurrency = {IN_FLIGHT}
 per_destination_concurrency = {IN_FLIGHT}
 claim_batch_size = 128
-
+{queue}
 [[sources]]
 id = "web"
 workspace = "acme"
 write_key = "{WRITE_KEY}"
-
-[[destinations]]
-id = "sink"
-source = "web"
-integration = "webhook"
-url = "http://127.0.0.1:{sink_port}/hook"
-""",
+{hooks}""",
         encoding="utf-8",
     )
     return config
+
+
+def destination_id(i: int) -> str:
+    return "sink" if i == 0 else f"sink-{i}"
 
 
 def start_engine(config: Path, port: int) -> subprocess.Popen[bytes]:
@@ -238,13 +247,20 @@ def ingest_run(duration_s: float, clients: int, batch_size: int) -> dict[str, fl
 # --- delivery -------------------------------------------------------------------------------------
 
 
-def preload(data_dir: Path, n: int, destination: str = "sink") -> int:
-    """Put n one-event jobs for `destination` straight into the queue; the payload's size."""
+def preload(
+    data_dir: Path, n: int, destination: str = "sink", *, dsn: str = "", destinations: int = 1
+) -> int:
+    """Put n one-event jobs straight into the queue (SQLite under `data_dir`, or PostgreSQL at `dsn`).
+
+    One destination (`destination`), or spread over `destinations` of `write_config`'s. The payload's size.
+    """
     sys.path.insert(0, str(ROOT))
-    from delivery.queue import Event
+    from delivery.queue import Event, Queue
+    from delivery.queue.postgres import PostgresQueue
     from delivery.queue.sqlite import SqliteQueue
 
-    queue = SqliteQueue(data_dir)
+    queue: Queue = PostgresQueue(dsn) if dsn else SqliteQueue(data_dir)
+    spread = [destination] if destinations == 1 else [destination_id(i) for i in range(destinations)]
     now = time.time()
     size = 0
     try:
@@ -263,7 +279,8 @@ def preload(data_dir: Path, n: int, destination: str = "sink") -> int:
                 ).encode()
                 size = len(payload)
                 events.append(Event(message_id, "acme", "web", "track", "Order Completed", payload, now))
-            queue.enqueue(events, {"web": [destination]})
+            for index, hook in enumerate(spread):
+                queue.enqueue(events[index :: len(spread)], {"web": [hook]})
     finally:
         queue.close()
     return size

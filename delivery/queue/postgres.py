@@ -563,6 +563,21 @@ def migrate(dsn: str, *, connect_timeout_s: float = 10.0) -> tuple[int, int]:
 # --- the queue ---
 
 
+def _configure(db: psycopg.Connection[Any]) -> None:
+    """Settings of every pooled connection.
+
+    A queue's tables swing between empty and a large backlog faster than
+    statistics follow: autovacuum analyzes them while they are empty, and when
+    a backlog arrives the planner, believing them empty, scans them whole for
+    every claim and settle. Measured: an engine idle for 12 s then given 3,000
+    jobs delivered about 350 requests/s, against 6,000 when the jobs were there
+    before the statistics (or after an ANALYZE). Every statement here is meant
+    to run on its indexes, so sequential scans are priced out for this
+    session (PostgreSQL still uses one where no index serves).
+    """
+    db.execute("SET enable_seqscan = off")
+
+
 class PostgresQueue:
     """The `delivery.queue.Queue` protocol over a PostgreSQL database any number of engines share."""
 
@@ -610,6 +625,7 @@ class PostgresQueue:
             max_size=max_size,
             open=False,
             kwargs={"autocommit": True, "connect_timeout": _connect_timeout(dsn, connect_timeout_s)},
+            configure=_configure,
             name=f"deliverydash-queue-{os.getpid()}",
         )
         try:
