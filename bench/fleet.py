@@ -105,19 +105,35 @@ def queue_table(dsn: str) -> str:
     return f'[queue]\nbackend = "postgres"\ndsn = "{dsn}"\n' if dsn else ""
 
 
-def ingest_run(dsn: str, duration_s: float, clients: int, batch: int) -> float:
-    """Events/s acknowledged through `/v1/batch` on the SQLite queue (`dsn` empty) or PostgreSQL."""
+def ingest_run(
+    dsn: str, server: PostgresServer | None, duration_s: float, clients: int, batch: int
+) -> dict[str, float]:
+    """Events/s acknowledged through `/v1/batch` on the SQLite queue (`dsn` empty) or PostgreSQL.
+
+    On PostgreSQL, also its cost per event acknowledged (the engine delivers meanwhile, as in production).
+    """
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         sink, sink_port = bench.start_sink()
         port = bench.free_port()
         engine = bench.start_engine(bench.write_config(Path(tmp), sink_port, queue=queue_table(dsn)), port)
+        counters = pg_counters(dsn) if dsn else (0, 0)
+        server_cpu = server_cpu_s(server) if server else 0.0
         try:
             accepted, _, elapsed = asyncio.run(bench.ingest(port, duration_s, clients, batch))
+            server_used = server_cpu_s(server) - server_cpu if server else 0.0
         finally:
             bench.stop(engine)
             sink.terminate()
             sink.wait()
-    return float(accepted / elapsed)
+    result = {"eps": accepted / elapsed}
+    if dsn and server:
+        commits, wal = pg_counters(dsn)
+        result |= {
+            "commits_per_event": (commits - counters[0]) / accepted,
+            "wal_bytes_per_event": (wal - counters[1]) / accepted,
+            "server_cpu_per_1000": server_used / accepted * 1000,
+        }
+    return result
 
 
 def _deliver(
@@ -250,10 +266,19 @@ def main() -> None:
         if args.only in (None, "ingest"):
             ingest: dict[str, list[dict[str, float]]] = {"SQLite": [], "PostgreSQL": []}
             for i in range(args.runs):
-                for side, dsn in (("SQLite", ""), ("PostgreSQL", databases.new())):
-                    ingest[side].append({"eps": ingest_run(dsn, args.duration, args.clients, args.batch)})
+                for side, dsn, pg in (("SQLite", "", None), ("PostgreSQL", databases.new(), server)):
+                    ingest[side].append(ingest_run(dsn, pg, args.duration, args.clients, args.batch))
                     print(f"ingest round {i + 1} {side}: {ingest[side][-1]}", file=sys.stderr)
-            report("Ingest through /v1/batch", ingest, [("eps", "events/s", ",.0f")])
+            report(
+                "Ingest through /v1/batch (the engine delivering meanwhile)",
+                ingest,
+                [
+                    ("eps", "events/s", ",.0f"),
+                    ("commits_per_event", "commits / event", ".4f"),
+                    ("wal_bytes_per_event", "WAL bytes / event", ",.0f"),
+                    ("server_cpu_per_1000", "PostgreSQL CPU s / 1,000 events", ".3f"),
+                ],
+            )
         if args.only in (None, "delivery"):
             delivery: dict[str, list[dict[str, float]]] = {"SQLite": [], "PostgreSQL": []}
             for i in range(args.runs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -263,3 +264,54 @@ def test_a_destinations_rate_limit_holds_across_the_fleet(fleet_dir: Path, postg
             postgres_server.drop_database(name)
     assert fleet <= alone + 0.02, (alone, fleet)
     assert fleet < 0.05
+
+
+def test_serve_processes_runs_engines_that_share_the_destinations(fleet_dir: Path, postgres_dsn: str) -> None:
+    with partners_in_thread([PartnerSpec("hooks", Healthy())], control_port=None) as partners:
+        hooks = "".join(destination(name, f"{partners.url('hooks')}/{name}") for name in HOOKS)
+        config = write_config(fleet_dir / "fleet.toml", fleet_dir / "data", postgres_dsn, hooks)
+        port = free_port()
+        log = (fleet_dir / "logs" / "serve.log").open("w")
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deliverydash",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--processes",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        observer = PostgresQueue(postgres_dsn, max_size=2)
+        try:
+            # Two engine processes behind the one port, each owning a share of the destinations.
+            wait_for(lambda: len(set(observer.owners().values())) == 2, timeout_s=60)
+            sent = [str(uuid.uuid4()) for _ in range(300)]
+            assert send(port, sent) == []
+            wait_for(lambda: partners.stats("hooks").requests >= len(sent) * len(HOOKS), timeout_s=60)
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(timeout=60) == 0
+        finally:
+            observer.close()
+            if serve.poll() is None:
+                serve.kill()
+                serve.wait()
+            log.close()
+    output = (fleet_dir / "logs" / "serve.log").read_text()
+    assert output.count("stopped: leases released, attempt log exported") == 2, output
+    assert observer_owners_after_stop(postgres_dsn) == {}
+
+
+def observer_owners_after_stop(dsn: str) -> dict[str, str]:
+    """Who owns what once every engine stopped cleanly: nobody (they gave everything back)."""
+    queue = PostgresQueue(dsn, max_size=1)
+    try:
+        return queue.owners()
+    finally:
+        queue.close()
