@@ -158,6 +158,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires_at double precision NOT NULL
         )""",
     ),
+    (
+        # The fleet's notifications and each destination's auth standing (`delivery.alerts`):
+        # the columns of the SQLite file's (`ingest.notifications.SCHEMA`), so that any engine's
+        # admin API lists and clears what another raised. `version` goes up by one at every
+        # write of a standing, which names the version it replaces: an engine holding a stale
+        # copy (another re-enabled the destination meanwhile) writes nothing and reloads.
+        """CREATE TABLE notifications (
+            id text PRIMARY KEY,
+            kind text NOT NULL,
+            state text NOT NULL CHECK (state IN ('open', 'resolved')),
+            workspace_id text NOT NULL,
+            destination_id text NOT NULL,
+            integration text NOT NULL,
+            created_at double precision NOT NULL,
+            first_seen_at double precision,
+            failures integer NOT NULL DEFAULT 0,
+            status_code integer,
+            sample_body text,
+            message text NOT NULL,
+            resolved_at double precision
+        )""",
+        "CREATE INDEX notifications_open ON notifications (state, destination_id)",
+        """CREATE TABLE destination_watch (
+            destination_id text PRIMARY KEY,
+            phase text NOT NULL,
+            failures integer NOT NULL,
+            first_failure_at double precision,
+            disabled_at double precision,
+            next_probe_at double precision,
+            version bigint NOT NULL
+        )""",
+    ),
 )
 
 #: The advisory lock held while migrating ("delivery" in ASCII), per database.
