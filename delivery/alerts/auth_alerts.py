@@ -185,8 +185,9 @@ class AuthAlerts:
         refresh_at = loop.time() + self._refresh_s if self._shared is not None else float("inf")
         while True:
             items = await self._collect(refresh_at)
-            if None in items:
-                await self._apply(items[: items.index(None)])
+            stop = next((n for n, item in enumerate(items) if item is None), None)
+            if stop is not None:
+                await self._apply(items[:stop])
                 return
             await self._apply(items)
             if self._shared is not None and loop.time() >= refresh_at:
