@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,16 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from ingest.notifications import Notification, open_notifications
+from ingest.notifications import Notification, NotificationsError, Postgres, Where, open_notifications
 from queries import AttemptLog, Limits, Scope, SqlResult, SqlSandbox, api, connect
 from queries.errors import QueryError
 
+logger = logging.getLogger(__name__)
+
 DATA_DIR_ENV = "DELIVERYDASH_DATA_DIR"
+#: Set (by `deliverydash dashboard --config F` when F's queue is PostgreSQL): the fleet's notifications
+#: are read from that database. Never shown: it may hold a password.
+QUEUE_DSN_ENV = "DELIVERYDASH_QUEUE_DSN"
 #: The engine publishes attempt files at least every export_interval_s (5 s by
 #: default); half a minute keeps pages fresh without recomputing on every click.
 TTL_S = 30
@@ -222,13 +228,32 @@ def integrations(start: dt.datetime, end: dt.datetime) -> list[str]:
     return frame.sort("requests", descending=True).get_column("integration").to_list()
 
 
+def notifications_source() -> Where:
+    """Where the notifications are: the fleet's PostgreSQL database when named, else the data root."""
+    dsn = os.environ.get(QUEUE_DSN_ENV)
+    return Postgres(dsn) if dsn else data_dir()
+
+
 def notifications(workspace: str) -> list[Notification]:
     """The engine's open notifications for one workspace (auth failures, auto-disabled destinations).
 
-    Read from the engine's store under the data directory, read-only and
-    uncached: a small SQLite file, and a notification should show at once.
+    Read from the engine's store (the SQLite file under the data directory,
+    or a fleet's PostgreSQL database), read-only and uncached: a small read,
+    and a notification should show at once. Raises
+    `ingest.notifications.NotificationsError` (no password in its message)
+    when the database cannot be read.
     """
-    return open_notifications(data_dir(), workspace=workspace)
+    return open_notifications(notifications_source(), workspace=workspace)
+
+
+def open_notices(workspace: str) -> list[Notification] | None:
+    """`notifications(workspace)`, or None when they cannot be read (the reason goes to the log only:
+    it names the database's server, which is nobody's business on a customer's page)."""
+    try:
+        return notifications(workspace)
+    except NotificationsError:
+        logger.warning("the dashboard could not read the notifications", exc_info=True)
+        return None
 
 
 def as_csv(frame: pl.DataFrame) -> bytes:

@@ -1,19 +1,25 @@
-"""The notifications' storage contract: the file the engine writes and every reader reads.
+"""The notifications' storage contract: where the engine writes them and how every reader reads them.
 
 Notifications are what operators and customers are told about a destination
 (auth failures, a destination disabled by them, recoveries, manual
-re-enables). The engine writes them (`delivery.alerts.store`); the dashboard,
-`deliverydash notifications` and the admin API read them with the functions
-here, so a reader never imports the engine.
+re-enables). The engine writes them (`delivery.alerts.store`,
+`delivery.alerts.postgres_store`); the dashboard, `deliverydash
+notifications` and the admin API read them with the functions here, so a
+reader never imports the engine. Where they live follows the queue's
+backend:
 
-The store is its own SQLite file, ``<data_dir>/notifications.sqlite3``, not
-a table in the queue's file: the queue's schema is numbered by its own
-migrations (`delivery.queue.sqlite.MIGRATIONS`) and its file takes thousands
-of commits a second, while notifications are written a few times a day and
-read by other processes that must never contend with deliveries or need
-write access to the queue. The file uses a rollback journal rather than WAL
-so a reader can open it read-only (``mode=ro``) without the ``-shm`` file
-WAL readers need.
+- **SQLite (one engine)**: their own file, ``<data_dir>/notifications.sqlite3``,
+  not a table in the queue's file: the queue's schema is numbered by its own
+  migrations (`delivery.queue.sqlite.MIGRATIONS`) and its file takes
+  thousands of commits a second, while notifications are written a few
+  times a day and read by other processes that must never contend with
+  deliveries or need write access to the queue. The file uses a rollback
+  journal rather than WAL so a reader can open it read-only (``mode=ro``)
+  without the ``-shm`` file WAL readers need.
+- **PostgreSQL (a fleet)**: two tables of the same columns in the queue's
+  database (created by its migration 3, `delivery.queue.postgres.MIGRATIONS`),
+  so that every engine lists what any of them raised. `Postgres(dsn)` names
+  it; a reader's transaction is ``READ ONLY``.
 
 Two tables (`SCHEMA`):
 
@@ -21,7 +27,8 @@ Two tables (`SCHEMA`):
   kind, state, workspace, destination, first-seen time, a sample body.
 - `destination_watch`: the standing of each destination that is not
   healthy (`delivery.alerts.auth_watch.WatchState`), so a disabled
-  destination stays disabled across a restart.
+  destination stays disabled across a restart. (On PostgreSQL it also keeps
+  healthy ones' rows, and a `version` per row: docs/fleet.md.)
 
 A notification is `open` while someone has something to do (`auth_failing`,
 `disabled`) and `resolved` once the destination delivers again or is
@@ -30,9 +37,12 @@ resolved (they report an ending). Bodies are stored as the attempt record
 holds them, already redacted of the destination's secrets; request headers
 and credentials are never stored.
 
-`open_notifications(data_dir)` and `read_notifications(data_dir)` read the
-file read-only and work whether or not the engine runs; a data directory
-without the file has no notifications.
+`read_notifications(where)` and `open_notifications(where)` take where to
+read: a data directory (the SQLite file) or `Postgres(dsn)`. Both read only,
+whether or not an engine runs; a data directory without the file, or a
+database not migrated yet, has no notifications. A database that cannot be
+read raises `NotificationsError`, whose message names the server and never
+the password.
 """
 
 from __future__ import annotations
@@ -40,13 +50,20 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
+
+import psycopg
+import psycopg.errors
+
+from ingest.dsn import connect_timeout, describe, redact_dsn, scrub
 
 NOTIFICATIONS_FILE: Final = "notifications.sqlite3"
 BUSY_TIMEOUT_MS: Final = 10_000
+#: Seconds a reader waits for a connection to PostgreSQL (unless the DSN says `connect_timeout`).
+CONNECT_TIMEOUT_S: Final = 10.0
 
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS notifications (
@@ -128,28 +145,54 @@ class Notification:
         return data
 
 
+class NotificationsError(Exception):
+    """The notifications could not be read; the message names where, never a password."""
+
+
+@dataclass(frozen=True, slots=True)
+class Postgres:
+    """The notifications of a fleet: the tables in its queue's PostgreSQL database."""
+
+    dsn: str = field(repr=False)
+    """libpq's connection string (URL or key=value form); it may hold a password, never shown."""
+
+    def __repr__(self) -> str:
+        return f"Postgres({redact_dsn(self.dsn)!r})"
+
+    def __str__(self) -> str:
+        return f"PostgreSQL ({describe(self.dsn)})"
+
+
+#: Where notifications are read: a data directory (its SQLite file) or a fleet's database.
+Where: TypeAlias = str | Path | Postgres
+
+
 def store_path(data_dir: str | Path) -> Path:
     """Where a data directory keeps its notifications."""
     return Path(data_dir) / NOTIFICATIONS_FILE
 
 
 def read_notifications(
-    data_dir: str | Path,
+    where: Where,
     *,
     state: State | str | None = None,
     workspace: str | None = None,
     limit: int | None = None,
 ) -> list[Notification]:
-    """Notifications under `data_dir`, newest first, read-only (the engine need not run).
+    """Notifications in `where` (a data directory or `Postgres`), newest first; the engine need not run.
 
     `state` keeps only `open` or `resolved` ones (None or `all`: every one);
     `workspace` one customer's; `limit` the newest that many. A data
-    directory without notifications gives an empty list.
+    directory without notifications, or a database without their tables,
+    gives an empty list. Nothing is written: the file is opened read-only,
+    the database's transaction is ``READ ONLY``.
     """
-    path = store_path(data_dir)
+    wanted = None if state in (None, "all") else State(state)
+    if isinstance(where, Postgres):
+        return _read_postgres(where, wanted, workspace, limit)
+    path = store_path(where)
     if not path.is_file():
         return []
-    wanted = None if state in (None, "all") else State(state)
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -163,33 +206,56 @@ def read_notifications(
         db.close()
 
 
-def open_notifications(data_dir: str | Path, workspace: str | None = None) -> list[Notification]:
-    """The open notifications under `data_dir` (one workspace's if given), newest first; read-only.
+def open_notifications(where: Where, workspace: str | None = None) -> list[Notification]:
+    """The open notifications in `where` (one workspace's if given), newest first; read-only.
 
     For the dashboard's "open notifications" per workspace: each has
     `workspace_id`, `destination_id`, `integration`, `kind`, `created_at`,
     `first_seen_at`, `failures`, `status_code`, `sample_body` and `message`.
     """
-    return read_notifications(data_dir, state=State.OPEN, workspace=workspace)
+    return read_notifications(where, state=State.OPEN, workspace=workspace)
+
+
+def _query(state: State | None, workspace: str | None, limit: int | None, mark: str) -> tuple[str, list[Any]]:
+    """The select and its parameters; `mark` is the driver's placeholder (``?`` or ``%s``)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if state is not None:
+        clauses.append(f"state = {mark}")
+        params.append(str(state))
+    if workspace is not None:
+        clauses.append(f"workspace_id = {mark}")
+        params.append(workspace)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    tail = f" LIMIT {mark}" if limit is not None else ""
+    if limit is not None:
+        params.append(limit)
+    return f"SELECT {COLUMNS} FROM notifications {where} ORDER BY id DESC{tail}", params
 
 
 def _select(
     db: sqlite3.Connection, state: State | None, workspace: str | None, limit: int | None
 ) -> list[Notification]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if state is not None:
-        clauses.append("state = ?")
-        params.append(str(state))
-    if workspace is not None:
-        clauses.append("workspace_id = ?")
-        params.append(workspace)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    tail = " LIMIT ?" if limit is not None else ""
-    if limit is not None:
-        params.append(limit)
-    rows = db.execute(f"SELECT {COLUMNS} FROM notifications {where} ORDER BY id DESC{tail}", params)
-    return [_notification(row) for row in rows.fetchall()]
+    query, params = _query(state, workspace, limit, "?")
+    return [_notification(row) for row in db.execute(query, params).fetchall()]
+
+
+def _read_postgres(
+    where: Postgres, state: State | None, workspace: str | None, limit: int | None
+) -> list[Notification]:
+    query, params = _query(state, workspace, limit, "%s")
+    try:
+        timeout = connect_timeout(where.dsn, CONNECT_TIMEOUT_S)
+        with psycopg.connect(where.dsn, connect_timeout=timeout) as db:
+            db.read_only = True
+            rows = db.execute(query, params).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return []  # the queue's migration 3 has not run yet: nothing was raised
+    except psycopg.Error as error:
+        # Not chained: the driver's exception may quote the DSN.
+        reason = scrub(str(error), where.dsn)
+        raise NotificationsError(f"cannot read the notifications in {where}: {reason}") from None
+    return [_notification(row) for row in rows]
 
 
 def _notification(row: tuple[Any, ...]) -> Notification:

@@ -53,7 +53,10 @@ for col, (label, column) in zip(
     col.metric(label, style.count(report[column]), delta=share or None, delta_color="off", delta_arrow="off")
 
 st.header("Open notifications")
-notifications = data.notifications(scope.value or "")
+notifications = data.open_notices(scope.value or "")
+if notifications is None:
+    st.warning("The engine's notifications cannot be read right now; try again in a moment.")
+    notifications = []
 for note in notifications:
     since = f"since {note.first_seen_at:%Y-%m-%d %H:%M} UTC"
     st.error(f"**{note.destination_id}** ({note.kind.replace('_', ' ')}, {since}): {note.message}")

@@ -10,11 +10,30 @@
 - `enable(destination_id)`: `POST /admin/destinations/{id}/enable`.
 
 The state changes in memory at once (the next job's precheck sees it); what
-it must keep, the destination's standing and the notifications raised, goes
-through one queue to a task (`run`) that writes each change to the
-`NotificationStore` in a thread, in order, and then POSTs each notification
-to `[alerts] webhook_url` if one is set. The webhook is told once, without
+it must keep, the destination's standing (every change of it, the streak's
+count included) and the notifications raised, goes through one queue to a
+task (`run`) that writes each change to the store in a thread, in order, and
+then POSTs each notification to `[alerts] webhook_url` if one is set. A
+change that raises nothing waits up to `COALESCE_S` for others, so a burst
+of 401s is one write per destination. The webhook is told once, without
 retries: the store is the durable record, and a lost POST is logged.
+
+The store follows the queue's backend (`open_store`): the SQLite file under
+`data_dir` (`NotificationStore`), or, for a fleet, tables in the queue's
+PostgreSQL database (`PostgresNotificationStore`), which every engine
+writes and reads (docs/fleet.md, "Shared alert state"). There:
+
+- each destination's standing has a version; this engine writes over the
+  version it last stored or read, and when another engine wrote since (a
+  re-enable through its admin API) the write is refused, and this engine
+  takes up the stored standing instead (its refused change is dropped);
+- every `refresh_s` (`REFRESH_S`) `run` re-reads every stored standing and
+  takes up each one another engine changed, unless a change of its own to
+  that destination is waiting to be written. So an engine that starts
+  owning a destination (its owner died) already holds, and continues, its
+  streak, and an owner applies a re-enable made elsewhere within `refresh_s`;
+- `enable` is one transaction in the database, in order with this engine's
+  own writes, from whichever engine is asked.
 """
 
 from __future__ import annotations
@@ -23,11 +42,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from delivery.alerts.auth_watch import (
+    HEALTHY,
     AuthWatch,
     Change,
     Observation,
@@ -37,7 +58,8 @@ from delivery.alerts.auth_watch import (
     WatchState,
     observation,
 )
-from delivery.alerts.store import NewNotification, NotificationStore
+from delivery.alerts.postgres_store import PostgresNotificationStore
+from delivery.alerts.store import NewNotification, NotificationStore, Standing
 from delivery.config import AlertsConfig, Config
 from delivery.transport import Transport, TransportError, open_transport
 from ingest.ids import new_id
@@ -47,6 +69,20 @@ log = logging.getLogger(__name__)
 
 #: The `User-Agent` of webhook POSTs.
 USER_AGENT: Final = "deliverydash-alerts"
+#: On the shared store: how often an engine re-reads the standing other engines stored (seconds).
+REFRESH_S: Final = 2.0
+#: How long a change that raises no notification waits for others to be written with it (seconds).
+COALESCE_S: Final = 0.5
+
+Store: TypeAlias = NotificationStore | PostgresNotificationStore
+
+
+def open_store(config: Config) -> Store:
+    """The store of `config`'s queue backend: the queue's PostgreSQL database, or the file under data_dir."""
+    if config.queue.backend == "postgres":
+        assert config.queue.dsn is not None  # the config checks it
+        return PostgresNotificationStore(config.queue.dsn.reveal())
+    return NotificationStore(config.engine.data_dir)
 
 
 def policy(alerts: AlertsConfig) -> Policy:
@@ -65,8 +101,22 @@ class _Write:
 
     destination_id: str
     state: WatchState
-    notifications: Sequence[NewNotification] = ()
-    done: asyncio.Future[None] | None = field(default=None)
+    notifications: list[NewNotification] = field(default_factory=list)
+    done: list[asyncio.Future[None]] = field(default_factory=list)
+    """Who waits for it to be stored (a manual enable on the file)."""
+    generation: int = 0
+    """The destination's generation when it was queued: a write of an older one is stale (not written)."""
+
+
+@dataclass(slots=True)
+class _Enable:
+    """A manual re-enable on the shared store: one transaction there, in order with the writes."""
+
+    destination_id: str
+    done: asyncio.Future[Notification | None]
+
+
+_Item: TypeAlias = _Write | _Enable | None
 
 
 class AuthAlerts:
@@ -78,15 +128,28 @@ class AuthAlerts:
         *,
         clock: Callable[[], float] = time.time,
         on_notification: Callable[[str], None] | None = None,
+        refresh_s: float = REFRESH_S,
     ) -> None:
-        """`clock` gives epoch seconds (the worker's clock); `on_notification` hears each kind raised."""
+        """`clock` gives epoch seconds (the worker's clock); `on_notification` hears each kind raised.
+
+        `refresh_s`: on the shared store, how often `run` re-reads what other engines stored.
+        """
         self._config = config
         self._clock = clock
         self._on_notification = on_notification or (lambda kind: None)
+        self._refresh_s = refresh_s
         self._watch = AuthWatch(policy(config.alerts))
-        self._store: NotificationStore | None = None
-        self._writes: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._store: Store | None = None
+        self._shared: PostgresNotificationStore | None = None
+        self._writes: asyncio.Queue[_Item] = asyncio.Queue()
         self._webhook: Transport | None = None
+        #: Shared store: the version of each destination's standing this engine last stored or read.
+        self._versions: dict[str, int] = {}
+        #: Bumped when a destination's standing is taken from the store: older queued writes are stale.
+        self._generations: Counter[str] = Counter()
+        #: Writes queued and not yet handled, per destination (the refresh leaves those alone).
+        self._pending: Counter[str] = Counter()
+        self._refresh_failing = False
 
     @property
     def started(self) -> bool:
@@ -94,12 +157,18 @@ class AuthAlerts:
         return self._store is not None
 
     async def start(self) -> None:
-        """Open the store and take up the standing stored by an earlier run."""
-        data_dir = self._config.engine.data_dir
-        self._store = store = await asyncio.to_thread(NotificationStore, data_dir)
-        stored = await asyncio.to_thread(store.watch_states)
-        known = {d: s for d, s in stored.items() if self._config.destination(d) is not None}
-        self._watch = AuthWatch(self._watch.policy, known)
+        """Open the store and take up the standing stored by an earlier run (or, shared, by the fleet)."""
+        self._store = store = await asyncio.to_thread(open_store, self._config)
+        if isinstance(store, PostgresNotificationStore):
+            self._shared = store
+            standings = await asyncio.to_thread(store.standings)
+            known = {d: s for d, s in standings.items() if self._config.destination(d) is not None}
+            self._versions = {d: s.version for d, s in known.items()}
+            stored = {d: s.state for d, s in known.items()}
+        else:
+            states = await asyncio.to_thread(store.watch_states)
+            stored = {d: s for d, s in states.items() if self._config.destination(d) is not None}
+        self._watch = AuthWatch(self._watch.policy, stored)
         for destination_id in self._watch.disabled():
             log.warning("destination %s is still disabled by auth failures; probing it", destination_id)
         if self._config.alerts.webhook_url is not None:
@@ -108,9 +177,22 @@ class AuthAlerts:
             )
 
     async def run(self) -> None:
-        """Store (then post) each change, in order, until `stop`; what was queued before it is written."""
-        while (write := await self._writes.get()) is not None:
-            await self._apply(write)
+        """Store (then post) each change, in order, until `stop`; what was queued before it is written.
+
+        On the shared store, also re-read every `refresh_s` what other engines stored.
+        """
+        loop = asyncio.get_running_loop()
+        refresh_at = loop.time() + self._refresh_s if self._shared is not None else float("inf")
+        while True:
+            items = await self._collect(refresh_at)
+            stop = next((n for n, item in enumerate(items) if item is None), None)
+            if stop is not None:
+                await self._apply(items[:stop])
+                return
+            await self._apply(items)
+            if self._shared is not None and loop.time() >= refresh_at:
+                await self._refresh()
+                refresh_at = loop.time() + self._refresh_s
 
     def stop(self) -> None:
         """End `run` once the changes queued so far are written. Call after the worker stopped."""
@@ -133,28 +215,37 @@ class AuthAlerts:
         """Take in one committed attempt record (the worker's `on_settled`, after metrics)."""
         seen = observation(record)
         destination_id = str(record.get("destination_id"))
+        before = self._watch.state(destination_id)
         if seen is Observation.IGNORED or (
-            seen is not Observation.AUTH_FAILURE and self._watch.state(destination_id).phase is Phase.HEALTHY
+            seen is not Observation.AUTH_FAILURE and before.phase is Phase.HEALTHY
         ):
             return  # the common case: nothing to change
         transitions = self._watch.observe(destination_id, seen, self._clock())
-        if transitions:
+        after = self._watch.state(destination_id)
+        if after != before:  # a transition, or the streak's count: both are stored
             notes = [self._raised(transition, record) for transition in transitions]
-            self._queue(_Write(destination_id, transitions[-1].after, notes))
+            self._queue(_Write(destination_id, after, notes))
 
     async def enable(self, destination_id: str) -> Notification | None:
         """Re-enable a destination disabled by auth failures; its notification, or None if it was not.
 
         Returns once the change is stored (and before the webhook is told).
+        On the shared store the stored standing decides (whichever engine
+        owns the destination), and its owner takes the change up within
+        `refresh_s`.
         """
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._shared is not None:
+            self._writes.put_nowait(_Enable(destination_id, done))
+            note: Notification | None = await done
+            return note
         transitions = self._watch.enable(destination_id, self._clock())
         if not transitions:
             return None
-        note = self._raised(transitions[0], None)
-        done = asyncio.get_running_loop().create_future()
-        self._queue(_Write(destination_id, transitions[0].after, [note], done))
+        raised = self._raised(transitions[0], None)
+        self._queue(_Write(destination_id, transitions[0].after, [raised], [done]))
         await done
-        return note.stored()
+        return raised.stored()
 
     def disabled_count(self) -> int:
         """How many destinations auth failures have disabled now."""
@@ -168,26 +259,171 @@ class AuthAlerts:
 
     def _queue(self, write: _Write) -> None:
         for note in write.notifications:
-            log.warning("notification %s for %s: %s", note.kind, note.destination_id, note.message)
-            self._on_notification(note.kind)
+            self._announce(note)
+        write.generation = self._generations[write.destination_id]
+        self._pending[write.destination_id] += 1
         self._writes.put_nowait(write)
 
-    async def _apply(self, write: _Write) -> None:
+    def _announce(self, note: NewNotification) -> None:
+        log.warning("notification %s for %s: %s", note.kind, note.destination_id, note.message)
+        self._on_notification(note.kind)
+
+    async def _collect(self, until: float) -> list[_Item]:
+        """What is queued, once there is something; nothing if the loop's clock reaches `until` first.
+
+        A change that raises nothing waits up to `COALESCE_S` (never past
+        `until`) for more, so that a burst of auth failures is one write per
+        destination.
+        """
+        loop = asyncio.get_running_loop()
+        wait = None if until == float("inf") else max(0.0, until - loop.time())
         try:
-            if self._store is None:
+            items = [await asyncio.wait_for(self._writes.get(), wait)]
+        except TimeoutError:
+            return []
+        deadline = min(loop.time() + COALESCE_S, until)
+        while not any(_urgent(item) for item in items):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                items.append(await asyncio.wait_for(self._writes.get(), left))
+            except TimeoutError:
+                break
+        while not self._writes.empty():
+            items.append(self._writes.get_nowait())
+        return items
+
+    async def _apply(self, items: list[_Item]) -> None:
+        """Store the writes, a destination's consecutive ones as one; a re-enable in its place."""
+        writes: list[_Write] = []
+        for item in items:
+            if isinstance(item, _Enable):
+                await self._flush(writes)
+                writes = []
+                await self._enable_stored(item)
+            elif item is not None:
+                writes.append(item)
+        await self._flush(writes)
+
+    async def _flush(self, writes: list[_Write]) -> None:
+        merged: dict[str, _Write] = {}
+        for write in writes:
+            destination_id = write.destination_id
+            self._pending[destination_id] -= 1
+            if write.generation != self._generations[destination_id]:
+                _dropped(write, "its standing was taken from the store since")
+                continue
+            if (into := merged.get(destination_id)) is None:
+                merged[destination_id] = write
+            else:
+                into.state = write.state
+                into.notifications += write.notifications
+                into.done += write.done
+        for write in merged.values():
+            await self._write(write)
+
+    async def _write(self, write: _Write) -> None:
+        """Store one change (on the shared store, over the version last seen), then post what it raised."""
+        destination_id = write.destination_id
+        try:
+            if self._shared is not None:
+                expected = self._versions.get(destination_id, 0)
+                version = await asyncio.to_thread(
+                    self._shared.record, destination_id, write.state, write.notifications, expected=expected
+                )
+            elif self._store is not None:
+                await asyncio.to_thread(self._store.record, destination_id, write.state, write.notifications)
+                version = 0
+            else:
                 raise RuntimeError("AuthAlerts.start() was not called")
-            await asyncio.to_thread(
-                self._store.record, write.destination_id, write.state, write.notifications
-            )
         except Exception as exc:
-            log.exception("could not store the auth standing of %s", write.destination_id)
-            if write.done is not None and not write.done.done():
-                write.done.set_exception(exc)
+            log.exception("could not store the auth standing of %s", destination_id)
+            for waiter in write.done:
+                if not waiter.done():
+                    waiter.set_exception(exc)
             return
-        if write.done is not None and not write.done.done():
-            write.done.set_result(None)
-        for note in write.notifications:
-            await self._post(note.stored())
+        if version is None:
+            # Another engine wrote this standing since (a re-enable): the stored one wins.
+            _dropped(write, "another engine changed its standing meanwhile")
+            await self._reload(destination_id)
+        elif self._shared is not None:
+            self._versions[destination_id] = max(version, self._versions.get(destination_id, 0))
+        for waiter in write.done:
+            if not waiter.done():
+                waiter.set_result(None)
+        if version is not None:
+            for note in write.notifications:
+                await self._post(note.stored())
+
+    async def _enable_stored(self, enable: _Enable) -> None:
+        """A manual re-enable on the shared store: decided and stored there in one transaction."""
+        destination_id = enable.destination_id
+
+        def notify(before: WatchState) -> NewNotification:
+            transition = Transition(destination_id, Change.ENABLED, self._clock(), before, HEALTHY)
+            return self._raised(transition, None)
+
+        try:
+            assert self._shared is not None
+            note, standing = await asyncio.to_thread(self._shared.enable, destination_id, notify)
+        except Exception as exc:
+            log.exception("could not re-enable %s", destination_id)
+            enable.done.set_exception(exc)
+            return
+        if standing.version != self._versions.get(destination_id, 0):
+            self._adopt(destination_id, standing)
+        if note is None:
+            enable.done.set_result(None)
+            return
+        self._announce(note)
+        enable.done.set_result(note.stored())
+        await self._post(note.stored())
+
+    async def _refresh(self) -> None:
+        """Take up every standing another engine stored, but of destinations with a write waiting here."""
+        assert self._shared is not None
+        try:
+            standings = await asyncio.to_thread(self._shared.standings)
+        except Exception as exc:
+            if not self._refresh_failing:  # once per outage, not every few seconds
+                log.warning("could not read the fleet's auth standing; trying again: %s", exc)
+            self._refresh_failing = True
+            return
+        if self._refresh_failing:
+            log.info("read the fleet's auth standing again")
+        self._refresh_failing = False
+        for destination_id in standings.keys() | self._versions.keys():
+            standing = standings.get(destination_id, Standing())
+            if self._pending[destination_id] == 0 and standing.version != self._versions.get(
+                destination_id, 0
+            ):
+                self._adopt(destination_id, standing)
+
+    async def _reload(self, destination_id: str) -> None:
+        assert self._shared is not None
+        try:
+            standing = await asyncio.to_thread(self._shared.standing, destination_id)
+        except Exception:
+            log.exception("could not reload the auth standing of %s", destination_id)
+            return
+        self._adopt(destination_id, standing)
+
+    def _adopt(self, destination_id: str, standing: Standing) -> None:
+        """Hold the stored standing as this destination's; what is queued for it from before is stale."""
+        if self._config.destination(destination_id) is None:
+            return
+        before = self._watch.state(destination_id).phase
+        self._watch.load(destination_id, standing.state)
+        self._versions[destination_id] = standing.version
+        self._generations[destination_id] += 1
+        if standing.state.phase is not before:
+            log.info(
+                "destination %s: %s -> %s, as the fleet's store has it",
+                destination_id,
+                before,
+                standing.state.phase,
+            )
 
     async def _post(self, notification: Notification) -> None:
         url = self._config.alerts.webhook_url
@@ -269,6 +505,21 @@ class AuthAlerts:
             )
             return f"{name}: {was} after {streak.failures} auth failures."
         return f"{name}: re-enabled by hand; its jobs are sent again."
+
+
+def _urgent(item: _Item) -> bool:
+    """Whether an item is written at once: the stop, a re-enable, or a change that raised something."""
+    return not isinstance(item, _Write) or bool(item.notifications or item.done)
+
+
+def _dropped(write: _Write, why: str) -> None:
+    kinds = ", ".join(note.kind for note in write.notifications) or "none"
+    log.info(
+        "a change to the auth standing of %s was not stored (%s); notifications: %s",
+        write.destination_id,
+        why,
+        kinds,
+    )
 
 
 def chain(*hooks: Callable[[Mapping[str, Any]], None]) -> Callable[[Mapping[str, Any]], None]:

@@ -220,6 +220,10 @@ class AuthWatch:
         self._set(destination_id, after)
         return [Transition(destination_id, change, now, before, after) for change in changes]
 
+    def load(self, destination_id: str, state: WatchState) -> None:
+        """Take up a standing stored elsewhere (another engine's change, or a reload after a conflict)."""
+        self._set(destination_id, state)
+
     def _set(self, destination_id: str, state: WatchState) -> None:
         if state.phase is Phase.HEALTHY:
             self._states.pop(destination_id, None)

@@ -2,6 +2,8 @@
 
 `NotificationStore` writes a destination's standing (`delivery.alerts.auth_watch.WatchState`)
 and the notifications it raised in one transaction; readers use `ingest.notifications`.
+On the PostgreSQL backend its counterpart is `delivery.alerts.postgres_store`;
+`notifications_source(config)` says where a config's notifications are read.
 """
 
 from __future__ import annotations
@@ -13,8 +15,35 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from delivery.alerts.auth_watch import Phase, WatchState
-from ingest.notifications import BUSY_TIMEOUT_MS, COLUMNS, SCHEMA, Notification, State, store_path, utc
+from delivery.alerts.auth_watch import HEALTHY, Phase, WatchState
+from delivery.config import Config
+from ingest.notifications import (
+    BUSY_TIMEOUT_MS,
+    COLUMNS,
+    SCHEMA,
+    Notification,
+    Postgres,
+    State,
+    Where,
+    store_path,
+    utc,
+)
+
+
+def notifications_source(config: Config) -> Where:
+    """Where `config`'s engines keep their notifications: the queue's PostgreSQL database, or `data_dir`."""
+    if config.queue.backend == "postgres" and config.queue.dsn is not None:
+        return Postgres(config.queue.dsn.reveal())
+    return config.engine.data_dir
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A destination's stored standing and its version (PostgreSQL: one more at each write)."""
+
+    state: WatchState = HEALTHY
+    version: int = 0
+    """0: nothing stored yet (healthy)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,20 +53,15 @@ them through `asyncio.to_thread`.
 
 from __future__ import annotations
 
-import contextlib
-import getpass
 import os
-import re
 import socket
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 import numpy as np
 import psycopg
 import psycopg.errors
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from delivery.queue.base import (
@@ -83,6 +78,12 @@ from delivery.queue.base import (
 )
 from delivery.queue.claims import Candidate, choose, destination_share
 from delivery.queue.outbox import encode_record
+
+# `redact_dsn` is re-exported (callers import it from here); the others keep their old private names.
+from ingest.dsn import connect_timeout as _connect_timeout
+from ingest.dsn import describe as _target
+from ingest.dsn import redact_dsn as redact_dsn
+from ingest.dsn import scrub as _scrub
 from ingest.ids import new_id, new_ids
 
 T = TypeVar("T")
@@ -155,6 +156,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             destination_id text PRIMARY KEY,
             engine text NOT NULL,
             expires_at double precision NOT NULL
+        )""",
+    ),
+    (
+        # The fleet's notifications and each destination's auth standing (`delivery.alerts`):
+        # the columns of the SQLite file's (`ingest.notifications.SCHEMA`), so that any engine's
+        # admin API lists and clears what another raised. `version` goes up by one at every
+        # write of a standing, which names the version it replaces: an engine holding a stale
+        # copy (another re-enabled the destination meanwhile) writes nothing and reloads.
+        """CREATE TABLE notifications (
+            id text PRIMARY KEY,
+            kind text NOT NULL,
+            state text NOT NULL CHECK (state IN ('open', 'resolved')),
+            workspace_id text NOT NULL,
+            destination_id text NOT NULL,
+            integration text NOT NULL,
+            created_at double precision NOT NULL,
+            first_seen_at double precision,
+            failures integer NOT NULL DEFAULT 0,
+            status_code integer,
+            sample_body text,
+            message text NOT NULL,
+            resolved_at double precision
+        )""",
+        "CREATE INDEX notifications_open ON notifications (state, destination_id)",
+        """CREATE TABLE destination_watch (
+            destination_id text PRIMARY KEY,
+            phase text NOT NULL,
+            failures integer NOT NULL,
+            first_failure_at double precision,
+            disabled_at double precision,
+            next_probe_at double precision,
+            version bigint NOT NULL
         )""",
     ),
 )
@@ -404,94 +437,7 @@ _RELEASE_DESTINATIONS = (
 _JOB_COLUMNS = 9
 
 
-# --- the DSN, without its password ---
-
-_URL = re.compile(r"^(?P<scheme>postgres(?:ql)?://)(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
-_URL_PARAMETER = re.compile(r"(?P<key>[?&](?:ssl)?password=)(?P<value>[^&#]*)", re.IGNORECASE)
-_PAIR_PASSWORD = re.compile(
-    r"(?P<key>(?<![\w.])(?:ssl)?password\s*=\s*)(?P<value>'(?:\\.|[^'\\])*(?:'|$)|(?:\\.|[^\s\\])*)",
-    re.IGNORECASE | re.DOTALL,
-)
-
-
-def _secret_spans(dsn: str) -> list[tuple[int, int]]:
-    """Where the passwords are in `dsn` (URL or key=value form), as (start, end) offsets.
-
-    When in doubt it takes more: in a URL with ``user:`` before its first
-    ``@``, everything from that ``:`` to the last ``@`` (a password with an
-    unescaped ``@`` or ``/``, which libpq would misread and then quote in
-    its error, is still hidden whole).
-    """
-    spans: list[tuple[int, int]] = []
-    if url := _URL.match(dsn):
-        start = url.start("rest")
-        first_at, last_at = dsn.find("@", start), dsn.rfind("@", start)
-        colon = dsn.find(":", start, first_at) if first_at >= 0 else -1
-        if colon >= 0:
-            spans.append((colon + 1, last_at))
-        spans += [m.span("value") for m in _URL_PARAMETER.finditer(dsn, start)]
-    else:
-        spans += [m.span("value") for m in _PAIR_PASSWORD.finditer(dsn)]
-    return [(start, end) for start, end in spans if end > start]
-
-
-def redact_dsn(dsn: str) -> str:
-    """`dsn` with every password (``password``, ``sslpassword``, a URL's ``user:password@``) as ``***``.
-
-    For logs, error messages and status pages. Works on the URL form
-    (``postgresql://user:secret@host/db?...``) and the key=value form
-    (``host=... password='se cret'``), malformed ones included.
-    """
-    redacted, last = [], 0
-    for start, end in sorted(_secret_spans(dsn)):
-        redacted += [dsn[last:start], "***"]
-        last = end
-    return "".join([*redacted, dsn[last:]])
-
-
-def _passwords(dsn: str) -> set[str]:
-    """The passwords in `dsn` as written, unquoted and percent-decoded: the texts never to show."""
-    found: set[str] = set()
-    for start, end in _secret_spans(dsn):
-        text = dsn[start:end]
-        found |= {text, unquote(text), text.strip("'").replace("\\'", "'").replace("\\\\", "\\")}
-    return {text for text in found if text}
-
-
-def _scrub(message: str, dsn: str) -> str:
-    """`message` with the DSN and its passwords replaced (libpq quotes a malformed DSN whole)."""
-    message = message.replace(dsn, redact_dsn(dsn))
-    for password in sorted(_passwords(dsn), key=len, reverse=True):
-        message = message.replace(password, "***")
-    return message.strip()
-
-
-def _target(dsn: str) -> str:
-    """``host H port P database D user U`` of `dsn`, libpq's defaults filled in; never the password."""
-    try:
-        given = conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return redact_dsn(dsn)
-    user = given.get("user") or os.environ.get("PGUSER") or _os_user()
-    parts = {
-        "host": given.get("host") or given.get("hostaddr") or os.environ.get("PGHOST") or "(local socket)",
-        "port": given.get("port") or os.environ.get("PGPORT") or "5432",
-        "database": given.get("dbname") or os.environ.get("PGDATABASE") or user,
-        "user": user,
-    }
-    return " ".join(f"{key} {value}" for key, value in parts.items())
-
-
-def _os_user() -> str:
-    """libpq's default user: this process's."""
-    with contextlib.suppress(OSError, KeyError):
-        return getpass.getuser()
-    return "(unknown)"
-
-
-def _connect_timeout(dsn: str, seconds: float) -> Any:
-    """The DSN's ``connect_timeout``, else `seconds` (libpq counts whole seconds, at least 2)."""
-    return conninfo_to_dict(dsn).get("connect_timeout", max(2, round(seconds)))
+# --- the DSN, without its password: `ingest.dsn` (the notifications' reader needs it too) ---
 
 
 def _connect(dsn: str, connect_timeout_s: float) -> psycopg.Connection[Any]:

@@ -1,6 +1,7 @@
 """Start the Streamlit dashboard: a day of HTTP responses, customer and partner pages, retries, an
 error explorer and a SQL console. With a secret set (DELIVERYDASH_SECRET or [dashboard] secret in the
-config), pages need a link from `deliverydash link`."""
+config), pages need a link from `deliverydash link`. When --config names [queue] backend = "postgres",
+the notifications shown are the fleet's, read from that database."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from deliverydash import options
 
 NAME = "dashboard"
 HELP = "open the delivery dashboard (Streamlit) over the attempt log"
+#: Where the dashboard's process finds the fleet's database (`app.data.QUEUE_DSN_ENV`).
+QUEUE_DSN_ENV = "DELIVERYDASH_QUEUE_DSN"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     options.add_data_options(
         parser,
-        config_help="TOML config: the secret of its [dashboard] table, and [engine] data_dir (docs/cli.md)",
+        config_help="TOML config: the secret of its [dashboard] table, [engine] data_dir, and with "
+        '[queue] backend = "postgres" the database holding the notifications (docs/cli.md)',
     )
 
 
@@ -32,6 +36,7 @@ def run(args: argparse.Namespace) -> None:
 
     data_dir = options.data_dir(args).resolve()
     secret = options.dashboard_secret(args.config)
+    dsn = _notifications_dsn(args.config)
     if not (data_dir / "attempts").is_dir():
         print(
             f"deliverydash dashboard: no attempt log under {data_dir} yet; the dashboard will say so "
@@ -41,11 +46,21 @@ def run(args: argparse.Namespace) -> None:
     env = dict(os.environ, DELIVERYDASH_DATA_DIR=str(data_dir))
     if secret is not None:
         env["DELIVERYDASH_SECRET"] = secret
+    # Through the environment, never the command line (which `ps` shows to every user of the machine);
+    # and only when the config says so: a DSN exported for an engine elsewhere is not the dashboard's.
+    env.pop(QUEUE_DSN_ENV, None)
+    notifications = ""
+    if dsn is not None:
+        from ingest.dsn import redact_dsn
+
+        env[QUEUE_DSN_ENV] = dsn
+        notifications = f", notifications from PostgreSQL at {redact_dsn(dsn)}"
     access = (
         "links from `deliverydash link` required" if secret else "no secret: open to anyone who reaches it"
     )
     print(
-        f"Dashboard on http://{args.host}:{args.port}/ over {data_dir} ({access}). Ctrl-C stops it.",
+        f"Dashboard on http://{args.host}:{args.port}/ over {data_dir}{notifications} ({access}). "
+        "Ctrl-C stops it.",
         file=sys.stderr,
     )
     entry = Path(app.__file__).parent / "main.py"
@@ -61,3 +76,13 @@ def run(args: argparse.Namespace) -> None:
     sys.stderr.flush()
     # Streamlit owns the process from here: its own Ctrl-C handling and exit status.
     os.execve(sys.executable, command, env)
+
+
+def _notifications_dsn(config_path: str | None) -> str | None:
+    """The queue's DSN when the config names a PostgreSQL queue (the fleet's notifications are there)."""
+    if not config_path:
+        return None
+    config = options.engine_config(config_path)
+    if config.queue.backend != "postgres" or config.queue.dsn is None:
+        return None
+    return config.queue.dsn.reveal()

@@ -1,6 +1,7 @@
 """List the notifications the engine raised about destinations (auth failures, destinations disabled
-by them, recoveries, manual re-enables), newest first. Open ones only unless --all. Reads
-<data_dir>/notifications.sqlite3 read-only, so it works whether or not the engine runs."""
+by them, recoveries, manual re-enables), newest first. Open ones only unless --all. Reads them where
+the engine keeps them: <data_dir>/notifications.sqlite3, or, when --config names [queue] backend =
+"postgres", the fleet's in that database. Read-only, so it works whether or not an engine runs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 from deliverydash import options
 
 if TYPE_CHECKING:
-    from ingest.notifications import Notification
+    from ingest.notifications import Notification, Where
 
 NAME = "notifications"
 HELP = "list notifications about destinations (auth failures, auto-disable, recoveries)"
@@ -23,25 +24,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
     parser.add_argument("--all", action="store_true", help="resolved notifications too")
     parser.add_argument("--workspace", help="only this workspace's")
-    options.add_data_options(parser)
+    options.add_data_options(
+        parser,
+        config_help="the engine's TOML config: its [engine] data_dir, or, with [queue] backend = "
+        '"postgres", the queue\'s database, where a fleet keeps its notifications (--data-dir alone '
+        "reads only a data directory's file: pass --config to read a fleet's)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     """Print the table (a `CommandError` if the store cannot be read)."""
     import sqlite3
 
-    from ingest.notifications import read_notifications, store_path
+    from ingest.notifications import NotificationsError, Postgres, read_notifications, store_path
 
-    data_dir = options.data_dir(args)
+    where = _where(args)
     try:
-        found = read_notifications(data_dir, state="all" if args.all else "open", workspace=args.workspace)
+        found = read_notifications(where, state="all" if args.all else "open", workspace=args.workspace)
     except sqlite3.Error as exc:
-        raise options.CommandError(f"cannot read {store_path(data_dir)}: {exc}") from None
+        assert not isinstance(where, Postgres)
+        raise options.CommandError(f"cannot read {store_path(where)}: {exc}") from None
+    except NotificationsError as exc:  # its message names the server, never the password
+        raise options.CommandError(str(exc)) from None
     if not found:
         which = "" if args.all else "open "
-        print(f"no {which}notifications under {data_dir}")
+        place = f"in {where}" if isinstance(where, Postgres) else f"under {where}"
+        print(f"no {which}notifications {place}")
         return
     print(render(found), end="")
+
+
+def _where(args: argparse.Namespace) -> Where:
+    """The fleet's database when --config names a PostgreSQL queue, else the data directory."""
+    if args.config:
+        from delivery.alerts.store import notifications_source
+
+        config = options.engine_config(args.config)
+        if config.queue.backend == "postgres":
+            return notifications_source(config)
+    return options.data_dir(args)
 
 
 def render(notifications: Sequence[Notification]) -> str:

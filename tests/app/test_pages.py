@@ -12,7 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from app.access import ViewerKind
 from delivery.alerts.auth_watch import Phase, WatchState
+from delivery.alerts.postgres_store import PostgresNotificationStore
 from delivery.alerts.store import NewNotification, NotificationStore
+from delivery.queue.postgres import migrate
 from ingest.files import attempts_root
 from ingest.ids import new_id
 from ingest.rollup import rollup_root
@@ -219,3 +221,41 @@ def test_rollups_out_of_step_show_a_banner(
         "Run `deliverydash repair` to mend them."
     ]
     assert not lost.exists(), "showing figures mended nothing"
+
+
+def test_the_customer_sees_a_fleet_s_notifications_from_postgresql(
+    open_app: OpenApp, simulated_day: SimulatedDay, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = simulated_day.workspaces[1]
+    migrate(postgres_dsn)
+    password = "pw_SECRET_dashboard"
+    dsn = postgres_dsn.replace("@", f":{password}@", 1)
+    store = PostgresNotificationStore(dsn)
+    now = time.time()
+    note = NewNotification(
+        new_id(),
+        "disabled",
+        mine,
+        "dst-fleet",
+        "crm-records",
+        now,
+        "dst-fleet: disabled by the fleet",
+        now - 60,
+    )
+    store.record("dst-fleet", WatchState(Phase.DISABLED, 50, now - 60, now, now + 300), [note])
+    store.close()
+    # As `deliverydash dashboard --config F` passes it when F's queue is PostgreSQL.
+    monkeypatch.setenv("DELIVERYDASH_QUEUE_DSN", dsn)
+    at = open_app(token(ViewerKind.WORKSPACE, mine))
+    _assert_rendered(at)
+    assert "disabled by the fleet" in " ".join(error.value for error in at.error)
+    assert password not in page_text(at)
+
+    # The database out of reach: the page says so, without naming the server or its password.
+    monkeypatch.setenv(
+        "DELIVERYDASH_QUEUE_DSN", f"postgresql://dd:{password}@127.0.0.1:1/db?connect_timeout=2"
+    )
+    at = open_app(token(ViewerKind.WORKSPACE, mine))
+    _assert_rendered(at)
+    assert any("notifications cannot be read" in warning.value for warning in at.warning)
+    assert password not in page_text(at) and "127.0.0.1" not in page_text(at)

@@ -4,6 +4,8 @@
 - `GET /admin/notifications?state=open|resolved|all&workspace=W&limit=N`: notifications, newest first.
 - `POST /admin/destinations/{id}/enable`: re-enable a destination disabled by auth failures.
 
+On the PostgreSQL backend both act on the whole fleet's notifications and standing.
+
 Behind `Authorization: Bearer <engine.admin_token>`, compared in constant
 time. A refusal is 401 `{"code": "unauthorized", "message": ...}` and never
 quotes what was presented: a near-miss of the token is still a secret.
@@ -18,6 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from delivery.alerts.store import notifications_source
 from delivery.api import openapi
 from delivery.api.dependencies import ContextDep
 from ingest.notifications import read_notifications
@@ -100,10 +103,14 @@ async def notifications(
     workspace: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """Notifications raised about destinations, newest first (docs/notifications.md)."""
+    """Notifications raised about destinations, newest first (docs/notifications.md).
+
+    On the PostgreSQL backend, the whole fleet's: every engine lists what any of them raised.
+    """
+    where = notifications_source(context.config)
     try:
         found = await asyncio.to_thread(
-            read_notifications, context.config.engine.data_dir, state=state, workspace=workspace, limit=limit
+            read_notifications, where, state=state, workspace=workspace, limit=limit
         )
     except Exception:
         log.exception("/admin/notifications: could not read the notifications")
@@ -132,6 +139,9 @@ async def enable_destination(destination_id: str, context: ContextDep) -> dict[s
     404 for an unknown destination, 409 for one disabled in the configuration
     (only the file can enable it), 503 when no worker runs in this process.
     A destination that was not disabled is left as it is (`"changed": false`).
+    On the PostgreSQL backend any engine of the fleet answers, whichever owns
+    the destination: the change is stored in the database, and the owner
+    takes it up within a few seconds (docs/fleet.md, "Shared alert state").
     """
     destination = context.config.destination(destination_id)
     if destination is None:
