@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,38 @@ class Backend:
         self.queue.close()
         self.queue = self.open()
         return self.queue
+
+
+#: Message ids the concurrent enqueues draw from: every id is sent by several calls at once.
+CONCURRENT_IDS = 600
+
+
+def concurrent_ids(seed: int, call: int) -> list[str]:
+    """The 10 message ids of one call of `enqueue_concurrently`."""
+    return [f"m{(seed * 97 + call * 31 + k * 7) % CONCURRENT_IDS}" for k in range(10)]
+
+
+def enqueue_concurrently(queue: Queue, received_at: float) -> tuple[list[list[str]], set[str]]:
+    """Six threads (the default executor's size on 2 cores) x 40 calls x 10 events at once.
+
+    Each call repeats its first id. Returns what each call accepted, and every id sent.
+    """
+    returned: list[list[str]] = []
+    lock = threading.Lock()
+
+    def work(seed: int) -> None:
+        for call in range(40):
+            ids = concurrent_ids(seed, call)
+            accepted = queue.enqueue([event(i, received_at) for i in [*ids, ids[0]]], FANOUT)
+            with lock:
+                returned.append(accepted)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return returned, {i for seed in range(6) for call in range(40) for i in concurrent_ids(seed, call)}
 
 
 def sqlite_query(path: Any) -> Callable[[str], list[tuple[Any, ...]]]:

@@ -30,6 +30,7 @@ from tests.delivery.queue.helpers import (
     FANOUT,
     Backend,
     Clock,
+    enqueue_concurrently,
     event,
     postgres_query,
     record_for,
@@ -166,29 +167,10 @@ def test_expired_dedup_entries_are_pruned(backend: Backend, queue: Queue, clock:
 def test_concurrent_enqueues_deduplicate_exactly_across_threads(
     backend: Backend, queue: Queue, clock: Clock
 ) -> None:
-    # Six threads (the default executor's size on 2 cores) x 40 calls x 10 events, drawn from
-    # 600 message ids: every id is sent by several calls at once.
-    returned: list[list[str]] = []
-    lock = threading.Lock()
-    t0 = clock.now()
-
-    def work(seed: int) -> None:
-        for call in range(40):
-            ids = [f"m{(seed * 97 + call * 31 + k * 7) % 600}" for k in range(10)]
-            accepted = queue.enqueue([event(i, t0) for i in ids] + [event(ids[0], t0)], FANOUT)
-            with lock:
-                returned.append(accepted)
-
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
+    returned, sent = enqueue_concurrently(queue, clock.now())
     assert len(returned) == 240
     accepted = [message_id for call in returned for message_id in call]
     assert len(accepted) == len(set(accepted))  # no id accepted twice, across calls or within one
-    sent = {f"m{(s * 97 + c * 31 + k * 7) % 600}" for s in range(6) for c in range(40) for k in range(10)}
     assert set(accepted) == sent
     assert backend.count("events") == len(sent)
     assert backend.count("jobs") == 2 * len(sent)

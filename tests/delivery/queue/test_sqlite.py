@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from delivery.queue import Job, QueueError, decode_record
 from delivery.queue.sqlite import LOCK_FILE, MIGRATIONS, QUEUE_FILE, SqliteQueue
-from tests.delivery.queue.helpers import FANOUT, event, record_for
+from tests.delivery.queue.helpers import FANOUT, enqueue_concurrently, event, record_for
 
 T0 = 1_790_000_000.0  # epoch seconds: every clock in these tests is explicit
 
@@ -133,8 +132,6 @@ def test_a_queue_that_cannot_open_leaves_the_directory_free(tmp_path: Path) -> N
 def test_concurrent_enqueues_share_commits_and_deduplicate_exactly_across_threads(
     queue: SqliteQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Six threads (the default executor's size on 2 cores) x 40 calls x 10 events,
-    # drawn from 600 message ids: every id is sent by several calls at once.
     groups: list[int] = []
     commit_group = queue._commit_group
 
@@ -144,32 +141,12 @@ def test_concurrent_enqueues_share_commits_and_deduplicate_exactly_across_thread
         commit_group(group)
 
     monkeypatch.setattr(queue, "_commit_group", slow_commit)
-    returned: list[list[str]] = []
-    lock = threading.Lock()
-
-    def work(seed: int) -> None:
-        for call in range(40):
-            ids = [f"m{(seed * 97 + call * 31 + k * 7) % 600}" for k in range(10)]
-            accepted = queue.enqueue([event(i, T0) for i in ids] + [event(ids[0], T0)], FANOUT)
-            with lock:
-                returned.append(accepted)
-
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    returned, sent = enqueue_concurrently(queue, T0)
 
     assert len(returned) == sum(groups) == 240  # every call answered, each in exactly one commit
     assert max(groups) > 1 and len(groups) < 240  # and calls did share commits
     accepted = [message_id for call in returned for message_id in call]
     assert len(accepted) == len(set(accepted))  # no id accepted twice, across calls or within one
-    sent = {
-        f"m{(seed * 97 + call * 31 + k * 7) % 600}"
-        for seed in range(6)
-        for call in range(40)
-        for k in range(10)
-    }
     assert set(accepted) == sent
     assert table_count(queue, "events") == len(sent)
     assert table_count(queue, "jobs") == 2 * len(sent)
