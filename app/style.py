@@ -70,6 +70,33 @@ def count(value: Any) -> str:
     return f"{int(value):,}"
 
 
+#: From here on a metric card shows a count in compact units: "11,812,345" no longer fits a
+#: card of a five-card row in a 1400-pixel window ("11,81…"), "11.8M" does.
+COMPACT_FROM: Final = 1_000_000
+_UNITS: Final = ((1_000_000_000_000, "T"), (1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K"))
+
+
+def card_count(value: Any) -> str:
+    """A count for a metric card: exact below a million, else compact (`11.8M`); a dash for nothing."""
+    if value is None or int(value) < COMPACT_FROM:
+        return count(value)
+    whole = int(value)
+    for index, (size, unit) in enumerate(_UNITS):
+        if whole >= size:
+            shown = f"{whole / size:.1f}"
+            if float(shown) >= 1000 and index:  # rounded up to the next unit: 1.0B, never 1000.0M
+                size, unit = _UNITS[index - 1]
+                shown = f"{whole / size:.1f}"
+            return f"{shown}{unit}"
+    return count(value)
+
+
+def card_help(value: Any, help: str | None = None) -> str | None:
+    """The card's tooltip: its own help, and the exact count when the card shows a compact one."""
+    exact = f"Exactly {int(value):,}." if value is not None and int(value) >= COMPACT_FROM else None
+    return " ".join(part for part in (help, exact) if part) or None
+
+
 def pct(value: Any, digits: int = 2) -> str:
     """A percentage with a % sign; a dash for nothing."""
     if value is None:

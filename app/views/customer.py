@@ -50,7 +50,14 @@ for col, (label, column) in zip(
     strict=True,
 ):
     share = "" if column == "events_received" else style.pct(report[f"{column}_pct"])
-    col.metric(label, style.count(report[column]), delta=share or None, delta_color="off", delta_arrow="off")
+    col.metric(
+        label,
+        style.card_count(report[column]),
+        delta=share or None,
+        delta_color="off",
+        delta_arrow="off",
+        help=style.card_help(report[column]),
+    )
 
 st.header("Open notifications")
 notifications = data.open_notices(scope.value or "")

@@ -32,7 +32,11 @@ if not report["events_received"] and not report["requests"]:
     st.stop()
 
 cols = st.columns(5)
-cols[0].metric("Events received", style.count(report["events_received"]))
+cols[0].metric(
+    "Events received",
+    style.card_count(report["events_received"]),
+    help=style.card_help(report["events_received"]),
+)
 cols[1].metric("Delivered on the first attempt", style.pct(report["delivered_first_attempt_pct"]))
 cols[2].metric(
     "Delivered eventually",
@@ -42,7 +46,9 @@ cols[2].metric(
     delta_arrow="off",
 )
 cols[3].metric("Never arrive: terminal errors", style.pct(report["failed_pct"]))
-cols[4].metric("HTTP requests", style.count(report["requests"]))
+cols[4].metric(
+    "HTTP requests", style.card_count(report["requests"]), help=style.card_help(report["requests"])
+)
 
 st.header("What happened to the events")
 st.plotly_chart(fates_bar(report, "Events received in the range, by final outcome"), width="stretch")
@@ -55,7 +61,9 @@ st.markdown(
 terminal_cols = st.columns(3)
 terminal_cols[0].metric("Requests answered 401 or 403", style.pct(report["auth_requests_pct"]))
 terminal_cols[1].metric("Requests answered 400", style.pct(report["status_400_requests_pct"]))
-terminal_cols[2].metric("Events failed for good", style.count(report["failed"]))
+terminal_cols[2].metric(
+    "Events failed for good", style.card_count(report["failed"]), help=style.card_help(report["failed"])
+)
 terminal = codes.filter(pl.col("error_class").is_in(["auth", "validation", "client"]))
 if terminal.height:
     figure = px.bar(

@@ -33,7 +33,7 @@ if not report["requests"]:
     st.stop()
 
 cols = st.columns(5)
-cols[0].metric("Requests", style.count(report["requests"]))
+cols[0].metric("Requests", style.card_count(report["requests"]), help=style.card_help(report["requests"]))
 cols[1].metric("Answered 429", style.pct(report["status_429_requests_pct"]))
 cols[2].metric("Answered 5xx", style.pct(report["status_5xx_requests_pct"]))
 cols[3].metric("Events delivered first try", style.pct(report["delivered_first_attempt_pct"]))
@@ -119,7 +119,9 @@ if timed.height:
     latency_cols[0].metric("p50", style.ms(values["p50_ms"]))
     latency_cols[1].metric("p95", style.ms(values["p95_ms"]))
     latency_cols[2].metric("p99", style.ms(values["p99_ms"]))
-    latency_cols[3].metric("Requests timed", style.count(values["requests"]))
+    latency_cols[3].metric(
+        "Requests timed", style.card_count(values["requests"]), help=style.card_help(values["requests"])
+    )
 
 st.header("Advice: answers that defeat retries")
 notes = advice.advise(report, codes, samples)

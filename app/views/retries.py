@@ -33,8 +33,10 @@ retried = int(recovery.get_column("retried").sum())
 recovered = int(recovery.get_column("recovered").sum())
 first_failed = int(recovery.get_column("first_failed").sum())
 cols = st.columns(4)
-cols[0].metric("Events whose first attempt failed", style.count(first_failed))
-cols[1].metric("Of them, retried", style.count(retried))
+cols[0].metric(
+    "Events whose first attempt failed", style.card_count(first_failed), help=style.card_help(first_failed)
+)
+cols[1].metric("Of them, retried", style.card_count(retried), help=style.card_help(retried))
 cols[2].metric(
     "Recovered by a retry",
     style.count(recovered),

@@ -65,6 +65,18 @@ def test_the_day_page_shows_the_days_figures(open_app: OpenApp, simulated_day: S
     assert metrics(at)["Events received"] == f"{simulated_day.events_received:,}"
 
 
+def test_large_counts_show_compact_on_the_cards_with_the_exact_count_on_hover(
+    open_app: OpenApp, simulated_day: SimulatedDay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The simulated day is small: cards go compact from 10,000 here instead of a million.
+    monkeypatch.setattr("app.style.COMPACT_FROM", 10_000)
+    at = open_app(token(ViewerKind.ENGINEER))
+    received = simulated_day.events_received
+    (card,) = [metric for metric in at.metric if metric.label == "Events received"]
+    assert card.value == f"{received / 1000:.1f}K"
+    assert card.proto.help == f"Exactly {received:,}."
+
+
 @pytest.mark.parametrize("page", WORKSPACE_PAGES)
 def test_a_customer_sees_only_its_workspace(
     open_app: OpenApp, simulated_day: SimulatedDay, page: str
