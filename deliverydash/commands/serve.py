@@ -51,13 +51,24 @@ def run(args: argparse.Namespace) -> None:
             'serves one engine process; set [queue] backend = "postgres" (docs/fleet.md)'
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from delivery.queue import QueueError
+
     if args.processes == 1:
-        run_engine(config, args.host, args.port)
+        try:
+            run_engine(config, args.host, args.port)
+        except QueueError as error:  # unreachable database, a data directory another engine holds, ...
+            raise options.CommandError(f"the engine did not start: {error}") from None
         return
+    from delivery.engine import open_queue
     from delivery.supervisor import Supervisor, bind
 
     try:
+        # Once here, so that a queue the engines cannot use is one clear message, not N engines
+        # failing and being restarted; it also applies pending migrations before they start.
+        open_queue(config).close()
         sock = bind(args.host, args.port)
+    except QueueError as error:
+        raise options.CommandError(f"the engine did not start: {error}") from None
     except OSError as error:
         raise options.CommandError(f"the engine did not start: {error.strerror}") from None
     with sock:

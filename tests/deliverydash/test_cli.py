@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.delivery.engine_process import free_port
+
 
 def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DELIVERYDASH_DATA_DIR": ""}
@@ -236,3 +238,33 @@ def test_serve_refuses_several_processes_on_the_embedded_queue(tmp_path: Path) -
     assert '[queue] backend = "postgres"' in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "queue.sqlite3").exists()  # refused before anything started
+
+
+def test_serve_names_a_queue_it_cannot_use_without_a_traceback_or_the_password(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "engine.toml"
+    config.write_text(
+        f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\n'
+        f'[queue]\nbackend = "postgres"\n'
+        f'dsn = "postgresql://dd:pw_SECRET@127.0.0.1:{port}/db?connect_timeout=2"\n'
+    )
+    for processes in ("1", "2"):
+        done = run("serve", "--config", str(config), "--port", str(free_port()), "--processes", processes)
+        assert done.returncode == 2, done.stderr
+        assert "the engine did not start: cannot connect to PostgreSQL (host 127.0.0.1" in done.stderr
+        assert "Traceback" not in done.stderr and "SECRET" not in done.stderr
+
+
+def test_serve_refuses_a_data_directory_another_engine_holds(tmp_path: Path) -> None:
+    from delivery.queue.sqlite import SqliteQueue
+
+    config = tmp_path / "engine.toml"
+    config.write_text(f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\n')
+    held = SqliteQueue(tmp_path / "data")
+    try:
+        done = run("serve", "--config", str(config), "--port", str(free_port()))
+    finally:
+        held.close()
+    assert done.returncode == 2, done.stderr
+    assert "the engine did not start" in done.stderr and 'backend = "postgres"' in done.stderr
+    assert "Traceback" not in done.stderr
