@@ -105,6 +105,10 @@ class Shares:
         self._busy = busy
         self._clock = clock
         self._owned: frozenset[str] = frozenset()
+        #: Those this engine should own, as of the last round (everything until the first).
+        self._wanted: frozenset[str] = self._destinations
+        #: Held but no longer wanted since the round before: given back once not busy.
+        self._draining: frozenset[str] = frozenset()
         #: Until when (by `clock`) what `_owned` holds is surely still ours.
         self._valid_until = float("-inf")
 
@@ -114,8 +118,12 @@ class Shares:
         return self._owned if self._clock() < self._valid_until else frozenset()
 
     def excluded(self) -> frozenset[str]:
-        """Destinations this engine must not claim for: every one it does not hold now."""
-        return self._destinations - self.owned
+        """Destinations this engine must not claim for: all but those it holds and should hold.
+
+        One that moved to another engine is excluded at once, and held (renewed)
+        until its requests here are over; only then is it given back.
+        """
+        return self._destinations - (self.owned & self._wanted)
 
     def refresh(self) -> None:
         """One round: heartbeat, give back what is no longer ours, take and renew what is. Blocks."""
@@ -123,12 +131,18 @@ class Shares:
         engines = self._store.heartbeat(self._engine, self._lease_s)
         if self._engine not in engines:
             engines.append(self._engine)
-        wanted = {d for d in self._destinations if preferred_owner(d, engines) == self._engine}
-        # Keep one that moved while its requests are in flight: its new owner waits for the release.
-        leaving = {d for d in self._owned - wanted if not self._busy(d)}
+        wanted = frozenset(d for d in self._destinations if preferred_owner(d, engines) == self._engine)
+        self._wanted = wanted  # from now on claims leave out those that moved
+        # One that moved is given back a round after it was first left out of claims (so a claim
+        # that started before cannot still be bringing jobs of it), and once none is in flight.
+        moved = self._owned - wanted
+        leaving = frozenset(d for d in moved & self._draining if not self._busy(d))
+        self._draining = moved
         if leaving:
+            # Ours no more from here, even if what follows fails: the others may take them now.
+            self._owned -= leaving
             self._store.release_destinations(self._engine, leaving)
-        keep = wanted | (self._owned - leaving)
+        keep = wanted | self._owned
         held = frozenset(self._store.acquire(self._engine, keep, self._lease_s))
         if held != self._owned:
             log.info(

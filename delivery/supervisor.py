@@ -10,13 +10,16 @@ docs/fleet.md.
 
 The supervisor forwards SIGTERM and SIGINT to its engines once, waits for
 each to stop cleanly (leases released, records exported), and exits with
-status 0 if they all did. An engine that dies on its own is started again,
+status 0 if they all did; a second signal kills the engines still running.
+An engine whose supervisor dies (even by SIGKILL) gets a SIGTERM from the
+kernel (Linux), so none is left holding the port. An engine that dies on its own is started again,
 after a pause that doubles while it keeps dying (up to `MAX_RESTART_DELAY_S`).
 Its jobs are not lost meanwhile: their leases lapse and any engine takes them.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -39,6 +42,8 @@ MAX_RESTART_DELAY_S = 30.0
 STABLE_AFTER_S = 60.0
 #: Pending connections the shared socket holds (uvicorn's default backlog).
 BACKLOG = 2048
+#: prctl(2): the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -56,12 +61,26 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _die_with_parent() -> None:
+    """Have the kernel SIGTERM this process when its supervisor dies (Linux), so none is orphaned.
+
+    An engine left behind by a supervisor killed with SIGKILL would go on
+    holding the port. Elsewhere this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+
+
 def _engine_process(config: Config, sock: socket.socket, index: int) -> None:
     """One engine, in a child process, accepting on the supervisor's socket."""
     # Its own process group: a Ctrl-C in the terminal reaches the supervisor
     # alone, which passes one SIGTERM on (a second signal would make uvicorn
     # skip the graceful stop).
     os.setpgrp()
+    _die_with_parent()
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s %(levelname)s engine-{index} %(name)s: %(message)s"
     )
@@ -104,7 +123,11 @@ class Supervisor:
         return process
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stopping:
+        if self._stopping:  # a second signal: the operator will not wait for a graceful stop
+            log.warning("%s again: killing the engines still running", signal.Signals(signum).name)
+            for slot in self._slots:
+                if slot.process.is_alive() and slot.process.pid is not None:
+                    os.kill(slot.process.pid, signal.SIGKILL)
             return
         self._stopping = True
         log.info("%s: stopping the engines", signal.Signals(signum).name)

@@ -102,8 +102,12 @@ def test_engines_split_the_destinations_and_the_survivor_takes_the_dead_ones_sha
         assert first.owned == frozenset(destinations)  # alone: everything
         second.refresh()  # joins: wants its share, held by the first until it gives it back
         assert second.owned == frozenset()
-        first.refresh()  # gives back what is no longer its own
+        theirs = {d for d in destinations if preferred_owner(d, ["engine-a", "engine-b"]) == "engine-b"}
+        first.refresh()  # sees the second: stops claiming its share at once, still holding it...
+        assert first.owned == frozenset(destinations) and first.excluded() == theirs
+        first.refresh()  # ...and gives it back a round later, nothing of it being in flight
         second.refresh()
+        assert second.owned == theirs
         assert first.owned | second.owned == frozenset(destinations)
         assert not first.owned & second.owned
         assert 10 <= len(second.owned) <= 30
@@ -124,10 +128,12 @@ def test_a_destination_with_requests_in_flight_is_kept_until_they_end(shared: Po
     first = Shares(shared, "engine-a", destinations, lease_s=30, busy=lambda d: d in in_flight)
     first.refresh()
     shared.heartbeat("engine-b", lease_s=30)
+    theirs = {d for d in destinations if preferred_owner(d, ["engine-a", "engine-b"]) == "engine-b"}
     first.refresh()
-    assert first.owned == frozenset(destinations)  # all busy: nothing given back yet
+    first.refresh()
+    assert first.owned == frozenset(destinations)  # all busy: nothing given back yet...
+    assert first.excluded() == theirs  # ...but no new job of theirs is claimed here
     in_flight.clear()
     first.refresh()
-    theirs = {d for d in destinations if preferred_owner(d, ["engine-a", "engine-b"]) == "engine-b"}
     assert first.owned == frozenset(destinations) - theirs
     assert shared.acquire("engine-b", theirs, lease_s=30) == theirs

@@ -94,3 +94,22 @@ def test_a_signal_stops_every_engine_cleanly(supervised: tuple[subprocess.Popen[
     assert "all engines stopped" in output
     assert not Path(f"/proc/{engine}").exists()
     assert not healthy(port)
+
+
+def test_engines_do_not_outlive_a_supervisor_killed_with_sigkill(
+    supervised: tuple[subprocess.Popen[str], int],
+) -> None:
+    process, port = supervised
+    (engine,) = engines(process.pid)
+    process.kill()
+    process.communicate(timeout=30)
+    # The kernel tells the orphan (SIGTERM), which stops cleanly and lets go of the port.
+    wait_for(lambda: not Path(f"/proc/{engine}").exists() or b"\nState:\tZ" in _status(engine), timeout_s=60)
+    assert not healthy(port)
+
+
+def _status(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes()
+    except FileNotFoundError:
+        return b"\nState:\tZ"
