@@ -164,7 +164,14 @@ def open_queue(config: Config) -> Queue:
     queue: Queue
     if config.queue.backend == "postgres":
         assert config.queue.dsn is not None  # the config checks it
-        queue = PostgresQueue(config.queue.dsn.reveal(), max_size=POSTGRES_CONNECTIONS)
+        engine = config.engine
+        queue = PostgresQueue(
+            config.queue.dsn.reveal(),
+            max_size=POSTGRES_CONNECTIONS,
+            # A dead engine's open outbox batch passes to another exporter as soon as its job
+            # leases would: the exporter renews its batch every export interval.
+            outbox_lease_s=max(engine.lease_s, 4 * engine.export_interval_s),
+        )
         log.info("queue: PostgreSQL at %s", queue.location)
     else:
         queue = SqliteQueue(config.engine.data_dir, min_free_bytes=config.engine.min_free_bytes)
