@@ -21,6 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import trustme
 from cryptography import x509
@@ -99,7 +100,7 @@ class FaultServer:
         scheme = "https" if self._tls else "http"
         return f"{scheme}://{self._host}:{self.port}{path}"
 
-    async def __aenter__(self) -> FaultServer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, self._host, self._port, ssl=self._tls)
         return self
 

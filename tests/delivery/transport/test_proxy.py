@@ -16,7 +16,6 @@ import re
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import urlsplit
 
 import pytest
@@ -55,52 +54,15 @@ class NoDns:
         return [self.names[host]]
 
 
-class Proxy:
+class Proxy(FaultServer):
     """An HTTP proxy on loopback: CONNECT tunnels and absolute-form requests, names from `names`."""
 
     def __init__(self, names: Mapping[str, str], *, refusal: bytes | None = None) -> None:
+        super().__init__(lambda exchange: self._proxy(exchange.reader, exchange.writer))
         self.names = names
         self.refusal = refusal
         """Sent in answer to CONNECT instead of opening a tunnel, when set."""
         self.request_lines: list[bytes] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def __aenter__(self) -> Proxy:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for writer in self._writers:
-            writer.transport.abort()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.append(writer)
-        try:
-            await self._proxy(reader, writer)
-        except (asyncio.CancelledError, asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.transport.abort()
 
     async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
