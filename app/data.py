@@ -26,6 +26,9 @@ from queries.errors import QueryError
 logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "DELIVERYDASH_DATA_DIR"
+#: Where the attempt log is when not under the data root: a directory or s3://bucket/prefix
+#: (`deliverydash dashboard --log`); the object store's credentials come from AWS_* variables.
+LOG_ENV = "DELIVERYDASH_LOG"
 #: Set (by `deliverydash dashboard --config F` when F's queue is PostgreSQL): the fleet's notifications
 #: are read from that database. Never shown: it may hold a password.
 QUEUE_DSN_ENV = "DELIVERYDASH_QUEUE_DSN"
@@ -53,6 +56,11 @@ def data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV, "data")).resolve()
 
 
+def log_location() -> str:
+    """Where the attempt log the dashboard reads is: `$DELIVERYDASH_LOG`, else the data root."""
+    return os.environ.get(LOG_ENV) or str(data_dir())
+
+
 @st.cache_resource(show_spinner=False)
 def _log(root: str) -> AttemptLog:
     # One in-memory DuckDB per data directory, shared by every session: it
@@ -61,8 +69,8 @@ def _log(root: str) -> AttemptLog:
 
 
 def log() -> AttemptLog:
-    """The attempt log under `data_dir()`."""
-    return _log(str(data_dir()))
+    """The attempt log at `log_location()`."""
+    return _log(log_location())
 
 
 @st.cache_resource(show_spinner=False)
@@ -73,8 +81,8 @@ def _sql_sandbox(root: str) -> SqlSandbox:
 
 
 def sql_sandbox() -> SqlSandbox:
-    """The SQL console's sandbox over `data_dir()`."""
-    return _sql_sandbox(str(data_dir()))
+    """The SQL console's sandbox over `log_location()`."""
+    return _sql_sandbox(log_location())
 
 
 def days() -> list[dt.date]:
@@ -83,9 +91,9 @@ def days() -> list[dt.date]:
     From the `outcomes` rollup, not the partition directories: those are
     days of requests, and a simulated day's retries spill into the next one.
     """
-    if not any((data_dir() / "attempts").glob("date=*")):
+    if not log().store.has_files("attempts/date="):
         return []
-    return _received_days(str(data_dir()))
+    return _received_days(log_location())
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -111,7 +119,7 @@ def _named(
 
 
 def _run(name: str, scope: Scope, start: dt.datetime, end: dt.datetime, **params: Any) -> pl.DataFrame:
-    return _named(str(data_dir()), name, scope, start, end, tuple(sorted(params.items())))
+    return _named(log_location(), name, scope, start, end, tuple(sorted(params.items())))
 
 
 def day_report(scope: Scope, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
@@ -191,7 +199,7 @@ def explorer_samples(scope: Scope, start: dt.datetime, end: dt.datetime, **filte
 
 def job_history(scope: Scope, job_id: str) -> pl.DataFrame:
     """Every attempt of one job, if it is in the scope (queries/job_history.sql)."""
-    return _job_history(str(data_dir()), scope, job_id)
+    return _job_history(log_location(), scope, job_id)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -200,14 +208,14 @@ def _job_history(root: str, scope: Scope, job_id: str) -> pl.DataFrame:
 
 
 def rollups_out_of_step() -> int:
-    """Files of the attempt log and its rollups out of step under `data_dir()`; 0 when in step.
+    """Files of the attempt log and its rollups out of step at `log_location()`; 0 when in step.
 
     Until `deliverydash repair` mends them, figures from the rollups leave
     out attempt files without rollups (or count rollups whose attempt file
     is gone). It counts files, the same for every viewer, so it is keyed by
     the data directory alone.
     """
-    return _rollups_out_of_step(str(data_dir()))
+    return _rollups_out_of_step(log_location())
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

@@ -63,7 +63,7 @@ else:
 if not data.days():
     st.title(page.title)
     st.info(
-        f"No delivery data yet in `{data.data_dir()}`. Run `make demo`, or "
+        f"No delivery data yet in `{data.log_location()}`. Run `make demo`, or "
         "`deliverydash simulate --attempts 2000000`, or start the engine with `deliverydash serve`."
     )
     st.stop()

@@ -108,7 +108,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             )
             await asyncio.to_thread(ownership.refresh)  # the first claim knows its share
         app.state.ownership = ownership
-        exporter = Exporter(queue, engine.data_dir)
+        exporter = Exporter(queue, config.log_location)
         loops.alerts = asyncio.create_task(alerts.run(), name="alerts")
         loops.ownership = asyncio.create_task(ownership.run(loops.ownership_stop), name="ownership")
         async with sender:
@@ -118,7 +118,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
                     export_until(exporter, engine.export_interval_s, loops.export_stop), name="exporter"
                 )
             )
-            log.info("delivering as %s; attempt log under %s", owner, engine.data_dir)
+            log.info("delivering as %s; attempt log at %s", owner, exporter.store.location)
             try:
                 yield
             finally:

@@ -28,6 +28,7 @@ from deliverydash.commands import (
     sql,
 )
 from deliverydash.options import CommandError
+from ingest.errors import LogStoreError
 
 #: The subcommands, in the order `--help` lists them.
 COMMANDS: tuple[ModuleType, ...] = (
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int | None = args.run(args)
-    except CommandError as exc:
+    except (CommandError, LogStoreError) as exc:
         print(f"deliverydash {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

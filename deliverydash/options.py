@@ -8,6 +8,11 @@ Every command that reads the engine's data takes both `--data-dir DIR` and
    file checked whole as `deliverydash serve` checks it;
 3. else `$DELIVERYDASH_DATA_DIR`, else `data`.
 
+Those that read the attempt log also take `--log URL` (a directory or
+``s3://bucket/prefix``, docs/log-store.md): `--log`, else `--data-dir`,
+else `[log] url` of `--config` (its data root when empty), else
+`$DELIVERYDASH_LOG`, else the data root above.
+
 Nothing heavy is imported here: `deliverydash --help` builds every parser.
 """
 
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
     from delivery.config import Config
 
 DATA_DIR_ENV = "DELIVERYDASH_DATA_DIR"
+LOG_ENV = "DELIVERYDASH_LOG"
 
 
 class CommandError(Exception):
@@ -73,13 +79,23 @@ def add_output_data_dir(parser: argparse.ArgumentParser, description: str) -> No
     )
 
 
-def add_data_options(parser: argparse.ArgumentParser, *, config_help: str | None = None) -> None:
-    """Add `--data-dir` and `--config` to a command that reads the engine's data."""
+def add_data_options(
+    parser: argparse.ArgumentParser, *, config_help: str | None = None, reads_log: bool = False
+) -> None:
+    """Add `--data-dir` and `--config` to a command reading the engine's data; `--log` if it reads the log."""
     parser.add_argument(
         "--data-dir",
         help="data root holding attempts/ and the engine's state (default: [engine] data_dir of "
         f"--config, else ${DATA_DIR_ENV}, else data)",
     )
+    if reads_log:
+        parser.add_argument(
+            "--log",
+            metavar="URL",
+            help="where the attempt log is: a directory or s3://bucket/prefix, with the endpoint and "
+            f"credentials in AWS_* variables (default: [log] url of --config, else ${LOG_ENV}, "
+            "else the data root)",
+        )
     parser.add_argument(
         "--config",
         help=config_help or "the engine's TOML config: its [engine] data_dir is read (see docs/cli.md)",
@@ -103,6 +119,24 @@ def data_dir(args: argparse.Namespace) -> Path:
     if args.config:
         return engine_config(args.config).engine.data_dir
     return Path(default_data_dir())
+
+
+def log_location(args: argparse.Namespace) -> str:
+    """Where the attempt log a reading command reads is (see the module docstring); checked, not opened."""
+    from ingest.logstore import LogStoreError, open_store
+
+    if args.log:
+        location = args.log
+    elif args.data_dir:
+        location = args.data_dir
+    elif args.config:
+        location = engine_config(args.config).log_location
+    else:
+        location = os.environ.get(LOG_ENV) or default_data_dir()
+    try:
+        return open_store(location).location
+    except LogStoreError as exc:
+        raise CommandError(f"--log: {exc}") from None
 
 
 def dashboard_secret(config_path: str | os.PathLike[str] | None) -> str | None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,23 +40,58 @@ def partition_dir(root: Path, date: str, hour: int) -> Path:
     return root / f"date={date}" / f"hour={hour:02d}"
 
 
-def publish_parquet(table: pa.Table, root: Path, date: str, hour: int, name: str, **options: Any) -> Path:
-    """Write `table` as ``root/date=…/hour=…/name`` atomically; return the path."""
+def partition_key(tree: str, date: str, hour: int, name: str) -> str:
+    """A log store's key for a file: ``tree/date=YYYY-MM-DD/hour=HH/name``."""
+    return f"{tree}/date={date}/hour={hour:02d}/{name}"
+
+
+def publish_parquet(
+    table: pa.Table, root: Path, date: str, hour: int, name: str, *, exclusive: bool = False, **options: Any
+) -> bool:
+    """Write `table` as ``root/date=…/hour=…/name`` atomically; whether it was written.
+
+    With `exclusive`, an existing file of that name is kept and False is
+    returned (it was published whole before: a resumed export writes the
+    same names, docs/log-store.md); otherwise it is replaced.
+    """
+    final_path = partition_dir(root, date, hour) / name
+    return _publish(final_path, lambda handle: pq.write_table(table, handle, **options), exclusive)
+
+
+def publish_bytes(data: bytes, final_path: Path, *, exclusive: bool = False) -> bool:
+    """Write `data` as `final_path` atomically, as `publish_parquet` does; whether it was written."""
+    return _publish(final_path, lambda handle: handle.write(data), exclusive)
+
+
+def _publish(final_path: Path, write: Callable[[BinaryIO], object], exclusive: bool) -> bool:
+    """Temporary file, fsync, then rename (or link, when `exclusive`) into place, and sync the folder.
+
+    The temporary file sits in `TMP_DIR` beside the partition folders (the
+    parent of ``date=…`` for a partitioned file, else the file's own folder).
+    """
+    final_dir = final_path.parent
+    final_dir.mkdir(parents=True, exist_ok=True)
+    root = final_dir.parent.parent if final_dir.name.startswith("hour=") else final_dir
     tmp_dir = root / TMP_DIR
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    final_dir = partition_dir(root, date, hour)
-    final_dir.mkdir(parents=True, exist_ok=True)
     # Unique per writer: a writer and a repair of the rollups may publish
     # the same name at once, and must not write into one temporary file.
-    tmp_path = tmp_dir / f"{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp_path = tmp_dir / f"{final_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     with open(tmp_path, "wb") as handle:
-        pq.write_table(table, handle, **options)
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
-    final_path = final_dir / name
-    os.replace(tmp_path, final_path)
+    written = True
+    if exclusive:
+        try:
+            os.link(tmp_path, final_path)  # fails on an existing name, where a rename would replace it
+        except FileExistsError:
+            written = False
+        tmp_path.unlink()
+    else:
+        os.replace(tmp_path, final_path)
     _fsync_directory(final_dir)  # the rename itself survives a power cut only once its directory is synced
-    return final_path
+    return written
 
 
 def _fsync_directory(path: Path) -> None:

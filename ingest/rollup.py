@@ -27,9 +27,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ingest.files import attempts_root, clean_temporary, publish_parquet
+from ingest.files import ATTEMPTS_DIR, clean_temporary, partition_key
+from ingest.logstore import LocalStore, LogStore, open_store
 from ingest.schema import ATTEMPT_SCHEMA
 
 ROLLUPS = (
@@ -56,20 +56,30 @@ UNREAD_COLUMNS = frozenset({"events"})
 
 
 def _publish(
-    rollup: str, rows: pa.Table, data_dir: str | os.PathLike[str], date: str, hour: int, name: str
+    rollup: str, rows: pa.Table, store: LogStore, date: str, hour: int, name: str, *, exclusive: bool = False
 ) -> None:
     options = {**_WRITE_OPTIONS, "row_group_size": _ROW_GROUP_SIZE.get(rollup, 122_880)}  # DuckDB's own
-    publish_parquet(rows, rollup_root(data_dir, rollup), date, hour, name, **options)
+    store.publish(rollup_key(rollup, date, hour, name), rows, exclusive=exclusive, **options)
+
+
+def rollup_key(rollup: str, date: str, hour: int, name: str) -> str:
+    """The store key of one rollup's file for the attempt file `name` of partition date/hour."""
+    return partition_key(rollup_tree(rollup), date, hour, name)
+
+
+def rollup_tree(rollup: str) -> str:
+    """The key prefix (directory) of one rollup's partitioned files."""
+    return f"{ROLLUPS_DIR}/{rollup}"
 
 
 def rollup_root(data_dir: str | os.PathLike[str], rollup: str) -> Path:
-    """Directory of one rollup's partitioned files."""
-    return Path(data_dir) / ROLLUPS_DIR / rollup
+    """Directory of one rollup's partitioned files in a local data directory."""
+    return Path(data_dir) / rollup_tree(rollup)
 
 
-def rollup_glob(data_dir: str | os.PathLike[str], rollup: str) -> str:
-    """The glob readers use for one rollup."""
-    return str(rollup_root(data_dir, rollup) / "date=*" / "hour=*" / "*.parquet")
+def rollup_glob(log: str | os.PathLike[str] | LogStore, rollup: str) -> str:
+    """The glob readers use for one rollup of the log at `log`."""
+    return open_store(log).path(f"{rollup_tree(rollup)}/date=*/hour=*/*.parquet")
 
 
 @cache
@@ -114,18 +124,27 @@ def rollup_schemas() -> dict[str, pa.Schema]:
 
 
 def publish_rollups(
-    table: pa.Table, data_dir: str | os.PathLike[str], date: str, hour: int, name: str
+    table: pa.Table, store: LogStore, date: str, hour: int, name: str, *, exclusive: bool = False
 ) -> None:
-    """Build and publish the rollups of one attempt file (`name` in partition date/hour)."""
+    """Build and publish the rollups of one attempt file (`name` in partition date/hour).
+
+    With `exclusive`, a rollup file already there is kept (`LogStore.publish`).
+    """
     for rollup, rows in build_rollups(table).items():
-        _publish(rollup, rows, data_dir, date, hour, name)
+        _publish(rollup, rows, store, date, hour, name, exclusive=exclusive)
 
 
 _READ_COLUMNS = [name for name in ATTEMPT_SCHEMA.names if name not in UNREAD_COLUMNS]
 
 
-def _relative_files(root: Path) -> set[Path]:
-    return {p.relative_to(root) for p in root.glob("date=*/hour=*/*.parquet")} if root.is_dir() else set()
+def _listed(store: LogStore, tree: str) -> dict[str, float]:
+    """Partition-relative keys (``date=D/hour=H/NAME``) of the Parquet files under `tree` -> modified time."""
+    start = len(tree) + 1
+    return {
+        stored.key[start:]: stored.modified
+        for stored in store.list(f"{tree}/date=")
+        if stored.key.endswith(".parquet") and stored.key.count("/", start) == 2
+    }
 
 
 #: An attempt file younger than this may still be waiting for its writer to
@@ -135,12 +154,15 @@ GRACE_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class OutOfStep:
-    """Where a data directory's rollups and attempt files disagree: what `repair` would mend."""
+    """Where a log's rollups and attempt files disagree: what `repair` would mend.
 
-    lacking: dict[Path, tuple[str, ...]]
-    """Attempt files older than `GRACE_S` (relative to ``attempts/``) -> the rollups they lack."""
-    orphans: dict[str, frozenset[Path]]
-    """Per rollup, its files (relative to its directory) whose attempt file is gone."""
+    Files are named by their key below their tree: ``date=D/hour=H/NAME``.
+    """
+
+    lacking: dict[str, tuple[str, ...]]
+    """Attempt files older than `GRACE_S` -> the rollups they lack."""
+    orphans: dict[str, frozenset[str]]
+    """Per rollup, its files whose attempt file is gone."""
 
     @property
     def files(self) -> int:
@@ -148,35 +170,27 @@ class OutOfStep:
         return len(self.lacking) + sum(len(files) for files in self.orphans.values())
 
 
-def out_of_step(data_dir: str | os.PathLike[str], *, grace_s: float = GRACE_S) -> OutOfStep:
-    """How the rollups under `data_dir` differ from its attempt files; 0 `files` when in step.
+def out_of_step(log: str | os.PathLike[str] | LogStore, *, grace_s: float = GRACE_S) -> OutOfStep:
+    """How the rollups of the log at `log` differ from its attempt files; 0 `files` when in step.
 
-    Reads directory listings (and the age of an attempt file lacking a
-    rollup), never a file's contents: cheap enough to ask before showing
-    figures. Writes nothing. An attempt file younger than `grace_s` is left
-    to its writer.
+    Reads listings (with each file's age), never a file's contents: cheap
+    enough to ask before showing figures. Writes nothing. An attempt file
+    younger than `grace_s` is left to its writer.
     """
-    attempts_dir = attempts_root(data_dir)
+    store = open_store(log)
     # Rollups are listed before attempts: a file published between the two
     # listings then looks like it lacks rollups (and is left to its writer
     # for GRACE_S), never like an orphan to delete.
-    present = {rollup: _relative_files(rollup_root(data_dir, rollup)) for rollup in ROLLUPS}
-    attempt_files = _relative_files(attempts_dir)
-    orphans = {rollup: frozenset(files - attempt_files) for rollup, files in present.items()}
+    present = {rollup: _listed(store, rollup_tree(rollup)).keys() for rollup in ROLLUPS}
+    attempt_files = _listed(store, ATTEMPTS_DIR)
+    orphans = {rollup: frozenset(files - attempt_files.keys()) for rollup, files in present.items()}
     cutoff = time.time() - grace_s
     lacking = {}
-    for path in attempt_files:
-        missing = tuple(rollup for rollup in ROLLUPS if path not in present[rollup])
-        if missing and _older_than(attempts_dir / path, cutoff):
-            lacking[path] = missing
+    for name, modified in attempt_files.items():
+        missing = tuple(rollup for rollup in ROLLUPS if name not in present[rollup])
+        if missing and modified < cutoff:
+            lacking[name] = missing
     return OutOfStep(lacking=lacking, orphans=orphans)
-
-
-def _older_than(path: Path, cutoff: float) -> bool:
-    try:
-        return path.stat().st_mtime < cutoff
-    except FileNotFoundError:  # removed since the listing
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +204,7 @@ class RepairResult:
 
 
 def repair(
-    data_dir: str | os.PathLike[str],
+    log: str | os.PathLike[str] | LogStore,
     progress: Callable[[int], None] | None = None,
     *,
     grace_s: float = GRACE_S,
@@ -199,43 +213,42 @@ def repair(
 
     `progress`, if given, is called with the units done since its last call
     (a `tqdm` bar's `update`): one per attempt file mended and per orphan
-    removed, `out_of_step(data_dir).files` in all. Safe beside a running
+    removed, `out_of_step(log).files` in all. Safe beside a running
     writer: an attempt file younger than `grace_s` is left to it, and files
-    are published whole (`ingest.files.publish_parquet`). A writer that
-    knows no other writer runs (an exporter at its start, after a crash a
-    moment ago) may pass `grace_s=0` to mend its own latest files too.
+    are published whole (`LogStore.publish`). A writer that knows no other
+    writer runs (an exporter at its start, after a crash a moment ago) may
+    pass `grace_s=0` to mend its own latest files too.
     """
-    todo = out_of_step(data_dir, grace_s=grace_s)
+    store = open_store(log)
+    todo = out_of_step(store, grace_s=grace_s)
     removed = 0
     for rollup, files in todo.orphans.items():
-        root = rollup_root(data_dir, rollup)
-        for orphan in files:
-            (root / orphan).unlink(missing_ok=True)
-        clean_temporary(root)
+        store.delete(f"{rollup_tree(rollup)}/{name}" for name in sorted(files))
         removed += len(files)
         if progress is not None and files:
             progress(len(files))
-    attempts_dir = attempts_root(data_dir)
+    if isinstance(store, LocalStore):
+        for rollup in ROLLUPS:
+            clean_temporary(rollup_root(store.root, rollup))
     built = 0
-    for path, rollups in sorted(todo.lacking.items()):
-        built += _build_missing(data_dir, attempts_dir, path, rollups)
+    for name, rollups in sorted(todo.lacking.items()):
+        built += _build_missing(store, name, rollups)
         if progress is not None:
             progress(1)
     return RepairResult(built=built, removed=removed)
 
 
-def _build_missing(
-    data_dir: str | os.PathLike[str], attempts_dir: Path, path: Path, rollups: tuple[str, ...]
-) -> int:
-    """Publish `rollups` of attempt file `path`; return how many (none if the file went meanwhile)."""
-    date, hour = path.parts[0].removeprefix("date="), int(path.parts[1].removeprefix("hour="))
+def _build_missing(store: LogStore, name: str, rollups: tuple[str, ...]) -> int:
+    """Publish `rollups` of attempt file `name` (``date=D/hour=H/NAME``); how many (0 if it went)."""
+    date_part, hour_part, file_name = name.split("/")
+    date, hour = date_part.removeprefix("date="), int(hour_part.removeprefix("hour="))
     try:
-        rows = pq.read_table(attempts_dir / path, schema=ATTEMPT_SCHEMA, columns=_READ_COLUMNS)
+        rows = store.read_table(f"{ATTEMPTS_DIR}/{name}", schema=ATTEMPT_SCHEMA, columns=_READ_COLUMNS)
     except FileNotFoundError:  # removed since the listing (`simulate --replace`)
         return 0
     # Only the rollups the file lacks: a data directory written before a
     # rollup existed gets that one, without rebuilding the others.
     built = build_rollups(rows, rollups)
     for rollup, table in built.items():
-        _publish(rollup, table, data_dir, date, hour, path.name)
+        _publish(rollup, table, store, date, hour, file_name)
     return len(built)

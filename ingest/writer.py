@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ingest.files import attempts_root, clean_temporary, publish_parquet
+from ingest.files import ATTEMPTS_DIR, attempts_root, clean_temporary, partition_key
 from ingest.ids import new_id
+from ingest.logstore import LocalStore, LogStore
 from ingest.rollup import publish_rollups
 from ingest.schema import UTC_MICROS, conform, rows_to_table
 
@@ -85,33 +86,55 @@ def _hours(table: pa.Table) -> np.ndarray:
     return table.column("started_at").cast(UTC_MICROS).cast(pa.int64()).to_numpy() // _US_PER_HOUR
 
 
+def hours_of(table: pa.Table) -> list[tuple[str, int]]:
+    """The (date, hour) partitions the rows of `table` fall in, by `started_at` in UTC, in order."""
+    moments = (dt.datetime.fromtimestamp(int(hour) * 3_600, dt.UTC) for hour in np.unique(_hours(table)))
+    return [(moment.strftime("%Y-%m-%d"), moment.hour) for moment in moments]
+
+
 def write_partitioned(
     table: pa.Table, data_dir: str | os.PathLike[str], *, presorted: bool = False, prefix: str = ""
 ) -> list[Path]:
-    """Write contract rows into their hour partitions; return the published files.
+    """Write contract rows into their hour partitions under a local `data_dir`; return the published files.
 
     `presorted` promises the rows already run in (hour of started_at, then
     `SORT_KEYS`) order, which saves the sort (the simulator sorts on integers).
     `prefix` starts each file name, so a producer can find its own files again.
     """
+    store = LocalStore(data_dir)
+    return [store.root / key for key in publish_hours(table, store, presorted=presorted, prefix=prefix)]
+
+
+def publish_hours(
+    table: pa.Table, store: LogStore, *, presorted: bool = False, prefix: str = "", name: str | None = None
+) -> dict[str, int]:
+    """Publish contract rows to `store`, one attempt file (and its rollups) per hour.
+
+    Returns the key and row count of each attempt file written. Files are
+    named `prefix` then a new id, or `name` in every hour: a file or rollup
+    already published under that name is then kept, not written again nor
+    returned (the exporter's exactly-once, docs/log-store.md).
+    """
     table = conform(table)
     if table.num_rows == 0:
-        return []
+        return {}
     if not presorted:
         keyed = table.append_column("_hour", pa.array(_hours(table)))
         table = keyed.sort_by([("_hour", "ascending"), *SORT_KEYS]).drop_columns("_hour")
     hours = _hours(table)
     starts = np.concatenate([[0], np.flatnonzero(np.diff(hours)) + 1])
     ends = np.append(starts[1:], hours.size)
-    root = attempts_root(data_dir)
-    paths = []
+    written = {}
+    exclusive = name is not None
     for start, end in zip(starts, ends, strict=True):
         moment = dt.datetime.fromtimestamp(int(hours[start]) * 3_600, dt.UTC)
         part = table.slice(start, end - start)
-        date, name = moment.strftime("%Y-%m-%d"), f"{prefix}{new_id()}.parquet"
-        paths.append(publish_parquet(part, root, date, moment.hour, name, **_WRITE_OPTIONS))
-        publish_rollups(part, data_dir, date, moment.hour, name)
-    return paths
+        date, file_name = moment.strftime("%Y-%m-%d"), name or f"{prefix}{new_id()}.parquet"
+        key = partition_key(ATTEMPTS_DIR, date, moment.hour, file_name)
+        if store.publish(key, part, exclusive=exclusive, **_WRITE_OPTIONS):
+            written[key] = part.num_rows
+        publish_rollups(part, store, date, moment.hour, file_name, exclusive=exclusive)
+    return written
 
 
 class AttemptLogWriter:

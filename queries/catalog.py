@@ -25,16 +25,15 @@ files (`view_backing` says which views have files).
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Mapping, Sequence
 from functools import cache
-from pathlib import Path
 
 import duckdb
 
-from ingest.files import attempts_glob, attempts_root
-from ingest.rollup import ROLLUPS_DIR, connect_macros, rollup_glob, rollup_schemas
+from ingest.files import ATTEMPTS_DIR
+from ingest.logstore import LogStore
+from ingest.rollup import ROLLUPS_DIR, connect_macros, rollup_glob, rollup_schemas, rollup_tree
 from ingest.schema import COLUMNS
 from queries.loader import load_macros
 
@@ -108,17 +107,24 @@ def view_columns(view: str) -> tuple[tuple[str, str], ...]:
         )
 
 
-def view_globs(data_dir: Path) -> dict[str, str]:
-    """Each view's glob under `data_dir`."""
-    return {VIEW: attempts_glob(data_dir)} | {
-        view: rollup_glob(data_dir, rollup) for view, rollup in ROLLUP_VIEWS.items()
+def view_globs(store: LogStore) -> dict[str, str]:
+    """Each view's glob in the log at `store`."""
+    return {VIEW: store.path(f"{ATTEMPTS_DIR}/date=*/hour=*/*.parquet")} | {
+        view: rollup_glob(store, rollup) for view, rollup in ROLLUP_VIEWS.items()
     }
 
 
-def view_backing(globs: Mapping[str, str]) -> dict[str, bool]:
+def view_prefixes() -> dict[str, str]:
+    """Each view's key prefix: a file under it means the view has files."""
+    return {VIEW: f"{ATTEMPTS_DIR}/date="} | {
+        view: f"{rollup_tree(rollup)}/date=" for view, rollup in ROLLUP_VIEWS.items()
+    }
+
+
+def view_backing(store: LogStore) -> dict[str, bool]:
     """Whether each view has files yet (else it is defined over an empty selection)."""
-    # iglob is lazy: this stops at the first file, however large the log.
-    return {view: next(glob.iglob(pattern), None) is not None for view, pattern in globs.items()}
+    # Listings are lazy: this stops at the first file, however large the log.
+    return {view: store.has_files(prefix) for view, prefix in view_prefixes().items()}
 
 
 def define_view(con: duckdb.DuckDBPyConnection, view: str, parquet_glob: str, backed: bool) -> None:
@@ -154,17 +160,18 @@ def define_catalog(
     define_macros(con)
 
 
-def readable_dirs(data_dir: Path) -> list[Path]:
-    """What a query may read: the two directories the views read, not the data directory itself.
+def readable_dirs(store: LogStore) -> list[str]:
+    """What a query may read: the two trees the views read, not the log's root itself.
 
-    The engine keeps its own state in the data directory too, which SQL has no business reading.
+    A local log's root is the engine's data directory, whose own state SQL
+    has no business reading; an object store's, the bucket's other prefixes.
     """
-    return [attempts_root(data_dir), data_dir / ROLLUPS_DIR]
+    return [store.path(f"{ATTEMPTS_DIR}/"), store.path(f"{ROLLUPS_DIR}/")]
 
 
 def lock_down(
     con: duckdb.DuckDBPyConnection,
-    readable: Sequence[Path],
+    readable: Sequence[str],
     *,
     temp_directory: str | os.PathLike[str],
     memory_limit: str | None = None,
@@ -179,7 +186,7 @@ def lock_down(
     Order matters: directories must be allowed before external access is
     switched off, and nothing can change once the configuration is locked.
     """
-    allowed = ", ".join(literal(str(d)) for d in readable)
+    allowed = ", ".join(literal(d) for d in readable)
     settings = [
         "SET GLOBAL TimeZone = 'UTC'",
         f"SET temp_directory = {literal(os.fspath(temp_directory))}",

@@ -32,12 +32,12 @@ import tempfile
 import threading
 import weakref
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 
 import duckdb
 import polars as pl
 
+from ingest.logstore import LogStore, open_store
 from ingest.rollup import connect_macros, out_of_step
 from queries.catalog import define_macros, define_view, lock_down, readable_dirs, view_backing, view_globs
 from queries.errors import QueryError
@@ -48,7 +48,7 @@ from queries.scope import Scope, query_parameters
 
 
 class AttemptLog:
-    """Read access to one data directory's attempt log and rollups. Safe to share between threads.
+    """Read access to one attempt log and its rollups. Safe to share between threads.
 
     Each query runs on its own cursor, and results are fetched in full, so
     concurrent callers never see each other's pending results.
@@ -56,19 +56,21 @@ class AttemptLog:
 
     def __init__(
         self,
-        data_dir: str | os.PathLike[str],
+        log: str | os.PathLike[str] | LogStore,
         *,
         memory_limit: str | None = None,
         threads: int | None = None,
         sandbox: SqlSandbox | None = None,
     ) -> None:
-        """`memory_limit` and `threads` are the named queries' connection's; `sandbox` runs `sql`.
+        """`log` is a data directory, an ``s3://`` URL or a `LogStore` (`ingest.logstore.open_store`).
+
+        `memory_limit` and `threads` are the named queries' connection's; `sandbox` runs `sql`.
 
         Without a `sandbox`, the first `sql` call starts one of its own
         (default limits, one worker), closed with the log.
         """
-        self.data_dir = Path(data_dir).resolve()
-        self._globs = view_globs(self.data_dir)
+        self.store = open_store(log)
+        self._globs = view_globs(self.store)
         self._con = duckdb.connect(":memory:")
         self._view_lock = threading.Lock()
         self._file_backed: dict[str, bool] = {}
@@ -79,9 +81,10 @@ class AttemptLog:
         self._own_sandbox = sandbox is None
         self._sandbox_lock = threading.Lock()
         connect_macros(self._con)
+        self.store.register(self._con)
         lock_down(
             self._con,
-            readable_dirs(self.data_dir),
+            readable_dirs(self.store),
             temp_directory=self._temp_dir,
             memory_limit=memory_limit,
             threads=threads,
@@ -164,7 +167,7 @@ class AttemptLog:
         """The SQL sandbox `sql` runs in (started on first use when the log has none of its own)."""
         with self._sandbox_lock:
             if self._sandbox is None:
-                self._sandbox = SqlSandbox(self.data_dir)
+                self._sandbox = SqlSandbox(self.store.location)
             return self._sandbox
 
     def rollups_out_of_step(self) -> int:
@@ -175,7 +178,7 @@ class AttemptLog:
         Lists directories only; an attempt file younger than
         `ingest.rollup.GRACE_S` is its writer's to finish and not counted.
         """
-        return out_of_step(self.data_dir).files
+        return out_of_step(self.store).files
 
     def close(self) -> None:
         """Close the connection, remove its temporary directory, stop its own sandbox; later queries raise."""
@@ -203,7 +206,7 @@ class AttemptLog:
         return result
 
     def _sync_views(self) -> None:
-        backing = view_backing(self._globs)
+        backing = view_backing(self.store)
         with self._view_lock:
             for view, backed in backing.items():
                 if backed != self._file_backed.get(view):
@@ -227,11 +230,11 @@ def _bind(
 
 
 def connect(
-    data_dir: str | os.PathLike[str],
+    log: str | os.PathLike[str] | LogStore,
     *,
     memory_limit: str | None = None,
     threads: int | None = None,
     sandbox: SqlSandbox | None = None,
 ) -> AttemptLog:
-    """Open the attempt log under `data_dir` for queries (an empty or missing one too)."""
-    return AttemptLog(data_dir, memory_limit=memory_limit, threads=threads, sandbox=sandbox)
+    """Open the attempt log at `log` (a directory or ``s3://`` URL) for queries, an empty one too."""
+    return AttemptLog(log, memory_limit=memory_limit, threads=threads, sandbox=sandbox)

@@ -33,6 +33,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from ingest.logstore import open_store
 from queries.catalog import lock_down
 from queries.errors import QueryError
 from queries.limits import (
@@ -69,7 +70,7 @@ class SqlSandbox:
 
     def __init__(
         self,
-        data_dir: str | os.PathLike[str],
+        log: str | os.PathLike[str],
         *,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
         threads: int = DEFAULT_THREADS,
@@ -78,7 +79,7 @@ class SqlSandbox:
         """`memory_limit` is DuckDB's, per worker (`512MB`, `1GiB`); a `ValueError` if it is no size."""
         self.memory_limit = parse_memory_limit(memory_limit)
         self._config = {
-            "data_dir": str(Path(data_dir).resolve()),
+            "log": open_store(log).location,
             "memory_limit": self.memory_limit,
             "process_limit": self.memory_limit + HEADROOM,
             "threads": threads,

@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ingest.logstore import LogStore, LogStoreError, open_store
 from queries.catalog import define_catalog, lock_down, readable_dirs, view_backing, view_globs
 from queries.errors import QueryError
 from queries.limits import Limits, out_of_memory, timed_out, too_large
@@ -49,17 +50,17 @@ BATCH_ROWS = 2048
 class Catalog:
     """The views and macros of one data directory, on a connection no statement can change."""
 
-    def __init__(self, data_dir: Path, *, memory_limit: int, threads: int) -> None:
-        self._data_dir = data_dir
-        self._globs = view_globs(data_dir)
+    def __init__(self, store: LogStore, *, memory_limit: int, threads: int) -> None:
+        self._store = store
+        self._globs = view_globs(store)
         self._memory_limit = memory_limit
         self._threads = threads
-        self._backing = view_backing(self._globs)
+        self._backing = view_backing(store)
         self._con = self._open()
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The connection to run on, rebuilt when a view gained its first file or lost its last."""
-        backing = view_backing(self._globs)
+        backing = view_backing(self._store)
         if backing != self._backing:
             self._con.close()
             self._backing = backing
@@ -71,15 +72,17 @@ class Catalog:
         path = str(folder / "catalog.duckdb")
         try:
             with duckdb.connect(path) as con:
+                self._store.register(con)
                 define_catalog(con, self._globs, self._backing)
             # temp_directory '' from the start: the read-only database never makes one.
             con = duckdb.connect(path, read_only=True, config={"temp_directory": ""})
         finally:
             # DuckDB keeps the file open; once deleted, no query can name it.
             shutil.rmtree(folder, ignore_errors=True)
+        self._store.register(con)
         lock_down(
             con,
-            readable_dirs(self._data_dir),
+            readable_dirs(self._store),
             temp_directory="",
             memory_limit=f"{self._memory_limit // 1024}KiB",
             threads=self._threads,
@@ -166,9 +169,9 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
     try:
         catalog = Catalog(
-            Path(config["data_dir"]), memory_limit=config["memory_limit"], threads=config["threads"]
+            open_store(config["log"]), memory_limit=config["memory_limit"], threads=config["threads"]
         )
-    except (duckdb.Error, OSError, MemoryError) as exc:
+    except (duckdb.Error, OSError, MemoryError, LogStoreError) as exc:
         write_message(out, {"error": f"the SQL sandbox could not open the log: {exc}"})
         return
     write_message(out, {"ready": True})

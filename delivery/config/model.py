@@ -138,6 +138,22 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogConfig:
+    """The `[log]` table: where the attempt log is written, and how long it is kept (docs/log-store.md)."""
+
+    url: str = ""
+    """"" for `data_dir` on local disk; "s3://bucket/prefix" for an object store (endpoint and
+    credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION);
+    or another local directory."""
+    retention_days: int = 0
+    """0 keeps everything; otherwise whole days older than this are deleted with their rollups."""
+
+    def location(self, data_dir: Path) -> str:
+        """Where the log is: `url`, or `data_dir` when it is empty."""
+        return self.url or str(data_dir)
+
+
+@dataclass(frozen=True, slots=True)
 class AlertsConfig:
     """The `[alerts]` table: notifications about destinations, and when auth failures disable one."""
 
@@ -254,6 +270,14 @@ class Config:
     """The `[alerts]` table."""
     queue: QueueConfig = field(default_factory=QueueConfig)
     """The `[queue]` table."""
+    log: LogConfig = field(default_factory=LogConfig)
+    """The `[log]` table."""
+
+    @property
+    def log_location(self) -> str:
+        """Where the attempt log is: `[log] url`, or `[engine] data_dir`."""
+        return self.log.location(self.engine.data_dir)
+
     _by_write_key: dict[str, Source] = field(init=False, repr=False, compare=False)
     _by_source: dict[str, tuple[Destination, ...]] = field(init=False, repr=False, compare=False)
     _by_id: dict[str, Destination] = field(init=False, repr=False, compare=False)

@@ -43,6 +43,7 @@ from delivery.config.model import (
     ConfigError,
     Destination,
     EngineConfig,
+    LogConfig,
     QueueConfig,
     Secret,
     Source,
@@ -107,7 +108,7 @@ def parse_config(
     # `[dashboard]` belongs to the dashboard and `deliverydash link` (app/settings.py checks it):
     # known here so one file can configure both, and not read by the engine.
     reject_unknown(
-        mapping, ("engine", "queue", "sources", "destinations", "alerts", "dashboard"), "", problems
+        mapping, ("engine", "queue", "log", "sources", "destinations", "alerts", "dashboard"), "", problems
     )
     engine_table = as_table(mapping.get("engine", {}), "engine", problems)
     engine = _engine(Table(engine_table, "engine", _ENGINE_KEYS, problems), base_dir or Path())
@@ -127,6 +128,7 @@ def parse_config(
     alerts = _alerts(
         Table(as_table(mapping.get("alerts", {}), "alerts", problems), "alerts", _ALERTS_KEYS, problems)
     )
+    log = _log(Table(as_table(mapping.get("log", {}), "log", problems), "log", _LOG_KEYS, problems), base_dir)
     if problems:
         raise ConfigError(origin, problems)
     return Config(
@@ -136,6 +138,7 @@ def parse_config(
         warnings=_warnings(engine, queue, sources, destinations),
         alerts=alerts,
         queue=queue,
+        log=log,
     )
 
 
@@ -209,6 +212,28 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         http_client=table.choice("http_client", defaults.http_client, CLIENTS),
         min_free_bytes=table.integer("min_free_bytes", defaults.min_free_bytes, minimum=0),
     )
+
+
+_LOG_KEYS = tuple(f.name for f in fields(LogConfig))
+
+
+def _log(table: Table, base_dir: Path | None) -> LogConfig:
+    """The `[log]` table (docs/log-store.md): a local directory (relative to the file) or s3://bucket/prefix."""
+    url = table.text("url", "", allow_empty=True)
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme != "s3":
+            table.problem("url", f"{url!r}: write s3://bucket/prefix, or a local directory")
+        elif not parts.netloc:
+            table.problem("url", f"{url!r} names no bucket: write s3://bucket/prefix")
+        elif parts.query or parts.fragment or parts.username or parts.password:
+            table.problem(
+                "url", "s3:// takes a bucket and a prefix only; credentials come from AWS_* variables"
+            )
+    elif url:
+        url = str(((base_dir or Path()) / url).resolve())
+    retention = table.integer("retention_days", 0, minimum=0)
+    return LogConfig(url=url.rstrip("/") if url.startswith("s3://") else url, retention_days=retention)
 
 
 _QUEUE_KEYS = tuple(f.name for f in fields(QueueConfig))

@@ -23,6 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     options.add_data_options(
         parser,
+        reads_log=True,
         config_help="TOML config: the secret of its [dashboard] table, [engine] data_dir, and with "
         '[queue] backend = "postgres" the database holding the notifications (docs/cli.md)',
     )
@@ -33,17 +34,23 @@ def run(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     import app
+    from ingest.logstore import LogStoreError, open_store
 
     data_dir = options.data_dir(args).resolve()
+    location = options.log_location(args)
     secret = options.dashboard_secret(args.config)
     dsn = _notifications_dsn(args.config)
-    if not (data_dir / "attempts").is_dir():
+    try:
+        has_log = open_store(location).has_files("attempts/date=")
+    except LogStoreError as exc:
+        raise options.CommandError(str(exc)) from None
+    if not has_log:
         print(
-            f"deliverydash dashboard: no attempt log under {data_dir} yet; the dashboard will say so "
+            f"deliverydash dashboard: no attempt log in {location} yet; the dashboard will say so "
             "until `deliverydash simulate` or the engine writes one",
             file=sys.stderr,
         )
-    env = dict(os.environ, DELIVERYDASH_DATA_DIR=str(data_dir))
+    env = dict(os.environ, DELIVERYDASH_DATA_DIR=str(data_dir), DELIVERYDASH_LOG=location)
     if secret is not None:
         env["DELIVERYDASH_SECRET"] = secret
     # Through the environment, never the command line (which `ps` shows to every user of the machine);
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
         "links from `deliverydash link` required" if secret else "no secret: open to anyone who reaches it"
     )
     print(
-        f"Dashboard on http://{args.host}:{args.port}/ over {data_dir}{notifications} ({access}). "
+        f"Dashboard on http://{args.host}:{args.port}/ over {location}{notifications} ({access}). "
         "Ctrl-C stops it.",
         file=sys.stderr,
     )

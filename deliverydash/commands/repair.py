@@ -15,7 +15,7 @@ HELP = "build missing rollups of the attempt log and remove orphaned ones"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
-    options.add_data_options(parser)
+    options.add_data_options(parser, reads_log=True)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -24,11 +24,11 @@ def run(args: argparse.Namespace) -> None:
 
     from ingest.rollup import out_of_step, repair
 
-    data_dir = options.data_dir(args)
-    work = out_of_step(data_dir).files
+    location = options.log_location(args)
+    work = out_of_step(location).files
     if not work:
-        print(f"the rollups under {data_dir} are in step with the attempt log: nothing to repair")
+        print(f"the rollups in {location} are in step with the attempt log: nothing to repair")
         return
     with tqdm(total=work, desc="attempt files mended", unit=" files", file=sys.stderr) as bar:
-        result = repair(data_dir, bar.update)
-    print(f"rollups under {data_dir}: {result.built:,} built, {result.removed:,} orphaned ones removed")
+        result = repair(location, bar.update)
+    print(f"rollups in {location}: {result.built:,} built, {result.removed:,} orphaned ones removed")

@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     scope.add_argument("--workspace", help="only this workspace")
     scope.add_argument("--destination", help="only this destination")
     scope.add_argument("--integration", help="only this integration")
-    options.add_data_options(parser)
+    options.add_data_options(parser, reads_log=True)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -34,12 +34,12 @@ def run(args: argparse.Namespace) -> None:
     from queries import api
     from queries.log import connect
 
-    data_dir = options.data_dir(args)
-    with connect(data_dir) as log:
+    location = options.log_location(args)
+    with connect(location) as log:
         day = args.date or latest_day(log)
         if day is None:
             raise options.CommandError(
-                f"no attempt records under {data_dir!s}/attempts yet: run "
+                f"no attempt records in {location}/attempts yet: run "
                 "`deliverydash simulate --attempts 2000000` or start the engine first"
             )
         start = dt.datetime.combine(day, dt.time(), dt.UTC)

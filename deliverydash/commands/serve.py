@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> None:
             f"--processes {args.processes} needs a queue several processes can share: the SQLite queue "
             'serves one engine process; set [queue] backend = "postgres" (docs/fleet.md)'
         )
+    _check_log(config.log_location)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from delivery.queue import QueueError
 
@@ -75,3 +76,18 @@ def run(args: argparse.Namespace) -> None:
         status = Supervisor(config, sock, args.processes).run()
     if status:
         raise SystemExit(status)
+
+
+def _check_log(location: str) -> None:
+    """Refuse to start when the attempt log's store is misconfigured or unreachable: one clear line.
+
+    An engine that started anyway would keep every record in its outbox and
+    retry each export, so nothing would be lost; but the operator would only
+    learn of it from the logs.
+    """
+    from ingest.logstore import LogStoreError, open_store
+
+    try:
+        open_store(location).has_files("attempts/")
+    except LogStoreError as exc:
+        raise options.CommandError(f"the engine did not start: the attempt log: {exc}") from None

@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="memory a query may use, e.g. 512MB or 2GiB (default: %(default)s); "
         "its process may hold 768 MiB more",
     )
-    options.add_data_options(parser)
+    options.add_data_options(parser, reads_log=True)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> None:
     from queries.sandbox import SqlSandbox
 
     try:
-        sandbox = SqlSandbox(options.data_dir(args), memory_limit=args.memory_limit)
+        sandbox = SqlSandbox(options.log_location(args), memory_limit=args.memory_limit)
     except ValueError as exc:
         raise options.CommandError(f"--memory-limit: {exc}") from None
     limits = Limits(timeout_s=args.timeout, max_rows=args.max_rows)

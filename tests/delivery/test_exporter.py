@@ -25,11 +25,12 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from delivery.exporter import Exporter, batch_prefix, export_until
+from delivery.exporter import Exporter, batch_stem, export_until
 from delivery.queue import Event, Job
 from delivery.queue.sqlite import SqliteQueue
 from ingest.files import attempts_glob, attempts_root
-from ingest.rollup import rollup_root
+from ingest.logstore import open_store
+from ingest.rollup import out_of_step, rollup_root
 from ingest.schema import ATTEMPT_SCHEMA, rows_to_table
 from ingest.writer import write_partitioned
 from tests.ingest.rows import attempt_row
@@ -76,18 +77,17 @@ def record_for(job: Job, n: int) -> dict[str, Any]:
     )
 
 
-def logged(data_dir: Path) -> list[dict[str, Any]]:
-    """Every record in the Parquet log, read by DuckDB, in attempt_id order."""
-    if not glob.glob(attempts_glob(data_dir)):
+def logged(log: str | Path) -> list[dict[str, Any]]:
+    """Every record in the Parquet log at `log` (a directory or s3:// URL), read by DuckDB, by attempt_id."""
+    store = open_store(log)
+    if not store.has_files("attempts/date="):
         return []
-    table = (
-        duckdb.connect()
-        .sql(
-            "SELECT * FROM read_parquet($glob, hive_partitioning = false) ORDER BY attempt_id",
-            params={"glob": attempts_glob(data_dir)},
-        )
-        .to_arrow_table()
-    )
+    con = duckdb.connect()
+    store.register(con)
+    table = con.sql(
+        "SELECT * FROM read_parquet($glob, hive_partitioning = false) ORDER BY attempt_id",
+        params={"glob": store.path("attempts/date=*/hour=*/*.parquet")},
+    ).to_arrow_table()
     assert table.schema.names == ATTEMPT_SCHEMA.names
     return table.to_pylist()
 
@@ -140,13 +140,16 @@ def test_a_batch_interrupted_at_any_step_is_finished_once(
     assert logged(tmp_path) == as_logged(records + later)
 
 
-def test_a_batch_cut_between_its_files_publishes_only_the_rest(queue: SqliteQueue, tmp_path: Path) -> None:
+def test_a_batch_an_earlier_release_cut_between_its_files_publishes_only_the_rest(
+    queue: SqliteQueue, tmp_path: Path
+) -> None:
     records = committed(queue, 12)
     batch = queue.outbox_batch(100)
     assert batch is not None
-    # What a crash after the first of the batch's two files leaves behind.
+    # What a crash after the first of the batch's two files left behind, named as releases
+    # before the object store named them (a random id after the batch's).
     first_hour = [r for r in batch.rows if r["started_at"].hour == 22]
-    write_partitioned(rows_to_table(first_hour), tmp_path, prefix=batch_prefix(batch.batch_id))
+    write_partitioned(rows_to_table(first_hour), tmp_path, prefix=f"{batch_stem(batch.batch_id)}-")
 
     exporter = Exporter(queue, tmp_path)
     assert exporter.run_once() == 12 - len(first_hour) == 6
@@ -200,13 +203,12 @@ def test_export_until_first_repairs_the_rollups_a_stopped_writer_left_out(
 
 CHILD = r"""
 import datetime as dt, itertools, os, signal, sys, time
-import ingest.writer
 from delivery.exporter import Exporter
 from delivery.queue import Event
 from delivery.queue.sqlite import SqliteQueue
 from tests.ingest.rows import attempt_row
 
-data_dir, run, kill_at = sys.argv[1], sys.argv[2], sys.argv[3]
+data_dir, log, run, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 kill_step, _, kill_nth = kill_at.partition(":")
 late = dt.datetime(2026, 3, 9, 22, 59, 59, tzinfo=dt.UTC)
 seen = {}
@@ -216,17 +218,18 @@ def count(step):
     if step == kill_step and seen[step] == int(kill_nth):
         os.kill(os.getpid(), signal.SIGKILL)
 
-if kill_step == "file":  # after the n-th attempt file is published, before the next one
-    publish = ingest.writer.publish_parquet
-    def publish_and_count(*args, **kwargs):
-        path = publish(*args, **kwargs)
-        count("file")
-        return path
-    ingest.writer.publish_parquet = publish_and_count
-
 queue = SqliteQueue(data_dir)
 queue.recover(time.time())
-exporter = Exporter(queue, data_dir, after_step=count)
+exporter = Exporter(queue, log, after_step=count)
+if kill_step == "file":  # after the n-th attempt file is published, before its rollups
+    store_type = type(exporter.store)
+    publish = store_type.publish
+    def publish_and_count(self, key, *args, **kwargs):
+        written = publish(self, key, *args, **kwargs)
+        if key.startswith("attempts/"):
+            count("file")
+        return written
+    store_type.publish = publish_and_count
 records = 0
 for i in itertools.count():
     now = time.time()
@@ -252,9 +255,9 @@ exporter.run_once()
 """
 
 
-def start_child(data_dir: Path, run: str, kill_at: str) -> subprocess.Popen[str]:
+def start_child(data_dir: Path, log: str, run: str, kill_at: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(data_dir), run, kill_at],
+        [sys.executable, "-c", CHILD, str(data_dir), log, run, kill_at],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
@@ -264,12 +267,12 @@ def start_child(data_dir: Path, run: str, kill_at: str) -> subprocess.Popen[str]
 
 
 def run_child(
-    data_dir: Path, run: str, kill_at: str, kill_after_records: int | None = None
+    data_dir: Path, log: str, run: str, kill_at: str, kill_after_records: int | None = None
 ) -> dict[str, int]:
     """Run one child to its end (its own SIGKILL, ours, or a clean exit); return its last printed counts."""
     counts = {"enqueued": 0, "recorded": 0}
     deadline = time.monotonic() + DEADLINE_S
-    with start_child(data_dir, run, kill_at) as proc:
+    with start_child(data_dir, log, run, kill_at) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             what, n = line.split()
@@ -286,40 +289,48 @@ def run_child(
     return counts
 
 
-def open_batch_files(data_dir: Path) -> tuple[bool, int]:
-    """Whether an exporter batch was left open, and how many files it already published."""
+def open_batch_files(data_dir: Path, log: str) -> tuple[bool, int]:
+    """Whether an exporter batch was left open, and how many attempt files it already published."""
     queue = SqliteQueue(data_dir)
     try:
         batch = queue.outbox_batch(10_000)  # resumes an open batch; opening a new one is harmless
         if batch is None or not batch.resumed:
             return False, 0
-        pattern = f"date=*/hour=*/{batch_prefix(batch.batch_id)}*.parquet"
-        return True, len(list(attempts_root(data_dir).glob(pattern)))
+        stem = batch_stem(batch.batch_id)
+        return True, sum(
+            stored.key.rpartition("/")[2].startswith(stem) for stored in open_store(log).list("attempts/")
+        )
     finally:
         queue.close()
 
 
-def test_kill_9_at_every_step_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["local disk", "object store"])
+def test_kill_9_at_every_step_loses_and_duplicates_nothing(
+    tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
     data_dir = tmp_path / "data"
+    log = str(data_dir) if where == "local disk" else request.getfixturevalue("s3_log")
     printed: dict[str, dict[str, int]] = {}
 
     # At an arbitrary moment of the loop (we kill it from outside).
-    printed["a"] = run_child(data_dir, "a", "none", kill_after_records=25)
+    printed["a"] = run_child(data_dir, log, "a", "none", kill_after_records=25)
     # Right after a batch was taken, before anything was published.
-    printed["b"] = run_child(data_dir, "b", "batched:2")
-    assert open_batch_files(data_dir) == (True, 0)
-    # After the first of a batch's two files, before the second.
-    printed["c"] = run_child(data_dir, "c", "file:3")
-    assert open_batch_files(data_dir) == (True, 1)
+    printed["b"] = run_child(data_dir, log, "b", "batched:2")
+    assert open_batch_files(data_dir, log) == (True, 0)
+    # After the first of a batch's two attempt files, before its rollups and the second file.
+    printed["c"] = run_child(data_dir, log, "c", "file:3")
+    assert open_batch_files(data_dir, log) == (True, 1)
     # After publishing, before the acknowledgement.
-    printed["d"] = run_child(data_dir, "d", "published:2")
-    assert open_batch_files(data_dir) == (True, 2)
+    printed["d"] = run_child(data_dir, log, "d", "published:2")
+    assert open_batch_files(data_dir, log) == (True, 2)
     # Again from outside, soon after a restart that resumed the open batch.
-    printed["e"] = run_child(data_dir, "e", "none", kill_after_records=3)
+    printed["e"] = run_child(data_dir, log, "e", "none", kill_after_records=3)
     # A clean run settles every job left and exports everything.
-    printed["f"] = run_child(data_dir, "f", "drain")
+    printed["f"] = run_child(data_dir, log, "f", "drain")
 
-    records = logged(data_dir)
+    # The resumed batches wrote the rollups their files lacked: every file has each of its rollups.
+    assert out_of_step(log, grace_s=0).files == 0
+    records = logged(log)
     ids = [r["attempt_id"] for r in records]
     assert len(ids) == len(set(ids)), Counter(ids).most_common(3)
     by_run = Counter(attempt_id.split("-")[0] for attempt_id in ids)

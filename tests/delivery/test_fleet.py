@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
 import httpx
 import psycopg
 import pytest
@@ -29,6 +28,7 @@ from deliverydash.partner_simulator.config import PartnerSpec
 from deliverydash.partner_simulator.profiles import Healthy, RateLimited
 from deliverydash.partner_simulator.servers import PartnerSet, partners_in_thread
 from tests.delivery.engine_process import free_port, start_engine, wait_for
+from tests.objectstore import log_connection
 
 WRITE_KEY = "wk_test_fleet"
 ADMIN_TOKEN = "tok-fleet-0123456789"
@@ -37,7 +37,9 @@ PER_DESTINATION_CONCURRENCY = 4
 LEASE_S = 4
 
 
-def write_config(path: Path, data_dir: Path, dsn: str, destinations: str, **engine: Any) -> Path:
+def write_config(
+    path: Path, data_dir: Path, dsn: str, destinations: str, log_url: str = "", **engine: Any
+) -> Path:
     settings = {
         "data_dir": f'"{data_dir}"',
         "allow_private_targets": "true",
@@ -59,6 +61,9 @@ def write_config(path: Path, data_dir: Path, dsn: str, destinations: str, **engi
 [queue]
 backend = "postgres"
 dsn = "{dsn}"
+
+[log]
+url = "{log_url}"
 
 [[sources]]
 id = "web"
@@ -154,13 +159,6 @@ def drained(port: int) -> bool:
     return sum(queue["by_state"].values()) == 0 and queue["outbox_records"] == 0
 
 
-def attempts(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    db = duckdb.connect()
-    files = data_dir / "attempts" / "**" / "*.parquet"
-    db.execute(f"CREATE VIEW attempts AS SELECT * FROM read_parquet('{files}', hive_partitioning = true)")
-    return db
-
-
 def settled_shares(dsn: str, observer: PostgresQueue, engines: int) -> bool:
     """Whether `engines` engines are alive and every destination is owned by its preferred engine."""
     with psycopg.connect(dsn) as db:
@@ -178,15 +176,17 @@ def settled_shares(dsn: str, observer: PostgresQueue, engines: int) -> bool:
     )
 
 
+@pytest.mark.parametrize("where", ["shared data_dir", "object store"])
 def test_kill_9_of_one_engine_loses_nothing_and_the_survivor_settles_its_jobs(
-    fleet_dir: Path, postgres_dsn: str
+    fleet_dir: Path, postgres_dsn: str, where: str, request: pytest.FixtureRequest
 ) -> None:
     data_dir = fleet_dir / "data"
+    log_url = request.getfixturevalue("s3_log") if where == "object store" else ""
     sent = [str(uuid.uuid4()) for _ in range(1200)]
     with partners_in_thread([PartnerSpec("hooks", Healthy(), latency_s=0.02)], control_port=None) as partners:
         hooks = "".join(destination(name, f"{partners.url('hooks')}/{name}") for name in HOOKS)
         fleet = Fleet(
-            write_config(fleet_dir / "fleet.toml", data_dir, postgres_dsn, hooks), fleet_dir / "logs"
+            write_config(fleet_dir / "fleet.toml", data_dir, postgres_dsn, hooks, log_url), fleet_dir / "logs"
         )
         observer = PostgresQueue(postgres_dsn, max_size=2)
         try:
@@ -221,7 +221,9 @@ def test_kill_9_of_one_engine_loses_nothing_and_the_survivor_settles_its_jobs(
         finally:
             observer.close()
             fleet.close()
-    db = attempts(data_dir)
+    db = log_connection(log_url or data_dir)
+    if log_url:  # the engines wrote no attempt file to their data_dir
+        assert not list(data_dir.glob("attempts/date=*"))
     # No accepted event lost: every one delivered to every destination.
     delivered = db.execute(
         "SELECT destination_id, count(DISTINCT e.message_id) FROM attempts, unnest(events) AS u(e) "

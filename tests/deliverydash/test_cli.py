@@ -177,7 +177,7 @@ def test_data_dir_wins_over_the_config(day: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     empty = run("report", "--config", str(config))
     assert empty.returncode == 2
-    assert f"no attempt records under {tmp_path / 'elsewhere'}" in empty.stderr
+    assert f"no attempt records in {(tmp_path / 'elsewhere').resolve()}/attempts" in empty.stderr
 
 
 @pytest.mark.parametrize("command", ["report", "sql", "notifications", "repair"])

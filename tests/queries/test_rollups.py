@@ -330,7 +330,7 @@ def test_a_fresh_attempt_file_is_left_to_its_writer(healthy: tuple[Path, dict[st
     assert repair(data_dir) == RepairResult(built=0, removed=0)
     assert not lost.exists()
     age(data_dir, seconds=GRACE_S + 1)  # the writer died: out of step
-    assert out_of_step(data_dir).lacking == {name: ("outcomes",)}
+    assert out_of_step(data_dir).lacking == {name.as_posix(): ("outcomes",)}
 
 
 def test_a_writer_alone_may_mend_its_own_fresh_files(healthy: tuple[Path, dict[str, pl.DataFrame]]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ingest.logstore import open_store
 from queries import Limits, QueryError, SqlSandbox
 from queries.catalog import VIEWS
 from queries.sandbox_worker import Catalog
@@ -21,7 +22,7 @@ from .conftest import fixture_rows, publish
 @pytest.fixture
 def catalog(fixture_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The worker's connection, in this process: what a statement the guard let through would meet."""
-    con = Catalog(fixture_dir, memory_limit=256 * 2**20, threads=1).connection()
+    con = Catalog(open_store(fixture_dir), memory_limit=256 * 2**20, threads=1).connection()
     yield con
     con.close()
 
