@@ -35,6 +35,7 @@ from delivery.api.http_protocol import JsonErrorHTTPProtocol
 from delivery.api.main import create_app
 from delivery.config import Config
 from delivery.exporter import Exporter, export_until
+from delivery.maintenance import Upkeep
 from delivery.metrics import Metrics
 from delivery.ownership import Everything, Shares
 from delivery.precheck import Prechecks
@@ -109,6 +110,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             await asyncio.to_thread(ownership.refresh)  # the first claim knows its share
         app.state.ownership = ownership
         exporter = Exporter(queue, config.log_location)
+        upkeep = Upkeep(exporter.store, queue, config)
         loops.alerts = asyncio.create_task(alerts.run(), name="alerts")
         loops.ownership = asyncio.create_task(ownership.run(loops.ownership_stop), name="ownership")
         async with sender:
@@ -118,6 +120,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
                     export_until(exporter, engine.export_interval_s, loops.export_stop), name="exporter"
                 )
             )
+            loops.tasks.append(asyncio.create_task(upkeep.run(loops.export_stop), name="log upkeep"))
             log.info("delivering as %s; attempt log at %s", owner, exporter.store.location)
             try:
                 yield
@@ -133,7 +136,9 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
                 await loops.alerts
                 await alerts.close()
                 loops.export_stop.set()
+                upkeep.stop()
                 await loops.tasks[1]
+                await loops.tasks[2]
                 log.info("stopped: leases released, attempt log exported")
 
     app = create_app(config, queue, lifespan=lifespan, metrics=metrics)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from deliverydash.commands import (
+    compact,
     dashboard,
     demo,
     demo_engine,
@@ -23,6 +24,7 @@ from deliverydash.commands import (
     partners,
     repair,
     report,
+    retention,
     serve,
     simulate,
     sql,
@@ -44,6 +46,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     link,
     sql,
     repair,
+    compact,
+    retention,
 )
 
 

@@ -68,7 +68,7 @@ _ENCODINGS = {
     "next_attempt_at": "DELTA_BINARY_PACKED",
     "request_bytes": "DELTA_BINARY_PACKED",
 }
-_WRITE_OPTIONS: dict[str, Any] = {
+WRITE_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 1,  # as small as level 3 on this data, and faster
     "use_dictionary": _DICTIONARY_COLUMNS,
@@ -131,7 +131,7 @@ def publish_hours(
         part = table.slice(start, end - start)
         date, file_name = moment.strftime("%Y-%m-%d"), name or f"{prefix}{new_id()}.parquet"
         key = partition_key(ATTEMPTS_DIR, date, moment.hour, file_name)
-        if store.publish(key, part, exclusive=exclusive, **_WRITE_OPTIONS):
+        if store.publish(key, part, exclusive=exclusive, **WRITE_OPTIONS):
             written[key] = part.num_rows
         publish_rollups(part, store, date, moment.hour, file_name, exclusive=exclusive)
     return written

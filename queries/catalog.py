@@ -20,20 +20,23 @@ it (`union_by_name`); should no file have it yet, the view adds it
 (`padded_view_sql`), so queries naming it still run on old data. Until a
 view's first file exists its glob matches nothing and `read_parquet` would
 raise, so the view is then defined over an empty selection typed like the
-files (`view_backing` says which views have files).
+files (`view_sources` says which views have files, and which files compaction
+hides: `ingest.manifests`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 
 import duckdb
 
-from ingest.files import ATTEMPTS_DIR
+from ingest.files import ATTEMPTS_DIR, partition_key
 from ingest.logstore import LogStore
-from ingest.rollup import ROLLUPS_DIR, connect_macros, rollup_glob, rollup_schemas, rollup_tree
+from ingest.manifests import COMPACT_PREFIX, ManifestCache, counted_outputs, hidden_files
+from ingest.rollup import ROLLUPS_DIR, connect_macros, rollup_schemas, rollup_tree
 from ingest.schema import COLUMNS
 from queries.loader import load_macros
 
@@ -63,12 +66,29 @@ def identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def file_view_sql(parquet_glob: str, view: str = VIEW) -> str:
-    """The view over the Parquet files, as docs/sql.md shows it."""
+def file_view_sql(
+    parquet_glob: str, view: str = VIEW, hidden: Sequence[str] = (), compacted: Sequence[str] = ()
+) -> str:
+    """The view over the Parquet files, as docs/sql.md shows it, honouring compaction's manifests.
+
+    A compaction's output (``compact-*``) counts only when it is one of
+    `compacted` (named by a done manifest, not superseded), and any other
+    file unless it is one of `hidden` (superseded by a done compaction);
+    `ingest.manifests` says why. DuckDB skips the files left out whole, by name.
+    """
+    options = "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER}, union_by_name = true"
+    small = f"NOT contains(filename, '/{COMPACT_PREFIX}')"
+    if hidden:
+        small += f" AND filename NOT IN ({_list(hidden)})"
+    counted = f"({small}) OR filename IN ({_list(compacted)})" if compacted else small
     return (
-        f"CREATE OR REPLACE VIEW {identifier(view)} AS SELECT * FROM read_parquet({literal(parquet_glob)}, "
-        "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER}, union_by_name = true)"
+        f"CREATE OR REPLACE VIEW {identifier(view)} AS SELECT * EXCLUDE (filename) "
+        f"FROM read_parquet({literal(parquet_glob)}, {options}, filename = true) WHERE {counted}"
     )
+
+
+def _list(paths: Sequence[str]) -> str:
+    return ", ".join(literal(path) for path in sorted(paths))
 
 
 def _empty_select(view: str) -> str:
@@ -82,14 +102,16 @@ def empty_view_sql(view: str = VIEW) -> str:
     return f"CREATE OR REPLACE VIEW {identifier(view)} AS {_empty_select(view)}"
 
 
-def padded_view_sql(parquet_glob: str, view: str = VIEW) -> str:
+def padded_view_sql(
+    parquet_glob: str, view: str = VIEW, hidden: Sequence[str] = (), compacted: Sequence[str] = ()
+) -> str:
     """`file_view_sql` for files written before a column was added: every column of today, NULL where absent.
 
     `union_by_name` gives a column NULL in the files that lack it only if one
     file has it; with none, a query naming it would fail. The empty selection
     typed as today's files (`empty_view_sql`) supplies it.
     """
-    files = file_view_sql(parquet_glob, view).split(" AS ", 1)[1]
+    files = file_view_sql(parquet_glob, view, hidden, compacted).split(" AS ", 1)[1]
     return f"CREATE OR REPLACE VIEW {identifier(view)} AS {_empty_select(view)} UNION ALL BY NAME {files}"
 
 
@@ -107,31 +129,68 @@ def view_columns(view: str) -> tuple[tuple[str, str], ...]:
         )
 
 
-def view_globs(store: LogStore) -> dict[str, str]:
-    """Each view's glob in the log at `store`."""
-    return {VIEW: store.path(f"{ATTEMPTS_DIR}/date=*/hour=*/*.parquet")} | {
-        view: rollup_glob(store, rollup) for view, rollup in ROLLUP_VIEWS.items()
-    }
+def view_trees() -> dict[str, str]:
+    """Each view's tree: the key prefix its partitions sit under."""
+    return {VIEW: ATTEMPTS_DIR} | {view: rollup_tree(rollup) for view, rollup in ROLLUP_VIEWS.items()}
 
 
-def view_prefixes() -> dict[str, str]:
-    """Each view's key prefix: a file under it means the view has files."""
-    return {VIEW: f"{ATTEMPTS_DIR}/date="} | {
-        view: f"{rollup_tree(rollup)}/date=" for view, rollup in ROLLUP_VIEWS.items()
-    }
+@dataclass(frozen=True, slots=True)
+class ViewSource:
+    """What one view reads: its files' glob, whether any file exists yet, and the files it leaves out."""
+
+    glob: str
+    backed: bool
+    hidden: tuple[str, ...] = ()
+    """Files superseded by a done compaction."""
+    compacted: tuple[str, ...] = ()
+    """Outputs of done compactions that count."""
 
 
-def view_backing(store: LogStore) -> dict[str, bool]:
-    """Whether each view has files yet (else it is defined over an empty selection)."""
-    # Listings are lazy: this stops at the first file, however large the log.
-    return {view: store.has_files(prefix) for view, prefix in view_prefixes().items()}
+def view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, ViewSource]:
+    """Each view's source in the log at `store` now.
+
+    The manifests are read now; the files are globbed when a query runs.
+    A compaction that begins or ends in between is left out whole: its
+    outputs are no `compacted` file, and the files it merged still count.
+    """
+    states = manifests.hours()
+    hidden, compacted = hidden_files(states), counted_outputs(states)
+    sources = {}
+    for view, tree in view_trees().items():
+
+        def paths(names: dict[tuple[str, int], frozenset[str]], tree: str = tree) -> tuple[str, ...]:
+            return tuple(
+                sorted(
+                    store.path(partition_key(tree, date, hour, name))
+                    for (date, hour), group in names.items()
+                    for name in group
+                )
+            )
+
+        glob = store.path(f"{tree}/date=*/hour=*/*.parquet")
+        sources[view] = ViewSource(glob, store.has_files(f"{tree}/date="), paths(hidden), paths(compacted))
+    return sources
 
 
-def define_view(con: duckdb.DuckDBPyConnection, view: str, parquet_glob: str, backed: bool) -> None:
-    """(Re)define `view` over its files when `backed`, else over an empty selection of its columns."""
-    con.execute(file_view_sql(parquet_glob, view) if backed else empty_view_sql(view))
-    if backed and not _has_every_column(con, view):
-        con.execute(padded_view_sql(parquet_glob, view))
+def define_view(
+    con: duckdb.DuckDBPyConnection, view: str, source: ViewSource, padded: bool | None = None
+) -> bool | None:
+    """(Re)define `view` over its files when it has some, else over an empty selection of its columns.
+
+    Returns whether the view had to be padded (`padded_view_sql`), None
+    when it has no files. Finding out reads every file's footer, which an
+    object store makes slow: a caller redefining the view over the same
+    files (compaction changed only which count) passes the last answer.
+    """
+    if not source.backed:
+        con.execute(empty_view_sql(view))
+        return None
+    if padded is None:
+        con.execute(file_view_sql(source.glob, view, source.hidden, source.compacted))
+        padded = not _has_every_column(con, view)
+    make = padded_view_sql if padded else file_view_sql
+    con.execute(make(source.glob, view, source.hidden, source.compacted))
+    return padded
 
 
 def define_macros(con: duckdb.DuckDBPyConnection) -> None:
@@ -150,13 +209,11 @@ def _has_every_column(con: duckdb.DuckDBPyConnection, view: str) -> bool:
     return all(name in present for name, _ in view_columns(view))
 
 
-def define_catalog(
-    con: duckdb.DuckDBPyConnection, globs: Mapping[str, str], backing: Mapping[str, bool]
-) -> None:
+def define_catalog(con: duckdb.DuckDBPyConnection, sources: Mapping[str, ViewSource]) -> None:
     """Every macro and view, in the order DuckDB needs them."""
     connect_macros(con)
-    for view, pattern in globs.items():
-        define_view(con, view, pattern, backing[view])
+    for view, source in sources.items():
+        define_view(con, view, source)
     define_macros(con)
 
 

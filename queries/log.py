@@ -38,8 +38,9 @@ import duckdb
 import polars as pl
 
 from ingest.logstore import LogStore, open_store
+from ingest.manifests import ManifestCache
 from ingest.rollup import connect_macros, out_of_step
-from queries.catalog import define_macros, define_view, lock_down, readable_dirs, view_backing, view_globs
+from queries.catalog import ViewSource, define_macros, define_view, lock_down, readable_dirs, view_sources
 from queries.errors import QueryError
 from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
 from queries.loader import load_query, parameter_names
@@ -70,10 +71,11 @@ class AttemptLog:
         (default limits, one worker), closed with the log.
         """
         self.store = open_store(log)
-        self._globs = view_globs(self.store)
+        self._manifests = ManifestCache(self.store)
         self._con = duckdb.connect(":memory:")
         self._view_lock = threading.Lock()
-        self._file_backed: dict[str, bool] = {}
+        self._sources: dict[str, ViewSource] = {}
+        self._padded: dict[str, bool | None] = {}
         # DuckDB lets a query read its temp directory: this one is private, and removed at close.
         self._temp_dir = tempfile.mkdtemp(prefix="deliverydash-duckdb-")
         self._remove_temp_dir = weakref.finalize(self, shutil.rmtree, self._temp_dir, ignore_errors=True)
@@ -206,13 +208,17 @@ class AttemptLog:
         return result
 
     def _sync_views(self) -> None:
-        backing = view_backing(self.store)
+        sources = view_sources(self.store, self._manifests)
         with self._view_lock:
-            for view, backed in backing.items():
-                if backed != self._file_backed.get(view):
+            for view, source in sources.items():
+                last = self._sources.get(view)
+                if source != last:
+                    # Once a view has files, whether it needs padding is known: compaction and new
+                    # files only add files with every column.
+                    known = self._padded.get(view) if last is not None and last.backed else None
                     with self._con.cursor() as cur:
-                        define_view(cur, view, self._globs[view], backed)
-                    self._file_backed[view] = backed
+                        self._padded[view] = define_view(cur, view, source, known)
+                    self._sources[view] = source
 
 
 def _bind(

@@ -37,7 +37,8 @@ import duckdb
 import pyarrow as pa
 
 from ingest.logstore import LogStore, LogStoreError, open_store
-from queries.catalog import define_catalog, lock_down, readable_dirs, view_backing, view_globs
+from ingest.manifests import ManifestCache
+from queries.catalog import define_catalog, lock_down, readable_dirs, view_sources
 from queries.errors import QueryError
 from queries.limits import Limits, out_of_memory, timed_out, too_large
 from queries.readonly import read_only_statement
@@ -52,18 +53,18 @@ class Catalog:
 
     def __init__(self, store: LogStore, *, memory_limit: int, threads: int) -> None:
         self._store = store
-        self._globs = view_globs(store)
+        self._manifests = ManifestCache(store)
         self._memory_limit = memory_limit
         self._threads = threads
-        self._backing = view_backing(store)
+        self._sources = view_sources(store, self._manifests)
         self._con = self._open()
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The connection to run on, rebuilt when a view gained its first file or lost its last."""
-        backing = view_backing(self._store)
-        if backing != self._backing:
+        sources = view_sources(self._store, self._manifests)
+        if sources != self._sources:
             self._con.close()
-            self._backing = backing
+            self._sources = sources
             self._con = self._open()
         return self._con
 
@@ -73,7 +74,7 @@ class Catalog:
         try:
             with duckdb.connect(path) as con:
                 self._store.register(con)
-                define_catalog(con, self._globs, self._backing)
+                define_catalog(con, self._sources)
             # temp_directory '' from the start: the read-only database never makes one.
             con = duckdb.connect(path, read_only=True, config={"temp_directory": ""})
         finally:

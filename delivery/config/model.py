@@ -147,6 +147,8 @@ class LogConfig:
     or another local directory."""
     retention_days: int = 0
     """0 keeps everything; otherwise whole days older than this are deleted with their rollups."""
+    compact_interval_s: float = 300
+    """How often an engine compacts closed hours and applies the retention (one engine of a fleet)."""
 
     def location(self, data_dir: Path) -> str:
         """Where the log is: `url`, or `data_dir` when it is empty."""

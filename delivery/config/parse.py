@@ -233,7 +233,9 @@ def _log(table: Table, base_dir: Path | None) -> LogConfig:
     elif url:
         url = str(((base_dir or Path()) / url).resolve())
     retention = table.integer("retention_days", 0, minimum=0)
-    return LogConfig(url=url.rstrip("/") if url.startswith("s3://") else url, retention_days=retention)
+    interval = table.seconds("compact_interval_s", LogConfig().compact_interval_s)
+    url = url.rstrip("/") if url.startswith("s3://") else url
+    return LogConfig(url=url, retention_days=retention, compact_interval_s=interval)
 
 
 _QUEUE_KEYS = tuple(f.name for f in fields(QueueConfig))

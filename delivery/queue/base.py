@@ -25,6 +25,7 @@ are stored as given.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -278,6 +279,14 @@ class Queue(Protocol):
 
     def depth(self) -> QueueDepth:
         """Job counts by state and destination, and the outbox's size."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Whether this engine alone holds the fleet-wide lock `name` while the block runs.
+
+        For work one engine of a fleet does at a time (compacting the attempt
+        log): the block runs either way, and skips its work when it gets False.
+        """
         ...
 
     def close(self) -> None:

@@ -53,10 +53,12 @@ them through `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -598,6 +600,30 @@ class PostgresQueue:
                 f"the PostgreSQL queue ({self._where}) has schema version {version}, this code needs "
                 f"{len(MIGRATIONS)}: apply the migrations first (deliverydash migrate)"
             )
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A session advisory lock on a pooled connection, held while the block runs, if free.
+
+        Released at the end of the block, or by the server when this
+        engine's connection dies with it.
+        """
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        try:
+            with self._pool.connection(timeout=self._connect_timeout_s) as db:
+                row = db.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                held = bool(row and row[0])
+                try:
+                    yield held
+                finally:
+                    if held and not db.broken:
+                        db.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        except PoolTimeout:
+            raise QueueError(
+                f"no connection to PostgreSQL ({self._where}) within {self._connect_timeout_s:g} s"
+            ) from None
+        except psycopg.Error as error:
+            raise self._mapped(error) from error
 
     # --- plumbing ---
 

@@ -306,6 +306,11 @@ class SqliteQueue:
                 raise
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Always held: one engine uses a SQLite queue (its lock file sees to it)."""
+        yield True
+
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed by SQLite) and let another engine open the file."""
         with self._lock:
