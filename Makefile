@@ -30,6 +30,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@.ci/ensure-chromium
 	@.ci/ensure-postgres
+	@.ci/ensure-java
 	$(BIN)/pytest
 
 lint: $(STAMP)

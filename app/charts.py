@@ -65,6 +65,26 @@ def hourly_classes(hours: pl.DataFrame, title: str) -> go.Figure:
     )
 
 
+def daily_trend(daily: pl.DataFrame, title: str) -> go.Figure:
+    """First-attempt and eventual delivery rates per day of receipt, as lines."""
+    frame = daily.unpivot(
+        index="day", on=["first_attempt_pct", "eventual_pct"], variable_name="rate", value_name="pct"
+    ).with_columns(
+        pl.col("rate").replace({"first_attempt_pct": "first attempt", "eventual_pct": "eventually"})
+    )
+    figure = px.line(
+        frame.to_pandas(),
+        x="day",
+        y="pct",
+        color="rate",
+        markers=True,
+        labels={"day": "day received (UTC)", "pct": "events delivered (%)", "rate": "delivered"},
+    )
+    return style.finish(
+        figure, title=title, x="day received (UTC)", y="events delivered (%)", legend_below=True
+    )
+
+
 def delivery_funnel(funnel: pl.DataFrame, title: str) -> go.Figure:
     """First attempt versus eventual delivery: received, delivered by attempt k, never delivered."""
     frame = funnel.filter(pl.col("kind").is_in(["received", "delivered"])).sort("step")

@@ -127,6 +127,11 @@ def day_report(scope: Scope, start: dt.datetime, end: dt.datetime) -> dict[str, 
     return _run("day_report", scope, start, end).row(0, named=True)
 
 
+def daily(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Per day received: events, first-attempt and eventual delivery rates (queries/daily.sql)."""
+    return _run("daily", scope, start, end)
+
+
 def funnel(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """First-attempt versus eventual delivery stages (queries/funnel.sql)."""
     return _run("funnel", scope, start, end)

@@ -16,11 +16,31 @@ from app import data
 from app.access import Viewer, ViewerKind
 from queries import Scope
 
+#: The longest range of whole days a page shows (`deliverydash report --days` too).
+MAX_DAYS = 31
+
 
 def time_range() -> tuple[dt.datetime, dt.datetime]:
-    """The UTC day and whole hours picked in the sidebar, as a half-open [start, end)."""
+    """The range picked in the sidebar, as a half-open [start, end) in UTC.
+
+    One day and whole hours within it, or several whole days ending with
+    the day picked (up to `MAX_DAYS`).
+    """
     days = [day.isoformat() for day in data.days()]
     day = st.sidebar.selectbox("Day (UTC)", days, key="day", bind="query-params")
+    length = st.sidebar.number_input(
+        "Days shown, ending with that day",
+        min_value=1,
+        max_value=MAX_DAYS,
+        value=1,
+        step=1,
+        key="days",
+        bind="query-params",
+        help=f"1 for one day and a choice of its hours; up to {MAX_DAYS} whole days with a daily trend.",
+    )
+    midnight = dt.datetime.combine(dt.date.fromisoformat(day or days[0]), dt.time(), dt.UTC)
+    if length > 1:
+        return midnight - dt.timedelta(days=int(length) - 1), midnight + dt.timedelta(days=1)
     first, last = st.sidebar.slider(
         "Hours (UTC)",
         min_value=0,
@@ -34,8 +54,12 @@ def time_range() -> tuple[dt.datetime, dt.datetime]:
     if last <= first:
         # The slider allows an empty range; an hour is the least a rollup can answer.
         first, last = (first, first + 1) if first < 24 else (23, 24)
-    midnight = dt.datetime.combine(dt.date.fromisoformat(day or days[0]), dt.time(), dt.UTC)
     return midnight + dt.timedelta(hours=first), midnight + dt.timedelta(hours=last)
+
+
+def days_in(start: dt.datetime, end: dt.datetime) -> int:
+    """How many whole days a range of `time_range` spans (1 for hours of one day)."""
+    return max(1, (end - start) // dt.timedelta(days=1))
 
 
 def workspace_scope(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> Scope | None:

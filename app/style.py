@@ -125,7 +125,19 @@ def duration(seconds: Any) -> str:
 
 
 def time_range(start: dt.datetime, end: dt.datetime) -> str:
-    """`2026-11-27 06:00 to 12:00 UTC`; a range ending at the next midnight ends at 24:00."""
+    """`2026-11-27 06:00 to 12:00 UTC`; a range ending at the next midnight ends at 24:00.
+
+    Several whole days read `2026-11-21 to 2026-11-27 UTC (7 days)`.
+    """
+    span = end - start
+    whole_days = (
+        start.time() == dt.time()
+        and end.time() == dt.time()
+        and span % dt.timedelta(days=1) == dt.timedelta()
+    )
+    if whole_days and span > dt.timedelta(days=1):
+        last = (end - dt.timedelta(days=1)).date()
+        return f"{start:%Y-%m-%d} to {last:%Y-%m-%d} UTC ({span.days} days)"
     if end.date() == start.date():
         until = f"{end:%H:%M}"
     elif end == dt.datetime.combine(start.date(), dt.time(), start.tzinfo) + dt.timedelta(days=1):

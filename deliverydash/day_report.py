@@ -65,9 +65,15 @@ def render_failures(failures: pl.DataFrame, received: int) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
-def render_report(row: dict[str, float], day: dt.date, scope: str) -> str:
-    """The day report as a terminal table, next to the seed's figures."""
-    lines = [f"Day of HTTP responses: {day} UTC, scope {scope}", ""]
+def render_report(row: dict[str, float], day: dt.date, scope: str, last: dt.date | None = None) -> str:
+    """The day report as a terminal table, next to the seed's figures; of the days `day`..`last` if given."""
+    days = (
+        f"{day} UTC" if last is None or last == day else f"{day} to {last} UTC ({(last - day).days + 1} days)"
+    )
+    lines = [
+        f"{'Day' if last is None or last == day else 'Days'} of HTTP responses: {days}, scope {scope}",
+        "",
+    ]
 
     def section(
         title: str, total_label: str, total: float, figures: Sequence[tuple[str, str, float | None]]
@@ -79,11 +85,26 @@ def render_report(row: dict[str, float], day: dt.date, scope: str) -> str:
             lines.append(f"{label:<44}{int(row[column]):>16,}{row[column + '_pct']:>9.2f}%{seed_text:>9}")
         lines.append("")
 
+    when = "this day" if last is None or last == day else "these days"
     section(
-        "EVENTS (jobs received this day, by events)",
+        f"EVENTS (jobs received {when}, by events)",
         "events received",
         row["events_received"],
         SEED_EVENT_FIGURES,
     )
-    section("REQUESTS (started this day)", "requests", row["requests"], SEED_REQUEST_FIGURES)
+    section(f"REQUESTS (started {when})", "requests", row["requests"], SEED_REQUEST_FIGURES)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_daily(daily: pl.DataFrame) -> str:
+    """The daily trend of a range: per day, events received and the first-attempt and eventual rates."""
+    lines = [
+        "DAILY TREND (events by day received)",
+        f"{'day':<12}{'events received':>18}{'first attempt':>16}{'eventually':>13}",
+    ]
+    for row in daily.iter_rows(named=True):
+        lines.append(
+            f"{row['day'].isoformat():<12}{row['events_received']:>18,}"
+            f"{row['first_attempt_pct']:>15.2f}%{row['eventual_pct']:>12.2f}%"
+        )
+    return "\n".join(lines) + "\n"

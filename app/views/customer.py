@@ -10,7 +10,7 @@ import polars as pl
 import streamlit as st
 
 from app import data, filters, hints, session, style
-from app.charts import delivery_funnel, hourly_classes
+from app.charts import daily_trend, delivery_funnel, hourly_classes
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -30,6 +30,7 @@ with st.spinner("Reading the attempt log…"):
     hours = data.hourly(scope, start, end)
     funnel = data.funnel(scope, start, end)
     samples = data.error_samples(scope, start, end, limit=20)
+    trend = data.daily(scope, start, end) if filters.days_in(start, end) > 1 else None
 
 if not report["events_received"] and not report["requests"]:
     st.info(f"Workspace {scope.value} has no deliveries in this range.")
@@ -58,6 +59,9 @@ for col, (label, column) in zip(
         delta_arrow="off",
         help=style.card_help(report[column]),
     )
+
+if trend is not None and trend.height:
+    st.plotly_chart(daily_trend(trend, "Delivery rates by day received"), width="stretch")
 
 st.header("Open notifications")
 notifications = data.open_notices(scope.value or "")

@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from app import data, filters, session, style
-from app.charts import fates_bar, hourly_classes
+from app.charts import daily_trend, fates_bar, hourly_classes
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -26,6 +26,7 @@ with st.spinner("Reading the attempt log…"):
     codes = data.by_status_code(scope, start, end)
     hours = data.hourly(scope, start, end)
     funnel = data.funnel(scope, start, end)
+    trend = data.daily(scope, start, end) if filters.days_in(start, end) > 1 else None
 
 if not report["events_received"] and not report["requests"]:
     st.info("No deliveries in this range. Pick another day or widen the hours in the sidebar.")
@@ -52,6 +53,8 @@ cols[4].metric(
 
 st.header("What happened to the events")
 st.plotly_chart(fates_bar(report, "Events received in the range, by final outcome"), width="stretch")
+if trend is not None and trend.height:
+    st.plotly_chart(daily_trend(trend, "Delivery rates by day received"), width="stretch")
 
 st.header("Terminal problems: only a person can fix them")
 st.markdown(

@@ -15,12 +15,21 @@ if TYPE_CHECKING:
     from queries.scope import Scope
 
 NAME = "report"
+#: The longest range of days a report covers (the dashboard's too).
+MAX_DAYS = 31
 HELP = "print the day report (events and requests) in the terminal"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
     parser.add_argument("--date", type=options.date, help="UTC day (default: the latest day in the log)")
+    parser.add_argument(
+        "--days",
+        type=options.positive_int,
+        default=1,
+        help=f"whole days ending with --date, at most {MAX_DAYS}; more than one adds a daily trend "
+        "(default: %(default)s)",
+    )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--workspace", help="only this workspace")
     scope.add_argument("--destination", help="only this destination")
@@ -30,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Print the report of one day and scope."""
-    from deliverydash.day_report import latest_day, render_failures, render_report
+    from deliverydash.day_report import latest_day, render_daily, render_failures, render_report
     from queries import api
     from queries.log import connect
 
@@ -42,11 +51,15 @@ def run(args: argparse.Namespace) -> None:
                 f"no attempt records in {location}/attempts yet: run "
                 "`deliverydash simulate --attempts 2000000` or start the engine first"
             )
-        start = dt.datetime.combine(day, dt.time(), dt.UTC)
-        end = start + dt.timedelta(days=1)
+        if args.days > MAX_DAYS:
+            raise options.CommandError(f"--days {args.days}: a report covers at most {MAX_DAYS} days")
+        first = day - dt.timedelta(days=args.days - 1)
+        start = dt.datetime.combine(first, dt.time(), dt.UTC)
+        end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
         scope = _scope(args)
         row = api.day_report(log, scope, start, end).row(0, named=True)
         failures = api.destination_failures(log, scope, start, end)
+        trend = api.daily(log, scope, start, end) if args.days > 1 else None
         out_of_step = log.rollups_out_of_step()
     if out_of_step:
         print(
@@ -55,7 +68,9 @@ def run(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     label = scope.kind.value if scope.value is None else f"{scope.kind.value} {scope.value}"
-    print(render_report(row, day, label) + render_failures(failures, row["events_received"]), end="")
+    daily = "\n" + render_daily(trend) if trend is not None else ""
+    report = render_report(row, first, label, day) + daily
+    print(report + render_failures(failures, row["events_received"]), end="")
 
 
 def _scope(args: argparse.Namespace) -> Scope:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import time
@@ -271,3 +272,48 @@ def test_the_customer_sees_a_fleet_s_notifications_from_postgresql(
     _assert_rendered(at)
     assert any("notifications cannot be read" in warning.value for warning in at.warning)
     assert password not in page_text(at) and "127.0.0.1" not in page_text(at)
+
+
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ingest.simulate import simulate_day
+
+    data_dir = tmp_path_factory.mktemp("two_days")
+    for day in (25, 27):
+        simulate_day(3_000, data_dir, date=dt.date(2026, 11, day), workers=1)
+    return data_dir
+
+
+@pytest.mark.parametrize("page", ["views/day.py", "views/customer.py"])
+def test_a_range_of_whole_days_shows_their_figures_and_a_daily_trend(
+    open_app: OpenApp, two_days: Path, page: str
+) -> None:
+    at = open_app(token(ViewerKind.ENGINEER), data_dir=two_days, page=page, params={"day": "2026-11-27"})
+    at.sidebar.number_input(key="days").set_value(7).run()
+    _assert_rendered(at)
+    assert not at.sidebar.slider  # hours are for one day
+    assert any("2026-11-21 to 2026-11-27 UTC (7 days)" in caption.value for caption in at.caption)
+    text = page_text(at)
+    assert "Delivery rates by day received" in text
+    assert "first attempt" in text and "eventually" in text
+    if page == "views/day.py":
+        start = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+        with connect(two_days) as log:
+            received = api.day_report(log, Scope.all(), start, start + dt.timedelta(days=7)).item(
+                0, "events_received"
+            )
+        assert metrics(at)["Events received"] == f"{received:,}"
+
+
+def test_a_range_of_days_comes_from_the_url(open_app: OpenApp, two_days: Path) -> None:
+    at = open_app(token(ViewerKind.ENGINEER), data_dir=two_days, params={"day": "2026-11-27", "days": "3"})
+    _assert_rendered(at)
+    assert at.sidebar.number_input(key="days").value == 3
+    assert "2026-11-25 to 2026-11-27 UTC (3 days)" in at.caption[0].value
+
+
+def test_one_day_keeps_its_hours_and_shows_no_trend(open_app: OpenApp, two_days: Path) -> None:
+    at = open_app(token(ViewerKind.ENGINEER), data_dir=two_days, params={"day": "2026-11-27"})
+    _assert_rendered(at)
+    assert at.sidebar.slider[0].value == (0, 24)
+    assert "Delivery rates by day received" not in page_text(at)

@@ -1,6 +1,8 @@
-"""How counts look on the dashboard's metric cards: exact below a million, compact above, exact on hover."""
+"""How the dashboard shows counts (compact above a million, exact on hover) and time ranges."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 
@@ -32,3 +34,20 @@ def test_the_exact_count_is_on_hover_only_when_the_card_shows_a_compact_one() ->
     assert style.card_help(40_000) is None
     assert style.card_help(40_000, "Events accepted.") == "Events accepted."
     assert style.card_help(None) is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "shown"),
+    [
+        (dt.datetime(2026, 11, 27, 6, tzinfo=dt.UTC), dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC),
+         "2026-11-27 06:00 to 12:00 UTC"),
+        (dt.datetime(2026, 11, 27, tzinfo=dt.UTC), dt.datetime(2026, 11, 28, tzinfo=dt.UTC),
+         "2026-11-27 00:00 to 24:00 UTC"),
+        (dt.datetime(2026, 11, 1, tzinfo=dt.UTC), dt.datetime(2026, 12, 2, tzinfo=dt.UTC),
+         "2026-11-01 to 2026-12-01 UTC (31 days)"),
+    ],
+)  # fmt: skip
+def test_time_ranges_read_as_hours_of_a_day_or_whole_days(
+    start: dt.datetime, end: dt.datetime, shown: str
+) -> None:
+    assert style.time_range(start, end) == shown

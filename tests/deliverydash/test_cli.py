@@ -52,6 +52,25 @@ def test_report_prints_the_seed_table(day: Path) -> None:
     assert requests_line.split()[1].replace(",", "").isdigit()
 
 
+def test_report_over_several_days_adds_a_daily_trend(tmp_path: Path) -> None:
+    for date in ("2026-11-25", "2026-11-27"):  # two simulated days with a gap between
+        done = run("simulate", "--attempts", "5000", "--date", date, "--data-dir", str(tmp_path))
+        assert done.returncode == 0, done.stderr
+    one = run("report", "--data-dir", str(tmp_path), "--date", "2026-11-27").stdout
+    week = run("report", "--data-dir", str(tmp_path), "--days", "7")
+    assert week.returncode == 0, week.stderr
+    assert "Days of HTTP responses: 2026-11-21 to 2026-11-27 UTC (7 days), scope all" in week.stdout
+    assert "DAILY TREND" not in one
+    trend = week.stdout.split("DAILY TREND (events by day received)")[1].split("\n\n")[0]
+    days = [line.split()[0] for line in trend.strip().splitlines()[1:]]
+    # Events received on the simulated days (a day's retries spill into the next, with no new events).
+    assert days == ["2026-11-25", "2026-11-27"]
+    assert _figure(week.stdout, "events received") > _figure(one, "events received")
+    too_long = run("report", "--data-dir", str(tmp_path), "--days", "32")
+    assert too_long.returncode == 2
+    assert "at most 31 days" in too_long.stderr
+
+
 def test_report_for_one_workspace(day: Path) -> None:
     workspace = run("sql", "SELECT min(workspace_id) AS w FROM attempts", "--data-dir", str(day))
     name = next(word for word in workspace.stdout.split() if word.startswith("ws_"))

@@ -15,6 +15,7 @@ from queries import (
     by_error,
     by_integration,
     by_status_code,
+    daily,
     day_report,
     error_samples,
     funnel,
@@ -22,7 +23,7 @@ from queries import (
     latency,
 )
 
-from .conftest import D1, D2, RATE_LIMIT_7S
+from .conftest import D0, D1, D2, D3, RATE_LIMIT_7S
 
 ALL = Scope.all()
 
@@ -164,6 +165,23 @@ def test_hourly(log: AttemptLog) -> None:
         ("none", 1, 1),
         ("rate_limit", 2, 0),
     ]
+
+
+def test_daily_follows_each_days_cohort(log: AttemptLog) -> None:
+    rows = daily(log, ALL, D0, D3).rows(named=True)
+    assert [(r["day"].isoformat(), r["events_received"], r["delivered_first_attempt"]) for r in rows] == [
+        ("2026-03-09", 1, 0),  # J12: 503 first, delivered on its retry the next day
+        ("2026-03-10", 13, 4),
+        ("2026-03-11", 1, 1),  # J11
+    ]
+    assert [r["delivered_eventually"] for r in rows] == [1, 7, 1]
+    assert rows[1]["first_attempt_pct"] == pct(4, 13)
+    assert rows[1]["eventual_pct"] == pct(7, 13)
+    # A day's figures are the day report's for that day.
+    one_day = day_report(log, ALL, D1, D2).row(0, named=True)
+    assert rows[1]["events_received"] == one_day["events_received"]
+    assert rows[1]["delivered_eventually"] == one_day["delivered_eventually"]
+    assert daily(log, Scope.workspace("acme"), D1, D2).get_column("events_received").to_list() == [5]
 
 
 def test_exact_latency(log: AttemptLog) -> None:
