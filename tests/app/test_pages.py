@@ -18,6 +18,7 @@ from delivery.alerts.store import NewNotification, NotificationStore
 from delivery.queue.postgres import migrate
 from ingest.files import attempts_root
 from ingest.ids import new_id
+from ingest.logstore import open_store
 from ingest.rollup import rollup_root
 from queries import Scope, api, connect
 from tests.app.conftest import END, START, OpenApp, SimulatedDay, metrics, page_text, token
@@ -317,3 +318,25 @@ def test_one_day_keeps_its_hours_and_shows_no_trend(open_app: OpenApp, two_days:
     _assert_rendered(at)
     assert at.sidebar.slider[0].value == (0, 24)
     assert "Delivery rates by day received" not in page_text(at)
+
+
+def test_the_dashboard_reads_a_log_on_the_object_store(
+    open_app: OpenApp, two_days: Path, s3_log: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local, remote = open_store(two_days), open_store(s3_log)
+    for stored in local.list(""):  # the log as `aws s3 sync` (or an engine with [log] url) puts it there
+        if stored.key.startswith(("attempts/", "rollups/")):
+            remote.put_bytes(stored.key, local.read_bytes(stored.key))
+    monkeypatch.setenv("DELIVERYDASH_LOG", s3_log)
+    at = open_app(token(ViewerKind.ENGINEER), data_dir=two_days / "elsewhere", params={"day": "2026-11-27"})
+    _assert_rendered(at)
+    start = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+    with connect(two_days) as log:
+        received = api.day_report(log, Scope.all(), start, start + dt.timedelta(days=1)).item(
+            0, "events_received"
+        )
+    assert metrics(at)["Events received"] == f"{received:,}"
+    console = open_app(
+        token(ViewerKind.ENGINEER), data_dir=two_days / "elsewhere", page="views/sql_console.py"
+    )
+    _assert_rendered(console)
