@@ -21,7 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from pathlib import Path
 import httpx
 import pyarrow.fs as pafs
 import pytest
+
+from tests.postgres import free_port
 
 BUCKET = "deliverydash-test"
 REGION = "us-east-1"
@@ -49,12 +50,6 @@ def weed_binary() -> Path | None:
         return beside
     found = shutil.which("weed")
     return Path(found) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -118,7 +113,7 @@ def start_s3(directory: Path | None = None) -> S3Server:
     }
     config = directory / "s3.json"
     config.write_text(json.dumps(identities), encoding="utf-8")
-    ports = {name: (_free_port(), _free_port()) for name in _COMPONENTS}
+    ports = {name: (free_port(), free_port()) for name in _COMPONENTS}
     args = [
         str(binary),
         "mini",
