@@ -39,14 +39,18 @@ from ingest.writer import publish_hours
 
 def export_like_the_engine(simulated: Path, target: Path, interval_s: int, workers: int = 2) -> int:
     """The simulated day's records as exporter files, one per `interval_s` of started_at; how many."""
-    keys = [stored.key for stored in LocalStore(simulated).list("attempts/date=")]
+    hours: dict[str, list[str]] = {}
+    for stored in LocalStore(simulated).list("attempts/date="):
+        hours.setdefault(stored.key.rsplit("/", 1)[0], []).append(stored.key)
     with ProcessPoolExecutor(workers) as pool:
-        return sum(pool.map(_export_hour, [(simulated, target, key, interval_s) for key in keys]))
+        tasks = [(simulated, target, keys, interval_s) for keys in hours.values()]
+        return sum(pool.map(_export_hour, tasks))
 
 
-def _export_hour(task: tuple[Path, Path, str, int]) -> int:
-    simulated, target, key, interval_s = task
-    table = LocalStore(simulated).read_table(key)
+def _export_hour(task: tuple[Path, Path, list[str], int]) -> int:
+    """One hour's files (the simulator writes a few) cut into one file per export interval."""
+    simulated, target, keys, interval_s = task
+    table = pa.concat_tables(LocalStore(simulated).read_table(key) for key in keys)
     micros = pc.cast(pc.cast(table["started_at"], pa.timestamp("us", "UTC")), pa.int64())
     slot = pc.divide(micros, interval_s * 1_000_000)
     table = table.append_column("_slot", slot).sort_by("_slot")

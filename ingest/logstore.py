@@ -23,7 +23,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -48,6 +48,8 @@ KEY_VARIABLE = "AWS_ACCESS_KEY_ID"
 SECRET_VARIABLE = "AWS_SECRET_ACCESS_KEY"
 REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 DEFAULT_REGION = "us-east-1"
+#: Bytes DuckDB's reads of a file on the store are rounded up to (a footer, a column chunk).
+_READ_BLOCK = 1 << 20
 
 __all__ = ["LocalStore", "LogStore", "LogStoreError", "S3Settings", "S3Store", "StoredFile", "open_store"]
 
@@ -199,6 +201,9 @@ class S3Store(LogStore):
 
     @cached_property
     def _objects(self) -> Any:
+        return self._object_store(prefix=self.prefix or None)
+
+    def _object_store(self, prefix: str | None) -> Any:
         settings = self.settings
         config: S3Config = {"region": settings.region}
         if settings.endpoint:
@@ -211,7 +216,12 @@ class S3Store(LogStore):
         client: ClientConfig = {
             "allow_http": bool(settings.endpoint and settings.endpoint.startswith("http://"))
         }
-        return ObjectStore(self.bucket, prefix=self.prefix or None, config=config, client_options=client)
+        return ObjectStore(self.bucket, prefix=prefix, config=config, client_options=client)
+
+    @cached_property
+    def _bucket_objects(self) -> Any:
+        """An obstore store of the whole bucket (DuckDB names files by bucket and key)."""
+        return self._object_store(prefix=None)
 
     @cached_property
     def filesystem(self) -> pafs.S3FileSystem:
@@ -281,7 +291,7 @@ class S3Store(LogStore):
             raise self._error("reading", key, exc) from exc
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
-        con.register_filesystem(_duckdb_filesystem(self.filesystem))
+        con.register_filesystem(_duckdb_filesystem(self.filesystem, self._bucket_objects))
 
     def storage_options(self) -> dict[str, str]:
         settings = self.settings
@@ -304,14 +314,81 @@ class S3Store(LogStore):
         return f"S3Store({self.location!r})"
 
 
-def _duckdb_filesystem(filesystem: pafs.FileSystem) -> Any:
-    """Arrow's S3 client as the fsspec filesystem DuckDB reads ``s3://`` through (fsspec loads here)."""
-    from fsspec.implementations.arrow import ArrowFSWrapper
+def _duckdb_filesystem(filesystem: pafs.FileSystem, objects: Any) -> Any:
+    """The fsspec filesystem DuckDB reads ``s3://`` through (fsspec loads here).
 
-    class S3(ArrowFSWrapper):
+    `objects` is an obstore store of the whole bucket: reads of byte ranges go through it.
+    """
+    return _filesystem_class()(filesystem, objects=objects)
+
+
+@cache
+def _filesystem_class() -> type:
+    from fsspec.implementations.arrow import ArrowFSWrapper
+    from fsspec.spec import AbstractBufferedFile
+
+    class ListedFile(AbstractBufferedFile):
+        """A file whose size a listing gave: opened without a request, read by byte ranges."""
+
+        def _fetch_range(self, start: int, end: int) -> bytes:
+            key = self.path.split("/", 1)[1]  # the path is bucket/key
+            return bytes(obstore.get_range(self.fs.objects, key, start=start, end=end))
+
+    class S3ForDuckdb(ArrowFSWrapper):
+        """fsspec's wrapper of Arrow's S3 client, with what a log of immutable files allows.
+
+        DuckDB asks of every file it reads, on every query, its size, its
+        modification time (to trust its cached footer) and a handle, each a
+        request to the store; and it globs folder by folder. A published
+        file never changes, so what a listing said of it holds: those three
+        are answered from the listing (the handle reads byte ranges through
+        obstore), and a glob lists its prefix flat (a request per 1,000
+        keys). See docs/benchmarks.md for what it saves.
+        """
+
         protocol = "s3"
 
-    return S3(filesystem)
+        def __init__(self, fs: pafs.FileSystem, *, objects: Any, **kwargs: Any) -> None:
+            super().__init__(fs, **kwargs)
+            self.objects = objects
+            self._listed: dict[str, pafs.FileInfo] = {}
+
+        def find(
+            self,
+            path: str,
+            maxdepth: int | None = None,
+            withdirs: bool = False,
+            detail: bool = False,
+            **kwargs: Any,
+        ) -> Any:
+            base = self._strip_protocol(path).rstrip("/")
+            selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+            found = {}
+            for info in self.fs.get_file_info(selector):
+                if info.type == pafs.FileType.File:
+                    self._listed[info.path] = info
+                    found[info.path] = self._make_entry(info)
+            return found if detail else sorted(found)
+
+        def info(self, path: str, **kwargs: Any) -> Any:
+            listed = self._listed.get(self._strip_protocol(path))
+            return self._make_entry(listed) if listed is not None else super().info(path, **kwargs)
+
+        def modified(self, path: str) -> Any:
+            listed = self._listed.get(self._strip_protocol(path))
+            return listed.mtime if listed is not None else super().modified(path)
+
+        def _open(
+            self, path: str, mode: str = "rb", block_size: Any = None, seekable: bool = True, **kwargs: Any
+        ) -> Any:
+            listed = self._listed.get(self._strip_protocol(path))
+            if mode != "rb" or not seekable or listed is None:
+                return super()._open(path, mode, block_size, seekable, **kwargs)
+            return ListedFile(
+                self, listed.path, mode, block_size=_READ_BLOCK, cache_type="readahead", size=listed.size
+            )
+
+    return S3ForDuckdb
 
 
 def _split_key(key: str) -> tuple[str, str, int, str]:
