@@ -40,6 +40,7 @@ from ingest.manifests import (
     ManifestCache,
     compact_name,
     now,
+    swept_key,
 )
 from ingest.rollup import ROLLUPS, publish_rollups, rollup_tree
 from ingest.schema import ATTEMPT_SCHEMA
@@ -183,20 +184,22 @@ def _sweep(store: LogStore, files: HourFiles, cutoff: float, result: CompactionR
     if state is None:
         return
     doomed: set[str] = set()
-    for done in state.done:
-        if done.written_at < cutoff:
-            doomed.update(files.names & set(done.supersedes))
+    sweeping = [done for done in state.done if done.version not in state.swept and done.written_at < cutoff]
+    for done in sweeping:
+        doomed.update(files.names & set(done.supersedes))
     stale_manifests = []
     for begun in state.unfinished:
         if begun.written_at < cutoff:
             doomed.update(begun.outputs)
             stale_manifests.append(begun.key)
-    if not doomed and not stale_manifests:
+    if not sweeping and not stale_manifests:
         return
     # Rollups first, attempt files last: the attempt files' listing is what finds work to do.
     for tree in reversed(_TREES):
         store.delete(partition_key(tree, files.date, files.hour, name) for name in sorted(doomed))
     store.delete(stale_manifests)
+    for done in sweeping:  # only once everything it superseded is gone
+        store.put_bytes(swept_key(files.date, files.hour, done.version), b"{}", exclusive=True)
     result.deleted += len(doomed & files.names) + len(stale_manifests)
 
 

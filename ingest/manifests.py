@@ -9,6 +9,9 @@ files count by small JSON manifests, in one flat folder:
 * ``manifests/<date>T<HH>-v<version>.json``: it is done; its `outputs`
   count, and the files it `supersedes` (the small files it merged, the
   previous version's outputs) no longer do.
+* ``manifests/<date>T<HH>-v<version>.swept.json``: the files it superseded
+  are deleted; readers need not leave them out by name any more (a month
+  of them would make every view's filter tens of thousands of names long).
 
 Both are written with an exclusive put: one compactor wins a version. A
 reader hides, per hour, what the newest done manifest supersedes and the
@@ -29,7 +32,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from ingest.logstore import LogStore, StoredFile
@@ -37,7 +40,8 @@ from ingest.logstore import LogStore, StoredFile
 MANIFESTS_DIR = "manifests"
 COMPACT_PREFIX = "compact-"
 _KEY = re.compile(
-    rf"^{MANIFESTS_DIR}/(?P<date>\d{{4}}-\d{{2}}-\d{{2}})T(?P<hour>\d{{2}})-v(?P<version>\d+)(?P<pending>\.pending)?\.json$"
+    rf"^{MANIFESTS_DIR}/(?P<date>\d{{4}}-\d{{2}}-\d{{2}})T(?P<hour>\d{{2}})-v(?P<version>\d+)"
+    r"(?P<kind>\.pending|\.swept)?\.json$"
 )
 
 
@@ -98,6 +102,11 @@ def manifest_key(date: str, hour: int, version: int, *, pending: bool = False) -
     return f"{MANIFESTS_DIR}/{date}T{hour:02d}-v{version:06d}{'.pending' if pending else ''}.json"
 
 
+def swept_key(date: str, hour: int, version: int) -> str:
+    """The key of the marker saying the files version `version` superseded are deleted."""
+    return f"{MANIFESTS_DIR}/{date}T{hour:02d}-v{version:06d}.swept.json"
+
+
 def compact_name(version: int, part: int) -> str:
     """The name of a compaction's `part`-th output file."""
     return f"{COMPACT_PREFIX}v{version:06d}-{part}.parquet"
@@ -113,22 +122,31 @@ class HourState:
     """Begun compactions without a done manifest of their version."""
     versions: int
     """The highest version begun or done: the next compaction takes the one after."""
+    swept: frozenset[int] = frozenset()
+    """Done versions whose superseded files are all deleted."""
+
+    def superseded(self) -> frozenset[str]:
+        """Every name a done compaction superseded (each supersedes only what counted when it began)."""
+        return frozenset(name for done in self.done for name in done.supersedes)
 
     def hidden(self) -> frozenset[str]:
-        """The names in the hour's partitions that do not count.
+        """The names in the hour's partitions that do not count and may still be there.
 
-        What every done compaction superseded (each supersedes only what
-        counted when it began, so an earlier one's inputs stay superseded),
-        and the outputs of every compaction begun and not done.
+        What done compactions superseded, until their sweep deleted it, and
+        the outputs of every compaction begun and not done.
         """
         names: set[str] = set()
-        for manifest in (*self.done, *self.unfinished):
-            names.update(manifest.outputs if manifest.pending else manifest.supersedes)
+        for done in self.done:
+            if done.version not in self.swept:
+                names.update(done.supersedes)
+        for begun in self.unfinished:
+            names.update(begun.outputs)
         return frozenset(names)
 
     def counted_outputs(self) -> frozenset[str]:
         """The compaction outputs that count: done and not superseded by a later compaction."""
-        return frozenset(name for done in self.done for name in done.outputs) - self.hidden()
+        outputs = frozenset(name for done in self.done for name in done.outputs)
+        return outputs - self.superseded() - self.hidden()
 
 
 @dataclass
@@ -141,7 +159,11 @@ class ManifestCache:
 
     def hours(self) -> dict[tuple[str, int], HourState]:
         """Every hour with a manifest -> its state; one listing, and a read of each manifest not seen."""
-        listed = [stored for stored in self.store.list(f"{MANIFESTS_DIR}/") if _KEY.match(stored.key)]
+        matched = [(stored, _KEY.match(stored.key)) for stored in self.store.list(f"{MANIFESTS_DIR}/")]
+        listed = [stored for stored, match in matched if match and match["kind"] != ".swept"]
+        swept = {
+            (m["date"], int(m["hour"]), int(m["version"])) for _, m in matched if m and m["kind"] == ".swept"
+        }
         with self._lock:
             for stored in listed:
                 if stored.key not in self._parsed:
@@ -150,16 +172,18 @@ class ManifestCache:
             for gone in self._parsed.keys() - present:
                 del self._parsed[gone]  # retention removed it
             manifests = list(self._parsed.values())
-        return hour_states(manifests)
+        return hour_states(manifests, swept)
 
     def _read(self, stored: StoredFile) -> Manifest:
         match = _KEY.match(stored.key)
         assert match is not None
-        return Manifest.from_json(self.store.read_bytes(stored.key), pending=bool(match["pending"]))
+        return Manifest.from_json(self.store.read_bytes(stored.key), pending=match["kind"] == ".pending")
 
 
-def hour_states(manifests: Iterable[Manifest]) -> dict[tuple[str, int], HourState]:
-    """Group manifests by hour (see the module docstring for what each state hides)."""
+def hour_states(
+    manifests: Iterable[Manifest], swept: Collection[tuple[str, int, int]] = ()
+) -> dict[tuple[str, int], HourState]:
+    """Group manifests, and the (date, hour, version) swept, by hour (what each hides: the docstring)."""
     by_hour: dict[tuple[str, int], list[Manifest]] = {}
     for manifest in manifests:
         by_hour.setdefault(manifest.partition, []).append(manifest)
@@ -168,7 +192,8 @@ def hour_states(manifests: Iterable[Manifest]) -> dict[tuple[str, int], HourStat
         done = tuple(sorted((m for m in group if not m.pending), key=lambda m: m.version))
         done_versions = {m.version for m in done}
         unfinished = tuple(m for m in group if m.pending and m.version not in done_versions)
-        states[partition] = HourState(done, unfinished, max(m.version for m in group))
+        versions = frozenset(version for date, hour, version in swept if (date, hour) == partition)
+        states[partition] = HourState(done, unfinished, max(m.version for m in group), versions)
     return states
 
 
