@@ -72,7 +72,7 @@ class CompactionResult:
     deleted: int = 0
     """Files deleted: superseded ones past their grace, outputs of compactions never done, all trees."""
     skipped: list[str] = field(default_factory=list)
-    """Hours another compactor was compacting."""
+    """Hours left alone: another compactor had them, or this run outlived the grace period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +168,10 @@ def _compact_hour(
         key = partition_key(ATTEMPTS_DIR, files.date, files.hour, name)
         store.publish(key, part, exclusive=True, **WRITE_OPTIONS)
         publish_rollups(part, store, files.date, files.hour, name, exclusive=True)
+    if not store.exists(begun.key):
+        # Swept as abandoned while this ran past the grace period: its outputs may be gone.
+        result.skipped.append(f"{files.date} {files.hour:02d}:00")
+        return
     done = Manifest(
         files.date, files.hour, version, outputs, tuple(live), written_at=clock(), rows=table.num_rows
     )

@@ -63,4 +63,6 @@ def run(args: argparse.Namespace) -> None:
         f"{result.written:,}, {result.rows:,} records); {result.deleted:,} superseded files deleted"
     )
     for hour in result.skipped:
-        print(f"{hour}: another compactor was at work on it; left to it", file=sys.stderr)
+        print(
+            f"{hour}: left alone (another compactor has it, or this run outlived the grace)", file=sys.stderr
+        )

@@ -223,3 +223,21 @@ def test_retention_deletes_whole_days_with_their_rollups_and_manifests(store: Lo
 def test_a_simulated_hour_of_one_file_is_not_rewritten(store: LogStore) -> None:
     publish_hours(pa.concat_tables([rows_to_table([attempt_row(1, DAY)])]), store)
     assert compact(store, clock=lambda: LATER).hours == 0
+
+
+def test_a_compaction_swept_as_abandoned_while_it_ran_is_not_done(store: LogStore) -> None:
+    total = small_files(store, [7], files=3, rows=2)
+    publish = type(store).publish
+
+    def swept_meanwhile(self: LogStore, key: str, *args: object, **kwargs: object) -> bool:
+        if "compact-" in key and key.startswith("attempts/"):  # another run swept the begun manifest
+            self.delete(stored.key for stored in self.list("manifests/"))
+        return publish(self, key, *args, **kwargs)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(store), "publish", swept_meanwhile)
+        result = compact(store, clock=lambda: LATER)
+    assert (result.hours, result.skipped) == (0, ["2026-03-09 07:00"])
+    assert not any(stored.key.startswith("manifests/") for stored in store.list(""))
+    with AttemptLog(store) as log:
+        assert counts(log) == (total, total, total)  # the small files count; the orphan output does not
