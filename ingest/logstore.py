@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,7 +176,7 @@ class S3Settings:
     endpoint: str | None
     region: str
     access_key: str | None
-    secret_key: str | None
+    secret_key: str | None = field(repr=False)  # never in a log line or a traceback's locals shown
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> S3Settings:

@@ -102,3 +102,12 @@ def test_an_unreachable_or_refusing_store_is_one_clear_error(
     assert "wrong-secret-value" not in str(refused.value)
     with pytest.raises(LogStoreError):
         list(store.list("attempts/"))
+
+
+def test_the_secret_key_is_never_in_a_stores_or_its_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value-123")
+    store = open_store("s3://bucket/log")
+    assert isinstance(store, S3Store)
+    for shown in (repr(store), repr(store.settings), str(store.settings), store.location):
+        assert "very-secret-value-123" not in shown
