@@ -17,10 +17,12 @@ Fixtures (registered for every test by ``tests/conftest.py``):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,12 @@ def weed_binary() -> Path | None:
         return beside
     found = shutil.which("weed")
     return Path(found) if found else None
+
+
+def _die_with_parent() -> None:
+    """In the child: the kernel kills it when the test process dies (Linux), even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -127,7 +135,9 @@ def start_s3(directory: Path | None = None) -> S3Server:
     for name, (port, grpc) in ports.items():
         args += [f"-{name}.port={port}", f"-{name}.port.grpc={grpc}"]
     with (directory / "weed.log").open("wb") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
     server = S3Server(f"http://127.0.0.1:{ports['s3'][0]}", access_key, secret_key, process, directory)
     try:
         _wait_until_ready(server)
