@@ -121,17 +121,19 @@ def compact(
     clock: Callable[[], float] = now,
     manifests: ManifestCache | None = None,
     stop: threading.Event | None = None,
+    hours: list[HourFiles] | None = None,
 ) -> CompactionResult:
     """Compact every closed hour with more than one file that counts, and sweep what has had its grace.
 
-    `progress`, when given, is called with 1 after each hour looked at
-    (`compaction_work` hours in all). `manifests`, kept from one run to the
-    next, spares reading a manifest twice. Once `stop` is set, the run ends
+    `progress`, when given, is called with 1 after each hour looked at.
+    `manifests`, kept from one run to the next, spares reading a manifest
+    twice; `hours`, a `log_hours` listing just made (to size a progress
+    bar), spares listing the log again. Once `stop` is set, the run ends
     after the hour under way.
     """
     result = CompactionResult()
     at = clock()
-    for files in log_hours(store, manifests):
+    for files in log_hours(store, manifests) if hours is None else hours:
         if stop is not None and stop.is_set():
             break
         if files.end + close_after_s <= at and len(files.live) > 1:
@@ -140,11 +142,6 @@ def compact(
         if progress is not None:
             progress(1)
     return result
-
-
-def compaction_work(store: LogStore) -> int:
-    """How many hours `compact` looks at (its progress total)."""
-    return len(log_hours(store))
 
 
 def _compact_hour(

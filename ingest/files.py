@@ -35,26 +35,18 @@ def attempts_glob(data_dir: str | os.PathLike[str]) -> str:
     return str(attempts_root(data_dir) / "date=*" / "hour=*" / "*.parquet")
 
 
-def partition_dir(root: Path, date: str, hour: int) -> Path:
-    """``root/date=YYYY-MM-DD/hour=HH``."""
-    return root / f"date={date}" / f"hour={hour:02d}"
-
-
 def partition_key(tree: str, date: str, hour: int, name: str) -> str:
     """A log store's key for a file: ``tree/date=YYYY-MM-DD/hour=HH/name``."""
     return f"{tree}/date={date}/hour={hour:02d}/{name}"
 
 
-def publish_parquet(
-    table: pa.Table, root: Path, date: str, hour: int, name: str, *, exclusive: bool = False, **options: Any
-) -> bool:
-    """Write `table` as ``root/date=…/hour=…/name`` atomically; whether it was written.
+def publish_parquet(table: pa.Table, final_path: Path, *, exclusive: bool = False, **options: Any) -> bool:
+    """Write `table` as `final_path` (``…/date=…/hour=…/name``) atomically; whether it was written.
 
     With `exclusive`, an existing file of that name is kept and False is
     returned (it was published whole before: a resumed export writes the
     same names, docs/log-store.md); otherwise it is replaced.
     """
-    final_path = partition_dir(root, date, hour) / name
     return _publish(final_path, lambda handle: pq.write_table(table, handle, **options), exclusive)
 
 

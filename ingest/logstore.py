@@ -127,8 +127,7 @@ class LocalStore(LogStore):
         self.location = str(self.root)
 
     def publish(self, key: str, table: pa.Table, *, exclusive: bool = False, **options: Any) -> bool:
-        tree, date, hour, name = _split_key(key)
-        return publish_parquet(table, self.root / tree, date, hour, name, exclusive=exclusive, **options)
+        return publish_parquet(table, self.root / key, exclusive=exclusive, **options)
 
     def put_bytes(self, key: str, data: bytes, *, exclusive: bool = False) -> bool:
         return publish_bytes(data, self.root / key, exclusive=exclusive)
@@ -389,14 +388,6 @@ def _filesystem_class() -> type:
             )
 
     return S3ForDuckdb
-
-
-def _split_key(key: str) -> tuple[str, str, int, str]:
-    """``tree/date=D/hour=H/name`` -> (tree, D, H, name); the layout every file of the log has."""
-    tree, date_part, hour_part, name = key.rsplit("/", 3)
-    if not (date_part.startswith("date=") and hour_part.startswith("hour=")):
-        raise ValueError(f"not a partitioned key: {key!r}")
-    return tree, date_part.removeprefix("date="), int(hour_part.removeprefix("hour=")), name
 
 
 def open_store(location: str | os.PathLike[str] | LogStore) -> LogStore:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> None:
     """Compact with a progress bar over the log's hours, and say what was done."""
     from tqdm import tqdm
 
-    from ingest.compaction import CLOSE_AFTER_S, GRACE_S, compact, compaction_work
+    from ingest.compaction import CLOSE_AFTER_S, GRACE_S, compact, log_hours
     from ingest.logstore import open_store
 
     location = options.log_location(args)
@@ -51,9 +51,11 @@ def run(args: argparse.Namespace) -> None:
 
             closed_after = close_after_s(options.engine_config(args.config))
     store = open_store(location)
-    with tqdm(total=compaction_work(store), desc="hours looked at", unit=" hours", file=sys.stderr) as bar:
+    hours = log_hours(store)
+    with tqdm(total=len(hours), desc="hours looked at", unit=" hours", file=sys.stderr) as bar:
         result = compact(
             store,
+            hours=hours,
             close_after_s=closed_after,
             grace_s=GRACE_S if args.grace is None else args.grace,
             progress=bar.update,
