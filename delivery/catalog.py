@@ -6,6 +6,7 @@ for that integration::
     Integration
     ├── request ......... event | batch | event_or_batch   (delivery.payload builds the body)
     ├── auth ............ none | bearer | basic | api_key  (the destination's `credential` goes there)
+    ├── signing ......... none | standard-webhooks          (whether a `signing_secret` may sign requests)
     ├── batching ........ max events and bytes per request, or none
     ├── rate_limit ...... documented requests/s and burst, or none
     └── rules ........... what each event must satisfy, and which breaches are fixed
@@ -79,6 +80,15 @@ class AuthScheme(StrEnum):
     with an empty password (API keys sent as Basic user names)."""
     API_KEY = "api_key"
     """``<header>: <credential>``, the header named by the entry."""
+
+
+class Signing(StrEnum):
+    """How requests to an integration may be signed (a destination signs when it has a `signing_secret`)."""
+
+    NONE = "none"
+    """Never signed: the partner's API checks its own credential, not signatures."""
+    STANDARD_WEBHOOKS = "standard-webhooks"
+    """The Standard Webhooks headers (`delivery.signing`, docs/webhooks.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +231,8 @@ class Integration:
     """The documented rate limit; None: none documented."""
     rules: Rules = _NO_RULES
     """What each event must satisfy."""
+    signing: Signing = Signing.NONE
+    """Whether destinations may sign their requests, and how."""
 
     @property
     def max_events(self) -> int:
@@ -293,7 +305,7 @@ def load_catalog(text: str, origin: str = "<catalog>") -> Catalog:
 
 # -- reading entries -----------------------------------------------------------------------------
 
-_ENTRY_KEYS = ("title", "description", "request", "auth", "batching", "rate_limit", "rules")
+_ENTRY_KEYS = ("title", "description", "request", "auth", "batching", "rate_limit", "rules", "signing")
 
 
 def _integration(name: str, entry: _Reader) -> Integration:
@@ -312,6 +324,7 @@ def _integration(name: str, entry: _Reader) -> Integration:
         batching=batching,
         rate_limit=_rate_limit(entry.sub("rate_limit", ("per_s", "burst"))),
         rules=_rules(entry.sub("rules", _RULES_KEYS)),
+        signing=entry.choice("signing", Signing) if "signing" in entry.raw else Signing.NONE,
     )
 
 

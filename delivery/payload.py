@@ -13,17 +13,21 @@ bytes rather than parsed and encoded again.
 
 The headers are `Content-Type: application/json`, the destination's
 configured headers, and its credential where the integration's auth scheme
-puts it (`Destination.request_headers`).
+puts it (`Destination.request_headers`): the same on every request, built
+once per destination. A destination with a `signing_secret` adds the
+Standard Webhooks headers to each request (`signed`): the job's id, the
+attempt's time and the signature of the exact body sent (`delivery.signing`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from delivery.catalog import RequestShape
 from delivery.config import Destination
 from delivery.queue import Event
+from delivery.signing import Signer
 
 CONTENT_TYPE: Final = "application/json"
 
@@ -49,3 +53,30 @@ def headers(destination: Destination) -> dict[str, str]:
     if any(name.lower() == "content-type" for name in configured):
         return configured
     return {"Content-Type": CONTENT_TYPE, **configured}
+
+
+def signer(destination: Destination) -> Signer | None:
+    """The destination's `Signer`, its keys decoded and keyed once; None for an unsigned destination."""
+    if destination.signing_secret is None:
+        return None
+    previous = destination.previous_signing_secret
+    expires_at = destination.previous_signing_secret_expires_at
+    return Signer.from_secrets(
+        destination.signing_secret.reveal(),
+        previous.reveal() if previous is not None else None,
+        expires_at.timestamp() if previous is not None and expires_at is not None else None,
+    )
+
+
+def signed(
+    headers: Mapping[str, str], signer: Signer | None, job_id: str, sent_at: float, body: bytes
+) -> Mapping[str, str]:
+    """`headers`, plus the signature headers of `body` sent at `sent_at` (epoch seconds) when `signer` is set.
+
+    The job's id is the `webhook-id`: every retry of the job carries the same
+    one (a batch retried is one job, `delivery.batching`), so a receiver can
+    drop a request it already processed.
+    """
+    if signer is None:
+        return headers
+    return {**headers, **signer.headers(job_id, int(sent_at), body)}

@@ -8,8 +8,10 @@ state change (the outbox), and the queue checks it against the contract.
 
 Never in a record: request headers, or any secret. The sender already
 redacts response bodies and error texts and keeps 2 KiB of a body; the
-builder redacts again with the destination's configured secrets and cuts
-again, so a record is safe whatever `SendResult` it is given.
+builder redacts again with the destination's configured secrets (its
+signing secrets included, which are never sent but which a receiver may
+quote back) and cuts again, so a record is safe whatever `SendResult` it
+is given.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from delivery.config import Destination
 from delivery.queue import Job
 from delivery.retry import Decision
 from delivery.sender import SendResult
+from delivery.signing import SECRET_PREFIX
 from delivery.transport.redaction import keep, redact, secrets_of
 from ingest.schema import RESPONSE_BODY_LIMIT
 from ingest.taxonomy import Classification, Outcome
@@ -148,4 +151,9 @@ def _secrets(destination: Destination) -> list[str]:
         # A Basic credential is sent encoded: its plain form (and password) must be redacted too.
         credential = destination.credential.reveal()
         secrets += [credential, *credential.split(":", 1)[1:]]
+    for signing_secret in (destination.signing_secret, destination.previous_signing_secret):
+        if signing_secret is not None:
+            # Never sent, but the receiver holds it and may quote it, whole or as its base64 alone.
+            whole = signing_secret.reveal()
+            secrets += [whole, whole.removeprefix(SECRET_PREFIX)]
     return [secret for secret in secrets if secret]

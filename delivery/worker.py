@@ -8,7 +8,7 @@ One `Worker` per engine process::
 
 The decisions are elsewhere and pure: `delivery.precheck` (jobs settled
 without a request, and events fixed to the integration's rules),
-`delivery.payload` (the body), `delivery.classify`,
+`delivery.payload` (the body, and the headers signed where the destination signs), `delivery.classify`,
 `delivery.records` (retry decision and record). This module only schedules.
 
 **Concurrency.** At most `concurrency` jobs are held (claimed and not yet
@@ -126,6 +126,7 @@ class Worker:
         self._prechecks = prechecks or Prechecks(engine)
         self._poll_interval_s = poll_interval_s
         self._headers = {d.id: payload.headers(d) for d in config.destinations}
+        self._signers = {d.id: payload.signer(d) for d in config.destinations}
         self._shapes = {d.id: d.spec.request for d in config.destinations}
         self._metering = (
             Metering(config.destinations, clock(), retry_after_max_s=engine.retry_after_max_s)
@@ -409,7 +410,10 @@ class Worker:
         """Send `job` (the combined one) once and decide its next step."""
         body = payload.body([e for _, events in passed for e in events], self._shapes[destination.id])
         sent_at = self._clock()
-        result = await self._send(destination, body)
+        headers = payload.signed(
+            self._headers[destination.id], self._signers[destination.id], job.id, sent_at, body
+        )
+        result = await self._send(destination, body, headers)
         ended = self._clock()
         verdict = _classify(result, job)
         decision = retry.decide(
@@ -460,10 +464,10 @@ class Worker:
         )
         return Settlement(job, record)
 
-    async def _send(self, destination: Destination, body: bytes) -> SendResult:
+    async def _send(self, destination: Destination, body: bytes, headers: Mapping[str, str]) -> SendResult:
         started = time.perf_counter()
         try:
-            return await self._sender.send(destination.url, body, self._headers[destination.id])
+            return await self._sender.send(destination.url, body, headers)
         except asyncio.CancelledError:
             if not self._aborting:
                 raise

@@ -1,13 +1,14 @@
 """The configuration as frozen records: what `delivery.config.parse` builds from the file.
 
-Secrets (write keys, header values, the admin token, the alert webhook's URL)
-are held in `Secret`, whose repr and str are masked. A destination's repr
+Secrets (write keys, header values, signing secrets, the admin token, the
+alert webhook's URL) are held in `Secret`, whose repr and str are masked. A destination's repr
 shows its URL's origin only (scheme, host, port), since webhook URLs often
 carry a token in their path.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -211,6 +212,14 @@ class Destination:
     """Requests the metering allows at once above the rate (token bucket size); None with no limit."""
     enabled: bool = True
     """A disabled destination's jobs are recorded as skipped (`disabled`), not sent."""
+    signing_secret: Secret | None = None
+    """``whsec_<base64>``: every request carries Standard Webhooks signature headers (docs/webhooks.md);
+    None: unsigned."""
+    previous_signing_secret: Secret | None = None
+    """The secret `signing_secret` replaced: it signs too, beside it, until
+    `previous_signing_secret_expires_at` (a rotation's overlap)."""
+    previous_signing_secret_expires_at: dt.datetime | None = None
+    """When `previous_signing_secret` stops signing (aware); set exactly when it is."""
 
     @property
     def origin(self) -> str:
@@ -236,7 +245,9 @@ class Destination:
             f"origin={self.origin!r}, headers={dict(self.headers)!r}, credential={self.credential!r}, "
             f"max_batch_events={self.max_batch_events!r}, max_batch_bytes={self.max_batch_bytes!r}, "
             f"rate_limit_per_s={self.rate_limit_per_s!r}, rate_limit_burst={self.rate_limit_burst!r}, "
-            f"enabled={self.enabled!r})"
+            f"enabled={self.enabled!r}, signing_secret={self.signing_secret!r}, "
+            f"previous_signing_secret={self.previous_signing_secret!r}, "
+            f"previous_signing_secret_expires_at={self.previous_signing_secret_expires_at!r})"
         )
 
 

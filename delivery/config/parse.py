@@ -22,6 +22,7 @@ admin token), and a destination URL is shown as its origin only.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import math
 import os
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from delivery.catalog import AuthScheme, Integration, catalog
+from delivery import signing
+from delivery.catalog import AuthScheme, Integration, Signing, catalog
 from delivery.config.model import (
     DEFAULT_ADMIN_TOKEN,
     QUEUE_DSN_ENV,
@@ -379,6 +381,7 @@ def _destination(table: Table, engine: EngineConfig) -> tuple[str, Destination]:
     headers = _headers(table)
     max_batch_events, max_batch_bytes = _batch_limits(table, integration, engine)
     rate_limit_per_s, rate_limit_burst = _rate_limit(table, integration)
+    signing_secret, previous_secret, previous_expires_at = _signing(table, integration, headers)
     destination = Destination(
         id=table.text("id", pattern=_ID, rule=_ID_RULE),
         source=table.text("source"),
@@ -391,6 +394,9 @@ def _destination(table: Table, engine: EngineConfig) -> tuple[str, Destination]:
         rate_limit_per_s=rate_limit_per_s,
         rate_limit_burst=rate_limit_burst,
         enabled=table.boolean("enabled", True),
+        signing_secret=signing_secret,
+        previous_signing_secret=previous_secret,
+        previous_signing_secret_expires_at=previous_expires_at,
     )
     return table.where, destination
 
@@ -425,6 +431,82 @@ def _credential(
                 "remove it from headers"
             )
     return Secret(credential) if credential else None
+
+
+def _signing(
+    table: Table, integration: Integration | None, headers: Mapping[str, Secret]
+) -> tuple[Secret | None, Secret | None, dt.datetime | None]:
+    """`signing_secret`, and the previous secret with its expiry during a rotation (docs/webhooks.md)."""
+    if "signing_secret" not in table.raw:
+        for key in ("previous_signing_secret", "previous_signing_secret_expires_at"):
+            if key in table.raw:
+                table.problem(key, "needs signing_secret, the secret that replaces the previous one")
+        return None, None, None
+    if integration is not None and integration.signing is Signing.NONE:
+        signed = ", ".join(
+            repr(name) for name, entry in catalog().items() if entry.signing is not Signing.NONE
+        )
+        table.problem(
+            "signing_secret",
+            f"integration {integration.name!r} takes no signed requests (it checks its credential); "
+            f"integrations that do: {signed}",
+        )
+    for name in headers:
+        if name.lower() in signing.HEADERS:
+            table.problems.append(
+                f"{table.where}.headers.{name}: set from signing_secret on each request; "
+                "remove it from headers"
+            )
+    secret = _signing_secret(table, "signing_secret")
+    if "previous_signing_secret" not in table.raw:
+        if "previous_signing_secret_expires_at" in table.raw:
+            table.problem(
+                "previous_signing_secret_expires_at", "only with previous_signing_secret, whose end it sets"
+            )
+        return secret, None, None
+    previous = _signing_secret(table, "previous_signing_secret")
+    if secret is not None and previous is not None and secret == previous:
+        table.problem(
+            "previous_signing_secret", "is the same secret as signing_secret; a rotation needs a new one"
+        )
+    return secret, previous, _expiry(table, "previous_signing_secret_expires_at")
+
+
+def _signing_secret(table: Table, key: str) -> Secret | None:
+    """A ``whsec_`` secret whose key is 24 to 64 bytes of strict base64 (`delivery.signing.secret_key`)."""
+    text = table.text(key, secret=True)
+    if not text:
+        return None
+    try:
+        signing.secret_key(text)
+    except ValueError as problem:
+        table.problem(key, str(problem))
+        return None
+    return Secret(text)
+
+
+def _expiry(table: Table, key: str) -> dt.datetime | None:
+    """A moment with its UTC offset: a TOML offset date-time, or an RFC 3339 string; as UTC."""
+    example = "such as 2026-12-08T12:00:00Z"
+    if key not in table.raw:
+        table.problem(
+            key, f"required with previous_signing_secret: when the previous secret stops signing ({example})"
+        )
+        return None
+    value = table.raw[key]
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            table.problem(key, f"must be an RFC 3339 date-time ({example}), got {value!r}")
+            return None
+    if not isinstance(value, dt.datetime):
+        table.problem(key, f"must be a date-time with its UTC offset ({example}), got {kind(value)}")
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        table.problem(key, f"must carry its UTC offset ({example}), got a local date-time")
+        return None
+    return value.astimezone(dt.UTC)
 
 
 _AUTH_FORMS = {

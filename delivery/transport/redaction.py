@@ -21,9 +21,19 @@ REDACTED: Final = "[REDACTED]"
 #: Configured header values shorter than this are not treated as secrets:
 #: redacting "1" or "v2" everywhere would destroy the body and hide nothing.
 MIN_SECRET_LENGTH: Final = 4
-#: Headers whose configured values are not credentials.
+#: Headers whose values are not credentials: redacting them would hide, say, the
+#: `webhook-id` a receiver quotes when it refuses a duplicate (a Standard Webhooks
+#: id and timestamp are public; the signature is redacted, harmlessly).
 PUBLIC_HEADERS: Final = frozenset(
-    {"accept", "accept-encoding", "content-encoding", "content-type", "user-agent"}
+    {
+        "accept",
+        "accept-encoding",
+        "content-encoding",
+        "content-type",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+    }
 )
 
 
