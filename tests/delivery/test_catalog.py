@@ -14,6 +14,7 @@ from delivery.catalog import (
     AuthScheme,
     CatalogError,
     RequestShape,
+    Signing,
     catalog,
     load_catalog,
 )
@@ -45,6 +46,12 @@ def test_the_webhook_is_segments_format_without_rules() -> None:
     assert webhook.batching is not None and webhook.batching.default_events == 1
     assert webhook.rate_limit is None
     assert webhook.rules.empty
+    assert webhook.signing is Signing.STANDARD_WEBHOOKS
+
+
+def test_only_the_webhook_signs_and_an_entry_without_the_key_does_not() -> None:
+    assert [name for name, entry in catalog().items() if entry.signing is not Signing.NONE] == ["webhook"]
+    assert load_catalog(WEBHOOK)["webhook"].signing is Signing.NONE
 
 
 def test_the_partner_entries_exercise_every_behaviour() -> None:
@@ -159,6 +166,10 @@ X_EVENT = '[integrations.x]\ntitle = "X"\ndescription = "x"\nrequest = "event"\n
         (
             X_EVENT.replace("integrations.x", "integrations.X_Y"),
             "X_Y",
+        ),
+        (
+            X_EVENT + 'signing = "hmac"',
+            "integrations.x.signing: must be one of 'none', 'standard-webhooks', got 'hmac'",
         ),
     ],
 )

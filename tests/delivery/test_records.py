@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -194,6 +196,33 @@ def test_no_secret_reaches_a_record() -> None:
         assert "k3y-value" not in text
         assert REDACTED in text
     assert rows[0]["response_body"].startswith("Unauthorized. You sent Authorization: [REDACTED] and")
+
+
+def test_a_signing_secret_quoted_back_never_reaches_a_record() -> None:
+    """The receiver holds the secrets: one quoting them (whole, or the base64 alone) is redacted."""
+    new, old = (
+        "whsec_" + base64.b64encode(b"n" * 32).decode(),
+        "whsec_" + base64.b64encode(b"o" * 32).decode(),
+    )
+    signed = dataclasses.replace(
+        HOOK,
+        signing_secret=Secret(new),
+        previous_signing_secret=Secret(old),
+        previous_signing_secret_expires_at=RECEIVED,
+    )
+    # No "secret:" key before them, so only the destination's own secrets can redact these.
+    echo = f"bad signature; mine is {new.removeprefix('whsec_')} (was {old.removeprefix('whsec_')}) | {new}"
+    row = request_record(
+        job(),
+        signed,
+        attempt_id="01ATTEMPT",
+        started_at=RECEIVED,
+        request_bytes=2,
+        result=SendResult(3.0, status=401, body=echo),
+        verdict=classify_status(401),
+        decision=Decision(Outcome.FAILED),
+    )
+    assert row["response_body"] == "bad signature; mine is [REDACTED] (was [REDACTED]) | [REDACTED]"
 
 
 def test_a_body_is_kept_to_the_limit_on_a_character_boundary() -> None:

@@ -48,6 +48,22 @@ def test_secrets_of_a_destination() -> None:
     assert secrets == ["Bearer s3cret", "s3cret", "acme-co", "pa55word"]
 
 
+def test_a_signed_requests_id_and_timestamp_are_not_secrets_but_its_signature_is() -> None:
+    headers = {
+        "webhook-id": "01JEV7Q8Z4K0M6N2P4R6S8T0VW",
+        "webhook-timestamp": "1790000000",
+        "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+    }
+    assert secrets_of(headers) == ["v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="]
+    answer = (
+        "duplicate 01JEV7Q8Z4K0M6N2P4R6S8T0VW at 1790000000: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="
+    )
+    assert (
+        redact(answer, secrets_of(headers))
+        == "duplicate 01JEV7Q8Z4K0M6N2P4R6S8T0VW at 1790000000: [REDACTED]"
+    )
+
+
 def test_keep_redacts_before_it_cuts_on_a_character_boundary() -> None:
     assert keep("ab s3cretvalue", ["s3cretvalue"], 6) == "ab [RE"
     assert keep("aé", [], 2) == "a"  # "é" is two bytes: cut whole, never in half
