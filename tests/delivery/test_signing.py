@@ -10,14 +10,19 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import secrets
+import textwrap
 import time
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from delivery.config import Destination, Secret
+from delivery.config import ConfigError, Destination, Secret, parse_config
 from delivery.payload import signed, signer
 from delivery.signing import HEADERS, SECRET_RULE, Signer, secret_key
 
@@ -194,3 +199,70 @@ def test_a_rotating_destination_signs_with_both_secrets_until_the_expiry() -> No
     Webhook(new).verify(BODY, dict(after))
     with pytest.raises(WebhookVerificationError):
         Webhook(old).verify(BODY, dict(after))
+
+
+# -- docs/webhooks.md ----------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+
+
+def doc_code(marker: str) -> dict[str, Any]:
+    """The namespace of the Python block after `<!-- test: marker -->` in docs/webhooks.md, run."""
+    match = re.search(
+        rf"<!-- test: {marker} -->\n```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL
+    )
+    assert match, f"docs/webhooks.md lost its {marker} example"
+    namespace: dict[str, Any] = {}
+    exec(compile(match[1], f"docs/webhooks.md ({marker})", "exec"), namespace)
+    return namespace
+
+
+def doc_secrets() -> list[str]:
+    return re.findall(r"whsec_[A-Za-z0-9+/=]+", DOC.read_text(encoding="utf-8"))
+
+
+def test_the_docs_secrets_are_valid() -> None:
+    found = doc_secrets()
+    assert len(set(found)) == 2
+    for secret in found:
+        secret_key(secret)
+
+
+@pytest.mark.parametrize("marker", ["receiver", "raw"])
+def test_the_docs_receivers_accept_deliveries_and_refuse_the_others(marker: str) -> None:
+    namespace = doc_code(marker)
+    verify = namespace["receive"] if marker == "receiver" else namespace["verified"]
+    documented, other = doc_secrets()[0], whsec()
+    signed_now = Signer.from_secrets(documented).headers(JOB_ID, now(), BODY)
+    rotating = Signer.from_secrets(other, documented, now() + 60.0).headers(JOB_ID, now(), BODY)
+    for headers in (signed_now, rotating, {name.upper(): value for name, value in signed_now.items()}):
+        assert verify(BODY, headers)
+    refused = [
+        (BODY + b" ", signed_now),
+        (BODY, {**signed_now, "webhook-id": "other"}),
+        (BODY, Signer.from_secrets(other).headers(JOB_ID, now(), BODY)),
+        (BODY, Signer.from_secrets(documented).headers(JOB_ID, now() - 301, BODY)),
+        (BODY, {name: value for name, value in signed_now.items() if name != "webhook-timestamp"}),
+        (BODY, {**signed_now, "webhook-timestamp": "soon"}),
+    ]
+    for body, headers in refused:
+        assert not verify(body, headers)
+
+
+def test_the_docs_configuration_and_error_are_the_engines() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    destination = tomllib.loads(blocks[0])["destinations"][0]
+    rotation = tomllib.loads(textwrap.dedent(blocks[1]))
+    document = {
+        "sources": [{"id": "web", "workspace": "acme", "write_key": "wk_web"}],
+        "destinations": [{**destination, **rotation}],
+    }
+    hook = parse_config(document).destinations[0]
+    assert hook.previous_signing_secret == Secret(destination["signing_secret"])
+    error = "deliverydash.toml: destinations[0].signing_secret: holds a key of 16 bytes; " + SECRET_RULE
+    assert error in text
+    short = {**destination, "signing_secret": "whsec_" + base64.b64encode(b"k" * 16).decode()}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**document, "destinations": [short]}, "deliverydash.toml")
+    assert str(caught.value) == error

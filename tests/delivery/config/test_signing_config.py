@@ -192,3 +192,10 @@ def test_a_bad_secret_stops_load_config_with_the_key_named(tmp_path: Path) -> No
         load_config(write(tmp_path, text))
     assert str(caught.value).startswith(f"{tmp_path / 'deliverydash.toml'}: {WHERE}.signing_secret: ")
     assert "SECRET" not in str(caught.value)
+
+
+def test_the_example_files_webhook_is_signed() -> None:
+    example = load_config(Path(__file__).resolve().parents[3] / "deliverydash.example.toml")
+    hook = example.destination("acme-hook")
+    assert hook is not None and hook.signing_secret is not None
+    assert hook.previous_signing_secret is None
