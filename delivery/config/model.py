@@ -1,9 +1,9 @@
 """The configuration as frozen records: what `delivery.config.parse` builds from the file.
 
 Secrets (write keys, header values, signing secrets, the admin token, the
-alert webhook's URL) are held in `Secret`, whose repr and str are masked. A destination's repr
-shows its URL's origin only (scheme, host, port), since webhook URLs often
-carry a token in their path.
+alert webhook's URL) are held in `Secret`, whose repr and str are masked. A
+destination's repr shows its URL's origin only (scheme, host, port), since
+webhook URLs often carry a token in their path.
 """
 
 from __future__ import annotations

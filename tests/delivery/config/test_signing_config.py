@@ -115,6 +115,16 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         f"{WHERE}.previous_signing_secret: is the same secret as signing_secret; a rotation needs a new one",
     ),
     (
+        "previous the same key in other base64",  # the last character's unused bits differ
+        {
+            **ROTATION,
+            "signing_secret": "whsec_SECRETxxSECRETxxSECRETxxSECRETxxAA==",
+            "previous_signing_secret": "whsec_SECRETxxSECRETxxSECRETxxSECRETxxAB==",
+            "previous_signing_secret_expires_at": EXPIRES,
+        },
+        f"{WHERE}.previous_signing_secret: is the same secret as signing_secret; a rotation needs a new one",
+    ),
+    (
         "previous without expiry",
         ROTATION,
         f"{WHERE}.previous_signing_secret_expires_at: required with previous_signing_secret: "
