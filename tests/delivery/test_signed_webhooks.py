@@ -1,7 +1,8 @@
 """Signed webhooks end to end: receivers verify every delivery with the `standardwebhooks` package.
 
-The first test runs `deliverydash serve` as a real process and sends events
-with the real Segment client; a receiver on loopback records each request
+The first tests run `deliverydash serve` as a real process (once per HTTP
+client, `[engine] http_client`) and send events with the real Segment
+client; a receiver on loopback records each request
 and answers as its path says. Its destinations cover what a receiver meets:
 a rotation in its overlap (both secrets verify) and one past it (only the
 new one does), a batch, retries (one `webhook-id` across them), an unsigned
@@ -39,6 +40,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from delivery.config import parse_config
 from delivery.queue.sqlite import SqliteQueue
+from delivery.transport import CLIENTS
 from delivery.transport.redaction import REDACTED
 from ingest.files import attempts_glob
 from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
@@ -138,7 +140,7 @@ class Run:
     data_dir: Path
 
 
-def write_config(tmp_path: Path, receiver: Receiver, keys: Secrets) -> Path:
+def write_config(tmp_path: Path, receiver: Receiver, keys: Secrets, http_client: str) -> Path:
     now = dt.datetime.now(dt.UTC)
     in_a_day, a_day_ago = rfc3339(now + dt.timedelta(days=1)), rfc3339(now - dt.timedelta(days=1))
 
@@ -163,6 +165,7 @@ backoff_jitter = 0
 max_attempts = 3
 lease_s = 10
 shutdown_grace_s = 2
+http_client = "{http_client}"
 
 [[sources]]
 id = "web"
@@ -195,15 +198,16 @@ def expected_requests(receiver: Receiver) -> bool:
     return batched == EVENTS and all(len(receiver.to(p)) == n * EVENTS for p, n in per_event.items())
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    tmp_path = tmp_path_factory.mktemp("signed")
+@pytest.fixture(scope="module", params=CLIENTS)
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """The whole run, once per HTTP client: what is signed is the body each client sends."""
+    tmp_path = tmp_path_factory.mktemp(f"signed-{request.param}")
     keys = Secrets(*(whsec() for _ in range(7)))
     careless = keys.careless
     quotes = f"I hold {careless} ({careless.removeprefix('whsec_')})"
     with serving(Receiver(quotes)) as receiver:
         port = free_port()
-        engine = start_engine(write_config(tmp_path, receiver, keys), port)
+        engine = start_engine(write_config(tmp_path, receiver, keys, request.param), port)
         try:
             client = Client(WRITE_KEY, host=f"http://127.0.0.1:{port}", sync_mode=True)
             for i in range(EVENTS):
