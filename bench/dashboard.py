@@ -1,6 +1,6 @@
 """How long each dashboard page takes to render, over a simulated day (default: 100 million attempts).
 
-    .venv/bin/python bench/dashboard.py --data-dir /tmp/dd100m [--runs 5]
+    .venv/bin/python bench/dashboard.py --data-dir /tmp/dd100m [--runs 5] [--day D --days N]
 
 Runs the real entry file with Streamlit's AppTest, in this process, as a
 viewer of each kind (engineer, the busiest workspace, the busiest
@@ -12,7 +12,9 @@ integration), and times every page it may open:
   what a visitor waits once the 30 s cache has expired (the median of --runs);
 * cached: rendered again within the cache's lifetime (the median of --runs).
 
-Prints a Markdown table for docs/benchmarks.md.
+`--days N` opens every page on the range of N whole days ending with
+`--day` (default: the busiest day). Prints a Markdown table for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", default="data", help="a data directory with a simulated day")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per page (default: %(default)s)")
+    parser.add_argument("--day", type=dt.date.fromisoformat, help="last day shown (default: the busiest)")
+    parser.add_argument("--days", type=int, default=1, help="whole days shown (default: %(default)s)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ["DELIVERYDASH_DATA_DIR"] = str(Path(args.data_dir).resolve())
@@ -85,18 +89,20 @@ def main() -> None:
     from app.access import Viewer, ViewerKind, sign
 
     workspace, integration, day = busiest(Path(args.data_dir))
+    day = args.day or day
     expires = int(time.time()) + 3600
     viewers = {
         "engineer": Viewer(ViewerKind.ENGINEER, None, expires),
         "workspace": Viewer(ViewerKind.WORKSPACE, workspace, expires),
         "partner": Viewer(ViewerKind.PARTNER, integration, expires),
     }
-    print(f"day {day}, busiest workspace {workspace}, busiest integration {integration}", file=sys.stderr)
+    print(f"{args.days} day(s) to {day}, busiest workspace {workspace}, busiest integration {integration}", file=sys.stderr)
     rows = []
     for kind, viewer in viewers.items():
         at = AppTest.from_file(MAIN, default_timeout=300)
         at.query_params["token"] = sign(viewer, SECRET)
         at.query_params["day"] = day.isoformat()
+        at.query_params["days"] = str(args.days)
         for page in PAGES[kind]:
             st.cache_data.clear()
             first = render(at, page)
