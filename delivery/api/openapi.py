@@ -79,7 +79,8 @@ _SECURITY_SCHEMES = {
     "adminToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The engine's `[engine] admin_token`, compared in constant time.",
+        "description": "The engine's `[engine] admin_token`, or when none is configured the one it "
+        "generated in `<data_dir>/admin_token` (readable by its owner only); compared in constant time.",
     },
 }
 

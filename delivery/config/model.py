@@ -53,8 +53,8 @@ class Secret:
         return hash(self._value)
 
 
-#: Documented in the issue and the docs, so public: `Config.warnings` flags it.
-DEFAULT_ADMIN_TOKEN = Secret("change-me")
+#: The shortest admin token the config takes (a generated one has 43 characters).
+MIN_ADMIN_TOKEN_CHARS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +87,12 @@ class EngineConfig:
     """`http://host:port` of an HTTP proxy every delivery goes through (CONNECT for https); None: direct."""
     ca_bundle: Path | None = None
     """PEM file of CA certificates trusted in addition to the system's."""
-    admin_token: Secret = DEFAULT_ADMIN_TOKEN
-    """Bearer token of the `/admin/*` endpoints."""
+    admin_token: Secret | None = None
+    """Bearer token of the `/admin/*` endpoints, at least 32 characters.
+
+    None: the engine generates one and keeps it in `<data_dir>/admin_token`
+    (`delivery.config.admin_token`); the admin API refuses every request
+    while it is None."""
     concurrency: int = 64
     """Requests in flight at once, across all destinations."""
     per_destination_concurrency: int = 8

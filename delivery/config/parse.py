@@ -35,8 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from delivery.catalog import AuthScheme, Integration, catalog
+from delivery.config.admin_token import TOKEN_FILE, token_problem
 from delivery.config.model import (
-    DEFAULT_ADMIN_TOKEN,
     QUEUE_DSN_ENV,
     AlertsConfig,
     Config,
@@ -183,7 +183,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
             f"must be longer than engine.request_timeout_s ({request_timeout_s:g}), got {lease_s:g}",
         )
     ca_bundle = table.text("ca_bundle", "", allow_empty=True)
-    admin_token = table.text("admin_token", defaults.admin_token.reveal(), secret=True)
+    admin_token = _admin_token(table)
     return EngineConfig(
         data_dir=_data_dir(table, defaults.data_dir, base_dir),
         retry_window_s=retry_window_s,
@@ -198,7 +198,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         allowed_private_cidrs=_networks(table, "allowed_private_cidrs"),
         egress_proxy=_egress_proxy(table, "egress_proxy"),
         ca_bundle=_ca_bundle(table, ca_bundle, base_dir) if ca_bundle else None,
-        admin_token=Secret(admin_token),
+        admin_token=admin_token,
         concurrency=table.integer("concurrency", defaults.concurrency),
         per_destination_concurrency=table.integer(
             "per_destination_concurrency", defaults.per_destination_concurrency
@@ -212,6 +212,20 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         http_client=table.choice("http_client", defaults.http_client, CLIENTS),
         min_free_bytes=table.integer("min_free_bytes", defaults.min_free_bytes, minimum=0),
     )
+
+
+def _admin_token(table: Table) -> Secret | None:
+    """`admin_token`: None when absent or empty (the engine generates one); refused when too short."""
+    token = table.text("admin_token", "", secret=True, allow_empty=True)
+    if not token:
+        return None
+    if problem := token_problem(token):
+        table.problem(
+            "admin_token",
+            f"{problem}; generate one with python3 -c 'import secrets; print(secrets.token_urlsafe(32))', "
+            f"or leave admin_token out and the engine generates one in data_dir/{TOKEN_FILE}",
+        )
+    return Secret(token)
 
 
 _LOG_KEYS = tuple(f.name for f in fields(LogConfig))
@@ -574,8 +588,11 @@ def _warnings(
     warnings = []
     if queue.backend == "sqlite" and queue.dsn is not None:
         warnings.append('queue.dsn: unused while backend is "sqlite"; set backend = "postgres" to use it')
-    if engine.admin_token == DEFAULT_ADMIN_TOKEN:
-        warnings.append("engine.admin_token: still the documented default; set a token of your own")
+    if queue.shared and engine.admin_token is None:
+        warnings.append(
+            f"engine.admin_token: not set, so each machine's engines generate their own in "
+            f"data_dir/{TOKEN_FILE}; set one token for a fleet that spans machines (docs/fleet.md)"
+        )
     for network in engine.allowed_private_cidrs:
         reached = sorted(str(address) for address in METADATA_ADDRESSES if address in network)
         if reached:

@@ -7,8 +7,11 @@
 On the PostgreSQL backend both act on the whole fleet's notifications and standing.
 
 Behind `Authorization: Bearer <engine.admin_token>`, compared in constant
-time. A refusal is 401 `{"code": "unauthorized", "message": ...}` and never
-quotes what was presented: a near-miss of the token is still a secret.
+time: the configured token, or the one the engine generated in
+`<data_dir>/admin_token` (`delivery.config.admin_token`); an app whose
+config holds neither refuses everything. A refusal is 401
+`{"code": "unauthorized", "message": ...}` and never quotes what was
+presented: a near-miss of the token is still a secret.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ def require_admin(request: Request, context: ContextDep) -> None:
         raise HTTPException(401, "an admin bearer token is required", headers=_CHALLENGE)
     scheme, _, token = values[0].strip().partition(" ")
     # Every refusal after this point has the same message, so an answer tells nothing about the token.
-    matches = context.config.engine.admin_token.matches(token.strip())
+    expected = context.config.engine.admin_token
+    matches = expected is not None and expected.matches(token.strip())
     if len(values) > 1 or scheme.lower() != "bearer" or not matches:
         raise HTTPException(401, "invalid admin token", headers=_CHALLENGE)
 

@@ -34,7 +34,7 @@ from tests.delivery.engine_process import free_port, serving, start_engine, wait
 
 #: Each partner is fed by its own source: destination -> (write key, workspace).
 SOURCES = {"expired": ("wk_test_expired", "acme"), "forbidden": ("wk_test_forbidden", "globex")}
-ADMIN = "admin-token-for-tests"
+ADMIN = "admin-token-for-tests-0123456789-0123456789"
 CREDENTIAL = "fresh-token-0123456789"
 
 

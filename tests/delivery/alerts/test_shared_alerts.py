@@ -41,7 +41,7 @@ from ingest.notifications import NotificationsError, Postgres, read_notification
 from tests.delivery.engine_process import free_port, start_engine, wait_for
 
 PASSWORD = "pw_SECRET_fleet_alerts"
-ADMIN = "admin-token-for-the-fleet"
+ADMIN = "admin-token-for-the-fleet-0123456789-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 FAILED = {
     "destination_id": "hook",
