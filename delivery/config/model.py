@@ -167,6 +167,14 @@ class AlertsConfig:
     """Where each notification is also POSTed as JSON; None: stored only (the URL may hold a token)."""
     webhook_timeout_s: float = 5
     """Timeout of one webhook POST."""
+    webhook_max_attempts: int = 10
+    """Most POSTs of one notification to the webhook, the first included."""
+    webhook_backoff_base_s: float = 2
+    """Delay before the webhook's first retry, before jitter; doubles per attempt."""
+    webhook_backoff_max_s: float = 300
+    """Longest delay between two webhook attempts, and the longest Retry-After honoured."""
+    webhook_retry_window_s: float = 3_600
+    """No webhook attempt starts later than this long after the notification was raised."""
     auto_disable: bool = True
     """Whether auth failures disable a destination (false: notifications only)."""
     disable_after_failures: int = 50

@@ -289,6 +289,8 @@ def _dsn_problem(dsn: str) -> str | None:
 
 
 _ALERTS_KEYS = tuple(f.name for f in fields(AlertsConfig))
+#: Enough for a day of retries at the longest delays; more would only keep a dead receiver's tasks.
+_MAX_WEBHOOK_ATTEMPTS = 1_000
 
 
 def _alerts(table: Table) -> AlertsConfig:
@@ -299,9 +301,22 @@ def _alerts(table: Table) -> AlertsConfig:
     # destination's URL it may be a private address.
     for problem in _url_problems(url, PRIVATE_ALLOWED, advise=False) if url else ():
         table.problem("webhook_url", problem)
+    base_s = table.seconds("webhook_backoff_base_s", defaults.webhook_backoff_base_s)
+    max_s = table.seconds("webhook_backoff_max_s", defaults.webhook_backoff_max_s)
+    if base_s > max_s:
+        table.problem(
+            "webhook_backoff_base_s",
+            f"must not exceed alerts.webhook_backoff_max_s ({max_s:g}), got {base_s:g}",
+        )
     return AlertsConfig(
         webhook_url=Secret(url) if url else None,
         webhook_timeout_s=table.seconds("webhook_timeout_s", defaults.webhook_timeout_s),
+        webhook_max_attempts=table.integer(
+            "webhook_max_attempts", defaults.webhook_max_attempts, maximum=_MAX_WEBHOOK_ATTEMPTS
+        ),
+        webhook_backoff_base_s=base_s,
+        webhook_backoff_max_s=max_s,
+        webhook_retry_window_s=table.seconds("webhook_retry_window_s", defaults.webhook_retry_window_s),
         auto_disable=table.boolean("auto_disable", defaults.auto_disable),
         disable_after_failures=table.integer("disable_after_failures", defaults.disable_after_failures),
         disable_after_s=table.seconds("disable_after_s", defaults.disable_after_s),

@@ -81,7 +81,36 @@ def render(url: str, status: Mapping[str, Any]) -> str:
     )
     if status["requests_rejected"]:
         lines.append(f"requests rejected: {_counts(status['requests_rejected'])}")
+    lines += _webhook(status["alerts_webhook"])
     return "\n".join(lines) + "\n"
+
+
+def _webhook(webhook: Mapping[str, Any]) -> list[str]:
+    """The alerts webhook's lines: counts, the last failure, the last given up, what waits."""
+    if not webhook["configured"]:
+        return ["alerts webhook: not configured"]
+    lines = [
+        f"alerts webhook: {webhook['pending']} pending, {webhook['delivered']} delivered, "
+        f"{webhook['given_up']} given up, {webhook['failed_attempts']} failed attempts"
+    ]
+    if failure := webhook["last_failure"]:
+        lines.append(f"  last failure {failure['at']}: {_failure(failure)}")
+    if gave_up := webhook["last_given_up"]:
+        lines.append(f"  last given up ({gave_up['reason']}) {gave_up['at']}: {_failure(gave_up)}")
+    for pending in webhook["pending_notifications"]:
+        when = f"next at {pending['next_attempt_at']}" if pending["next_attempt_at"] else "attempt in flight"
+        lines.append(
+            f"  pending: {pending['kind']} of {pending['destination_id']} ({pending['notification_id']}), "
+            f"{pending['attempts']} attempts, {when}"
+        )
+    return lines
+
+
+def _failure(failure: Mapping[str, Any]) -> str:
+    return (
+        f"attempt {failure['attempt']} for {failure['kind']} of {failure['destination_id']} "
+        f"({failure['notification_id']}): {failure['error_code']} ({failure['error_class']})"
+    )
 
 
 def _counts(counts: Mapping[str, int]) -> str:

@@ -1,6 +1,7 @@
 """The admin API: status, notifications, and re-enabling a destination.
 
-- `GET /admin/status`: queue depth by state and destination, tracking counters, uptime.
+- `GET /admin/status`: queue depth by state and destination, tracking counters, uptime, and the
+  alerts webhook's deliveries and failures (this engine's).
 - `GET /admin/notifications?state=open|resolved|all&workspace=W&limit=N`: notifications, newest first.
 - `POST /admin/destinations/{id}/enable`: re-enable a destination disabled by auth failures.
 
@@ -24,6 +25,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from delivery.alerts.store import notifications_source
+from delivery.alerts.webhook import idle_report
 from delivery.api import openapi
 from delivery.api.dependencies import ContextDep
 from ingest.notifications import read_notifications
@@ -65,7 +67,7 @@ router = APIRouter(
     openapi_extra=openapi.ADMIN,
 )
 async def status(context: ContextDep) -> dict[str, Any]:
-    """Queue depth (by state and by destination), outbox size, tracking counters, uptime."""
+    """Queue depth (by state and by destination), outbox size, tracking counters, uptime, alerts webhook."""
     try:
         depth = await asyncio.to_thread(context.queue.depth)
     except Exception:
@@ -87,6 +89,11 @@ async def status(context: ContextDep) -> dict[str, Any]:
             "rejected": dict(stats.events_rejected),
         },
         "requests_rejected": dict(stats.requests_rejected),
+        "alerts_webhook": (
+            context.alerts.webhook_report()
+            if context.alerts is not None
+            else idle_report(context.config.alerts.webhook_url is not None)
+        ),
     }
 
 
