@@ -42,11 +42,13 @@ from typing import Any
 
 import httpx
 
+from delivery.config import load_config
+from delivery.config.admin_token import admin_token
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import ROOT, free_port, start_engine, stop  # bench/engine.py
 
 WRITE_KEY = "wk_bench_metering"
-ADMIN_TOKEN = "bench-admin-token"
 PER_REQUEST = 10
 
 
@@ -89,7 +91,6 @@ def write_config(directory: Path, url: str, metering: bool, burst: int) -> Path:
 [engine]
 data_dir = "{directory / "data"}"
 allow_private_targets = true
-admin_token = "{ADMIN_TOKEN}"
 export_interval_s = 1
 metering = {"true" if metering else "false"}
 backoff_base_s = 1
@@ -137,9 +138,9 @@ async def offer(port: int, duration_s: float, per_s: float) -> int:
     return accepted
 
 
-def unfinished(port: int) -> int:
+def unfinished(port: int, token: str) -> int:
     status = httpx.get(
-        f"http://127.0.0.1:{port}/admin/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        f"http://127.0.0.1:{port}/admin/status", headers={"Authorization": f"Bearer {token}"}
     ).json()
     return int(sum(status["queue"]["by_state"].values()))
 
@@ -180,10 +181,12 @@ def run(args: argparse.Namespace, metering: bool) -> dict[str, Any]:
             port = free_port()
             engine = start_engine(config, port)
             try:
+                # No admin_token in the config: the engine generated one in its data_dir; read it there.
+                token = admin_token(load_config(config)).reveal()
                 started = time.monotonic()
                 accepted = asyncio.run(offer(port, args.duration, args.offered))
                 deadline = time.monotonic() + args.drain_timeout
-                while (left := unfinished(port)) and time.monotonic() < deadline:
+                while (left := unfinished(port, token)) and time.monotonic() < deadline:
                     time.sleep(1)
                 elapsed = time.monotonic() - started
             finally:

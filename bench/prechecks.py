@@ -264,7 +264,6 @@ def engine_config(data_dir: Path, url: str) -> Any:
             "engine": {
                 "data_dir": str(data_dir.resolve()),
                 "allow_private_targets": True,
-                "admin_token": "bench-admin-token",
                 "metering": False,
                 "export_interval_s": 1,
                 "request_timeout_s": 5,

@@ -34,6 +34,7 @@ from delivery.alerts.auth_alerts import AuthAlerts, chain
 from delivery.api.http_protocol import JsonErrorHTTPProtocol
 from delivery.api.main import create_app
 from delivery.config import Config
+from delivery.config.admin_token import ensure_admin_token
 from delivery.exporter import Exporter, export_until
 from delivery.maintenance import Upkeep
 from delivery.metrics import Metrics
@@ -186,10 +187,27 @@ def open_queue(config: Config) -> Queue:
     return queue
 
 
+def with_admin_token(config: Config) -> Config:
+    """`config` with the admin token its engines answer to: configured, or kept in `data_dir`.
+
+    Logs where a token kept in `data_dir` is, never the token. Raises
+    `ConfigError` when that file cannot be used (`ensure_admin_token`).
+    """
+    config, token_file = ensure_admin_token(config)
+    if token_file is not None:
+        log.info("admin API token: in %s (readable by its owner only)", token_file)
+    return config
+
+
 def engine_server(
     config: Config, queue: Queue, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
 ) -> EngineServer:
-    """The HTTP server running the app, the worker and the exporter over `queue`."""
+    """The HTTP server running the app, the worker and the exporter over `queue`.
+
+    With no `[engine] admin_token`, the admin API answers to the token kept
+    in `data_dir`, generated now if there is none yet (`with_admin_token`).
+    """
+    config = with_admin_token(config)
     return EngineServer(
         uvicorn.Config(
             build_app(config, queue),

@@ -28,6 +28,7 @@ from deliverydash.commands import (
     serve,
     simulate,
     sql,
+    status,
 )
 from deliverydash.options import CommandError
 from ingest.errors import LogStoreError
@@ -36,6 +37,7 @@ from ingest.errors import LogStoreError
 COMMANDS: tuple[ModuleType, ...] = (
     serve,
     migrate,
+    status,
     demo,
     demo_engine,
     simulate,

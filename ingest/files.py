@@ -50,12 +50,19 @@ def publish_parquet(table: pa.Table, final_path: Path, *, exclusive: bool = Fals
     return _publish(final_path, lambda handle: pq.write_table(table, handle, **options), exclusive)
 
 
-def publish_bytes(data: bytes, final_path: Path, *, exclusive: bool = False) -> bool:
-    """Write `data` as `final_path` atomically, as `publish_parquet` does; whether it was written."""
-    return _publish(final_path, lambda handle: handle.write(data), exclusive)
+def publish_bytes(data: bytes, final_path: Path, *, exclusive: bool = False, mode: int | None = None) -> bool:
+    """Write `data` as `final_path` atomically, as `publish_parquet` does; whether it was written.
+
+    `mode` (such as ``0o600``) is the file's permissions from the moment it
+    exists, temporary name included, so a secret is never readable by others
+    even for an instant; None leaves them to the umask.
+    """
+    return _publish(final_path, lambda handle: handle.write(data), exclusive, mode)
 
 
-def _publish(final_path: Path, write: Callable[[BinaryIO], object], exclusive: bool) -> bool:
+def _publish(
+    final_path: Path, write: Callable[[BinaryIO], object], exclusive: bool, mode: int | None = None
+) -> bool:
     """Temporary file, fsync, then rename (or link, when `exclusive`) into place, and sync the folder.
 
     The temporary file sits in `TMP_DIR` beside the partition folders (the
@@ -69,7 +76,7 @@ def _publish(final_path: Path, write: Callable[[BinaryIO], object], exclusive: b
     # Unique per writer: a writer and a repair of the rollups may publish
     # the same name at once, and must not write into one temporary file.
     tmp_path = tmp_dir / f"{final_path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    with open(tmp_path, "wb") as handle:
+    with open(tmp_path, "xb", opener=_opener(mode)) as handle:
         write(handle)
         handle.flush()
         os.fsync(handle.fileno())
@@ -84,6 +91,19 @@ def _publish(final_path: Path, write: Callable[[BinaryIO], object], exclusive: b
         os.replace(tmp_path, final_path)
     _fsync_directory(final_dir)  # the rename itself survives a power cut only once its directory is synced
     return written
+
+
+def _opener(mode: int | None) -> Callable[[str, int], int] | None:
+    """An `open` opener creating the file with exactly `mode`; None: the default (0o666 less the umask)."""
+    if mode is None:
+        return None
+
+    def opener(path: str, flags: int) -> int:
+        fd = os.open(path, flags, mode)  # created with `mode` less the umask: never more than `mode`
+        os.fchmod(fd, mode)  # and exactly `mode`, whatever the umask took off
+        return fd
+
+    return opener
 
 
 def _fsync_directory(path: Path) -> None:

@@ -13,10 +13,12 @@ The state changes in memory at once (the next job's precheck sees it); what
 it must keep, the destination's standing (every change of it, the streak's
 count included) and the notifications raised, goes through one queue to a
 task (`run`) that writes each change to the store in a thread, in order, and
-then POSTs each notification to `[alerts] webhook_url` if one is set. A
-change that raises nothing waits up to `COALESCE_S` for others, so a burst
-of 401s is one write per destination. The webhook is told once, without
-retries: the store is the durable record, and a lost POST is logged.
+then hands each notification to the alerts webhook (`delivery.alerts.webhook`)
+if `[alerts] webhook_url` is set, which POSTs it from a task of its own and
+retries with backoff, so nothing here waits for the receiver. A change that
+raises nothing waits up to `COALESCE_S` for others, so a burst of 401s is
+one write per destination. Only the engine that stored a notification hands
+it to the webhook, so a fleet tells the receiver once.
 
 The store follows the queue's backend (`open_store`): the SQLite file under
 `data_dir` (`NotificationStore`), or, for a fleet, tables in the queue's
@@ -39,7 +41,6 @@ writes and reads (docs/fleet.md, "Shared alert state"). There:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter
@@ -60,8 +61,9 @@ from delivery.alerts.auth_watch import (
 )
 from delivery.alerts.postgres_store import PostgresNotificationStore
 from delivery.alerts.store import NewNotification, NotificationStore, Standing
+from delivery.alerts.webhook import AlertWebhook, idle_report
 from delivery.config import AlertsConfig, Config
-from delivery.transport import Transport, TransportError, open_transport
+from delivery.transport import open_transport
 from ingest.ids import new_id
 from ingest.notifications import Notification
 
@@ -142,7 +144,7 @@ class AuthAlerts:
         self._store: Store | None = None
         self._shared: PostgresNotificationStore | None = None
         self._writes: asyncio.Queue[_Item] = asyncio.Queue()
-        self._webhook: Transport | None = None
+        self._webhook: AlertWebhook | None = None
         #: Shared store: the version of each destination's standing this engine last stored or read.
         self._versions: dict[str, int] = {}
         #: Bumped when a destination's standing is taken from the store: older queued writes are stale.
@@ -171,10 +173,11 @@ class AuthAlerts:
         self._watch = AuthWatch(self._watch.policy, stored)
         for destination_id in self._watch.disabled():
             log.warning("destination %s is still disabled by auth failures; probing it", destination_id)
-        if self._config.alerts.webhook_url is not None:
-            self._webhook = open_transport(
-                "builtin", ca_bundle=self._config.engine.ca_bundle, user_agent=USER_AGENT
-            )
+        url = self._config.alerts.webhook_url
+        if url is not None:
+            ca_bundle = self._config.engine.ca_bundle
+            transport = open_transport("builtin", ca_bundle=ca_bundle, user_agent=USER_AGENT)
+            self._webhook = AlertWebhook(url, transport, self._config.alerts, clock=self._clock)
 
     async def run(self) -> None:
         """Store (then post) each change, in order, until `stop`; what was queued before it is written.
@@ -199,7 +202,7 @@ class AuthAlerts:
         self._writes.put_nowait(None)
 
     async def close(self) -> None:
-        """Close the webhook client and the store."""
+        """Close the webhook (its attempts in flight end; retries waiting are given up) and the store."""
         if self._webhook is not None:
             await self._webhook.close()
         if self._store is not None:
@@ -254,6 +257,12 @@ class AuthAlerts:
     def state(self, destination_id: str) -> WatchState:
         """A destination's standing now."""
         return self._watch.state(destination_id)
+
+    def webhook_report(self) -> dict[str, Any]:
+        """The alerts webhook's deliveries and failures, for `/admin/status` (no URL, no secret)."""
+        if self._webhook is None:
+            return idle_report(self._config.alerts.webhook_url is not None)
+        return self._webhook.report()
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -354,7 +363,7 @@ class AuthAlerts:
                 waiter.set_result(None)
         if version is not None:
             for note in write.notifications:
-                await self._post(note.stored())
+                self._post(note.stored())
 
     async def _enable_stored(self, enable: _Enable) -> None:
         """A manual re-enable on the shared store: decided and stored there in one transaction."""
@@ -378,7 +387,7 @@ class AuthAlerts:
             return
         self._announce(note)
         enable.done.set_result(note.stored())
-        await self._post(note.stored())
+        self._post(note.stored())
 
     async def _refresh(self) -> None:
         """Take up every standing another engine stored, but of destinations with a write waiting here."""
@@ -425,25 +434,10 @@ class AuthAlerts:
                 standing.state.phase,
             )
 
-    async def _post(self, notification: Notification) -> None:
-        url = self._config.alerts.webhook_url
-        if self._webhook is None or url is None:
-            return
-        body = json.dumps(notification.as_json()).encode()
-        try:
-            response = await self._webhook.post(
-                url.reveal(),
-                body,
-                {"Content-Type": "application/json"},
-                timeout_s=self._config.alerts.webhook_timeout_s,
-                read_limit=0,  # only the status matters
-            )
-        except TransportError as exc:
-            # Never quote the URL or the error's text: either may carry a token.
-            log.warning("alerts webhook failed for notification %s: %s", notification.id, exc.code)
-            return
-        if response.status >= 300:
-            log.warning("alerts webhook answered %d to notification %s", response.status, notification.id)
+    def _post(self, notification: Notification) -> None:
+        """Hand a stored notification to the webhook, if there is one; returns at once."""
+        if self._webhook is not None:
+            self._webhook.submit(notification)
 
     def _raised(self, transition: Transition, record: Mapping[str, Any] | None) -> NewNotification:
         """The notification a transition raises, with what the record that caused it shows."""

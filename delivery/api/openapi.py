@@ -79,7 +79,8 @@ _SECURITY_SCHEMES = {
     "adminToken": {
         "type": "http",
         "scheme": "bearer",
-        "description": "The engine's `[engine] admin_token`, compared in constant time.",
+        "description": "The engine's `[engine] admin_token`, or when none is configured the one it "
+        "generated in `<data_dir>/admin_token` (readable by its owner only); compared in constant time.",
     },
 }
 
@@ -453,8 +454,73 @@ _ADMIN_STATUS = _record(
             }
         ),
         "requests_rejected": _counts("Tracking requests answered with an error, by error code."),
+        "alerts_webhook": {"$ref": _SCHEMAS + "AlertsWebhook"},
     },
-    "The queue's depth, the tracking API's counters and the uptime.",
+    "The queue's depth, the tracking API's counters, the uptime and the alerts webhook's deliveries.",
+)
+
+_WEBHOOK_FAILURE_FIELDS: dict[str, Any] = {
+    "notification_id": {"type": "string"},
+    "kind": {"type": "string", "enum": ["auth_failing", "disabled", "recovered", "enabled"]},
+    "destination_id": {"type": "string"},
+    "attempt": {"type": "integer", "minimum": 1, "description": "1 for the first attempt."},
+    "at": {"type": "string", "format": "date-time", "description": "When the attempt ended."},
+    "status_code": {"type": ["integer", "null"], "description": "The receiver's status; null: no response."},
+    "error_class": {
+        "type": "string",
+        "description": "The taxonomy's class: `server`, `network`, `timeout`, ...",
+    },
+    "error_code": {
+        "type": "string",
+        "description": "The status as text, or the transport code (`ECONNREFUSED`).",
+    },
+}
+
+_WEBHOOK_FAILURE = _record(_WEBHOOK_FAILURE_FIELDS, "A failed attempt to tell the alerts webhook.")
+
+_WEBHOOK_GIVEN_UP = _record(
+    {
+        **_WEBHOOK_FAILURE_FIELDS,
+        "reason": {
+            "type": "string",
+            "enum": ["terminal", "max_attempts", "retry_window", "engine_stopped"],
+            "description": "Why no attempt follows: an answer retrying cannot change, a bound, or a stop.",
+        },
+    },
+    "The last attempt of a notification the webhook was not told about.",
+)
+
+_ALERTS_WEBHOOK = _record(
+    {
+        "configured": {"type": "boolean", "description": "Whether `[alerts] webhook_url` is set."},
+        "pending": {"type": "integer", "description": "Notifications with an attempt in flight or waiting."},
+        "delivered": {"type": "integer", "description": "Notifications the webhook took (2xx) since start."},
+        "given_up": {"type": "integer", "description": "Notifications given up on since start."},
+        "failed_attempts": {"type": "integer", "description": "Failed attempts since start."},
+        "last_failure": {"oneOf": [{"$ref": _SCHEMAS + "AlertsWebhookFailure"}, {"type": "null"}]},
+        "last_given_up": {"oneOf": [{"$ref": _SCHEMAS + "AlertsWebhookGivenUp"}, {"type": "null"}]},
+        "pending_notifications": {
+            "type": "array",
+            "description": "The oldest 20 pending notifications.",
+            "items": _record(
+                {
+                    "notification_id": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["auth_failing", "disabled", "recovered", "enabled"]},
+                    "destination_id": {"type": "string"},
+                    "attempts": {"type": "integer", "description": "Attempts started so far."},
+                    "next_attempt_at": {
+                        "type": ["string", "null"],
+                        "format": "date-time",
+                        "description": "When the next attempt is due; null while one is in flight.",
+                    },
+                    "last_failure": {
+                        "oneOf": [{"$ref": _SCHEMAS + "AlertsWebhookFailure"}, {"type": "null"}]
+                    },
+                }
+            ),
+        },
+    },
+    "This engine's alerts webhook (docs/notifications.md): no URL, no secret.",
 )
 
 _TIME_TEXT = {"type": "string", "format": "date-time"}
@@ -499,6 +565,9 @@ _ENABLED = _record(
 
 _ADMIN_SCHEMAS = {
     "AdminStatus": _ADMIN_STATUS,
+    "AlertsWebhook": _ALERTS_WEBHOOK,
+    "AlertsWebhookFailure": _WEBHOOK_FAILURE,
+    "AlertsWebhookGivenUp": _WEBHOOK_GIVEN_UP,
     "Notification": _NOTIFICATION,
     "Notifications": _NOTIFICATIONS,
     "Enabled": _ENABLED,

@@ -54,8 +54,8 @@ class Secret:
         return hash(self._value)
 
 
-#: Documented in the issue and the docs, so public: `Config.warnings` flags it.
-DEFAULT_ADMIN_TOKEN = Secret("change-me")
+#: The shortest admin token the config takes (a generated one has 43 characters).
+MIN_ADMIN_TOKEN_CHARS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +88,12 @@ class EngineConfig:
     """`http://host:port` of an HTTP proxy every delivery goes through (CONNECT for https); None: direct."""
     ca_bundle: Path | None = None
     """PEM file of CA certificates trusted in addition to the system's."""
-    admin_token: Secret = DEFAULT_ADMIN_TOKEN
-    """Bearer token of the `/admin/*` endpoints."""
+    admin_token: Secret | None = None
+    """Bearer token of the `/admin/*` endpoints, at least 32 characters.
+
+    None: the engine generates one and keeps it in `<data_dir>/admin_token`
+    (`delivery.config.admin_token`); the admin API refuses every request
+    while it is None."""
     concurrency: int = 64
     """Requests in flight at once, across all destinations."""
     per_destination_concurrency: int = 8
@@ -164,6 +168,14 @@ class AlertsConfig:
     """Where each notification is also POSTed as JSON; None: stored only (the URL may hold a token)."""
     webhook_timeout_s: float = 5
     """Timeout of one webhook POST."""
+    webhook_max_attempts: int = 10
+    """Most POSTs of one notification to the webhook, the first included."""
+    webhook_backoff_base_s: float = 2
+    """Delay before the webhook's first retry, before jitter; doubles per attempt."""
+    webhook_backoff_max_s: float = 300
+    """Longest delay between two webhook attempts, and the longest Retry-After honoured."""
+    webhook_retry_window_s: float = 3_600
+    """No webhook attempt starts later than this long after the notification was raised."""
     auto_disable: bool = True
     """Whether auth failures disable a destination (false: notifications only)."""
     disable_after_failures: int = 50

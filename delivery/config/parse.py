@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 
 from delivery import signing
 from delivery.catalog import AuthScheme, Integration, Signing, catalog
+from delivery.config.admin_token import TOKEN_FILE, token_problem
 from delivery.config.model import (
-    DEFAULT_ADMIN_TOKEN,
     QUEUE_DSN_ENV,
     AlertsConfig,
     Config,
@@ -185,7 +185,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
             f"must be longer than engine.request_timeout_s ({request_timeout_s:g}), got {lease_s:g}",
         )
     ca_bundle = table.text("ca_bundle", "", allow_empty=True)
-    admin_token = table.text("admin_token", defaults.admin_token.reveal(), secret=True)
+    admin_token = _admin_token(table)
     return EngineConfig(
         data_dir=_data_dir(table, defaults.data_dir, base_dir),
         retry_window_s=retry_window_s,
@@ -200,7 +200,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         allowed_private_cidrs=_networks(table, "allowed_private_cidrs"),
         egress_proxy=_egress_proxy(table, "egress_proxy"),
         ca_bundle=_ca_bundle(table, ca_bundle, base_dir) if ca_bundle else None,
-        admin_token=Secret(admin_token),
+        admin_token=admin_token,
         concurrency=table.integer("concurrency", defaults.concurrency),
         per_destination_concurrency=table.integer(
             "per_destination_concurrency", defaults.per_destination_concurrency
@@ -214,6 +214,20 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         http_client=table.choice("http_client", defaults.http_client, CLIENTS),
         min_free_bytes=table.integer("min_free_bytes", defaults.min_free_bytes, minimum=0),
     )
+
+
+def _admin_token(table: Table) -> Secret | None:
+    """`admin_token`: None when absent or empty (the engine generates one); refused when too short."""
+    token = table.text("admin_token", "", secret=True, allow_empty=True)
+    if not token:
+        return None
+    if problem := token_problem(token):
+        table.problem(
+            "admin_token",
+            f"{problem}; generate one with python3 -c 'import secrets; print(secrets.token_urlsafe(32))', "
+            f"or leave admin_token out and the engine generates one in data_dir/{TOKEN_FILE}",
+        )
+    return Secret(token)
 
 
 _LOG_KEYS = tuple(f.name for f in fields(LogConfig))
@@ -277,6 +291,8 @@ def _dsn_problem(dsn: str) -> str | None:
 
 
 _ALERTS_KEYS = tuple(f.name for f in fields(AlertsConfig))
+#: Enough for a day of retries at the longest delays; more would only keep a dead receiver's tasks.
+_MAX_WEBHOOK_ATTEMPTS = 1_000
 
 
 def _alerts(table: Table) -> AlertsConfig:
@@ -287,9 +303,22 @@ def _alerts(table: Table) -> AlertsConfig:
     # destination's URL it may be a private address.
     for problem in _url_problems(url, PRIVATE_ALLOWED, advise=False) if url else ():
         table.problem("webhook_url", problem)
+    base_s = table.seconds("webhook_backoff_base_s", defaults.webhook_backoff_base_s)
+    max_s = table.seconds("webhook_backoff_max_s", defaults.webhook_backoff_max_s)
+    if base_s > max_s:
+        table.problem(
+            "webhook_backoff_base_s",
+            f"must not exceed alerts.webhook_backoff_max_s ({max_s:g}), got {base_s:g}",
+        )
     return AlertsConfig(
         webhook_url=Secret(url) if url else None,
         webhook_timeout_s=table.seconds("webhook_timeout_s", defaults.webhook_timeout_s),
+        webhook_max_attempts=table.integer(
+            "webhook_max_attempts", defaults.webhook_max_attempts, maximum=_MAX_WEBHOOK_ATTEMPTS
+        ),
+        webhook_backoff_base_s=base_s,
+        webhook_backoff_max_s=max_s,
+        webhook_retry_window_s=table.seconds("webhook_retry_window_s", defaults.webhook_retry_window_s),
         auto_disable=table.boolean("auto_disable", defaults.auto_disable),
         disable_after_failures=table.integer("disable_after_failures", defaults.disable_after_failures),
         disable_after_s=table.seconds("disable_after_s", defaults.disable_after_s),
@@ -661,8 +690,11 @@ def _warnings(
     warnings = []
     if queue.backend == "sqlite" and queue.dsn is not None:
         warnings.append('queue.dsn: unused while backend is "sqlite"; set backend = "postgres" to use it')
-    if engine.admin_token == DEFAULT_ADMIN_TOKEN:
-        warnings.append("engine.admin_token: still the documented default; set a token of your own")
+    if queue.shared and engine.admin_token is None:
+        warnings.append(
+            f"engine.admin_token: not set, so each machine's engines generate their own in "
+            f"data_dir/{TOKEN_FILE}; set one token for a fleet that spans machines (docs/fleet.md)"
+        )
     for network in engine.allowed_private_cidrs:
         reached = sorted(str(address) for address in METADATA_ADDRESSES if address in network)
         if reached:

@@ -52,7 +52,14 @@ def run(args: argparse.Namespace) -> None:
         )
     _check_log(config.log_location)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from delivery.engine import with_admin_token
     from delivery.queue import QueueError
+
+    try:
+        # Once, before any engine process starts: `--processes N` engines all get this token.
+        config = with_admin_token(config)
+    except ConfigError as exc:
+        raise options.CommandError(f"the engine did not start: {exc}") from None
 
     if args.processes == 1:
         try:

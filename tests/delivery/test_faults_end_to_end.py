@@ -58,7 +58,7 @@ from .faults import (
 from .test_faults import ODD_STATUS_LINES, STATUS_FAULTS
 
 WRITE_KEY = "wk_test_faults"
-ADMIN_TOKEN = "admin-token-for-the-fault-run"
+ADMIN_TOKEN = "admin-token-for-the-fault-run-0123456789"
 SECRET = f"s3cret-{secrets.token_hex(12)}"
 URL_SECRET = f"k_{secrets.token_hex(8)}"  # an api_key in one destination's URL, which redaction must hide
 MAX_ATTEMPTS = 3

@@ -22,6 +22,8 @@ import psycopg
 import pytest
 from segment.analytics.client import Client
 
+from delivery.config import load_config
+from delivery.config.admin_token import admin_token
 from delivery.ownership import preferred_owner
 from delivery.queue.postgres import PostgresQueue
 from deliverydash.partner_simulator.config import PartnerSpec
@@ -31,7 +33,7 @@ from tests.delivery.engine_process import free_port, start_engine, wait_for
 from tests.objectstore import log_connection
 
 WRITE_KEY = "wk_test_fleet"
-ADMIN_TOKEN = "tok-fleet-0123456789"
+ADMIN_TOKEN = "tok-fleet-0123456789-0123456789-0123456789"
 HOOKS = [f"hook-{i}" for i in range(6)]
 PER_DESTINATION_CONCURRENCY = 4
 LEASE_S = 4
@@ -53,7 +55,7 @@ def write_config(
         "per_destination_concurrency": PER_DESTINATION_CONCURRENCY,
         **engine,
     }
-    lines = "\n".join(f"{key} = {value}" for key, value in settings.items())
+    lines = "\n".join(f"{key} = {value}" for key, value in settings.items() if value is not None)
     path.write_text(
         f"""[engine]
 {lines}
@@ -145,9 +147,9 @@ def send(port: int, message_ids: list[str]) -> list[Any]:
     return errors
 
 
-def status(port: int) -> dict[str, Any]:
+def status(port: int, token: str = ADMIN_TOKEN) -> dict[str, Any]:
     response = httpx.get(
-        f"http://127.0.0.1:{port}/admin/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+        f"http://127.0.0.1:{port}/admin/status", headers={"Authorization": f"Bearer {token}"}, timeout=5
     )
     response.raise_for_status()
     result: dict[str, Any] = response.json()
@@ -293,7 +295,10 @@ def test_a_destinations_rate_limit_holds_across_the_fleet(fleet_dir: Path, postg
 def test_serve_processes_runs_engines_that_share_the_destinations(fleet_dir: Path, postgres_dsn: str) -> None:
     with partners_in_thread([PartnerSpec("hooks", Healthy())], control_port=None) as partners:
         hooks = "".join(destination(name, f"{partners.url('hooks')}/{name}") for name in HOOKS)
-        config = write_config(fleet_dir / "fleet.toml", fleet_dir / "data", postgres_dsn, hooks)
+        # No admin token configured: `serve` generates one before its engines start, and both answer to it.
+        config = write_config(
+            fleet_dir / "fleet.toml", fleet_dir / "data", postgres_dsn, hooks, admin_token=None
+        )
         port = free_port()
         log = (fleet_dir / "logs" / "serve.log").open("w")
         serve = subprocess.Popen(
@@ -317,6 +322,9 @@ def test_serve_processes_runs_engines_that_share_the_destinations(fleet_dir: Pat
             # Two engine processes behind the one port have joined the fleet and the destinations
             # are shared out as rendezvous hashing says (which may give one of them all six).
             wait_for(lambda: settled_shares(postgres_dsn, observer, 2), timeout_s=60)
+            token = admin_token(load_config(config)).reveal()
+            # Each request on a new connection: the kernel hands them to either engine.
+            assert {status(port, token)["queue"]["backend"] for _ in range(20)} == {"postgres"}
             sent = [str(uuid.uuid4()) for _ in range(300)]
             assert send(port, sent) == []
             wait_for(lambda: partners.stats("hooks").requests >= len(sent) * len(HOOKS), timeout_s=60)
@@ -330,6 +338,8 @@ def test_serve_processes_runs_engines_that_share_the_destinations(fleet_dir: Pat
             log.close()
     output = (fleet_dir / "logs" / "serve.log").read_text()
     assert output.count("stopped: leases released, attempt log exported") == 2, output
+    assert output.count(f"admin API token: in {fleet_dir / 'data' / 'admin_token'}") == 1, output
+    assert token not in output
     assert observer_owners_after_stop(postgres_dsn) == {}
 
 

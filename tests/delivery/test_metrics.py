@@ -26,7 +26,7 @@ from delivery.queue.postgres import PostgresQueue
 from delivery.queue.sqlite import SqliteQueue
 
 WRITE_KEY = "wk_live_acme_web_secret"
-ADMIN_TOKEN = "adm-7f3c9e1b-token"
+ADMIN_TOKEN = "adm-7f3c9e1b-token-0123456789-0123456789"
 EMPTY = QueueDepth({"pending": 0, "leased": 0}, {}, 0)
 
 #: One sample line of the text format: name, optional labels, a number.

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -15,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 from segment.analytics.client import Client
 
+from deliverydash.cli import main
 from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
 
 WRITE_KEY = "wk_test_web"
@@ -227,3 +230,87 @@ url = "http://{name}:{sink.server_address[1]}/ok"
     )
     assert name in message and private[0] in message
     assert sink.connections == 0
+
+
+# -- the admin token -------------------------------------------------------------------------------
+
+
+def admin_status(port: int, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.get(f"http://127.0.0.1:{port}/admin/status", headers=headers, timeout=10).status_code
+
+
+def stop(engine: subprocess.Popen[str]) -> str:
+    engine.send_signal(signal.SIGTERM)
+    output = engine.communicate(timeout=30)[0]
+    assert engine.returncode == 0, output
+    return output
+
+
+def test_without_a_configured_token_the_engine_generates_one_keeps_it_private_and_reuses_it(
+    tmp_path: Path, sink: Sink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, sink)  # no admin_token
+    token_file = tmp_path / "data" / "admin_token"
+    port = free_port()
+    engine = start_engine(config, port)
+    try:
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        assert len(token) >= 32
+        assert admin_status(port, token) == 200
+        for other in (None, token[:-1], token + "x", token.swapcase(), "change-me"):
+            assert admin_status(port, other) == 401, other
+        # `deliverydash status` finds the token in the same file through the config.
+        assert main(["status", "--config", str(config), "--url", f"http://127.0.0.1:{port}"]) == 0
+        assert f"engine at http://127.0.0.1:{port}, up" in capsys.readouterr().out
+    finally:
+        first_run = stop(engine)
+    assert f"admin API token: in {token_file} (readable by its owner only)" in first_run
+    assert token not in first_run
+
+    # The next start reads the same file: the same token, the file not written again.
+    inode = token_file.stat().st_ino
+    engine = start_engine(config, port)
+    try:
+        assert admin_status(port, token) == 200
+        assert token_file.stat().st_ino == inode and token_file.read_text().strip() == token
+    finally:
+        second_run = stop(engine)
+    assert f"admin API token: in {token_file}" in second_run
+    assert token not in second_run
+    assert not list((tmp_path / "data" / "_tmp").glob("*"))  # no temporary file left behind
+
+
+def serve_once(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deliverydash", "serve", "--config", str(config), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_short_admin_token_is_refused_and_never_shown(tmp_path: Path, sink: Sink) -> None:
+    config = write_config(tmp_path, sink)
+    short = "short-but-secret-0123456789"
+    config.write_text(config.read_text().replace("[engine]\n", f'[engine]\nadmin_token = "{short}"\n'))
+    done = serve_once(config)
+    assert done.returncode == 2
+    assert "the engine did not start" in done.stderr
+    assert "engine.admin_token: must be at least 32 characters" in done.stderr
+    assert short not in done.stderr + done.stdout
+    assert not (tmp_path / "data" / "admin_token").exists()
+
+
+def test_a_token_file_others_may_read_stops_the_engine(tmp_path: Path, sink: Sink) -> None:
+    config = write_config(tmp_path, sink)
+    token_file = tmp_path / "data" / "admin_token"
+    token_file.parent.mkdir()
+    token_file.write_text("t" * 43 + "\n")
+    token_file.chmod(0o644)
+    done = serve_once(config)
+    assert done.returncode == 2
+    assert f"{token_file}: holds the admin token but others may read or change it (mode 0644)" in done.stderr
+    assert "t" * 43 not in done.stderr + done.stdout

@@ -51,7 +51,8 @@ def healthy(port: int) -> bool:
 def supervised(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     config = tmp_path / "engine.toml"
     config.write_text(
-        f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\nshutdown_grace_s = 1\n'
+        f'[engine]\ndata_dir = "{tmp_path / "data"}"\n'
+        'admin_token = "tok-0123456789abcdefghijklmnopqrst"\nshutdown_grace_s = 1\n'
     )
     port = free_port()
     process = subprocess.Popen(

@@ -169,7 +169,9 @@ def test_help_lists_the_commands_in_the_modules_order() -> None:
 def engine_config(folder: Path, data_dir: str) -> Path:
     """An engine config whose [engine] data_dir points at `data_dir` (relative to the file's folder)."""
     config = folder / "deliverydash.toml"
-    config.write_text(f'[engine]\ndata_dir = "{data_dir}"\nadmin_token = "a-token-for-the-tests"\n')
+    config.write_text(
+        f'[engine]\ndata_dir = "{data_dir}"\nadmin_token = "a-token-for-the-tests-0123456789-0123456789"\n'
+    )
     return config
 
 
@@ -250,7 +252,9 @@ def requests(report: str) -> int:
 
 def test_serve_refuses_several_processes_on_the_embedded_queue(tmp_path: Path) -> None:
     config = tmp_path / "engine.toml"
-    config.write_text(f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\n')
+    config.write_text(
+        f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789-0123456789-0123456789"\n'
+    )
     done = run("serve", "--config", str(config), "--processes", "2", "--port", "1")
     assert done.returncode == 2
     assert "--processes 2 needs a queue several processes can share" in done.stderr
@@ -263,7 +267,7 @@ def test_serve_names_a_queue_it_cannot_use_without_a_traceback_or_the_password(t
     port = free_port()
     config = tmp_path / "engine.toml"
     config.write_text(
-        f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\n'
+        f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789-0123456789-0123456789"\n'
         f'[queue]\nbackend = "postgres"\n'
         f'dsn = "postgresql://dd:pw_SECRET@127.0.0.1:{port}/db?connect_timeout=2"\n'
     )
@@ -278,7 +282,9 @@ def test_serve_refuses_a_data_directory_another_engine_holds(tmp_path: Path) -> 
     from delivery.queue.sqlite import SqliteQueue
 
     config = tmp_path / "engine.toml"
-    config.write_text(f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\n')
+    config.write_text(
+        f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789-0123456789-0123456789"\n'
+    )
     held = SqliteQueue(tmp_path / "data")
     try:
         done = run("serve", "--config", str(config), "--port", str(free_port()))

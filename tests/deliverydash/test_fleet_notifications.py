@@ -37,7 +37,8 @@ def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def write_config(tmp_path: Path, queue: str) -> Path:
     config = tmp_path / "fleet.toml"
     config.write_text(
-        f'[engine]\ndata_dir = "{tmp_path / "local"}"\nadmin_token = "tok-0123456789"\n{queue}',
+        f'[engine]\ndata_dir = "{tmp_path / "local"}"\n'
+        f'admin_token = "tok-0123456789abcdefghijklmnopqrst"\n{queue}',
         encoding="utf-8",
     )
     return config

@@ -24,7 +24,10 @@ def migrate(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 def write_config(tmp_path: Path, queue: str = "") -> Path:
     path = tmp_path / "engine.toml"
-    path.write_text(f'[engine]\ndata_dir = "{tmp_path / "data"}"\nadmin_token = "tok-0123456789"\n{queue}')
+    path.write_text(
+        f'[engine]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'admin_token = "tok-0123456789abcdefghijklmnopqrst"\n{queue}'
+    )
     return path
 
 

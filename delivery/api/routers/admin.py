@@ -1,14 +1,18 @@
 """The admin API: status, notifications, and re-enabling a destination.
 
-- `GET /admin/status`: queue depth by state and destination, tracking counters, uptime.
+- `GET /admin/status`: queue depth by state and destination, tracking counters, uptime, and the
+  alerts webhook's deliveries and failures (this engine's).
 - `GET /admin/notifications?state=open|resolved|all&workspace=W&limit=N`: notifications, newest first.
 - `POST /admin/destinations/{id}/enable`: re-enable a destination disabled by auth failures.
 
 On the PostgreSQL backend both act on the whole fleet's notifications and standing.
 
 Behind `Authorization: Bearer <engine.admin_token>`, compared in constant
-time. A refusal is 401 `{"code": "unauthorized", "message": ...}` and never
-quotes what was presented: a near-miss of the token is still a secret.
+time: the configured token, or the one the engine generated in
+`<data_dir>/admin_token` (`delivery.config.admin_token`); an app whose
+config holds neither refuses everything. A refusal is 401
+`{"code": "unauthorized", "message": ...}` and never quotes what was
+presented: a near-miss of the token is still a secret.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from delivery.alerts.store import notifications_source
+from delivery.alerts.webhook import idle_report
 from delivery.api import openapi
 from delivery.api.dependencies import ContextDep
 from ingest.notifications import read_notifications
@@ -37,7 +42,8 @@ def require_admin(request: Request, context: ContextDep) -> None:
         raise HTTPException(401, "an admin bearer token is required", headers=_CHALLENGE)
     scheme, _, token = values[0].strip().partition(" ")
     # Every refusal after this point has the same message, so an answer tells nothing about the token.
-    matches = context.config.engine.admin_token.matches(token.strip())
+    expected = context.config.engine.admin_token
+    matches = expected is not None and expected.matches(token.strip())
     if len(values) > 1 or scheme.lower() != "bearer" or not matches:
         raise HTTPException(401, "invalid admin token", headers=_CHALLENGE)
 
@@ -61,7 +67,7 @@ router = APIRouter(
     openapi_extra=openapi.ADMIN,
 )
 async def status(context: ContextDep) -> dict[str, Any]:
-    """Queue depth (by state and by destination), outbox size, tracking counters, uptime."""
+    """Queue depth (by state and by destination), outbox size, tracking counters, uptime, alerts webhook."""
     try:
         depth = await asyncio.to_thread(context.queue.depth)
     except Exception:
@@ -83,6 +89,11 @@ async def status(context: ContextDep) -> dict[str, Any]:
             "rejected": dict(stats.events_rejected),
         },
         "requests_rejected": dict(stats.requests_rejected),
+        "alerts_webhook": (
+            context.alerts.webhook_report()
+            if context.alerts is not None
+            else idle_report(context.config.alerts.webhook_url is not None)
+        ),
     }
 
 

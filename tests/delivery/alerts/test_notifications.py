@@ -34,7 +34,7 @@ from tests.delivery.engine_process import free_port, serving, start_engine, wait
 
 #: Each partner is fed by its own source: destination -> (write key, workspace).
 SOURCES = {"expired": ("wk_test_expired", "acme"), "forbidden": ("wk_test_forbidden", "globex")}
-ADMIN = "admin-token-for-tests"
+ADMIN = "admin-token-for-tests-0123456789-0123456789"
 CREDENTIAL = "fresh-token-0123456789"
 
 
@@ -60,6 +60,59 @@ class _ReceiverHandler(http.server.BaseHTTPRequestHandler):
             self.server.bodies.append(json.loads(body))
         self.send_response(204)
         self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class ScriptedReceiver(http.server.ThreadingHTTPServer):
+    """An alerts webhook that answers the n-th POST as `answers[n]` says (the last one after that).
+
+    An answer is a status, or "close": read the request and hang up without a response. The n-th
+    answer waits until `release(n)` (the first ones given in `released` are not held).
+    """
+
+    def __init__(self, answers: list[str], released: int) -> None:
+        self.answers = answers
+        self.gates = [threading.Event() for _ in answers]
+        for gate in self.gates[:released]:
+            gate.set()
+        self.bodies: list[dict[str, Any]] = []
+        self.taken = 0
+        """POSTs answered 2xx."""
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+
+    def release(self, n: int) -> None:
+        self.gates[n].set()
+
+    @property
+    def posts(self) -> int:
+        with self.lock:
+            return len(self.bodies)
+
+
+class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
+    server: ScriptedReceiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            n = len(self.server.bodies)
+            self.server.bodies.append(json.loads(body))
+        last = len(self.server.answers) - 1
+        if n <= last:
+            assert self.server.gates[n].wait(timeout=120)
+        answer = self.server.answers[min(n, last)]
+        if answer == "close":
+            self.close_connection = True
+            return
+        self.send_response(int(answer))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        if answer.startswith("2"):
+            with self.server.lock:
+                self.server.taken += 1
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -157,6 +210,19 @@ class Engine:
             f"{self.url}/admin/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
         )
         return not any(response.json()["queue"]["by_destination"].get(destination, {}).values())
+
+    def status(self) -> dict[str, Any]:
+        response = httpx.get(
+            f"{self.url}/admin/status", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def webhook(self) -> dict[str, Any]:
+        """The `alerts_webhook` section of `/admin/status`."""
+        section: dict[str, Any] = self.status()["alerts_webhook"]
+        return section
 
     def enable(self, destination: str, token: str | None = ADMIN) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
@@ -366,20 +432,35 @@ def test_the_alerts_table_is_read_and_checked() -> None:
                 "probe_interval_s": 2.5,
                 "auto_disable": False,
                 "webhook_timeout_s": 1,
+                "webhook_max_attempts": 4,
+                "webhook_backoff_base_s": 0.5,
+                "webhook_backoff_max_s": 60,
+                "webhook_retry_window_s": 600,
             }
         }
     )
     assert config.alerts.webhook_url is not None
     assert config.alerts.webhook_url.reveal() == "https://alerts.internal.example/hook/t0ken"
     assert "t0ken" not in repr(config.alerts)
-    assert config.alerts == AlertsConfig(config.alerts.webhook_url, 1.0, False, 5, 90.0, 2.5)
+    assert config.alerts == AlertsConfig(
+        config.alerts.webhook_url, 1.0, 4, 0.5, 60.0, 600.0, False, 5, 90.0, 2.5
+    )
     assert parse_config({}).alerts == AlertsConfig()
     with pytest.raises(ConfigError) as error:
-        bad = {"webhook_url": "ftp://x/y", "probe_intervl_s": 1, "disable_after_failures": 0}
+        bad = {
+            "webhook_url": "ftp://x/y",
+            "probe_intervl_s": 1,
+            "disable_after_failures": 0,
+            "webhook_backoff_base_s": 10,
+            "webhook_backoff_max_s": 5,
+            "webhook_max_attempts": 0,
+        }
         parse_config({"alerts": bad})
     assert error.value.problems == (
         "alerts.probe_intervl_s: unknown key (did you mean 'probe_interval_s'?)",
         "alerts.webhook_url: must be an http(s) URL, got 'ftp://x/…'",
+        "alerts.webhook_backoff_base_s: must not exceed alerts.webhook_backoff_max_s (5), got 10",
+        "alerts.webhook_max_attempts: must be at least 1, got 0",
         "alerts.disable_after_failures: must be at least 1, got 0",
     )
 
@@ -389,3 +470,131 @@ def test_the_docs_list_every_alerts_key_with_its_default() -> None:
     assert list(table) == [f.name for f in dataclasses.fields(AlertsConfig)]
     for f in dataclasses.fields(AlertsConfig):
         assert toml_value(table[f.name]) == ("" if f.name == "webhook_url" else f.default), f.name
+
+
+WEBHOOK_TOKEN = "webhook-secret-0123456789"
+#: The alerts webhook's schedule made short: retries 50 ms apart at most; one auth failure raises
+#: one notification (the threshold is out of reach).
+QUICK_WEBHOOK = """
+webhook_backoff_base_s = 0.05
+webhook_backoff_max_s = 0.2
+webhook_timeout_s = 120
+disable_after_failures = 1000
+"""
+
+
+def status_text(config: Path, engine: Engine) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["status", "--config", str(config), "--url", engine.url]) == 0
+    return out.getvalue()
+
+
+def test_the_alerts_webhook_is_retried_and_its_failures_show_on_admin_status(
+    tmp_path: Path, partners: PartnerSet, engines: list[Engine]
+) -> None:
+    """503, then a connection closed without an answer, then 204: told once; each failure shown meanwhile."""
+    receiver = ScriptedReceiver(["503", "close", "204"], released=1)
+    with serving(receiver):
+        alerts = f'webhook_url = "http://127.0.0.1:{receiver.server_address[1]}/alerts?token={WEBHOOK_TOKEN}"'
+        config = write_config(tmp_path, partners, alerts + QUICK_WEBHOOK)
+        engine = Engine(config, "expired")
+        engines.append(engine)
+        engine.send()
+
+        # The first POST was answered 503; the second is held by the receiver, so the engine shows
+        # the notification pending, its one failure, and the attempt in flight.
+        wait_for(lambda: receiver.posts == 2)
+        shown = engine.webhook()
+        [note] = engine.notifications()
+        assert (shown["pending"], shown["delivered"], shown["failed_attempts"], shown["given_up"]) == (
+            1,
+            0,
+            1,
+            0,
+        )
+        failure = shown["last_failure"]
+        assert (failure["status_code"], failure["error_class"], failure["error_code"]) == (
+            503,
+            "server",
+            "503",
+        )
+        assert (failure["notification_id"], failure["kind"], failure["attempt"]) == (
+            note["id"],
+            "auth_failing",
+            1,
+        )
+        [pending] = shown["pending_notifications"]
+        assert (pending["notification_id"], pending["attempts"], pending["next_attempt_at"]) == (
+            note["id"],
+            2,
+            None,
+        )
+        text = status_text(config, engine)
+        assert "alerts webhook: 1 pending, 0 delivered, 0 given up, 1 failed attempts" in text
+        assert f"attempt 1 for auth_failing of expired-hook ({note['id']}): 503 (server)" in text
+
+        # The receiver hangs up on the second: two failures, the third attempt held in turn.
+        receiver.release(1)
+        wait_for(lambda: receiver.posts == 3)
+        shown = engine.webhook()
+        assert (shown["pending"], shown["delivered"], shown["failed_attempts"]) == (1, 0, 2)
+        failure = shown["last_failure"]
+        assert (failure["status_code"], failure["error_class"], failure["error_code"]) == (
+            None,
+            "network",
+            "ESERVERDISCONNECT",
+        )
+        assert failure["attempt"] == 2
+        assert "ESERVERDISCONNECT (network)" in status_text(config, engine)
+
+        # The third is taken: delivered once, nothing pending.
+        receiver.release(2)
+        wait_for(lambda: engine.webhook()["delivered"] == 1)
+        shown = engine.webhook()
+        assert (shown["pending"], shown["failed_attempts"], shown["given_up"]) == (0, 2, 0)
+        output = engine.stop()
+    # Told exactly once: three POSTs of the same notification, one of them taken, none after.
+    assert receiver.taken == 1
+    assert [body["id"] for body in receiver.bodies] == [note["id"]] * 3
+    assert WEBHOOK_TOKEN not in output and CREDENTIAL not in output
+    assert f"notification {note['id']} delivered at attempt 3" in output
+
+
+def test_an_alerts_webhook_that_never_takes_it_is_given_up_after_its_bound_and_reported(
+    tmp_path: Path, partners: PartnerSet, engines: list[Engine]
+) -> None:
+    receiver = ScriptedReceiver(["503"], released=1)
+    with serving(receiver):
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/alerts?token={WEBHOOK_TOKEN}"
+        alerts = f'webhook_url = "{url}"\nwebhook_max_attempts = 3' + QUICK_WEBHOOK
+        config = write_config(tmp_path, partners, alerts)
+        engine = Engine(config, "expired")
+        engines.append(engine)
+        engine.send()
+        wait_for(lambda: engine.webhook()["given_up"] == 1)
+        shown = engine.webhook()
+        [note] = engine.notifications()
+        assert (shown["pending"], shown["delivered"], shown["failed_attempts"]) == (0, 0, 3)
+        gave_up = shown["last_given_up"]
+        assert (
+            gave_up["notification_id"],
+            gave_up["reason"],
+            gave_up["attempt"],
+            gave_up["status_code"],
+        ) == (
+            note["id"],
+            "max_attempts",
+            3,
+            503,
+        )
+        text = status_text(config, engine)
+        assert "alerts webhook: 0 pending, 0 delivered, 1 given up, 3 failed attempts" in text
+        assert f"last given up (max_attempts) {gave_up['at']}: attempt 3 for auth_failing" in text
+        assert WEBHOOK_TOKEN not in text
+        output = engine.stop()
+    assert receiver.posts == 3 and receiver.taken == 0  # nothing after the bound, the stop included
+    assert f"gave up on notification {note['id']} after 3 attempts (max_attempts)" in output
+    assert WEBHOOK_TOKEN not in output
+    # The notification itself is kept: the store is the record.
+    assert [n.kind for n in open_notifications(tmp_path / "data")] == ["auth_failing"]

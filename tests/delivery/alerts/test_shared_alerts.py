@@ -38,10 +38,11 @@ from deliverydash.partner_simulator.profiles import ExpiredCredentials
 from deliverydash.partner_simulator.servers import PartnerSet, partners_in_thread
 from ingest.ids import new_id
 from ingest.notifications import NotificationsError, Postgres, read_notifications
-from tests.delivery.engine_process import free_port, start_engine, wait_for
+from tests.delivery.alerts.test_notifications import Receiver
+from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
 
 PASSWORD = "pw_SECRET_fleet_alerts"
-ADMIN = "admin-token-for-the-fleet"
+ADMIN = "admin-token-for-the-fleet-0123456789-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 FAILED = {
     "destination_id": "hook",
@@ -379,7 +380,7 @@ class Engine:
         return output
 
 
-def write_config(tmp_path: Path, name: str, dsn: str, partner: PartnerSet) -> Path:
+def write_config(tmp_path: Path, name: str, dsn: str, partner: PartnerSet, webhook_url: str = "") -> Path:
     config = tmp_path / f"{name}.toml"
     config.write_text(
         f"""
@@ -399,6 +400,7 @@ dsn = "{dsn}"
 [alerts]
 disable_after_failures = 3
 probe_interval_s = 3600
+webhook_url = "{webhook_url}"
 
 [[sources]]
 id = "web"
@@ -420,7 +422,21 @@ headers = {{ Authorization = "Bearer {CREDENTIAL}" }}
 def test_two_engine_processes_share_notifications_and_re_enables(
     dsn: str, tmp_path: Path, partner: PartnerSet
 ) -> None:
-    engines = [Engine(write_config(tmp_path, name, dsn, partner)) for name in ("one", "two")]
+    receiver = Receiver()
+    with serving(receiver):
+        alerts_url = f"http://127.0.0.1:{receiver.server_address[1]}/alerts"
+        engines = [Engine(write_config(tmp_path, name, dsn, partner, alerts_url)) for name in ("one", "two")]
+        outputs = _share_notifications_and_re_enables(engines, dsn, partner)
+    assert all(PASSWORD not in output for output in outputs)
+    # Each notification reached the alerts webhook once, from the engine that raised it, not from
+    # every engine of the fleet (both engines have stopped: nothing more can come).
+    stored = read_notifications(Postgres(dsn), state="all")
+    assert sorted(body["id"] for body in receiver.bodies) == sorted(n.id for n in stored)
+    assert sorted(receiver.kinds()) == ["auth_failing", "disabled", "enabled"]
+
+
+def _share_notifications_and_re_enables(engines: list[Engine], dsn: str, partner: PartnerSet) -> list[str]:
+    """The fleet's part of the test above: the engines' outputs once they stopped."""
     try:
         owner, other = settled_owner(dsn, engines, "expired-hook")
         # Events come in through the engine that does not own the destination; its owner sends them.
@@ -438,7 +454,7 @@ def test_two_engine_processes_share_notifications_and_re_enables(
         assert owner.kinds()[0] == "enabled"  # delivered by hand-enabling, not by a probe
     finally:
         outputs = [engine.stop() for engine in engines if engine.process.poll() is None]
-    assert all(PASSWORD not in output for output in outputs)
+    return outputs
 
 
 def send_until(engine: Engine, done: Callable[[], bool], timeout_s: float = 30.0) -> None:

@@ -56,7 +56,7 @@ from delivery.queue.sqlite import SqliteQueue
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # the server's clock
 WRITE_KEY = "wk_fuzz_web"
-ADMIN_TOKEN = "adm-fuzz-token"
+ADMIN_TOKEN = "adm-fuzz-token-0123456789-0123456789"
 #: The destination auth failures disabled before the run; schemathesis learns its id from the
 #: notifications it reads, and re-enables it.
 AUTH_DISABLED = "hook-a"

@@ -19,6 +19,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "tracking-api.md"
 TRACKING = [
     f"/v1/{call}" for call in ("identify", "track", "page", "screen", "group", "alias", "batch", "import")
 ]
+ADMIN_TOKEN = "adm-openapi-token-0123456789-0123456789"
 ADMIN = ["/admin/status", "/admin/notifications", "/admin/destinations/{destination_id}/enable"]
 
 
@@ -30,7 +31,8 @@ def anyio_backend() -> str:
 @pytest.fixture
 def app() -> FastAPI:
     # The document does not depend on the queue: nothing here reaches it.
-    return create_app(parse_config({}), queue=None)  # type: ignore[arg-type]
+    config = parse_config({"engine": {"admin_token": ADMIN_TOKEN}})
+    return create_app(config, queue=None)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -122,7 +124,7 @@ def test_the_document_and_the_docs_give_each_error_code_the_same_status(app: Fas
 async def test_an_unknown_destination_is_a_documented_404(
     app: FastAPI, client: httpx.AsyncClient, destination: str, code: str
 ) -> None:
-    headers = {"Authorization": "Bearer change-me"}  # the default token
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     response = await client.post(f"/admin/destinations/{destination}/enable", headers=headers)
     assert (response.status_code, response.json()["code"]) == (404, code)
     documented = operation(app.openapi(), "/admin/destinations/{destination_id}/enable")["responses"]["404"]

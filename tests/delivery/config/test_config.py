@@ -57,10 +57,18 @@ headers = { Authorization = "Bearer s3cret" }   # never written to the attempt l
 max_batch_events = 1                            # > 1 where the destination takes batches
 """
 
+#: The problem of an admin token shorter than 32 characters (it never quotes the token).
+TOKEN_ADVICE = (
+    "; generate one with python3 -c 'import secrets; print(secrets.token_urlsafe(32))', "
+    "or leave admin_token out and the engine generates one in data_dir/admin_token"
+)
+SHORT_TOKEN = "must be at least 32 characters" + TOKEN_ADVICE
+ASCII_TOKEN = "must be printable ASCII without spaces (it travels in an Authorization header)" + TOKEN_ADVICE
+
 #: A valid base that the cases below break one key at a time.
 BASE = """\
 [engine]
-admin_token = "tok-0123456789"
+admin_token = "tok-0123456789-0123456789-0123456789"
 
 [[sources]]
 id = "web"
@@ -132,7 +140,7 @@ def test_the_base_document_is_valid() -> None:
         url="https://hooks.example.com/in",
         headers={"Authorization": Secret("Bearer xyz")},
     )
-    assert config.engine == EngineConfig(admin_token=Secret("tok-0123456789"))
+    assert config.engine == EngineConfig(admin_token=Secret("tok-0123456789-0123456789-0123456789"))
     assert config.warnings == ()
 
 
@@ -140,10 +148,8 @@ def test_an_empty_document_is_all_defaults() -> None:
     config = parse_config({})
     assert config == Config()
     assert config.engine == EngineConfig()
-    assert config.warnings == (
-        "engine.admin_token: still the documented default; set a token of your own",
-        "sources: none configured; every write key will be refused",
-    )
+    assert config.engine.admin_token is None  # no default: the engine generates one (test_admin_token.py)
+    assert config.warnings == ("sources: none configured; every write key will be refused",)
 
 
 def test_every_engine_key_is_read(tmp_path: Path) -> None:
@@ -161,7 +167,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "export_interval_s": 1,
         "allow_private_targets": True,
         "ca_bundle": "ca.pem",
-        "admin_token": "t",
+        "admin_token": "t" * 32,
         "concurrency": 4,
         "per_destination_concurrency": 2,
         "claim_batch_size": 10,
@@ -189,7 +195,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         export_interval_s=1.0,
         allow_private_targets=True,
         ca_bundle=tmp_path / "ca.pem",
-        admin_token=Secret("t"),
+        admin_token=Secret("t" * 32),
         concurrency=4,
         per_destination_concurrency=2,
         claim_batch_size=10,
@@ -240,18 +246,22 @@ def test_the_example_file_loads_with_the_documented_defaults() -> None:
         5,
         False,
     )
-    assert config.warnings == ("engine.admin_token: still the documented default; set a token of your own",)
+    assert config.warnings == ()
 
 
-def test_the_issue_sample_is_refused_for_its_loopback_url_and_only_that(tmp_path: Path) -> None:
+def test_the_issue_sample_is_refused_for_its_public_admin_token_and_loopback_url_and_only_those(
+    tmp_path: Path,
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, ISSUE_SAMPLE))
     assert caught.value.problems == (
+        f"engine.admin_token: {SHORT_TOKEN}",
         "destinations[0].url: host '127.0.0.1' is a loopback, private or link-local address; "
         "set engine.allow_private_targets = true, or list its network in engine.allowed_private_cidrs, "
         "to deliver to it",
     )
     allowed = ISSUE_SAMPLE.replace("allow_private_targets = false", "allow_private_targets = true")
+    allowed = allowed.replace('admin_token = "change-me"\n', "")
     config = load_config(write(tmp_path, allowed))
     assert config.destinations[0].request_headers() == {"Authorization": "Bearer s3cret"}
     assert config.engine.retry_window_s == 14400 and config.engine.max_attempts == 10
@@ -536,7 +546,17 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         ("sources[0].id: must not be empty", "destinations[0].source: unknown source 'web' (known: 'ios')"),
     ),
     ("empty data dir", {"engine": {"data_dir": ""}}, "engine.data_dir: must not be empty"),
-    ("empty admin token", {"engine": {"admin_token": ""}}, "engine.admin_token: must not be empty"),
+    ("short admin token", {"engine": {"admin_token": "x" * 31}}, f"engine.admin_token: {SHORT_TOKEN}"),
+    (
+        "admin token with a space",
+        {"engine": {"admin_token": "x" * 16 + " " + "x" * 16}},
+        f"engine.admin_token: {ASCII_TOKEN}",
+    ),
+    (
+        "admin token with a non-ASCII letter",
+        {"engine": {"admin_token": "é" * 32}},
+        f"engine.admin_token: {ASCII_TOKEN}",
+    ),
     (
         "id with a space",
         {"destination1": {"id": "my hook"}},
@@ -759,9 +779,9 @@ def test_the_shape_of_the_document(mapping: dict[str, Any], problem: str) -> Non
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    text = BASE.replace('admin_token = "tok-0123456789"', "max_atempts = 3\nrequest_timeout_s = 0").replace(
-        'url = "https://batch.example.com/in"', 'url = "ftp://x"'
-    )
+    text = BASE.replace(
+        'admin_token = "tok-0123456789-0123456789-0123456789"', "max_atempts = 3\nrequest_timeout_s = 0"
+    ).replace('url = "https://batch.example.com/in"', 'url = "ftp://x"')
     text = text.replace('source = "ios"', 'source = "iso"')
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
@@ -812,7 +832,13 @@ def test_data_dir_must_not_be_a_file(tmp_path: Path) -> None:
 
 # -- secrets -------------------------------------------------------------------------------------
 
-SECRETS = ("wk_SECRET_web", "wk_SECRET_ios", "Bearer SECRET_header", "tok_SECRET_admin", "SECRET_path_token")
+SECRETS = (
+    "wk_SECRET_web",
+    "wk_SECRET_ios",
+    "Bearer SECRET_header",
+    "tok_SECRET_admin_0123456789_0123456789",
+    "SECRET_path_token",
+)
 
 
 def secret_document() -> dict[str, Any]:
@@ -905,10 +931,11 @@ def test_the_docs_list_every_engine_key_with_its_default() -> None:
         "allowed_private_cidrs": [],
         "egress_proxy": "",
         "ca_bundle": "",
-        "admin_token": "change-me",
+        "admin_token": "",
     }
     for f in dataclasses.fields(EngineConfig):
         assert toml_value(table[f.name]) == as_toml.get(f.name, f.default), f.name
+    assert EngineConfig().admin_token is None  # documented as "": none, so the engine generates one
 
 
 @pytest.mark.parametrize(("heading", "record"), [("[[sources]]", Source), ("[[destinations]]", Destination)])
@@ -1022,6 +1049,16 @@ def test_a_connection_string_with_the_embedded_queue_is_a_warning() -> None:
     assert config.warnings == (
         'queue.dsn: unused while backend is "sqlite"; set backend = "postgres" to use it',
     )
+
+
+def test_a_shared_queue_without_an_admin_token_is_a_warning() -> None:
+    # Engines on other machines have other data directories, so other generated tokens.
+    mapping = {**document(engine={"admin_token": None}), "queue": {"backend": "postgres", "dsn": DSN}}
+    assert parse_config(mapping, environ={}).warnings == (
+        "engine.admin_token: not set, so each machine's engines generate their own in "
+        "data_dir/admin_token; set one token for a fleet that spans machines (docs/fleet.md)",
+    )
+    assert parse_config(document(engine={"admin_token": None}), environ={}).warnings == ()
 
 
 def test_the_queues_connection_string_never_shows() -> None:
