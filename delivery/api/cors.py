@@ -92,9 +92,12 @@ class CorsHeaders:
             await self.app(scope, receive, send)
             return
         origin = _origin(scope)
+        if origin is None:  # not a browser: servers' libraries, the bulk of the traffic
+            await self.app(scope, receive, send)
+            return
         # The config is read per request: the app holds it (`AppContext`), not this middleware.
         config: Config = scope["app"].state.context.config
-        if origin is None or not config.any_source_allows_origin(origin):
+        if not config.any_source_allows_origin(origin):
             await self.app(scope, receive, send)
             return
 

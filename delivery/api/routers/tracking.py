@@ -6,7 +6,7 @@ same endpoints.
 
 Each request: authenticate a Basic-auth write key before reading the body,
 read the raw body under a size cap (raw, so that no Content-Type is
-required: analytics.js sends `text/plain` to spare a preflight, with the key
+required: analytics.js sends `text/plain`, which alone needs no preflight, with the key
 inside the body), undo gzip, parse and validate (`delivery.api.segment`),
 check that a browser's page is one the source allows (`delivery.api.cors`),
 then commit the events and one job per destination of their source, and only
