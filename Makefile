@@ -29,6 +29,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@.ci/ensure-chromium
+	@.ci/ensure-node
 	@.ci/ensure-postgres
 	@.ci/ensure-java
 	$(BIN)/pytest

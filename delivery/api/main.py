@@ -19,11 +19,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 from starlette.types import Lifespan
 
 from delivery.api import openapi
+from delivery.api.cors import CorsHeaders
 from delivery.api.dependencies import AppContext, get_context
-from delivery.api.routers import admin, health, tracking
+from delivery.api.routers import admin, health, preflight, source_settings, tracking
 from delivery.api.routers import metrics as metrics_router
 from delivery.api.segment import TrackingError
 from delivery.api.stats import TrackingStats
@@ -32,6 +34,16 @@ from delivery.metrics import Metrics
 from delivery.queue import Queue
 
 log = logging.getLogger(__name__)
+
+#: The routers of the app, in the order their routes are matched.
+_ROUTERS = (
+    health.router,
+    tracking.router,
+    source_settings.router,
+    metrics_router.router,
+    admin.router,
+    preflight.router,
+)
 
 
 def create_app(
@@ -61,10 +73,9 @@ def create_app(
     )
     openapi.install(app)
     app.state.context = AppContext(config, queue, TrackingStats(), clock or _utc_now, metrics or Metrics())
-    app.include_router(health.router)
-    app.include_router(tracking.router)
-    app.include_router(metrics_router.router)
-    app.include_router(admin.router)
+    for router in _ROUTERS:
+        app.include_router(router)
+    app.add_middleware(CorsHeaders)
     app.exception_handler(TrackingError)(_tracking_error)
     app.exception_handler(HTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_validation_error)
@@ -85,7 +96,9 @@ def _utc_now() -> datetime:
 
 async def _tracking_error(request: Request, exc: TrackingError) -> JSONResponse:
     get_context(request).stats.requests_rejected[exc.code] += 1
-    log.info("%s %s: %d %s: %s", request.method, request.url.path, exc.status, exc.code, exc.message)
+    # The route's template, not the path: a path may hold a write key (/v1/projects/{writeKey}/...).
+    path = getattr(request.scope.get("route"), "path", request.url.path)
+    log.info("%s %s: %d %s: %s", request.method, path, exc.status, exc.code, exc.message)
     return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
@@ -97,9 +110,23 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         message = f"no such endpoint: {request.url.path}"
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
+        # Starlette names the methods of the first route on the path; a path has one route per method.
+        return error_response(405, code, message, {"Allow": _allowed_methods(request)})
     else:
         message = exc.detail if isinstance(exc.detail, str) else status.phrase
     return error_response(exc.status_code, code, message, exc.headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods of every route on the request's path, for a 405's `Allow` header."""
+    # The app's own routes (/openapi.json, any added to it) and those of its routers, which
+    # FastAPI keeps in the routers rather than copying them into the app's.
+    routes = [*request.app.router.routes, *(route for router in _ROUTERS for route in router.routes)]
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route.methods)
+    return ", ".join(sorted(methods))
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

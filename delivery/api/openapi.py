@@ -44,9 +44,20 @@ source.
 an empty password, or as `writeKey` in the JSON body (top level for a
 batch), or both when they are the same key.
 
+**Paths.** Each call has a short path as well, the one analytics.js and the
+mobile libraries post to: `/v1/i`, `/v1/t`, `/v1/p`, `/v1/s`, `/v1/g`, `/v1/a`,
+and `/v1/b` for a batch. `GET /v1/projects/{writeKey}/settings` is the source's
+settings document, which the libraries fetch from Segment's CDN before sending:
+it points them at this engine.
+
+**Browsers.** Pages a source allows (its `allowed_origins`) may call the API
+from a browser: `OPTIONS` answers their CORS preflights, and every answer under
+`/v1/` carries `Access-Control-Allow-Origin` for them. A request from any other
+page is refused with `403 origin_not_allowed`.
+
 **Bodies.** A JSON object of at most 500 KiB (512,000 bytes), also once
-gzip is undone (`Content-Encoding: gzip`); any `Content-Type`, or none. One
-message is at most 32 KiB of JSON.
+gzip is undone (`Content-Encoding: gzip`); any `Content-Type`, or none
+(analytics.js sends `text/plain`). One message is at most 32 KiB of JSON.
 
 **Answers.** Success is exactly `200 {"success": true}`: the events are
 stored durably. Every error is JSON `{"code": ..., "message": ...}`; bad
@@ -264,6 +275,11 @@ _BATCH_EXAMPLE = {
 }
 
 
+def short_path(call: CallType | None) -> str:
+    """The short path of a call (`/t`), or of a batch for None (`/b`), under the router's `/v1`."""
+    return f"/{call.value[0]}" if call is not None else "/b"
+
+
 def call_body(call: CallType) -> dict[str, Any]:
     """`openapi_extra` of a single-call endpoint: its request body and the write key."""
     description = f"One {call.value} call; the endpoint decides the `type`."
@@ -330,6 +346,7 @@ TRACKING_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_AUTHORIZATION: 401,
     ErrorCode.WRITE_KEY_MISMATCH: 401,
     ErrorCode.INVALID_WRITE_KEY: 401,
+    ErrorCode.ORIGIN_NOT_ALLOWED: 403,
     ErrorCode.UNAVAILABLE: 503,
 } | {
     code: 400
@@ -353,6 +370,7 @@ TRACKING_STATUS: dict[ErrorCode, int] = {
 _TRACKING_ERRORS = {
     400: "The request or its message is invalid; `message` names the field or header.",
     401: "No write key, an unknown one, or two different ones.",
+    403: "Sent by a browser from a page (`Origin`) the write key's source does not take events from.",
     413: "The body is over 500 KiB (on the wire or unzipped), the message over 32 KiB, or the batch "
     f"over {MAX_BATCH_EVENTS:,} events.",
     415: "A `Content-Encoding` other than gzip or identity.",
@@ -374,18 +392,83 @@ _SUCCESS = {
 }
 
 
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+#: The CORS headers of an answer to a page some source allows (`delivery.api.cors`).
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": _header(
+        "The page's origin, when some source takes events from it (not sent otherwise)."
+    ),
+    "Access-Control-Expose-Headers": _header("`Retry-After`: the page may read it."),
+    "Vary": _header("`Origin`, among others: the answer depends on the page."),
+}
+
+
 def _tracking_responses() -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {
-        200: json_answer("Stored durably: the events and their jobs are committed.", _SUCCESS)
+        200: {
+            **json_answer("Stored durably: the events and their jobs are committed.", _SUCCESS),
+            "headers": CORS_HEADERS,
+        }
     }
     for status, description in _TRACKING_ERRORS.items():
         codes = [code.value for code, code_status in TRACKING_STATUS.items() if code_status == status]
-        responses[status] = error(description, codes, _RETRY_AFTER if status == 503 else None)
+        headers = {**CORS_HEADERS, **(_RETRY_AFTER if status == 503 else {})}
+        responses[status] = error(description, codes, headers)
     return responses
 
 
 #: `responses` of every tracking endpoint.
 TRACKING_RESPONSES = _tracking_responses()
+
+# -- CORS preflights -----------------------------------------------------------------------------
+
+
+#: `openapi_extra` of the OPTIONS of a tracking endpoint: the headers of a CORS preflight.
+PREFLIGHT: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Origin",
+            "in": "header",
+            "required": False,
+            "description": "The page asking. Without it (or without Access-Control-Request-Method) the "
+            "request is a plain OPTIONS and the answer lists the methods.",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "Access-Control-Request-Method",
+            "in": "header",
+            "required": False,
+            "description": "The method the page means to use (`POST`).",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "Access-Control-Request-Headers",
+            "in": "header",
+            "required": False,
+            "description": "The headers the page means to send (analytics.js: `authorization,content-type`); "
+            "all are granted, the engine reads those it knows.",
+            "schema": {"type": "string"},
+        },
+    ]
+}
+
+#: `responses` of the OPTIONS of a tracking endpoint.
+PREFLIGHT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {
+        "description": "Granted (some source takes events from the page), or the methods of a plain OPTIONS.",
+        "headers": {
+            "Allow": {"required": True, "schema": {"type": "string", "const": "OPTIONS, POST"}},
+            "Access-Control-Allow-Methods": _header("`POST`, to a preflight granted."),
+            "Access-Control-Allow-Headers": _header("The headers asked for, to a preflight granted."),
+            "Access-Control-Max-Age": _header("Seconds a browser may reuse the grant: 7200."),
+            **CORS_HEADERS,
+        },
+    },
+    403: error("No source takes events from the page.", [ErrorCode.ORIGIN_NOT_ALLOWED.value]),
+}
 
 #: The answer to a request without the admin token.
 ADMIN_UNAUTHORIZED = error(
@@ -393,6 +476,68 @@ ADMIN_UNAUTHORIZED = error(
     ["unauthorized"],
     {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
 )
+
+
+# -- the source settings -------------------------------------------------------------------------
+
+_SOURCE_SETTINGS = {
+    "type": "object",
+    "description": "What Segment's CDN serves its libraries, pointing them at this engine "
+    "(`delivery/api/routers/source_settings.py` says why each key is there).",
+    "required": ["integrations", "metrics"],
+    "properties": {
+        "integrations": {
+            "type": "object",
+            "required": ["Segment.io"],
+            "properties": {
+                "Segment.io": {
+                    "type": "object",
+                    "required": ["apiKey", "apiHost", "protocol"],
+                    "properties": {
+                        "apiKey": {"type": "string", "description": "The write key."},
+                        "apiHost": {
+                            "type": "string",
+                            "description": "Where events go, without a scheme: the host the request came "
+                            "to, then `/v1`.",
+                            "examples": ["events.example.com/v1"],
+                        },
+                        "protocol": {"type": "string", "enum": ["http", "https"]},
+                    },
+                    "additionalProperties": True,
+                }
+            },
+            "additionalProperties": False,
+        },
+        "metrics": {
+            "type": "object",
+            "properties": {"sampleRate": {"const": 0}},
+            "description": "No telemetry: the libraries would post it to Segment.",
+        },
+    },
+    "additionalProperties": True,
+}
+
+#: `responses` of `GET /v1/projects/{writeKey}/settings`.
+SETTINGS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        **json_answer("The source's settings.", {"$ref": _SCHEMAS + "SourceSettings"}),
+        "headers": {
+            **CORS_HEADERS,
+            "Cache-Control": _header("`max-age=300`: a browser may keep it five minutes."),
+        },
+    },
+    400: error(
+        "The `Host` header is not `host[:port]`: the document could not name the engine.",
+        [ErrorCode.INVALID_HEADER.value],
+        CORS_HEADERS,
+    ),
+    401: error("No source has this write key.", [ErrorCode.INVALID_WRITE_KEY.value], CORS_HEADERS),
+    403: error(
+        "Asked by a browser from a page (`Origin`) the source does not take events from.",
+        [ErrorCode.ORIGIN_NOT_ALLOWED.value],
+        CORS_HEADERS,
+    ),
+}
 
 
 def unavailable(what: str) -> dict[str, Any]:
@@ -624,6 +769,7 @@ def document(app: FastAPI) -> dict[str, Any]:
         "oneOf": [_batch_item(call) for call in CallType],
     }
     schemas["Batch"] = _BATCH
+    schemas["SourceSettings"] = _SOURCE_SETTINGS
     schemas.update(_ADMIN_SCHEMAS)
     components["securitySchemes"] = _SECURITY_SCHEMES
     return doc

@@ -11,6 +11,7 @@ here and raised as a `TrackingError` with an HTTP status and a stable `code`::
     ├── JSON object, else .......................... 400 invalid_json / invalid_body
     ├── write key (Basic username and/or writeKey) . 401 missing_write_key / invalid_authorization
     │                                                    / write_key_mismatch (/ invalid_write_key: router)
+    │   (router: a browser's page its source allows, 403 origin_not_allowed: `delivery.api.cors`)
     ├── batch: an array of <= 2,500 events, else ... 400 invalid_body / 413 too_many_events
     ├── batch context/integrations: objects <= 32 KiB 400 invalid_body / 413 message_too_large
     └── each message (in a batch: rejected alone, the rest accepted)
@@ -97,6 +98,7 @@ class ErrorCode(StrEnum):
     INVALID_AUTHORIZATION = "invalid_authorization"
     WRITE_KEY_MISMATCH = "write_key_mismatch"
     INVALID_WRITE_KEY = "invalid_write_key"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     UNAVAILABLE = "unavailable"
     # One message (the whole request for the single-call endpoints).
     INVALID_EVENT = "invalid_event"

@@ -2,7 +2,8 @@
 
 `load_config` reads the file and `parse_config` turns its tables into frozen
 dataclasses (`delivery.config.parse`); the records and their lookups are in
-`delivery.config.model`; `delivery.config.toml_table` is the generic reader
+`delivery.config.model`; `delivery.config.origins` checks and matches the
+web pages a source takes events from; `delivery.config.toml_table` is the generic reader
 that reports every problem of a file at once, each naming its key. A config
 with any problem raises one `ConfigError` listing them all, so it never
 starts the engine. The keys, their defaults and the rules are documented in

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
 from delivery.catalog import Integration, catalog
+from delivery.config import origins
 from delivery.transport.targets import Network, TargetPolicy
 
 _MASK = "**********"
@@ -196,6 +197,12 @@ class Source:
     """The customer that owns the source (column `workspace_id`)."""
     write_key: Secret
     """The key clients send (Basic-auth username or `writeKey`)."""
+    allowed_origins: tuple[str, ...] = (origins.ANY,)
+    """Web pages whose browsers may send its events (`delivery.config.origins` patterns); () for none."""
+
+    def allows_origin(self, origin: str) -> bool:
+        """Whether a browser on the page `origin` (its `Origin` header) may send this source's events."""
+        return origins.allows(self.allowed_origins, origin)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -306,6 +313,7 @@ class Config:
     _by_write_key: dict[str, Source] = field(init=False, repr=False, compare=False)
     _by_source: dict[str, tuple[Destination, ...]] = field(init=False, repr=False, compare=False)
     _by_id: dict[str, Destination] = field(init=False, repr=False, compare=False)
+    _origins: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_write_key = {source.write_key.reveal(): source for source in self.sources}
@@ -329,10 +337,20 @@ class Config:
         object.__setattr__(self, "_by_write_key", by_write_key)
         object.__setattr__(self, "_by_source", {key: tuple(value) for key, value in by_source.items()})
         object.__setattr__(self, "_by_id", by_id)
+        patterns = {pattern for source in self.sources for pattern in source.allowed_origins}
+        object.__setattr__(self, "_origins", (origins.ANY,) if origins.ANY in patterns else tuple(patterns))
 
     def source_for_write_key(self, write_key: str) -> Source | None:
         """The source a write key belongs to, or None for an unknown key."""
         return self._by_write_key.get(write_key)
+
+    def any_source_allows_origin(self, origin: str) -> bool:
+        """Whether some source takes events from browsers on the page `origin`.
+
+        A CORS preflight is judged by this: it carries no write key, so which
+        source the request is for is not known until the request itself.
+        """
+        return origins.allows(self._origins, origin)
 
     def destinations_for(self, source_id: str) -> tuple[Destination, ...]:
         """Every destination of a source, disabled ones included (their jobs are recorded as skipped)."""

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from delivery import signing
 from delivery.catalog import AuthScheme, Integration, Signing, catalog
+from delivery.config import origins
 from delivery.config.admin_token import TOKEN_FILE, token_problem
 from delivery.config.model import (
     QUEUE_DSN_ENV,
@@ -394,8 +395,33 @@ def _source(table: Table) -> tuple[str, Source]:
         id=table.text("id", pattern=_ID, rule=_ID_RULE),
         workspace=table.text("workspace", pattern=_ID, rule=_ID_RULE),
         write_key=Secret(write_key),
+        allowed_origins=_allowed_origins(table),
     )
     return table.where, source
+
+
+def _allowed_origins(table: Table) -> tuple[str, ...]:
+    """`allowed_origins`: patterns of `delivery.config.origins`, in the form browsers send, each once."""
+    key = "allowed_origins"
+    raw = table.get(key, [origins.ANY])
+    if not isinstance(raw, list):
+        table.problem(key, f'must be an array such as ["https://shop.example.com"], got {kind(raw)}')
+        return ()
+    patterns: list[str] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, str):
+            table.problem(f"{key}[{index}]", f"must be a string, got {kind(item)}")
+            continue
+        try:
+            pattern = origins.parse_pattern(item)
+        except ValueError as problem:
+            table.problem(f"{key}[{index}]", str(problem))
+            continue
+        if pattern not in patterns:
+            patterns.append(pattern)
+    if origins.ANY in patterns and len(patterns) > 1:
+        table.problem(key, '"*" allows every page already; list it alone or list the origins without it')
+    return tuple(patterns)
 
 
 def _destination(table: Table, engine: EngineConfig) -> tuple[str, Destination]:

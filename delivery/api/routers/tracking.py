@@ -1,10 +1,16 @@
 """Segment's HTTP Tracking API: `POST /v1/{identify,track,page,screen,group,alias,batch,import}`.
 
+The short paths `/v1/{i,t,p,s,g,a}` (a call's first letter) and `/v1/b` (a
+batch) are what analytics.js and the mobile libraries post to; they are the
+same endpoints.
+
 Each request: authenticate a Basic-auth write key before reading the body,
 read the raw body under a size cap (raw, so that no Content-Type is
-required), undo gzip, parse and validate (`delivery.api.segment`), then commit
-the events and one job per destination of their source, and only then
-answer ``200 {"success": true}``. Refusals are `TrackingError`s, which
+required: analytics.js sends `text/plain`, which alone needs no preflight, with the key
+inside the body), undo gzip, parse and validate (`delivery.api.segment`),
+check that a browser's page is one the source allows (`delivery.api.cors`),
+then commit the events and one job per destination of their source, and only
+then answer ``200 {"success": true}``. Refusals are `TrackingError`s, which
 `delivery.api.main` turns into ``{"code", "message"}`` answers.
 """
 
@@ -12,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 
 from delivery.api import openapi
+from delivery.api.cors import origin_not_allowed
 from delivery.api.dependencies import AppContext, ContextDep
 from delivery.api.segment import (
     MAX_REQUEST_BYTES,
@@ -97,15 +104,47 @@ async def import_(request: Request, context: ContextDep) -> Response:
     return await _accept(request, context, None)
 
 
+def _short_path(call_type: CallType | None) -> Callable[[Request, AppContext], Awaitable[Response]]:
+    async def short_path(request: Request, context: ContextDep) -> Response:
+        return await _accept(request, context, call_type)
+
+    return short_path
+
+
+# The short paths come after the long ones: servers' libraries, the bulk of the traffic,
+# post to the long ones, which the router then matches first.
+for _call in CallType:
+    router.add_api_route(
+        openapi.short_path(_call),
+        _short_path(_call),
+        methods=["POST"],
+        name=f"{_call}_short",
+        summary=f"{_call.value.capitalize()} (short path)",
+        description=f"`/v1/{_call}` as analytics.js and the mobile libraries send it.",
+        openapi_extra=openapi.call_body(_call),
+    )
+router.add_api_route(
+    openapi.short_path(None),
+    _short_path(None),
+    methods=["POST"],
+    name="batch_short",
+    summary="Batch (short path)",
+    description="`/v1/batch` as analytics.js (batching) and the mobile libraries send it.",
+    openapi_extra=openapi.batch_body(),
+)
+
+
 async def _accept(request: Request, context: AppContext, call_type: CallType | None) -> Response:
     received_at = context.clock()
+    origin = request.headers.get("origin")  # None unless a browser sent it
     header_key = basic_auth_write_key(_one_header(request, "authorization"))
     if header_key is not None:
-        _source(context.config, header_key)  # an unknown key is refused before the body is read
+        # An unknown key, or a page its source refuses, is refused before the body is read.
+        authorized_source(context.config, header_key, origin)
     raw = await _read_body(request)
     encoding = ", ".join(request.headers.getlist("content-encoding")) or None
     body = parse_json(decode_body(raw, encoding))
-    source = _source(context.config, request_write_key(header_key, body))
+    source = authorized_source(context.config, request_write_key(header_key, body), origin)
     parsed = parse_batch(body, received_at) if call_type is None else parse_call(body, call_type, received_at)
     if parsed.rejections:
         _count_rejections(context, source, parsed)
@@ -121,11 +160,14 @@ def _one_header(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _source(config: Config, write_key: str) -> Source:
+def authorized_source(config: Config, write_key: str, origin: str | None) -> Source:
+    """The source of `write_key`, when a browser's page (`origin`) is one it takes events from."""
     source = config.source_for_write_key(write_key)
     if source is None:
         # The key is not quoted: a near-miss of a real key is still a secret.
         raise TrackingError(401, ErrorCode.INVALID_WRITE_KEY, "unknown write key")
+    if origin is not None and not source.allows_origin(origin):
+        raise origin_not_allowed(origin, by_source=True)
     return source
 
 

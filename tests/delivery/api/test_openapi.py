@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from delivery.api.main import create_app
-from delivery.api.segment import ErrorCode
+from delivery.api.segment import CallType, ErrorCode
 from delivery.config import parse_config
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "tracking-api.md"
@@ -20,6 +20,9 @@ TRACKING = [
     f"/v1/{call}" for call in ("identify", "track", "page", "screen", "group", "alias", "batch", "import")
 ]
 ADMIN_TOKEN = "adm-openapi-token-0123456789-0123456789"
+#: The short paths analytics.js and the mobile libraries post to.
+SHORT = [f"/v1/{letter}" for letter in "itpsgab"]
+SETTINGS = "/v1/projects/{writeKey}/settings"
 ADMIN = ["/admin/status", "/admin/notifications", "/admin/destinations/{destination_id}/enable"]
 
 
@@ -42,8 +45,12 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def operation(document: dict[str, Any], path: str) -> dict[str, Any]:
-    [only] = document["paths"][path].values()
+def operation(document: dict[str, Any], path: str, method: str | None = None) -> dict[str, Any]:
+    """The operation of `path` with `method`, or its only one."""
+    operations = document["paths"][path]
+    if method is not None:
+        return operations[method]
+    [only] = operations.values()
     return only
 
 
@@ -65,13 +72,17 @@ def test_the_document_is_built_once(app: FastAPI) -> None:
 
 
 def test_every_endpoint_is_in_the_document(app: FastAPI) -> None:
-    assert set(app.openapi()["paths"]) == {"/healthz", "/metrics", *TRACKING, *ADMIN}
+    paths = app.openapi()["paths"]
+    assert set(paths) == {"/healthz", "/metrics", *TRACKING, *SHORT, SETTINGS, *ADMIN}
+    for path in [*TRACKING, *SHORT]:
+        assert set(paths[path]) == {"post", "options"}, path
+    assert set(paths[SETTINGS]) == {"get"}
 
 
-@pytest.mark.parametrize("path", TRACKING)
+@pytest.mark.parametrize("path", TRACKING + SHORT)
 def test_a_tracking_endpoint_takes_a_json_body_and_the_write_key(app: FastAPI, path: str) -> None:
     document = app.openapi()
-    tracking = operation(document, path)
+    tracking = operation(document, path, "post")
     assert tracking["security"] == [{"writeKey": []}]
     assert document["components"]["securitySchemes"]["writeKey"] == {
         "type": "http",
@@ -81,7 +92,46 @@ def test_a_tracking_endpoint_takes_a_json_body_and_the_write_key(app: FastAPI, p
     body = tracking["requestBody"]
     assert body["required"] is True
     assert set(body["content"]) == {"application/json"}
-    assert set(tracking["responses"]) == {"200", "400", "401", "413", "415", "503"}
+    assert set(tracking["responses"]) == {"200", "400", "401", "403", "413", "415", "503"}
+    assert "Access-Control-Allow-Origin" in tracking["responses"]["200"]["headers"]
+
+
+@pytest.mark.parametrize(
+    ("short", "long"), [(f"/v1/{call[0]}", f"/v1/{call}") for call in CallType] + [("/v1/b", "/v1/batch")]
+)
+def test_a_short_path_is_documented_as_its_call(app: FastAPI, short: str, long: str) -> None:
+    document = app.openapi()
+    short_post, long_post = operation(document, short, "post"), operation(document, long, "post")
+    assert short_post["requestBody"] == long_post["requestBody"]
+    assert short_post["responses"] == long_post["responses"]
+    assert short_post["operationId"] == long_post["operationId"] + "_short"
+    assert f"`{long}`" in short_post["description"]
+
+
+@pytest.mark.parametrize("path", TRACKING + SHORT)
+def test_a_tracking_endpoint_answers_preflights(app: FastAPI, path: str) -> None:
+    preflight = operation(app.openapi(), path, "options")
+    assert "security" not in preflight  # browsers send no credentials with a preflight
+    assert set(preflight["responses"]) == {"204", "403"}
+    assert {parameter["name"] for parameter in preflight["parameters"]} == {
+        "Origin",
+        "Access-Control-Request-Method",
+        "Access-Control-Request-Headers",
+    }
+    codes = preflight["responses"]["403"]["content"]["application/json"]["schema"]["properties"]["code"]
+    assert codes["enum"] == ["origin_not_allowed"]
+
+
+def test_the_source_settings_are_documented(app: FastAPI) -> None:
+    document = app.openapi()
+    settings = operation(document, SETTINGS, "get")
+    assert "security" not in settings  # the write key is the path
+    [key] = settings["parameters"]
+    assert (key["name"], key["in"], key["required"]) == ("writeKey", "path", True)
+    assert set(settings["responses"]) == {"200", "400", "401", "403"}
+    schema = settings["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/SourceSettings"}
+    assert document["components"]["schemas"]["SourceSettings"]["required"] == ["integrations", "metrics"]
 
 
 @pytest.mark.parametrize("path", ADMIN)
@@ -108,7 +158,7 @@ def test_the_document_and_the_docs_give_each_error_code_the_same_status(app: Fas
     documented = {
         code: int(status) for status, code in re.findall(r"^\| (\d{3}) \| `(\w+)` \|", match[1], re.M)
     }
-    responses = operation(app.openapi(), "/v1/track")["responses"]
+    responses = operation(app.openapi(), "/v1/track", "post")["responses"]
     in_document = {
         code: int(status)
         for status, answer in responses.items()

@@ -447,10 +447,21 @@ def test_bad_input_gets_a_json_error_and_loses_nothing(
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
-def test_wrong_method(http: httpx.Client, method: str) -> None:
-    response = http.request(method, "/v1/track")
+@pytest.mark.parametrize("path", ["/v1/track", "/v1/t"])
+def test_wrong_method(http: httpx.Client, method: str, path: str) -> None:
+    response = http.request(method, path)
     assert_error(response, 405, "method_not_allowed")
-    assert response.headers["allow"] == "POST"
+    assert response.headers["allow"] == "OPTIONS, POST"  # OPTIONS: browsers' CORS preflights
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("POST", "/healthz", "GET"), ("POST", "/openapi.json", "GET, HEAD"), ("DELETE", "/admin/status", "GET")],
+)
+def test_a_405_names_the_methods_of_the_path(http: httpx.Client, method: str, path: str, allow: str) -> None:
+    response = http.request(method, path)
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
 
 
 def test_repeated_authorization_headers(engine: Engine, http: httpx.Client) -> None:

@@ -394,7 +394,7 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
     (
         "no close match",
         {"source1": {"colour": "red"}},
-        "sources[1].colour: unknown key (known: 'id', 'workspace', 'write_key')",
+        "sources[1].colour: unknown key (known: 'id', 'workspace', 'write_key', 'allowed_origins')",
     ),
     # Types.
     (
@@ -752,6 +752,66 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         {"destination0": {"headers": {"X-Key": "a", "x-key": "b"}}},
         "destinations[0].headers.x-key: same header as destinations[0].headers.X-Key",
     ),
+    # Allowed origins.
+    (
+        "allowed origins not an array",
+        {"source0": {"allowed_origins": "https://shop.example.com"}},
+        'sources[0].allowed_origins: must be an array such as ["https://shop.example.com"], got a string',
+    ),
+    (
+        "allowed origin not a string",
+        {"source0": {"allowed_origins": [443]}},
+        "sources[0].allowed_origins[0]: must be a string, got an integer",
+    ),
+    (
+        "allowed origin with a path",
+        {"source0": {"allowed_origins": ["https://shop.example.com/cart"]}},
+        "sources[0].allowed_origins[0]: 'https://shop.example.com/cart': an origin has no path, query or "
+        "fragment; write 'https://shop.example.com'",
+    ),
+    (
+        "allowed origin with a trailing slash",
+        {"source1": {"allowed_origins": ["https://a.example.com", "https://shop.example.com:443/"]}},
+        "sources[1].allowed_origins[1]: 'https://shop.example.com:443/': an origin has no path, query or "
+        "fragment; write 'https://shop.example.com'",
+    ),
+    (
+        "allowed origin without a scheme",
+        {"source0": {"allowed_origins": ["shop.example.com"]}},
+        "sources[0].allowed_origins[0]: 'shop.example.com' is not an origin: write '*' or an origin "
+        "such as 'https://shop.example.com'",
+    ),
+    (
+        "allowed origin with credentials",
+        {"source0": {"allowed_origins": ["https://me:pw@shop.example.com"]}},
+        "sources[0].allowed_origins[0]: 'https://me:pw@shop.example.com': an origin carries no user name "
+        "or password",
+    ),
+    (
+        "allowed origin over a top-level domain",
+        {"source0": {"allowed_origins": ["https://*.com"]}},
+        "sources[0].allowed_origins[0]: 'https://*.com': a wildcard stands for subdomains, first and "
+        "alone, over a domain of two labels or more, as in 'https://*.example.com'",
+    ),
+    (
+        "allowed origin wildcard inside",
+        {"source0": {"allowed_origins": ["https://shop*.example.com"]}},
+        "sources[0].allowed_origins[0]: 'https://shop*.example.com': a wildcard stands for subdomains, "
+        "first and alone, over a domain of two labels or more, as in 'https://*.example.com'",
+    ),
+    (
+        "allowed origin not ASCII",
+        {"source0": {"allowed_origins": ["https://bücher.example"]}},
+        "sources[0].allowed_origins[0]: 'https://bücher.example': write '*' or an origin such as "
+        "'https://shop.example.com', ASCII without spaces (an international domain in its xn-- form, "
+        "as browsers send it)",
+    ),
+    (
+        "any origin beside others",
+        {"source0": {"allowed_origins": ["*", "https://shop.example.com"]}},
+        'sources[0].allowed_origins: "*" allows every page already; list it alone or list the origins '
+        "without it",
+    ),
 ]
 
 
@@ -953,7 +1013,9 @@ def test_the_docs_list_every_source_and_destination_key(heading: str, record: ty
         else:
             factory: Any = f.default_factory
             default = f.default if factory is dataclasses.MISSING else factory()
-            assert toml_value(table[f.name]) == default, f.name
+            # TOML has arrays where the records hold tuples.
+            expected = list(default) if isinstance(default, tuple) else default
+            assert toml_value(table[f.name]) == expected, f.name
 
 
 def test_the_docs_example_is_valid() -> None:
@@ -1071,3 +1133,38 @@ def test_the_docs_and_the_example_file_list_every_queue_key() -> None:
     assert list(doc_table("[queue]")) == [f.name for f in dataclasses.fields(QueueConfig)]
     queue = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["queue"]
     assert queue == {"backend": "sqlite", "dsn": ""}
+
+
+# -- allowed origins -----------------------------------------------------------------------------
+
+
+def test_a_source_takes_events_from_every_page_unless_told() -> None:
+    config = parse_config(tomllib.loads(BASE))
+    assert config.sources[0].allowed_origins == ("*",)
+    assert config.sources[0].allows_origin("https://anything.example")
+    assert config.any_source_allows_origin("null")
+
+
+def test_allowed_origins_are_kept_as_browsers_send_them_and_judged_per_source() -> None:
+    config = parse_config(
+        document(
+            source0={"allowed_origins": ["HTTPS://Shop.Example.com:443", "https://*.example.org"]},
+            source1={"allowed_origins": []},
+        )
+    )
+    web, ios = config.sources
+    assert web.allowed_origins == ("https://shop.example.com", "https://*.example.org")
+    assert ios.allowed_origins == ()
+    assert web.allows_origin("https://shop.example.com") and web.allows_origin("https://eu.example.org")
+    assert not web.allows_origin("https://example.org") and not web.allows_origin("null")
+    assert not ios.allows_origin("https://shop.example.com")
+    # A preflight carries no write key: it is judged by every source's origins at once.
+    assert config.any_source_allows_origin("https://eu.example.org")
+    assert not config.any_source_allows_origin("https://elsewhere.example")
+
+
+def test_an_origin_written_twice_is_kept_once() -> None:
+    config = parse_config(
+        document(source0={"allowed_origins": ["https://shop.example.com", "https://shop.example.com:443"]})
+    )
+    assert config.sources[0].allowed_origins == ("https://shop.example.com",)
