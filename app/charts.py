@@ -49,8 +49,8 @@ def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
     return style.finish(figure, title=title, x="events", y="final outcome")
 
 
-def hourly_classes(hours: pl.DataFrame, title: str) -> go.Figure:
-    """Requests per hour, stacked by error class, success included."""
+def hourly_classes(hours: pl.DataFrame, title: str, per: str = "hour") -> go.Figure:
+    """Requests per hour (or per `per`: a day, over a range of days), stacked by error class."""
     frame = hours.with_columns(style.class_label())
     figure = px.bar(
         frame.to_pandas(),
@@ -58,10 +58,10 @@ def hourly_classes(hours: pl.DataFrame, title: str) -> go.Figure:
         y="requests",
         color="error_class",
         color_discrete_map=style.LABEL_COLORS,
-        labels={"hour": "hour (UTC)", "requests": "requests", "error_class": "error class"},
+        labels={"hour": f"{per} (UTC)", "requests": "requests", "error_class": "error class"},
     )
     return style.finish(
-        figure, title=title, x="hour (UTC)", y="requests per hour", height=440, legend_below=True
+        figure, title=title, x=f"{per} (UTC)", y=f"requests per {per}", height=440, legend_below=True
     )
 
 

@@ -22,6 +22,7 @@ import threading
 from delivery.config import Config
 from delivery.queue import Queue
 from ingest.compaction import CLOSE_AFTER_S, CompactionResult, compact, expire
+from ingest.day_rollups import build_days
 from ingest.logstore import LogStore
 from ingest.manifests import ManifestCache
 
@@ -72,6 +73,9 @@ class Upkeep:
                     result.written,
                     result.deleted,
                 )
+            days = build_days(self.store, close_after_s=self.close_after_s, manifests=self._manifests)
+            if days.built:
+                log.info("attempt log: day rollups of %s built", ", ".join(days.built))
             for day in expire(self.store, self.retention_days):
                 log.info(
                     "attempt log: %s deleted (%d files, retention %d days)",

@@ -19,7 +19,8 @@ done has its outputs deleted as long after it began. An hour that gets a
 file after its compaction (an exporter that took a batch over late) is
 compacted again, to version n + 1.
 
-`expire` deletes whole days older than the retention, with their rollups and manifests.
+`expire` deletes whole days older than the retention, with their rollups (hourly and by day) and
+manifests.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from ingest.manifests import (
     now,
     swept_key,
 )
-from ingest.rollup import ROLLUPS, publish_rollups, rollup_tree
+from ingest.rollup import ROLLUPS, ROLLUPS_DIR, publish_rollups, rollup_tree
 from ingest.schema import ATTEMPT_SCHEMA
 from ingest.writer import SORT_KEYS, WRITE_OPTIONS
 
@@ -244,6 +245,8 @@ def expire(
 def _every_file(store: LogStore) -> Iterable[StoredFile]:
     for tree in _TREES:
         yield from store.list(f"{tree}/date=")
+    # The day rollups (`ingest.day_rollups`), which import this module, under `rollups/by_day/`.
+    yield from store.list(f"{ROLLUPS_DIR}/by_day/")
     yield from store.list(f"{MANIFESTS_DIR}/")
 
 

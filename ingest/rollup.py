@@ -58,8 +58,12 @@ UNREAD_COLUMNS = frozenset({"events"})
 def _publish(
     rollup: str, rows: pa.Table, store: LogStore, date: str, hour: int, name: str, *, exclusive: bool = False
 ) -> None:
-    options = {**_WRITE_OPTIONS, "row_group_size": _ROW_GROUP_SIZE.get(rollup, 122_880)}  # DuckDB's own
-    store.publish(rollup_key(rollup, date, hour, name), rows, exclusive=exclusive, **options)
+    store.publish(rollup_key(rollup, date, hour, name), rows, exclusive=exclusive, **write_options(rollup))
+
+
+def write_options(rollup: str) -> dict[str, object]:
+    """How a file of `rollup` is written (`LogStore.publish` options)."""
+    return {**_WRITE_OPTIONS, "row_group_size": _ROW_GROUP_SIZE.get(rollup, 122_880)}  # DuckDB's own
 
 
 def rollup_key(rollup: str, date: str, hour: int, name: str) -> str:

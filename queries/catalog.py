@@ -27,12 +27,14 @@ hides: `ingest.manifests`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import duckdb
 
+from ingest.compaction import log_hours
+from ingest.day_rollups import HOUR_COLUMNS, counted_by_day, covered_days, day_files, day_key, digest
 from ingest.files import ATTEMPTS_DIR, partition_key
 from ingest.logstore import LogStore
 from ingest.manifests import COMPACT_PREFIX, ManifestCache, counted_outputs, hidden_files
@@ -76,14 +78,23 @@ def file_view_sql(
     file unless it is one of `hidden` (superseded by a done compaction);
     `ingest.manifests` says why. DuckDB skips the files left out whole, by name.
     """
+    rows = _counted_files_sql([parquet_glob], hidden, compacted)
+    return f"CREATE OR REPLACE VIEW {identifier(view)} AS {rows}"
+
+
+def _counted_files_sql(
+    globs: Sequence[str], hidden: Sequence[str], compacted: Sequence[str], replace: str = ""
+) -> str:
+    """The rows of the files of `globs` that count (`file_view_sql`), with `replace` (a REPLACE clause)."""
     options = "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER}, union_by_name = true"
     small = f"NOT contains(filename, '/{COMPACT_PREFIX}')"
     if hidden:
         small += f" AND filename NOT IN ({_list(hidden)})"
     counted = f"({small}) OR filename IN ({_list(compacted)})" if compacted else small
+    files = literal(globs[0]) if len(globs) == 1 else f"[{_list(globs)}]"
     return (
-        f"CREATE OR REPLACE VIEW {identifier(view)} AS SELECT * EXCLUDE (filename) "
-        f"FROM read_parquet({literal(parquet_glob)}, {options}, filename = true) WHERE {counted}"
+        f"SELECT * EXCLUDE (filename) {replace}"
+        f"FROM read_parquet({files}, {options}, filename = true) WHERE {counted}"
     )
 
 
@@ -153,23 +164,93 @@ def view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, ViewSou
     A compaction that begins or ends in between is left out whole: its
     outputs are no `compacted` file, and the files it merged still count.
     """
-    states = manifests.hours()
-    hidden, compacted = hidden_files(states), counted_outputs(states)
+    left_out = _left_out(store, manifests)
     sources = {}
     for view, tree in view_trees().items():
-
-        def paths(names: dict[tuple[str, int], frozenset[str]], tree: str = tree) -> tuple[str, ...]:
-            return tuple(
-                sorted(
-                    store.path(partition_key(tree, date, hour, name))
-                    for (date, hour), group in names.items()
-                    for name in group
-                )
-            )
-
         glob = store.path(f"{tree}/date=*/hour=*/*.parquet")
-        sources[view] = ViewSource(glob, store.has_files(f"{tree}/date="), paths(hidden), paths(compacted))
+        sources[view] = ViewSource(glob, store.has_files(f"{tree}/date="), *left_out(tree))
     return sources
+
+
+def _left_out(
+    store: LogStore, manifests: ManifestCache
+) -> Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]]:
+    """What the manifests say now, as a tree's (hidden, compacted) paths (`ViewSource`)."""
+    states = manifests.hours()
+    hidden, compacted = hidden_files(states), counted_outputs(states)
+
+    def paths(tree: str, names: dict[tuple[str, int], frozenset[str]]) -> tuple[str, ...]:
+        return tuple(
+            sorted(
+                store.path(partition_key(tree, date, hour, name))
+                for (date, hour), group in names.items()
+                for name in group
+            )
+        )
+
+    return lambda tree: (paths(tree, hidden), paths(tree, compacted))
+
+
+@dataclass(frozen=True, slots=True)
+class DaySource:
+    """What one rollup's by-day view reads: the day files that count, and the other days' hourly files."""
+
+    day_files: tuple[str, ...]
+    """Day files (`ingest.day_rollups`) whose digest is that of the attempt files counting now."""
+    hourly: tuple[str, ...]
+    """Globs of the hourly files of each day without such a day file (and with files of this rollup)."""
+    hidden: tuple[str, ...] = ()
+    compacted: tuple[str, ...] = ()
+    """As `ViewSource`'s, for the hourly files."""
+
+
+def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, DaySource]:
+    """The views of the by-day catalog: each rollup view from its day files (no `attempts`).
+
+    A day counts its day files when the digest of its counted attempt files
+    (one listing of the attempt log and its manifests) is theirs; every
+    other day is read from its hourly files, hours truncated to the day
+    (docs/log-store.md, "Ranges of whole days").
+    """
+    left_out = _left_out(store, manifests)
+    by_day = counted_by_day(log_hours(store, manifests))
+    present = day_files(store)
+    covered = covered_days({date: digest(names) for date, names in by_day.items()}, present)
+    sources = {}
+    for view, rollup in ROLLUP_VIEWS.items():
+        tree = rollup_tree(rollup)
+        days = tuple(store.path(day_key(rollup, date, digest(by_day[date]))) for date in sorted(covered))
+        others = tuple(
+            store.path(f"{tree}/date={date}/hour=*/*.parquet")
+            for date in sorted(by_day.keys() - covered)
+            if store.has_files(f"{tree}/date={date}/")
+        )
+        sources[view] = DaySource(days, others, *left_out(tree))
+    return sources
+
+
+def day_view_sql(view: str, source: DaySource) -> str:
+    """The by-day view of a rollup: day rows from its day files and from other days' hourly files.
+
+    Typed like the hourly view (`_empty_select`), with `hour` NULL: a row
+    stands for a whole day.
+    """
+    parts = [_empty_select(view)]
+    if source.day_files:
+        options = "hive_partitioning = true, hive_types = {'date': DATE}, union_by_name = true"
+        parts.append(f"SELECT * FROM read_parquet([{_list(source.day_files)}], {options})")
+    if source.hourly:
+        names = {name for name, _ in view_columns(view)}
+        truncated = [
+            f"timezone('UTC', date_trunc('day', timezone('UTC', {identifier(c)}))) AS {identifier(c)}"
+            for c in HOUR_COLUMNS
+            if c in names
+        ]
+        replace = f"REPLACE ({', '.join(truncated)}, CAST(NULL AS INTEGER) AS hour) "
+        parts.append(_counted_files_sql(source.hourly, source.hidden, source.compacted, replace))
+    return f"CREATE OR REPLACE VIEW {identifier(view)} AS " + " UNION ALL BY NAME ".join(
+        f"({part})" for part in parts
+    )
 
 
 def define_view(

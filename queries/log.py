@@ -27,6 +27,7 @@ and its configuration is locked.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -40,7 +41,17 @@ import polars as pl
 from ingest.logstore import LogStore, open_store
 from ingest.manifests import ManifestCache
 from ingest.rollup import connect_macros, out_of_step
-from queries.catalog import ViewSource, define_macros, define_view, lock_down, readable_dirs, view_sources
+from queries.catalog import (
+    DaySource,
+    ViewSource,
+    day_view_sources,
+    day_view_sql,
+    define_macros,
+    define_view,
+    lock_down,
+    readable_dirs,
+    view_sources,
+)
 from queries.errors import QueryError
 from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
 from queries.loader import load_query, parameter_names
@@ -72,27 +83,37 @@ class AttemptLog:
         """
         self.store = open_store(log)
         self._manifests = ManifestCache(self.store)
-        self._con = duckdb.connect(":memory:")
         self._view_lock = threading.Lock()
         self._sources: dict[str, ViewSource] = {}
         self._padded: dict[str, bool | None] = {}
+        self._day_sources: dict[str, DaySource] = {}
         # DuckDB lets a query read its temp directory: this one is private, and removed at close.
         self._temp_dir = tempfile.mkdtemp(prefix="deliverydash-duckdb-")
         self._remove_temp_dir = weakref.finalize(self, shutil.rmtree, self._temp_dir, ignore_errors=True)
         self._sandbox = sandbox
         self._own_sandbox = sandbox is None
         self._sandbox_lock = threading.Lock()
-        connect_macros(self._con)
-        self.store.register(self._con)
+        # Two catalogs of the same views and macros: the hourly rollups, and the
+        # day rollups that ranges of whole days read (`reads_days`). Each defines its
+        # views on its first query: binding a view over a month of hourly files takes
+        # seconds, which a report over whole days never needs.
+        self._con, self._day_con = (self._open(memory_limit, threads) for _ in range(2))
+        self._with_macros: set[int] = set()
+        # One listing now, so that a store that cannot be read says so here (`LogStoreError`).
+        self._manifests.hours()
+
+    def _open(self, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:")
+        connect_macros(con)
+        self.store.register(con)
         lock_down(
-            self._con,
+            con,
             readable_dirs(self.store),
             temp_directory=self._temp_dir,
             memory_limit=memory_limit,
             threads=threads,
         )
-        self._sync_views()
-        define_macros(self._con)
+        return con
 
     def run(self, name: str, scope: Scope, start: datetime, end: datetime, **params: object) -> pl.DataFrame:
         """Run the named query (`queries/<name>.sql`) for `scope` over [start, end).
@@ -103,7 +124,7 @@ class AttemptLog:
         """
         bound = _bind(name, scope, start, end, params)
         try:
-            return self._fetch(load_query(name), bound)
+            return self._fetch(load_query(name), bound, by_day=reads_days(name, start, end))
         except duckdb.Error as exc:
             raise QueryError(f"query {name!r} failed: {exc}") from exc
 
@@ -124,7 +145,8 @@ class AttemptLog:
         files it read.
         """
         bound = _bind(name, scope, start, end, params)
-        plan = self._fetch(("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + load_query(name), bound)
+        explain = "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
+        plan = self._fetch(explain + load_query(name), bound, by_day=reads_days(name, start, end))
         return "\n".join(plan.get_column("explain_value"))
 
     def sql(self, text: str, *, timeout_s: float | None = None, max_rows: int | None = None) -> pl.DataFrame:
@@ -154,14 +176,15 @@ class AttemptLog:
             )
         return result.frame
 
-    def trusted_sql(self, sql: str) -> pl.DataFrame:
+    def trusted_sql(self, sql: str, *, by_day: bool = False) -> pl.DataFrame:
         """Run SQL written in this program (never a person's) on the views' connection, in full.
 
         For the few figures that are no named query (`app.data.days`); a
-        person's SQL goes to `sql`, whose sandbox this skips.
+        person's SQL goes to `sql`, whose sandbox this skips. With `by_day`,
+        on the day rollups' catalog (a row per day: `reads_days`).
         """
         try:
-            return self._fetch(sql, None)
+            return self._fetch(sql, None, by_day=by_day)
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
 
@@ -185,6 +208,7 @@ class AttemptLog:
     def close(self) -> None:
         """Close the connection, remove its temporary directory, stop its own sandbox; later queries raise."""
         self._con.close()
+        self._day_con.close()
         self._remove_temp_dir()
         with self._sandbox_lock:
             if self._sandbox is not None and self._own_sandbox:
@@ -201,11 +225,25 @@ class AttemptLog:
     ) -> None:
         self.close()
 
-    def _fetch(self, sql: str, params: dict[str, object] | None) -> pl.DataFrame:
-        self._sync_views()
-        with self._con.cursor() as cur:
+    def _fetch(self, sql: str, params: dict[str, object] | None, *, by_day: bool = False) -> pl.DataFrame:
+        if by_day:
+            self._sync_day_views()
+        else:
+            self._sync_views()
+        with (self._day_con if by_day else self._con).cursor() as cur:
             result: pl.DataFrame = cur.sql(sql, params=params).pl()
         return result
+
+    def _sync_day_views(self) -> None:
+        sources = day_view_sources(self.store, self._manifests)
+        with self._view_lock:
+            for view, source in sources.items():
+                if source == self._day_sources.get(view):
+                    continue
+                with self._day_con.cursor() as cur:
+                    cur.execute(day_view_sql(view, source))
+                self._day_sources[view] = source
+            self._define_macros_once(self._day_con)
 
     def _sync_views(self) -> None:
         sources = view_sources(self.store, self._manifests)
@@ -219,6 +257,30 @@ class AttemptLog:
                     with self._con.cursor() as cur:
                         self._padded[view] = define_view(cur, view, source, known)
                     self._sources[view] = source
+            self._define_macros_once(self._con)
+
+    def _define_macros_once(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The macros, once the views they read exist (DuckDB binds a macro when it is created)."""
+        if id(con) not in self._with_macros:
+            define_macros(con)
+            self._with_macros.add(id(con))
+
+
+#: Named queries whose rows are hours: over one day they read the hourly rollups.
+HOURLY_QUERIES = frozenset({"hourly", "explorer_hours"})
+
+
+_READS_RAW = re.compile(r"\bFROM\s+attempts\b", re.IGNORECASE)
+
+
+def reads_days(name: str, start: datetime, end: datetime) -> bool:
+    """Whether the named query runs on the day rollups: a range of whole UTC days, two or more for
+    the queries per hour (over one day, they show its hours), and never a query of the raw log."""
+    if _READS_RAW.search(load_query(name)):
+        return False
+    whole = all(t.timestamp() % 86_400 == 0 for t in (start, end))
+    days = (end - start).total_seconds() / 86_400
+    return whole and (days >= 2 or (days >= 1 and name not in HOURLY_QUERIES))
 
 
 def _bind(

@@ -79,6 +79,8 @@ left.plotly_chart(
     width="stretch",
 )
 
+# Over several days the query gives a row per day (the day rollups: docs/log-store.md).
+per = "day" if filters.days_in(start, end) > 1 else "hour"
 rates = (
     hours.group_by("hour")
     .agg(
@@ -103,11 +105,11 @@ figure = px.line(
         "429 rate": style.CLASS_COLORS["rate_limit"],
         "5xx rate": style.CLASS_COLORS["server"],
     },
-    labels={"hour": "hour (UTC)", "pct": "share of requests (%)", "rate": ""},
+    labels={"hour": f"{per} (UTC)", "pct": "share of requests (%)", "rate": ""},
 )
 figure.update_yaxes(ticksuffix="%")
 right.plotly_chart(
-    style.finish(figure, title="429 and 5xx rates per hour", x="hour (UTC)", y="share of requests (%)"),
+    style.finish(figure, title=f"429 and 5xx rates per {per}", x=f"{per} (UTC)", y="share of requests (%)"),
     width="stretch",
 )
 

@@ -1,7 +1,8 @@
 """Compact the attempt log: every closed hour's small files (the engine's exporter writes one every few
 seconds) merged into one sorted file with its rollups, announced by a manifest so that queries running
 meanwhile count every record once; superseded files deleted once their grace period is over. The engine
-does this on its own every [log] compact_interval_s (docs/log-store.md)."""
+does this on its own every [log] compact_interval_s (docs/log-store.md). Closed days then get their day
+rollups, which ranges of whole days read."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from ingest.compaction import CLOSE_AFTER_S, GRACE_S, compact, log_hours
+    from ingest.day_rollups import build_days
     from ingest.logstore import open_store
 
     location = options.log_location(args)
@@ -60,10 +62,19 @@ def run(args: argparse.Namespace) -> None:
             grace_s=GRACE_S if args.grace is None else args.grace,
             progress=bar.update,
         )
+    dates = sorted({hour.date for hour in hours})
+    with tqdm(total=len(dates), desc="days looked at", unit=" days", file=sys.stderr) as bar:
+        days = build_days(store, close_after_s=closed_after, progress=bar.update)
     print(
         f"{location}: {result.hours:,} hours compacted ({result.merged:,} files merged into "
-        f"{result.written:,}, {result.rows:,} records); {result.deleted:,} superseded files deleted"
+        f"{result.written:,}, {result.rows:,} records); {result.deleted:,} superseded files deleted; "
+        f"day rollups built for {len(days.built):,} closed days"
     )
+    for date in days.unready:
+        print(
+            f"{date}: no day rollups yet: an attempt file lacks its rollups (run `deliverydash repair`)",
+            file=sys.stderr,
+        )
     for hour in result.skipped:
         print(
             f"{hour}: left alone (another compactor has it, or this run outlived the grace)", file=sys.stderr

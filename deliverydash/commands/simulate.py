@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> None:
     """Write the day, with a progress bar."""
     from tqdm import tqdm
 
+    from ingest.day_rollups import build_days
+    from ingest.logstore import LocalStore
     from ingest.simulate import simulate_day, simulation_files
 
     attempts_dir = Path(args.data_dir) / "attempts"
@@ -60,3 +62,16 @@ def run(args: argparse.Namespace) -> None:
         f"in {len(result.files)} Parquet files.",
         file=sys.stderr,
     )
+    # The days written to (the day, and the next one its retries reach) get their day rollups,
+    # which ranges of whole days read (docs/log-store.md); a later day's simulation rebuilds them.
+    dates = sorted(
+        {
+            part.name.removeprefix("date=")
+            for file in result.files
+            for part in file.parents
+            if part.name.startswith("date=")
+        }
+    )
+    with tqdm(total=len(dates), desc="day rollups", unit=" days", file=sys.stderr) as bar:
+        built = build_days(LocalStore(args.data_dir), dates=dates, progress=bar.update)
+    print(f"Built the day rollups of {', '.join(built.built) or 'no day'}.", file=sys.stderr)

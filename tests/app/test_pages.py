@@ -297,6 +297,8 @@ def test_a_range_of_whole_days_shows_their_figures_and_a_daily_trend(
     text = page_text(at)
     assert "Delivery rates by day received" in text
     assert "first attempt" in text and "eventually" in text
+    # A bar a day over whole days (the day rollups hold no hours).
+    assert "Requests per day by error class" in text and "Requests per hour" not in text
     if page == "views/day.py":
         start = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
         with connect(two_days) as log:
@@ -318,6 +320,7 @@ def test_one_day_keeps_its_hours_and_shows_no_trend(open_app: OpenApp, two_days:
     _assert_rendered(at)
     assert at.sidebar.slider[0].value == (0, 24)
     assert "Delivery rates by day received" not in page_text(at)
+    assert "Requests per hour by error class" in page_text(at)
 
 
 def test_the_dashboard_reads_a_log_on_the_object_store(

@@ -131,9 +131,12 @@ def test_the_engine_writes_only_to_the_object_store(
     keys = [stored.key for stored in open_store(log_url).list("") if not stored.key.startswith("manifests/")]
     assert any(key.startswith("attempts/date=") for key in keys)
     assert any(key.startswith("rollups/outcomes/date=") for key in keys)
-    # Each attempt file has its six rollups.
+    # Each attempt file has its six rollups, and the closed day its six day rollups.
     attempt_files = [key for key in keys if key.startswith("attempts/")]
-    assert len([key for key in keys if key.startswith("rollups/")]) == 6 * len(attempt_files)
+    day_files = [key for key in keys if key.startswith("rollups/by_day/")]
+    assert len([key for key in keys if key.startswith("rollups/")]) == 6 * len(attempt_files) + len(day_files)
+    assert sorted({key.split("/")[3] for key in day_files}) == ["date=2026-03-09"]
+    assert len(day_files) == 6
 
 
 def test_report_and_sql_read_the_object_store(written_log: tuple[str, list[str]], store_env: None) -> None:

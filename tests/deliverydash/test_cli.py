@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -223,6 +224,9 @@ def test_repair_mends_what_a_stopped_writer_left_and_report_warns_until_then(tmp
     done = run("simulate", "--attempts", "2000", "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "nothing to repair" in run("repair", "--data-dir", str(tmp_path)).stdout
+    # A log from before the day rollups, whose whole days are read from the hourly ones (a day
+    # rollup would still hold the hour whose hourly rollup is lost below).
+    shutil.rmtree(tmp_path / "rollups" / "by_day")
     rollup = sorted((tmp_path / "rollups" / "outcomes").rglob("*.parquet"))[0]  # the day's first hour
     rollup.unlink()
     attempt = tmp_path / "attempts" / rollup.relative_to(tmp_path / "rollups" / "outcomes")

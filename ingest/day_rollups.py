@@ -1,0 +1,234 @@
+"""Day rollups: a closed day's hourly rollup files merged into one file per rollup (docs/log-store.md).
+
+A range of whole days needs per-day figures, but the hourly rollups keep a
+row per received hour and started hour, in one file per attempt file: 31
+days of 10 million attempts are 28.7 million `outcomes` rows in 3,720
+files. A day file holds the same rows with both hours truncated to the day
+and the measures re-aggregated, at
+``rollups/by_day/<rollup>/date=D/<digest>.parquet``.
+
+`<digest>` names the attempt files of day D that counted when the file was
+built (the readers' rules: `counted_names`). A reader counts a day file
+only while that digest is the one of what counts now (`day_digests`), so a
+late file, a compaction of one of the day's hours or a replaced day makes
+it read the day's hourly files again until the day is built anew: never a
+record counted twice or missed, with no manifest of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from ingest.compaction import CLOSE_AFTER_S, GRACE_S, HourFiles, log_hours
+from ingest.logstore import LogStore
+from ingest.manifests import COMPACT_PREFIX, ManifestCache, now
+from ingest.rollup import ROLLUPS, ROLLUPS_DIR, rollup_key, rollup_schemas, write_options
+
+#: Key prefix of the day files, beside the hourly trees (``rollups/<rollup>/``).
+DAY_DIR = f"{ROLLUPS_DIR}/by_day"
+#: Columns holding an hour: truncated to the day.
+HOUR_COLUMNS = ("received_hour", "started_hour")
+#: How each measure of a rollup re-aggregates; every other column is a key.
+MEASURES = {
+    "records": "sum",
+    "events": "sum",
+    "requests": "sum",
+    "deliveries": "sum",
+    "duration_ms_sum": "sum",
+    "request_bytes_sum": "sum",
+    "delay_ms_sum": "sum",
+    "duration_ms_max": "max",
+    "delay_ms_max": "max",
+    "last_seen": "max",
+}
+#: Measures kept from the row of another measure's maximum: the latest error body.
+LATEST = {"example": "last_seen"}
+#: Sort order of a day file where its rollup has the columns: a workspace's page skips the rest.
+_SORT = ("workspace_id", "destination_id")
+
+
+def day_tree(rollup: str) -> str:
+    """The key prefix of one rollup's day files."""
+    return f"{DAY_DIR}/{rollup}"
+
+
+def day_key(rollup: str, date: str, digest: str) -> str:
+    """The key of `rollup`'s day file of `date` standing for the attempt files of `digest`."""
+    return f"{day_tree(rollup)}/date={date}/{digest}.parquet"
+
+
+def digest(names: Iterable[str]) -> str:
+    """The digest of a day's counted attempt files, named ``hour=HH/NAME``."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:24]
+
+
+def counted_names(files: HourFiles) -> frozenset[str]:
+    """The attempt files of one hour that readers count (`ingest.manifests`' rules).
+
+    A compaction's output counts when a done manifest names it and nothing
+    superseded it; any other file unless a done compaction superseded it.
+    """
+    if files.state is None:
+        return frozenset(name for name in files.names if not name.startswith(COMPACT_PREFIX))
+    hidden, outputs = files.state.hidden(), files.state.counted_outputs()
+    return frozenset(
+        name
+        for name in files.names
+        if (name in outputs if name.startswith(COMPACT_PREFIX) else name not in hidden)
+    )
+
+
+def counted_by_day(hours: Iterable[HourFiles]) -> dict[str, frozenset[str]]:
+    """Per date, its counted attempt files named ``hour=HH/NAME``; dates with none left out."""
+    by_day: dict[str, set[str]] = {}
+    for files in hours:
+        names = counted_names(files)
+        if names:
+            by_day.setdefault(files.date, set()).update(f"hour={files.hour:02d}/{name}" for name in names)
+    return {date: frozenset(names) for date, names in by_day.items()}
+
+
+def day_digests(store: LogStore, manifests: ManifestCache | None = None) -> dict[str, str]:
+    """Per date with attempt files, the digest a day file must have to count now."""
+    return {date: digest(names) for date, names in counted_by_day(log_hours(store, manifests)).items()}
+
+
+def day_files(store: LogStore) -> dict[tuple[str, str], set[str]]:
+    """(rollup, date) -> the digests of its day files present."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for stored in store.list(f"{DAY_DIR}/"):
+        parts = stored.key.removeprefix(f"{DAY_DIR}/").split("/")
+        if len(parts) == 3 and parts[1].startswith("date=") and parts[2].endswith(".parquet"):
+            found.setdefault((parts[0], parts[1].removeprefix("date=")), set()).add(
+                parts[2][: -len(".parquet")]
+            )
+    return found
+
+
+def covered_days(digests: dict[str, str], present: dict[tuple[str, str], set[str]]) -> frozenset[str]:
+    """The dates whose day file of every rollup has the digest of what counts now."""
+    return frozenset(
+        date for date, wanted in digests.items() if all(wanted in present.get((r, date), ()) for r in ROLLUPS)
+    )
+
+
+@dataclass
+class DayBuildResult:
+    """What one `build_days` run did."""
+
+    built: list[str]
+    """Dates whose day files were written."""
+    deleted: int = 0
+    """Superseded day files deleted (past their grace)."""
+    unready: list[str] = field(default_factory=list)
+    """Dates left alone: an attempt file lacks a rollup (`deliverydash repair` mends it)."""
+
+
+def build_days(
+    store: LogStore,
+    *,
+    dates: Iterable[str] | None = None,
+    close_after_s: float = CLOSE_AFTER_S,
+    grace_s: float = GRACE_S,
+    manifests: ManifestCache | None = None,
+    progress: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = now,
+) -> DayBuildResult:
+    """Write the day files of every closed day (or of `dates`) that has none counting now.
+
+    A day is closed once its last hour is (`close_after_s` after midnight
+    ending it). `progress` is called with 1 per day of the log looked at. Day files
+    of other digests are deleted once `grace_s` old.
+    """
+    at = clock()
+    hours = log_hours(store, manifests)
+    by_day = counted_by_day(hours)
+    present = day_files(store)
+    wanted = set(dates) if dates is not None else None
+    result = DayBuildResult(built=[])
+    for date, names in sorted(by_day.items()):
+        if progress is not None:
+            progress(1)
+        if wanted is not None and date not in wanted:
+            continue
+        if wanted is None and _day_end(date) + close_after_s > at:
+            continue
+        current = digest(names)
+        if all(current in present.get((rollup, date), ()) for rollup in ROLLUPS):
+            result.deleted += _delete_stale(store, date, current, at - grace_s)
+        elif _build_day(store, date, names, current):
+            result.built.append(date)
+            result.deleted += _delete_stale(store, date, current, at - grace_s)
+        else:
+            result.unready.append(date)
+    return result
+
+
+def _day_end(date: str) -> float:
+    return dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp() + 86_400
+
+
+def _build_day(store: LogStore, date: str, names: frozenset[str], current: str) -> bool:
+    """Merge the hourly rollups of `names` into day files; False when one is missing (nothing written)."""
+    tables: dict[str, pa.Table] = {}
+    for rollup in ROLLUPS:
+        parts = []
+        for name in sorted(names):
+            hour, file_name = name.split("/")
+            try:
+                parts.append(
+                    store.read_table(rollup_key(rollup, date, int(hour.removeprefix("hour=")), file_name))
+                )
+            except FileNotFoundError:
+                return False
+        tables[rollup] = merge_day(rollup, parts)
+    for rollup, table in tables.items():
+        store.publish(day_key(rollup, date, current), table, exclusive=True, **write_options(rollup))
+    return True
+
+
+def merge_day(rollup: str, parts: Iterable[pa.Table]) -> pa.Table:
+    """The hourly rollup rows `parts` of one day as day rows: hours truncated, measures re-aggregated."""
+    schema = rollup_schemas()[rollup]
+    rows = pa.concat_tables(
+        [part.select(schema.names).cast(schema) for part in parts] or [schema.empty_table()]
+    )
+    with duckdb.connect(":memory:") as con:
+        con.execute("SET threads = 1")  # the compacting round runs beside the engine's work
+        con.register("hourly", rows)
+        types = dict(zip(con.table("hourly").columns, con.table("hourly").types, strict=True))
+        selected = []
+        for name in schema.names:
+            column = f'"{name}"'
+            if name in HOUR_COLUMNS:
+                selected.append(f"timezone('UTC', date_trunc('day', timezone('UTC', {column}))) AS {column}")
+            elif name in MEASURES:
+                selected.append(f"CAST({MEASURES[name]}({column}) AS {types[name]}) AS {column}")
+            elif name in LATEST:
+                selected.append(f'arg_max({column}, "{LATEST[name]}") AS {column}')
+            else:
+                selected.append(column)
+        order = ", ".join(f'"{name}"' for name in _SORT if name in schema.names)
+        # GROUP BY ALL groups by the truncated hours (a column's name would group by the column).
+        sql = f"SELECT {', '.join(selected)} FROM hourly GROUP BY ALL"
+        if order:
+            sql += f" ORDER BY {order}"
+        return con.sql(sql).to_arrow_table().cast(schema)
+
+
+def _delete_stale(store: LogStore, date: str, current: str, cutoff: float) -> int:
+    """Delete `date`'s day files of other digests written before `cutoff`; how many."""
+    stale = [
+        stored.key
+        for rollup in ROLLUPS
+        for stored in store.list(f"{day_tree(rollup)}/date={date}/")
+        if not stored.key.endswith(f"/{current}.parquet") and stored.modified < cutoff
+    ]
+    store.delete(stale)
+    return len(stale)

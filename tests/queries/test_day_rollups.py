@@ -1,0 +1,143 @@
+"""Day rollups (`ingest.day_rollups`): a range of whole days reads them, and never counts a record twice.
+
+Every test compares a query over whole days with what the attempt files
+hold at that moment, after the day files were built and then the day
+changed under them (a late file, a compaction) or lost its hourly rollups
+(which proves the day files are what is read).
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ingest.compaction import compact, expire
+from ingest.day_rollups import DAY_DIR, build_days, day_digests, day_files
+from ingest.logstore import LocalStore
+from queries import Scope, api, connect
+from queries.log import reads_days
+
+from .conftest import D1, D2, at, fixture_rows, job, ok, publish
+
+DAYS = ("2026-03-09", "2026-03-10", "2026-03-11")
+RANGE = (D1 - timedelta(days=1), D2 + timedelta(days=1))  # D0 to D2, three whole days
+
+
+def requests_in_attempts(data_dir: Path, start: datetime, end: datetime) -> int:
+    """Requests started in [start, end), counted from the attempt files (distinct ids)."""
+    with connect(data_dir) as log:
+        return int(
+            log.sql(
+                "SELECT count(DISTINCT attempt_id) AS n FROM attempts WHERE attempt >= 1 "
+                f"AND started_at >= '{start.isoformat()}' AND started_at < '{end.isoformat()}'"
+            ).item()
+        )
+
+
+def figures(data_dir: Path) -> dict[str, pl.DataFrame]:
+    with connect(data_dir) as log:
+        return {
+            "day_report": api.day_report(log, Scope.all(), *RANGE),
+            "daily": api.daily(log, Scope.all(), *RANGE),
+            "by_destination": api.by_destination(log, Scope.all(), *RANGE).sort("destination_id"),
+        }
+
+
+def test_whole_days_read_the_day_rollups_and_hours_the_hourly_ones() -> None:
+    assert reads_days("day_report", D1, D2)
+    assert reads_days("hourly", D1, D1 + timedelta(days=2))
+    assert not reads_days("hourly", D1, D2)  # one day: its hours
+    assert not reads_days("day_report", D1, D1 + timedelta(hours=5))
+    assert not reads_days("job_history", D1, D2)  # the raw log has no day files
+
+
+def test_the_day_files_stand_for_their_days(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    before = figures(tmp_path)
+    result = build_days(LocalStore(tmp_path), clock=lambda: datetime(2026, 4, 1, tzinfo=UTC).timestamp())
+    assert result.built == list(DAYS)
+    # With the hourly rollups gone, whole days can only come from the day files.
+    shutil.rmtree(tmp_path / "rollups" / "outcomes")
+    after = figures(tmp_path)
+    for name, frame in before.items():
+        assert after[name].equals(frame), name
+    assert before["day_report"].item(0, "requests") == requests_in_attempts(tmp_path, *RANGE) > 0
+
+
+def test_a_day_still_open_is_not_built(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    # An hour past the end of D1: D1's last hour is not closed yet, D0 is.
+    now = (D2 + timedelta(minutes=30)).timestamp()
+    assert build_days(LocalStore(tmp_path), clock=lambda: now).built == ["2026-03-09"]
+
+
+def test_a_file_arriving_after_the_build_is_counted_once(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    store = LocalStore(tmp_path)
+    build_days(store, dates=DAYS)
+    before = requests_in_attempts(tmp_path, *RANGE)
+    publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), tmp_path)
+    # D1's digest is no day file's any more: D1 is read from its hourly files again.
+    assert day_digests(store)["2026-03-10"] not in day_files(store)[("outcomes", "2026-03-10")]
+    report = figures(tmp_path)["day_report"]
+    assert report.item(0, "requests") == requests_in_attempts(tmp_path, *RANGE) == before + 1
+
+
+def test_a_compaction_after_the_build_counts_nothing_twice(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), tmp_path)
+    store = LocalStore(tmp_path)
+    build_days(store, dates=DAYS)
+    expected = requests_in_attempts(tmp_path, *RANGE)
+    # Hour 10 of D1 has two files: compaction merges them and keeps both for the grace period.
+    assert compact(store, close_after_s=0, grace_s=3600).hours > 0
+    assert figures(tmp_path)["day_report"].item(0, "requests") == expected
+    # Built again over the compacted files, the day counts the same.
+    assert "2026-03-10" in build_days(store, dates=DAYS).built
+    assert figures(tmp_path)["day_report"].item(0, "requests") == expected
+
+
+def test_a_superseded_day_file_goes_after_its_grace(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    store = LocalStore(tmp_path)
+    build_days(store, dates=DAYS)
+    publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), tmp_path)
+    kept = build_days(store, dates=DAYS, grace_s=3600)
+    assert kept.built == ["2026-03-10"] and kept.deleted == 0
+    assert len(day_files(store)[("outcomes", "2026-03-10")]) == 2
+    gone = build_days(store, dates=DAYS, grace_s=0)
+    assert gone.built == [] and gone.deleted == 6  # one file of each rollup
+    assert day_files(store)[("outcomes", "2026-03-10")] == {day_digests(store)["2026-03-10"]}
+
+
+def test_a_day_lacking_an_hourly_rollup_is_left_alone(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    next((tmp_path / "rollups" / "errors" / "date=2026-03-10").rglob("*.parquet")).unlink()
+    result = build_days(LocalStore(tmp_path), dates=DAYS)
+    assert "2026-03-10" in result.unready and "2026-03-10" not in result.built
+    assert ("outcomes", "2026-03-10") not in day_files(LocalStore(tmp_path))
+
+
+def test_retention_deletes_a_days_day_files(tmp_path: Path) -> None:
+    publish(fixture_rows(), tmp_path)
+    store = LocalStore(tmp_path)
+    build_days(store, dates=DAYS)
+    expired = expire(store, 1, clock=lambda: datetime(2026, 3, 12, 12, tzinfo=UTC).timestamp())
+    assert [day.date for day in expired] == ["2026-03-09", "2026-03-10"]
+    assert {date for _, date in day_files(store)} == {"2026-03-11"}
+    assert not list((tmp_path / DAY_DIR).glob("*/date=2026-03-10/*.parquet"))
+
+
+@pytest.mark.parametrize("days", [2, 3])
+def test_the_hourly_chart_over_days_has_a_row_per_day(tmp_path: Path, days: int) -> None:
+    publish(fixture_rows(), tmp_path)
+    build_days(LocalStore(tmp_path), dates=DAYS)
+    start = D2 - timedelta(days=days - 1)
+    with connect(tmp_path) as log:
+        hours = api.hourly(log, Scope.all(), start, D2 + timedelta(days=1))
+    assert hours.get_column("hour").dt.hour().unique().to_list() == [0]
+    assert hours.get_column("requests").sum() == requests_in_attempts(tmp_path, start, D2 + timedelta(days=1))
