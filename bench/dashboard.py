@@ -96,7 +96,10 @@ def main() -> None:
         "workspace": Viewer(ViewerKind.WORKSPACE, workspace, expires),
         "partner": Viewer(ViewerKind.PARTNER, integration, expires),
     }
-    print(f"{args.days} day(s) to {day}, busiest workspace {workspace}, busiest integration {integration}", file=sys.stderr)
+    print(
+        f"{args.days} day(s) to {day}, busiest workspace {workspace}, busiest integration {integration}",
+        file=sys.stderr,
+    )
     rows = []
     for kind, viewer in viewers.items():
         at = AppTest.from_file(MAIN, default_timeout=300)
