@@ -17,7 +17,7 @@ from typing import Protocol, TypedDict, Unpack
 
 import polars as pl
 
-from queries.log import AttemptLog
+from queries.log import AttemptLog, reads_days
 from queries.scope import Scope
 
 #: How far from a job's creation its records are looked for: retries start
@@ -159,7 +159,15 @@ def explorer_samples(
     """
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    since = _latest_hours_holding(explorer_hours(log, scope, start, end, **filters), limit)
+    counts = explorer_hours(log, scope, start, end, **filters)
+    since = _latest_hours_holding(counts, limit)
+    if since is not None and reads_days("explorer_hours", start, end):
+        # Over several days the counts are per day (the day rollups): the hours needed are the
+        # latest of the earliest day needed, counted per hour over that day alone.
+        day_end = min(since + timedelta(days=1), end)
+        later = int(counts.filter(pl.col("hour") >= day_end).get_column("records").sum())
+        within = _latest_hours_holding(explorer_hours(log, scope, since, day_end, **filters), limit - later)
+        since = within or since
     if since is None:  # nothing matches: the query still gives the columns, reading one hour
         since = end - timedelta(hours=1)
     return log.run("explorer_samples", scope, max(since, start), end, limit=limit, **(_ANY | filters))

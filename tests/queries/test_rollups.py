@@ -100,6 +100,18 @@ def simulated_by_day(simulated_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="module")
+def simulated_with_days(
+    simulated_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AttemptLog]:
+    """The simulated day with its day rollups built beside its hourly ones."""
+    data_dir = tmp_path_factory.mktemp("with_days") / "data"
+    shutil.copytree(simulated_dir, data_dir)
+    assert build_days(LocalStore(data_dir), close_after_s=0).built == ["2026-11-27", "2026-11-28"]
+    with connect(data_dir) as log:
+        yield log
+
+
+@pytest.fixture(scope="module")
 def raw(simulated_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A plain DuckDB with only the `attempts` view: what the queries read before the rollups."""
     con = duckdb.connect(":memory:")
@@ -629,3 +641,18 @@ def test_redact_body_masks_credentials_whatever_characters_they_use(
 @pytest.mark.parametrize("prose", ["the token expired, reconnect", "Invalid key format", "secret sauce"])
 def test_redact_body_keeps_the_words_around_a_credential_s_name(log: AttemptLog, prose: str) -> None:
     assert log.sql(f"SELECT redact_body('{prose}') AS r").item() == prose
+
+
+@pytest.mark.parametrize("limit", [1, 20, 5_000])
+def test_explorer_samples_over_days_are_those_of_the_whole_range(
+    simulated_with_days: AttemptLog, scope: Scope, limit: int
+) -> None:
+    # Over whole days the matches are counted per day, then per hour within the earliest day
+    # needed; reading fewer hours must not change which records come back.
+    start, end = DAY, DAY + timedelta(days=2)
+    narrowed = explorer_samples(simulated_with_days, scope, start, end, limit=limit)
+    whole = simulated_with_days.run(
+        "explorer_samples", scope, start, end, limit=limit, **dict.fromkeys(EXPLORER_FILTERS)
+    )
+    assert narrowed.height > 0
+    assert_frame_equal(narrowed, whole)
