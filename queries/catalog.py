@@ -191,6 +191,32 @@ def _left_out(
     return lambda tree: (paths(tree, hidden), paths(tree, compacted))
 
 
+def range_view_sql(store: LogStore, manifests: ManifestCache, dates: Sequence[str]) -> list[str]:
+    """Statements making each view, as TEMP views, read only the partitions of `dates`.
+
+    A named query over hours of a day reads a few days' partitions (its
+    cohort's retries run a day past the range), but a view over every
+    partition opens every file's footer when the query is bound (`union_by_name`):
+    over a month of history that took longer than the query. These views list
+    only the `dates` partitions that exist (a glob matching nothing is an
+    error), leave out what the manifests hide, and are padded with today's
+    columns (`padded_view_sql`).
+    """
+    left_out = _left_out(store, manifests)
+    statements = []
+    for view, tree in view_trees().items():
+        globs = [
+            store.path(f"{tree}/date={date}/hour=*/*.parquet")
+            for date in dates
+            if store.has_files(f"{tree}/date={date}/")
+        ]
+        rows = _empty_select(view)
+        if globs:
+            rows += f" UNION ALL BY NAME ({_counted_files_sql(globs, *left_out(tree))})"
+        statements.append(f"CREATE OR REPLACE TEMP VIEW {identifier(view)} AS {rows}")
+    return statements
+
+
 @dataclass(frozen=True, slots=True)
 class DaySource:
     """What one rollup's by-day view reads: the day files that count, and the other days' hourly files."""

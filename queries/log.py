@@ -1,12 +1,17 @@
 """The attempt log opened for queries: an in-memory DuckDB with seven views, and a sandbox for people's SQL.
 
-`connect(data_dir)` opens an in-memory connection and defines the views
+`connect(data_dir)` opens in-memory connections that define the views
 over the log and its rollups (`queries.catalog`: `attempts`, `outcomes`,
 `latency_histogram`, `destination_latency_histogram`, `error_templates`,
 `delay_histogram`, `destination_delay_histogram`) and the macros the named
 queries share. Every query checks for files first and switches a view
 between its files and an empty selection when its first file appears
 (and back, should every file be removed).
+
+Two catalogs (docs/log-store.md, "Ranges of whole days"): a named query
+over whole days runs where the rollup views read the day rollups
+(`reads_days`); any other runs on the hourly one, with views of its own
+over the partitions of the dates it may read.
 
 Reading never writes. Should a writer have crashed between an attempt file
 and its rollups, or the data directory predate a rollup, the rollups and
@@ -32,7 +37,8 @@ import shutil
 import tempfile
 import threading
 import weakref
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
 import duckdb
@@ -42,13 +48,16 @@ from ingest.logstore import LogStore, open_store
 from ingest.manifests import ManifestCache
 from ingest.rollup import connect_macros, out_of_step
 from queries.catalog import (
+    VIEWS,
     DaySource,
     ViewSource,
     day_view_sources,
     day_view_sql,
     define_macros,
     define_view,
+    empty_view_sql,
     lock_down,
+    range_view_sql,
     readable_dirs,
     view_sources,
 )
@@ -83,7 +92,7 @@ class AttemptLog:
         """
         self.store = open_store(log)
         self._manifests = ManifestCache(self.store)
-        self._view_lock = threading.Lock()
+        self._view_lock = threading.RLock()
         self._sources: dict[str, ViewSource] = {}
         self._padded: dict[str, bool | None] = {}
         self._day_sources: dict[str, DaySource] = {}
@@ -124,7 +133,9 @@ class AttemptLog:
         """
         bound = _bind(name, scope, start, end, params)
         try:
-            return self._fetch(load_query(name), bound, by_day=reads_days(name, start, end))
+            return self._fetch(
+                load_query(name), bound, by_day=reads_days(name, start, end), dates=_dates(start, end)
+            )
         except duckdb.Error as exc:
             raise QueryError(f"query {name!r} failed: {exc}") from exc
 
@@ -146,7 +157,9 @@ class AttemptLog:
         """
         bound = _bind(name, scope, start, end, params)
         explain = "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
-        plan = self._fetch(explain + load_query(name), bound, by_day=reads_days(name, start, end))
+        plan = self._fetch(
+            explain + load_query(name), bound, by_day=reads_days(name, start, end), dates=_dates(start, end)
+        )
         return "\n".join(plan.get_column("explain_value"))
 
     def sql(self, text: str, *, timeout_s: float | None = None, max_rows: int | None = None) -> pl.DataFrame:
@@ -225,12 +238,26 @@ class AttemptLog:
     ) -> None:
         self.close()
 
-    def _fetch(self, sql: str, params: dict[str, object] | None, *, by_day: bool = False) -> pl.DataFrame:
+    def _fetch(
+        self,
+        sql: str,
+        params: dict[str, object] | None,
+        *,
+        by_day: bool = False,
+        dates: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Run `sql` on the day rollups' catalog (`by_day`), or the hourly one: over the partitions of
+        `dates` alone when given (TEMP views of the query's own cursor), else over every partition."""
         if by_day:
             self._sync_day_views()
-        else:
+        elif dates is None:
             self._sync_views()
+        else:
+            self._define_macros_once(self._con)
         with (self._day_con if by_day else self._con).cursor() as cur:
+            if not by_day and dates is not None:
+                for statement in range_view_sql(self.store, self._manifests, dates):
+                    cur.execute(statement)
             result: pl.DataFrame = cur.sql(sql, params=params).pl()
         return result
 
@@ -260,8 +287,14 @@ class AttemptLog:
             self._define_macros_once(self._con)
 
     def _define_macros_once(self, con: duckdb.DuckDBPyConnection) -> None:
-        """The macros, once the views they read exist (DuckDB binds a macro when it is created)."""
-        if id(con) not in self._with_macros:
+        """The macros, once views of their names exist (DuckDB binds a macro when it is created; a
+        query's TEMP views of the same names are what it reads when it runs)."""
+        with self._view_lock:  # reentrant: the syncs call this holding it
+            if id(con) in self._with_macros:
+                return
+            if con is self._con and not self._sources:
+                for view in VIEWS:  # typed, empty: the query's own views replace them
+                    con.execute(empty_view_sql(view))
             define_macros(con)
             self._with_macros.add(id(con))
 
@@ -281,6 +314,13 @@ def reads_days(name: str, start: datetime, end: datetime) -> bool:
     whole = all(t.timestamp() % 86_400 == 0 for t in (start, end))
     days = (end - start).total_seconds() / 86_400
     return whole and (days >= 2 or (days >= 1 and name not in HOURLY_QUERIES))
+
+
+def _dates(start: datetime, end: datetime) -> list[str]:
+    """The UTC dates whose partitions a named query over [start, end) may read: through a day past
+    `end`, where its cohort's last retries start."""
+    first, last = start.astimezone(UTC).date(), (end + timedelta(days=1)).astimezone(UTC).date()
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
 def _bind(
