@@ -6,9 +6,11 @@ restart, the log naming it) is in tests/delivery/test_serve.py.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,22 +75,43 @@ def test_a_configured_token_wins_and_no_file_is_written(tmp_path: Path) -> None:
     assert not token_file(tmp_path).exists()
 
 
-def _ensure_at_once(data_dir: str, barrier: multiprocessing.synchronize.Barrier) -> str:
-    barrier.wait()
-    token = ensure_admin_token(config_for(Path(data_dir)))[0].engine.admin_token
-    assert token is not None
-    return token.reveal()
+#: An engine's start, as far as the token goes: wait for the go file, then read or create the token.
+_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from delivery.config import Config, EngineConfig
+from delivery.config.admin_token import ensure_admin_token
+data_dir, ready, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+config = Config(engine=EngineConfig(data_dir=data_dir))
+print(ensure_admin_token(config)[0].engine.admin_token.reveal())
+"""
 
 
 def test_engines_starting_at_once_agree_on_one_token(tmp_path: Path) -> None:
-    processes = 4
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Manager().Barrier(processes)
-    with context.Pool(processes) as pool:
-        tokens = pool.starmap(_ensure_at_once, [(str(tmp_path), barrier)] * processes)
-    assert len(set(tokens)) == 1
-    assert token_file(tmp_path).read_text() == tokens[0] + "\n"
-    assert not list((tmp_path / "_tmp").iterdir())
+    # Real processes, released together once all have started (as `serve --processes` and
+    # several engines on one data_dir start), each reading or creating the token file.
+    data_dir, go = tmp_path / "data", tmp_path / "go"
+    data_dir.mkdir()
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", _AT_ONCE, str(data_dir), str(tmp_path / f"ready-{n}"), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready-{n}").exists() for n in range(4)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    tokens = [start.communicate(timeout=60)[0].strip() for start in starts]
+    assert [start.returncode for start in starts] == [0, 0, 0, 0]
+    assert len(set(tokens)) == 1 and len(tokens[0]) >= 32
+    assert token_file(data_dir).read_text() == tokens[0] + "\n"
+    assert not list((data_dir / "_tmp").iterdir())
 
 
 @pytest.mark.parametrize(
