@@ -57,6 +57,12 @@ def time_range() -> tuple[dt.datetime, dt.datetime]:
     return midnight + dt.timedelta(hours=first), midnight + dt.timedelta(hours=last)
 
 
+def chart_period(start: dt.datetime, end: dt.datetime) -> str:
+    """What a bar of the per-hour charts stands for: an hour of one day, a day of several (the
+    queries read the day rollups over whole days: docs/log-store.md)."""
+    return "day" if days_in(start, end) > 1 else "hour"
+
+
 def days_in(start: dt.datetime, end: dt.datetime) -> int:
     """How many whole days a range of `time_range` spans (1 for hours of one day)."""
     return max(1, (end - start) // dt.timedelta(days=1))

@@ -37,7 +37,7 @@ from ingest.compaction import log_hours
 from ingest.day_rollups import HOUR_COLUMNS, counted_by_day, covered_days, day_files, day_key, digest
 from ingest.files import ATTEMPTS_DIR, partition_key
 from ingest.logstore import LogStore
-from ingest.manifests import COMPACT_PREFIX, ManifestCache, counted_outputs, hidden_files
+from ingest.manifests import COMPACT_PREFIX, HourState, ManifestCache, counted_outputs, hidden_files
 from ingest.rollup import ROLLUPS_DIR, connect_macros, rollup_schemas, rollup_tree
 from ingest.schema import COLUMNS
 from queries.loader import load_macros
@@ -122,8 +122,16 @@ def padded_view_sql(
     file has it; with none, a query naming it would fail. The empty selection
     typed as today's files (`empty_view_sql`) supplies it.
     """
-    files = file_view_sql(parquet_glob, view, hidden, compacted).split(" AS ", 1)[1]
-    return f"CREATE OR REPLACE VIEW {identifier(view)} AS {_empty_select(view)} UNION ALL BY NAME {files}"
+    rows = _padded_rows(view, [parquet_glob], hidden, compacted)
+    return f"CREATE OR REPLACE VIEW {identifier(view)} AS {rows}"
+
+
+def _padded_rows(view: str, globs: Sequence[str], hidden: Sequence[str], compacted: Sequence[str]) -> str:
+    """The counted rows of `globs` (none when empty) under the typed empty selection of `view`."""
+    rows = _empty_select(view)
+    if globs:
+        rows += f" UNION ALL BY NAME ({_counted_files_sql(globs, hidden, compacted)})"
+    return rows
 
 
 @cache
@@ -164,7 +172,7 @@ def view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, ViewSou
     A compaction that begins or ends in between is left out whole: its
     outputs are no `compacted` file, and the files it merged still count.
     """
-    left_out = _left_out(store, manifests)
+    left_out = _left_out(store, manifests.hours())
     sources = {}
     for view, tree in view_trees().items():
         glob = store.path(f"{tree}/date=*/hour=*/*.parquet")
@@ -173,10 +181,9 @@ def view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, ViewSou
 
 
 def _left_out(
-    store: LogStore, manifests: ManifestCache
+    store: LogStore, states: dict[tuple[str, int], HourState]
 ) -> Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]]:
-    """What the manifests say now, as a tree's (hidden, compacted) paths (`ViewSource`)."""
-    states = manifests.hours()
+    """What the manifests' `states` say, as a tree's (hidden, compacted) paths (`ViewSource`)."""
     hidden, compacted = hidden_files(states), counted_outputs(states)
 
     def paths(tree: str, names: dict[tuple[str, int], frozenset[str]]) -> tuple[str, ...]:
@@ -202,7 +209,7 @@ def range_view_sql(store: LogStore, manifests: ManifestCache, dates: Sequence[st
     error), leave out what the manifests hide, and are padded with today's
     columns (`padded_view_sql`).
     """
-    left_out = _left_out(store, manifests)
+    left_out = _left_out(store, manifests.hours())
     statements = []
     for view, tree in view_trees().items():
         globs = [
@@ -210,9 +217,7 @@ def range_view_sql(store: LogStore, manifests: ManifestCache, dates: Sequence[st
             for date in dates
             if store.has_files(f"{tree}/date={date}/")
         ]
-        rows = _empty_select(view)
-        if globs:
-            rows += f" UNION ALL BY NAME ({_counted_files_sql(globs, *left_out(tree))})"
+        rows = _padded_rows(view, globs, *left_out(tree))
         statements.append(f"CREATE OR REPLACE TEMP VIEW {identifier(view)} AS {rows}")
     return statements
 
@@ -238,14 +243,16 @@ def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, Day
     other day is read from its hourly files, hours truncated to the day
     (docs/log-store.md, "Ranges of whole days").
     """
-    left_out = _left_out(store, manifests)
-    by_day = counted_by_day(log_hours(store, manifests))
-    present = day_files(store)
-    covered = covered_days({date: digest(names) for date, names in by_day.items()}, present)
+    hours = log_hours(store, manifests)
+    # The states log_hours read: one listing of the manifests for both uses.
+    left_out = _left_out(store, {(h.date, h.hour): h.state for h in hours if h.state is not None})
+    by_day = counted_by_day(hours)
+    digests = {date: digest(names) for date, names in by_day.items()}
+    covered = covered_days(digests, day_files(store))
     sources = {}
     for view, rollup in ROLLUP_VIEWS.items():
         tree = rollup_tree(rollup)
-        days = tuple(store.path(day_key(rollup, date, digest(by_day[date]))) for date in sorted(covered))
+        days = tuple(store.path(day_key(rollup, date, digests[date])) for date in sorted(covered))
         others = tuple(
             store.path(f"{tree}/date={date}/hour=*/*.parquet")
             for date in sorted(by_day.keys() - covered)

@@ -172,8 +172,7 @@ if failed_requests.height:
         width="stretch",
     )
 
-# Over several days the query gives a row per day (the day rollups: docs/log-store.md).
-per = "day" if filters.days_in(start, end) > 1 else "hour"
+per = filters.chart_period(start, end)
 st.plotly_chart(hourly_classes(hours, f"Requests per {per} by error class", per), width="stretch")
 
 st.header("Error samples, grouped by template")

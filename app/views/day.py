@@ -93,8 +93,7 @@ passing_cols[0].metric("Requests answered 429", style.pct(report["status_429_req
 passing_cols[1].metric("Requests answered 5xx", style.pct(report["status_5xx_requests_pct"]))
 passing_cols[2].metric("Network failures", style.pct(report["network_requests_pct"]))
 passing_cols[3].metric("Timeouts", style.pct(report["timeout_requests_pct"]))
-# Over several days the query gives a row per day (the day rollups: docs/log-store.md).
-per = "day" if filters.days_in(start, end) > 1 else "hour"
+per = filters.chart_period(start, end)
 st.plotly_chart(hourly_classes(hours, f"Requests per {per} by error class", per), width="stretch")
 
 st.header("What retries gain")

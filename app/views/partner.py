@@ -79,8 +79,7 @@ left.plotly_chart(
     width="stretch",
 )
 
-# Over several days the query gives a row per day (the day rollups: docs/log-store.md).
-per = "day" if filters.days_in(start, end) > 1 else "hour"
+per = filters.chart_period(start, end)
 rates = (
     hours.group_by("hour")
     .agg(
