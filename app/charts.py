@@ -86,8 +86,8 @@ def daily_trend(daily: pl.DataFrame, title: str) -> go.Figure:
 
 
 def delivery_funnel(funnel: pl.DataFrame, title: str) -> go.Figure:
-    """First attempt versus eventual delivery: received, delivered by attempt k, never delivered."""
-    frame = funnel.filter(pl.col("kind").is_in(["received", "delivered"])).sort("step")
+    """First attempt versus eventual delivery: received, delivered by attempt k, after a replay if any."""
+    frame = funnel.filter(pl.col("kind").is_in(["received", "delivered", "replayed"])).sort("step")
     figure = px.funnel(
         frame.to_pandas(),
         x="events",

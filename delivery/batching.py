@@ -32,8 +32,11 @@ ENVELOPE_BYTES: Final = len(b'{"batch":[') + len(b"]}")
 
 
 def is_fresh(job: Job) -> bool:
-    """Whether `job` may join others: never tried, and one event (as the queue creates jobs)."""
-    return job.attempts == 0 and len(job.events) == 1
+    """Whether `job` may join others: never tried, one event (as the queue creates jobs), not a replay.
+
+    A replayed job goes alone because its record names the one job it replays.
+    """
+    return job.attempts == 0 and len(job.events) == 1 and job.replay_of is None
 
 
 def body_bytes(sizes: Sequence[int]) -> int:

@@ -1,4 +1,4 @@
-"""The engine's upkeep of its attempt log: closed hours compacted, old days deleted, one engine at a time.
+"""The engine's upkeep: hours of the log compacted, old days and dead letters deleted, one engine at a time.
 
 Every `[log] compact_interval_s` the engine takes the fleet-wide lock
 `LOCK` (`Queue.exclusive`: an advisory lock on PostgreSQL, always held by
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 
 from delivery.config import Config
 from delivery.queue import Queue
@@ -52,6 +53,7 @@ class Upkeep:
         self.store = store
         self.queue = queue
         self.retention_days = config.log.retention_days
+        self.dead_letter_days = config.engine.dead_letter_days
         self.interval_s = config.log.compact_interval_s
         self.close_after_s = close_after_s(config)
         self._manifests = ManifestCache(store)
@@ -76,6 +78,9 @@ class Upkeep:
             days = build_days(self.store, close_after_s=self.close_after_s, manifests=self._manifests)
             if days.built:
                 log.info("attempt log: day rollups of %s built", ", ".join(days.built))
+            expired = self.queue.expire_dead_letters(time.time() - self.dead_letter_days * 86_400)
+            if expired:
+                log.info("dead letters older than %d days deleted: %d", self.dead_letter_days, expired)
             for day in expire(self.store, self.retention_days):
                 log.info(
                     "attempt log: %s deleted (%d files, retention %d days)",

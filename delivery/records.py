@@ -135,6 +135,7 @@ def _job_columns(attempt_id: str, job: Job, attempt: int, integration: str) -> d
         "event_count": len(job.events),
         "events": [{"message_id": e.message_id, "type": e.type, "name": e.name} for e in job.events],
         "received_at": utc(job.received_at),
+        "replay_of": job.replay_of,
     }
 
 

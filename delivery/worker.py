@@ -410,8 +410,11 @@ class Worker:
         """Send `job` (the combined one) once and decide its next step."""
         body = payload.body([e for _, events in passed for e in events], self._shapes[destination.id])
         sent_at = self._clock()
+        # A replay signs as the job it replays: a receiver that took the first job's request after all
+        # (a timeout it answered late) sees the same webhook-id, and can drop the replay.
+        message_id = job.replay_of or job.id
         headers = payload.signed(
-            self._headers[destination.id], self._signers[destination.id], job.id, sent_at, body
+            self._headers[destination.id], self._signers[destination.id], message_id, sent_at, body
         )
         result = await self._send(destination, body, headers)
         ended = self._clock()

@@ -23,6 +23,7 @@ from deliverydash.commands import (
     notifications,
     partners,
     repair,
+    replay,
     report,
     retention,
     serve,
@@ -50,6 +51,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     repair,
     compact,
     retention,
+    replay,
 )
 
 

@@ -48,6 +48,8 @@ class Column:
     """What the value means."""
     decimals: int | None = None
     """Decimal places a float keeps; `conform` rounds to it."""
+    omissible: bool = False
+    """A writer may leave it out: `conform` adds it as NULLs (columns added after writers existed)."""
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -166,6 +168,15 @@ COLUMNS: tuple[Column, ...] = (
         "`error_class` of the job's first request (attempt 1), on every record of the job; "
         "NULL on attempt 0 (no request was made)",
     ),
+    Column(
+        "replay_of",
+        pa.string(),
+        "VARCHAR",
+        True,
+        "the job this job replays (`deliverydash replay`): its events ended undelivered there; "
+        "NULL for the jobs of events as received",
+        omissible=True,
+    ),
 )
 
 ATTEMPT_SCHEMA = pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in COLUMNS])
@@ -206,6 +217,9 @@ def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
     """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
+    for column in COLUMNS:
+        if column.omissible and column.name not in table.column_names:
+            table = table.append_column(column.name, pa.nulls(len(table), column.arrow_type))
     missing = [name for name in COLUMN_NAMES if name not in table.column_names]
     if missing:
         raise SchemaError(f"attempt records lack column(s): {', '.join(missing)}")

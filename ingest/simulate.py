@@ -448,6 +448,7 @@ def _to_table(
         "response_body": _bodies(rows, jobs["dest"], w, events, rng),
         "error_message": _dictionary(message_idx, list(TRANSPORT_MESSAGES.values()), null=transport == 0),
         "first_error_class": _dictionary(rows.column("first_eclass"), [c.value for c in _CLASSES]),
+        "replay_of": pa.nulls(len(started_us), pa.string()),  # a simulated day has no replays
     }
     return conform(pa.table({f.name: columns[f.name] for f in ATTEMPT_SCHEMA}))
 

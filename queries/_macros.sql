@@ -47,22 +47,38 @@ CREATE OR REPLACE MACRO scoped_outcomes(scope_kind, scope_value, range_start, ra
 -- cohort_outcomes(scope_kind, scope_value, range_start, range_end): the `outcomes` rows of the
 -- jobs received in [range_start, range_end), the cohort event figures follow (docs/sql.md). A
 -- job's retries start less than a day after it was received, so its records are read from
--- range_start to a day past range_end.
+-- range_start to a day past range_end. Replayed jobs are not in it: an event is received once
+-- (replay_outcomes has their rows). Files older than the `replayed` column read it as NULL.
 CREATE OR REPLACE MACRO cohort_outcomes(scope_kind, scope_value, range_start, range_end) AS TABLE
     SELECT *
     FROM scoped_outcomes(scope_kind, scope_value, range_start, range_end + INTERVAL 1 DAY)
     WHERE received_hour >= range_start
-      AND received_hour < range_end;
+      AND received_hour < range_end
+      AND NOT coalesce(replayed, false);
+
+-- replay_outcomes(scope_kind, scope_value, range_start, range_end): the `outcomes` rows of the
+-- replays of events received in [range_start, range_end) (a replay keeps its event's
+-- received_at) that ran up to a day past range_end, the horizon of the cohort's retries.
+CREATE OR REPLACE MACRO replay_outcomes(scope_kind, scope_value, range_start, range_end) AS TABLE
+    SELECT *
+    FROM scoped_outcomes(scope_kind, scope_value, range_start, range_end + INTERVAL 1 DAY)
+    WHERE received_hour >= range_start
+      AND received_hour < range_end
+      AND replayed;
 
 -- cohort_and_requests(scope_kind, scope_value, range_start, range_end): one scan for both kinds
 -- of figure. The `outcomes` rows of the scope started from range_start to a day past range_end,
--- flagged `in_cohort` (the job was received in the range: cohort_outcomes's rows) and
--- `is_request` (a request started in the range: scoped_outcomes's rows with attempt >= 1).
+-- flagged `in_cohort` (the job was received in the range: cohort_outcomes's rows),
+-- `is_request` (a request started in the range: scoped_outcomes's rows with attempt >= 1) and
+-- `in_replay` (a replay of an event received in the range: replay_outcomes's rows).
 CREATE OR REPLACE MACRO cohort_and_requests(scope_kind, scope_value, range_start, range_end) AS TABLE
     SELECT
         *,
-        received_hour >= range_start AND received_hour < range_end AS in_cohort,
-        attempt >= 1 AND started_hour < range_end AS is_request
+        received_hour >= range_start AND received_hour < range_end AND NOT coalesce(replayed, false)
+            AS in_cohort,
+        attempt >= 1 AND started_hour < range_end AS is_request,
+        received_hour >= range_start AND received_hour < range_end AND coalesce(replayed, false)
+            AS in_replay
     FROM scoped_outcomes(scope_kind, scope_value, range_start, range_end + INTERVAL 1 DAY);
 
 -- cohort_figures(in_cohort, is_request, attempt, outcome, events, records): an aggregate over
@@ -81,6 +97,11 @@ CREATE OR REPLACE MACRO cohort_figures(in_cohort, is_request, attempt, outcome, 
     'skipped': coalesce(sum(events) FILTER (in_cohort AND outcome = 'skipped'), 0)::BIGINT
 };
 
+-- recovered_by_replay(in_replay, outcome, events): an aggregate over cohort_and_requests rows: the
+-- events received in the range that ended undelivered and that a replay then delivered.
+CREATE OR REPLACE MACRO recovered_by_replay(in_replay, outcome, events) AS
+    coalesce(sum(events) FILTER (in_replay AND outcome = 'delivered'), 0)::BIGINT;
+
 -- destination_figures(scope_kind, scope_value, range_start, range_end): cohort_figures per
 -- destination (with its workspace and integration), for the destinations with requests or
 -- received events in the range. A destination belongs to one workspace and one integration,
@@ -92,11 +113,12 @@ CREATE OR REPLACE MACRO destination_figures(scope_kind, scope_value, range_start
             workspace_id,
             destination_id,
             integration,
-            unnest(cohort_figures(in_cohort, is_request, attempt, outcome, events, records))
+            unnest(cohort_figures(in_cohort, is_request, attempt, outcome, events, records)),
+            recovered_by_replay(in_replay, outcome, events) AS recovered_by_replay
         FROM cohort_and_requests(scope_kind, scope_value, range_start, range_end)
         -- DuckDB spreads a struct into columns only under an explicit GROUP BY, not GROUP BY ALL.
         GROUP BY workspace_id, destination_id, integration
-        HAVING bool_or(is_request OR in_cohort)
+        HAVING bool_or(is_request OR in_cohort OR in_replay)
     );
 
 -- pct(part, whole): part as a percentage of whole, 0 when whole is 0 (or NULL).

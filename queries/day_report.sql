@@ -17,12 +17,17 @@
 -- to a day later, and FILTER clauses pick each figure's rows. Percentages are
 -- of events_received or of requests, and 0 when there is nothing to divide by.
 --
+-- Replayed jobs (docs/replay.md) are not received again: their events count once, in
+-- events_received and in failed, dropped or skipped as their first jobs ended; those a replay
+-- then delivered are recovered_by_replay (their requests count among the requests).
+--
 -- Parameters: $scope_kind ('all', 'workspace', 'destination', 'integration'),
 -- $scope_value (NULL for 'all'), $start, $end (TIMESTAMPTZ on whole UTC hours,
 -- half-open range).
 WITH figures AS (
     SELECT
         unnest(cohort_figures(in_cohort, is_request, attempt, outcome, events, records)),
+        recovered_by_replay(in_replay, outcome, events) AS recovered_by_replay,
         coalesce(sum(records) FILTER (is_request AND status_code IN (401, 403)), 0)::BIGINT
             AS auth_requests,
         coalesce(sum(records) FILTER (is_request AND status_code = 400), 0)::BIGINT
@@ -65,6 +70,8 @@ SELECT
     pct(skipped, events_received) AS skipped_pct,
     still_retrying,
     pct(still_retrying, events_received) AS still_retrying_pct,
+    recovered_by_replay,
+    pct(recovered_by_replay, events_received) AS recovered_by_replay_pct,
     requests,
     auth_requests,
     pct(auth_requests, requests) AS auth_requests_pct,

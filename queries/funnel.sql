@@ -8,7 +8,10 @@
 --   events received;
 --   delivered by attempt k, for k = 1 .. the highest attempt seen in the cohort
 --   (cumulative: a job delivered on attempt 3 counts from stage 3 on);
---   failed, dropped, skipped, still retrying (the events never delivered, by reason).
+--   delivered after replay, only when a replay delivered some of the cohort's events
+--   (cumulative too, kind 'replayed'; docs/replay.md);
+--   failed, dropped, skipped, still retrying (the events not delivered by their first job, by
+--   reason; a replay does not change how that job ended).
 -- `pct` is the share of events received (0 when nothing was received).
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
@@ -33,6 +36,11 @@ delivered_at AS (
     GROUP BY attempt
 ),
 
+recovered AS (
+    SELECT coalesce(sum(events) FILTER (outcome = 'delivered'), 0)::BIGINT AS events
+    FROM replay_outcomes($scope_kind, $scope_value, $start, $end)
+),
+
 delivered_by AS (
     SELECT
         k.attempt,
@@ -49,8 +57,13 @@ stages AS (
     SELECT attempt, 'delivered by attempt ' || attempt, 'delivered', attempt::SMALLINT, events
     FROM delivered_by
     UNION ALL
-    SELECT max_attempt + s.rank, s.stage, s.kind, NULL, s.events
-    FROM totals,
+    -- Only when a replay delivered some: the events delivered once replays are counted too.
+    SELECT max_attempt + 1, 'delivered after replay', 'replayed', NULL, delivered_eventually + recovered.events
+    FROM totals, recovered
+    WHERE recovered.events > 0
+    UNION ALL
+    SELECT max_attempt + (recovered.events > 0)::INTEGER + s.rank, s.stage, s.kind, NULL, s.events
+    FROM totals, recovered,
          (VALUES (1, 'failed', 'failed', failed),
                  (2, 'dropped', 'dropped', dropped),
                  (3, 'skipped', 'skipped', skipped),

@@ -9,8 +9,63 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from app import data, filters, hints, session, style
+from app import data, filters, hints, replay, session, style
 from app.charts import daily_trend, delivery_funnel, hourly_classes
+
+
+def replay_section(workspace: str, destinations: list[str]) -> None:
+    """Count, then replay on confirmation, the workspace's events that ended undelivered.
+
+    The workspace is the page's scope: a customer's link can replay only its own.
+    """
+    if not replay.available():
+        st.caption(
+            "Replaying needs the dashboard started with the engine's config: "
+            "`deliverydash dashboard --config deliverydash.toml`."
+        )
+        return
+    st.caption(
+        "Events of jobs that ended failed, dropped or skipped are kept for a few days "
+        "([engine] dead_letter_days). Replaying sends each once more, as a new job; "
+        "events replayed before are left alone."
+    )
+    left, right = st.columns(2)
+    every = "every destination"
+    chosen = left.selectbox("Destination", [every, *destinations], key="replay_destination")
+    destination = None if chosen == every else chosen
+    outcomes = right.multiselect("Outcomes", replay.OUTCOMES, default=replay.OUTCOMES, key="replay_outcomes")
+    selection = (workspace, destination, tuple(outcomes))
+    if not outcomes:
+        st.caption("Pick at least one outcome.")
+        return
+    if st.button("Count what can be replayed", key="replay_count"):
+        try:
+            counted = replay.replay(workspace, destination, outcomes, dry_run=True)
+        except replay.ReplayError as exc:
+            st.error(f"Cannot count: {exc}")
+            return
+        st.session_state["replay_counted"] = (selection, counted)
+    counted_for, counted = st.session_state.get("replay_counted", (None, None))
+    if counted_for != selection or counted is None:
+        return
+    already = counted.already_replayed
+    before = f" ({already:,} replayed before are left alone)" if already else ""
+    if not counted.jobs:
+        st.info(f"Nothing to replay{before}.")
+        return
+    st.warning(f"{counted.jobs:,} events can be replayed{before}.")
+    if st.button(f"Replay {counted.jobs:,} events", type="primary", key="replay_confirm"):
+        try:
+            done = replay.replay(workspace, destination, outcomes, dry_run=False)
+        except replay.ReplayError as exc:
+            st.error(f"Not replayed: {exc}")
+            return
+        del st.session_state["replay_counted"]
+        st.success(
+            f"Replay {done.replay_id}: {done.jobs:,} events enqueued. Their deliveries show here as "
+            "recovered by replay once they reach the attempt log."
+        )
+
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -36,20 +91,20 @@ if not report["events_received"] and not report["requests"]:
     st.info(f"Workspace {scope.value} has no deliveries in this range.")
     st.stop()
 
-cols = st.columns(7)
-for col, (label, column) in zip(
-    cols,
-    (
-        ("Events received", "events_received"),
-        ("Delivered first try", "delivered_first_attempt"),
-        ("Delivered after retries", "delivered_after_retries"),
-        ("Failed", "failed"),
-        ("Dropped", "dropped"),
-        ("Skipped", "skipped"),
-        ("Still retrying", "still_retrying"),
-    ),
-    strict=True,
-):
+cards = [
+    ("Events received", "events_received"),
+    ("Delivered first try", "delivered_first_attempt"),
+    ("Delivered after retries", "delivered_after_retries"),
+    ("Failed", "failed"),
+    ("Dropped", "dropped"),
+    ("Skipped", "skipped"),
+    ("Still retrying", "still_retrying"),
+]
+if report["recovered_by_replay"]:
+    # Among the failed, dropped and skipped: delivered later by a replay (docs/replay.md).
+    cards.append(("Recovered by replay", "recovered_by_replay"))
+cols = st.columns(len(cards))
+for col, (label, column) in zip(cols, cards, strict=True):
     share = "" if column == "events_received" else style.pct(report[f"{column}_pct"])
     col.metric(
         label,
@@ -121,6 +176,7 @@ table = (
         "skipped",
         "skipped_by_class",
         "still_retrying",
+        "recovered_by_replay",
         "first_attempt_pct",
         "eventually_pct",
     )
@@ -141,6 +197,7 @@ st.dataframe(
         "skipped": number("skipped", format="localized"),
         "skipped_by_class": "skipped, by reason",
         "still_retrying": number("still retrying", format="localized"),
+        "recovered_by_replay": number("recovered by replay", format="localized"),
         "first_attempt_pct": number("first try %", format="%.2f%%"),
         "eventually_pct": number("eventually %", format="%.2f%%"),
     },
@@ -189,3 +246,6 @@ for row in samples.iter_rows(named=True):
             f"Last seen {row['last_seen']:%Y-%m-%d %H:%M:%S} UTC · template: `{row['template'][:200]}`"
         )
         st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)
+
+st.header("Replay what was not delivered")
+replay_section(scope.value or "", destinations.get_column("destination_id").to_list())

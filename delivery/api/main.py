@@ -25,7 +25,7 @@ from starlette.types import Lifespan
 from delivery.api import openapi
 from delivery.api.cors import CorsHeaders
 from delivery.api.dependencies import AppContext, get_context
-from delivery.api.routers import admin, health, preflight, source_settings, tracking
+from delivery.api.routers import admin, health, preflight, replay, source_settings, tracking
 from delivery.api.routers import metrics as metrics_router
 from delivery.api.segment import TrackingError
 from delivery.api.stats import TrackingStats
@@ -42,6 +42,7 @@ _ROUTERS = (
     source_settings.router,
     metrics_router.router,
     admin.router,
+    replay.router,
     preflight.router,
 )
 
@@ -105,7 +106,12 @@ async def _tracking_error(request: Request, exc: TrackingError) -> JSONResponse:
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Routing errors (404, 405) and any `HTTPException` a route raises."""
     status = HTTPStatus(exc.status_code)
-    code = status.phrase.lower().replace(" ", "_").replace("-", "_")
+    # 400 is the app's `invalid_request` wherever it comes from (FastAPI refuses a body it cannot parse so).
+    code = (
+        "invalid_request"
+        if exc.status_code == 400
+        else status.phrase.lower().replace(" ", "_").replace("-", "_")
+    )
     if exc.status_code == 404:
         message = f"no such endpoint: {request.url.path}"
     elif exc.status_code == 405:

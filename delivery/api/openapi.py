@@ -708,6 +708,24 @@ _ENABLED = _record(
     "The destination's standing after the change.",
 )
 
+_REPLAYED = _record(
+    {
+        "replay_id": {
+            "type": ["string", "null"],
+            "description": "The replay's id, on every dead letter it took; null for a dry run.",
+        },
+        "dry_run": {"type": "boolean"},
+        "jobs": {"type": "integer", "minimum": 0, "description": "Jobs enqueued (or that would be)."},
+        "by_destination": _counts("The same, per destination."),
+        "already_replayed": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Dead letters selected that an earlier replay took: left alone unless `again`.",
+        },
+    },
+    "What the replay enqueued, or would.",
+)
+
 _ADMIN_SCHEMAS = {
     "AdminStatus": _ADMIN_STATUS,
     "AlertsWebhook": _ALERTS_WEBHOOK,
@@ -716,6 +734,7 @@ _ADMIN_SCHEMAS = {
     "Notification": _NOTIFICATION,
     "Notifications": _NOTIFICATIONS,
     "Enabled": _ENABLED,
+    "Replayed": _REPLAYED,
 }
 
 #: `openapi_extra` of every admin endpoint.
@@ -724,6 +743,7 @@ ADMIN: dict[str, Any] = {"security": [{"adminToken": []}]}
 STATUS_ANSWER = json_answer("The engine's state.", {"$ref": _SCHEMAS + "AdminStatus"})
 NOTIFICATIONS_ANSWER = json_answer("Notifications, newest first.", {"$ref": _SCHEMAS + "Notifications"})
 ENABLED_ANSWER = json_answer("Enabled, or left as it was.", {"$ref": _SCHEMAS + "Enabled"})
+REPLAYED_ANSWER = json_answer("Replayed, or counted.", {"$ref": _SCHEMAS + "Replayed"})
 
 
 # -- the document --------------------------------------------------------------------------------

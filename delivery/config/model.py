@@ -115,6 +115,8 @@ class EngineConfig:
     """What sends the requests: "builtin" (`delivery.transport.http1`) or "aiohttp"."""
     min_free_bytes: int = 64 * 2**20
     """Free space kept on the queue's disk: below it the tracking API answers 503 (0: no reserve)."""
+    dead_letter_days: int = 7
+    """Days the events of jobs that ended undelivered are kept for `deliverydash replay` (at least 1)."""
 
     @property
     def target_policy(self) -> TargetPolicy:

@@ -214,6 +214,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         batch_linger_s=table.seconds("batch_linger_s", defaults.batch_linger_s, allow_zero=True),
         http_client=table.choice("http_client", defaults.http_client, CLIENTS),
         min_free_bytes=table.integer("min_free_bytes", defaults.min_free_bytes, minimum=0),
+        dead_letter_days=table.integer("dead_letter_days", defaults.dead_letter_days),
     )
 
 

@@ -8,12 +8,14 @@ Backends, one module each behind the same interface:
   processes, on one machine or many (claims with ``SKIP LOCKED``, leases by
   the database's clock, a shared outbox); also `migrate` and `redact_dsn`.
 
-`claims` holds the fairness rule both apply to a claim's candidates. Import a
+`claims` holds the fairness rule both apply to a claim's candidates, `dead_letters` what
+they share about the events kept for replay. Import a
 backend from its module (each pulls in its driver); this package re-exports
 the interface and the models every caller shares.
 """
 
 from delivery.queue.base import (
+    DEAD_OUTCOMES,
     DEDUP_WINDOW_S,
     Event,
     Job,
@@ -23,12 +25,15 @@ from delivery.queue.base import (
     Queue,
     QueueDepth,
     QueueError,
+    ReplayResult,
+    ReplaySelection,
     Settlement,
     StorageFull,
 )
 from delivery.queue.outbox import check_record, decode_record, encode_record
 
 __all__ = [
+    "DEAD_OUTCOMES",
     "DEDUP_WINDOW_S",
     "Event",
     "Job",
@@ -38,6 +43,8 @@ __all__ = [
     "Queue",
     "QueueDepth",
     "QueueError",
+    "ReplayResult",
+    "ReplaySelection",
     "Settlement",
     "StorageFull",
     "check_record",

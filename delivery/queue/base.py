@@ -91,6 +91,9 @@ class Job:
     """When the lease lapses and another claim may take the job."""
     lease_token: str | None = None
     """Identifies this one lease; `complete`/`reschedule` require it to be current."""
+    replay_of: str | None = None
+    """The first job of the event this job replays (`Queue.replay`; a replay of a replay names it too);
+    None for a job of a received event. Every record of the job carries it (`replay_of`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,42 @@ class QueueDepth:
     """The same, per destination."""
     outbox_rows: int
     """Attempt records committed but not yet in the Parquet log."""
+
+
+#: Outcomes whose jobs leave a dead letter: the events were not delivered and may be replayed.
+DEAD_OUTCOMES = frozenset({"failed", "dropped", "skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySelection:
+    """Which dead letters a replay takes (`Queue.replay`): every given filter must hold."""
+
+    destination_id: str | None = None
+    """Only the jobs of this destination."""
+    workspace_id: str | None = None
+    """Only the events of this workspace."""
+    since: float | None = None
+    """Only jobs that ended at or after this time (epoch seconds)."""
+    until: float | None = None
+    """Only jobs that ended before this time (epoch seconds)."""
+    error_classes: frozenset[str] = frozenset()
+    """Only jobs whose last record had one of these `error_class` values (empty: any)."""
+    outcomes: frozenset[str] = DEAD_OUTCOMES
+    """Only jobs that ended with one of these outcomes."""
+    again: bool = False
+    """Take dead letters a replay took before, too (a replay is otherwise never repeated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What `Queue.replay` did (or would do, for a dry run)."""
+
+    jobs: int
+    """Jobs enqueued (or that would be): one per dead-lettered event."""
+    by_destination: Mapping[str, int]
+    """The same, per destination."""
+    already_replayed: int
+    """Dead letters the selection matched that an earlier replay took (left alone unless `again`)."""
 
 
 class QueueError(Exception):
@@ -279,6 +318,24 @@ class Queue(Protocol):
 
     def depth(self) -> QueueDepth:
         """Job counts by state and destination, and the outbox's size."""
+        ...
+
+    def replay(
+        self, selection: ReplaySelection, replay_id: str, now: float, *, dry_run: bool = False
+    ) -> ReplayResult:
+        """Enqueue again the dead-lettered events `selection` matches, as new jobs, in one transaction.
+
+        A settlement whose record's outcome is in `DEAD_OUTCOMES` keeps the
+        job's events as dead letters (`settle`). Each one matched becomes a
+        new job (one event, due at `now`, its `replay_of` the dead job's id,
+        its `received_at` the event's), and is marked with `replay_id`, so a
+        second replay leaves it alone unless `selection.again`. Events are not
+        de-duplicated again: a replay is a deliberate second delivery.
+        """
+        ...
+
+    def expire_dead_letters(self, before: float) -> int:
+        """Delete dead letters of jobs that ended before `before` (epoch seconds); return how many."""
         ...
 
     def exclusive(self, name: str) -> AbstractContextManager[bool]:

@@ -66,6 +66,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from delivery.queue import dead_letters
 from delivery.queue.base import (
     DEDUP_WINDOW_S,
     Event,
@@ -75,6 +76,8 @@ from delivery.queue.base import (
     OutboxBatch,
     QueueDepth,
     QueueError,
+    ReplayResult,
+    ReplaySelection,
     Settlement,
     StorageFull,
 )
@@ -192,6 +195,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             version bigint NOT NULL
         )""",
     ),
+    (
+        # The events of jobs that ended undelivered, one row each, until a replay takes
+        # them (`replay_id`) or they expire (docs/replay.md); and the job a job replays.
+        """CREATE TABLE dead_letters (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            job_id text NOT NULL,
+            position integer NOT NULL,
+            destination_id text NOT NULL,
+            message_id text NOT NULL,
+            workspace_id text NOT NULL,
+            source_id text NOT NULL,
+            type text NOT NULL,
+            name text,
+            payload bytea NOT NULL,
+            received_at double precision NOT NULL,
+            ended_at double precision NOT NULL,
+            outcome text NOT NULL,
+            error_class text,
+            replay_of text,
+            replay_id text
+        )""",
+        "CREATE INDEX dead_letters_destination ON dead_letters (destination_id, ended_at)",
+        "CREATE INDEX dead_letters_ended ON dead_letters (ended_at)",
+        "ALTER TABLE jobs ADD COLUMN replay_of text",
+    ),
 )
 
 #: The advisory lock held while migrating ("delivery" in ASCII), per database.
@@ -279,12 +307,14 @@ ready AS (
 )"""
 _CANDIDATE_JOBS = """
 FROM ready CROSS JOIN clock CROSS JOIN LATERAL (
-    SELECT id, available_at, attempts FROM jobs
+    SELECT id, available_at, attempts, replay_of FROM jobs
     WHERE destination_id = ready.id AND available_at <= clock.now
     ORDER BY available_at, id
     LIMIT ready.share
 ) job"""
-_CANDIDATES = f"{_READY}\nSELECT job.available_at, job.id, ready.id, job.attempts{_CANDIDATE_JOBS}"
+_CANDIDATES = (
+    f"{_READY}\nSELECT job.available_at, job.id, ready.id, job.attempts, job.replay_of{_CANDIDATE_JOBS}"
+)
 # The chosen jobs that are still claimable, locked, skipping those another transaction holds,
 # then leased: one that another claim took since it was read has a lease that has not lapsed
 # (or is gone), fails the check, and is left out. Rows: the job's columns, then an event's.
@@ -298,10 +328,10 @@ leased AS (
         FOR UPDATE OF jobs SKIP LOCKED
     )
     RETURNING jobs.id, jobs.destination_id, jobs.state, jobs.attempts, jobs.due_at, jobs.received_at,
-        jobs.first_error_class, jobs.lease_owner, jobs.lease_expires_at, jobs.event_ids
+        jobs.first_error_class, jobs.lease_owner, jobs.lease_expires_at, jobs.replay_of, jobs.event_ids
 )
 SELECT leased.id, leased.destination_id, leased.state, leased.attempts, leased.due_at, leased.received_at,
-    leased.first_error_class, leased.lease_owner, leased.lease_expires_at,
+    leased.first_error_class, leased.lease_owner, leased.lease_expires_at, leased.replay_of,
     e.message_id, e.workspace_id, e.source_id, e.type, e.name, e.payload, e.received_at
 FROM leased JOIN chosen USING (id)
     CROSS JOIN LATERAL unnest(leased.event_ids) WITH ORDINALITY AS je(event_id, position)
@@ -436,7 +466,33 @@ _OWNERS = (
 _RELEASE_DESTINATIONS = (
     "DELETE FROM destination_owners WHERE engine = %(engine)s AND destination_id = ANY(%(destinations)s)"
 )
-_JOB_COLUMNS = 9
+_JOB_COLUMNS = 10
+_KEEP_DEAD_LETTERS = (
+    f"INSERT INTO dead_letters ({', '.join(dead_letters.COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(dead_letters.COLUMNS))})"
+)
+# A replay's chunk of dead letters (naming the first job of each event, a replay's too), locked:
+# a replay running at the same time on another engine waits, then finds them marked and leaves
+# them (READ COMMITTED checks the rows again).
+_REPLAY_CHUNK = (
+    "SELECT id, coalesce(replay_of, job_id), destination_id, message_id, workspace_id, source_id, type, "
+    "name, payload, received_at FROM dead_letters WHERE {condition} AND id > %(after)s "
+    "ORDER BY id LIMIT {limit} FOR UPDATE"
+)
+_EVENT_IDS = "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)"
+_REPLAY_EVENTS = """
+INSERT INTO events (id, message_id, workspace_id, source_id, type, name, payload, received_at, refs)
+OVERRIDING SYSTEM VALUE
+SELECT *, 1 FROM unnest(
+    %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bytea[], %b::float8[]
+)
+"""
+_REPLAY_JOBS = """
+INSERT INTO jobs (id, destination_id, event_ids, state, due_at, available_at, received_at, replay_of)
+SELECT id, destination_id, ARRAY[event_id], 'pending', %b, %b, received_at, replay_of
+FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::float8[], %b::text[])
+    AS r(id, destination_id, event_id, received_at, replay_of)
+"""
 
 
 # --- the DSN, without its password: `ingest.dsn` (the notifications' reader needs it too) ---
@@ -765,8 +821,16 @@ class PostgresQueue:
         def fairest(db: psycopg.Connection[Any]) -> list[Job]:
             # Two statements, each its own transaction: the second checks again what the first read.
             candidates: list[Candidate] = [
-                (available_at, job_id, destination_id, destination_id in batching and attempts == 0)
-                for available_at, job_id, destination_id, attempts in db.execute(_CANDIDATES, params)
+                # A replayed job goes alone: its record names the one job it replays.
+                (
+                    available_at,
+                    job_id,
+                    destination_id,
+                    destination_id in batching and attempts == 0 and replay_of is None,
+                )
+                for available_at, job_id, destination_id, attempts, replay_of in db.execute(
+                    _CANDIDATES, params
+                )
             ]
             chosen = choose(candidates, limit, per_destination_limit, limits, batches)
             if not chosen:
@@ -810,6 +874,8 @@ class PostgresQueue:
                 _reschedule(db, [s for s, _ in kept if s.due_at is not None])
                 if kept:
                     db.execute(_ADD_RECORDS, ([text for _, text in kept],))
+                if dead := dead_letters.rows(s for s, _ in kept):
+                    db.cursor().executemany(_KEEP_DEAD_LETTERS, dead)
             return lost
 
         return self._run(apply)
@@ -880,6 +946,66 @@ class PostgresQueue:
             return 0
 
         return self._run(ack)
+
+    # --- dead letters ---
+
+    def replay(
+        self, selection: ReplaySelection, replay_id: str, now: float, *, dry_run: bool = False
+    ) -> ReplayResult:
+        """See `delivery.queue.Queue.replay`: a transaction per `dead_letters.CHUNK` dead letters.
+
+        Each chunk's dead letters are locked, copied into jobs and marked
+        together, so replays of the same selection from two engines at once
+        replay each dead letter once; a replay cut short has replayed exactly
+        what it marked.
+        """
+        condition, params = dead_letters.where(selection, "postgres")
+
+        def count(db: psycopg.Connection[Any]) -> list[tuple[str, bool, int]]:
+            return db.execute(
+                f"SELECT destination_id, replay_id IS NOT NULL, count(*) FROM dead_letters WHERE {condition} "
+                "GROUP BY 1, 2",
+                params,
+            ).fetchall()
+
+        counted = dead_letters.tally(self._run(count), selection.again)
+        if dry_run:
+            return counted
+        if not selection.again:
+            condition += " AND replay_id IS NULL"
+        chunk_sql = _REPLAY_CHUNK.format(condition=condition, limit=dead_letters.CHUNK)
+        replayed: Counter[str] = Counter()
+        after = 0
+
+        def replay_chunk(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            with db.transaction():
+                chunk = db.execute(chunk_sql, params | {"after": after}).fetchall()
+                if chunk:
+                    self._enqueue_replays(db, chunk, replay_id, now)
+            return chunk
+
+        while chunk := self._run(replay_chunk):
+            replayed.update(row[2] for row in chunk)
+            after = chunk[-1][0]
+        return ReplayResult(sum(replayed.values()), dict(replayed), counted.already_replayed)
+
+    def _enqueue_replays(
+        self, db: psycopg.Connection[Any], chunk: Sequence[Sequence[Any]], replay_id: str, now: float
+    ) -> None:
+        """One new job per dead letter of `chunk` (`_REPLAY_CHUNK`'s rows), and the dead letters marked."""
+        event_ids = [row[0] for row in db.execute(_EVENT_IDS, (len(chunk),))]
+        columns = list(zip(*chunk, strict=True))
+        db.execute(_REPLAY_EVENTS, (event_ids, *(list(c) for c in columns[3:])))
+        job_ids = new_ids(len(chunk), self._id_rng)
+        db.execute(
+            _REPLAY_JOBS, (now, now, job_ids, list(columns[2]), event_ids, list(columns[9]), list(columns[1]))
+        )
+        db.execute("UPDATE dead_letters SET replay_id = %s WHERE id = ANY(%s)", (replay_id, list(columns[0])))
+
+    def expire_dead_letters(self, before: float) -> int:
+        """See `delivery.queue.Queue.expire_dead_letters`."""
+        expire = "DELETE FROM dead_letters WHERE ended_at < %s"
+        return self._run(lambda db: db.execute(expire, (before,)).rowcount)
 
     # --- visibility ---
 
@@ -1019,6 +1145,7 @@ def _jobs_from_rows(rows: Sequence[Sequence[Any]], token: str) -> list[Job]:
             lease_owner=row[7],
             lease_expires_at=row[8],
             lease_token=token,
+            replay_of=row[9],
         )
         for job_id, row in first.items()
     ]

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from delivery.queue import dead_letters
 from delivery.queue.base import (
     DEDUP_WINDOW_S,
     Event,
@@ -46,6 +47,8 @@ from delivery.queue.base import (
     OutboxBatch,
     QueueDepth,
     QueueError,
+    ReplayResult,
+    ReplaySelection,
     Settlement,
     StorageFull,
 )
@@ -131,6 +134,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Jobs queued before have NULL: their later records say so.
         "ALTER TABLE jobs ADD COLUMN first_error_class TEXT",
     ),
+    (
+        # The events of jobs that ended undelivered, one row each, until a
+        # replay takes them (`replay_id`) or they expire (docs/replay.md).
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            destination_id TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            workspace_id TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            name TEXT,
+            payload BLOB NOT NULL,
+            received_at REAL NOT NULL,
+            ended_at REAL NOT NULL,
+            outcome TEXT NOT NULL,
+            error_class TEXT,
+            replay_of TEXT,
+            replay_id TEXT
+        )""",
+        "CREATE INDEX dead_letters_destination ON dead_letters (destination_id, ended_at)",
+        "CREATE INDEX dead_letters_ended ON dead_letters (ended_at)",
+        # The job a replayed job replays; NULL for the jobs of received events.
+        "ALTER TABLE jobs ADD COLUMN replay_of TEXT",
+    ),
 )
 
 # Destinations with their earliest claimable job, earliest first: one index
@@ -152,7 +181,7 @@ ORDER BY ready_at
 LIMIT :limit
 """
 _CLAIMABLE = """
-SELECT id, available_at, attempts FROM jobs
+SELECT id, available_at, attempts, replay_of FROM jobs
 WHERE destination_id = :destination AND available_at <= :now
 ORDER BY available_at, id
 LIMIT :limit
@@ -163,9 +192,13 @@ WHERE id = ?
 """
 _JOB_COLUMNS = (
     "id, destination_id, state, attempts, due_at, received_at, first_error_class, "
-    "lease_owner, lease_expires_at"
+    "lease_owner, lease_expires_at, replay_of"
 )
 _EVENT_COLUMNS = "message_id, workspace_id, source_id, type, name, payload, received_at"
+_KEEP_DEAD_LETTER = (
+    f"INSERT INTO dead_letters ({', '.join(dead_letters.COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(dead_letters.COLUMNS))})"
+)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -496,9 +529,10 @@ class SqliteQueue:
                 if share <= 0:
                     continue
                 rows = db.execute(_CLAIMABLE, {"destination": destination_id, "now": now, "limit": share})
+                # A replayed job goes alone: its record names the one job it replays.
                 candidates.extend(
-                    (available_at, job_id, destination_id, size > 1 and attempts == 0)
-                    for job_id, available_at, attempts in rows
+                    (available_at, job_id, destination_id, size > 1 and attempts == 0 and replay_of is None)
+                    for job_id, available_at, attempts, replay_of in rows
                 )
             chosen = choose(candidates, limit, per_destination_limit, limits, batches)
             if not chosen:
@@ -530,6 +564,7 @@ class SqliteQueue:
                     first_class,
                     owner,
                     expires_at,
+                    replay_of,
                 ) = row
                 jobs[job_id] = Job(
                     id=job_id,
@@ -543,6 +578,7 @@ class SqliteQueue:
                     lease_owner=owner,
                     lease_expires_at=expires_at,
                     lease_token=token,
+                    replay_of=replay_of,
                 )
         return jobs
 
@@ -571,20 +607,26 @@ class SqliteQueue:
         stored = [self._outbox_form(s.job, s.record) for s in settlements]
         with self._transaction() as db:
             tokens = self._lease_tokens(db, [part.id for s in settlements for part in (s.job, *s.merged)])
-            lost, kept, finished = [], [], []
+            lost, kept, finished, settled = [], [], [], []
             for settlement, text in zip(settlements, stored, strict=True):
                 parts = (settlement.job, *settlement.merged)
                 if any(part.lease_token is None or tokens.get(part.id) != part.lease_token for part in parts):
                     lost.append(settlement.job)
                     continue
                 kept.append((text,))
+                settled.append(settlement)
                 if settlement.due_at is None:
                     finished += [part.id for part in parts]
                 else:
                     self._reschedule(db, settlement)
             self._finish_all(db, finished)
             db.executemany("INSERT INTO outbox (record) VALUES (?)", kept)
+            self._keep_dead_letters(db, settled)
         return lost
+
+    @staticmethod
+    def _keep_dead_letters(db: sqlite3.Connection, settlements: Sequence[Settlement]) -> None:
+        db.executemany(_KEEP_DEAD_LETTER, dead_letters.rows(settlements))
 
     @staticmethod
     def _lease_tokens(db: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
@@ -630,6 +672,7 @@ class SqliteQueue:
         else:
             self._reschedule(db, settlement)
         db.execute("INSERT INTO outbox (record) VALUES (?)", (stored,))
+        self._keep_dead_letters(db, [settlement])
 
     def _reschedule(self, db: sqlite3.Connection, settlement: Settlement) -> None:
         """Make the job pending again at `settlement.due_at`, holding its merged jobs' events."""
@@ -731,6 +774,74 @@ class SqliteQueue:
         """See `delivery.queue.Queue.outbox_ack`."""
         with self._transaction() as db:
             return db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch_id,)).rowcount
+
+    # --- dead letters ---
+
+    def replay(
+        self, selection: ReplaySelection, replay_id: str, now: float, *, dry_run: bool = False
+    ) -> ReplayResult:
+        """See `delivery.queue.Queue.replay`.
+
+        A transaction per `dead_letters.CHUNK` dead letters, so that enqueues
+        are not held up by a big replay; each chunk's jobs and marks commit
+        together, so a replay cut short has replayed exactly what it marked,
+        and running it again takes the rest.
+        """
+        condition, params = dead_letters.where(selection, "sqlite")
+        with self._lock:
+            matched = self._db.execute(
+                f"SELECT destination_id, replay_id IS NOT NULL, count(*) FROM dead_letters WHERE {condition} "
+                "GROUP BY 1, 2",
+                params,
+            ).fetchall()
+        counted = dead_letters.tally(matched, selection.again)
+        if dry_run:
+            return counted
+        if not selection.again:
+            condition += " AND replay_id IS NULL"
+        replayed: Counter[str] = Counter()
+        after = 0
+        while True:
+            with self._transaction() as db:
+                chunk = db.execute(
+                    # A replay names the first job of its event: a replay of a replay too.
+                    f"SELECT id, coalesce(replay_of, job_id), destination_id, {_EVENT_COLUMNS} "
+                    "FROM dead_letters "
+                    f"WHERE {condition} AND id > :after ORDER BY id LIMIT {dead_letters.CHUNK}",
+                    params | {"after": after},
+                ).fetchall()
+                if not chunk:
+                    break
+                self._enqueue_replays(db, chunk, now)
+                marks = [(replay_id, row[0]) for row in chunk]
+                db.executemany("UPDATE dead_letters SET replay_id = ? WHERE id = ?", marks)
+            replayed.update(row[2] for row in chunk)
+            after = chunk[-1][0]
+        return ReplayResult(sum(replayed.values()), dict(replayed), counted.already_replayed)
+
+    def _enqueue_replays(self, db: sqlite3.Connection, chunk: Sequence[Sequence[Any]], now: float) -> None:
+        """One new job per dead letter of `chunk` (id, job id, destination, then an event's columns)."""
+        next_id = db.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
+        job_ids = new_ids(len(chunk), self._id_rng)
+        event_rows, job_rows, link_rows = [], [], []
+        for n, (_, replay_of, destination_id, *event) in enumerate(chunk):
+            event_id = next_id + n
+            received_at = event[-1]
+            event_rows.append((event_id, *event, 1))
+            job_rows.append((job_ids[n], destination_id, now, now, received_at, replay_of))
+            link_rows.append((job_ids[n], 0, event_id))
+        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", event_rows)
+        db.executemany(
+            "INSERT INTO jobs (id, destination_id, state, due_at, available_at, received_at, replay_of) "
+            "VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+            job_rows,
+        )
+        db.executemany("INSERT INTO job_events (job_id, position, event_id) VALUES (?, ?, ?)", link_rows)
+
+    def expire_dead_letters(self, before: float) -> int:
+        """See `delivery.queue.Queue.expire_dead_letters`."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM dead_letters WHERE ended_at < ?", (before,)).rowcount
 
     # --- visibility ---
 

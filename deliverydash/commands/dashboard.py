@@ -15,12 +15,21 @@ NAME = "dashboard"
 HELP = "open the delivery dashboard (Streamlit) over the attempt log"
 #: Where the dashboard's process finds the fleet's database (`app.data.QUEUE_DSN_ENV`).
 QUEUE_DSN_ENV = "DELIVERYDASH_QUEUE_DSN"
+#: Where the dashboard's process finds the engine and its admin token, for replays (`app.replay`).
+ENGINE_URL_ENV = "DELIVERYDASH_ENGINE_URL"
+ADMIN_TOKEN_ENV = "DELIVERYDASH_ADMIN_TOKEN"
+DEFAULT_ENGINE_URL = "http://127.0.0.1:8000"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
     parser.add_argument("--port", type=int, default=8501, help="port to listen on (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--engine-url",
+        help="where the engine's admin API is, for replays from the customer page (with --config, "
+        "whose admin token is used; default with --config: http://127.0.0.1:8000)",
+    )
     options.add_data_options(
         parser,
         reads_log=True,
@@ -40,6 +49,7 @@ def run(args: argparse.Namespace) -> None:
     location = options.log_location(args)
     secret = options.dashboard_secret(args.config)
     dsn = _notifications_dsn(args.config)
+    engine = _engine_access(args)
     try:
         has_log = open_store(location).has_files("attempts/date=")
     except LogStoreError as exc:
@@ -56,6 +66,10 @@ def run(args: argparse.Namespace) -> None:
     # Through the environment, never the command line (which `ps` shows to every user of the machine);
     # and only when the config says so: a DSN exported for an engine elsewhere is not the dashboard's.
     env.pop(QUEUE_DSN_ENV, None)
+    env.pop(ENGINE_URL_ENV, None)
+    env.pop(ADMIN_TOKEN_ENV, None)
+    if engine is not None:
+        env[ENGINE_URL_ENV], env[ADMIN_TOKEN_ENV] = engine
     notifications = ""
     if dsn is not None:
         from ingest.dsn import redact_dsn
@@ -65,6 +79,8 @@ def run(args: argparse.Namespace) -> None:
     access = (
         "links from `deliverydash link` required" if secret else "no secret: open to anyone who reaches it"
     )
+    if engine is not None:
+        access += f"; replays through the engine at {engine[0]}"
     print(
         f"Dashboard on http://{args.host}:{args.port}/ over {location}{notifications} ({access}). "
         "Ctrl-C stops it.",
@@ -83,6 +99,22 @@ def run(args: argparse.Namespace) -> None:
     sys.stderr.flush()
     # Streamlit owns the process from here: its own Ctrl-C handling and exit status.
     os.execve(sys.executable, command, env)
+
+
+def _engine_access(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(the engine's URL, its admin token) for replays, when the config names the engine."""
+    if not args.config:
+        if args.engine_url:
+            raise options.CommandError("--engine-url needs --config, for the engine's admin token")
+        return None
+    from delivery.config import ConfigError
+    from delivery.config.admin_token import admin_token
+
+    try:
+        token = admin_token(options.engine_config(args.config))
+    except ConfigError:
+        return None  # no engine has run with this config yet: no replays, the rest works
+    return (args.engine_url or DEFAULT_ENGINE_URL).rstrip("/"), token.reveal()
 
 
 def _notifications_dsn(config_path: str | None) -> str | None:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from deliverydash import options
+from deliverydash import admin_api
 
 NAME = "status"
 HELP = "show a running engine's state through its admin API"
@@ -18,44 +18,13 @@ HELP = "show a running engine's state through its admin API"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
-    parser.add_argument(
-        "--config",
-        default="deliverydash.toml",
-        help="the engine's TOML config, for its admin token (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--url",
-        default="http://127.0.0.1:8000",
-        help="where the engine listens (default: %(default)s, serve's default)",
-    )
+    admin_api.add_options(parser)
     parser.add_argument("--json", action="store_true", help="print the answer as it came, as JSON")
 
 
 def run(args: argparse.Namespace) -> None:
     """Print the engine's status (a `CommandError` when it cannot be asked)."""
-    import httpx
-
-    from delivery.config import ConfigError
-    from delivery.config.admin_token import admin_token
-
-    config = options.engine_config(args.config)
-    try:
-        token = admin_token(config)
-    except ConfigError as exc:
-        raise options.CommandError(f"no admin token: {exc}") from None
-    url = args.url.rstrip("/") + "/admin/status"
-    try:
-        response = httpx.get(url, headers={"Authorization": f"Bearer {token.reveal()}"}, timeout=10)
-    except httpx.HTTPError as exc:
-        raise options.CommandError(f"no answer from {args.url}: {exc}") from None
-    if response.status_code == 401:
-        whence = "[engine] admin_token" if config.engine.admin_token is not None else "the token file"
-        raise options.CommandError(
-            f"{args.url} refused the admin token ({whence} of {args.config}): is that engine this config's?"
-        )
-    if response.status_code != 200:
-        raise options.CommandError(f"{args.url} answered {response.status_code}: {_message(response)}")
-    answer = response.json()
+    answer = admin_api.call(args, "GET", "/admin/status")
     print(
         json.dumps(answer, indent=2) if args.json else render(args.url, answer), end="\n" if args.json else ""
     )
@@ -122,10 +91,3 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
-
-
-def _message(response: Any) -> str:
-    try:
-        return str(response.json().get("message", response.text))
-    except ValueError:
-        return str(response.text[:200])

@@ -18,6 +18,8 @@ WITH delivered AS (
         (epoch_us(started_at) - epoch_us(received_at)) / 1000 + coalesce(duration_ms, 0)::DOUBLE AS delay_ms
     FROM batch
     WHERE outcome = 'delivered'
+      -- A replay delivers days later by an operator's hand, not by the schedule: left out.
+      AND replay_of IS NULL
 ),
 
 grouped AS (

@@ -12,6 +12,10 @@
 -- its first failure from these sums alone (queries/retries.sql,
 -- retry_recovery.sql). It adds few rows: on attempt 1 it equals error_class.
 --
+-- replayed (the record's job replays another: replay_of is not NULL) keeps a
+-- replay's records apart, so an event is received once and its delivery by
+-- a replay is counted as recovered (docs/replay.md).
+--
 -- Hours are grouped as integers and turned into timestamps after grouping
 -- (hour_number and hour_start, in macros.sql).
 WITH grouped AS (
@@ -29,6 +33,7 @@ WITH grouped AS (
         error_code,
         retryable,
         first_error_class,
+        replay_of IS NOT NULL AS replayed,
         count(*)::BIGINT AS records,
         sum(event_count)::BIGINT AS events,
         sum(duration_ms)::DOUBLE AS duration_ms_sum,

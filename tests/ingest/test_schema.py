@@ -52,6 +52,7 @@ CONTRACT_NAMES = (
     "error_message",
     # Added after the contract's columns.
     "first_error_class",
+    "replay_of",
 )
 NULLABLE = {
     "duration_ms",
@@ -63,6 +64,7 @@ NULLABLE = {
     "response_body",
     "error_message",
     "first_error_class",
+    "replay_of",
 }
 
 

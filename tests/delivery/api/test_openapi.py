@@ -23,7 +23,12 @@ ADMIN_TOKEN = "adm-openapi-token-0123456789-0123456789"
 #: The short paths analytics.js and the mobile libraries post to.
 SHORT = [f"/v1/{letter}" for letter in "itpsgab"]
 SETTINGS = "/v1/projects/{writeKey}/settings"
-ADMIN = ["/admin/status", "/admin/notifications", "/admin/destinations/{destination_id}/enable"]
+ADMIN = [
+    "/admin/status",
+    "/admin/notifications",
+    "/admin/destinations/{destination_id}/enable",
+    "/admin/replay",
+]
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@
 WITH scoped AS (
     SELECT
         *,
-        received_at >= $start AND received_at < $end AS in_cohort,
+        received_at >= $start AND received_at < $end AND replay_of IS NULL AS in_cohort,
+        received_at >= $start AND received_at < $end AND replay_of IS NOT NULL AS in_replay,
         attempt >= 1 AND started_at < $end AS is_request
     FROM attempts
     WHERE ($scope_kind = 'all'
@@ -38,10 +39,11 @@ figures AS (
             AS delivered_eventually,
         coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'failed'), 0)::BIGINT AS failed,
         coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'dropped'), 0)::BIGINT AS dropped,
-        coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'skipped'), 0)::BIGINT AS skipped
+        coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'skipped'), 0)::BIGINT AS skipped,
+        coalesce(sum(event_count) FILTER (in_replay AND outcome = 'delivered'), 0)::BIGINT AS recovered_by_replay
     FROM scoped
     GROUP BY workspace_id, destination_id, integration
-    HAVING count(*) FILTER (is_request OR in_cohort) > 0
+    HAVING count(*) FILTER (is_request OR in_cohort OR in_replay) > 0
 )
 
 SELECT

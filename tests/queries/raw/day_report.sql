@@ -16,7 +16,8 @@
 WITH scoped AS (
     SELECT
         *,
-        received_at >= $start AND received_at < $end AS in_cohort,
+        received_at >= $start AND received_at < $end AND replay_of IS NULL AS in_cohort,
+        received_at >= $start AND received_at < $end AND replay_of IS NOT NULL AS in_replay,
         attempt >= 1 AND started_at < $end AS is_request
     FROM attempts
     WHERE ($scope_kind = 'all'
@@ -39,6 +40,7 @@ figures AS (
         coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'failed'), 0)::BIGINT AS failed,
         coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'dropped'), 0)::BIGINT AS dropped,
         coalesce(sum(event_count) FILTER (in_cohort AND outcome = 'skipped'), 0)::BIGINT AS skipped,
+        coalesce(sum(event_count) FILTER (in_replay AND outcome = 'delivered'), 0)::BIGINT AS recovered_by_replay,
         count(*) FILTER (is_request) AS requests,
         count(*) FILTER (is_request AND status_code IN (401, 403)) AS auth_requests,
         count(*) FILTER (is_request AND status_code = 400) AS status_400_requests,
@@ -77,6 +79,8 @@ SELECT
     coalesce(100 * skipped / per_event, 0) AS skipped_pct,
     still_retrying,
     coalesce(100 * still_retrying / per_event, 0) AS still_retrying_pct,
+    recovered_by_replay,
+    coalesce(100 * recovered_by_replay / per_event, 0) AS recovered_by_replay_pct,
     requests,
     auth_requests,
     coalesce(100 * auth_requests / per_request, 0) AS auth_requests_pct,

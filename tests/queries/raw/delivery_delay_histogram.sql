@@ -14,6 +14,7 @@ WITH delivered AS (
       AND started_at < $end + INTERVAL 1 DAY
       AND received_at >= $start
       AND received_at < $end
+      AND replay_of IS NULL
       AND outcome = 'delivered'
 ),
 

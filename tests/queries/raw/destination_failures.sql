@@ -17,6 +17,7 @@ WHERE ($scope_kind = 'all'
   AND started_at < $end + INTERVAL 1 DAY
   AND received_at >= $start
   AND received_at < $end
+  AND replay_of IS NULL
   AND outcome IN ('failed', 'dropped', 'skipped')
 GROUP BY workspace_id, destination_id, integration, outcome, error_class
 ORDER BY events DESC, jobs DESC, workspace_id, destination_id, outcome, error_class

@@ -12,7 +12,7 @@
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH cohort AS (
-    SELECT attempt, outcome, event_count
+    SELECT attempt, outcome, event_count, replay_of IS NOT NULL AS replayed
     FROM attempts
     WHERE ($scope_kind = 'all'
            OR ($scope_kind = 'workspace' AND workspace_id = $scope_value)
@@ -29,19 +29,20 @@ WITH cohort AS (
 
 totals AS (
     SELECT
-        coalesce(sum(event_count) FILTER (attempt <= 1), 0)::BIGINT AS received,
-        coalesce(sum(event_count) FILTER (outcome = 'delivered'), 0)::BIGINT AS delivered,
-        coalesce(sum(event_count) FILTER (outcome = 'failed'), 0)::BIGINT AS failed,
-        coalesce(sum(event_count) FILTER (outcome = 'dropped'), 0)::BIGINT AS dropped,
-        coalesce(sum(event_count) FILTER (outcome = 'skipped'), 0)::BIGINT AS skipped,
-        coalesce(max(attempt), 0) AS max_attempt
+        coalesce(sum(event_count) FILTER (NOT replayed AND attempt <= 1), 0)::BIGINT AS received,
+        coalesce(sum(event_count) FILTER (NOT replayed AND outcome = 'delivered'), 0)::BIGINT AS delivered,
+        coalesce(sum(event_count) FILTER (NOT replayed AND outcome = 'failed'), 0)::BIGINT AS failed,
+        coalesce(sum(event_count) FILTER (NOT replayed AND outcome = 'dropped'), 0)::BIGINT AS dropped,
+        coalesce(sum(event_count) FILTER (NOT replayed AND outcome = 'skipped'), 0)::BIGINT AS skipped,
+        coalesce(sum(event_count) FILTER (replayed AND outcome = 'delivered'), 0)::BIGINT AS recovered,
+        coalesce(max(attempt) FILTER (NOT replayed), 0) AS max_attempt
     FROM cohort
 ),
 
 delivered_at AS (
     SELECT attempt, sum(event_count)::BIGINT AS events
     FROM cohort
-    WHERE outcome = 'delivered'
+    WHERE outcome = 'delivered' AND NOT replayed
     GROUP BY attempt
 ),
 
@@ -61,7 +62,11 @@ stages AS (
     SELECT attempt, 'delivered by attempt ' || attempt, 'delivered', attempt::SMALLINT, events
     FROM delivered_by
     UNION ALL
-    SELECT max_attempt + s.rank, s.stage, s.kind, NULL, s.events
+    SELECT max_attempt + 1, 'delivered after replay', 'replayed', NULL, delivered + recovered
+    FROM totals
+    WHERE recovered > 0
+    UNION ALL
+    SELECT max_attempt + (recovered > 0)::INTEGER + s.rank, s.stage, s.kind, NULL, s.events
     FROM totals,
          (VALUES (1, 'failed', 'failed', failed),
                  (2, 'dropped', 'dropped', dropped),

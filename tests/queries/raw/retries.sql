@@ -12,6 +12,7 @@ WITH cohort AS (
       AND started_at < $end + INTERVAL 1 DAY
       AND received_at >= $start
       AND received_at < $end
+      AND replay_of IS NULL
 ),
 
 jobs AS (
