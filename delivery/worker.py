@@ -125,16 +125,12 @@ class Worker:
         self._policy = RetryPolicy.from_engine(engine)
         self._prechecks = prechecks or Prechecks(engine)
         self._poll_interval_s = poll_interval_s
-        self._headers = {d.id: payload.headers(d) for d in config.destinations}
-        self._signers = {d.id: payload.signer(d) for d in config.destinations}
-        self._shapes = {d.id: d.spec.request for d in config.destinations}
         self._metering = (
             Metering(config.destinations, clock(), retry_after_max_s=engine.retry_after_max_s)
             if engine.metering
             else None
         )
-        #: Destinations whose requests combine jobs, and the most events per request.
-        self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
+        self.reconfigure(config)
         self._linger_s = engine.batch_linger_s
         self._on_fixed = on_fixed or (lambda integration, fixes: None)
         self._not_owned = not_owned
@@ -151,6 +147,22 @@ class Worker:
         self._waiting_for: _Waiting | None = None
         self._excluded: frozenset[str] = frozenset()
         self._aborting = False
+
+    def reconfigure(self, config: Config) -> None:
+        """Deliver by `config`'s destinations from the next request on (docs/live-config.md).
+
+        Only sources and destinations may differ from the config the worker was built with.
+        A request already started ends with what it started with; a destination whose rate
+        limit is unchanged keeps its meter.
+        """
+        self._config = config
+        self._headers = {d.id: payload.headers(d) for d in config.destinations}
+        self._signers = {d.id: payload.signer(d) for d in config.destinations}
+        self._shapes = {d.id: d.spec.request for d in config.destinations}
+        #: Destinations whose requests combine jobs, and the most events per request.
+        self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
+        if self._metering is not None:
+            self._metering.reconfigure(config.destinations, self._clock())
 
     def holding(self, destination_id: str) -> bool:
         """Whether jobs of the destination are claimed here and not yet settled."""

@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from delivery.catalog import Integration, catalog
@@ -304,6 +305,11 @@ class Config:
     """The `[queue]` table."""
     log: LogConfig = field(default_factory=LogConfig)
     """The `[log]` table."""
+    tables: Mapping[str, tuple[Mapping[str, Any], ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """The `sources` and `destinations` tables as the file wrote them (secrets in clear: never shown),
+    what changes made live are laid over (`delivery.config.live`)."""
 
     @property
     def log_location(self) -> str:
