@@ -329,3 +329,60 @@ def test_the_endpoints_are_in_the_openapi_document_with_their_bodies(tmp_path: P
                 schema = answer["content"]["application/json"]["schema"]
                 assert schema["required"] == ["code", "message"]
     assert json.dumps(paths).count("invalid_config") == 5
+
+
+def test_on_a_fleet_both_engines_take_a_change_up_within_5_s(
+    tmp_path: Path, sinks: tuple[Sink, Sink], postgres_dsn: str
+) -> None:
+    first, second = sinks
+    data_dir = tmp_path / "data"
+    config = write_config(
+        tmp_path / "fleet.toml", data_dir, f'[queue]\nbackend = "postgres"\ndsn = "{postgres_dsn}"\n'
+    )
+    logs = [(tmp_path / f"engine-{name}.log").open("w") for name in "ab"]
+    ports = [free_port(), free_port()]
+    engines = [start_engine(config, port, log=log) for port, log in zip(ports, logs, strict=True)]
+    a, b = Admin(ports[0]), Admin(ports[1])
+
+    def everywhere(path: str, check: Callable[[dict[str, Any]], bool]) -> Callable[[], bool]:
+        return lambda: all(
+            (answer := admin("GET", path)).status_code == 200 and check(answer.json()) for admin in (a, b)
+        )
+
+    try:
+        # Added through one engine: both know it, and events sent through the other reach it.
+        assert a("POST", "/admin/destinations", crm("crm", f"{first.url}/v1", SECRETS[0])).status_code == 201
+        wait_for(everywhere("/admin/destinations/crm", lambda shown: shown["url"] == first.url), WITHIN_S)
+        within(lambda: ("/v1", f"Bearer {SECRETS[0]}") in first.seen(), b.track)
+
+        # Changed through the other: events sent through the first go to the new URL with the new token.
+        changed = b("PATCH", "/admin/destinations/crm", {"url": f"{second.url}/v2", "credential": SECRETS[1]})
+        assert changed.status_code == 200, changed.text
+        within(lambda: ("/v2", f"Bearer {SECRETS[1]}") in second.seen(), a.track)
+        wait_for(a.drained, timeout_s=10)
+        before = len(first.seen()), len(second.seen())
+
+        # Disabled through the first: neither engine sends to it; its jobs are skipped.
+        assert a("POST", "/admin/destinations/crm/disable").status_code == 200
+        wait_for(everywhere("/admin/destinations/crm", lambda shown: not shown["enabled"]), WITHIN_S)
+        for admin in (a, b, a):
+            assert admin.track() == 200
+        wait_for(a.drained, timeout_s=10)
+        time.sleep(0.5)
+        assert (len(first.seen()), len(second.seen())) == before
+        assert_no_secret(a("GET", "/admin/destinations").text + b("GET", "/admin/destinations").text)
+    finally:
+        for engine in engines:
+            engine.terminate()
+        for engine in engines:
+            engine.wait(timeout=30)
+        for log in logs:
+            log.close()
+    for name in "ab":
+        assert_no_secret((tmp_path / f"engine-{name}.log").read_text())
+    skipped = (
+        log_connection(data_dir)
+        .execute("SELECT count(*) FROM attempts WHERE destination_id = 'crm' AND error_class = 'disabled'")
+        .fetchone()
+    )
+    assert skipped == (3,)
