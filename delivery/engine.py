@@ -110,6 +110,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             on_settled=chain(metrics.record, alerts.on_settled),
             on_fixed=metrics.record_fixes,
             not_owned=lambda: ownership.excluded(),
+            known_now=live.knows,
         )
         if isinstance(queue, PostgresQueue):
             ownership = Shares(

@@ -280,6 +280,14 @@ class LiveConfig:
             if self._take(await asyncio.to_thread(self.store.snapshot)):
                 await self.apply()
 
+    async def knows(self, destination_id: str) -> bool:
+        """Whether the store, read again now, has a destination the config did not know."""
+        try:
+            await self.refresh(force=True)
+        except SettingsError:
+            return False
+        return self.current.destination(destination_id) is not None
+
     async def write(self, kind: Kind, entry_id: str, changes: Mapping[str, Any], *, add: bool) -> None:
         """`change` from the event loop, then the new config applied here before returning."""
         async with self._refreshing:
