@@ -3,6 +3,7 @@ over the file's tables, stored with a version on both backends."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import threading
 from collections.abc import Callable
@@ -139,3 +140,25 @@ def test_changes_at_once_are_checked_one_after_the_other(stores: Callable[[], Se
 def test_the_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     SqliteSettings(tmp_path).close()
     assert stat.S_IMODE((tmp_path / "settings.sqlite3").stat().st_mode) == 0o600
+
+
+def test_stored_changes_the_file_no_longer_fits_are_refused_and_the_last_good_config_kept(
+    tmp_path: Path,
+) -> None:
+    with_mobile = {
+        **FILE,
+        "sources": [*FILE["sources"], {"id": "mobile", "workspace": "acme", "write_key": "m"}],
+    }
+    writer = LiveConfig(parse_config(with_mobile), SqliteSettings(tmp_path))
+    added = {"source": "mobile", "integration": "webhook", "url": "http://127.0.0.1:9/m"}
+    writer.change("destinations", "app", added, add=True)
+    # The file loses the source the stored destination names: the engine starts with the file alone.
+    reader = LiveConfig(parse_config(FILE), SqliteSettings(tmp_path))
+    with pytest.raises(ConfigError, match=r"destinations\[app\]\.source: unknown source 'mobile'"):
+        reader.load()
+    assert reader.current == parse_config(FILE)
+
+    asyncio.run(reader.refresh())  # logged, and the last good config kept
+    assert reader.current.destination("app") is None
+    writer.store.close()
+    reader.store.close()
