@@ -12,6 +12,10 @@ pre-send checks ask `AuthAlerts.admit` whether a destination may be sent to,
 and each committed record reaches `AuthAlerts.on_settled` after the metrics.
 Their writer stops after the worker, so every change the last records cause
 is stored.
+
+Sources and destinations changed live (`delivery.config.live`, docs/live-config.md)
+are read from their store every second; a new config is swapped into the API's
+context, the worker, the ownership shares and the alerts in one step.
 """
 
 from __future__ import annotations

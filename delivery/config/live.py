@@ -200,7 +200,7 @@ class LiveConfig:
     """The file's config, the store, and the effective config built from both; see the module docstring.
 
     The blocking methods (`load`, `change`) are for the commands and for threads; the engine calls
-    `refresh`, `add` and `update` from its event loop and runs `run` as a task.
+    `write`, `refresh` and `knows` from its event loop and runs `run` as a task.
     """
 
     def __init__(self, base: Config, store: SettingsStore, on_change: OnChange | None = None) -> None:
