@@ -172,6 +172,7 @@ def source_view(source: Source, managed: str) -> dict[str, Any]:
         "workspace": source.workspace,
         "write_key": "set",
         "allowed_origins": list(source.allowed_origins),
+        "enabled": source.enabled,
         "managed": managed,
     }
 

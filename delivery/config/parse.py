@@ -416,6 +416,7 @@ def _source(table: Table) -> tuple[str, Source]:
         workspace=table.text("workspace", pattern=_ID, rule=_ID_RULE),
         write_key=Secret(write_key),
         allowed_origins=_allowed_origins(table),
+        enabled=table.boolean("enabled", True),
     )
     return table.where, source
 

@@ -26,7 +26,7 @@ HELP = "list, add, change, disable or enable destinations while the engines run"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's actions and options to `parser`."""
-    configure_kind(parser, "destinations", toggles=True)
+    configure_kind(parser, "destinations")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> None:
 # -- shared with `deliverydash sources` ------------------------------------------------------------
 
 
-def configure_kind(parser: argparse.ArgumentParser, kind: Kind, *, toggles: bool) -> None:
-    """The actions of `deliverydash destinations` or `sources`: list, add, update (and disable, enable)."""
+def configure_kind(parser: argparse.ArgumentParser, kind: Kind) -> None:
+    """The actions of `deliverydash destinations` or `sources`: list, add, update, disable, enable."""
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     one = kind[:-1]
     listing = actions.add_parser("list", help=f"every {one}, secrets shown as set")
@@ -68,11 +68,9 @@ def configure_kind(parser: argparse.ArgumentParser, kind: Kind, *, toggles: bool
                 metavar="KEY",
                 help="back to the config file's value, or the default",
             )
-    if toggles:
-        actions.add_parser("disable", help=f"stop sending to a {one}: its jobs are skipped").add_argument(
-            "id"
-        )
-        actions.add_parser("enable", help=f"send to a {one} again").add_argument("id")
+    stops = "its jobs are skipped" if kind == "destinations" else "its write key is refused"
+    actions.add_parser("disable", help=f"disable a {one}: {stops}").add_argument("id")
+    actions.add_parser("enable", help=f"enable a {one} again").add_argument("id")
     for sub in actions.choices.values():
         sub.add_argument(
             "--config",
@@ -168,7 +166,7 @@ def run_kind(args: argparse.Namespace, kind: Kind) -> None:
 
 _COLUMNS: Mapping[str, Sequence[str]] = {
     "destinations": ("id", "source", "integration", "url", "enabled", "secrets", "managed"),
-    "sources": ("id", "workspace", "write_key", "allowed_origins", "managed"),
+    "sources": ("id", "workspace", "write_key", "allowed_origins", "enabled", "managed"),
 }
 
 

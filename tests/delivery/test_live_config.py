@@ -187,6 +187,11 @@ def test_a_destination_added_changed_and_disabled_live_takes_effect_within_5_s(
         source = admin("POST", "/admin/sources", {"id": "shop", "workspace": "acme", "write_key": SECRETS[2]})
         assert (source.status_code, source.json()["write_key"]) == (201, "set")
         assert admin.track(SECRETS[2]) == 200
+        # Disabled: its write key is refused as an unknown one; enabled again, taken again.
+        assert admin("POST", "/admin/sources/shop/disable").json()["enabled"] is False
+        assert admin.track(SECRETS[2]) == 401
+        assert admin("PATCH", "/admin/sources/shop", {"enabled": True}).json()["enabled"] is True
+        assert admin.track(SECRETS[2]) == 200
 
         listed = admin("GET", "/admin/destinations").text + admin("GET", "/admin/sources").text
         listed += admin("GET", "/admin/destinations/crm").text + admin("GET", "/admin/sources/web").text
@@ -317,6 +322,7 @@ def test_the_endpoints_are_in_the_openapi_document_with_their_bodies(tmp_path: P
         ("/admin/sources", "get", {"200", "400", "401", "503"}),
         ("/admin/sources", "post", {"201", "400", "401", "409", "422", "503"}),
         ("/admin/sources/{source_id}", "get", {"200", "400", "401", "404", "503"}),
+        ("/admin/sources/{source_id}/disable", "post", {"200", "400", "401", "404", "422", "503"}),
         ("/admin/sources/{source_id}", "patch", {"200", "400", "401", "404", "422", "503"}),
     ]:
         operation = paths[path][method]
@@ -328,7 +334,7 @@ def test_the_endpoints_are_in_the_openapi_document_with_their_bodies(tmp_path: P
             if status >= "400":
                 schema = answer["content"]["application/json"]["schema"]
                 assert schema["required"] == ["code", "message"]
-    assert json.dumps(paths).count("invalid_config") == 5
+    assert json.dumps(paths).count("invalid_config") == 6
 
 
 def test_on_a_fleet_both_engines_take_a_change_up_within_5_s(

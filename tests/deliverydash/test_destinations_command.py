@@ -113,9 +113,11 @@ def test_sources_are_listed_with_their_write_key_shown_as_set(
     assert status == 0
     status, out, _ = run(capsys, "sources", "list", "--config", str(config))
     assert status == 0 and "wk_83" not in out and WRITE_KEY not in out
+    assert run(capsys, "sources", "disable", "shop", *c)[0] == 0
+    status, out, _ = run(capsys, "sources", "list", *c)
     assert out.splitlines()[1:] == [
-        "web   acme       set        *                         file",
-        "shop  acme       set        https://shop.example.com  live",
+        "web   acme       set        *                         yes      file",
+        "shop  acme       set        https://shop.example.com  no       live",
     ]
 
 

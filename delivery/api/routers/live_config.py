@@ -4,7 +4,8 @@
 - `POST /admin/destinations`: add one (the body: a `[[destinations]]` table as JSON).
 - `PATCH /admin/destinations/{id}`: set keys (`null` unsets one).
 - `POST /admin/destinations/{id}/disable`: `enabled = false` (`PATCH {"enabled": true}` enables).
-- `GET /admin/sources`, `GET /admin/sources/{id}`, `POST /admin/sources`, `PATCH /admin/sources/{id}`.
+- `GET /admin/sources`, `GET /admin/sources/{id}`, `POST /admin/sources`, `PATCH /admin/sources/{id}`,
+  `POST /admin/sources/{id}/disable`.
 
 Changes are checked by the file's own check (`delivery.config.live`), stored
 beside the queue, and taken up by this engine before the answer, by the
@@ -65,6 +66,7 @@ _SOURCE_KEYS: dict[str, Any] = {
     "workspace": {"type": "string", "description": "The customer that owns the source."},
     "write_key": {"type": "string", "description": "Secret: the key clients send."},
     "allowed_origins": {"type": "array", "items": {"type": "string"}},
+    "enabled": {"type": "boolean"},
 }
 _RULES = "Checked as the file's table is (docs/configuration.md); unknown keys are refused."
 
@@ -131,12 +133,13 @@ _DESTINATION = {
 }
 _SOURCE = {
     "type": "object",
-    "required": ["id", "workspace", "write_key", "allowed_origins", "managed"],
+    "required": ["id", "workspace", "write_key", "allowed_origins", "enabled", "managed"],
     "properties": {
         "id": _SOURCE_KEYS["id"],
         "workspace": _SOURCE_KEYS["workspace"],
         "write_key": {"type": "string", "enum": ["set"], "description": "Never the key."},
         "allowed_origins": _SOURCE_KEYS["allowed_origins"],
+        "enabled": _SOURCE_KEYS["enabled"],
         "managed": _MANAGED,
     },
     "additionalProperties": False,
@@ -346,6 +349,18 @@ async def list_sources(context: ContextDep) -> dict[str, Any] | JSONResponse:
 async def add_source(request: Request, context: ContextDep) -> JSONResponse:
     """Add a source: its write key is taken by every engine within seconds."""
     return await _write(context, "sources", None, await _table_body(request), add=True)
+
+
+@router.post(
+    "/sources/{source_id}/disable",
+    summary="Disable a source",
+    response_model=None,
+    responses=_answers("sources", change=True),
+    openapi_extra=openapi.ADMIN,
+)
+async def disable_source(source_id: str, context: ContextDep) -> JSONResponse:
+    """Refuse a source's write key from now on (401, as an unknown key); its queued jobs are still sent."""
+    return await _write(context, "sources", source_id, {"enabled": False}, add=False)
 
 
 @router.get(

@@ -31,6 +31,7 @@ LIVE = [
     "/admin/destinations/{destination_id}/disable",
     "/admin/sources",
     "/admin/sources/{source_id}",
+    "/admin/sources/{source_id}/disable",
 ]
 
 
