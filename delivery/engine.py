@@ -12,6 +12,10 @@ pre-send checks ask `AuthAlerts.admit` whether a destination may be sent to,
 and each committed record reaches `AuthAlerts.on_settled` after the metrics.
 Their writer stops after the worker, so every change the last records cause
 is stored.
+
+Sources and destinations changed live (`delivery.config.live`, docs/live-config.md)
+are read from their store every second; a new config is swapped into the API's
+context, the worker, the ownership shares and the alerts in one step.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from fastapi import FastAPI
 from delivery.alerts.auth_alerts import AuthAlerts, chain
 from delivery.api.http_protocol import JsonErrorHTTPProtocol
 from delivery.api.main import create_app
-from delivery.config import Config
+from delivery.config import Config, ConfigError
 from delivery.config.admin_token import ensure_admin_token
+from delivery.config.live import LiveConfig
+from delivery.config.store import open_settings
 from delivery.exporter import Exporter, export_until
 from delivery.maintenance import Upkeep
 from delivery.metrics import Metrics
@@ -61,6 +67,8 @@ class _Loops:
     worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
     export_stop: asyncio.Event = field(default_factory=asyncio.Event)
     ownership_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    live_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    live: asyncio.Task[None] | None = None
     alerts: asyncio.Task[None] | None = None
     ownership: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -92,10 +100,13 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             egress_proxy=engine.egress_proxy,
         )
         owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
+        live = await _open_live(config)
+        current = live.current
+        alerts.reconfigure(current)
         await alerts.start()
         ownership: Everything | Shares = Everything()
         worker = Worker(
-            config,
+            current,
             queue,
             sender,
             owner=owner,
@@ -103,17 +114,40 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             on_settled=chain(metrics.record, alerts.on_settled),
             on_fixed=metrics.record_fixes,
             not_owned=lambda: ownership.excluded(),
+            known_now=live.knows,
         )
         if isinstance(queue, PostgresQueue):
             ownership = Shares(
-                queue, owner, [d.id for d in config.destinations], lease_s=engine.lease_s, busy=worker.holding
+                queue,
+                owner,
+                [d.id for d in current.destinations],
+                lease_s=engine.lease_s,
+                busy=worker.holding,
             )
             await asyncio.to_thread(ownership.refresh)  # the first claim knows its share
         app.state.ownership = ownership
+
+        def take_up(new: Config) -> None:
+            """Swap a config changed live in, in one step on the event loop (docs/live-config.md)."""
+            app.state.context = dataclasses.replace(app.state.context, config=new)
+            worker.reconfigure(new)
+            alerts.reconfigure(new)
+            if isinstance(ownership, Shares):
+                ownership.reconfigure([d.id for d in new.destinations])
+            log.info(
+                "live configuration %d taken up: %d sources, %d destinations",
+                live.version,
+                len(new.sources),
+                len(new.destinations),
+            )
+
+        live.on_change = take_up
+        app.state.context = dataclasses.replace(app.state.context, config=current, live=live)
         exporter = Exporter(queue, config.log_location)
         upkeep = Upkeep(exporter.store, queue, config)
         loops.alerts = asyncio.create_task(alerts.run(), name="alerts")
         loops.ownership = asyncio.create_task(ownership.run(loops.ownership_stop), name="ownership")
+        loops.live = asyncio.create_task(live.run(loops.live_stop), name="live configuration")
         async with sender:
             loops.tasks.append(asyncio.create_task(worker.run(loops.worker_stop), name="worker"))
             loops.tasks.append(
@@ -128,6 +162,8 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             finally:
                 # Never cancel the worker: a cancelled request would be sent
                 # again with no record of the first time.
+                loops.live_stop.set()
+                await loops.live
                 loops.worker_stop.set()
                 await loops.tasks[0]
                 loops.ownership_stop.set()
@@ -140,12 +176,28 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
                 upkeep.stop()
                 await loops.tasks[1]
                 await loops.tasks[2]
+                await asyncio.to_thread(live.store.close)
                 log.info("stopped: leases released, attempt log exported")
 
     app = create_app(config, queue, lifespan=lifespan, metrics=metrics)
     # The admin routes re-enable destinations through it (`POST /admin/destinations/{id}/enable`).
     app.state.context = dataclasses.replace(app.state.context, alerts=alerts)
     return app
+
+
+async def _open_live(config: Config) -> LiveConfig:
+    """The store of changes made live, beside the queue, and the config they make with the file's.
+
+    Stored changes that no longer fit the file are logged, and the engine starts with the file's.
+    """
+    dsn = config.queue.dsn.reveal() if config.queue.dsn is not None else None
+    store = await asyncio.to_thread(open_settings, config.queue.backend, config.engine.data_dir, dsn)
+    live = LiveConfig(config, store)
+    try:
+        await asyncio.to_thread(live.load)
+    except ConfigError as exc:
+        log.error("stored changes do not fit the config file; starting with the file's alone: %s", exc)
+    return live
 
 
 class EngineServer(uvicorn.Server):

@@ -184,11 +184,26 @@ class Metering:
         engine's cap on what a destination may impose; 0 ignores Retry-After).
         """
         self._retry_after_max_s = retry_after_max_s
-        self._meters = {
-            d.id: Meter(d.rate_limit_per_s, d.rate_limit_burst or math.ceil(d.rate_limit_per_s), now, policy)
-            for d in destinations
-            if d.rate_limit_per_s
-        }
+        self._policy = policy
+        self._limits: dict[str, tuple[float, int]] = {}
+        self._meters: dict[str, Meter] = {}
+        self.reconfigure(destinations, now)
+
+    def reconfigure(self, destinations: Iterable[Destination], now: float) -> None:
+        """Meter `destinations` from now on: a meter whose rate and burst are unchanged is kept as it is
+        (its tokens, its cut rate, its Retry-After hold); a new or changed one starts full at `now`."""
+        meters: dict[str, Meter] = {}
+        limits: dict[str, tuple[float, int]] = {}
+        for d in destinations:
+            if not d.rate_limit_per_s:
+                continue
+            limits[d.id] = (d.rate_limit_per_s, d.rate_limit_burst or math.ceil(d.rate_limit_per_s))
+            kept = self._meters.get(d.id)
+            if kept is not None and self._limits.get(d.id) == limits[d.id]:
+                meters[d.id] = kept
+            else:
+                meters[d.id] = Meter(*limits[d.id], now, self._policy)
+        self._meters, self._limits = meters, limits
 
     def get(self, destination_id: str) -> Meter | None:
         """The destination's meter; None when it is not metered."""

@@ -112,6 +112,14 @@ class Shares:
         #: Until when (by `clock`) what `_owned` holds is surely still ours.
         self._valid_until = float("-inf")
 
+    def reconfigure(self, destinations: Collection[str]) -> None:
+        """Share out `destinations` from the next round on (docs/live-config.md).
+
+        A new one is excluded from claims until a round takes it; one no longer listed is
+        left to lapse like one that moved.
+        """
+        self._destinations = frozenset(destinations)
+
     @property
     def owned(self) -> frozenset[str]:
         """The destinations this engine holds now (empty once its leases may have lapsed)."""

@@ -60,7 +60,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from delivery import batching, payload, records, retry
@@ -110,13 +110,16 @@ class Worker:
         on_settled: OnSettled | None = None,
         on_fixed: OnFixed | None = None,
         not_owned: Callable[[], frozenset[str]] = frozenset,
+        known_now: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         """`owner` names this worker's leases (unique per process run); `clock` gives epoch seconds.
 
         `rng` draws the retry jitter (a seeded one replays a schedule). `on_fixed`
         hears of every fix the pre-send checks make (metrics: `Metrics.record_fixes`).
         `not_owned()` names the destinations another engine of a fleet sends to
-        (`delivery.ownership`): never claimed for here.
+        (`delivery.ownership`): never claimed for here. `known_now(d)`, asked of a destination the
+        config does not know, reads the config changed live again and says whether it knows it now:
+        then its jobs are given back (to its owner) rather than skipped (docs/live-config.md).
         """
         engine = config.engine
         self._config, self._queue, self._sender, self._owner = config, queue, sender, owner
@@ -125,19 +128,16 @@ class Worker:
         self._policy = RetryPolicy.from_engine(engine)
         self._prechecks = prechecks or Prechecks(engine)
         self._poll_interval_s = poll_interval_s
-        self._headers = {d.id: payload.headers(d) for d in config.destinations}
-        self._signers = {d.id: payload.signer(d) for d in config.destinations}
-        self._shapes = {d.id: d.spec.request for d in config.destinations}
         self._metering = (
             Metering(config.destinations, clock(), retry_after_max_s=engine.retry_after_max_s)
             if engine.metering
             else None
         )
-        #: Destinations whose requests combine jobs, and the most events per request.
-        self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
+        self.reconfigure(config)
         self._linger_s = engine.batch_linger_s
         self._on_fixed = on_fixed or (lambda integration, fixes: None)
         self._not_owned = not_owned
+        self._known_now = known_now
         self._settler = _Settler(queue, on_settled or (lambda record: None))
         # Claim accounting (see the module docstring).
         self._capacity = engine.concurrency
@@ -151,6 +151,22 @@ class Worker:
         self._waiting_for: _Waiting | None = None
         self._excluded: frozenset[str] = frozenset()
         self._aborting = False
+
+    def reconfigure(self, config: Config) -> None:
+        """Deliver by `config`'s destinations from the next request on (docs/live-config.md).
+
+        Only sources and destinations may differ from the config the worker was built with.
+        A request already started ends with what it started with; a destination whose rate
+        limit is unchanged keeps its meter.
+        """
+        self._config = config
+        self._headers = {d.id: payload.headers(d) for d in config.destinations}
+        self._signers = {d.id: payload.signer(d) for d in config.destinations}
+        self._shapes = {d.id: d.spec.request for d in config.destinations}
+        #: Destinations whose requests combine jobs, and the most events per request.
+        self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
+        if self._metering is not None:
+            self._metering.reconfigure(config.destinations, self._clock())
 
     def holding(self, destination_id: str) -> bool:
         """Whether jobs of the destination are claimed here and not yet settled."""
@@ -360,6 +376,14 @@ class Worker:
     async def _attempt(self, jobs: list[Job]) -> list[Settlement]:
         """Check `jobs`, send the ones that pass in one request, and settle all of them."""
         destination = self._config.destination(jobs[0].destination_id)
+        if (
+            destination is None
+            and self._known_now is not None
+            and await self._known_now(jobs[0].destination_id)
+        ):
+            # Added live on another engine of a fleet, and claimed here before this one read it.
+            await self._give_back(jobs)
+            return []
         skip = await self._prechecks.verdict(destination)
         if skip is not None:
             return [self._skipped(job, destination, skip) for job in jobs]

@@ -153,6 +153,10 @@ class AuthAlerts:
         self._pending: Counter[str] = Counter()
         self._refresh_failing = False
 
+    def reconfigure(self, config: Config) -> None:
+        """Look destinations up in `config` from now on (sources and destinations changed live)."""
+        self._config = config
+
     @property
     def started(self) -> bool:
         """Whether `start` has run (the store is open)."""

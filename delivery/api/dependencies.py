@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from delivery.alerts.auth_alerts import AuthAlerts
 from delivery.api.stats import TrackingStats
 from delivery.config import Config
+from delivery.config.live import LiveConfig
 from delivery.metrics import Metrics
 from delivery.queue import Queue
 
@@ -37,6 +38,9 @@ class AppContext:
     """Attempt counters and latency histogram (fed by the worker), and the uptime."""
     alerts: AuthAlerts | None = None
     """Auth-failure alerts of the engine's worker (set by `delivery.engine`); None without a worker."""
+    live: LiveConfig | None = None
+    """Sources and destinations changed live (`delivery.config.live`; set by `delivery.engine`): the
+    admin API's `/admin/sources` and `/admin/destinations` answer 503 without it."""
 
 
 def get_context(request: Request) -> AppContext:

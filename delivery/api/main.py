@@ -25,7 +25,7 @@ from starlette.types import Lifespan
 from delivery.api import openapi
 from delivery.api.cors import CorsHeaders
 from delivery.api.dependencies import AppContext, get_context
-from delivery.api.routers import admin, health, preflight, replay, source_settings, tracking
+from delivery.api.routers import admin, health, live_config, preflight, replay, source_settings, tracking
 from delivery.api.routers import metrics as metrics_router
 from delivery.api.segment import TrackingError
 from delivery.api.stats import TrackingStats
@@ -43,6 +43,7 @@ _ROUTERS = (
     metrics_router.router,
     admin.router,
     replay.router,
+    live_config.router,
     preflight.router,
 )
 

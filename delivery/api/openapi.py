@@ -777,8 +777,9 @@ def document(app: FastAPI) -> dict[str, Any]:
     for path_item in doc["paths"].values():
         for operation in path_item.values():
             # The app answers a parameter FastAPI refuses with 400 `invalid_request`
-            # (`delivery.api.main`), never with FastAPI's 422.
-            operation["responses"].pop("422", None)
+            # (`delivery.api.main`), never with FastAPI's 422; a route's own 422 stays.
+            if "HTTPValidationError" in str(operation["responses"].get("422", "")):
+                del operation["responses"]["422"]
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)

@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from delivery.catalog import Integration, catalog
@@ -201,6 +202,8 @@ class Source:
     """The key clients send (Basic-auth username or `writeKey`)."""
     allowed_origins: tuple[str, ...] = (origins.ANY,)
     """Web pages whose browsers may send its events (`delivery.config.origins` patterns); () for none."""
+    enabled: bool = True
+    """A disabled source's write key is refused as an unknown one (401); its queued jobs are still sent."""
 
     def allows_origin(self, origin: str) -> bool:
         """Whether a browser on the page `origin` (its `Origin` header) may send this source's events."""
@@ -306,6 +309,11 @@ class Config:
     """The `[queue]` table."""
     log: LogConfig = field(default_factory=LogConfig)
     """The `[log]` table."""
+    tables: Mapping[str, tuple[Mapping[str, Any], ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """The `sources` and `destinations` tables as the file wrote them (secrets in clear: never shown),
+    what changes made live are laid over (`delivery.config.live`)."""
 
     @property
     def log_location(self) -> str:
@@ -339,12 +347,15 @@ class Config:
         object.__setattr__(self, "_by_write_key", by_write_key)
         object.__setattr__(self, "_by_source", {key: tuple(value) for key, value in by_source.items()})
         object.__setattr__(self, "_by_id", by_id)
-        patterns = {pattern for source in self.sources for pattern in source.allowed_origins}
+        patterns = {
+            pattern for source in self.sources if source.enabled for pattern in source.allowed_origins
+        }
         object.__setattr__(self, "_origins", (origins.ANY,) if origins.ANY in patterns else tuple(patterns))
 
     def source_for_write_key(self, write_key: str) -> Source | None:
-        """The source a write key belongs to, or None for an unknown key."""
-        return self._by_write_key.get(write_key)
+        """The source a write key belongs to, or None for an unknown key or a disabled source's."""
+        source = self._by_write_key.get(write_key)
+        return source if source is not None and source.enabled else None
 
     def any_source_allows_origin(self, origin: str) -> bool:
         """Whether some source takes events from browsers on the page `origin`.

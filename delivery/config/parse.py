@@ -29,7 +29,7 @@ import os
 import re
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -115,15 +115,9 @@ def parse_config(
     )
     engine_table = as_table(mapping.get("engine", {}), "engine", problems)
     engine = _engine(Table(engine_table, "engine", _ENGINE_KEYS, problems), base_dir or Path())
-    sources = [
-        _source(Table(table, where, _SOURCE_KEYS, problems))
-        for where, table in array_of_tables(mapping, "sources", problems)
-    ]
-    destinations = [
-        _destination(Table(table, where, _DESTINATION_KEYS, problems), engine)
-        for where, table in array_of_tables(mapping, "destinations", problems)
-    ]
-    problems += _cross_references(sources, destinations)
+    source_tables = array_of_tables(mapping, "sources", problems)
+    destination_tables = array_of_tables(mapping, "destinations", problems)
+    sources, destinations = read_entries(engine, source_tables, destination_tables, problems)
     queue_table = as_table(mapping.get("queue", {}), "queue", problems)
     queue = _queue(
         Table(queue_table, "queue", _QUEUE_KEYS, problems), os.environ if environ is None else environ
@@ -142,7 +136,33 @@ def parse_config(
         alerts=alerts,
         queue=queue,
         log=log,
+        tables={
+            "sources": tuple(table for _, table in source_tables),
+            "destinations": tuple(table for _, table in destination_tables),
+        },
     )
+
+
+def read_entries(
+    engine: EngineConfig,
+    source_tables: Sequence[tuple[str, Mapping[str, Any]]],
+    destination_tables: Sequence[tuple[str, Mapping[str, Any]]],
+    problems: list[str],
+) -> tuple[list[tuple[str, Source]], list[tuple[str, Destination]]]:
+    """Check `[[sources]]` and `[[destinations]]` tables, each found at its `where`, and how they refer
+    to each other; every problem is appended to `problems`.
+
+    The one check of sources and destinations: the file's tables go through it in `parse_config`,
+    and the tables the admin API and `deliverydash destinations|sources` change go through it with
+    the file's in `delivery.config.live`, so both are held to the same rules with the same messages.
+    """
+    sources = [_source(Table(table, where, _SOURCE_KEYS, problems)) for where, table in source_tables]
+    destinations = [
+        _destination(Table(table, where, _DESTINATION_KEYS, problems), engine)
+        for where, table in destination_tables
+    ]
+    problems += _cross_references(sources, destinations)
+    return sources, destinations
 
 
 # -- the tables ----------------------------------------------------------------------------------
@@ -397,6 +417,7 @@ def _source(table: Table) -> tuple[str, Source]:
         workspace=table.text("workspace", pattern=_ID, rule=_ID_RULE),
         write_key=Secret(write_key),
         allowed_origins=_allowed_origins(table),
+        enabled=table.boolean("enabled", True),
     )
     return table.where, source
 

@@ -163,7 +163,9 @@ async def enable_destination(destination_id: str, context: ContextDep) -> dict[s
         )
     if not destination.enabled:
         raise HTTPException(
-            409, f"destination {destination_id!r} is disabled in the configuration; set enabled = true there"
+            409,
+            f"destination {destination_id!r} is disabled in the configuration; enable it with "
+            f'PATCH /admin/destinations/{destination_id} {{"enabled": true}} (docs/live-config.md)',
         )
     alerts = context.alerts
     if alerts is None or not alerts.started:

@@ -394,7 +394,8 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
     (
         "no close match",
         {"source1": {"colour": "red"}},
-        "sources[1].colour: unknown key (known: 'id', 'workspace', 'write_key', 'allowed_origins')",
+        "sources[1].colour: unknown key "
+        "(known: 'id', 'workspace', 'write_key', 'allowed_origins', 'enabled')",
     ),
     # Types.
     (
