@@ -22,6 +22,7 @@ import streamlit as st
 from ingest.notifications import Notification, NotificationsError, Postgres, Where, open_notifications
 from queries import AttemptLog, Limits, Scope, SqlResult, SqlSandbox, api, connect
 from queries.errors import QueryError
+from queries.whatif import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +178,11 @@ def error_samples(scope: Scope, start: dt.datetime, end: dt.datetime, limit: int
 def retries(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Recovery curves by attempt, overall and per class of first failure (queries/retries.sql)."""
     return _run("retries", scope, start, end)
+
+
+def whatif(scope: Scope, start: dt.datetime, end: dt.datetime, schedule: str) -> dict[str, Any]:
+    """The cohort's actual figures and those `schedule` would have given (queries/whatif.sql)."""
+    return _run("whatif", scope, start, end, **Schedule.parse(schedule).params()).row(0, named=True)
 
 
 def retry_recovery(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:

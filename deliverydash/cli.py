@@ -32,6 +32,7 @@ from deliverydash.commands import (
     sources,
     sql,
     status,
+    whatif,
 )
 from deliverydash.options import CommandError
 from ingest.errors import LogStoreError
@@ -56,6 +57,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     compact,
     retention,
     replay,
+    whatif,
 )
 
 

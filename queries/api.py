@@ -119,6 +119,14 @@ def error_samples(
     return log.run("error_samples", scope, start, end, limit=limit)
 
 
+def whatif(log: AttemptLog, scope: Scope, start: datetime, end: datetime, **schedule: object) -> pl.DataFrame:
+    """The cohort's actual figures beside a retry schedule's expected ones, one row (whatif.sql).
+
+    `schedule` is `queries.whatif.Schedule.params()`; `queries.whatif.whatif` takes a `Schedule`.
+    """
+    return log.run("whatif", scope, start, end, **schedule)
+
+
 class ExplorerFilters(TypedDict, total=False):
     """The error explorer's filters: each left out, or None, matches anything."""
 

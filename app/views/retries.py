@@ -8,6 +8,26 @@ import streamlit as st
 
 from app import data, filters, session, style
 
+#: The schedules the engineer may try: the engine's defaults first (docs/whatif.md).
+WHATIF_PRESETS = {
+    "actual schedule (engine defaults)": "base=30s,factor=2,max=1h,attempts=10,window=4h,jitter=0.2",
+    "longer: 15 attempts within 8 h": "base=30s,factor=2,max=1h,attempts=15,window=8h,jitter=0.2",
+    "shorter: 3 attempts": "base=30s,factor=2,max=1h,attempts=3,window=4h,jitter=0.2",
+    "faster start: 10 s, tripling": "base=10s,factor=3,max=1h,attempts=10,window=4h,jitter=0.2",
+}
+
+
+def whatif_row(name: str, result: dict[str, object], prefix: str) -> dict[str, object]:
+    """One line of the what-if table: a schedule's (or, with prefix "actual_", the log's) figures."""
+    return {
+        "schedule": name,
+        "delivered": result[f"{prefix}delivered"],
+        "delivered_pct": result[f"{prefix}delivered_pct"],
+        "requests": result[f"{prefix}requests"],
+        **{p: style.duration(result[f"{prefix}delay_{p}_s"]) for p in ("p50", "p90", "p99")},
+    }
+
+
 viewer = session.viewer()
 start, end = filters.time_range()
 scope = viewer.scope
@@ -143,3 +163,36 @@ if buckets.height:
         ),
         width="stretch",
     )
+
+if viewer.sees_everything:
+    st.header("Retry what-if")
+    st.caption(
+        "The range's retried jobs tried again on paper at another schedule's times, each attempt "
+        "answered as the destination answered other requests then (docs/whatif.md). The actual "
+        "schedule replayed shows the model's error. Expected values; the model cannot know how a "
+        "destination would have answered more or fewer requests, nor Retry-After waits."
+    )
+    chosen = st.multiselect(
+        "Schedules", list(WHATIF_PRESETS), default=list(WHATIF_PRESETS)[1:3], key="whatif_presets"
+    )
+    if st.button("Run the what-if", key="whatif_run"):
+        rows: list[dict[str, object]] = []
+        with st.spinner("Replaying the retried jobs…"):
+            for name in ["actual schedule (engine defaults)", *chosen]:
+                result = data.whatif(scope, start, end, WHATIF_PRESETS[name])
+                if not rows:
+                    rows.append(whatif_row("actual (from the log)", result, "actual_"))
+                rows.append(whatif_row(name, result, ""))
+        st.dataframe(
+            pl.DataFrame(rows).to_pandas(),
+            hide_index=True,
+            column_config={
+                "schedule": "schedule",
+                "delivered": st.column_config.NumberColumn("events delivered", format="localized"),
+                "delivered_pct": st.column_config.NumberColumn("delivered %", format="%.2f%%"),
+                "requests": st.column_config.NumberColumn("requests", format="localized"),
+                "p50": "delay p50",
+                "p90": "delay p90",
+                "p99": "delay p99",
+            },
+        )

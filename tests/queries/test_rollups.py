@@ -45,6 +45,7 @@ from queries import (
 from queries.catalog import file_view_sql
 from queries.log import HOURLY_QUERIES, reads_days
 from queries.scope import query_parameters
+from queries.whatif import Schedule, whatif
 
 from .conftest import D1, D2, at, job, publish, retry
 
@@ -71,6 +72,7 @@ EXTRA: dict[str, dict[str, object]] = {
     "job_history": {"job_id": "J3"},
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
+    "whatif": Schedule().params(),
 }
 
 
@@ -151,6 +153,7 @@ def test_every_rollup_query_has_its_raw_version() -> None:
         "delivery_delay",
         "explorer_samples",
         "job_history",
+        "whatif",  # a model, not a figure: tests/queries/test_whatif.py, and below on the simulated day
     }
 
 
@@ -656,3 +659,16 @@ def test_explorer_samples_over_days_are_those_of_the_whole_range(
     )
     assert narrowed.height > 0
     assert_frame_equal(narrowed, whole)
+
+
+def test_the_whatif_on_the_actual_schedule_reproduces_the_day(simulated: AttemptLog) -> None:
+    """The model's tolerance on a simulated day (docs/whatif.md): the actual schedule replayed on
+    paper gives the actual eventual delivery rate within 0.25 percentage points, and the requests
+    within 1 %. The simulator's jitter is symmetric (its mean delay is the nominal one): jitter=0."""
+    row = whatif(simulated, Scope.all(), DAY, DAY + timedelta(days=1), Schedule(jitter=0))
+    assert row["jobs_replayed"] > 1_000, "the comparison would prove little"
+    assert abs(row["delivered_pct"] - row["actual_delivered_pct"]) <= 0.25
+    assert abs(row["requests"] / row["actual_requests"] - 1) <= 0.01
+    # A schedule that gives up after the first request delivers less, with fewer requests.
+    once = whatif(simulated, Scope.all(), DAY, DAY + timedelta(days=1), Schedule(attempts=1))
+    assert once["delivered"] < row["delivered"] and once["requests"] < row["requests"]

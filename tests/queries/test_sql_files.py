@@ -15,6 +15,7 @@ import pytest
 import queries
 from queries import AttemptLog, QueryError, Scope, load_query, parameter_names, query_names
 from queries.loader import load_macros
+from queries.whatif import Schedule
 
 from .conftest import D1, D2
 
@@ -32,6 +33,7 @@ EXTRA_PARAMETERS: dict[str, object] = {
     "status_code": None,
     "destination_id": None,
     "integration": None,
+    **Schedule().params(),
 }
 #: A job of the fixture in each scope of SCOPES, for job_history.sql.
 JOB_IN_SCOPE = {

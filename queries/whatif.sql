@@ -1,0 +1,211 @@
+-- whatif: the cohort's retried jobs replayed against another retry schedule (docs/whatif.md).
+--
+-- The cohort is the jobs received in [$start, $end) in the scope (replays left out, as every
+-- cohort figure). A job whose first request was delivered, failed for good or was skipped does
+-- not depend on the schedule: it counts as it happened. A job whose first request failed and
+-- was retried (outcome 'retry' on attempt 1) is tried again, on paper, at the schedule's times:
+-- attempt k >= 2 starts after the nominal delays min($max_s, $base_s x $factor^(i-1)), each
+-- shortened by the mean of the engine's subtractive jitter (1 - $jitter / 2), while
+-- k <= $attempts and the attempt starts within $window_s of the job's receipt.
+--
+-- What a request to the destination at time t would have got is read from the log: the
+-- destination's requests (every job's) in the last minute observed at or before t, counted as
+-- delivered, failed transiently (retryable classes) or failed for good. Observations older than
+-- an hour are not trusted: the destination's share over the whole range stands in, and such
+-- attempts are counted as guessed (`guessed_pct`: of the paper attempts expected to happen). From those shares, each job's chance to be delivered at
+-- attempt k is the chance every earlier paper attempt failed transiently times the chance the
+-- k-th is delivered; figures are expected values (sums of those chances, weighted by
+-- event_count), so the same log and schedule always give the same answer.
+--
+-- Columns: the actual figures of the cohort (events received and delivered, requests, delivery
+-- delay percentiles) and the schedule's expected ones, with the jobs replayed and the share of
+-- their paper attempts whose outcome was guessed.
+--
+-- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql); $base_s, $factor,
+-- $max_s, $attempts, $window_s, $jitter (the schedule).
+WITH records AS (
+    SELECT
+        job_id,
+        destination_id,
+        attempt,
+        outcome,
+        error_class,
+        retryable,
+        event_count,
+        epoch(received_at) AS received_s,
+        epoch(started_at) + coalesce(duration_ms, 0) / 1000 AS ended_s,
+        epoch(started_at) AS started_s
+    FROM attempts
+    WHERE in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
+      AND started_in(date, started_at, $start, $end + INTERVAL 1 DAY)
+      AND replay_of IS NULL
+),
+
+-- What the destination answered, minute by minute (requests only: attempt 0 sent nothing).
+minutes AS (
+    SELECT
+        destination_id,
+        floor(started_s / 60)::BIGINT AS minute,
+        count(*) FILTER (outcome = 'delivered') / count(*)::DOUBLE AS p_ok,
+        count(*) FILTER (outcome <> 'delivered' AND retryable) / count(*)::DOUBLE AS p_again
+    FROM records
+    WHERE attempt >= 1
+    GROUP BY ALL
+),
+
+overall AS (
+    SELECT
+        destination_id,
+        count(*) FILTER (outcome = 'delivered') / count(*)::DOUBLE AS p_ok,
+        count(*) FILTER (outcome <> 'delivered' AND retryable) / count(*)::DOUBLE AS p_again
+    FROM records
+    WHERE attempt >= 1
+    GROUP BY ALL
+),
+
+cohort AS (
+    SELECT *
+    FROM records
+    WHERE received_s >= epoch($start) AND received_s < epoch($end)
+),
+
+jobs AS (
+    SELECT
+        job_id,
+        destination_id,
+        any_value(event_count) AS events,
+        any_value(received_s) AS received_s,
+        -- The first record (attempt 0 or 1) says whether the schedule matters to the job.
+        bool_or(attempt = 1 AND outcome = 'retry') AS retried,
+        min(started_s) FILTER (attempt = 1) AS first_s,
+        count(*) FILTER (attempt >= 1) AS requests,
+        min(ended_s - received_s) FILTER (outcome = 'delivered') AS delay_s
+    FROM cohort
+    GROUP BY job_id, destination_id
+),
+
+-- When paper attempt k starts, after the first: the delays before it, added up.
+offsets AS (
+    SELECT
+        i + 1 AS attempt,
+        sum(least($max_s, $base_s * pow($factor, i - 1))) OVER (ORDER BY i) * (1 - $jitter / 2) AS offset_s
+    FROM range(1, $attempts) AS r (i)
+),
+
+-- Paper attempts 2..$attempts of each retried job.
+paper AS (
+    SELECT j.job_id, j.destination_id, j.events, j.received_s, o.attempt, j.first_s + o.offset_s AS at_s
+    FROM jobs AS j, offsets AS o
+    WHERE j.retried
+),
+
+judged AS (
+    SELECT
+        p.*,
+        m.minute IS NULL OR p.at_s - m.minute * 60 > 3600 AS guessed,
+        CASE WHEN m.minute IS NULL OR p.at_s - m.minute * 60 > 3600 THEN o.p_ok ELSE m.p_ok END AS p_ok,
+        CASE WHEN m.minute IS NULL OR p.at_s - m.minute * 60 > 3600 THEN o.p_again ELSE m.p_again END AS p_again
+    FROM paper AS p
+    ASOF LEFT JOIN minutes AS m
+        ON m.destination_id = p.destination_id AND m.minute <= floor(p.at_s / 60)::BIGINT
+    LEFT JOIN overall AS o ON o.destination_id = p.destination_id
+    WHERE p.at_s <= p.received_s + $window_s
+),
+
+-- Each paper attempt's chance to happen (every earlier one failed transiently) and to deliver.
+chances AS (
+    SELECT
+        *,
+        coalesce(
+            product(p_again) OVER (
+                PARTITION BY job_id ORDER BY attempt ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+            ),
+            1
+        ) AS p_reached
+    FROM judged
+),
+
+per_job AS (
+    SELECT
+        job_id,
+        any_value(events) AS events,
+        sum(p_reached) AS requests,
+        sum(p_reached * p_ok) AS p_delivered,
+        -- Paper attempts expected to happen, and those of them answered by a guess.
+        coalesce(sum(p_reached) FILTER (guessed), 0) AS guessed,
+        sum(p_reached) AS attempts
+    FROM chances
+    GROUP BY job_id
+),
+
+-- Delivered events with their delays, as weights: actual ones, and the paper attempts' chances.
+actual_delays AS (
+    SELECT delay_s, events::DOUBLE AS weight FROM jobs WHERE delay_s IS NOT NULL
+),
+
+paper_delays AS (
+    SELECT delay_s, events::DOUBLE AS weight FROM jobs WHERE delay_s IS NOT NULL AND NOT retried
+    UNION ALL
+    SELECT at_s - received_s, events * p_reached * p_ok FROM chances WHERE p_reached * p_ok > 0
+),
+
+actual_quantiles AS (
+    SELECT
+        min(delay_s) FILTER (cumulative >= 0.5) AS p50,
+        min(delay_s) FILTER (cumulative >= 0.9) AS p90,
+        min(delay_s) FILTER (cumulative >= 0.99) AS p99
+    FROM (
+        SELECT delay_s, sum(weight) OVER (ORDER BY delay_s) / sum(weight) OVER () AS cumulative
+        FROM actual_delays
+    )
+),
+
+paper_quantiles AS (
+    SELECT
+        min(delay_s) FILTER (cumulative >= 0.5) AS p50,
+        min(delay_s) FILTER (cumulative >= 0.9) AS p90,
+        min(delay_s) FILTER (cumulative >= 0.99) AS p99
+    FROM (
+        SELECT delay_s, sum(weight) OVER (ORDER BY delay_s) / sum(weight) OVER () AS cumulative
+        FROM paper_delays
+    )
+),
+
+totals AS (
+    SELECT
+        coalesce(sum(events), 0)::BIGINT AS events_received,
+        coalesce(sum(events) FILTER (delay_s IS NOT NULL), 0)::BIGINT AS delivered,
+        coalesce(sum(requests), 0)::BIGINT AS requests,
+        count(*) FILTER (retried) AS jobs_replayed,
+        coalesce(sum(events) FILTER (delay_s IS NOT NULL AND NOT retried), 0)::BIGINT AS delivered_unchanged,
+        coalesce(sum(requests) FILTER (NOT retried), 0)::BIGINT AS requests_unchanged
+    FROM jobs
+),
+
+paper_totals AS (
+    SELECT
+        coalesce(sum(events * p_delivered), 0) AS delivered,
+        coalesce(sum(requests), 0) AS requests,
+        coalesce(sum(guessed), 0) AS guessed,
+        coalesce(sum(attempts), 0) AS attempts
+    FROM per_job
+)
+
+SELECT
+    t.events_received,
+    t.delivered AS actual_delivered,
+    pct(t.delivered, t.events_received) AS actual_delivered_pct,
+    t.requests AS actual_requests,
+    aq.p50 AS actual_delay_p50_s,
+    aq.p90 AS actual_delay_p90_s,
+    aq.p99 AS actual_delay_p99_s,
+    t.delivered_unchanged + p.delivered AS delivered,
+    pct(t.delivered_unchanged + p.delivered, t.events_received) AS delivered_pct,
+    -- Every replayed job's first request happened as it did.
+    t.requests_unchanged + t.jobs_replayed + p.requests AS requests,
+    pq.p50 AS delay_p50_s,
+    pq.p90 AS delay_p90_s,
+    pq.p99 AS delay_p99_s,
+    t.jobs_replayed,
+    pct(p.guessed, p.attempts) AS guessed_pct
+FROM totals AS t, paper_totals AS p, actual_quantiles AS aq, paper_quantiles AS pq
