@@ -48,5 +48,6 @@ def render_double_deliveries(figures: pl.DataFrame, received: int) -> str:
             f"  {f'{rest.height:,} more':<50}{int(rest['certain'].sum()):>10,}"
             f"{int(rest['possible'].sum()):>10,}"
         )
-    lines.append("  certain: two 2xx; possible: a request with no answer, then a 2xx (docs/double-delivery.md)")
+    lines.append("  certain: two 2xx; possible: a request with no answer, then a 2xx")
+    lines.append("  (docs/double-delivery.md; `job_history` shows an example job's requests)")
     return "\n".join(lines) + "\n"
