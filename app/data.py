@@ -210,6 +210,11 @@ def explorer_samples(scope: Scope, start: dt.datetime, end: dt.datetime, **filte
     return _run("explorer_samples", scope, start, end, **filters)
 
 
+def double_deliveries(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Events delivered more than once, per destination, cause, certainty (double_deliveries.sql)."""
+    return _run("double_deliveries", scope, start, end)
+
+
 def job_history(scope: Scope, job_id: str) -> pl.DataFrame:
     """Every attempt of one job, if it is in the scope (queries/job_history.sql)."""
     return _job_history(log_location(), scope, job_id)

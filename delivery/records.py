@@ -73,6 +73,7 @@ def request_record(
         "error_message": error_message,
         # Attempt 1 is the first request; a retry carries what the queue kept of it.
         "first_error_class": str(verdict.error_class) if job.attempts == 0 else job.first_error_class,
+        "replay_of": job.replay_of,
     }
 
 
@@ -111,6 +112,7 @@ def skip_record(
         "error_message": error_message,
         # NULL for a job never tried (attempt 0); a skip after tries carries its first request's class.
         "first_error_class": job.first_error_class if job.attempts else None,
+        "replay_of": job.replay_of,
     }
 
 
@@ -135,7 +137,6 @@ def _job_columns(attempt_id: str, job: Job, attempt: int, integration: str) -> d
         "event_count": len(job.events),
         "events": [{"message_id": e.message_id, "type": e.type, "name": e.name} for e in job.events],
         "received_at": utc(job.received_at),
-        "replay_of": job.replay_of,
     }
 
 

@@ -40,6 +40,7 @@ MEASURES = {
     "events": "sum",
     "requests": "sum",
     "deliveries": "sum",
+    "unanswered": "sum",
     "duration_ms_sum": "sum",
     "request_bytes_sum": "sum",
     "delay_ms_sum": "sum",

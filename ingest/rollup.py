@@ -39,6 +39,7 @@ ROLLUPS = (
     "errors",
     "delay",
     "destination_delay",
+    "redeliveries",
 )
 ROLLUPS_DIR = "rollups"
 _WRITE_OPTIONS = {"compression": "zstd", "compression_level": 1}
@@ -48,11 +49,15 @@ _ROW_GROUP_SIZE = {
     "destination_latency": 8_192,
     "errors": 8_192,
     "destination_delay": 8_192,
+    "redeliveries": 8_192,
 }
 #: Attempt columns no rollup reads: `repair` leaves them on disk. The
 #: events list is most of a file's bytes, and reading it would make
 #: repairing a day's rollups several times slower.
 UNREAD_COLUMNS = frozenset({"events"})
+#: Rollups that read the events list all the same: `redeliveries` keeps a
+#: replayed job's message id. `repair` reads it only for them.
+READS_EVENTS = frozenset({"redeliveries"})
 
 
 def _publish(
@@ -247,7 +252,8 @@ def _build_missing(store: LogStore, name: str, rollups: tuple[str, ...]) -> int:
     date_part, hour_part, file_name = name.split("/")
     date, hour = date_part.removeprefix("date="), int(hour_part.removeprefix("hour="))
     try:
-        rows = store.read_table(f"{ATTEMPTS_DIR}/{name}", schema=ATTEMPT_SCHEMA, columns=_READ_COLUMNS)
+        columns = ATTEMPT_SCHEMA.names if READS_EVENTS.intersection(rollups) else _READ_COLUMNS
+        rows = store.read_table(f"{ATTEMPTS_DIR}/{name}", schema=ATTEMPT_SCHEMA, columns=columns)
     except FileNotFoundError:  # removed since the listing (`simulate --replace`)
         return 0
     # Only the rollups the file lacks: a data directory written before a

@@ -80,6 +80,13 @@ destination_failures = _scoped(
     "The cohort's failed, dropped and skipped jobs and events per destination and error class, "
     "long format: workspace_id, destination_id, integration, outcome, error_class, jobs, events",
 )
+double_deliveries = _scoped(
+    "double_deliveries",
+    "The cohort's events delivered more than once per destination, cause (lease_expired, replay, "
+    "retry_after_timeout) and certainty (certain, possible), long format: workspace_id, "
+    "destination_id, integration, cause, certainty, events, jobs, example_jobs "
+    "(docs/double-delivery.md)",
+)
 
 
 def latency(

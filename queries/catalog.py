@@ -51,6 +51,7 @@ ROLLUP_VIEWS = {
     "error_templates": "errors",
     "delay_histogram": "delay",
     "destination_delay_histogram": "destination_delay",
+    "redeliveries": "redeliveries",
 }
 #: Every view the connection defines.
 VIEWS = (VIEW, *ROLLUP_VIEWS)

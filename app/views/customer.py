@@ -11,6 +11,7 @@ import streamlit as st
 
 from app import data, filters, hints, replay, session, style
 from app.charts import daily_trend, delivery_funnel, hourly_classes
+from app.double_delivery import section as double_delivery_section
 
 
 def replay_section(workspace: str, destinations: list[str]) -> None:
@@ -246,6 +247,8 @@ for row in samples.iter_rows(named=True):
             f"Last seen {row['last_seen']:%Y-%m-%d %H:%M:%S} UTC · template: `{row['template'][:200]}`"
         )
         st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)
+
+double_delivery_section(scope, start, end)
 
 st.header("Replay what was not delivered")
 replay_section(scope.value or "", destinations.get_column("destination_id").to_list())

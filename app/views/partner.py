@@ -7,6 +7,7 @@ import polars as pl
 import streamlit as st
 
 from app import advice, data, filters, session, style
+from app.double_delivery import section as double_delivery_section
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -141,3 +142,5 @@ for sample in samples.iter_rows(named=True):
     answer = sample["status_code"] or sample["error_code"]
     with st.expander(f"{style.count(sample['requests'])} x HTTP {answer} ({sample['error_class']})"):
         st.code(sample["example"] or "(empty body)", language="json", wrap_lines=True)
+
+double_delivery_section(scope, start, end)

@@ -40,6 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Print the report of one day and scope."""
     from deliverydash.day_report import latest_day, render_daily, render_failures, render_report
+    from deliverydash.double_delivery_report import render_double_deliveries
     from queries import api
     from queries.log import connect
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> None:
         scope = _scope(args)
         row = api.day_report(log, scope, start, end).row(0, named=True)
         failures = api.destination_failures(log, scope, start, end)
+        twice = api.double_deliveries(log, scope, start, end)
         trend = api.daily(log, scope, start, end) if args.days > 1 else None
         out_of_step = log.rollups_out_of_step()
     if out_of_step:
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> None:
     label = scope.kind.value if scope.value is None else f"{scope.kind.value} {scope.value}"
     daily = "\n" + render_daily(trend) if trend is not None else ""
     report = render_report(row, first, label, day) + daily
-    print(report + render_failures(failures, row["events_received"]), end="")
+    received = row["events_received"]
+    print(report + render_failures(failures, received) + render_double_deliveries(twice, received), end="")
 
 
 def _scope(args: argparse.Namespace) -> Scope:

@@ -26,6 +26,8 @@ docs/partners.md)::
     wtf .................... 418 and the codes 1-101, in turn ("WTF webhooks")
     reset .................. an RST instead of an answer
     timeout ................ never answers (or only after `answer_after_s`)
+    accept-then-timeout .... takes each event's first `times` requests and never answers
+                             them, then 200: the sender's retry delivers a second time
 
 Bodies are invented but shaped like real APIs' errors; no profile imitates a
 real vendor.
@@ -107,6 +109,9 @@ class Reset:
 @dataclass(frozen=True, slots=True)
 class Hang:
     """Read the request and never answer it."""
+
+    accepted: bool = False
+    """The partner took the request's events before going silent (its stats count them accepted)."""
 
 
 Reply = Answer | Reset | Hang
@@ -561,6 +566,34 @@ class Timeout(Profile):
         return Hang()
 
 
+@dataclass
+class AcceptThenTimeout(Profile):
+    """Takes an event, then never answers: the first `times` requests carrying each event (by
+    `messageId`) are accepted and left unanswered, later ones get 200. A sender that retries
+    after its timeout delivers the event again, which is what a double delivery looks like.
+    """
+
+    name: ClassVar[str] = "accept-then-timeout"
+    times: int = 1
+    """Requests per event accepted without an answer before the partner answers 200."""
+    _tries: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.times < 0:
+            return [("times", f"must be 0 or more, got {self.times}")]
+        return []
+
+    def decide(self, request: Request, now: float) -> Reply:
+        ids = [e.get("messageId") for e in request.events or () if isinstance(e, dict)]
+        tries = [self._tries.get(i, 0) for i in ids if isinstance(i, str)]
+        for message_id in ids:
+            if isinstance(message_id, str):
+                self._tries[message_id] = self._tries.get(message_id, 0) + 1
+        if any(n < self.times for n in tries):
+            return Hang(accepted=True)
+        return OK
+
+
 PROFILES: Final[dict[str, type[Profile]]] = {
     profile.name: profile
     for profile in (
@@ -575,5 +608,6 @@ PROFILES: Final[dict[str, type[Profile]]] = {
         Wtf,
         ResetProfile,
         Timeout,
+        AcceptThenTimeout,
     )
 }

@@ -64,6 +64,14 @@ class Stats:
     """Requests answered with a connection reset."""
     unanswered: int = 0
     """Requests that were never answered."""
+    accepted: Counter[str] = field(default_factory=Counter)
+    """Per `messageId`, the requests carrying it the partner took: answered 2xx, or left
+    unanswered after taking them (accept-then-timeout). Above 1: the event arrived twice."""
+
+    @property
+    def accepted_more_than_once(self) -> int:
+        """Events (message ids) the partner took more than once."""
+        return sum(1 for n in self.accepted.values() if n > 1)
 
     def as_dict(self) -> dict[str, Any]:
         """The counts as JSON-ready data (statuses keyed by their number as text)."""
@@ -73,12 +81,15 @@ class Stats:
             "statuses": {str(status): n for status, n in sorted(self.statuses.items())},
             "resets": self.resets,
             "unanswered": self.unanswered,
+            "accepted_events": len(self.accepted),
+            "accepted_more_than_once": self.accepted_more_than_once,
         }
 
     def clear(self) -> None:
         """Zero every count."""
         self.requests = self.events = self.resets = self.unanswered = 0
         self.statuses.clear()
+        self.accepted.clear()
 
 
 def _reset(transport: asyncio.Transport | None) -> None:
@@ -191,15 +202,24 @@ class PartnerServer:
             await asyncio.sleep(delay)
         if isinstance(reply, Answer):
             self.stats.statuses[reply.status] += 1
+            if 200 <= reply.status < 300:
+                self._count_accepted(incoming)
             return self._response(reply)
         if isinstance(reply, Hang):
             self.stats.unanswered += 1
+            if reply.accepted:
+                self._count_accepted(incoming)
             await self._closing.wait()
             _reset(request.transport)
             return web.Response()  # never written: the connection is gone
         assert isinstance(reply, Reset)
         self.stats.resets += 1
         return await self._reset_reply(request, reply)
+
+    def _count_accepted(self, request: Request) -> None:
+        for event in request.events or ():
+            if isinstance(event, dict) and isinstance(event.get("messageId"), str):
+                self.stats.accepted[event["messageId"]] += 1
 
     @staticmethod
     def _response(answer: Answer) -> web.Response:

@@ -74,3 +74,13 @@ CREATE OR REPLACE MACRO redact_body(body) AS
         .regexp_replace(
             credential_name() || '(\s+(?:(?:bearer|basic|token)\s+)?)[A-Za-z0-9_+/=.<>-]{12,}', '\1\2?', 'g')
         .regexp_replace('[A-Za-z0-9_+=-]{20,}', '<id>', 'g');
+
+-- maybe_accepted(status_code, error_code): whether a request that got no answer may still have
+-- been accepted by the partner: the body went out and then the wait ran out (ETIMEDOUT) or the
+-- connection was cut (reset, aborted, closed without answering, broken pipe, an error nobody
+-- knows). Errors that stop a request before its body leaves (ENOTFOUND, ECONNREFUSED,
+-- EHOSTUNREACH, EAI_AGAIN, ENETUNREACH, TLS, private targets) and every answer (a 408 included:
+-- the partner says it did not take the request) are not (docs/double-delivery.md).
+CREATE OR REPLACE MACRO maybe_accepted(status_code, error_code) AS
+    status_code IS NULL
+    AND error_code IN ('ETIMEDOUT', 'ECONNRESET', 'ECONNABORTED', 'ESERVERDISCONNECT', 'EPIPE', 'EUNCLASSIFIED');

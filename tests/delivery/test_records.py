@@ -114,6 +114,7 @@ def test_a_delivered_request() -> None:
         "response_body": None,
         "error_message": None,
         "first_error_class": "none",
+        "replay_of": None,
     }
     assert tuple(row) == COLUMN_NAMES
     check_record(row)

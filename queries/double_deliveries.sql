@@ -1,0 +1,88 @@
+-- double_deliveries: events of the cohort delivered more than once at a destination, per
+-- destination, cause and certainty (docs/double-delivery.md). Reads the `redeliveries` rollup.
+--
+-- An event is counted once, under the first of these that holds for it:
+--   certain  / lease_expired        two 2xx records of the same job (a second engine sent it
+--                                   again while the first one's request was in flight);
+--   certain  / replay               two replays of the same event (--again) both delivered;
+--   possible / replay               a replay delivered an event whose replayed job had sent it
+--                                   and heard nothing back (maybe_accepted);
+--   possible / retry_after_timeout  a job delivered after one of its own requests may have
+--                                   been accepted without an answer.
+-- "Possible" is what the log can know: whether the partner took the unanswered request is on
+-- the partner's side. Events, not requests: a job weighs its event_count; a replayed event is
+-- one event whatever the number of its replays.
+--
+-- The cohort is the events received in [$start, $end), their records read up to a day past
+-- $end (as cohort_outcomes). A replay's replayed job is looked for among the same rows.
+--
+-- Returns workspace_id, destination_id, integration (ids NULL for an integration scope),
+-- cause, certainty, events, jobs, example_jobs (up to 3 job ids for `job_history`; NULL for an
+-- integration scope).
+--
+-- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
+WITH scoped AS (
+    SELECT *
+    FROM redeliveries
+    WHERE in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
+      AND date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
+      AND received_hour >= $start
+      AND received_hour < $end
+),
+jobs AS (
+    SELECT
+        workspace_id, destination_id, integration, job_id, replay_of, message_id,
+        max(event_count) AS event_count,
+        sum(deliveries) AS deliveries,
+        sum(unanswered) AS unanswered
+    FROM scoped
+    GROUP BY ALL
+),
+received AS (
+    SELECT
+        workspace_id, destination_id, integration, job_id AS evidence, event_count AS events,
+        CASE WHEN deliveries >= 2 THEN 'lease_expired' ELSE 'retry_after_timeout' END AS cause,
+        CASE WHEN deliveries >= 2 THEN 'certain' ELSE 'possible' END AS certainty
+    FROM jobs
+    WHERE replay_of IS NULL
+      AND (deliveries >= 2 OR (deliveries = 1 AND unanswered >= 1))
+),
+replayed AS (
+    SELECT
+        replay.workspace_id, replay.destination_id, replay.integration, replay.message_id,
+        min(replay.job_id) AS evidence,
+        count(*) FILTER (replay.deliveries >= 1) AS delivering_jobs,
+        sum(replay.deliveries) AS deliveries,
+        sum(replay.unanswered) AS unanswered,
+        coalesce(max(replayed_job.unanswered), 0) AS replayed_unanswered
+    FROM jobs AS replay
+    LEFT JOIN jobs AS replayed_job
+        ON replayed_job.job_id = replay.replay_of AND replayed_job.destination_id = replay.destination_id
+    WHERE replay.replay_of IS NOT NULL
+    GROUP BY ALL
+),
+replayed_events AS (
+    SELECT
+        workspace_id, destination_id, integration, evidence, 1 AS events,
+        CASE
+            WHEN delivering_jobs >= 2 THEN 'replay'
+            WHEN deliveries >= 2 THEN 'lease_expired'
+            WHEN replayed_unanswered >= 1 THEN 'replay'
+            ELSE 'retry_after_timeout'
+        END AS cause,
+        CASE WHEN deliveries >= 2 THEN 'certain' ELSE 'possible' END AS certainty
+    FROM replayed
+    WHERE deliveries >= 2 OR (deliveries = 1 AND unanswered + replayed_unanswered >= 1)
+)
+SELECT
+    id_for_scope($scope_kind, workspace_id) AS workspace_id,
+    id_for_scope($scope_kind, destination_id) AS destination_id,
+    integration,
+    cause,
+    certainty,
+    sum(events)::BIGINT AS events,
+    count(*)::BIGINT AS jobs,
+    id_for_scope($scope_kind, list_sort(list(evidence))[1:3]) AS example_jobs
+FROM (SELECT * FROM received UNION ALL BY NAME SELECT * FROM replayed_events)
+GROUP BY ALL
+ORDER BY events DESC, workspace_id, destination_id, integration, cause, certainty
