@@ -91,7 +91,7 @@ class Throughput:
         return max(1.0, min(self.window_s, now - self._started))
 
     def _prune(self, buckets: deque[list[int]], now: float) -> None:
-        while buckets and buckets[0][0] <= now - self.window_s - 1:
+        while buckets and buckets[0][0] + 1 <= now - self.window_s:  # wholly before the window
             buckets.popleft()
 
 
