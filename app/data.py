@@ -165,6 +165,11 @@ def hourly(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     return _run("hourly", scope, start, end)
 
 
+def destination_hours(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Requests, events and 429s per destination and UTC hour (queries/destination_hours.sql)."""
+    return _run("destination_hours", scope, start, end)
+
+
 def latency(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Latency percentiles per integration or destination, from histograms (queries/latency_histogram.sql)."""
     return _run("latency", scope, start, end, per_integration=True)

@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from delivery.alerts.auth_alerts import AuthAlerts, chain
 from delivery.api.http_protocol import JsonErrorHTTPProtocol
 from delivery.api.main import create_app
+from delivery.backlog import BacklogSource, Throughput
 from delivery.config import Config, ConfigError
 from delivery.config.admin_token import ensure_admin_token
 from delivery.config.live import LiveConfig
@@ -84,6 +85,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
     metrics = Metrics()
     alerts = AuthAlerts(config, on_notification=metrics.record_notification)
     metrics.disabled_destinations = alerts.disabled_count
+    throughput = Throughput(time.monotonic())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +113,9 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             sender,
             owner=owner,
             prechecks=Prechecks(engine, admit=alerts.admit),
-            on_settled=chain(metrics.record, alerts.on_settled),
+            on_settled=chain(
+                metrics.record, alerts.on_settled, lambda record: throughput.record(record, time.monotonic())
+            ),
             on_fixed=metrics.record_fixes,
             not_owned=lambda: ownership.excluded(),
             known_now=live.knows,
@@ -126,6 +130,15 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             )
             await asyncio.to_thread(ownership.refresh)  # the first claim knows its share
         app.state.ownership = ownership
+        backlog = BacklogSource(
+            engine=owner,
+            fleet=isinstance(ownership, Shares),
+            throughput=throughput,
+            meters=worker.meters,
+            owned=lambda: ownership.owned if isinstance(ownership, Shares) else None,
+            monotonic=time.monotonic,
+            wall=time.time,
+        )
 
         def take_up(new: Config) -> None:
             """Swap a config changed live in, in one step on the event loop (docs/live-config.md)."""
@@ -142,7 +155,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             )
 
         live.on_change = take_up
-        app.state.context = dataclasses.replace(app.state.context, config=current, live=live)
+        app.state.context = dataclasses.replace(app.state.context, config=current, live=live, backlog=backlog)
         exporter = Exporter(queue, config.log_location)
         upkeep = Upkeep(exporter.store, queue, config)
         loops.alerts = asyncio.create_task(alerts.run(), name="alerts")

@@ -60,13 +60,13 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from delivery import batching, payload, records, retry
 from delivery.classify import classify
 from delivery.config import Config, Destination
-from delivery.metering import Metering
+from delivery.metering import Meter, Metering
 from delivery.precheck import CheckedJob, Fix, Prechecks, Rejection
 from delivery.queue import Event, Job, Queue, Settlement
 from delivery.retry import RetryPolicy
@@ -167,6 +167,10 @@ class Worker:
         self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
         if self._metering is not None:
             self._metering.reconfigure(config.destinations, self._clock())
+
+    def meters(self) -> Iterable[tuple[str, Meter]]:
+        """Each metered destination's meter, read by `/admin/status` (none with metering off)."""
+        return () if self._metering is None else list(self._metering.items())
 
     def holding(self, destination_id: str) -> bool:
         """Whether jobs of the destination are claimed here and not yet settled."""

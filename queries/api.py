@@ -54,6 +54,9 @@ by_error = _scoped("by_error", "Requests, unsent jobs and events per error class
 by_destination = _scoped("by_destination", "Requests and cohort figures per destination")
 by_integration = _scoped("by_integration", "Requests and cohort figures per integration")
 hourly = _scoped("hourly", "Requests per UTC hour and error class, long format")
+destination_hours = _scoped(
+    "destination_hours", "Requests, events and 429s per destination and UTC hour (queries.headroom)"
+)
 daily = _scoped(
     "daily", "Per UTC day of receipt: events received, delivered first time and eventually, and their shares"
 )

@@ -300,7 +300,7 @@ class AttemptLog:
 
 
 #: Named queries whose rows are hours: over one day they read the hourly rollups.
-HOURLY_QUERIES = frozenset({"hourly", "explorer_hours"})
+HOURLY_QUERIES = frozenset({"hourly", "explorer_hours", "destination_hours"})
 
 
 _READS_RAW = re.compile(r"\bFROM\s+attempts\b", re.IGNORECASE)

@@ -9,7 +9,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from app import data, filters, hints, replay, session, style
+from app import backlog, data, filters, hints, replay, session, style
 from app.charts import daily_trend, delivery_funnel, hourly_classes
 from app.double_delivery import section as double_delivery_section
 
@@ -142,6 +142,9 @@ if auth.height:
         )
 elif not notifications:
     st.success("No destination is failing authentication in this range.")
+
+st.header("Backlog and headroom (live engine)")
+backlog.section(scope)
 
 st.header("Destinations")
 

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 
 from delivery.alerts.auth_alerts import AuthAlerts
 from delivery.api.stats import TrackingStats
+from delivery.backlog import BacklogSource
 from delivery.config import Config
 from delivery.config.live import LiveConfig
 from delivery.metrics import Metrics
@@ -41,6 +42,9 @@ class AppContext:
     live: LiveConfig | None = None
     """Sources and destinations changed live (`delivery.config.live`; set by `delivery.engine`): the
     admin API's `/admin/sources` and `/admin/destinations` answer 503 without it."""
+    backlog: BacklogSource | None = None
+    """The worker's rates and meters (set by `delivery.engine`): `/admin/status`'s `backlog` section is
+    null without it (docs/backlog.md)."""
 
 
 def get_context(request: Request) -> AppContext:

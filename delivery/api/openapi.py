@@ -600,8 +600,70 @@ _ADMIN_STATUS = _record(
         ),
         "requests_rejected": _counts("Tracking requests answered with an error, by error code."),
         "alerts_webhook": {"$ref": _SCHEMAS + "AlertsWebhook"},
+        "backlog": {
+            "anyOf": [{"$ref": _SCHEMAS + "Backlog"}, {"type": "null"}],
+            "description": "The backlog forecast (docs/backlog.md); null in a process without a worker.",
+        },
     },
-    "The queue's depth, the tracking API's counters, the uptime and the alerts webhook's deliveries.",
+    "The queue's depth, the tracking API's counters, the uptime, the alerts webhook's deliveries and the "
+    "backlog forecast.",
+)
+
+_PER_S = "number"
+_BACKLOG_ROW = _record(
+    {
+        "destination": {"type": "string", "description": "The destination's id."},
+        "workspace": _nullable("string", "The workspace of its source; null for one no longer configured."),
+        "owned_here": {
+            "type": "boolean",
+            "description": "Whether this engine sends to it (always true with one engine); if not, the "
+            "rates and the meter are another engine's, and null here.",
+        },
+        "waiting": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Unfinished jobs: pending (due now or scheduled for a retry) plus leased.",
+        },
+        "pending": {"type": "integer", "minimum": 0, "description": "Jobs waiting to be claimed."},
+        "leased": {"type": "integer", "minimum": 0, "description": "Jobs claimed, their request under way."},
+        "requests_per_s": _nullable(_PER_S, "Requests made per second over the window.", minimum=0),
+        "delivered_per_s": _nullable(_PER_S, "Events delivered per second over the window.", minimum=0),
+        "finished_per_s": _nullable(
+            _PER_S, "Events whose job ended (delivered, failed, dropped, skipped) per second.", minimum=0
+        ),
+        "limit_per_s": _nullable(_PER_S, "The configured rate limit, requests/s; null: not limited."),
+        "adapted_per_s": _nullable(
+            _PER_S, "The meter's rate now (below the limit after 429s); null: not metered here."
+        ),
+        "held_for_s": _nullable(_PER_S, "Seconds a Retry-After still holds it; null: not metered here."),
+        "headroom_pct": _nullable(
+            _PER_S, "100 x (1 - requests_per_s / limit_per_s): negative when over; null without a limit."
+        ),
+        "drain_state": {
+            "type": "string",
+            "enum": ["empty", "draining", "no_progress", "unknown"],
+            "description": "`no_progress`: jobs wait and none ended in the window; `unknown`: another "
+            "engine of the fleet sends to it.",
+        },
+        "drain_s": _nullable(
+            _PER_S, "waiting / finished_per_s, when `draining` (0 when `empty`).", minimum=0
+        ),
+    }
+)
+
+_BACKLOG = _record(
+    {
+        "scope": {
+            "type": "string",
+            "enum": ["single_engine", "engine"],
+            "description": "`single_engine`: the only engine (SQLite). `engine`: one engine of a fleet: the "
+            "queue counts are the fleet's, the rates and meters this engine's own destinations'.",
+        },
+        "engine": {"type": "string", "description": "The engine's owner id."},
+        "window_s": {"type": "number", "minimum": 0, "description": "Seconds the rates are measured over."},
+        "destinations": {"type": "array", "items": {"$ref": _SCHEMAS + "BacklogDestination"}},
+    },
+    "Per destination: jobs waiting, rates now against the limit, time to drain at this pace.",
 )
 
 _WEBHOOK_FAILURE_FIELDS: dict[str, Any] = {
@@ -728,6 +790,8 @@ _REPLAYED = _record(
 
 _ADMIN_SCHEMAS = {
     "AdminStatus": _ADMIN_STATUS,
+    "Backlog": _BACKLOG,
+    "BacklogDestination": _BACKLOG_ROW,
     "AlertsWebhook": _ALERTS_WEBHOOK,
     "AlertsWebhookFailure": _WEBHOOK_FAILURE,
     "AlertsWebhookGivenUp": _WEBHOOK_GIVEN_UP,

@@ -1,7 +1,8 @@
 """The admin API: status, notifications, and re-enabling a destination.
 
-- `GET /admin/status`: queue depth by state and destination, tracking counters, uptime, and the
-  alerts webhook's deliveries and failures (this engine's).
+- `GET /admin/status`: queue depth by state and destination, tracking counters, uptime, the
+  alerts webhook's deliveries and failures (this engine's), and the backlog forecast (per destination:
+  waiting, rates now against the limit, time to drain; the rates are this engine's, docs/backlog.md).
 - `GET /admin/notifications?state=open|resolved|all&workspace=W&limit=N`: notifications, newest first.
 - `POST /admin/destinations/{id}/enable`: re-enable a destination disabled by auth failures.
 
@@ -67,7 +68,8 @@ router = APIRouter(
     openapi_extra=openapi.ADMIN,
 )
 async def status(context: ContextDep) -> dict[str, Any]:
-    """Queue depth (by state and by destination), outbox size, tracking counters, uptime, alerts webhook."""
+    """Queue depth (by state and by destination), outbox size, tracking counters, uptime, alerts webhook,
+    and the backlog forecast."""
     try:
         depth = await asyncio.to_thread(context.queue.depth)
     except Exception:
@@ -94,6 +96,7 @@ async def status(context: ContextDep) -> dict[str, Any]:
             if context.alerts is not None
             else idle_report(context.config.alerts.webhook_url is not None)
         ),
+        "backlog": context.backlog.section(context.config, depth) if context.backlog is not None else None,
     }
 
 
