@@ -19,6 +19,7 @@ from deliverydash.commands import (
     demo,
     demo_engine,
     destinations,
+    evidence,
     link,
     migrate,
     notifications,
@@ -56,6 +57,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     compact,
     retention,
     replay,
+    evidence,
 )
 
 
