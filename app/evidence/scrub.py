@@ -100,3 +100,17 @@ class Scrubber:
         if self._pattern is None or not text:
             return text
         return self._pattern.sub(REDACTED, text)
+
+
+#: Set by `deliverydash dashboard --config F`: the config whose secrets the dashboard's packs keep out.
+CONFIG_ENV = "DELIVERYDASH_CONFIG"
+#: Secrets `deliverydash dashboard` hands the app through the environment (app.replay, app.data, app.access).
+SECRET_ENVS = ("DELIVERYDASH_SECRET", "DELIVERYDASH_ADMIN_TOKEN", "DELIVERYDASH_QUEUE_DSN")
+
+
+def dashboard_secrets() -> set[str]:
+    """What the dashboard's packs keep out: the secrets of `$DELIVERYDASH_CONFIG` and of its environment."""
+    found = config_secrets(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else set()
+    for name in SECRET_ENVS:
+        found.update(secret_forms(os.environ.get(name, "")))
+    return found
