@@ -19,6 +19,7 @@ from deliverydash.commands import (
     demo,
     demo_engine,
     destinations,
+    evidence,
     link,
     migrate,
     notifications,
@@ -58,6 +59,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     retention,
     replay,
     whatif,
+    evidence,
 )
 
 

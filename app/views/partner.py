@@ -6,7 +6,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from app import advice, data, filters, session, style
+from app import advice, data, evidence_pack, filters, session, style
 from app.double_delivery import section as double_delivery_section
 
 viewer = session.viewer()
@@ -32,6 +32,8 @@ with st.spinner("Reading the attempt log…"):
 if not report["requests"]:
     st.info(f"No requests to {scope.value} in this range.")
     st.stop()
+
+evidence_pack.download_button(data.log(), scope, start, end)
 
 cols = st.columns(5)
 cols[0].metric("Requests", style.card_count(report["requests"]), help=style.card_help(report["requests"]))

@@ -18,6 +18,8 @@ QUEUE_DSN_ENV = "DELIVERYDASH_QUEUE_DSN"
 #: Where the dashboard's process finds the engine and its admin token, for replays (`app.replay`).
 ENGINE_URL_ENV = "DELIVERYDASH_ENGINE_URL"
 ADMIN_TOKEN_ENV = "DELIVERYDASH_ADMIN_TOKEN"
+#: The config's path, whose secrets the partner page's evidence packs keep out (`app.evidence.scrub`).
+CONFIG_ENV = "DELIVERYDASH_CONFIG"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8000"
 
 
@@ -68,6 +70,9 @@ def run(args: argparse.Namespace) -> None:
     env.pop(QUEUE_DSN_ENV, None)
     env.pop(ENGINE_URL_ENV, None)
     env.pop(ADMIN_TOKEN_ENV, None)
+    env.pop(CONFIG_ENV, None)
+    if args.config:  # the partner page's evidence packs keep its secrets out (docs/evidence.md)
+        env[CONFIG_ENV] = str(Path(args.config).resolve())
     if engine is not None:
         env[ENGINE_URL_ENV], env[ADMIN_TOKEN_ENV] = engine
     notifications = ""
