@@ -69,19 +69,11 @@ cohort AS (
     WHERE received_s >= epoch($start) AND received_s < epoch($end)
 ),
 
-jobs AS (
-    SELECT
-        job_id,
-        destination_id,
-        any_value(event_count) AS events,
-        any_value(received_s) AS received_s,
-        -- The first record (attempt 0 or 1) says whether the schedule matters to the job.
-        bool_or(attempt = 1 AND outcome = 'retry') AS retried,
-        min(started_s) FILTER (attempt = 1) AS first_s,
-        count(*) FILTER (attempt >= 1) AS requests,
-        min(ended_s - received_s) FILTER (outcome = 'delivered') AS delay_s
+-- The retried jobs, from their first record (no grouping by job: a day has tens of millions).
+retried AS (
+    SELECT job_id, destination_id, event_count AS events, received_s, started_s AS first_s
     FROM cohort
-    GROUP BY job_id, destination_id
+    WHERE attempt = 1 AND outcome = 'retry'
 ),
 
 -- When paper attempt k starts, after the first: the delays before it, added up.
@@ -95,8 +87,7 @@ offsets AS (
 -- Paper attempts 2..$attempts of each retried job.
 paper AS (
     SELECT j.job_id, j.destination_id, j.events, j.received_s, o.attempt, j.first_s + o.offset_s AS at_s
-    FROM jobs AS j, offsets AS o
-    WHERE j.retried
+    FROM retried AS j, offsets AS o
 ),
 
 judged AS (
@@ -138,13 +129,16 @@ per_job AS (
     GROUP BY job_id
 ),
 
--- Delivered events with their delays, as weights: actual ones, and the paper attempts' chances.
+-- Delivered events with their delays, as weights: actual ones (a job has one delivered record),
+-- and for the schedule, first attempts delivered and the paper attempts' chances.
 actual_delays AS (
-    SELECT delay_s, events::DOUBLE AS weight FROM jobs WHERE delay_s IS NOT NULL
+    SELECT ended_s - received_s AS delay_s, event_count::DOUBLE AS weight, attempt
+    FROM cohort
+    WHERE outcome = 'delivered'
 ),
 
 paper_delays AS (
-    SELECT delay_s, events::DOUBLE AS weight FROM jobs WHERE delay_s IS NOT NULL AND NOT retried
+    SELECT delay_s, weight FROM actual_delays WHERE attempt = 1
     UNION ALL
     SELECT at_s - received_s, events * p_reached * p_ok FROM chances WHERE p_reached * p_ok > 0
 ),
@@ -171,15 +165,17 @@ paper_quantiles AS (
     )
 ),
 
+-- Every job has one record with attempt <= 1 and at most one delivered record: sums, no join.
 totals AS (
     SELECT
-        coalesce(sum(events), 0)::BIGINT AS events_received,
-        coalesce(sum(events) FILTER (delay_s IS NOT NULL), 0)::BIGINT AS delivered,
-        coalesce(sum(requests), 0)::BIGINT AS requests,
-        count(*) FILTER (retried) AS jobs_replayed,
-        coalesce(sum(events) FILTER (delay_s IS NOT NULL AND NOT retried), 0)::BIGINT AS delivered_unchanged,
-        coalesce(sum(requests) FILTER (NOT retried), 0)::BIGINT AS requests_unchanged
-    FROM jobs
+        coalesce(sum(event_count) FILTER (attempt <= 1), 0)::BIGINT AS events_received,
+        coalesce(sum(event_count) FILTER (outcome = 'delivered'), 0)::BIGINT AS delivered,
+        count(*) FILTER (attempt >= 1) AS requests,
+        count(*) FILTER (attempt = 1 AND outcome = 'retry') AS jobs_replayed,
+        coalesce(sum(event_count) FILTER (attempt = 1 AND outcome = 'delivered'), 0)::BIGINT
+            AS delivered_unchanged,
+        count(*) FILTER (attempt = 1 AND outcome <> 'retry') AS requests_unchanged
+    FROM cohort
 ),
 
 paper_totals AS (

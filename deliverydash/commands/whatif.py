@@ -89,24 +89,30 @@ def run(args: argparse.Namespace) -> None:
 def render(day: dt.date, label: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """The table of `run`: the actual figures, then one line per schedule, then what it cannot know."""
     first = rows[0][1]
+    names = [
+        "actual (from the log)",
+        *(("replayed: " if n == 0 else "") + name for n, (name, _) in enumerate(rows)),
+    ]
+    width = max(len(name) for name in names)
     lines = [
         f"Retry what-if for {day} ({label}): {first['events_received']:,} events received, "
         f"{first['jobs_replayed']:,} retried jobs replayed on paper",
         "",
-        f"{'schedule':<58} {'delivered':>12} {'%':>8} {'requests':>12} {'p50':>8} {'p90':>8} {'p99':>8}",
+        f"{'schedule':<{width}} {'delivered':>12} {'%':>8} {'requests':>12} {'p50':>8} {'p90':>8} {'p99':>8}",
         _line(
-            "actual (from the log)",
+            width,
+            names[0],
             first["actual_delivered"],
             first["actual_delivered_pct"],
             first["actual_requests"],
             (first["actual_delay_p50_s"], first["actual_delay_p90_s"], first["actual_delay_p99_s"]),
         ),
     ]
-    for n, (name, row) in enumerate(rows):
-        prefix = "actual schedule, replayed: " if n == 0 else ""
+    for name, (_, row) in zip(names[1:], rows, strict=True):
         lines.append(
             _line(
-                prefix + name,
+                width,
+                name,
                 row["delivered"],
                 row["delivered_pct"],
                 row["requests"],
@@ -118,7 +124,8 @@ def render(day: dt.date, label: str, rows: Sequence[tuple[str, Mapping[str, Any]
         "",
         "delivered: events (expected values); requests: HTTP requests; p50/p90/p99: delivery delay of "
         "delivered events, from receipt.",
-        "The replayed actual schedule against the actual figures shows the model's error on this day.",
+        "The first schedule is the actual one (--actual) replayed: beside the actual figures, it shows "
+        "the model's error on this day.",
         "It cannot know how a destination would have answered more or fewer requests than it got "
         "(rate limits react to load), nor Retry-After waits, nor hours without any request to the "
         f"destination: those attempts take its day's average ({guessed:.1f}% of paper attempts at most).",
@@ -126,9 +133,11 @@ def render(day: dt.date, label: str, rows: Sequence[tuple[str, Mapping[str, Any]
     return "\n".join(lines) + "\n"
 
 
-def _line(name: str, delivered: float, pct: float, requests: float, delays: Sequence[float | None]) -> str:
+def _line(
+    width: int, name: str, delivered: float, pct: float, requests: float, delays: Sequence[float | None]
+) -> str:
     shown = " ".join(f"{_seconds(d):>8}" for d in delays)
-    return f"{name[:58]:<58} {delivered:>12,.0f} {pct:>7.2f}% {requests:>12,.0f} {shown}"
+    return f"{name:<{width}} {delivered:>12,.0f} {pct:>7.2f}% {requests:>12,.0f} {shown}"
 
 
 def _seconds(value: float | None) -> str:
