@@ -5,13 +5,14 @@
 -- not depend on the schedule: it counts as it happened. A job whose first request failed and
 -- was retried (outcome 'retry' on attempt 1) is tried again, on paper, at the schedule's times:
 -- attempt k >= 2 starts after the nominal delays min($max_s, $base_s x $factor^(i-1)), each
--- shortened by the mean of the engine's subtractive jitter (1 - $jitter / 2), while
+-- shortened by the mean of the engine's subtractive jitter (1 - $jitter / 2), and after the
+-- requests before it failed (the destination's mean time to fail transiently), while
 -- k <= $attempts and the attempt starts within $window_s of the job's receipt.
 --
 -- What a request to the destination at time t would have got is read from the log: the
--- destination's requests (every job's) in the last minute observed at or before t, counted as
--- delivered, failed transiently (retryable classes) or failed for good. Observations older than
--- an hour are not trusted: the destination's share over the whole range stands in, and such
+-- destination's requests (every job's) in the last interval of $resolution_s (60 s: a minute)
+-- observed at or before t, counted as delivered, failed transiently (retryable classes) or
+-- failed for good. Observations older than 60 intervals (an hour) are not trusted: the destination's share over the whole range stands in, and such
 -- attempts are counted as guessed (`guessed_pct`: of the paper attempts expected to happen). From those shares, each job's chance to be delivered at
 -- attempt k is the chance every earlier paper attempt failed transiently times the chance the
 -- k-th is delivered; figures are expected values (sums of those chances, weighted by
@@ -22,7 +23,8 @@
 -- their paper attempts whose outcome was guessed.
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql); $base_s, $factor,
--- $max_s, $attempts, $window_s, $jitter (the schedule).
+-- $max_s, $attempts, $window_s, $jitter (the schedule); $resolution_s (how long an observed
+-- answer stands for the destination's state).
 WITH records AS (
     SELECT
         job_id,
@@ -41,11 +43,11 @@ WITH records AS (
       AND replay_of IS NULL
 ),
 
--- What the destination answered, minute by minute (requests only: attempt 0 sent nothing).
+-- What the destination answered, interval by interval (requests only: attempt 0 sent nothing).
 minutes AS (
     SELECT
         destination_id,
-        floor(started_s / 60)::BIGINT AS minute,
+        floor(started_s / $resolution_s)::BIGINT AS minute,
         count(*) FILTER (outcome = 'delivered') / count(*)::DOUBLE AS p_ok,
         count(*) FILTER (outcome <> 'delivered' AND retryable) / count(*)::DOUBLE AS p_again
     FROM records
@@ -57,7 +59,9 @@ overall AS (
     SELECT
         destination_id,
         count(*) FILTER (outcome = 'delivered') / count(*)::DOUBLE AS p_ok,
-        count(*) FILTER (outcome <> 'delivered' AND retryable) / count(*)::DOUBLE AS p_again
+        count(*) FILTER (outcome <> 'delivered' AND retryable) / count(*)::DOUBLE AS p_again,
+        -- How long a request that failed transiently took (a timeout: the whole timeout).
+        coalesce(avg(ended_s - started_s) FILTER (outcome <> 'delivered' AND retryable), 0) AS failing_s
     FROM records
     WHERE attempt >= 1
     GROUP BY ALL
@@ -84,21 +88,30 @@ offsets AS (
     FROM range(1, $attempts) AS r (i)
 ),
 
--- Paper attempts 2..$attempts of each retried job.
+-- Paper attempts 2..$attempts of each retried job: each after the delays and the failed requests
+-- before it (the destination's mean time to fail transiently: a timeout takes the whole timeout).
 paper AS (
-    SELECT j.job_id, j.destination_id, j.events, j.received_s, o.attempt, j.first_s + o.offset_s AS at_s
-    FROM retried AS j, offsets AS o
+    SELECT
+        j.job_id,
+        j.destination_id,
+        j.events,
+        j.received_s,
+        o.attempt,
+        j.first_s + o.offset_s + (o.attempt - 1) * coalesce(f.failing_s, 0) AS at_s
+    FROM retried AS j
+    CROSS JOIN offsets AS o
+    LEFT JOIN overall AS f ON f.destination_id = j.destination_id
 ),
 
 judged AS (
     SELECT
         p.*,
-        m.minute IS NULL OR p.at_s - m.minute * 60 > 3600 AS guessed,
-        CASE WHEN m.minute IS NULL OR p.at_s - m.minute * 60 > 3600 THEN o.p_ok ELSE m.p_ok END AS p_ok,
-        CASE WHEN m.minute IS NULL OR p.at_s - m.minute * 60 > 3600 THEN o.p_again ELSE m.p_again END AS p_again
+        m.minute IS NULL OR p.at_s - m.minute * $resolution_s > 60 * $resolution_s AS guessed,
+        CASE WHEN m.minute IS NULL OR p.at_s - m.minute * $resolution_s > 60 * $resolution_s THEN o.p_ok ELSE m.p_ok END AS p_ok,
+        CASE WHEN m.minute IS NULL OR p.at_s - m.minute * $resolution_s > 60 * $resolution_s THEN o.p_again ELSE m.p_again END AS p_again
     FROM paper AS p
     ASOF LEFT JOIN minutes AS m
-        ON m.destination_id = p.destination_id AND m.minute <= floor(p.at_s / 60)::BIGINT
+        ON m.destination_id = p.destination_id AND m.minute <= floor(p.at_s / $resolution_s)::BIGINT
     LEFT JOIN overall AS o ON o.destination_id = p.destination_id
     WHERE p.at_s <= p.received_s + $window_s
 ),

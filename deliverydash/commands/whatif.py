@@ -34,6 +34,16 @@ def schedule(text: str) -> Schedule:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
+def duration(text: str) -> float:
+    """An argument that is a duration (`60s`, `0.05s`, `2min`)."""
+    from queries.whatif import seconds
+
+    try:
+        return seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
     parser.add_argument("--date", type=options.date, help="UTC day (default: the latest day in the log)")
@@ -54,6 +64,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the schedule the engine used that day (default: the engine's defaults, "
         "base=30s,factor=2,max=1h,attempts=10,window=4h,jitter=0.2)",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=duration,
+        default=60.0,
+        help="how long an observed answer stands for a destination's state (default: 60s; a demo "
+        "whose schedule was compressed N times: 60s / N)",
     )
     options.add_data_options(parser, reads_log=True)
 
@@ -78,7 +95,12 @@ def run(args: argparse.Namespace) -> None:
         rows: list[tuple[str, Mapping[str, Any]]] = []
         for n, wanted in enumerate([actual, *args.schedule], start=1):
             print(f"replaying schedule {n} of {len(args.schedule) + 1}: {wanted.label()}", file=sys.stderr)
-            rows.append((wanted.label(), whatif(log, scope, start, end, wanted)))
+            try:
+                rows.append(
+                    (wanted.label(), whatif(log, scope, start, end, wanted, resolution_s=args.resolution))
+                )
+            except ValueError as exc:
+                raise options.CommandError(str(exc)) from None
     first = rows[0][1]
     if not first["events_received"]:
         raise options.CommandError(f"no events received on {day} in this scope")

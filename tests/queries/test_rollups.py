@@ -72,7 +72,7 @@ EXTRA: dict[str, dict[str, object]] = {
     "job_history": {"job_id": "J3"},
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
-    "whatif": Schedule().params(),
+    "whatif": Schedule().params() | {"resolution_s": 60.0},
 }
 
 

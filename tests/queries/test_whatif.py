@@ -3,7 +3,8 @@
 Job X (received 10:00:00) failed with a 503 at 10:00:01 and was retried. Other jobs' requests say
 how the destination answered, minute by minute: 503 at 10:00-10:05, 200 from 10:10 to 10:20. A
 schedule of base 60 s doubling (no jitter) tries X again at 10:01:01, 10:03:01, 10:07:01 (the last
-observation at or before it, 10:05, says down) and 10:15:01 (up): delivered at attempt 5, after 5
+observation at or before it, 10:05, says down) and 10:15:01 (up), each a tenth of a second later
+per failed request before it (the destination's time to fail): delivered at attempt 5, after 5
 requests; with 4 attempts it runs out.
 """
 
@@ -75,7 +76,8 @@ def test_a_schedule_that_outlasts_the_outage_delivers_at_its_first_attempt_after
     assert row["jobs_replayed"] == 1
     assert row["delivered"] == pytest.approx(1.0)
     assert row["requests"] == pytest.approx(5.0)  # the first, then 10:01, 10:03, 10:07, 10:15
-    assert row["delay_p50_s"] == pytest.approx(15 * 60 + 1)
+    # Each failed request before it took the destination's 0.1 s to fail: attempt 5 starts 0.4 s later.
+    assert row["delay_p50_s"] == pytest.approx(15 * 60 + 1 + 0.4, abs=0.01)
     assert row["guessed_pct"] == 0
 
 
