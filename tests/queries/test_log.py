@@ -74,6 +74,7 @@ def test_every_rollup_has_a_view(tmp_path: Path) -> None:
         "error_templates",
         "delay_histogram",
         "destination_delay_histogram",
+        "redeliveries",
     )
     assert sorted(ROLLUP_VIEWS.values()) == sorted(ROLLUPS)
     with connect(tmp_path) as log:
