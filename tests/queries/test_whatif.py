@@ -76,8 +76,9 @@ def test_a_schedule_that_outlasts_the_outage_delivers_at_its_first_attempt_after
     assert row["jobs_replayed"] == 1
     assert row["delivered"] == pytest.approx(1.0)
     assert row["requests"] == pytest.approx(5.0)  # the first, then 10:01, 10:03, 10:07, 10:15
-    # Each failed request before it took the destination's 0.1 s to fail: attempt 5 starts 0.4 s later.
-    assert row["delay_p50_s"] == pytest.approx(15 * 60 + 1 + 0.4, abs=0.01)
+    # Each failed request before it took the destination's 0.1 s to fail: attempt 5 starts 0.4 s
+    # later. Delays are read from log-scale buckets: within 5 %.
+    assert row["delay_p50_s"] == pytest.approx(15 * 60 + 1 + 0.4, rel=0.05)
     assert row["guessed_pct"] == 0
 
 
