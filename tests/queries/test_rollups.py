@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -28,7 +28,6 @@ from ingest.day_rollups import build_days
 from ingest.files import attempts_glob, attempts_root
 from ingest.logstore import LocalStore
 from ingest.rollup import GRACE_S, ROLLUPS, RepairResult, connect_macros, out_of_step, repair, rollup_root
-from ingest.simulate import simulate_day
 from queries import (
     AttemptLog,
     Scope,
@@ -46,11 +45,11 @@ from queries.catalog import file_view_sql
 from queries.log import HOURLY_QUERIES, reads_days
 from queries.scope import query_parameters
 
-from .conftest import D1, D2, at, job, publish, retry
+from .conftest import D1, D2, SIMULATED_DAY, at, job, publish, retry
 
 RAW_DIR = Path(__file__).parent / "raw"
 RAW_QUERIES = sorted(path.stem for path in RAW_DIR.glob("*.sql"))
-DAY = datetime(2026, 11, 27, tzinfo=UTC)
+DAY = SIMULATED_DAY
 #: The whole simulated day, and four hours of it whose cohort retries past the end.
 RANGES = {
     "day": (DAY, DAY + timedelta(days=1)),
@@ -75,10 +74,8 @@ EXTRA: dict[str, dict[str, object]] = {
 
 
 @pytest.fixture(scope="module")
-def simulated_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("simulated")
-    simulate_day(300_000, data_dir, date=DAY.date())
-    return data_dir
+def simulated_dir(simulated_day_dir: Path) -> Path:
+    return simulated_day_dir
 
 
 @pytest.fixture(scope="module")
