@@ -325,6 +325,14 @@ def log(fixture_dir: Path) -> Iterator[AttemptLog]:
         yield opened
 
 
+@pytest.fixture(scope="module")
+def module_log(fixture_dir: Path) -> Iterator[AttemptLog]:
+    """The fixture log opened once for a module whose tests only read through it: its SQL sandbox's
+    worker process starts once, not once per test (about a second each)."""
+    with connect(fixture_dir) as opened:
+        yield opened
+
+
 @pytest.fixture(scope="session")
 def simulated_day_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated day of 300,000 attempts on `SIMULATED_DAY` (read-only: shared by every module that

@@ -74,6 +74,13 @@ EXTRA: dict[str, dict[str, object]] = {
 
 
 @pytest.fixture(scope="module")
+def log(module_log: AttemptLog) -> AttemptLog:
+    """This module's tests only read the fixture log (refused statements and a stopped query included):
+    they share one."""
+    return module_log
+
+
+@pytest.fixture(scope="module")
 def simulated_dir(simulated_day_dir: Path) -> Path:
     return simulated_day_dir
 
