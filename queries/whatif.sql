@@ -172,30 +172,26 @@ paper_buckets AS (
     GROUP BY ALL
 ),
 
-actual_quantiles AS (
+-- Each side's delay percentiles (`side`: 'actual' or 'paper'), from its buckets' running share.
+quantiles AS (
     SELECT
+        side,
         min(middle_s) FILTER (cumulative >= 0.5) AS p50,
         min(middle_s) FILTER (cumulative >= 0.9) AS p90,
         min(middle_s) FILTER (cumulative >= 0.99) AS p99
     FROM (
         SELECT
+            side,
             pow(1.1, bucket + 0.5) / 1000 AS middle_s,
-            sum(weight) OVER (ORDER BY bucket) / sum(weight) OVER () AS cumulative
-        FROM actual_buckets
+            sum(weight) OVER (PARTITION BY side ORDER BY bucket)
+                / sum(weight) OVER (PARTITION BY side) AS cumulative
+        FROM (
+            SELECT 'actual' AS side, bucket, weight FROM actual_buckets
+            UNION ALL
+            SELECT 'paper', bucket, weight FROM paper_buckets
+        )
     )
-),
-
-paper_quantiles AS (
-    SELECT
-        min(middle_s) FILTER (cumulative >= 0.5) AS p50,
-        min(middle_s) FILTER (cumulative >= 0.9) AS p90,
-        min(middle_s) FILTER (cumulative >= 0.99) AS p99
-    FROM (
-        SELECT
-            pow(1.1, bucket + 0.5) / 1000 AS middle_s,
-            sum(weight) OVER (ORDER BY bucket) / sum(weight) OVER () AS cumulative
-        FROM paper_buckets
-    )
+    GROUP BY side
 ),
 
 -- Every job has one record with attempt <= 1 and at most one delivered record: sums, no join.
@@ -237,4 +233,7 @@ SELECT
     pq.p99 AS delay_p99_s,
     t.jobs_replayed,
     pct(p.guessed, p.attempts) AS guessed_pct
-FROM totals AS t, paper_totals AS p, actual_quantiles AS aq, paper_quantiles AS pq
+FROM totals AS t
+CROSS JOIN paper_totals AS p
+LEFT JOIN quantiles AS aq ON aq.side = 'actual'
+LEFT JOIN quantiles AS pq ON pq.side = 'paper'

@@ -48,9 +48,13 @@ def status_codes(figures: PartnerFigures) -> go.Figure:
 
 def rates(figures: PartnerFigures) -> go.Figure:
     """429 and 5xx shares of requests over time (the partner page's chart)."""
-    per = figures.per
+    return rates_chart(figures.hours, figures.per)
+
+
+def rates_chart(hours: pl.DataFrame, per: str) -> go.Figure:
+    """429 and 5xx shares of the `hourly` query's requests per `per` (an hour or a day)."""
     frame = (
-        rates_frame(figures.hours)
+        rates_frame(hours)
         .rename({"rate_429_pct": "429 rate", "rate_5xx_pct": "5xx rate"})
         .unpivot(index="hour", on=["429 rate", "5xx rate"], variable_name="rate", value_name="pct")
     )

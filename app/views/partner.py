@@ -8,6 +8,7 @@ import streamlit as st
 
 from app import advice, data, evidence_pack, filters, session, style
 from app.double_delivery import section as double_delivery_section
+from app.evidence.charts import rates_chart
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -83,37 +84,7 @@ left.plotly_chart(
 )
 
 per = filters.chart_period(start, end)
-rates = (
-    hours.group_by("hour")
-    .agg(
-        pl.col("requests").sum().alias("total"),
-        pl.col("requests").filter(pl.col("error_class") == "rate_limit").sum().alias("rate_limit"),
-        pl.col("requests").filter(pl.col("error_class") == "server").sum().alias("server"),
-    )
-    .with_columns(
-        (100 * pl.col("rate_limit") / pl.col("total")).alias("429 rate"),
-        (100 * pl.col("server") / pl.col("total")).alias("5xx rate"),
-    )
-    .sort("hour")
-    .unpivot(index="hour", on=["429 rate", "5xx rate"], variable_name="rate", value_name="pct")
-)
-figure = px.line(
-    rates.to_pandas(),
-    x="hour",
-    y="pct",
-    color="rate",
-    markers=True,
-    color_discrete_map={
-        "429 rate": style.CLASS_COLORS["rate_limit"],
-        "5xx rate": style.CLASS_COLORS["server"],
-    },
-    labels={"hour": f"{per} (UTC)", "pct": "share of requests (%)", "rate": ""},
-)
-figure.update_yaxes(ticksuffix="%")
-right.plotly_chart(
-    style.finish(figure, title=f"429 and 5xx rates per {per}", x=f"{per} (UTC)", y="share of requests (%)"),
-    width="stretch",
-)
+right.plotly_chart(rates_chart(hours, per), width="stretch")
 
 st.header("Latency")
 timed = latency.filter(pl.col("integration") == scope.value)
