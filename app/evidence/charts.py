@@ -26,8 +26,13 @@ RETRY_FATES = (
 
 def status_codes(figures: PartnerFigures) -> go.Figure:
     """Requests per status code, log scale, coloured by class (the partner page's chart)."""
+    return status_codes_chart(figures.codes)
+
+
+def status_codes_chart(codes: pl.DataFrame) -> go.Figure:
+    """Requests per answered status code of the `by_status_code` query, nonstandard codes in one bar."""
     figure = px.bar(
-        status_code_frame(figures.codes).with_columns(style.class_label()).to_pandas(),
+        status_code_frame(codes).with_columns(style.class_label()).to_pandas(),
         x="label",
         y="requests",
         color="error_class",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from app import advice, data, evidence_pack, filters, session, style
 from app.double_delivery import section as double_delivery_section
-from app.evidence.charts import rates_chart
+from app.evidence.charts import rates_chart, status_codes_chart
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -49,39 +48,7 @@ cols[4].metric(
 
 left, right = st.columns(2)
 # Dozens of nonstandard codes would crowd out the standard ones: they share one bar.
-answered = codes.filter(pl.col("status_code").is_not_null())
-nonstandard = answered.filter(pl.col("error_class") == "nonstandard")
-standard = answered.filter(pl.col("error_class") != "nonstandard").select("label", "error_class", "requests")
-if nonstandard.height:
-    grouped = pl.DataFrame(
-        {
-            "label": [f"nonstandard ({nonstandard.height} codes)"],
-            "error_class": ["nonstandard"],
-            "requests": [int(nonstandard.get_column("requests").sum())],
-        }
-    )
-    standard = pl.concat([standard, grouped], how="vertical_relaxed")
-figure = px.bar(
-    standard.with_columns(style.class_label()).to_pandas(),
-    x="label",
-    y="requests",
-    color="error_class",
-    color_discrete_map=style.LABEL_COLORS,
-    log_y=True,
-    labels={"label": "status code", "requests": "requests", "error_class": "error class"},
-)
-figure.update_xaxes(type="category")
-left.plotly_chart(
-    style.finish(
-        figure,
-        title="Status code distribution",
-        x="HTTP status",
-        y="requests (log scale)",
-        height=440,
-        legend_below=True,
-    ),
-    width="stretch",
-)
+left.plotly_chart(status_codes_chart(codes), width="stretch")
 
 per = filters.chart_period(start, end)
 right.plotly_chart(rates_chart(hours, per), width="stretch")

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deliverydash import options
-from deliverydash.commands.report import _scope
 
 if TYPE_CHECKING:
     from queries.whatif import Schedule
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
             raise options.CommandError(f"no attempt records in {location}/attempts yet")
         start = dt.datetime.combine(day, dt.time(), dt.UTC)
         end = start + dt.timedelta(days=1)
-        scope = _scope(args)
+        scope = options.scope(args)
         rows: list[tuple[str, Mapping[str, Any]]] = []
         for n, wanted in enumerate([actual, *args.schedule], start=1):
             print(f"replaying schedule {n} of {len(args.schedule) + 1}: {wanted.label()}", file=sys.stderr)
