@@ -27,9 +27,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -38,7 +39,7 @@ from delivery.alerts.auth_alerts import AuthAlerts, chain
 from delivery.api.http_protocol import JsonErrorHTTPProtocol
 from delivery.api.main import create_app
 from delivery.backlog import BacklogSource, Throughput
-from delivery.config import Config, ConfigError
+from delivery.config import Config, ConfigError, EngineConfig
 from delivery.config.admin_token import ensure_admin_token
 from delivery.config.live import LiveConfig
 from delivery.config.store import open_settings
@@ -63,16 +64,19 @@ POSTGRES_CONNECTIONS = 16
 
 @dataclass
 class _Loops:
-    """The long-running tasks started in the lifespan, and the events that stop them."""
+    """The long-running tasks started in the lifespan, by name, and the events that stop them."""
 
     worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
     export_stop: asyncio.Event = field(default_factory=asyncio.Event)
     ownership_stop: asyncio.Event = field(default_factory=asyncio.Event)
     live_stop: asyncio.Event = field(default_factory=asyncio.Event)
-    live: asyncio.Task[None] | None = None
-    alerts: asyncio.Task[None] | None = None
-    ownership: asyncio.Task[None] | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def start(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
+        self.tasks[name] = asyncio.create_task(loop, name=name)
+
+    async def join(self, name: str) -> None:
+        await self.tasks[name]
 
 
 def build_app(config: Config, queue: Queue) -> FastAPI:
@@ -90,17 +94,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loops = _Loops()
-        sender = Sender(
-            request_timeout_s=engine.request_timeout_s,
-            ca_bundle=engine.ca_bundle,
-            # A pool smaller than the worker's bounds would queue requests the
-            # worker counts as in flight.
-            limit=max(256, engine.concurrency),
-            limit_per_host=max(32, engine.per_destination_concurrency),
-            http_client=engine.http_client,
-            targets=engine.target_policy,
-            egress_proxy=engine.egress_proxy,
-        )
+        sender = _sender(engine)
         owner = f"{socket.gethostname()}-{os.getpid()}-{new_id()}"
         live = await _open_live(config)
         current = live.current
@@ -120,15 +114,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             not_owned=lambda: ownership.excluded(),
             known_now=live.knows,
         )
-        if isinstance(queue, PostgresQueue):
-            ownership = Shares(
-                queue,
-                owner,
-                [d.id for d in current.destinations],
-                lease_s=engine.lease_s,
-                busy=worker.holding,
-            )
-            await asyncio.to_thread(ownership.refresh)  # the first claim knows its share
+        ownership = await _ownership(queue, owner, current, worker)
         app.state.ownership = ownership
         backlog = BacklogSource(
             engine=owner,
@@ -158,44 +144,77 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
         app.state.context = dataclasses.replace(app.state.context, config=current, live=live, backlog=backlog)
         exporter = Exporter(queue, config.log_location)
         upkeep = Upkeep(exporter.store, queue, config)
-        loops.alerts = asyncio.create_task(alerts.run(), name="alerts")
-        loops.ownership = asyncio.create_task(ownership.run(loops.ownership_stop), name="ownership")
-        loops.live = asyncio.create_task(live.run(loops.live_stop), name="live configuration")
+        loops.start("alerts", alerts.run())
+        loops.start("ownership", ownership.run(loops.ownership_stop))
+        loops.start("live configuration", live.run(loops.live_stop))
         async with sender:
-            loops.tasks.append(asyncio.create_task(worker.run(loops.worker_stop), name="worker"))
-            loops.tasks.append(
-                asyncio.create_task(
-                    export_until(exporter, engine.export_interval_s, loops.export_stop), name="exporter"
-                )
-            )
-            loops.tasks.append(asyncio.create_task(upkeep.run(loops.export_stop), name="log upkeep"))
+            loops.start("worker", worker.run(loops.worker_stop))
+            loops.start("exporter", export_until(exporter, engine.export_interval_s, loops.export_stop))
+            loops.start("log upkeep", upkeep.run(loops.export_stop))
             log.info("delivering as %s; attempt log at %s", owner, exporter.store.location)
             try:
                 yield
             finally:
-                # Never cancel the worker: a cancelled request would be sent
-                # again with no record of the first time.
-                loops.live_stop.set()
-                await loops.live
-                loops.worker_stop.set()
-                await loops.tasks[0]
-                loops.ownership_stop.set()
-                await loops.ownership
-                await ownership.leave()  # after the last settlement: the others take over at once
-                alerts.stop()
-                await loops.alerts
-                await alerts.close()
-                loops.export_stop.set()
-                upkeep.stop()
-                await loops.tasks[1]
-                await loops.tasks[2]
-                await asyncio.to_thread(live.store.close)
-                log.info("stopped: leases released, attempt log exported")
+                await _stop_in_order(loops, ownership, alerts, upkeep, live)
 
     app = create_app(config, queue, lifespan=lifespan, metrics=metrics)
     # The admin routes re-enable destinations through it (`POST /admin/destinations/{id}/enable`).
     app.state.context = dataclasses.replace(app.state.context, alerts=alerts)
     return app
+
+
+def _sender(engine: EngineConfig) -> Sender:
+    """The HTTP sender with the engine's client, TLS, target policy and egress proxy."""
+    return Sender(
+        request_timeout_s=engine.request_timeout_s,
+        ca_bundle=engine.ca_bundle,
+        # A pool smaller than the worker's bounds would queue requests the
+        # worker counts as in flight.
+        limit=max(256, engine.concurrency),
+        limit_per_host=max(32, engine.per_destination_concurrency),
+        http_client=engine.http_client,
+        targets=engine.target_policy,
+        egress_proxy=engine.egress_proxy,
+    )
+
+
+async def _ownership(queue: Queue, owner: str, config: Config, worker: Worker) -> Everything | Shares:
+    """Every destination on the embedded queue; on a shared one, this engine's share, known now."""
+    if not isinstance(queue, PostgresQueue):
+        return Everything()
+    shares = Shares(
+        queue,
+        owner,
+        [d.id for d in config.destinations],
+        lease_s=config.engine.lease_s,
+        busy=worker.holding,
+    )
+    await asyncio.to_thread(shares.refresh)  # the first claim knows its share
+    return shares
+
+
+async def _stop_in_order(
+    loops: _Loops, ownership: Everything | Shares, alerts: AuthAlerts, upkeep: Upkeep, live: LiveConfig
+) -> None:
+    """Stop the lifespan's loops in the order that loses nothing (see the module's docstring)."""
+    # Never cancel the worker: a cancelled request would be sent
+    # again with no record of the first time.
+    loops.live_stop.set()
+    await loops.join("live configuration")
+    loops.worker_stop.set()
+    await loops.join("worker")
+    loops.ownership_stop.set()
+    await loops.join("ownership")
+    await ownership.leave()  # after the last settlement: the others take over at once
+    alerts.stop()
+    await loops.join("alerts")
+    await alerts.close()
+    loops.export_stop.set()
+    upkeep.stop()
+    await loops.join("exporter")
+    await loops.join("log upkeep")
+    await asyncio.to_thread(live.store.close)
+    log.info("stopped: leases released, attempt log exported")
 
 
 async def _open_live(config: Config) -> LiveConfig:

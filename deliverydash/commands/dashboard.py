@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from deliverydash import options
 
@@ -42,8 +43,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Hand the process over to Streamlit, serving `app/main.py` over the data root."""
-    from pathlib import Path
-
     import app
     from ingest.logstore import LogStoreError, open_store
 
@@ -62,24 +61,11 @@ def run(args: argparse.Namespace) -> None:
             "until `deliverydash simulate` or the engine writes one",
             file=sys.stderr,
         )
-    env = dict(os.environ, DELIVERYDASH_DATA_DIR=str(data_dir), DELIVERYDASH_LOG=location)
-    if secret is not None:
-        env["DELIVERYDASH_SECRET"] = secret
-    # Through the environment, never the command line (which `ps` shows to every user of the machine);
-    # and only when the config says so: a DSN exported for an engine elsewhere is not the dashboard's.
-    env.pop(QUEUE_DSN_ENV, None)
-    env.pop(ENGINE_URL_ENV, None)
-    env.pop(ADMIN_TOKEN_ENV, None)
-    env.pop(CONFIG_ENV, None)
-    if args.config:  # the partner page's evidence packs keep its secrets out (docs/evidence.md)
-        env[CONFIG_ENV] = str(Path(args.config).resolve())
-    if engine is not None:
-        env[ENGINE_URL_ENV], env[ADMIN_TOKEN_ENV] = engine
+    env = _environment(data_dir, location, secret, args.config, engine, dsn)
     notifications = ""
     if dsn is not None:
         from ingest.dsn import redact_dsn
 
-        env[QUEUE_DSN_ENV] = dsn
         notifications = f", notifications from PostgreSQL at {redact_dsn(dsn)}"
     access = (
         "links from `deliverydash link` required" if secret else "no secret: open to anyone who reaches it"
@@ -104,6 +90,33 @@ def run(args: argparse.Namespace) -> None:
     sys.stderr.flush()
     # Streamlit owns the process from here: its own Ctrl-C handling and exit status.
     os.execve(sys.executable, command, env)
+
+
+def _environment(
+    data_dir: Path,
+    location: str,
+    secret: str | None,
+    config: str | None,
+    engine: tuple[str, str] | None,
+    dsn: str | None,
+) -> dict[str, str]:
+    """The Streamlit process's environment: what its pages read, and nothing it should not have."""
+    env = dict(os.environ, DELIVERYDASH_DATA_DIR=str(data_dir), DELIVERYDASH_LOG=location)
+    if secret is not None:
+        env["DELIVERYDASH_SECRET"] = secret
+    # Through the environment, never the command line (which `ps` shows to every user of the machine);
+    # and only when the config says so: a DSN exported for an engine elsewhere is not the dashboard's.
+    env.pop(QUEUE_DSN_ENV, None)
+    env.pop(ENGINE_URL_ENV, None)
+    env.pop(ADMIN_TOKEN_ENV, None)
+    env.pop(CONFIG_ENV, None)
+    if config:  # the partner page's evidence packs keep its secrets out (docs/evidence.md)
+        env[CONFIG_ENV] = str(Path(config).resolve())
+    if engine is not None:
+        env[ENGINE_URL_ENV], env[ADMIN_TOKEN_ENV] = engine
+    if dsn is not None:
+        env[QUEUE_DSN_ENV] = dsn
+    return env
 
 
 def _engine_access(args: argparse.Namespace) -> tuple[str, str] | None:
