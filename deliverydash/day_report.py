@@ -24,6 +24,7 @@ SEED_EVENT_FIGURES = (
     ("dropped: retries ran out", "dropped", None),
     ("skipped: never sent", "skipped", None),
     ("still retrying", "still_retrying", None),
+    ("recovered later by a replay", "recovered_by_replay", None),
 )
 SEED_REQUEST_FIGURES = (
     ("answered 401 or 403", "auth_requests", 3.8),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,9 @@ def test_a_disabled_destination_s_events_are_replayed_once_its_credential_is_fix
     )
     assert stages["events received"] == len(sent)
     assert stages["delivered after replay"] == len(sent)
+    assert main(["report", "--data-dir", str(data_dir), "--workspace", "acme"]) in (0, None)
+    text = capsys.readouterr().out
+    assert re.search(rf"^recovered later by a replay\s+{len(sent)}\s", text, re.MULTILINE), text
 
     # The customer page shows them, and its replay finds nothing new to send.
     monkeypatch.setenv("DELIVERYDASH_DATA_DIR", str(data_dir))
