@@ -13,11 +13,18 @@ points at the sink, so the worker delivers while the API ingests, as in
 production.
 
 DELIVERY: `--requests` events are put in the queue before the engine starts
-(straight into `queue.sqlite3`, so ingest does not compete), then the engine
+(straight into the queue, so ingest does not compete), then the engine
 delivers them one request per event; the rate is what the sink saw between
-its first and last request. The bare loop then posts the same number of
-bodies of the same size to the same sink from one aiohttp session with 64
-requests in flight.
+its first and last request, and the engine's CPU seconds (user + system, all
+its threads) over that time per 1,000 requests, the figure a busy machine
+disturbs least. Two bare loops then post the same number of bodies of the
+same size to the same sink, 64 requests in flight: one aiohttp session (the
+ratio's baseline) and the engine's own HTTP/1.1 client
+(`delivery.transport.http1`), the engine's rate against its own client.
+
+`--backend postgres` (or `both`, alternating run for run) runs the engine on
+a PostgreSQL queue: a PostgreSQL server started for the benchmark (as the
+tests start theirs), a new database per run.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -247,6 +255,30 @@ def ingest_run(duration_s: float, clients: int, batch_size: int) -> dict[str, fl
 # --- delivery -------------------------------------------------------------------------------------
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def await_delivery(n: int, sink_port: int, pids: list[int]) -> tuple[float, float]:
+    """Wait for n requests at the sink: (its rate first to last, the processes' CPU s per 1,000 meanwhile)."""
+    deadline = time.monotonic() + 300
+    start_cpu: float | None = None
+    while (stats := sink_stats(sink_port))["count"] < n:
+        if start_cpu is None and stats["count"] > 0:
+            start_cpu = sum(cpu_s(pid) for pid in pids)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {stats['count']} of {n} delivered")
+        time.sleep(0.05)
+    used = sum(cpu_s(pid) for pid in pids) - (start_cpu or 0.0)
+    rate = (stats["count"] - 1) / (stats["last"] - stats["first"])
+    return rate, used / n * 1000
+
+
 def preload(
     data_dir: Path, n: int, destination: str = "sink", *, dsn: str = "", destinations: int = 1
 ) -> int:
@@ -307,29 +339,60 @@ async def bare_loop(sink_port: int, n: int, size: int) -> float:
         return n / (time.monotonic() - started)
 
 
-def delivery_run(n: int) -> dict[str, float]:
+async def bare_builtin_loop(sink_port: int, n: int, size: int) -> float:
+    """Requests per second of the engine's own HTTP/1.1 client posting n bodies, IN_FLIGHT at a time."""
+    sys.path.insert(0, str(ROOT))
+    from delivery.transport import open_transport
+
+    url = f"http://127.0.0.1:{sink_port}/hook"
+    body = b"x" * size
+    headers = {"Content-Type": "application/json"}
+    remaining = n
+    client = open_transport("builtin", limit=IN_FLIGHT, limit_per_host=IN_FLIGHT)
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            response = await client.post(url, body, headers, timeout_s=10, read_limit=65_536)
+            assert response.status == 200
+
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+        return n / (time.monotonic() - started)
+    finally:
+        await client.close()
+
+
+def delivery_run(n: int, dsn: str = "") -> dict[str, float]:
+    """The engine delivering n preloaded jobs (SQLite queue, or PostgreSQL at `dsn`), then the bare loops."""
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         sink, sink_port = start_sink()
         try:
-            config = write_config(Path(tmp), sink_port)
-            size = preload(Path(tmp) / "data", n)
-            port = free_port()
-            engine = start_engine(config, port)
+            queue = f'[queue]\nbackend = "postgres"\ndsn = "{dsn}"\n' if dsn else ""
+            config = write_config(Path(tmp), sink_port, queue=queue)
+            size = preload(Path(tmp) / "data", n, dsn=dsn)
+            engine = start_engine(config, free_port())
             try:
-                deadline = time.monotonic() + 300
-                while (stats := sink_stats(sink_port))["count"] < n and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                engine_rate, cpu_per_1000 = await_delivery(n, sink_port, [engine.pid])
             finally:
                 stop(engine)
-            if stats["count"] < n:
-                raise RuntimeError(f"only {stats['count']} of {n} delivered")
-            engine_rate = (stats["count"] - 1) / (stats["last"] - stats["first"])
             sink_reset(sink_port)
             bare_rate = asyncio.run(bare_loop(sink_port, n, size))
+            sink_reset(sink_port)
+            builtin_rate = asyncio.run(bare_builtin_loop(sink_port, n, size))
         finally:
             sink.terminate()
             sink.wait()
-    return {"engine_rps": engine_rate, "bare_rps": bare_rate, "ratio": engine_rate / bare_rate}
+    return {
+        "engine_rps": engine_rate,
+        "cpu_per_1000": cpu_per_1000,
+        "bare_rps": bare_rate,
+        "ratio": engine_rate / bare_rate,
+        "builtin_rps": builtin_rate,
+        "builtin_ratio": engine_rate / builtin_rate,
+    }
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -345,6 +408,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="events per /v1/batch request")
     parser.add_argument("--requests", type=int, default=20_000, help="requests per delivery run")
     parser.add_argument("--only", choices=("ingest", "delivery"), default=None)
+    parser.add_argument(
+        "--backend", choices=("sqlite", "postgres", "both"), default="sqlite", help="the queue, for delivery"
+    )
     args = parser.parse_args()
 
     print(f"machine: {os.cpu_count()} cores; engine, sink and load generator share them\n")
@@ -368,20 +434,53 @@ def main() -> None:
         median = statistics.median(r["events_per_s"] for r in runs)
         print(f"| **median** | | **{median:,.0f}** | | |\n")
     if args.only != "ingest":
-        runs = []
-        for i in range(args.runs):
-            run = delivery_run(args.requests)
-            runs.append(run)
-            print(f"delivery run {i + 1}: {run}", file=sys.stderr)
-        print(
-            f"### Delivery: {args.requests:,} one-event requests to a loopback sink, {IN_FLIGHT} in flight\n"
-        )
-        print("| run | engine requests/s | bare aiohttp requests/s | ratio |")
-        print("|---|---|---|---|")
-        for i, run in enumerate(runs, 1):
-            print(f"| {i} | {run['engine_rps']:,.0f} | {run['bare_rps']:,.0f} | {run['ratio']:.2f} |")
-        medians = [statistics.median(r[k] for r in runs) for k in ("engine_rps", "bare_rps", "ratio")]
-        print(f"| **median** | **{medians[0]:,.0f}** | **{medians[1]:,.0f}** | **{medians[2]:.2f}** |")
+        backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
+        server = _postgres() if "postgres" in backends else None
+        try:
+            by_backend: dict[str, list[dict[str, float]]] = {backend: [] for backend in backends}
+            for i in range(args.runs):
+                for backend in backends:
+                    dsn = ""
+                    if server is not None and backend == "postgres":
+                        dsn = server.create_database(f"bench_engine_{os.getpid()}_{i}")
+                    run = delivery_run(args.requests, dsn)
+                    by_backend[backend].append(run)
+                    print(f"delivery run {i + 1} ({backend}): {run}", file=sys.stderr)
+        finally:
+            if server is not None:
+                server.stop()
+        for backend, runs in by_backend.items():
+            print_delivery(backend, runs, args.requests)
+
+
+def _postgres() -> Any:
+    """A PostgreSQL server for the runs, started as the tests start theirs (`tests.postgres`)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres import start_postgres
+
+    return start_postgres()
+
+
+def print_delivery(backend: str, runs: list[dict[str, float]], requests: int) -> None:
+    print(
+        f"### Delivery ({backend} queue): {requests:,} one-event requests to a loopback sink, "
+        f"{IN_FLIGHT} in flight\n"
+    )
+    print(
+        "| run | engine requests/s | engine CPU s / 1,000 requests | bare aiohttp requests/s | ratio "
+        "| bare built-in client requests/s | ratio to it |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    keys = ("engine_rps", "cpu_per_1000", "bare_rps", "ratio", "builtin_rps", "builtin_ratio")
+    formats = ("{:,.0f}", "{:.3f}", "{:,.0f}", "{:.2f}", "{:,.0f}", "{:.2f}")
+
+    def row(label: str, values: list[float], bold: bool = False) -> str:
+        cells = [f.format(v) for f, v in zip(formats, values, strict=True)]
+        return f"| {label} | " + " | ".join(f"**{c}**" if bold else c for c in cells) + " |"
+
+    for i, run in enumerate(runs, 1):
+        print(row(str(i), [run[k] for k in keys]))
+    print(row("**median**", [statistics.median(r[k] for r in runs) for k in keys], bold=True) + "\n")
 
 
 if __name__ == "__main__":

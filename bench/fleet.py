@@ -58,10 +58,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 FLEET_DESTINATIONS = 8
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+cpu_s = bench.cpu_s
 
 
 def server_cpu_s(server: PostgresServer) -> float:
@@ -141,17 +138,7 @@ def _deliver(
 ) -> tuple[float, float]:
     """Wait for n requests at the sink: (its rate first to last, the engines' CPU s per 1,000 meanwhile)."""
     before_first()
-    deadline = time.monotonic() + 300
-    start_cpu: float | None = None
-    while (stats := bench.sink_stats(sink_port))["count"] < n:
-        if start_cpu is None and stats["count"] > 0:
-            start_cpu = sum(cpu_s(pid) for pid in pids)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {stats['count']} of {n} delivered")
-        time.sleep(0.05)
-    used = sum(cpu_s(pid) for pid in pids) - (start_cpu or 0.0)
-    rate = (stats["count"] - 1) / (stats["last"] - stats["first"])
-    return rate, used / n * 1000
+    return bench.await_delivery(n, sink_port, pids)
 
 
 def delivery_run(n: int, dsn: str, server: PostgresServer | None) -> dict[str, float]:
