@@ -9,6 +9,13 @@ puts it together (docs/evidence.md).
 """
 
 from app.evidence.pack import EvidenceError, build_pack, folder_name
-from app.evidence.scrub import config_secrets, dashboard_secrets
+from app.evidence.scrub import config_secrets, dashboard_secrets, live_secrets
 
-__all__ = ["EvidenceError", "build_pack", "config_secrets", "dashboard_secrets", "folder_name"]
+__all__ = [
+    "EvidenceError",
+    "build_pack",
+    "config_secrets",
+    "dashboard_secrets",
+    "folder_name",
+    "live_secrets",
+]

@@ -6,7 +6,9 @@ second net over every text it writes: each configured secret (write keys,
 header values, credentials, signing secrets, tokens, passwords, URLs and
 their path segments and query values), its base64 form (an echoed
 `Authorization: Basic` header), and every workspace, source and destination
-id, is replaced by `REDACTED`.
+id, is replaced by `REDACTED`. The sources and destinations changed live
+(`ingest.live_settings`) count as configured: their secrets and ids are
+scrubbed as the file's are.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from ingest.live_settings import Patches, read_patches
 
 REDACTED = "<redacted>"
 #: Shorter values are not scrubbed: a two-letter id would shred every word it occurs in.
@@ -52,6 +56,15 @@ def config_secrets(path: str | os.PathLike[str]) -> set[str]:
         document = tomllib.load(file)
     found: set[str] = set()
     _walk(document, found, tenant=False)
+    return {value for value in found if value}
+
+
+def live_secrets(patches: Patches) -> set[str]:
+    """Every secret and customer name in the sources and destinations changed live, ids included."""
+    found: set[str] = set()
+    for kind, entries in patches.items():
+        _walk({kind: list(entries.values())}, found, tenant=False)
+        found.update(form for entry_id in entries for form in secret_forms(entry_id))
     return {value for value in found if value}
 
 
@@ -109,8 +122,13 @@ SECRET_ENVS = ("DELIVERYDASH_SECRET", "DELIVERYDASH_ADMIN_TOKEN", "DELIVERYDASH_
 
 
 def dashboard_secrets() -> set[str]:
-    """What the dashboard's packs keep out: the secrets of `$DELIVERYDASH_CONFIG` and of its environment."""
-    found = config_secrets(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else set()
+    """What the dashboard's packs keep out: the secrets of `$DELIVERYDASH_CONFIG`, of the sources and
+    destinations changed live beside its queue, and of its environment."""
+    found = set()
+    if os.environ.get(CONFIG_ENV):
+        found = config_secrets(os.environ[CONFIG_ENV])
+        data_dir = Path(os.environ.get("DELIVERYDASH_DATA_DIR", "data"))
+        found |= live_secrets(read_patches(data_dir, os.environ.get("DELIVERYDASH_QUEUE_DSN")))
     for name in SECRET_ENVS:
         found.update(secret_forms(os.environ.get(name, "")))
     return found

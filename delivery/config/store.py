@@ -11,9 +11,11 @@ second to know when to read the patches again.
 - `PostgresSettings`: tables in the queue's database, shared by a fleet.
 
 Each has its own schema version and migrations (`MIGRATIONS`), apart from
-the queue's. `change` runs a caller's check inside the transaction that
-writes, holding the version row locked, so two changes are checked one
-after the other. The patches hold secrets in clear, as the TOML file does:
+the queue's; the read side (the table, the patches' form) is in
+`ingest.live_settings`, for readers that must not import the engine.
+`change` runs a caller's check inside the transaction that writes,
+holding the version row locked, so two changes are checked one after the
+other. The patches hold secrets in clear, as the TOML file does:
 nothing here logs or shows them.
 """
 
@@ -28,14 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+from ingest.live_settings import SELECT_PATCHES, SQLITE_FILE, Patches, patches_of
+
 #: What a patch is about.
 Kind = Literal["sources", "destinations"]
-#: Stored patches by kind, then id, in the order they were first stored.
-Patches = Mapping[str, Mapping[str, Mapping[str, Any]]]
 #: A check run inside the writing transaction: the patches now -> the patch to store (or raises).
 Check = Callable[[Patches], Mapping[str, Any]]
-
-SQLITE_FILE: Final = "settings.sqlite3"
 
 #: The schema, one statement list per version; the same on both backends (standard SQL).
 MIGRATIONS: Final = (
@@ -81,16 +81,6 @@ class SettingsStore(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
-
-
-def _patches(rows: list[tuple[str, str, str]]) -> Patches:
-    found: dict[str, dict[str, Mapping[str, Any]]] = {"sources": {}, "destinations": {}}
-    for kind, entry_id, patch in rows:
-        found.setdefault(kind, {})[entry_id] = json.loads(patch)
-    return found
-
-
-_SELECT = "SELECT kind, id, patch FROM live_settings ORDER BY seq"
 
 
 class SqliteSettings:
@@ -149,7 +139,7 @@ class SqliteSettings:
 
     def _read(self) -> Snapshot:
         (version,) = self._db.execute("SELECT version FROM live_settings_version").fetchone()
-        return Snapshot(int(version), _patches(self._db.execute(_SELECT).fetchall()))
+        return Snapshot(int(version), patches_of(self._db.execute(SELECT_PATCHES).fetchall()))
 
     def change(self, kind: Kind, entry_id: str, check: Check, now: float) -> Snapshot:
         with self._lock:
@@ -244,7 +234,7 @@ class PostgresSettings:
     @staticmethod
     def _read(db: Any) -> Snapshot:
         (version,) = db.execute("SELECT version FROM live_settings_version").fetchone()
-        return Snapshot(int(version), _patches(db.execute(_SELECT).fetchall()))
+        return Snapshot(int(version), patches_of(db.execute(SELECT_PATCHES).fetchall()))
 
     def change(self, kind: Kind, entry_id: str, check: Check, now: float) -> Snapshot:
         def write(db: Any) -> Snapshot:

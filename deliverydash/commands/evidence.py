@@ -58,14 +58,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Check the arguments, build the pack with a line per step, publish the zip whole."""
-    from app.evidence import EvidenceError, build_pack, config_secrets
+    from app.evidence import EvidenceError, build_pack
     from ingest.files import publish_bytes
     from queries.log import connect
 
     if args.out.exists() and not args.force:
         raise options.CommandError(f"{args.out} exists (pass --force to replace it)")
     location = options.log_location(args)
-    secrets = config_secrets(args.config) if args.config else set()
+    secrets = _configured_secrets(args.config) if args.config else set()
     began = time.monotonic()
 
     def progress(step: str) -> None:
@@ -83,6 +83,22 @@ def run(args: argparse.Namespace) -> None:
             raise options.CommandError(str(exc)) from None
     publish_bytes(zipped, args.out.resolve())
     progress(f"wrote {args.out} ({len(zipped) / 1e6:.1f} MB)")
+
+
+def _configured_secrets(config_path: str) -> set[str]:
+    """The secrets and customer names of the config file and of what was changed live beside its queue."""
+    from app.evidence import config_secrets, live_secrets
+    from ingest.live_settings import read_patches
+
+    config = options.engine_config(config_path)
+    dsn = config.queue.dsn.reveal() if config.queue.backend == "postgres" and config.queue.dsn else None
+    try:
+        patches = read_patches(config.engine.data_dir, dsn)
+    except OSError as exc:
+        raise options.CommandError(
+            f"{exc}: no pack is made without every configured secret to keep out"
+        ) from None
+    return config_secrets(config_path) | live_secrets(patches)
 
 
 def _latest_day(log: AttemptLog) -> dt.date | None:

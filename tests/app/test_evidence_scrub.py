@@ -11,8 +11,9 @@ from pathlib import Path
 import plotly.offline
 import pytest
 
-from app.evidence import build_pack, config_secrets
-from app.evidence.scrub import REDACTED, Scrubber
+from app.evidence import build_pack, config_secrets, dashboard_secrets
+from app.evidence.scrub import CONFIG_ENV, REDACTED, SECRET_ENVS, Scrubber
+from delivery.config.store import SqliteSettings
 from queries import connect
 from tests.queries.conftest import D1, at, job, publish
 
@@ -99,3 +100,36 @@ def test_a_config_s_secrets_and_customer_names(tmp_path: Path, monkeypatch: pyte
     ):
         assert value in found
     assert "crm-records" not in found and "data" not in found
+
+
+def test_the_dashboard_keeps_out_the_secrets_of_destinations_added_live(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A destination added live (stored beside the queue, not in the file) has its secrets scrubbed too."""
+    engine_dir = tmp_path / "engine"
+    config = tmp_path / "deliverydash.toml"
+    config.write_text(
+        f'[engine]\ndata_dir = "{engine_dir}"\n'
+        '[[sources]]\nid = "web"\nworkspace = "northwind"\nwrite_key = "wk_live_1"\n'
+    )
+    store = SqliteSettings(engine_dir)
+    live = {
+        "source": "web",
+        "integration": "webhook",
+        "url": "https://hooks.example.com/in/livepathtoken1?sig=livequerytoken",
+        "headers": {"X-Api-Key": SECRET},
+    }
+    store.change("destinations", "nw-live-hook", lambda patches: live, now=0.0)
+    store.close()
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+    monkeypatch.setenv("DELIVERYDASH_DATA_DIR", str(engine_dir))
+    for name in SECRET_ENVS:
+        monkeypatch.delenv(name, raising=False)
+
+    found = dashboard_secrets()
+    for value in (SECRET, "livepathtoken1", "livequerytoken", "nw-live-hook", "wk_live_1", "northwind"):
+        assert value in found, value
+    assert "webhook" not in found
+    with connect(data_dir) as log:
+        scrubbed = texts(build_pack(log, "webhook", D1, D1.replace(day=11), secrets=found))
+    assert SECRET not in scrubbed and "frozen" in scrubbed

@@ -1,6 +1,7 @@
 """An evidence pack of a log a real engine wrote, delivering to a partner that echoes everything it is
-sent (headers, path, query, body) in its error answers, with a config full of secrets: no file of the
-pack holds a secret, a workspace or destination id, or the events' personal data."""
+sent (headers, path, query, body) in its error answers, with a config full of secrets (in the file, or
+added live beside the queue): no file of the pack holds a secret, a workspace or destination id, or the
+events' personal data."""
 
 from __future__ import annotations
 
@@ -78,24 +79,47 @@ def echo() -> Iterator[str]:
     server.server_close()
 
 
-def write_config(path: Path, data_dir: Path, partner: str) -> None:
+def destination_tables(partner: str) -> list[tuple[str, dict[str, str]]]:
+    """(id, keys) of each destination: a webhook on `partner` per source, full of secrets."""
+    return [
+        (
+            f"dst-{n}-{workspace}",
+            {
+                "source": f'"src-{n}"',
+                "integration": '"webhook"',
+                "url": f'"{partner}/hooks/{PATH_TOKEN}?token={QUERY_TOKEN}"',
+                "max_batch_events": "1",
+                "signing_secret": f'"{SIGNING_SECRET}"',
+                "headers": f'{{ Authorization = "Bearer {HEADER_TOKEN}", X-Api-Key = "{API_KEY}" }}',
+            },
+        )
+        for n, workspace in enumerate(WORKSPACES)
+    ]
+
+
+def write_config(path: Path, data_dir: Path, partner: str, *, live: bool = False) -> None:
+    """The engine's config; with `live`, its destinations are added live (`deliverydash destinations add`)."""
     sources = "".join(
         f'[[sources]]\nid = "src-{n}"\nworkspace = "{workspace}"\nwrite_key = "{key}"\n\n'
         for n, (workspace, key) in enumerate(zip(WORKSPACES, WRITE_KEYS, strict=True))
     )
+    tables = destination_tables(partner)
     destinations = "".join(
-        f'[[destinations]]\nid = "dst-{n}-{workspace}"\nsource = "src-{n}"\nintegration = "webhook"\n'
-        f'url = "{partner}/hooks/{PATH_TOKEN}?token={QUERY_TOKEN}"\nmax_batch_events = 1\n'
-        f'signing_secret = "{SIGNING_SECRET}"\n'
-        f'headers = {{ Authorization = "Bearer {HEADER_TOKEN}", X-Api-Key = "{API_KEY}" }}\n\n'
-        for n, workspace in enumerate(WORKSPACES)
+        f'[[destinations]]\nid = "{id_}"\n'
+        + "".join(f"{key} = {value}\n" for key, value in keys.items())
+        + "\n"
+        for id_, keys in tables
     )
     path.write_text(
         f'[engine]\ndata_dir = "{data_dir}"\nallow_private_targets = true\nbackoff_base_s = 0.1\n'
         f"backoff_max_s = 0.2\nmax_attempts = 2\nexport_interval_s = 0.2\nshutdown_grace_s = 1\n"
         f'admin_token = "{ADMIN_TOKEN}"\n\n[dashboard]\nsecret = "{DASHBOARD_SECRET}"\n\n'
-        f"{sources}{destinations}"
+        f"{sources}{'' if live else destinations}"
     )
+    if live:
+        for id_, keys in tables:
+            sets = [arg for key, value in keys.items() for arg in ("--set", f"{key}={value}")]
+            assert main(["destinations", "add", id_, "--config", str(path), *sets]) in (0, None)
 
 
 def send(engine: EngineThread, write_key: str, count: int) -> None:
@@ -113,11 +137,12 @@ def send(engine: EngineThread, write_key: str, count: int) -> None:
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["destinations in the file", "destinations added live"])
 def test_a_pack_of_an_engine_s_log_holds_no_secret_id_or_personal_data(
-    echo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    echo: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], live: bool
 ) -> None:
     config = tmp_path / "deliverydash.toml"
-    write_config(config, tmp_path / "data", echo)
+    write_config(config, tmp_path / "data", echo, live=live)
     started = dt.datetime.now(dt.UTC)
     engine = EngineThread(load_config(config))
     engine.start()
