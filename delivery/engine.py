@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -126,21 +126,7 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
             wall=time.time,
         )
 
-        def take_up(new: Config) -> None:
-            """Swap a config changed live in, in one step on the event loop (docs/live-config.md)."""
-            app.state.context = dataclasses.replace(app.state.context, config=new)
-            worker.reconfigure(new)
-            alerts.reconfigure(new)
-            if isinstance(ownership, Shares):
-                ownership.reconfigure([d.id for d in new.destinations])
-            log.info(
-                "live configuration %d taken up: %d sources, %d destinations",
-                live.version,
-                len(new.sources),
-                len(new.destinations),
-            )
-
-        live.on_change = take_up
+        live.on_change = _taking_up(app, worker, alerts, ownership, live)
         app.state.context = dataclasses.replace(app.state.context, config=current, live=live, backlog=backlog)
         exporter = Exporter(queue, config.log_location)
         upkeep = Upkeep(exporter.store, queue, config)
@@ -191,6 +177,27 @@ async def _ownership(queue: Queue, owner: str, config: Config, worker: Worker) -
     )
     await asyncio.to_thread(shares.refresh)  # the first claim knows its share
     return shares
+
+
+def _taking_up(
+    app: FastAPI, worker: Worker, alerts: AuthAlerts, ownership: Everything | Shares, live: LiveConfig
+) -> Callable[[Config], None]:
+    """What swaps a config changed live in, in one step on the event loop (docs/live-config.md)."""
+
+    def take_up(new: Config) -> None:
+        app.state.context = dataclasses.replace(app.state.context, config=new)
+        worker.reconfigure(new)
+        alerts.reconfigure(new)
+        if isinstance(ownership, Shares):
+            ownership.reconfigure([d.id for d in new.destinations])
+        log.info(
+            "live configuration %d taken up: %d sources, %d destinations",
+            live.version,
+            len(new.sources),
+            len(new.destinations),
+        )
+
+    return take_up
 
 
 async def _stop_in_order(
