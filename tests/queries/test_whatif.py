@@ -136,7 +136,7 @@ def test_the_command_prints_each_schedule_beside_the_actual_figures(
     assert actual[:6] == ["actual", "(from", "the", "log)", "0", "0.00%"]
     assert replayed[2:5] == ["1", "100.00%", "5"]  # delivered at 10:15:01, after 5 requests
     assert shorter[1:4] == ["0", "0.00%", "4"]
-    assert "replaying schedule 2 of 2" in err
+    assert "replaying 2 schedules" in err
 
 
 def test_the_command_refuses_a_bad_schedule_and_an_empty_day(
