@@ -199,28 +199,29 @@ def whatif_schedules(
 class Answers:
     """What each destination answered, interval by interval (`whatif_answers.sql`), for look-ups.
 
-    Destinations are numbered 0.. in the order of their hash; each array but the per-destination
-    ones has a row per (destination, interval) with requests, sorted.
+    Destinations are numbered 0.. in the order of their hash. The per-row arrays have a row per
+    (destination, interval) with requests, in that order; the others, a row per destination.
     """
 
     resolution_s: float
     key: Array
-    """destination number x span + interval - first interval: sorted, for `np.searchsorted`."""
-    destination: Array
+    """Per row: destination number x span + interval - first interval, sorted (`np.searchsorted`)."""
     slot: Array
     p_ok: Array
-    """Share of the interval's requests delivered."""
+    """Per row: the share of the interval's requests delivered."""
     p_again: Array
-    """Share that failed transiently (retryable classes)."""
+    """Per row: the share that failed transiently (retryable classes)."""
     hashes: Array
     """Per destination: its hash, as the queries give it."""
+    starts: Array
+    """Per destination: its first row."""
     overall_ok: Array
     """Per destination: its share delivered over the whole range, the guess of an untrusted interval."""
     overall_again: Array
     failing_s: Array
     """Per destination: the mean seconds a transient failure took (0 without any)."""
-    first: int = 0
-    span: int = 1
+    first: int
+    span: int
 
     @classmethod
     def read(
@@ -228,29 +229,29 @@ class Answers:
     ) -> Answers:
         """The answers of the scope's destinations from `start` to a day past `end`."""
         frame = log.run("whatif_answers", scope, start, end, resolution_s=resolution_s)
-        hashes, slot = (frame.get_column(c).to_numpy() for c in ("destination", "slot"))
-        requests, delivered, again, failing = (
-            frame.get_column(c).to_numpy().astype(np.float64)
-            for c in ("requests", "delivered", "again", "failing_s")
+        hashes, slot, requests, delivered, again, failing = (
+            frame.get_column(c).to_numpy()
+            for c in ("destination", "slot", "requests", "delivered", "again", "failing_s")
         )
+        del frame
         # A destination's rows run from the one where the hash changes to the next such row.
         new = np.ones(len(hashes), dtype=bool)
         new[1:] = hashes[1:] != hashes[:-1]
         starts = np.flatnonzero(new)
-        destination = np.cumsum(new) - 1
         first = int(slot.min()) if len(slot) else 0
         span = int(slot.max()) - first + 1 if len(slot) else 1
         total, total_ok, total_again, total_failing = (
             np.add.reduceat(a, starts) for a in (requests, delivered, again, failing)
         )
+        counts = np.diff(starts, append=len(hashes))
         return cls(
             resolution_s=resolution_s,
-            key=destination * span + (slot - first),
-            destination=destination,
+            key=np.repeat(np.arange(len(starts)) * span - first, counts) + slot,
             slot=slot,
             p_ok=delivered / requests,
             p_again=again / requests,
             hashes=hashes[starts],
+            starts=starts,
             overall_ok=total_ok / total,
             overall_again=total_again / total,
             failing_s=np.divide(
@@ -265,13 +266,11 @@ class Answers:
         requests at or before it, or, with none within `TRUSTED_INTERVALS`, the overall shares."""
         slot = np.floor(at_s / self.resolution_s).astype(np.int64)
         wanted = destination * self.span + np.clip(slot - self.first, -1, self.span - 1)
-        found = np.searchsorted(self.key, wanted, side="right") - 1
-        row = np.maximum(found, 0)
-        guessed = (
-            (found < 0)
-            | (self.destination[row] != destination)
-            | (at_s - self.slot[row] * self.resolution_s > TRUSTED_INTERVALS * self.resolution_s)
-        )
+        # The last row at or before `wanted`: the destination's own, unless it has none that early.
+        row = np.searchsorted(self.key, wanted, side="right") - 1
+        guessed = row < self.starts[destination]
+        row[guessed] = 0
+        guessed |= at_s - self.slot[row] * self.resolution_s > TRUSTED_INTERVALS * self.resolution_s
         p_ok = np.where(guessed, self.overall_ok[destination], self.p_ok[row])
         p_again = np.where(guessed, self.overall_again[destination], self.p_again[row])
         return p_ok, p_again, guessed
