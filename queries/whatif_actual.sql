@@ -1,15 +1,15 @@
 -- whatif_actual: the cohort's actual figures, per bucket of delivery delay, beside which the
 -- retry what-if sets each schedule's (docs/whatif.md; the model is queries/whatif.py).
 --
--- The cohort is the jobs received in [$start, $end) in the scope, their records read to a day
--- past $end, replays left out. One row per bucket of the delivered
--- records' delay (from receipt to the end of the delivering request), in the delay rollups'
--- log-scale buckets (bucket b: delays in [1.1^b, 1.1^(b+1)) ms), and one with `bucket` NULL for
--- the records that delivered nothing. Summed over every row, the columns are the cohort's:
--- `events_received` (each job has one record with attempt <= 1), `delivered` (and at most one
--- delivered record), `delivered_first` (by the first request: those do not depend on the
--- schedule), `requests`, `jobs_replayed` (first request retried: whatif_jobs.sql's jobs) and
--- `requests_unchanged` (first requests of the jobs not replayed).
+-- The cohort is the jobs received in [$start, $end) in the scope, their records read to a day past
+-- $end, replays left out. One row per bucket of the delivered records' delay (from receipt to the
+-- end of the delivering request), in the delay rollups' log-scale buckets (bucket b: delays in
+-- [1.1^b, 1.1^(b+1)) ms), and one with `bucket` NULL for the records that delivered nothing. Summed
+-- over every row, the columns are the cohort's: `events_received` (each job has one record with
+-- attempt <= 1), `delivered` (and at most one delivered record), `delivered_first` (by the first
+-- request: those do not depend on the schedule), `requests`, `jobs_replayed` (first request
+-- retried: whatif_jobs.sql's jobs) and `requests_unchanged` (first requests of the jobs not
+-- replayed).
 SELECT
     CASE
         WHEN outcome = 'delivered'

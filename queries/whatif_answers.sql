@@ -1,11 +1,11 @@
 -- whatif_answers: what each destination answered, interval by interval: the retry what-if's
 -- record of its state over time (docs/whatif.md; the model is queries/whatif.py).
 --
--- Every request (attempt >= 1) of every job of the scope started from $start to a day past
--- $end, replays left out, counted per destination and interval of
--- $resolution_s (60 s: a minute): `requests`, `delivered`, failed transiently (`again`: the
--- retryable classes), and the seconds those transient failures took (`failing_s`, a sum: the
--- destination's mean time to fail is the sum of its rows over the sum of `again`).
+-- Every request (attempt >= 1) of every job of the scope started from $start to a day past $end,
+-- replays left out, counted per destination and interval of $resolution_s (60 s: a minute):
+-- `requests`, `delivered`, failed transiently (`again`: the retryable classes), and the seconds
+-- those transient failures took (`failing_s`, a sum: the destination's mean time to fail is the sum
+-- of its rows over the sum of `again`).
 --
 -- `destination` is hash(destination_id): on a day of 100 million records (13 million groups),
 -- grouping by a 64-bit key took half the time of grouping by the string. Two destinations of
