@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ import streamlit as st
 from ingest.notifications import Notification, NotificationsError, Postgres, Where, open_notifications
 from queries import AttemptLog, Limits, Scope, SqlResult, SqlSandbox, api, connect
 from queries.errors import QueryError
-from queries.whatif import RESOLUTION_S, Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -185,10 +185,12 @@ def retries(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     return _run("retries", scope, start, end)
 
 
-def whatif(scope: Scope, start: dt.datetime, end: dt.datetime, schedule: str) -> dict[str, Any]:
-    """The cohort's actual figures and those `schedule` would have given (queries/whatif.sql)."""
-    params = Schedule.parse(schedule).params() | {"resolution_s": RESOLUTION_S}
-    return _run("whatif", scope, start, end, **params).row(0, named=True)
+def whatif(
+    scope: Scope, start: dt.datetime, end: dt.datetime, schedules: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The cohort's actual figures and those each schedule would have given, a row each, the log
+    read once for all (queries/whatif.py)."""
+    return _run("whatif", scope, start, end, schedules=tuple(schedules)).rows(named=True)
 
 
 def retry_recovery(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:

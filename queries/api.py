@@ -12,11 +12,13 @@ others, with parameters of their own, are written out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypedDict, Unpack
 
 import polars as pl
 
+from queries import whatif as whatif_model
 from queries.log import AttemptLog, reads_days
 from queries.scope import Scope
 
@@ -129,13 +131,24 @@ def error_samples(
     return log.run("error_samples", scope, start, end, limit=limit)
 
 
-def whatif(log: AttemptLog, scope: Scope, start: datetime, end: datetime, **schedule: object) -> pl.DataFrame:
-    """The cohort's actual figures beside a retry schedule's expected ones, one row (whatif.sql).
+def whatif(
+    log: AttemptLog,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    schedules: Sequence[str],
+    resolution_s: float = whatif_model.RESOLUTION_S,
+) -> pl.DataFrame:
+    """The cohort's actual figures beside each retry schedule's expected ones, a row per schedule.
 
-    `schedule` is `queries.whatif.Schedule.params()` and `resolution_s`; `queries.whatif.whatif`
-    takes a `Schedule`.
+    `schedules` as `queries.whatif.Schedule.parse` reads them; the log is read once for all
+    (`queries.whatif.whatif_schedules`, which takes `Schedule`s and returns dicts).
     """
-    return log.run("whatif", scope, start, end, **schedule)
+    parsed = [whatif_model.Schedule.parse(text) for text in schedules]
+    return pl.DataFrame(
+        whatif_model.whatif_schedules(log, scope, start, end, parsed, resolution_s=resolution_s)
+    )
 
 
 class ExplorerFilters(TypedDict, total=False):

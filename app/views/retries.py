@@ -179,13 +179,11 @@ if viewer.sees_everything:
         "Schedules", list(WHATIF_PRESETS), default=list(WHATIF_PRESETS)[1:3], key="whatif_presets"
     )
     if st.button("Run the what-if", key="whatif_run"):
-        rows: list[dict[str, object]] = []
+        names = ["actual schedule (engine defaults)", *chosen]
         with st.spinner("Replaying the retried jobs…"):
-            for name in ["actual schedule (engine defaults)", *chosen]:
-                result = data.whatif(scope, start, end, WHATIF_PRESETS[name])
-                if not rows:
-                    rows.append(whatif_row("actual (from the log)", result, "actual_"))
-                rows.append(whatif_row(name, result, ""))
+            results = data.whatif(scope, start, end, [WHATIF_PRESETS[name] for name in names])
+        rows = [whatif_row("actual (from the log)", results[0], "actual_")]
+        rows += [whatif_row(name, result, "") for name, result in zip(names, results, strict=True)]
         st.dataframe(
             pl.DataFrame(rows).to_pandas(),
             hide_index=True,

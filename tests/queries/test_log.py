@@ -24,7 +24,6 @@ from queries import (
     run_sql,
 )
 from queries.catalog import ROLLUP_VIEWS, VIEWS
-from queries.whatif import Schedule
 
 from .conftest import D1, D2, at, fixture_rows, job, ok, publish
 
@@ -38,7 +37,7 @@ EXTRA: dict[str, dict[str, object]] = {
     "job_history": {"job_id": "J3"},
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
-    "whatif": Schedule().params() | {"resolution_s": 60.0},
+    "whatif_answers": {"resolution_s": 60.0},
 }
 
 
@@ -58,7 +57,7 @@ def test_an_empty_data_dir_gives_zeros(tmp_path: Path) -> None:
         delay = log.run("delivery_delay", Scope.all(), D1, D2)
         assert delay.select("deliveries", "events").rows() == [(0, 0)] * 3  # three rows, always
         for name in query_names():
-            if name not in {"day_report", "funnel", "delivery_delay", "whatif"}:
+            if name not in {"day_report", "funnel", "delivery_delay"}:
                 assert log.run(name, Scope.all(), D1, D2, **EXTRA.get(name, {})).is_empty(), name
         scopes = [
             Scope.all(),

@@ -15,7 +15,6 @@ import pytest
 import queries
 from queries import AttemptLog, QueryError, Scope, load_query, parameter_names, query_names
 from queries.loader import load_macros
-from queries.whatif import Schedule
 
 from .conftest import D1, D2
 
@@ -33,7 +32,6 @@ EXTRA_PARAMETERS: dict[str, object] = {
     "status_code": None,
     "destination_id": None,
     "integration": None,
-    **Schedule().params(),
     "resolution_s": 60.0,
 }
 #: A job of the fixture in each scope of SCOPES, for job_history.sql.

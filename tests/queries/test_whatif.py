@@ -19,7 +19,7 @@ import pytest
 
 from deliverydash.cli import main
 from queries import AttemptLog, Scope, connect
-from queries.whatif import Schedule, whatif
+from queries.whatif import Schedule, whatif, whatif_schedules
 
 from .conftest import at, job, ok, publish
 
@@ -99,6 +99,23 @@ def test_an_attempt_long_after_the_last_answer_is_guessed_from_the_day(log: Atte
     assert row["delivered"] == pytest.approx(11 / 19)
 
 
+def test_schedules_replayed_together_give_what_each_gives_alone(log: AttemptLog) -> None:
+    # The log is read once for all of them, and those that wait alike share their look-ups (the
+    # first, second and fourth): how many attempts each makes and its window still tell them apart.
+    texts = [
+        "base=60s,factor=2,attempts=10,jitter=0",
+        "base=60s,factor=2,attempts=4,jitter=0",
+        "base=2h,max=2h,attempts=2,window=1d,jitter=0",
+        "base=60s,factor=2,attempts=10,window=10min,jitter=0",
+    ]
+    together = whatif_schedules(
+        log, Scope.all(), D, D + timedelta(days=1), [Schedule.parse(t) for t in texts]
+    )
+    alone = [run(log, text) for text in texts]
+    assert [row["delivered"] for row in together] == pytest.approx([1.0, 0.0, 11 / 19, 0.0])
+    assert together == [pytest.approx(row) for row in alone]
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -136,7 +153,7 @@ def test_the_command_prints_each_schedule_beside_the_actual_figures(
     assert actual[:6] == ["actual", "(from", "the", "log)", "0", "0.00%"]
     assert replayed[2:5] == ["1", "100.00%", "5"]  # delivered at 10:15:01, after 5 requests
     assert shorter[1:4] == ["0", "0.00%", "4"]
-    assert "replaying schedule 2 of 2" in err
+    assert "replaying 2 schedules" in err
 
 
 def test_the_command_refuses_a_bad_schedule_and_an_empty_day(
