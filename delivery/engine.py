@@ -1,11 +1,13 @@
-"""One engine process: the tracking API, the delivery worker and the exporter.
+"""One engine: the tracking API, the delivery worker and the exporter.
 
-`serve(config, host, port)` runs all three on the embedded queue until
-SIGTERM or SIGINT. The order of a stop matters, and uvicorn's lifespan gives
-it: the server stops accepting requests first, then the worker claims
-nothing new, lets requests in flight finish up to `shutdown_grace_s`,
-settles them and releases its leases, and only then does the exporter make
-its final pass, so the last records reach the Parquet log before exit.
+`serve(config, host, port)` runs all three on the configured queue until
+SIGTERM or SIGINT; the exporter in a child process of its own by default
+(`delivery.export_process`, `[engine] exporter`), the others in this one.
+The order of a stop matters, and uvicorn's lifespan gives it: the server
+stops accepting requests first, then the worker claims nothing new, lets
+requests in flight finish up to `shutdown_grace_s`, settles them and
+releases its leases, and only then does the exporter make its final pass,
+so the last records reach the Parquet log before exit.
 
 Auth-failure alerts (`delivery.alerts.auth_alerts`) ride on the worker's two hooks: its
 pre-send checks ask `AuthAlerts.admit` whether a destination may be sent to,
@@ -35,6 +37,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from delivery import export_process
 from delivery.alerts.auth_alerts import AuthAlerts, chain
 from delivery.api.http_protocol import JsonErrorHTTPProtocol
 from delivery.api.main import create_app
@@ -43,7 +46,8 @@ from delivery.config import Config, ConfigError, EngineConfig
 from delivery.config.admin_token import ensure_admin_token
 from delivery.config.live import LiveConfig
 from delivery.config.store import open_settings
-from delivery.exporter import Exporter, export_until
+from delivery.export_process import ExportProcess
+from delivery.exporter import Exporter, export_until, outbox_lease_s
 from delivery.maintenance import Upkeep
 from delivery.metrics import Metrics
 from delivery.ownership import Everything, Shares
@@ -54,6 +58,7 @@ from delivery.queue.sqlite import SqliteQueue
 from delivery.sender import Sender
 from delivery.worker import Worker
 from ingest.ids import new_id
+from ingest.logstore import open_store
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +84,12 @@ class _Loops:
         await self.tasks[name]
 
 
-def build_app(config: Config, queue: Queue) -> FastAPI:
+def build_app(config: Config, queue: Queue, export: ExportProcess | None = None) -> FastAPI:
     """The app with a lifespan that runs the worker and the exporter beside the API.
 
     On a shared queue (PostgreSQL) the worker sends only to the destinations
     this engine owns (`delivery.ownership`), kept up by a task of its own.
+    The exporter runs in `export`, its own process, when given; else here.
     """
     engine = config.engine
     metrics = Metrics()
@@ -128,16 +134,20 @@ def build_app(config: Config, queue: Queue) -> FastAPI:
 
         live.on_change = _taking_up(app, worker, alerts, ownership, live)
         app.state.context = dataclasses.replace(app.state.context, config=current, live=live, backlog=backlog)
-        exporter = Exporter(queue, config.log_location)
-        upkeep = Upkeep(exporter.store, queue, config)
+        store = open_store(config.log_location)
+        upkeep = Upkeep(store, queue, config)
         loops.start("alerts", alerts.run())
         loops.start("ownership", ownership.run(loops.ownership_stop))
         loops.start("live configuration", live.run(loops.live_stop))
         async with sender:
             loops.start("worker", worker.run(loops.worker_stop))
-            loops.start("exporter", export_until(exporter, engine.export_interval_s, loops.export_stop))
+            if export is None:
+                exporter = Exporter(queue, store)
+                loops.start("exporter", export_until(exporter, engine.export_interval_s, loops.export_stop))
+            else:
+                loops.start("exporter", export_process.watch(export, queue, config, loops.export_stop))
             loops.start("log upkeep", upkeep.run(loops.export_stop))
-            log.info("delivering as %s; attempt log at %s", owner, exporter.store.location)
+            log.info("delivering as %s; attempt log at %s", owner, store.location)
             try:
                 yield
             finally:
@@ -265,9 +275,7 @@ def open_queue(config: Config) -> Queue:
         queue = PostgresQueue(
             config.queue.dsn.reveal(),
             max_size=POSTGRES_CONNECTIONS,
-            # A dead engine's open outbox batch passes to another exporter as soon as its job
-            # leases would: the exporter renews its batch every export interval.
-            outbox_lease_s=max(engine.lease_s, 4 * engine.export_interval_s),
+            outbox_lease_s=outbox_lease_s(engine),
         )
         log.info("queue: PostgreSQL at %s", queue.location)
     else:
@@ -291,7 +299,13 @@ def with_admin_token(config: Config) -> Config:
 
 
 def engine_server(
-    config: Config, queue: Queue, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+    config: Config,
+    queue: Queue,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    export: ExportProcess | None = None,
 ) -> EngineServer:
     """The HTTP server running the app, the worker and the exporter over `queue`.
 
@@ -301,7 +315,7 @@ def engine_server(
     config = with_admin_token(config)
     return EngineServer(
         uvicorn.Config(
-            build_app(config, queue),
+            build_app(config, queue, export),
             host=host,
             port=port,
             http=JsonErrorHTTPProtocol,
@@ -337,8 +351,19 @@ async def serve(
     It listens on `host:port`, or accepts on `sockets` already listening
     (`delivery.supervisor` shares one among several engine processes).
     """
-    queue = open_queue(config)
+    # Before the queue, a thread or the server's socket: the child must hold none of them.
+    export = export_process.start(config, close=sockets or ()) if export_process.wanted(config) else None
     try:
-        await engine_server(config, queue, host=host, port=port).serve(sockets=sockets)
+        queue = open_queue(config)
+    except BaseException:
+        if export is not None:
+            export.finish()
+        raise
+    if export is not None:
+        export.go()
+    try:
+        await engine_server(config, queue, host=host, port=port, export=export).serve(sockets=sockets)
     finally:
+        if export is not None:  # done by the lifespan's stop, unless the server never started
+            await asyncio.to_thread(export.finish)
         queue.close()

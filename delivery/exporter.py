@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from delivery.config import EngineConfig
 from delivery.queue import OutboxBatch, Queue
 from ingest.files import ATTEMPTS_DIR, attempts_root, clean_temporary, partition_key
 from ingest.logstore import LocalStore, LogStore, open_store
@@ -158,21 +159,34 @@ def _sync_directories(paths: list[Path], root: Path) -> None:
             os.close(fd)
 
 
-async def export_until(exporter: Exporter, interval_s: float, stop: asyncio.Event) -> None:
-    """Run `exporter` every `interval_s` until `stop` is set, then once more (the final flush).
+def outbox_lease_s(engine: EngineConfig) -> float:
+    """How long a shared outbox's batch stays an exporter's without it asking again (PostgreSQL).
 
-    A failed round is logged and retried at the next interval: the records
-    stay committed in the outbox meanwhile. The final round's error propagates.
-    The rollups are repaired first (`Exporter.repair_rollups`); a failure
-    there is logged and does not stop the exports.
+    A dead engine's open batch passes to another exporter as soon as its job
+    leases would; an exporter renews its batch every export interval.
     """
+    return max(engine.lease_s, 4 * engine.export_interval_s)
+
+
+def repair_at_start(exporter: Exporter) -> None:
+    """`Exporter.repair_rollups`, logged; a failure is logged and does not stop the exports."""
     try:
-        repaired = await asyncio.to_thread(exporter.repair_rollups)
+        repaired = exporter.repair_rollups()
     except Exception:
         log.exception("repairing the attempt log's rollups failed; `deliverydash repair` retries it")
     else:
         if repaired.built or repaired.removed:
             log.info("rollups repaired: %d built, %d orphaned removed", repaired.built, repaired.removed)
+
+
+async def export_until(exporter: Exporter, interval_s: float, stop: asyncio.Event) -> None:
+    """Run `exporter` every `interval_s` until `stop` is set, then once more (the final flush).
+
+    A failed round is logged and retried at the next interval: the records
+    stay committed in the outbox meanwhile. The final round's error propagates.
+    The rollups are repaired first (`repair_at_start`).
+    """
+    await asyncio.to_thread(repair_at_start, exporter)
     while not stop.is_set():
         try:
             await asyncio.to_thread(exporter.run_once)

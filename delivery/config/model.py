@@ -58,6 +58,8 @@ class Secret:
 
 #: The shortest admin token the config takes (a generated one has 43 characters).
 MIN_ADMIN_TOKEN_CHARS = 32
+#: Where `[engine] exporter` may run the exporter (`delivery.export_process`).
+EXPORTERS = ("process", "thread")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,8 @@ class EngineConfig:
     """How long a batching destination's oldest due job waits for others to join its request."""
     http_client: str = "builtin"
     """What sends the requests: "builtin" (`delivery.transport.http1`) or "aiohttp"."""
+    exporter: str = "process"
+    """Where the exporter runs: "process", its own (off the delivery's GIL), or "thread", the engine's."""
     min_free_bytes: int = 64 * 2**20
     """Free space kept on the queue's disk: below it the tracking API answers 503 (0: no reserve)."""
     dead_letter_days: int = 7

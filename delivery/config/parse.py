@@ -40,6 +40,7 @@ from delivery.catalog import AuthScheme, Integration, Signing, catalog
 from delivery.config import origins
 from delivery.config.admin_token import TOKEN_FILE, token_problem
 from delivery.config.model import (
+    EXPORTERS,
     QUEUE_DSN_ENV,
     AlertsConfig,
     Config,
@@ -233,6 +234,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
         metering=table.boolean("metering", defaults.metering),
         batch_linger_s=table.seconds("batch_linger_s", defaults.batch_linger_s, allow_zero=True),
         http_client=table.choice("http_client", defaults.http_client, CLIENTS),
+        exporter=table.choice("exporter", defaults.exporter, EXPORTERS),
         min_free_bytes=table.integer("min_free_bytes", defaults.min_free_bytes, minimum=0),
         dead_letter_days=table.integer("dead_letter_days", defaults.dead_letter_days),
     )

@@ -275,21 +275,32 @@ class SqliteQueue:
     """The `delivery.queue.Queue` protocol over one SQLite file under `data_dir`."""
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL", min_free_bytes: int = 0
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        min_free_bytes: int = 0,
+        lock: bool = True,
     ) -> None:
-        """`min_free_bytes`: `enqueue` refuses new events (`StorageFull`) while the disk has less free."""
+        """`min_free_bytes`: `enqueue` refuses new events (`StorageFull`) while the disk has less free.
+
+        `lock=False` leaves the data directory's lock to the process that
+        holds it: only for a process that engine started (its exporter's,
+        `delivery.export_process`), never for another engine.
+        """
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         self.path = Path(data_dir) / QUEUE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.min_free_bytes = min_free_bytes
-        self._lock_fd = _lock_data_dir(self.path.parent)
+        self._lock_fd = _lock_data_dir(self.path.parent) if lock else -1
         try:
             # Autocommit mode: transactions are the explicit BEGIN IMMEDIATE below,
             # so a writer takes the write lock before it reads what it will change.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except BaseException:
-            os.close(self._lock_fd)
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
             raise
         self._lock = threading.Lock()
         # Group commit of `enqueue` calls: those waiting, and whether one of them is committing.

@@ -177,6 +177,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "metering": False,
         "batch_linger_s": 0,
         "http_client": "aiohttp",
+        "exporter": "thread",
         "min_free_bytes": 0,
         "dead_letter_days": 3,
         "allowed_private_cidrs": ["10.1.0.0/16", "fd12:3456::/48", "192.168.7.7"],
@@ -206,6 +207,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         metering=False,
         batch_linger_s=0,
         http_client="aiohttp",
+        exporter="thread",
         min_free_bytes=0,
         dead_letter_days=3,
         allowed_private_cidrs=(
@@ -439,6 +441,11 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         "an HTTP client there is not",
         {"engine": {"http_client": "curl"}},
         "engine.http_client: must be one of 'builtin', 'aiohttp', got 'curl'",
+    ),
+    (
+        "an exporter place there is not",
+        {"engine": {"exporter": "fork"}},
+        "engine.exporter: must be one of 'process', 'thread', got 'fork'",
     ),
     (
         "int is not a bool",
