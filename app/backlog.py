@@ -37,7 +37,8 @@ def section(scope: Scope) -> None:
     )
     st.caption(
         f"Live from {whose}; rates over the last {live.window_s:g} s. Time to drain = jobs waiting "
-        "(due now, retries scheduled later, and in flight) / events finished per second."
+        "(due now, retries scheduled later, and in flight) / events finished per second. A destination "
+        "without a rate limit has no limit, meter or headroom (None)."
     )
     table = pl.DataFrame(live.rows).select(
         "destination",
