@@ -40,7 +40,11 @@ ROLLUPS = (
     "delay",
     "destination_delay",
     "redeliveries",
+    "message_index",
 )
+#: Rollups that get day files (`ingest.day_rollups`): every one but the message index, whose rows
+#: are keyed by event and would not shrink in a day file (docs/trace.md).
+DAY_ROLLUPS = tuple(rollup for rollup in ROLLUPS if rollup != "message_index")
 ROLLUPS_DIR = "rollups"
 _WRITE_OPTIONS = {"compression": "zstd", "compression_level": 1}
 #: Small row groups where rows are sorted by workspace and destination and a
@@ -50,14 +54,16 @@ _ROW_GROUP_SIZE = {
     "errors": 8_192,
     "destination_delay": 8_192,
     "redeliveries": 8_192,
+    # A lookup by message hash reads one row group a file: bytes read, not rows skipped, set its time.
+    "message_index": 8_192,
 }
 #: Attempt columns no rollup reads: `repair` leaves them on disk. The
 #: events list is most of a file's bytes, and reading it would make
 #: repairing a day's rollups several times slower.
 UNREAD_COLUMNS = frozenset({"events"})
 #: Rollups that read the events list all the same: `redeliveries` keeps a
-#: replayed job's message id. `repair` reads it only for them.
-READS_EVENTS = frozenset({"redeliveries"})
+#: replayed job's message id, `message_index` every event's hash. `repair` reads it only for them.
+READS_EVENTS = frozenset({"redeliveries", "message_index"})
 
 
 def _publish(
