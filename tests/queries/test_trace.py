@@ -42,7 +42,7 @@ def _retried_event(day: Path) -> tuple[str, str, str, int]:
 
 
 def test_trace_lists_every_record_of_the_event(day: Path, log: AttemptLog) -> None:
-    message_id, workspace, job, records = _retried_event(day)
+    message_id, _workspace, job, records = _retried_event(day)
     trace = trace_event(log, Scope.all(), message_id, START, END)
     assert trace.found
     assert trace.attempts.get_column("job_id").to_list() == [job] * records
