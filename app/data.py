@@ -22,7 +22,7 @@ import streamlit as st
 from ingest.notifications import Notification, NotificationsError, Postgres, Where, open_notifications
 from queries import AttemptLog, Limits, Scope, SqlResult, SqlSandbox, api, connect
 from queries.errors import QueryError
-from queries.whatif import Schedule
+from queries.whatif import RESOLUTION_S, Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,8 @@ def retries(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
 
 def whatif(scope: Scope, start: dt.datetime, end: dt.datetime, schedule: str) -> dict[str, Any]:
     """The cohort's actual figures and those `schedule` would have given (queries/whatif.sql)."""
-    return _run("whatif", scope, start, end, **Schedule.parse(schedule).params()).row(0, named=True)
+    params = Schedule.parse(schedule).params() | {"resolution_s": RESOLUTION_S}
+    return _run("whatif", scope, start, end, **params).row(0, named=True)
 
 
 def retry_recovery(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from delivery.config import Config
+    from queries.scope import Scope
 
 DATA_DIR_ENV = "DELIVERYDASH_DATA_DIR"
 LOG_ENV = "DELIVERYDASH_LOG"
@@ -148,3 +149,16 @@ def dashboard_secret(config_path: str | os.PathLike[str] | None) -> str | None:
         return resolve_secret(dashboard_settings(config_path).secret)
     except (SettingsError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+
+
+def scope(args: argparse.Namespace) -> Scope:
+    """The scope of `--workspace`, `--destination` or `--integration` (one at most), else everything."""
+    from queries.scope import Scope
+
+    if args.workspace:
+        return Scope.workspace(args.workspace)
+    if args.destination:
+        return Scope.destination(args.destination)
+    if args.integration:
+        return Scope.integration(args.integration)
+    return Scope.all()

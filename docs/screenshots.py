@@ -112,6 +112,21 @@ def full_page(page: Page, path: Path) -> None:
     page.set_viewport_size({"width": WIDTH, "height": 900})
 
 
+def section(page: Page, heading: str, path: Path) -> None:
+    """The page from the heading `heading` to its end, as `full_page` lays it out."""
+    height = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": WIDTH, "height": int(height) + 40})
+    page.wait_for_timeout(500)
+    top = page.get_by_role("heading", name=heading).bounding_box()
+    if top is None:
+        raise SystemExit(f"{page.url} has no heading {heading!r}")
+    end = page.locator("[data-testid=stMain] [data-testid=stVerticalBlock] > *").last.bounding_box()
+    bottom = end["y"] + end["height"] + 24 if end is not None else int(height) + 40
+    clip = {"x": 0, "y": top["y"] - 16, "width": WIDTH, "height": bottom - top["y"] + 16}
+    page.screenshot(path=path, full_page=True, clip=clip)  # type: ignore[arg-type]
+    page.set_viewport_size({"width": WIDTH, "height": 900})
+
+
 def capture(base_url: str, out: Path) -> list[Path]:
     executable = shutil.which("chromium")
     if executable is None:
@@ -136,6 +151,13 @@ def capture(base_url: str, out: Path) -> list[Path]:
             saved.append(out / f"{name}.png")
             full_page(page, saved[-1])
             print(f"saved {saved[-1]}", file=sys.stderr)
+            if name == "retries":
+                page.get_by_role("button", name="Run the what-if").click()
+                page.locator("[data-testid=stDataFrame]").nth(1).wait_for(timeout=TIMEOUT_MS)
+                settle(page, title)
+                saved.append(out / "whatif.png")
+                section(page, "Retry what-if", saved[-1])
+                print(f"saved {saved[-1]}", file=sys.stderr)
         browser.close()
     return saved
 

@@ -132,7 +132,8 @@ def error_samples(
 def whatif(log: AttemptLog, scope: Scope, start: datetime, end: datetime, **schedule: object) -> pl.DataFrame:
     """The cohort's actual figures beside a retry schedule's expected ones, one row (whatif.sql).
 
-    `schedule` is `queries.whatif.Schedule.params()`; `queries.whatif.whatif` takes a `Schedule`.
+    `schedule` is `queries.whatif.Schedule.params()` and `resolution_s`; `queries.whatif.whatif`
+    takes a `Schedule`.
     """
     return log.run("whatif", scope, start, end, **schedule)
 

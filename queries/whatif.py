@@ -89,6 +89,11 @@ class Schedule:
         return asdict(self)
 
 
+def seconds(text: str) -> float:
+    """A duration as a schedule writes it (`30s`, `2min`, `1h`), in seconds; `ValueError` if not one."""
+    return _seconds("duration", text)
+
+
 def _seconds(key: str, value: str) -> float:
     match = _DURATION.match(value)
     if match is None:
@@ -110,11 +115,27 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+#: How long an observed answer stands for a destination's state: a minute (docs/whatif.md).
+RESOLUTION_S = 60.0
+
+
 def whatif(
-    log: AttemptLog, scope: Scope, start: datetime, end: datetime, schedule: Schedule
+    log: AttemptLog,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    schedule: Schedule,
+    *,
+    resolution_s: float = RESOLUTION_S,
 ) -> dict[str, Any]:
-    """The cohort of [start, end) in `scope`: actual figures and `schedule`'s expected ones (one row)."""
-    frame = log.run("whatif", scope, start, end, **schedule.params())
+    """The cohort of [start, end) in `scope`: actual figures and `schedule`'s expected ones (one row).
+
+    `resolution_s`: the destination's answers are read in intervals of this length (a minute; a
+    time-compressed demo compresses it too); one more than 60 intervals old is not trusted.
+    """
+    if not 0 < resolution_s <= 3600:
+        raise ValueError(f"resolution must be within (0, 1 h], got {resolution_s:g} s")
+    frame = log.run("whatif", scope, start, end, resolution_s=resolution_s, **schedule.params())
     if frame.height != 1:  # an aggregate: one row, always
         raise QueryError(f"the what-if query gave {frame.height} rows")
     return frame.row(0, named=True)

@@ -26,8 +26,13 @@ RETRY_FATES = (
 
 def status_codes(figures: PartnerFigures) -> go.Figure:
     """Requests per status code, log scale, coloured by class (the partner page's chart)."""
+    return status_codes_chart(figures.codes)
+
+
+def status_codes_chart(codes: pl.DataFrame) -> go.Figure:
+    """Requests per answered status code of the `by_status_code` query, nonstandard codes in one bar."""
     figure = px.bar(
-        status_code_frame(figures.codes).with_columns(style.class_label()).to_pandas(),
+        status_code_frame(codes).with_columns(style.class_label()).to_pandas(),
         x="label",
         y="requests",
         color="error_class",
@@ -48,9 +53,13 @@ def status_codes(figures: PartnerFigures) -> go.Figure:
 
 def rates(figures: PartnerFigures) -> go.Figure:
     """429 and 5xx shares of requests over time (the partner page's chart)."""
-    per = figures.per
+    return rates_chart(figures.hours, figures.per)
+
+
+def rates_chart(hours: pl.DataFrame, per: str) -> go.Figure:
+    """429 and 5xx shares of the `hourly` query's requests per `per` (an hour or a day)."""
     frame = (
-        rates_frame(figures.hours)
+        rates_frame(hours)
         .rename({"rate_429_pct": "429 rate", "rate_5xx_pct": "5xx rate"})
         .unpivot(index="hour", on=["429 rate", "5xx rate"], variable_name="rate", value_name="pct")
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from app import advice, data, evidence_pack, filters, session, style
 from app.double_delivery import section as double_delivery_section
+from app.evidence.charts import rates_chart, status_codes_chart
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -48,72 +48,10 @@ cols[4].metric(
 
 left, right = st.columns(2)
 # Dozens of nonstandard codes would crowd out the standard ones: they share one bar.
-answered = codes.filter(pl.col("status_code").is_not_null())
-nonstandard = answered.filter(pl.col("error_class") == "nonstandard")
-standard = answered.filter(pl.col("error_class") != "nonstandard").select("label", "error_class", "requests")
-if nonstandard.height:
-    grouped = pl.DataFrame(
-        {
-            "label": [f"nonstandard ({nonstandard.height} codes)"],
-            "error_class": ["nonstandard"],
-            "requests": [int(nonstandard.get_column("requests").sum())],
-        }
-    )
-    standard = pl.concat([standard, grouped], how="vertical_relaxed")
-figure = px.bar(
-    standard.with_columns(style.class_label()).to_pandas(),
-    x="label",
-    y="requests",
-    color="error_class",
-    color_discrete_map=style.LABEL_COLORS,
-    log_y=True,
-    labels={"label": "status code", "requests": "requests", "error_class": "error class"},
-)
-figure.update_xaxes(type="category")
-left.plotly_chart(
-    style.finish(
-        figure,
-        title="Status code distribution",
-        x="HTTP status",
-        y="requests (log scale)",
-        height=440,
-        legend_below=True,
-    ),
-    width="stretch",
-)
+left.plotly_chart(status_codes_chart(codes), width="stretch")
 
 per = filters.chart_period(start, end)
-rates = (
-    hours.group_by("hour")
-    .agg(
-        pl.col("requests").sum().alias("total"),
-        pl.col("requests").filter(pl.col("error_class") == "rate_limit").sum().alias("rate_limit"),
-        pl.col("requests").filter(pl.col("error_class") == "server").sum().alias("server"),
-    )
-    .with_columns(
-        (100 * pl.col("rate_limit") / pl.col("total")).alias("429 rate"),
-        (100 * pl.col("server") / pl.col("total")).alias("5xx rate"),
-    )
-    .sort("hour")
-    .unpivot(index="hour", on=["429 rate", "5xx rate"], variable_name="rate", value_name="pct")
-)
-figure = px.line(
-    rates.to_pandas(),
-    x="hour",
-    y="pct",
-    color="rate",
-    markers=True,
-    color_discrete_map={
-        "429 rate": style.CLASS_COLORS["rate_limit"],
-        "5xx rate": style.CLASS_COLORS["server"],
-    },
-    labels={"hour": f"{per} (UTC)", "pct": "share of requests (%)", "rate": ""},
-)
-figure.update_yaxes(ticksuffix="%")
-right.plotly_chart(
-    style.finish(figure, title=f"429 and 5xx rates per {per}", x=f"{per} (UTC)", y="share of requests (%)"),
-    width="stretch",
-)
+right.plotly_chart(rates_chart(hours, per), width="stretch")
 
 st.header("Latency")
 timed = latency.filter(pl.col("integration") == scope.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import plotly.express as px
 import polars as pl
 import streamlit as st
@@ -17,13 +19,14 @@ WHATIF_PRESETS = {
 }
 
 
-def whatif_row(name: str, result: dict[str, object], prefix: str) -> dict[str, object]:
+def whatif_row(name: str, result: dict[str, Any], prefix: str) -> dict[str, object]:
     """One line of the what-if table: a schedule's (or, with prefix "actual_", the log's) figures."""
     return {
         "schedule": name,
-        "delivered": result[f"{prefix}delivered"],
+        # Expected values, rounded: a schedule's events and requests are counted whole.
+        "delivered": round(float(result[f"{prefix}delivered"])),
         "delivered_pct": result[f"{prefix}delivered_pct"],
-        "requests": result[f"{prefix}requests"],
+        "requests": round(float(result[f"{prefix}requests"])),
         **{p: style.duration(result[f"{prefix}delay_{p}_s"]) for p in ("p50", "p90", "p99")},
     }
 

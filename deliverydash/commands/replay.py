@@ -12,25 +12,13 @@ import datetime as dt
 from collections.abc import Callable
 
 from deliverydash import admin_api
+from ingest.taxonomy import ErrorClass
 
 NAME = "replay"
 HELP = "send again the events that ended failed, dropped or skipped at a destination"
 OUTCOMES = ("failed", "dropped", "skipped")
-#: `error_class` values a job that ended undelivered may have (`ingest.taxonomy.ErrorClass` but none).
-CLASSES = (
-    "auth",
-    "validation",
-    "client",
-    "rate_limit",
-    "server",
-    "timeout",
-    "network",
-    "tls",
-    "nonstandard",
-    "redirect",
-    "precheck",
-    "disabled",
-)
+#: `error_class` values a job that ended undelivered may have: the taxonomy's, but `none`.
+CLASSES = tuple(str(c) for c in ErrorClass if c is not ErrorClass.NONE)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -7,12 +7,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from typing import TYPE_CHECKING
 
 from deliverydash import options
-
-if TYPE_CHECKING:
-    from queries.scope import Scope
 
 NAME = "report"
 #: The longest range of days a report covers (the dashboard's too).
@@ -57,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
         first = day - dt.timedelta(days=args.days - 1)
         start = dt.datetime.combine(first, dt.time(), dt.UTC)
         end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
-        scope = _scope(args)
+        scope = options.scope(args)
         row = api.day_report(log, scope, start, end).row(0, named=True)
         failures = api.destination_failures(log, scope, start, end)
         twice = api.double_deliveries(log, scope, start, end)
@@ -74,15 +70,3 @@ def run(args: argparse.Namespace) -> None:
     report = render_report(row, first, label, day) + daily
     received = row["events_received"]
     print(report + render_failures(failures, received) + render_double_deliveries(twice, received), end="")
-
-
-def _scope(args: argparse.Namespace) -> Scope:
-    from queries.scope import Scope
-
-    if args.workspace:
-        return Scope.workspace(args.workspace)
-    if args.destination:
-        return Scope.destination(args.destination)
-    if args.integration:
-        return Scope.integration(args.integration)
-    return Scope.all()

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deliverydash import options
-from deliverydash.commands.report import _scope
 
 if TYPE_CHECKING:
     from queries.whatif import Schedule
@@ -32,6 +31,16 @@ def schedule(text: str) -> Schedule:
         return Schedule.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def duration(text: str) -> float:
+    """An argument that is a duration (`60s`, `0.05s`, `2min`)."""
+    from queries.whatif import seconds
+
+    try:
+        return seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +64,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the schedule the engine used that day (default: the engine's defaults, "
         "base=30s,factor=2,max=1h,attempts=10,window=4h,jitter=0.2)",
     )
+    parser.add_argument(
+        "--resolution",
+        type=duration,
+        default=60.0,
+        help="how long an observed answer stands for a destination's state (default: 60s; a demo "
+        "whose schedule was compressed N times: 60s / N)",
+    )
     options.add_data_options(parser, reads_log=True)
 
 
@@ -74,11 +90,16 @@ def run(args: argparse.Namespace) -> None:
             raise options.CommandError(f"no attempt records in {location}/attempts yet")
         start = dt.datetime.combine(day, dt.time(), dt.UTC)
         end = start + dt.timedelta(days=1)
-        scope = _scope(args)
+        scope = options.scope(args)
         rows: list[tuple[str, Mapping[str, Any]]] = []
         for n, wanted in enumerate([actual, *args.schedule], start=1):
             print(f"replaying schedule {n} of {len(args.schedule) + 1}: {wanted.label()}", file=sys.stderr)
-            rows.append((wanted.label(), whatif(log, scope, start, end, wanted)))
+            try:
+                rows.append(
+                    (wanted.label(), whatif(log, scope, start, end, wanted, resolution_s=args.resolution))
+                )
+            except ValueError as exc:
+                raise options.CommandError(str(exc)) from None
     first = rows[0][1]
     if not first["events_received"]:
         raise options.CommandError(f"no events received on {day} in this scope")
@@ -89,24 +110,30 @@ def run(args: argparse.Namespace) -> None:
 def render(day: dt.date, label: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     """The table of `run`: the actual figures, then one line per schedule, then what it cannot know."""
     first = rows[0][1]
+    names = [
+        "actual (from the log)",
+        *(("replayed: " if n == 0 else "") + name for n, (name, _) in enumerate(rows)),
+    ]
+    width = max(len(name) for name in names)
     lines = [
         f"Retry what-if for {day} ({label}): {first['events_received']:,} events received, "
         f"{first['jobs_replayed']:,} retried jobs replayed on paper",
         "",
-        f"{'schedule':<58} {'delivered':>12} {'%':>8} {'requests':>12} {'p50':>8} {'p90':>8} {'p99':>8}",
+        f"{'schedule':<{width}} {'delivered':>12} {'%':>8} {'requests':>12} {'p50':>8} {'p90':>8} {'p99':>8}",
         _line(
-            "actual (from the log)",
+            width,
+            names[0],
             first["actual_delivered"],
             first["actual_delivered_pct"],
             first["actual_requests"],
             (first["actual_delay_p50_s"], first["actual_delay_p90_s"], first["actual_delay_p99_s"]),
         ),
     ]
-    for n, (name, row) in enumerate(rows):
-        prefix = "actual schedule, replayed: " if n == 0 else ""
+    for name, (_, row) in zip(names[1:], rows, strict=True):
         lines.append(
             _line(
-                prefix + name,
+                width,
+                name,
                 row["delivered"],
                 row["delivered_pct"],
                 row["requests"],
@@ -118,7 +145,8 @@ def render(day: dt.date, label: str, rows: Sequence[tuple[str, Mapping[str, Any]
         "",
         "delivered: events (expected values); requests: HTTP requests; p50/p90/p99: delivery delay of "
         "delivered events, from receipt.",
-        "The replayed actual schedule against the actual figures shows the model's error on this day.",
+        "The first schedule is the actual one (--actual) replayed: beside the actual figures, it shows "
+        "the model's error on this day.",
         "It cannot know how a destination would have answered more or fewer requests than it got "
         "(rate limits react to load), nor Retry-After waits, nor hours without any request to the "
         f"destination: those attempts take its day's average ({guessed:.1f}% of paper attempts at most).",
@@ -126,9 +154,11 @@ def render(day: dt.date, label: str, rows: Sequence[tuple[str, Mapping[str, Any]
     return "\n".join(lines) + "\n"
 
 
-def _line(name: str, delivered: float, pct: float, requests: float, delays: Sequence[float | None]) -> str:
+def _line(
+    width: int, name: str, delivered: float, pct: float, requests: float, delays: Sequence[float | None]
+) -> str:
     shown = " ".join(f"{_seconds(d):>8}" for d in delays)
-    return f"{name[:58]:<58} {delivered:>12,.0f} {pct:>7.2f}% {requests:>12,.0f} {shown}"
+    return f"{name:<{width}} {delivered:>12,.0f} {pct:>7.2f}% {requests:>12,.0f} {shown}"
 
 
 def _seconds(value: float | None) -> str:

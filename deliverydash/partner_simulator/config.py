@@ -34,6 +34,7 @@ from typing import Any, Final
 from delivery.config.toml_table import Table, array_of_tables, describe, reject_unknown, suggest
 from deliverydash.partner_simulator.profiles import (
     PROFILES,
+    AcceptThenTimeout,
     Batch,
     ExpiredCredentials,
     Flaky,
@@ -112,6 +113,7 @@ def default_config(base_port: int = 9100, control_port: int | None = DEFAULT_CON
         ("stale-certificate", Healthy(), "expired"),
         ("homegrown-tls", Healthy(), "self-signed"),
         ("shadow-authority", Healthy(), "unknown-ca"),
+        ("double-taker", AcceptThenTimeout(), None),
     ]
     specs = tuple(
         PartnerSpec(name, profile, base_port + index, tls)

@@ -18,7 +18,7 @@ from app import data
 from app.access import ViewerKind
 from app.data import as_csv
 from queries import Scope, api
-from tests.app.conftest import END, START, OpenApp, SimulatedDay, page_text, token
+from tests.app.conftest import END, MAIN, START, OpenApp, SimulatedDay, page_text, token
 from tests.app.conftest import SECRET as SECRET_KEY
 from tests.queries.escapes import (
     BOMBS,
@@ -85,11 +85,25 @@ def pages(simulated_day: SimulatedDay) -> tuple[object, ...]:
     )
 
 
+@pytest.fixture(scope="module")
+def escape_console(simulated_day: SimulatedDay, places: Places) -> Iterator[AppTest]:
+    """One engineer's console session for every escape, as `open_app` opens it: each escape is
+    refused and leaves the session as it was, so opening the app again for each (the home page's
+    figures, then the console) would only repeat the same start."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DELIVERYDASH_DATA_DIR", str(simulated_day.data_dir))
+        patch.setenv("DELIVERYDASH_SECRET", SECRET_KEY)
+        at = AppTest.from_file(MAIN, default_timeout=60)
+        at.query_params["token"] = token(ViewerKind.ENGINEER)
+        at.run()
+        yield at.switch_page("views/sql_console.py").run()
+
+
 @pytest.mark.parametrize("case", ESCAPES, ids=ids(ESCAPES))
 def test_an_escape_is_refused_and_changes_nothing(
-    open_app: OpenApp, simulated_day: SimulatedDay, places: Places, case: Case
+    escape_console: AppTest, simulated_day: SimulatedDay, places: Places, case: Case
 ) -> None:
-    at = _console(open_app)
+    at = escape_console
     before, seen = tree(places.data_dir, places.outside, places.workdir), pages(simulated_day)
     at = _run(at, places.fill(case.sql))
     assert at.error, f"the console ran {case.id}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import subprocess
@@ -65,5 +66,13 @@ def start_engine(config: Path, port: int, *, log: IO[str] | None = None) -> subp
             assert engine.poll() is None, engine.communicate()[0] if log is None else "the engine exited"
             return False
 
-    wait_for(healthy)
+    try:
+        wait_for(healthy)
+    except BaseException:
+        # Not left running (nor its pipe left open) for the tests that follow.
+        if engine.poll() is None:
+            engine.kill()
+        with contextlib.suppress(ValueError, OSError, subprocess.TimeoutExpired):
+            engine.communicate(timeout=30)
+        raise
     return engine

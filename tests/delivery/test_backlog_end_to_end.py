@@ -17,13 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from app import engine_status
+from app.access import ViewerKind
 from app.replay import ADMIN_TOKEN_ENV, ENGINE_URL_ENV
 from deliverydash.cli import main
 from deliverydash.partner_simulator.config import PartnerSpec
 from deliverydash.partner_simulator.profiles import Healthy, RateLimited
 from deliverydash.partner_simulator.servers import PartnerSet, partners_in_thread
+from tests.app.conftest import MAIN, SECRET, token
 from tests.delivery.engine_process import free_port, start_engine, wait_for
 
 ADMIN = "admin-token-for-backlog-tests-0123456789"
@@ -187,6 +190,20 @@ def test_the_backlog_of_a_rate_limited_partner_through_a_real_engine(
         assert printed["destination"][:3] == ["destination", "waiting", "rate"]
         assert "empty" in printed["acme-crm"]
         assert printed["globex-hook"][-2:] == ["no", "limit"]
+
+        # The customer page of acme's link: its live section lists acme's destination, no other's.
+        monkeypatch.setenv("DELIVERYDASH_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("DELIVERYDASH_SECRET", SECRET)
+        engine_status.clear_cache()
+        page = AppTest.from_file(MAIN, default_timeout=60)
+        page.query_params["token"] = token(ViewerKind.WORKSPACE, "acme")
+        page.run()
+        page.switch_page("views/customer.py").run()
+        assert not page.exception
+        assert "Backlog and headroom (live engine)" in [h.value for h in page.header]
+        live = next(frame.value for frame in page.dataframe if "drain" in frame.value.columns)
+        assert live["destination"].tolist() == ["acme-crm"]
+        assert live["drain"].tolist() == ["nothing waiting"]
     finally:
         engine.send_signal(signal.SIGTERM)
         output = engine.communicate(timeout=30)[0]

@@ -54,3 +54,24 @@ def test_the_live_demo_shows_every_kind_of_failure_end_to_end(tmp_path: Path) ->
         f"SELECT max(event_count) FROM read_parquet('{glob}') WHERE destination_id = 'globex-warehouse'"
     ).fetchall()
     assert batched[0][0] > 1
+
+    # The retry what-if on this engine-written day (docs/whatif.md): the demo's schedule, compressed
+    # 1200 times, replayed on paper at a resolution compressed as much (60 s / 1200) gives the
+    # actual eventual delivery within a point, and the actual requests within 10 % (few retries).
+    schedule = "base=0.025s,max=3s,window=12s,attempts=10,jitter=0.2"
+    whatif = subprocess.run(
+        [
+            sys.executable, "-m", "deliverydash", "whatif", "--data-dir", str(tmp_path / "data"),
+            "--actual", schedule, "--schedule", "base=0.025s,max=3s,window=12s,attempts=2",
+            "--resolution", "0.05s",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert whatif.returncode == 0, whatif.stderr
+    lines = whatif.stdout.splitlines()
+    actual = re.search(r"^actual \(from the log\)\s+([\d,]+)\s+([\d.]+)%\s+([\d,]+)", lines[3])
+    replayed = re.search(r"^replayed: \S+\s+([\d,]+)\s+([\d.]+)%\s+([\d,]+)", lines[4])
+    assert actual and replayed, whatif.stdout
+    assert abs(float(replayed[2]) - float(actual[2])) <= 1.0, whatif.stdout
+    requests = [int(match[3].replace(",", "")) for match in (actual, replayed)]
+    assert abs(requests[1] / requests[0] - 1) <= 0.10, whatif.stdout

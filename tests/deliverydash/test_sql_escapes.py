@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
 
@@ -59,16 +62,45 @@ def prompt_input(cases: list[Case], places: Places) -> str:
     return "".join(places.fill(case.sql) + ";\n" for case in cases) + "SELECT 42 AS answer;\n"
 
 
+@dataclass(frozen=True)
+class OneShot:
+    """One escape given as an argument, in places of its own: what the command said, and the
+    places' tree before and after."""
+
+    done: subprocess.CompletedProcess[str]
+    before: dict[str, tuple[int, int]]
+    after: dict[str, tuple[int, int]]
+
+
+@pytest.fixture(scope="module")
+def one_shots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OneShot]:
+    """Every escape as a one-shot `deliverydash sql`, each in a copy of the places of its own, so the
+    processes run side by side (one per core): each is a separate process that starts in about a
+    second, and a case's changes stay in its own places."""
+    root = tmp_path_factory.mktemp("cli-one-shots")
+    data_dir = root / "data"
+    publish(fixture_rows(), data_dir)
+
+    def run_one(case: Case) -> OneShot:
+        own = root / case.id
+        places = make_places(own, shutil.copytree(data_dir, own / "data"))
+        before = tree(places.data_dir, places.outside, places.workdir)
+        done = sql(places, places.fill(case.sql))
+        return OneShot(done, before, tree(places.data_dir, places.outside, places.workdir))
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(zip(ids(ESCAPES), pool.map(run_one, ESCAPES), strict=True))
+
+
 @pytest.mark.parametrize("case", ESCAPES, ids=ids(ESCAPES))
-def test_one_shot_refuses_an_escape_and_changes_nothing(places: Places, case: Case) -> None:
-    before = tree(places.data_dir, places.outside, places.workdir)
-    done = sql(places, places.fill(case.sql))
+def test_one_shot_refuses_an_escape_and_changes_nothing(one_shots: dict[str, OneShot], case: Case) -> None:
+    done = one_shots[case.id].done
     assert done.returncode == 2, done.stdout
     assert done.stderr.startswith("deliverydash sql: ")
     assert re.search(case.refusal, done.stderr), done.stderr
     assert "Traceback" not in done.stderr
     assert SECRET not in done.stdout + done.stderr
-    assert tree(places.data_dir, places.outside, places.workdir) == before
+    assert one_shots[case.id].after == one_shots[case.id].before
 
 
 def test_the_prompt_refuses_every_escape_changes_nothing_and_goes_on(places: Places) -> None:

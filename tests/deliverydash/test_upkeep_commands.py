@@ -11,6 +11,7 @@ import pytest
 
 from ingest.compaction import log_hours
 from ingest.logstore import open_store
+from ingest.rollup import ROLLUPS
 from ingest.schema import rows_to_table
 from ingest.writer import publish_hours
 from queries.log import AttemptLog
@@ -54,8 +55,9 @@ def test_retention_dry_run_lists_and_then_deletes_whole_days(log_url: str) -> No
     keep = (dt.datetime.now(dt.UTC).date() - LONG_AGO.date()).days - 2  # the last of the three days stays
     listed = deliverydash("retention", "--log", log_url, "--days", str(keep), "--dry-run")
     assert listed.returncode == 0, listed.stderr
-    assert "2026-03-09: would delete 21 files" in listed.stdout  # 3 attempt files, 18 rollups
-    assert "2026-03-10: would delete 21 files" in listed.stdout
+    files = 3 * (1 + len(ROLLUPS))  # 3 attempt files, each with its rollups
+    assert f"2026-03-09: would delete {files} files" in listed.stdout
+    assert f"2026-03-10: would delete {files} files" in listed.stdout
     assert "2026-03-11" not in listed.stdout
     assert len(list(open_store(log_url).list("attempts/"))) == 9
     deleted = deliverydash("retention", "--log", log_url, "--days", str(keep))

@@ -18,7 +18,7 @@ import pytest
 from ingest.compaction import compact, expire, log_hours
 from ingest.logstore import LogStore, open_store
 from ingest.manifests import ManifestCache, hidden_files
-from ingest.rollup import out_of_step
+from ingest.rollup import ROLLUPS, out_of_step
 from ingest.schema import rows_to_table
 from ingest.writer import SORT_KEYS, publish_hours
 from queries.log import AttemptLog
@@ -210,7 +210,8 @@ def test_retention_deletes_whole_days_with_their_rollups_and_manifests(store: Lo
     on_12th = (DAY + dt.timedelta(days=3, hours=5)).timestamp()
     planned = expire(store, 2, dry_run=True, clock=lambda: on_12th)
     assert [day.date for day in planned] == ["2026-03-09"]
-    assert planned[0].files == 2 * 7 + 1 * 7 + 2 and planned[0].bytes > 0  # small, compacted, manifests
+    # Two small files and one compacted, each with its rollups, and two manifests.
+    assert planned[0].files == (2 + 1) * (1 + len(ROLLUPS)) + 2 and planned[0].bytes > 0
     assert {stored.key for stored in store.list("")} == before  # a dry run deletes nothing
     assert expire(store, 2, clock=lambda: on_12th) == planned
     left = {stored.key for stored in store.list("")}

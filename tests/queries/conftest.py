@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 
 from ingest.schema import rows_to_table
+from ingest.simulate import simulate_day
 from ingest.taxonomy import ErrorClass, Outcome
 from ingest.writer import write_partitioned
 from queries import AttemptLog, connect
@@ -45,6 +46,8 @@ D0 = datetime(2026, 3, 9, tzinfo=UTC)
 D1 = datetime(2026, 3, 10, tzinfo=UTC)
 D2 = datetime(2026, 3, 11, tzinfo=UTC)
 D3 = datetime(2026, 3, 12, tzinfo=UTC)
+#: The simulated day of `simulated_day_dir`.
+SIMULATED_DAY = datetime(2026, 11, 27, tzinfo=UTC)
 
 RATE_LIMIT_12S = '{"error":{"message":"Rate limit 10/s exceeded, retry in 12s","request_id":"req_8f3a9c21"}}'
 RATE_LIMIT_7S = '{"error":{"message":"Rate limit 10/s exceeded, retry in 7s","request_id":"req_00aa11bb"}}'
@@ -320,3 +323,20 @@ def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def log(fixture_dir: Path) -> Iterator[AttemptLog]:
     with connect(fixture_dir) as opened:
         yield opened
+
+
+@pytest.fixture(scope="module")
+def module_log(fixture_dir: Path) -> Iterator[AttemptLog]:
+    """The fixture log opened once for a module whose tests only read through it: its SQL sandbox's
+    worker process starts once, not once per test (about a second each)."""
+    with connect(fixture_dir) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def simulated_day_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated day of 300,000 attempts on `SIMULATED_DAY` (read-only: shared by every module that
+    compares queries on a realistic day, since simulating it takes seconds)."""
+    data_dir = tmp_path_factory.mktemp("simulated")
+    simulate_day(300_000, data_dir, date=SIMULATED_DAY.date())
+    return data_dir

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from ingest.simulate import simulate_day
 from queries import Scope, connect, day_report
+from tests.queries.conftest import SIMULATED_DAY
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "attempt-log.md"
-DAY = datetime(2026, 11, 27, tzinfo=UTC)
+DAY = SIMULATED_DAY
 
 
 def seed_table_sql(data_dir: Path) -> str:
@@ -25,10 +24,8 @@ def seed_table_sql(data_dir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("doc-day")
-    simulate_day(200_000, data_dir)
-    return data_dir
+def day(simulated_day_dir: Path) -> Path:
+    return simulated_day_dir
 
 
 def test_the_pages_sql_gives_the_day_reports_figures(day: Path) -> None:

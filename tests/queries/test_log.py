@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,8 +38,15 @@ EXTRA: dict[str, dict[str, object]] = {
     "job_history": {"job_id": "J3"},
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
-    "whatif": Schedule().params(),
+    "whatif": Schedule().params() | {"resolution_s": 60.0},
 }
+
+
+@pytest.fixture(scope="module")
+def log(module_log: AttemptLog) -> AttemptLog:
+    """This module's tests only read the fixture log (refused statements and a stopped query included):
+    they share one."""
+    return module_log
 
 
 def test_an_empty_data_dir_gives_zeros(tmp_path: Path) -> None:
@@ -74,16 +82,23 @@ def test_every_rollup_has_a_view(tmp_path: Path) -> None:
         "error_templates",
         "delay_histogram",
         "destination_delay_histogram",
+        "redeliveries",
+        "message_index",
     )
     assert sorted(ROLLUP_VIEWS.values()) == sorted(ROLLUPS)
     with connect(tmp_path) as log:
         assert sorted(run_sql(log, "SHOW TABLES").get_column("name")) == sorted(VIEWS)
 
 
+@pytest.fixture(scope="module")
+def empty_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttemptLog]:
+    with connect(tmp_path_factory.mktemp("empty")) as empty:
+        yield empty
+
+
 @pytest.mark.parametrize("view", VIEWS)
-def test_the_empty_view_has_the_file_views_columns(tmp_path: Path, log: AttemptLog, view: str) -> None:
-    with connect(tmp_path) as empty:
-        empty_columns = run_sql(empty, f"DESCRIBE {view}").select("column_name", "column_type")
+def test_the_empty_view_has_the_file_views_columns(empty_log: AttemptLog, log: AttemptLog, view: str) -> None:
+    empty_columns = run_sql(empty_log, f"DESCRIBE {view}").select("column_name", "column_type")
     file_columns = run_sql(log, f"DESCRIBE {view}").select("column_name", "column_type")
     assert empty_columns.rows() == file_columns.rows()
 

@@ -34,6 +34,7 @@ EXTRA_PARAMETERS: dict[str, object] = {
     "destination_id": None,
     "integration": None,
     **Schedule().params(),
+    "resolution_s": 60.0,
 }
 #: A job of the fixture in each scope of SCOPES, for job_history.sql.
 JOB_IN_SCOPE = {

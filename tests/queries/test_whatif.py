@@ -3,7 +3,8 @@
 Job X (received 10:00:00) failed with a 503 at 10:00:01 and was retried. Other jobs' requests say
 how the destination answered, minute by minute: 503 at 10:00-10:05, 200 from 10:10 to 10:20. A
 schedule of base 60 s doubling (no jitter) tries X again at 10:01:01, 10:03:01, 10:07:01 (the last
-observation at or before it, 10:05, says down) and 10:15:01 (up): delivered at attempt 5, after 5
+observation at or before it, 10:05, says down) and 10:15:01 (up), each a tenth of a second later
+per failed request before it (the destination's time to fail): delivered at attempt 5, after 5
 requests; with 4 attempts it runs out.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from deliverydash.cli import main
 from queries import AttemptLog, Scope, connect
 from queries.whatif import Schedule, whatif
 
@@ -30,7 +32,7 @@ def down(started_at: datetime, outcome: str = "failed") -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttemptLog]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows = job(
         "X",
         "dst_acme_hook",
@@ -55,6 +57,11 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttemptLog]:
         )
     data_dir: Path = tmp_path_factory.mktemp("whatif")
     publish(rows, data_dir)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def log(data_dir: Path) -> Iterator[AttemptLog]:
     with connect(data_dir) as opened:
         yield opened
 
@@ -69,7 +76,9 @@ def test_a_schedule_that_outlasts_the_outage_delivers_at_its_first_attempt_after
     assert row["jobs_replayed"] == 1
     assert row["delivered"] == pytest.approx(1.0)
     assert row["requests"] == pytest.approx(5.0)  # the first, then 10:01, 10:03, 10:07, 10:15
-    assert row["delay_p50_s"] == pytest.approx(15 * 60 + 1)
+    # Each failed request before it took the destination's 0.1 s to fail: attempt 5 starts 0.4 s
+    # later. Delays are read from log-scale buckets: within 5 %.
+    assert row["delay_p50_s"] == pytest.approx(15 * 60 + 1 + 0.4, rel=0.05)
     assert row["guessed_pct"] == 0
 
 
@@ -112,3 +121,32 @@ def test_a_schedule_reads_back_as_written() -> None:
     assert (schedule.base_s, schedule.factor, schedule.max_s, schedule.window_s) == (45, 1.5, 1800, 21600)
     assert Schedule.parse(schedule.label()) == schedule
     assert Schedule.parse("") == Schedule()
+
+
+def test_the_command_prints_each_schedule_beside_the_actual_figures(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schedule = "base=60s,factor=2,jitter=0"
+    argv = ["whatif", "--data-dir", str(data_dir), "--date", "2026-03-10", "--actual", schedule]
+    assert main([*argv, "--schedule", "base=60s,attempts=4,jitter=0"]) in (0, None)
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert "1 events received, 1 retried jobs replayed on paper" in lines[0]
+    actual, replayed, shorter = (line.split() for line in lines[3:6])
+    assert actual[:6] == ["actual", "(from", "the", "log)", "0", "0.00%"]
+    assert replayed[2:5] == ["1", "100.00%", "5"]  # delivered at 10:15:01, after 5 requests
+    assert shorter[1:4] == ["0", "0.00%", "4"]
+    assert "replaying schedule 2 of 2" in err
+
+
+def test_the_command_refuses_a_bad_schedule_and_an_empty_day(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["whatif", "--data-dir", str(data_dir), "--schedule", "tries=3"])
+    assert exit_.value.code == 2
+    assert "'tries': not a schedule key" in capsys.readouterr().err
+    assert (
+        main(["whatif", "--data-dir", str(data_dir), "--date", "2026-03-20", "--schedule", "attempts=3"]) == 2
+    )
+    assert "no events received on 2026-03-20" in capsys.readouterr().err

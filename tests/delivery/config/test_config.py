@@ -178,6 +178,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "batch_linger_s": 0,
         "http_client": "aiohttp",
         "min_free_bytes": 0,
+        "dead_letter_days": 3,
         "allowed_private_cidrs": ["10.1.0.0/16", "fd12:3456::/48", "192.168.7.7"],
         "egress_proxy": "http://smokescreen.internal:4750/",
     }
@@ -206,6 +207,7 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         batch_linger_s=0,
         http_client="aiohttp",
         min_free_bytes=0,
+        dead_letter_days=3,
         allowed_private_cidrs=(
             ipaddress.ip_network("10.1.0.0/16"),
             ipaddress.ip_network("fd12:3456::/48"),

@@ -39,7 +39,7 @@ def test_the_example_file_is_the_default_set() -> None:
     assert example.control_port == default_config().control_port == 9099
     assert {s.profile.name for s in example.partners} == set(PROFILES)
     assert {s.tls for s in example.partners} >= {"valid", "expired", "self-signed", "unknown-ca"}
-    assert [s.port for s in example.partners] == list(range(9100, 9115))
+    assert [s.port for s in example.partners] == list(range(9100, 9116))
 
 
 def test_knobs_reach_the_profile() -> None:

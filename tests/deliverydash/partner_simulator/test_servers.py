@@ -248,7 +248,16 @@ def test_partners_count_requests_events_and_statuses() -> None:
             return own, every, one
 
     own, every, one = run(scenario)
-    assert own == {"requests": 4, "events": 8, "statuses": {"200": 2, "400": 2}, "resets": 0, "unanswered": 0}
+    assert own == {
+        "requests": 4,
+        "events": 8,
+        "statuses": {"200": 2, "400": 2},
+        "resets": 0,
+        "unanswered": 0,
+        # The same event in every batch: taken twice (and more) by this partner.
+        "accepted_events": 1,
+        "accepted_more_than_once": 1,
+    }
     partners = every["partners"]
     assert isinstance(partners, dict)
     assert partners["events-bulk"]["profile"] == "batch"
