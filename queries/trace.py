@@ -1,8 +1,8 @@
 """The per-event fan-out trace: did one event reach every destination of its source (docs/trace.md).
 
 `trace_event` looks a message id up in the `message_index` rollup, reads
-every record of the jobs found from the attempt files (only their
-destinations' row groups), and sets them beside the destinations the source
+the event's records from the attempt files of the hours it names (only
+their destinations' row groups), and sets them beside the destinations the source
 fanned out to that day (`outcomes`), so a destination that got no job of
 the event shows too, with why. `fanout` is the completeness figure per
 source. Partners never trace: an integration scope is refused.
@@ -15,10 +15,29 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from queries.api import JOB_SEARCH_AFTER, JOB_SEARCH_BEFORE, job_created_at
 from queries.log import AttemptLog
 from queries.scope import Scope, ScopeKind
 
+#: The columns of `Trace.attempts` (trace_attempts.sql).
+ATTEMPT_COLUMNS = (
+    "job_id",
+    "attempt",
+    "workspace_id",
+    "source_id",
+    "destination_id",
+    "integration",
+    "received_at",
+    "started_at",
+    "duration_ms",
+    "status_code",
+    "error_class",
+    "error_code",
+    "outcome",
+    "next_attempt_at",
+    "replay_of",
+    "event_count",
+    "error_message",
+)
 #: The columns of `Trace.destinations`.
 DESTINATION_COLUMNS = (
     "destination_id",
@@ -62,60 +81,51 @@ def _check_scope(scope: Scope) -> None:
 
 
 def trace_event(log: AttemptLog, scope: Scope, message_id: str, start: datetime, end: datetime) -> Trace:
-    """Trace `message_id` among the jobs first or last sent in [start, end) (whole hours), in `scope`.
+    """Trace `message_id` among the records whose request started in [start, end) (whole hours), in `scope`.
 
     A customer's scope (a workspace) never finds another workspace's event:
-    the index rows and the records are both filtered by it.
+    the records are filtered by it.
     """
     _check_scope(scope)
-    jobs = log.lookup("trace_index", scope, start, end, message_id=message_id)
-    if jobs.is_empty():
-        return Trace(message_id, _empty_attempts(log, scope, start), _no_destinations())
-    # A message id is one customer's; should a hash collide across workspaces, the first is kept
-    # (and trace_attempts' check of the id itself leaves a colliding event's jobs out).
-    workspace = jobs.item(0, "workspace_id")
-    jobs = jobs.filter(pl.col("workspace_id") == workspace)
-    job_ids = sorted(jobs.get_column("job_id").to_list())
-    created = [job_created_at(job) for job in job_ids]
+    if not message_id.strip():
+        raise ValueError("a message id is needed (the messageId of a track, identify, page... call)")
+    places = log.lookup("trace_index", scope, start, end, message_id=message_id)
+    if places.is_empty():  # not in the index: no need to bind the attempts' views
+        return Trace(message_id, _no_attempts(), _no_destinations())
     attempts = log.lookup(
         "trace_attempts",
         scope,
-        _hour(min(created)) - JOB_SEARCH_BEFORE,
-        _hour(max(created)) + timedelta(hours=1) + JOB_SEARCH_AFTER,
+        start,
+        end,
         message_id=message_id,
-        workspace_id=workspace,
-        job_ids=job_ids,
-        first_destination=jobs.get_column("destination_id").min(),
-        last_destination=jobs.get_column("destination_id").max(),
-        first_job=job_ids[0],
-        last_job=job_ids[-1],
+        destinations=places.get_column("destination_id").unique().sort().to_list(),
+        dates=places.get_column("date").unique().sort().to_list(),
+        hours=places.get_column("hour").unique().sort().to_list(),
     )
     if attempts.is_empty():
         return Trace(message_id, attempts, _no_destinations())
-    source = attempts.item(0, "source_id")
-    received: datetime = attempts.item(0, "received_at")  # rows are in order of receipt
+    # Message ids are the customers' own: should two workspaces (or sources) have sent the same
+    # one, the first to arrive is traced.
+    first = attempts.row(0, named=True)  # rows are in order of receipt
+    attempts = attempts.filter(
+        (pl.col("workspace_id") == first["workspace_id"]) & (pl.col("source_id") == first["source_id"])
+    )
+    received: datetime = first["received_at"]
     day = _hour(received).replace(hour=0)
     fanned = log.lookup(
-        "trace_destinations", scope, day, day + timedelta(days=1), workspace_id=workspace, source_id=source
+        "trace_destinations",
+        scope,
+        day,
+        day + timedelta(days=1),
+        workspace_id=first["workspace_id"],
+        source_id=first["source_id"],
     )
     return Trace(message_id, attempts, _destinations(attempts, fanned, received))
 
 
-def _empty_attempts(log: AttemptLog, scope: Scope, start: datetime) -> pl.DataFrame:
+def _no_attempts() -> pl.DataFrame:
     """trace_attempts' columns and no rows."""
-    return log.lookup(
-        "trace_attempts",
-        scope,
-        start,
-        start + timedelta(hours=1),
-        message_id="",
-        workspace_id="",
-        job_ids=[],
-        first_destination="",
-        last_destination="",
-        first_job="",
-        last_job="",
-    )
+    return pl.DataFrame(schema={name: pl.Null for name in ATTEMPT_COLUMNS})
 
 
 def _no_destinations() -> pl.DataFrame:

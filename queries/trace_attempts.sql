@@ -1,13 +1,15 @@
--- trace_attempts: every record of the jobs that carried one event (docs/trace.md).
+-- trace_attempts: every record of one event, where the message index says they are
+-- (docs/trace.md).
 --
--- The records of the jobs $job_ids (found by trace_index) whose request started in
--- [$start, $end) and that carry message id $message_id. The attempt files are sorted by
--- workspace_id, destination_id, started_at, and job ids are time-ordered: the scalar bounds
--- ($workspace_id, the destinations' and the jobs' least and greatest ids) let DuckDB skip the
--- row groups of every other destination and time before the lists are checked.
+-- The records carrying message id $message_id at the destinations $destinations, in the
+-- partitions of dates $dates and hours $hours (trace_index found them there), whose request
+-- started in [$start, $end). Constant lists on the partition columns leave DuckDB the other
+-- hours' files unopened, and the one on destination_id the other destinations' row groups
+-- unread (the attempt files are sorted by workspace_id, destination_id, started_at); the message
+-- id is then checked on the few rows left.
 --
--- Parameters: $scope_kind, $scope_value, $start, $end, $message_id, $workspace_id,
--- $job_ids (VARCHAR[]), $first_destination, $last_destination, $first_job, $last_job.
+-- Parameters: $scope_kind, $scope_value, $start, $end, $message_id, $destinations (VARCHAR[]),
+-- $dates (DATE[]), $hours (INTEGER[]).
 SELECT
     job_id,
     attempt,
@@ -27,11 +29,11 @@ SELECT
     event_count,
     error_message
 FROM attempts
-WHERE in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
-  AND started_in_hours(date, hour, started_at, $start, $end)
-  AND workspace_id = $workspace_id
-  AND destination_id BETWEEN $first_destination AND $last_destination
-  AND job_id BETWEEN $first_job AND $last_job
-  AND list_contains($job_ids, job_id)
+WHERE list_contains($dates, date)
+  AND list_contains($hours, hour)
+  AND list_contains($destinations, destination_id)
+  AND in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
+  AND started_at >= $start
+  AND started_at < $end
   AND list_contains(list_transform(events, lambda e: e.message_id), $message_id)
 ORDER BY received_at, destination_id, job_id, attempt, started_at

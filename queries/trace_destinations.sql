@@ -14,7 +14,7 @@ SELECT
     sum(records)::BIGINT AS records
 FROM outcomes
 WHERE in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
-  AND started_in_hours(date, hour, started_hour, $start, $end)
+  AND started_in(date, started_hour, $start, $end)
   AND workspace_id = $workspace_id
   AND source_id = $source_id
 GROUP BY ALL

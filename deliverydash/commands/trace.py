@@ -17,7 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
     parser.add_argument("message_id", help="the event's Segment messageId")
     parser.add_argument("--date", type=options.date, help="UTC day it was sent (default: the latest day)")
-    parser.add_argument("--days", type=int, default=1, help="days back from --date to search (default: 1)")
+    parser.add_argument(
+        "--days", type=options.positive_int, default=1, help="days back from --date to search (default: 1)"
+    )
     parser.add_argument("--workspace", help="only this workspace's events")
     options.add_data_options(parser, reads_log=True)
 
@@ -38,7 +40,10 @@ def run(args: argparse.Namespace) -> None:
         if day is None:
             raise options.CommandError(f"no attempt records in {location}/attempts yet")
         end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
-        trace = trace_event(log, scope, args.message_id, end - dt.timedelta(days=args.days), end)
+        try:
+            trace = trace_event(log, scope, args.message_id, end - dt.timedelta(days=args.days), end)
+        except ValueError as exc:  # no message id
+            raise options.CommandError(str(exc)) from exc
     if not trace.found:
         raise options.CommandError(f"message {args.message_id!r} is in no attempt record of this range")
     with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=90, tbl_hide_dataframe_shape=True):

@@ -158,6 +158,12 @@ def test_every_rollup_query_has_its_raw_version() -> None:
         "explorer_samples",
         "job_history",
         "whatif",  # a model, not a figure: tests/queries/test_whatif.py, and below on the simulated day
+        # Lookups of one event and its source's destinations, and fan-out completeness: checked
+        # against the attempt files in tests/queries/test_trace.py.
+        "trace_index",
+        "trace_attempts",
+        "trace_destinations",
+        "fanout",
     }
 
 

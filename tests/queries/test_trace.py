@@ -11,7 +11,7 @@ import pytest
 from ingest.simulate import simulate_day
 from queries import Scope, connect
 from queries.log import AttemptLog
-from queries.trace import fanout, trace_event
+from queries.trace import ATTEMPT_COLUMNS, fanout, trace_event
 
 START = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 END = START + dt.timedelta(days=1)
@@ -86,3 +86,13 @@ def test_fanout_counts_every_event_once(day: Path, log: AttemptLog) -> None:
         + sources.get_column("delivered_none")
     )
     assert (split == sources.get_column("events")).all()
+
+
+def test_the_attempt_columns_are_the_querys(day: Path, log: AttemptLog) -> None:
+    message_id, _, _, _ = _retried_event(day)
+    found = trace_event(log, Scope.all(), message_id, START, END)
+    assert tuple(found.attempts.columns) == ATTEMPT_COLUMNS
+    assert (
+        tuple(trace_event(log, Scope.all(), "no-such-message", START, END).attempts.columns)
+        == ATTEMPT_COLUMNS
+    )
