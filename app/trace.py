@@ -144,6 +144,7 @@ def completeness(scope: Scope, start: dt.datetime, end: dt.datetime) -> None:
             (100 * pl.col("count") / pl.col("events")).round(1).alias("percent"),
         )
         .with_columns(pl.format("{} ({}%)", pl.col("count"), pl.col("percent")).alias("label"))
+        .filter(pl.col("count") > 0)  # no bar, no label
     )
     figure = px.bar(
         long.to_pandas(),
@@ -159,6 +160,6 @@ def completeness(scope: Scope, start: dt.datetime, end: dt.datetime) -> None:
     height = max(260, 40 * sources.height + 160)
     title = "Fan-out completeness per source"
     st.plotly_chart(
-        style.finish(figure, title=title, x="events", y="source", height=height, legend_below=True),
+        style.finish(figure, title=title, x="events", y="source", height=height),
         width="stretch",
     )

@@ -54,11 +54,11 @@ _ROW_GROUP_SIZE = {
     "errors": 8_192,
     "destination_delay": 8_192,
     "redeliveries": 8_192,
-    # A lookup by message hash reads one row group a file: bytes read, not rows skipped, set its time.
-    "message_index": 8_192,
 }
 #: Column encodings beyond the defaults: the message index's sorted hashes as their differences
 #: (about 2.5 bytes a row where plain takes 5; docs/trace.md), its other columns in dictionaries.
+#: Its row groups are the default size: a lookup reads one per file, and on a 4.9M-attempt file
+#: one of 122,880 rows took 5.5 ms where the statistics of 736 groups of 8,192 took 35 ms.
 _ENCODINGS: dict[str, dict[str, object]] = {
     "message_index": {
         "use_dictionary": ["destination_id", "outcome"],

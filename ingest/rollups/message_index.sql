@@ -7,9 +7,9 @@
 -- are not kept (they are most of a row's bytes): the trace reads them back from the records,
 -- and fan-out completeness takes a destination's workspace and source from `outcomes`.
 --
--- Rows are sorted by message_hash (the macro) and written in small row groups with the hash
--- delta-encoded (`ingest.rollup.write_options`), so a lookup reads one row group per file
--- (min/max statistics); about 5 bytes a row.
+-- Rows are sorted by message_hash (the macro) and written with the hash delta-encoded
+-- (`ingest.rollup.write_options`), so a lookup reads one row group per file (min/max
+-- statistics); about 4.5 bytes a row.
 --
 -- first: the record is a job's first (attempt 1, or 0 for a job settled without a request);
 -- outcome: the record's. Fan-out completeness (queries/fanout.sql) reads these two.
