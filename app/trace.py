@@ -121,7 +121,12 @@ def completeness(scope: Scope, start: dt.datetime, end: dt.datetime) -> None:
         "destination that got a job of them, to some, or to none (retries and replays count; a "
         "destination added after an event arrived is not counted for it)."
     )
-    sources = data.fanout(scope, start, end)
+    # Off until asked: it reads every message index row of the range (about 11 s for one workspace
+    # of a 100-million-attempt day, docs/benchmarks.md), where the rest of the page takes under 1 s.
+    if not st.toggle("Count fan-out completeness", key="fanout"):
+        return
+    with st.spinner("Counting each event's destinations…"):
+        sources = data.fanout(scope, start, end)
     if sources.is_empty():
         st.caption("No event was received in this range.")
         return
