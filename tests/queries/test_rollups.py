@@ -72,6 +72,14 @@ EXTRA: dict[str, dict[str, object]] = {
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
     "whatif": Schedule().params() | {"resolution_s": 60.0},
+    "trace_index": {"message_id": "J3-msg-0"},
+    "trace_attempts": {
+        "message_id": "J3-msg-0",
+        "destinations": ["dst_acme_amp"],
+        "dates": [D1.date()],
+        "hours": list(range(24)),
+    },
+    "trace_destinations": {"workspace_id": "acme", "source_id": "src_acme"},
 }
 
 
