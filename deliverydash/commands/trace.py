@@ -10,13 +10,18 @@ import datetime as dt
 from deliverydash import options
 
 NAME = "trace"
+_LATEST_DAY = "SELECT max(timezone('UTC', received_hour))::DATE AS day FROM outcomes WHERE attempt <= 1"
 HELP = "trace one event (messageId) to every destination of its source"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
     parser.add_argument("message_id", help="the event's Segment messageId")
-    parser.add_argument("--date", type=options.date, help="UTC day it was sent (default: the latest day)")
+    parser.add_argument(
+        "--date",
+        type=options.date,
+        help="UTC day it was sent (default: the latest day); requests are read to a day after",
+    )
     parser.add_argument(
         "--days", type=options.positive_int, default=1, help="days back from --date to search (default: 1)"
     )
@@ -28,7 +33,6 @@ def run(args: argparse.Namespace) -> None:
     """Print the trace of `args.message_id`."""
     import polars as pl
 
-    from deliverydash.day_report import latest_day
     from queries.log import connect
     from queries.scope import Scope
     from queries.trace import trace_event
@@ -36,12 +40,15 @@ def run(args: argparse.Namespace) -> None:
     location = options.log_location(args)
     scope = Scope.workspace(args.workspace) if args.workspace else Scope.all()
     with connect(location) as log:
-        day = args.date or latest_day(log)
+        # The latest day from the day rollups (one row a day), not a scan of the raw log's receipts.
+        day = args.date or log.trusted_sql(_LATEST_DAY, by_day=True).item(0, 0)
         if day is None:
             raise options.CommandError(f"no attempt records in {location}/attempts yet")
-        end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
+        start = dt.datetime.combine(day, dt.time(), dt.UTC) - dt.timedelta(days=args.days - 1)
+        # Requests of the range's events: their retries run into the next day (JOB_SEARCH_AFTER).
+        end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=2)
         try:
-            trace = trace_event(log, scope, args.message_id, end - dt.timedelta(days=args.days), end)
+            trace = trace_event(log, scope, args.message_id, start, end)
         except ValueError as exc:  # no message id
             raise options.CommandError(str(exc)) from exc
     if not trace.found:
