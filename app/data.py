@@ -23,6 +23,8 @@ import streamlit as st
 from ingest.notifications import Notification, NotificationsError, Postgres, Where, open_notifications
 from queries import AttemptLog, Limits, Scope, SqlResult, SqlSandbox, api, connect
 from queries.errors import QueryError
+from queries.trace import fanout as fanout_query
+from queries.trace import trace_event
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +233,34 @@ def job_history(scope: Scope, job_id: str) -> pl.DataFrame:
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _job_history(root: str, scope: Scope, job_id: str) -> pl.DataFrame:
     return api.job_history(_log(root), scope, job_id)
+
+
+def trace(
+    scope: Scope, message_id: str, start: dt.datetime, end: dt.datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One event's records and its fate per destination of its source, in `scope` (queries.trace).
+
+    A partner's scope raises ValueError: pages offer no trace to partners.
+    """
+    return _trace(log_location(), scope, message_id, start, end)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _trace(
+    root: str, scope: Scope, message_id: str, start: dt.datetime, end: dt.datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    traced = trace_event(_log(root), scope, message_id, start, end)
+    return traced.attempts, traced.destinations
+
+
+def fanout(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Fan-out completeness per source (queries/fanout.sql); a partner's scope raises ValueError."""
+    return _fanout(log_location(), scope, start, end)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _fanout(root: str, scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    return fanout_query(_log(root), scope, start, end)
 
 
 def rollups_out_of_step() -> int:

@@ -33,6 +33,7 @@ from deliverydash.commands import (
     sources,
     sql,
     status,
+    trace,
     whatif,
 )
 from deliverydash.options import CommandError
@@ -60,6 +61,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     replay,
     whatif,
     evidence,
+    trace,
 )
 
 

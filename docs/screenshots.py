@@ -5,8 +5,9 @@
 Starts `deliverydash dashboard` over DIR (by default a 2,000,000-attempt day
 simulated into a temporary directory, about 15 s), opens it with an engineer
 link in headless Chromium (Debian's `chromium`, which Playwright drives), and
-saves one PNG per page, 1400 px wide. The browser test (tests/app/browser.py)
-has its own harness: tests must not depend on docs, nor docs on tests.
+saves one PNG per page, 1400 px wide, and two sections: the retry what-if and
+the trace of one event. The browser test (tests/app/browser.py) has its own
+harness: tests must not depend on docs, nor docs on tests.
 
 Then the views of issue 15 (`capture_issue15_views`; `--issue15` takes only
 those): the customer page's "Delivered more than once" on the same day, the
@@ -141,7 +142,22 @@ def section(page: Page, heading: str, path: Path) -> None:
     page.set_viewport_size({"width": WIDTH, "height": 900})
 
 
-def capture(base_url: str, out: Path) -> list[Path]:
+def traced_message(data_dir: Path) -> str:
+    """A message id for the trace's screenshot: an event retried three times, then delivered."""
+    import duckdb
+
+    glob = str(data_dir / "attempts" / "date=*" / "hour=*" / "*.parquet")
+    rows = duckdb.sql(
+        "SELECT events[1].message_id FROM read_parquet($glob) WHERE attempt = 4 AND outcome = 'delivered' "
+        "ORDER BY job_id LIMIT 1",
+        params={"glob": glob},
+    ).fetchall()
+    if not rows:
+        raise SystemExit(f"no event of {data_dir} was delivered by its 4th attempt")
+    return str(rows[0][0])
+
+
+def capture(base_url: str, out: Path, message_id: str) -> list[Path]:
     executable = shutil.which("chromium")
     if executable is None:
         raise SystemExit("screenshots need the program `chromium` (Debian package `chromium`)")
@@ -161,6 +177,15 @@ def capture(base_url: str, out: Path) -> list[Path]:
             saved.append(out / f"{name}.png")
             full_page(page, saved[-1])
             print(f"saved {saved[-1]}", file=sys.stderr)
+            if name == "explorer":
+                # The trace of one event (issue 15, part 2): its search box binds to the URL.
+                page.goto(f"{base_url}/{path}?token={token}&message_id={message_id}")
+                page.get_by_role("heading", name="Trace one event").wait_for(timeout=TIMEOUT_MS)
+                page.get_by_text("Destinations of its source").wait_for(timeout=TIMEOUT_MS)
+                settle(page, title)
+                saved.append(out / "trace.png")
+                section(page, "Trace one event", saved[-1])
+                print(f"saved {saved[-1]}", file=sys.stderr)
             if name == "retries":
                 page.get_by_role("button", name="Run the what-if").click()
                 page.locator("[data-testid=stDataFrame]").nth(1).wait_for(timeout=TIMEOUT_MS)
@@ -492,7 +517,7 @@ def main() -> None:
             simulate_day(ATTEMPTS, data_dir)
         with running_dashboard(data_dir) as base_url:
             if not args.issue15:
-                capture(base_url, args.out)
+                capture(base_url, args.out, traced_message(data_dir))
             capture_issue15_views(base_url, data_dir, args.out, Path(scratch))
 
 

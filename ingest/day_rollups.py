@@ -28,7 +28,7 @@ import pyarrow as pa
 from ingest.compaction import CLOSE_AFTER_S, GRACE_S, HourFiles, log_hours
 from ingest.logstore import LogStore
 from ingest.manifests import COMPACT_PREFIX, ManifestCache, now
-from ingest.rollup import ROLLUPS, ROLLUPS_DIR, rollup_key, rollup_schemas, write_options
+from ingest.rollup import DAY_ROLLUPS, ROLLUPS_DIR, rollup_key, rollup_schemas, write_options
 
 #: Key prefix of the day files, beside the hourly trees (``rollups/<rollup>/``).
 DAY_DIR = f"{ROLLUPS_DIR}/by_day"
@@ -115,7 +115,9 @@ def day_files(store: LogStore) -> dict[tuple[str, str], set[str]]:
 def covered_days(digests: dict[str, str], present: dict[tuple[str, str], set[str]]) -> frozenset[str]:
     """The dates whose day file of every rollup has the digest of what counts now."""
     return frozenset(
-        date for date, wanted in digests.items() if all(wanted in present.get((r, date), ()) for r in ROLLUPS)
+        date
+        for date, wanted in digests.items()
+        if all(wanted in present.get((r, date), ()) for r in DAY_ROLLUPS)
     )
 
 
@@ -161,7 +163,7 @@ def build_days(
         if wanted is None and _day_end(date) + close_after_s > at:
             continue
         current = digest(names)
-        if all(current in present.get((rollup, date), ()) for rollup in ROLLUPS):
+        if all(current in present.get((rollup, date), ()) for rollup in DAY_ROLLUPS):
             result.deleted += _delete_stale(store, date, current, at - grace_s)
         elif _build_day(store, date, names, current):
             result.built.append(date)
@@ -178,7 +180,7 @@ def _day_end(date: str) -> float:
 def _build_day(store: LogStore, date: str, names: frozenset[str], current: str) -> bool:
     """Merge the hourly rollups of `names` into day files; False when one is missing (nothing written)."""
     tables: dict[str, pa.Table] = {}
-    for rollup in ROLLUPS:
+    for rollup in DAY_ROLLUPS:
         parts = []
         for name in sorted(names):
             hour, file_name = name.split("/")
@@ -227,7 +229,7 @@ def _delete_stale(store: LogStore, date: str, current: str, cutoff: float) -> in
     """Delete `date`'s day files of other digests written before `cutoff`; how many."""
     stale = [
         stored.key
-        for rollup in ROLLUPS
+        for rollup in DAY_ROLLUPS
         for stored in store.list(f"{day_tree(rollup)}/date={date}/")
         if not stored.key.endswith(f"/{current}.parquet") and stored.modified < cutoff
     ]

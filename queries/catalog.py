@@ -38,7 +38,7 @@ from ingest.day_rollups import HOUR_COLUMNS, counted_by_day, covered_days, day_f
 from ingest.files import ATTEMPTS_DIR, partition_key
 from ingest.logstore import LogStore
 from ingest.manifests import COMPACT_PREFIX, HourState, ManifestCache, counted_outputs, hidden_files
-from ingest.rollup import ROLLUPS_DIR, connect_macros, rollup_schemas, rollup_tree
+from ingest.rollup import DAY_ROLLUPS, ROLLUPS_DIR, connect_macros, rollup_schemas, rollup_tree
 from ingest.schema import COLUMNS
 from queries.loader import load_macros
 
@@ -52,6 +52,7 @@ ROLLUP_VIEWS = {
     "delay_histogram": "delay",
     "destination_delay_histogram": "destination_delay",
     "redeliveries": "redeliveries",
+    "message_index": "message_index",
 }
 #: Every view the connection defines.
 VIEWS = (VIEW, *ROLLUP_VIEWS)
@@ -253,10 +254,12 @@ def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, Day
     sources = {}
     for view, rollup in ROLLUP_VIEWS.items():
         tree = rollup_tree(rollup)
-        days = tuple(store.path(day_key(rollup, date, digests[date])) for date in sorted(covered))
+        # A rollup without day files (the message index) reads its hourly files on every day.
+        with_days = covered if rollup in DAY_ROLLUPS else frozenset()
+        days = tuple(store.path(day_key(rollup, date, digests[date])) for date in sorted(with_days))
         others = tuple(
             store.path(f"{tree}/date={date}/hour=*/*.parquet")
-            for date in sorted(by_day.keys() - covered)
+            for date in sorted(by_day.keys() - with_days)
             if store.has_files(f"{tree}/date={date}/")
         )
         sources[view] = DaySource(days, others, *left_out(tree))
@@ -280,7 +283,7 @@ def day_view_sql(view: str, source: DaySource) -> str:
             for c in HOUR_COLUMNS
             if c in names
         ]
-        replace = f"REPLACE ({', '.join(truncated)}, CAST(NULL AS INTEGER) AS hour) "
+        replace = f"REPLACE ({''.join(c + ', ' for c in truncated)}CAST(NULL AS INTEGER) AS hour) "
         parts.append(_counted_files_sql(source.hourly, source.hidden, source.compacted, replace))
     return f"CREATE OR REPLACE VIEW {identifier(view)} AS " + " UNION ALL BY NAME ".join(
         f"({part})" for part in parts

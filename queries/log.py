@@ -139,6 +139,21 @@ class AttemptLog:
         except duckdb.Error as exc:
             raise QueryError(f"query {name!r} failed: {exc}") from exc
 
+    def lookup(
+        self, name: str, scope: Scope, start: datetime, end: datetime, **params: object
+    ) -> pl.DataFrame:
+        """`run` on the hourly views over every partition, for point lookups (docs/trace.md).
+
+        A lookup's filters prune by Parquet statistics, so it reads a row group or
+        two per file whatever the range; the per-query views of `run` re-list and
+        re-bind the range's partitions each time, which cost more than the lookup.
+        """
+        bound = _bind(name, scope, start, end, params)
+        try:
+            return self._fetch(load_query(name), bound)
+        except duckdb.Error as exc:
+            raise QueryError(f"query {name!r} failed: {exc}") from exc
+
     def plan(
         self,
         name: str,
@@ -303,7 +318,8 @@ class AttemptLog:
 HOURLY_QUERIES = frozenset({"hourly", "explorer_hours", "destination_hours"})
 
 
-_READS_RAW = re.compile(r"\bFROM\s+attempts\b", re.IGNORECASE)
+#: Queries of the raw log, and of the message index (which has no day files: docs/trace.md).
+_READS_RAW = re.compile(r"\bFROM\s+(attempts|message_index)\b", re.IGNORECASE)
 
 
 def reads_days(name: str, start: datetime, end: datetime) -> bool:

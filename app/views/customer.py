@@ -9,7 +9,7 @@ import plotly.express as px
 import polars as pl
 import streamlit as st
 
-from app import backlog, data, filters, hints, replay, session, style
+from app import backlog, data, filters, hints, replay, session, style, trace
 from app.charts import daily_trend, delivery_funnel, hourly_classes
 from app.double_delivery import section as double_delivery_section
 
@@ -252,6 +252,9 @@ for row in samples.iter_rows(named=True):
         st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)
 
 double_delivery_section(scope, start, end)
+
+trace.completeness(scope, start, end)
+trace.search(scope, start, end)
 
 st.header("Replay what was not delivered")
 replay_section(scope.value or "", destinations.get_column("destination_id").to_list())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import data, filters, hints, session, style
+from app import data, filters, hints, session, style, trace
 from ingest.taxonomy import ErrorClass
 
 SAMPLES = 50
@@ -60,6 +60,7 @@ with st.spinner("Finding matching attempts…"):
 
 if samples.is_empty():
     st.info("No failed attempts match these filters in this range.")
+    trace.search(scope, start, end)
     st.stop()
 
 if error_class is not None:
@@ -128,3 +129,5 @@ if job is not None:
             "answer": "response body or error",
         },
     )
+
+trace.search(scope, start, end)

@@ -300,3 +300,26 @@ def test_serve_refuses_a_data_directory_another_engine_holds(tmp_path: Path) -> 
     assert done.returncode == 2, done.stderr
     assert "the engine did not start" in done.stderr and 'backend = "postgres"' in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("",), "a message id is needed"),
+        (("no-such-message",), "'no-such-message' is in no attempt record"),
+        (("x", "--days", "0"), "must be at least 1"),
+        (("x", "--date", "2026-13-01"), "not a date"),
+    ],
+)
+def test_trace_names_bad_input_not_a_traceback(day: Path, args: tuple[str, ...], message: str) -> None:
+    done = run("trace", *args, "--data-dir", str(day))
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_trace_on_an_empty_data_dir_says_so(tmp_path: Path) -> None:
+    done = run("trace", "some-message", "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "no attempt records" in done.stderr
+    assert "Traceback" not in done.stderr

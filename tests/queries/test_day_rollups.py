@@ -18,7 +18,7 @@ import pytest
 from ingest.compaction import compact, expire
 from ingest.day_rollups import DAY_DIR, build_days, day_digests, day_files
 from ingest.logstore import LocalStore
-from ingest.rollup import ROLLUPS
+from ingest.rollup import DAY_ROLLUPS
 from queries import Scope, api, connect
 from queries.log import reads_days
 
@@ -111,7 +111,7 @@ def test_a_superseded_day_file_goes_after_its_grace(tmp_path: Path) -> None:
     assert kept.built == ["2026-03-10"] and kept.deleted == 0
     assert len(day_files(store)[("outcomes", "2026-03-10")]) == 2
     gone = build_days(store, dates=DAYS, grace_s=0)
-    assert gone.built == [] and gone.deleted == len(ROLLUPS)  # one file of each rollup
+    assert gone.built == [] and gone.deleted == len(DAY_ROLLUPS)  # one file of each day rollup
     assert day_files(store)[("outcomes", "2026-03-10")] == {day_digests(store)["2026-03-10"]}
 
 

@@ -38,6 +38,9 @@ EXTRA: dict[str, dict[str, object]] = {
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
     "whatif_answers": {"resolution_s": 60.0},
+    "trace_index": {"message_id": "J3-msg-0"},
+    "trace_attempts": {"message_id": "J3-msg-0", "destinations": [], "dates": [], "hours": []},
+    "trace_destinations": {"workspace_id": "acme", "source_id": "src_acme"},
 }
 
 
@@ -82,6 +85,7 @@ def test_every_rollup_has_a_view(tmp_path: Path) -> None:
         "delay_histogram",
         "destination_delay_histogram",
         "redeliveries",
+        "message_index",
     )
     assert sorted(ROLLUP_VIEWS.values()) == sorted(ROLLUPS)
     with connect(tmp_path) as log:

@@ -72,6 +72,14 @@ EXTRA: dict[str, dict[str, object]] = {
     "latency": {"per_integration": False},
     "latency_histogram": {"per_integration": False},
     "whatif_answers": {"resolution_s": 60.0},
+    "trace_index": {"message_id": "J3-msg-0"},
+    "trace_attempts": {
+        "message_id": "J3-msg-0",
+        "destinations": ["dst_acme_amp"],
+        "dates": [D1.date()],
+        "hours": list(range(24)),
+    },
+    "trace_destinations": {"workspace_id": "acme", "source_id": "src_acme"},
 }
 
 
@@ -162,6 +170,12 @@ def test_every_rollup_query_has_its_raw_version() -> None:
         "whatif_answers",
         "whatif_jobs",
         "whatif_actual",
+        # Lookups of one event and its source's destinations, and fan-out completeness: checked
+        # against the attempt files in tests/queries/test_trace.py.
+        "trace_index",
+        "trace_attempts",
+        "trace_destinations",
+        "fanout",
     }
 
 

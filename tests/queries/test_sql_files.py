@@ -41,6 +41,14 @@ JOB_IN_SCOPE = {
     "destination=dst_globex_mix": "J5",
     "integration=webhook": "J9",
 }
+#: An event of the fixture in each scope of SCOPES, for the trace's queries: its message id, and
+#: its job's workspace and source (trace_destinations); trace_attempts may look everywhere.
+EVENT_IN_SCOPE = {
+    "all": ("J3-msg-0", "acme"),
+    "workspace=acme": ("J3-msg-0", "acme"),
+    "destination=dst_globex_mix": ("J5-msg-0", "globex"),
+    "integration=webhook": ("J9-msg-0", "globex"),
+}
 #: Scopes with nothing for a query to show in the fixture, and why.
 EMPTY_IN_FIXTURE = {
     # J5, the destination's only job, was never delivered.
@@ -50,6 +58,8 @@ EMPTY_IN_FIXTURE = {
     # No acme job, and not J5, was delivered after a request with no answer.
     ("double_deliveries", "workspace=acme"),
     ("double_deliveries", "destination=dst_globex_mix"),
+    # The message index has no integration column: partners never trace (queries.trace).
+    ("trace_index", "integration=webhook"),
 }
 #: One scope of each kind, each with rows in the fixture.
 SCOPES = [
@@ -62,7 +72,16 @@ SCOPES = [
 
 def extra_for(name: str, scope: Scope = SCOPES[0]) -> dict[str, object]:
     wanted = parameter_names(name) - COMMON_PARAMETERS
-    offered = EXTRA_PARAMETERS | {"job_id": JOB_IN_SCOPE[str(scope)]}
+    message_id, workspace = EVENT_IN_SCOPE[str(scope)]
+    trace = {
+        "message_id": message_id,
+        "workspace_id": workspace,
+        "source_id": f"src_{workspace}",
+        "destinations": ["dst_acme_hook", "dst_acme_amp", "dst_globex_hook", "dst_globex_mix"],
+        "dates": [D1.date()],
+        "hours": list(range(24)),
+    }
+    offered = EXTRA_PARAMETERS | trace | {"job_id": JOB_IN_SCOPE[str(scope)]}
     unknown = wanted - offered.keys()
     assert not unknown, f"{name}.sql takes {unknown}: give the test a value in EXTRA_PARAMETERS"
     return {key: offered[key] for key in wanted}
