@@ -53,7 +53,15 @@ def run(args: argparse.Namespace) -> None:
             raise options.CommandError(str(exc)) from exc
     if not trace.found:
         raise options.CommandError(f"message {args.message_id!r} is in no attempt record of this range")
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=90, tbl_hide_dataframe_shape=True):
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        fmt_str_lengths=90,
+        tbl_width_chars=240,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        tbl_hide_dtype_separator=True,
+    ):
         print(
             f"Message {args.message_id}: fate per destination of source {trace.attempts.item(0, 'source_id')}"
         )

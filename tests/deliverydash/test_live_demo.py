@@ -75,3 +75,26 @@ def test_the_live_demo_shows_every_kind_of_failure_end_to_end(tmp_path: Path) ->
     assert abs(float(replayed[2]) - float(actual[2])) <= 1.0, whatif.stdout
     requests = [int(match[3].replace(",", "")) for match in (actual, replayed)]
     assert abs(requests[1] / requests[0] - 1) <= 0.10, whatif.stdout
+
+    # The fan-out trace on this engine-written day (docs/trace.md): an event acme's auth-failing ads
+    # partner failed reached acme's healthy webhook; both fates are printed, with the failure's class.
+    traced = duckdb.sql(
+        f"SELECT e.message_id FROM read_parquet('{glob}'), unnest(events) AS u(e) "
+        "WHERE destination_id = 'acme-ads' AND outcome = 'failed' AND error_class = 'auth' LIMIT 1"
+    ).fetchall()[0][0]
+    hook_fate = duckdb.sql(
+        f"SELECT outcome FROM read_parquet('{glob}'), unnest(events) AS u(e) "
+        f"WHERE destination_id = 'acme-hook' AND e.message_id = '{traced}' AND outcome <> 'retry'"
+    ).fetchall()
+    trace = subprocess.run(
+        [sys.executable, "-m", "deliverydash", "trace", traced, "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert trace.returncode == 0, trace.stderr
+    table = trace.stdout.split("Every attempt")[
+        0
+    ]  # the fate per destination: │ id ┆ integration ┆ fate ┆ ...
+    cells = [[cell.strip() for cell in line.strip("│").split("┆")] for line in table.splitlines()]
+    fates = {row[0]: row[2] for row in cells if len(row) > 2 and row[0].startswith("acme-")}
+    assert fates["acme-ads"].startswith("failed"), trace.stdout
+    assert hook_fate == [("delivered",)] and fates["acme-hook"] == "delivered", trace.stdout
