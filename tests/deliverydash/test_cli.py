@@ -117,6 +117,20 @@ def test_sql_refuses_writes_with_a_clear_message(day: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(day: Path) -> None:
+    """`deliverydash sql ... | head -1`: exit status 141 as Unix tools give, no traceback."""
+    command = [sys.executable, "-m", "deliverydash", "sql", "--data-dir", str(day), "--max-rows", "100000"]
+    with subprocess.Popen(
+        [*command, "SELECT * FROM range(100000)"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"shape:")
+        process.stdout.close()
+        errors = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 141, errors
+    assert "Traceback" not in errors and "BrokenPipe" not in errors
+
+
 def test_simulate_refuses_to_append_the_same_day(day: Path) -> None:
     done = run("simulate", "--attempts", "100", "--data-dir", str(day))
     assert done.returncode == 2
