@@ -5,8 +5,10 @@
 Starts `deliverydash dashboard` over DIR (by default a 2,000,000-attempt day
 simulated into a temporary directory, about 15 s), opens it with an engineer
 link in headless Chromium (Debian's `chromium`, which Playwright drives), and
-saves one PNG per page, 1400 px wide, and two sections: the retry what-if and
-the trace of one event. The browser test (tests/app/browser.py) has its own
+saves one PNG per page, 1400 px wide, and the retry what-if's section. The
+trace of one event needs an event with several destinations, which the
+simulator does not make: `--trace-from DIR` takes it over a live-demo day's
+log (`deliverydash demo --data-dir DIR`). The browser test (tests/app/browser.py) has its own
 harness: tests must not depend on docs, nor docs on tests.
 
 Then the views of issue 15 (`capture_issue15_views`; `--issue15` takes only
@@ -143,21 +145,45 @@ def section(page: Page, heading: str, path: Path) -> None:
 
 
 def traced_message(data_dir: Path) -> str:
-    """A message id for the trace's screenshot: an event retried three times, then delivered."""
+    """A message id for the trace's screenshot: an event delivered at one destination and failed at
+    another (a live-demo day: the simulator gives each event one destination)."""
     import duckdb
 
     glob = str(data_dir / "attempts" / "date=*" / "hour=*" / "*.parquet")
-    rows = duckdb.sql(
-        "SELECT events[1].message_id FROM read_parquet($glob) WHERE attempt = 4 AND outcome = 'delivered' "
-        "ORDER BY job_id LIMIT 1",
-        params={"glob": glob},
-    ).fetchall()
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT e.message_id FROM read_parquet($glob), unnest(events) AS u(e) GROUP BY ALL "
+            "HAVING bool_or(outcome = 'delivered') AND bool_or(outcome = 'failed') ORDER BY 1 LIMIT 1",
+            {"glob": glob},
+        ).fetchall()
     if not rows:
-        raise SystemExit(f"no event of {data_dir} was delivered by its 4th attempt")
+        raise SystemExit(f"no event of {data_dir} was delivered at one destination and failed at another")
     return str(rows[0][0])
 
 
-def capture(base_url: str, out: Path, message_id: str) -> list[Path]:
+def capture_trace(data_dir: Path, out: Path) -> Path:
+    """The error explorer's "Trace one event" of `traced_message` over the log at `data_dir`."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        raise SystemExit("screenshots need the program `chromium` (Debian package `chromium`)")
+    message_id = traced_message(data_dir)
+    saved = out / "trace.png"
+    with running_dashboard(data_dir) as base_url, sync_playwright() as playwright:
+        token = engineer_token(base_url)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+        # The search box binds to the URL.
+        page.goto(f"{base_url}/explorer?token={token}&message_id={message_id}")
+        page.get_by_role("heading", name="Trace one event").wait_for(timeout=TIMEOUT_MS)
+        page.get_by_text("Destinations of its source").wait_for(timeout=TIMEOUT_MS)
+        settle(page, "Error explorer")
+        section(page, "Trace one event", saved)
+        browser.close()
+    print(f"saved {saved}", file=sys.stderr)
+    return saved
+
+
+def capture(base_url: str, out: Path) -> list[Path]:
     executable = shutil.which("chromium")
     if executable is None:
         raise SystemExit("screenshots need the program `chromium` (Debian package `chromium`)")
@@ -177,15 +203,6 @@ def capture(base_url: str, out: Path, message_id: str) -> list[Path]:
             saved.append(out / f"{name}.png")
             full_page(page, saved[-1])
             print(f"saved {saved[-1]}", file=sys.stderr)
-            if name == "explorer":
-                # The trace of one event (issue 15, part 2): its search box binds to the URL.
-                page.goto(f"{base_url}/{path}?token={token}&message_id={message_id}")
-                page.get_by_role("heading", name="Trace one event").wait_for(timeout=TIMEOUT_MS)
-                page.get_by_text("Destinations of its source").wait_for(timeout=TIMEOUT_MS)
-                settle(page, title)
-                saved.append(out / "trace.png")
-                section(page, "Trace one event", saved[-1])
-                print(f"saved {saved[-1]}", file=sys.stderr)
             if name == "retries":
                 page.get_by_role("button", name="Run the what-if").click()
                 page.locator("[data-testid=stDataFrame]").nth(1).wait_for(timeout=TIMEOUT_MS)
@@ -505,8 +522,17 @@ def main() -> None:
     parser.add_argument(
         "--issue15", action="store_true", help="only issue 15's views (double deliveries, evidence, backlog)"
     )
+    parser.add_argument(
+        "--trace-from",
+        type=Path,
+        metavar="DIR",
+        help="only the trace of one event, over the log in DIR (a live-demo day's: `deliverydash demo`)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.trace_from:
+        capture_trace(args.trace_from, args.out)
+        return
     with tempfile.TemporaryDirectory(prefix="deliverydash-screenshots-") as scratch:
         data_dir = args.data_dir
         if data_dir is None:
@@ -517,7 +543,7 @@ def main() -> None:
             simulate_day(ATTEMPTS, data_dir)
         with running_dashboard(data_dir) as base_url:
             if not args.issue15:
-                capture(base_url, args.out, traced_message(data_dir))
+                capture(base_url, args.out)
             capture_issue15_views(base_url, data_dir, args.out, Path(scratch))
 
 
