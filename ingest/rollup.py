@@ -18,7 +18,6 @@ directories and writes nothing, and say what it finds.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -133,41 +132,16 @@ def build_rollups(table: pa.Table, names: Iterable[str] = ROLLUPS) -> dict[str, 
     # Sources first, so the rollups built from them can read them by name.
     order = sorted(set(wanted) | set(sources), key=lambda name: name in _BUILT_FROM)
     built: dict[str, pa.Table] = {}
-    con = _connection()
-    registered = ["batch"]
-    con.register("batch", table)
-    try:
+    with duckdb.connect(":memory:") as con:
+        con.execute("SET TimeZone = 'UTC'")  # hours are UTC hours
+        con.execute("SET threads = 1")  # writers call this beside other work
+        connect_macros(con)
+        con.register("batch", table)
         for name in order:
             built[name] = con.sql(rollup_sql(name)).to_arrow_table()
             if name in sources:
                 con.register(name, built[name])
-                registered.append(name)
-    finally:
-        for name in registered:  # the connection outlives the call; the tables must not
-            con.unregister(name)
     return {name: built[name] for name in wanted}
-
-
-_local = threading.local()
-
-
-def _connection() -> duckdb.DuckDBPyConnection:
-    """This thread's DuckDB connection for building rollups, made on its first call.
-
-    Kept, because a new connection and its macros cost about as much CPU as
-    the seven rollups of an exporter's batch (docs/benchmarks.md, issue 16).
-    One per thread, since writers build rollups from several threads at
-    once; and one per process, since a forked child must not use its
-    parent's.
-    """
-    con, pid = getattr(_local, "connection", (None, None))
-    if con is None or pid != os.getpid():
-        con = duckdb.connect(":memory:")
-        con.execute("SET TimeZone = 'UTC'")  # hours are UTC hours
-        con.execute("SET threads = 1")  # writers call this beside other work
-        connect_macros(con)
-        _local.connection = (con, os.getpid())
-    return con
 
 
 @cache
