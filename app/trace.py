@@ -15,6 +15,7 @@ import streamlit as st
 
 from app import data, style
 from queries.scope import Scope, ScopeKind
+from queries.trace import REQUEST_COLUMNS
 
 #: The columns of the fate table, as the page labels them.
 FATE_LABELS = {
@@ -84,17 +85,7 @@ def search(scope: Scope, start: dt.datetime, end: dt.datetime) -> None:
     st.dataframe(table.rename(FATE_LABELS), hide_index=True, width="stretch")
     with st.expander(f"Every request ({attempts.height:,} records)"):
         st.dataframe(
-            attempts.select(
-                "destination_id",
-                "job_id",
-                "attempt",
-                "started_at",
-                "status_code",
-                "error_class",
-                "error_code",
-                "outcome",
-                "replay_of",
-            ),
+            attempts.select(REQUEST_COLUMNS),
             hide_index=True,
             width="stretch",
             column_config={

@@ -18,6 +18,19 @@ import polars as pl
 from queries.log import AttemptLog
 from queries.scope import Scope, ScopeKind
 
+#: The columns of `Trace.attempts` a person reads, request by request (the CLI's and the page's table).
+REQUEST_COLUMNS = (
+    "destination_id",
+    "job_id",
+    "attempt",
+    "started_at",
+    "status_code",
+    "error_class",
+    "error_code",
+    "outcome",
+    "replay_of",
+)
+
 #: The columns of `Trace.attempts` (trace_attempts.sql).
 ATTEMPT_COLUMNS = (
     "job_id",

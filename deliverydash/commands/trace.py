@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
 
     from queries.log import connect
     from queries.scope import Scope
-    from queries.trace import trace_event
+    from queries.trace import REQUEST_COLUMNS, trace_event
 
     location = options.log_location(args)
     scope = Scope.workspace(args.workspace) if args.workspace else Scope.all()
@@ -67,16 +67,4 @@ def run(args: argparse.Namespace) -> None:
         )
         print(trace.destinations.select("destination_id", "integration", "fate", "jobs", "attempts", "why"))
         print("\nEvery attempt:")
-        print(
-            trace.attempts.select(
-                "destination_id",
-                "job_id",
-                "attempt",
-                "started_at",
-                "status_code",
-                "error_class",
-                "error_code",
-                "outcome",
-                "replay_of",
-            )
-        )
+        print(trace.attempts.select(REQUEST_COLUMNS))
