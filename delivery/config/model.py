@@ -149,6 +149,10 @@ class QueueConfig:
         """Whether several engine processes may use this queue at once."""
         return self.backend == "postgres"
 
+    def postgres_dsn(self) -> str | None:
+        """The connection string, in clear, when the queue is on PostgreSQL; None for SQLite."""
+        return self.dsn.reveal() if self.backend == "postgres" and self.dsn is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:

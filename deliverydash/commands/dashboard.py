@@ -139,7 +139,4 @@ def _notifications_dsn(config_path: str | None) -> str | None:
     """The queue's DSN when the config names a PostgreSQL queue (the fleet's notifications are there)."""
     if not config_path:
         return None
-    config = options.engine_config(config_path)
-    if config.queue.backend != "postgres" or config.queue.dsn is None:
-        return None
-    return config.queue.dsn.reveal()
+    return options.engine_config(config_path).queue.postgres_dsn()

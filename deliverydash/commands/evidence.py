@@ -91,9 +91,8 @@ def _configured_secrets(config_path: str) -> set[str]:
     from ingest.live_settings import read_patches
 
     config = options.engine_config(config_path)
-    dsn = config.queue.dsn.reveal() if config.queue.backend == "postgres" and config.queue.dsn else None
     try:
-        patches = read_patches(config.engine.data_dir, dsn)
+        patches = read_patches(config.engine.data_dir, config.queue.postgres_dsn())
     except OSError as exc:
         raise options.CommandError(
             f"{exc}: no pack is made without every configured secret to keep out"
