@@ -14,12 +14,13 @@ without a request, and events fixed to the integration's rules),
 **Concurrency.** At most `concurrency` jobs are held (claimed and not yet
 sent to the end) at once, and at most `per_destination_concurrency` of one
 destination. Both bounds are kept at the claim, not by semaphores: a
-destination with no free slot is passed to `Queue.claim` in `exclude`, and
+destination with too few free slots is passed to `Queue.claim` in `exclude`, and
 a claim asks for no more than the free slots. A claimed job therefore never
 waits for a slot while its lease runs, and a slow or dead destination holds
 at most its own slots, never the others'. A destination is claimed for
-again once half its slots are free, so claims come in batches rather than
-one per finished request.
+again once a quarter of its slots are free, and for all of them up to half its
+slots, so claims come in batches rather than one per finished request, and
+a busy destination keeps between three quarters and all of its slots in flight.
 
 **Metering.** A destination with a rate limit has a token bucket
 (`delivery.metering`; `[engine] metering`). Tokens are taken when jobs are
@@ -60,8 +61,8 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, Literal
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, TypedDict
 
 from delivery import batching, payload, records, retry
 from delivery.classify import classify
@@ -89,6 +90,20 @@ ABORTED_AT_SHUTDOWN: Final = "request cut short when the engine stopped (shutdow
 OnSettled = Callable[[Mapping[str, Any]], None]
 #: Called with a destination's integration and the fixes made to a job's events, before its request.
 OnFixed = Callable[[str, Sequence[Fix]], None]
+
+
+class _ClaimOptions(TypedDict):
+    """`Queue.claim`'s keyword arguments, as the claim loop passes them (to either way of claiming)."""
+
+    limit: int
+    per_destination_limit: int
+    lease_s: float
+    exclude: Collection[str]
+    limits: Mapping[str, int]
+    batches: Mapping[str, int]
+    linger_s: float
+
+
 #: What an idle claim loop waits for: free capacity overall, or room at a destination that may have work.
 _Waiting = Literal["capacity", "work"]
 
@@ -143,6 +158,7 @@ class Worker:
         self._capacity = engine.concurrency
         self._slots = engine.per_destination_concurrency
         self._per_claim = max(1, self._slots // 2)
+        self._min_claim = max(1, self._slots // 4)
         self._refill_at = max(1, min(engine.claim_batch_size, engine.concurrency) // 4)
         self._held = 0
         self._held_by_destination: Counter[str] = Counter()
@@ -209,27 +225,30 @@ class Worker:
             tokens = self._tokens(now)
             not_owned = self._not_owned()
             blocked = self._full_destinations() | {d for d, n in tokens.items() if n == 0} | not_owned
+            limits = self._limits(tokens)
             limit = min(engine.claim_batch_size, free)
+            options: _ClaimOptions = {
+                "limit": limit,
+                "per_destination_limit": self._per_claim,
+                "lease_s": engine.lease_s,
+                "exclude": blocked,
+                "limits": limits,
+                "batches": self._batches,
+                "linger_s": self._linger_s,
+            }
             try:
-                jobs = await asyncio.to_thread(
-                    self._queue.claim,
-                    self._owner,
-                    now,
-                    limit=limit,
-                    per_destination_limit=self._per_claim,
-                    lease_s=engine.lease_s,
-                    exclude=blocked,
-                    limits=tokens,
-                    batches=self._batches,
-                    linger_s=self._linger_s,
-                )
+                # At once when the queue is idle (SQLite, no other transaction): a thread's hop
+                # costs more than the claim, and requests finish meanwhile with nothing to follow.
+                jobs = self._queue.claim_if_idle(self._owner, now, **options)
+                if jobs is None:
+                    jobs = await asyncio.to_thread(self._queue.claim, self._owner, now, **options)
             except Exception:
                 log.exception("claiming jobs failed; trying again in %.2f s", self._poll_interval_s)
                 await self._sleep("work", self._poll_interval_s)
                 continue
             if stop.is_set():
                 break  # claimed while stopping: left for release(), nothing was sent
-            units = await self._requests(jobs, tokens)
+            units = await self._requests(jobs, limits)
             units = await self._unless_held(units)
             for unit in units:
                 self._start(unit, now)
@@ -238,7 +257,7 @@ class Worker:
             # Destinations that may have more due jobs: left out of this claim, or given all it asked.
             given = Counter(unit[0].destination_id for unit in units)
             maybe_more = (blocked - not_owned) | {
-                d for d, n in given.items() if n == min(self._per_claim, tokens.get(d, self._per_claim))
+                d for d, n in given.items() if n == limits.get(d, self._per_claim)
             }
             later = self._clock()
             if maybe_more - self._full_destinations() - {d for d, n in self._tokens(later).items() if n == 0}:
@@ -252,6 +271,15 @@ class Worker:
             return {}
         available = ((d, meter.available(now)) for d, meter in self._metering.items())
         return {d: n for d, n in available if n < self._per_claim}
+
+    def _limits(self, tokens: Mapping[str, int]) -> dict[str, int]:
+        """Requests each destination may start now, where fewer than a claim's share: tokens, free slots."""
+        limits = dict(tokens)
+        for destination, held in self._held_by_destination.items():
+            free = self._slots - held
+            if free < limits.get(destination, self._per_claim):
+                limits[destination] = free
+        return limits
 
     def _idle_s(self, waiting: frozenset[str], now: float) -> float:
         """How long an idle claim loop sleeps: the poll interval, or less when something is due sooner.
@@ -270,14 +298,14 @@ class Worker:
         return timeout
 
     def _full_destinations(self) -> frozenset[str]:
-        """Destinations with fewer free slots than one claim takes: left out of claims."""
+        """Destinations with under a quarter of their slots free: left out of claims until they have more."""
         return frozenset(
             destination
             for destination, held in self._held_by_destination.items()
-            if self._slots - held < self._per_claim
+            if self._slots - held < self._min_claim
         )
 
-    async def _requests(self, jobs: Sequence[Job], tokens: Mapping[str, int]) -> list[list[Job]]:
+    async def _requests(self, jobs: Sequence[Job], limits: Mapping[str, int]) -> list[list[Job]]:
         """A claim's jobs as requests: one job each, or combined for batching destinations.
 
         Jobs beyond the requests the claim counted (a batch cut short by
@@ -295,7 +323,7 @@ class Worker:
                 units += [[job] for job in claimed]
                 continue
             groups = batching.requests(claimed, max_events=size, max_bytes=destination.max_batch_bytes)
-            counted = min(self._per_claim, tokens.get(destination_id, self._per_claim))
+            counted = limits.get(destination_id, self._per_claim)
             units += groups[:counted]
             surplus += [job for group in groups[counted:] for job in group]
         if surplus:
@@ -358,7 +386,7 @@ class Worker:
         elif (
             self._waiting_for == "work"
             and destination_id in self._excluded
-            and self._slots - left >= self._per_claim
+            and self._slots - left >= self._min_claim
         ):
             self._wake.set()
 

@@ -268,6 +268,27 @@ class Queue(Protocol):
         """
         ...
 
+    def claim_if_idle(
+        self,
+        owner: str,
+        now: float,
+        *,
+        limit: int,
+        per_destination_limit: int,
+        lease_s: float,
+        exclude: Collection[str] = (),
+        limits: Mapping[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
+        linger_s: float = 0.0,
+    ) -> list[Job] | None:
+        """`claim`, if it can run at once without waiting on a lock or the network; else None.
+
+        The one blocking method an event loop may call directly: the worker
+        does, and runs `claim` in a thread only when this gives None. A backend
+        whose claim is a round trip to a server always gives None.
+        """
+        ...
+
     def complete(self, job: Job, record: Mapping[str, Any], now: float) -> None:
         """Finish `job` and add its final attempt record to the outbox, in one transaction.
 

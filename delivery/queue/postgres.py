@@ -840,6 +840,10 @@ class PostgresQueue:
 
         return self._run(fairest if batching else oldest)
 
+    def claim_if_idle(self, owner: str, now: float, **options: Any) -> list[Job] | None:
+        """See `delivery.queue.Queue.claim_if_idle`: never (a claim is a round trip to the server)."""
+        return None
+
     def complete(self, job: Job, record: Mapping[str, Any], now: float) -> None:
         """See `delivery.queue.Queue.complete`. `now` is not stored (the record says when)."""
         if self.settle([Settlement(job, record)]):

@@ -315,6 +315,7 @@ class SqliteQueue:
             if mode != "wal":
                 raise QueueError(f"{self.path}: cannot use WAL mode (got {mode!r})")
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            self._synchronous = synchronous
             self._migrate()
         except BaseException:
             self.close()
@@ -340,15 +341,40 @@ class SqliteQueue:
             db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the connection's lock; `durable`: see `_durability`."""
+        with self._lock, self._durability(durable):
             self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            with self._committed() as db:
+                yield db
+
+    @contextmanager
+    def _durability(self, durable: bool) -> Iterator[None]:
+        """Within the block, commit with the fsync (`durable`) or without it (the lock held).
+
+        Without: for a claim, whose leases matter only while this process lives.
+        A power cut may lose it (the jobs are then claimable as before it, and
+        sent again, as after any crash mid-request); the next durable commit
+        syncs the WAL, claims included.
+        """
+        if durable or self._synchronous != "FULL":
+            yield
+            return
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous = FULL")
+
+    @contextmanager
+    def _committed(self) -> Iterator[sqlite3.Connection]:
+        """Commit the transaction begun, or roll it back if the block raises."""
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
@@ -521,36 +547,111 @@ class SqliteQueue:
         linger_s: float = 0.0,
     ) -> list[Job]:
         """See `delivery.queue.Queue.claim`."""
+        with self._transaction(durable=False) as db:
+            return self._claim(
+                db,
+                owner,
+                now,
+                limit=limit,
+                per_destination_limit=per_destination_limit,
+                lease_s=lease_s,
+                exclude=exclude,
+                limits=limits,
+                batches=batches,
+                linger_s=linger_s,
+            )
+
+    def claim_if_idle(
+        self,
+        owner: str,
+        now: float,
+        *,
+        limit: int,
+        per_destination_limit: int,
+        lease_s: float,
+        exclude: Collection[str] = (),
+        limits: Mapping[str, int] | None = None,
+        batches: Mapping[str, int] | None = None,
+        linger_s: float = 0.0,
+    ) -> list[Job] | None:
+        """See `delivery.queue.Queue.claim_if_idle`: a claim unless another transaction is under way.
+
+        Under way: another thread's (this connection's lock is held) or another
+        process's (the engine's exporter holds SQLite's write lock).
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            with self._durability(False):
+                self._db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as error:
+                    if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                        raise
+                    return None  # another process writes (the exporter)
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                with self._committed() as db:
+                    return self._claim(
+                        db,
+                        owner,
+                        now,
+                        limit=limit,
+                        per_destination_limit=per_destination_limit,
+                        lease_s=lease_s,
+                        exclude=exclude,
+                        limits=limits,
+                        batches=batches,
+                        linger_s=linger_s,
+                    )
+        finally:
+            self._lock.release()
+
+    def _claim(
+        self,
+        db: sqlite3.Connection,
+        owner: str,
+        now: float,
+        *,
+        limit: int,
+        per_destination_limit: int,
+        lease_s: float,
+        exclude: Collection[str],
+        limits: Mapping[str, int] | None,
+        batches: Mapping[str, int] | None,
+        linger_s: float,
+    ) -> list[Job]:
+        """`claim` inside a transaction already begun."""
         if limit <= 0 or per_destination_limit <= 0:
             return []
         excluded = frozenset(exclude)
         limits, batches = limits or {}, batches or {}
-        with self._transaction() as db:
-            # Ask for as many more destinations as may be left out, so `limit` others still come back.
-            ready = {"now": now, "limit": limit + len(excluded) + len(batches)}
-            destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
-            candidates: list[Candidate] = []
-            for destination_id, ready_at in destinations:
-                if destination_id in excluded:
-                    continue
-                size = batches.get(destination_id, 1)
-                if size > 1 and ready_at > now - linger_s:
-                    continue  # lingering: its oldest job waits for others to join its request
-                share = destination_share(destination_id, per_destination_limit, limits, batches)
-                if share <= 0:
-                    continue
-                rows = db.execute(_CLAIMABLE, {"destination": destination_id, "now": now, "limit": share})
-                # A replayed job goes alone: its record names the one job it replays.
-                candidates.extend(
-                    (available_at, job_id, destination_id, size > 1 and attempts == 0 and replay_of is None)
-                    for job_id, available_at, attempts, replay_of in rows
-                )
-            chosen = choose(candidates, limit, per_destination_limit, limits, batches)
-            if not chosen:
-                return []
-            token, expires_at = new_id(), now + lease_s
-            db.executemany(_LEASE, [(owner, token, expires_at, expires_at, job_id) for job_id in chosen])
-            jobs = self._read_jobs(db, chosen, token)
+        # Ask for as many more destinations as may be left out, so `limit` others still come back.
+        ready = {"now": now, "limit": limit + len(excluded) + len(batches)}
+        destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
+        candidates: list[Candidate] = []
+        for destination_id, ready_at in destinations:
+            if destination_id in excluded:
+                continue
+            size = batches.get(destination_id, 1)
+            if size > 1 and ready_at > now - linger_s:
+                continue  # lingering: its oldest job waits for others to join its request
+            share = destination_share(destination_id, per_destination_limit, limits, batches)
+            if share <= 0:
+                continue
+            rows = db.execute(_CLAIMABLE, {"destination": destination_id, "now": now, "limit": share})
+            # A replayed job goes alone: its record names the one job it replays.
+            candidates.extend(
+                (available_at, job_id, destination_id, size > 1 and attempts == 0 and replay_of is None)
+                for job_id, available_at, attempts, replay_of in rows
+            )
+        chosen = choose(candidates, limit, per_destination_limit, limits, batches)
+        if not chosen:
+            return []
+        token, expires_at = new_id(), now + lease_s
+        db.executemany(_LEASE, [(owner, token, expires_at, expires_at, job_id) for job_id in chosen])
+        jobs = self._read_jobs(db, chosen, token)
         return [jobs[job_id] for job_id in chosen]
 
     def _read_jobs(self, db: sqlite3.Connection, job_ids: Sequence[str], token: str) -> dict[str, Job]:

@@ -476,6 +476,31 @@ def test_concurrency_is_bounded_per_destination_and_overall(tmp_path: Path, queu
     assert len(drain(queue)) == 60
 
 
+def test_a_busy_destination_is_claimed_for_again_once_a_quarter_of_its_slots_are_free(
+    tmp_path: Path, queue: SqliteQueue
+) -> None:
+    def script(n: int, request: Request) -> Reply:
+        """Two of the first eight requests are answered, the rest hang until the stop cuts them."""
+        return Reply(200) if n <= 2 else Reply(200, delay_s=30)
+
+    async def scenario() -> Sink:
+        async with Sink(script) as sink:
+            slots = {"concurrency": 8, "per_destination_concurrency": 8}
+            config = make_config(tmp_path, {"hook": sink.url}, shutdown_grace_s=0.1, **slots)
+            enqueue(queue, "hook", 30)
+            async with running(config, queue):
+                # Two free slots of eight (a quarter) are claimed for and used: eight in flight again.
+                await eventually(lambda: len(sink.requests) == 10 and sink.in_flight == 8)
+                await asyncio.sleep(0.2)
+                assert len(sink.requests) == 10  # and no more than the slots
+            return sink
+
+    sink = asyncio.run(scenario())
+    assert sink.max_in_flight == 8
+    rows = drain(queue)
+    assert Counter(row["outcome"] for row in rows) == {"delivered": 2, "retry": 8}
+
+
 def test_every_request_is_one_row_in_the_parquet_log(tmp_path: Path, queue: SqliteQueue) -> None:
     async def scenario() -> dict[str, Sink]:
         async with (

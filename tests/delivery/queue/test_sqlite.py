@@ -73,6 +73,33 @@ def test_synchronous_is_full_by_default_and_only_full_or_normal(queue: SqliteQue
         SqliteQueue(tmp_path, synchronous="OFF")
 
 
+# --- claims ---
+
+
+def test_a_claim_if_idle_claims_at_once_and_gives_way_to_a_transaction_under_way(
+    queue: SqliteQueue,
+) -> None:
+    queue.enqueue([event("m1", T0), event("m2", T0)], FANOUT)
+    options: dict[str, Any] = {"limit": 100, "per_destination_limit": 100, "lease_s": 30.0}
+    other = sqlite3.connect(queue.path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process writing (the engine's exporter)
+        started = time.monotonic()
+        assert queue.claim_if_idle("w1", T0, **options) is None
+        assert time.monotonic() - started < 5  # not the busy timeout's 10 s
+        other.execute("ROLLBACK")
+        claimed = queue.claim_if_idle("w1", T0, **options)
+        assert claimed is not None and len(claimed) == 4
+        # Committed: another connection sees the leases.
+        assert other.execute("SELECT count(*) FROM jobs WHERE state = 'leased'").fetchone() == (4,)
+    finally:
+        other.close()
+    # What it changed for its own transaction is back as it was.
+    assert queue._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    assert queue._db.execute("PRAGMA busy_timeout").fetchone() == (10_000,)
+    assert queue.claim_if_idle("w1", T0, **options) == []
+
+
 # --- one engine per data directory ---
 
 _HOLD = """
