@@ -18,9 +18,9 @@ destination with too few free slots is passed to `Queue.claim` in `exclude`, and
 a claim asks for no more than the free slots. A claimed job therefore never
 waits for a slot while its lease runs, and a slow or dead destination holds
 at most its own slots, never the others'. A destination is claimed for
-again once a quarter of its slots are free, and for all of them up to half its
-slots, so claims come in batches rather than one per finished request, and
-a busy destination keeps between three quarters and all of its slots in flight.
+again once a quarter of its slots are free, and for all its free slots, so
+claims come in batches rather than one per finished request, and a busy
+destination keeps between three quarters and all of its slots in flight.
 
 **Metering.** A destination with a rate limit has a token bucket
 (`delivery.metering`; `[engine] metering`). Tokens are taken when jobs are
@@ -157,7 +157,6 @@ class Worker:
         # Claim accounting (see the module docstring).
         self._capacity = engine.concurrency
         self._slots = engine.per_destination_concurrency
-        self._per_claim = max(1, self._slots // 2)
         self._min_claim = max(1, self._slots // 4)
         self._refill_at = max(1, min(engine.claim_batch_size, engine.concurrency) // 4)
         self._held = 0
@@ -229,7 +228,7 @@ class Worker:
             limit = min(engine.claim_batch_size, free)
             options: _ClaimOptions = {
                 "limit": limit,
-                "per_destination_limit": self._per_claim,
+                "per_destination_limit": self._slots,
                 "lease_s": engine.lease_s,
                 "exclude": blocked,
                 "limits": limits,
@@ -257,7 +256,7 @@ class Worker:
             # Destinations that may have more due jobs: left out of this claim, or given all it asked.
             given = Counter(unit[0].destination_id for unit in units)
             maybe_more = (blocked - not_owned) | {
-                d for d, n in given.items() if n == limits.get(d, self._per_claim)
+                d for d, n in given.items() if n == limits.get(d, self._slots)
             }
             later = self._clock()
             if maybe_more - self._full_destinations() - {d for d, n in self._tokens(later).items() if n == 0}:
@@ -266,18 +265,18 @@ class Worker:
             await self._sleep("work", self._idle_s(maybe_more, later))
 
     def _tokens(self, now: float) -> dict[str, int]:
-        """Requests each metered destination may start now (whole tokens), when below a claim's share."""
+        """Requests each metered destination may start now (whole tokens), when fewer than its slots."""
         if self._metering is None:
             return {}
         available = ((d, meter.available(now)) for d, meter in self._metering.items())
-        return {d: n for d, n in available if n < self._per_claim}
+        return {d: n for d, n in available if n < self._slots}
 
     def _limits(self, tokens: Mapping[str, int]) -> dict[str, int]:
-        """Requests each destination may start now, where fewer than a claim's share: tokens, free slots."""
+        """Requests each destination may start now, where fewer than its slots: its tokens, its free slots."""
         limits = dict(tokens)
         for destination, held in self._held_by_destination.items():
             free = self._slots - held
-            if free < limits.get(destination, self._per_claim):
+            if free < limits.get(destination, self._slots):
                 limits[destination] = free
         return limits
 
@@ -323,7 +322,7 @@ class Worker:
                 units += [[job] for job in claimed]
                 continue
             groups = batching.requests(claimed, max_events=size, max_bytes=destination.max_batch_bytes)
-            counted = limits.get(destination_id, self._per_claim)
+            counted = limits.get(destination_id, self._slots)
             units += groups[:counted]
             surplus += [job for group in groups[counted:] for job in group]
         if surplus:
