@@ -2,9 +2,10 @@
 
 One `Worker` per engine process::
 
-    claim (a batch, in a thread) ──> per job: precheck ─> body ─> send ─> classify ─> decide ─> record
-       ^                                                                                   │
-       └── room again (a slot freed, new work, the poll interval) ── settle in groups <────┘
+    claim (a batch: at once if the queue is idle, else in a thread) ──> per job: precheck ─> body ─>
+       ^                                                            send ─> classify ─> decide ─> record
+       │                                                                                          │
+       └── room again (a slot freed, new work, the poll interval) ──────── settle in groups <─────┘
 
 The decisions are elsewhere and pure: `delivery.precheck` (jobs settled
 without a request, and events fixed to the integration's rules),

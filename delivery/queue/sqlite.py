@@ -4,13 +4,16 @@ Durability: every transaction that `enqueue` returns from is on disk
 (``synchronous=FULL`` fsyncs the WAL at each commit), because the tracking API
 answers 200 right after it. ``NORMAL`` would survive a killed process but
 could lose the last commits on power loss; see docs/queue.md for figures.
+Claims commit without the fsync (a lease matters only while its process
+lives); the next durable commit syncs them with it.
 
 Threads: one connection behind one lock, so an instance may be shared by
 any number of threads, and calls run one at a time (SQLite serialises
 writers anyway); `enqueue` calls that arrive together share one commit
 (group commit), each still returning only once its own events are durable.
 Every method blocks on disk: from asyncio, call it through
-`asyncio.to_thread` (or one executor thread), never on the event loop.
+`asyncio.to_thread` (or one executor thread), never on the event loop; the one
+exception is `claim_if_idle`, which gives up rather than wait.
 
 One engine process owns a data directory: `recover` treats every lease it
 finds as left by a dead process, so the queue holds an exclusive lock on
