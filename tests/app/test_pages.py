@@ -281,7 +281,7 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     data_dir = tmp_path_factory.mktemp("two_days")
     for day in (25, 27):
-        simulate_day(3_000, data_dir, date=dt.date(2026, 11, day), workers=1)
+        simulate_day(1_000, data_dir, date=dt.date(2026, 11, day), workers=1)
     return data_dir
 
 

@@ -55,7 +55,7 @@ def test_report_prints_the_seed_table(day: Path) -> None:
 
 def test_report_over_several_days_adds_a_daily_trend(tmp_path: Path) -> None:
     for date in ("2026-11-25", "2026-11-27"):  # two simulated days with a gap between
-        done = run("simulate", "--attempts", "5000", "--date", date, "--data-dir", str(tmp_path))
+        done = run("simulate", "--attempts", "1000", "--date", date, "--data-dir", str(tmp_path))
         assert done.returncode == 0, done.stderr
     one = run("report", "--data-dir", str(tmp_path), "--date", "2026-11-27").stdout
     week = run("report", "--data-dir", str(tmp_path), "--days", "7")

@@ -9,10 +9,11 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.queries.conftest import fixture_rows, publish
+from tests.queries.conftest import copy_log, fixture_rows, publish
 from tests.queries.escapes import (
     BOMBS,
     ESCAPES,
@@ -34,9 +35,16 @@ ENV = {"DELIVERYDASH_DATA_DIR": ""}
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory: pytest.TempPathFactory) -> Places:
-    data_dir = tmp_path_factory.mktemp("cli-escapes-data")
+def fixture_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture log, published once for this module (read-only: its fixtures copy it)."""
+    data_dir = tmp_path_factory.mktemp("cli-escapes-log")
     publish(fixture_rows(), data_dir)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def places(fixture_log: Path, tmp_path_factory: pytest.TempPathFactory) -> Places:
+    data_dir = copy_log(fixture_log, tmp_path_factory.mktemp("cli-escapes-data"))
     return make_places(tmp_path_factory.mktemp("cli-escapes"), data_dir)
 
 
@@ -73,13 +81,12 @@ class OneShot:
 
 
 @pytest.fixture(scope="module")
-def one_shots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OneShot]:
+def one_shots(fixture_log: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, OneShot]:
     """Every escape as a one-shot `deliverydash sql`, each in a copy of the places of its own, so the
     processes run side by side (one per core): each is a separate process that starts in about a
     second, and a case's changes stay in its own places."""
     root = tmp_path_factory.mktemp("cli-one-shots")
-    data_dir = root / "data"
-    publish(fixture_rows(), data_dir)
+    data_dir = copy_log(fixture_log, root / "data")
 
     def run_one(case: Case) -> OneShot:
         own = root / case.id

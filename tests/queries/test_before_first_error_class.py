@@ -19,7 +19,7 @@ from polars.testing import assert_frame_equal
 from ingest.files import attempts_glob
 from ingest.rollup import rollup_glob
 from queries import AttemptLog, Scope, connect, day_report, retries, retry_recovery
-from tests.queries.conftest import D1, D2, fixture_rows, publish
+from tests.queries.conftest import D1, D2, copy_log
 
 COLUMN = "first_error_class"
 
@@ -33,9 +33,8 @@ def _drop_column(pattern: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def old_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("old")
-    publish(fixture_rows(), data_dir)
+def old_dir(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = copy_log(fixture_dir, tmp_path_factory.mktemp("old"))
     assert _drop_column(attempts_glob(data_dir)) > 0
     assert _drop_column(rollup_glob(data_dir, "outcomes")) > 0
     return data_dir

@@ -22,7 +22,7 @@ from ingest.rollup import DAY_ROLLUPS
 from queries import Scope, api, connect
 from queries.log import reads_days
 
-from .conftest import D1, D2, at, fixture_rows, job, ok, publish
+from .conftest import D1, D2, at, copy_log, job, ok, publish
 
 DAYS = ("2026-03-09", "2026-03-10", "2026-03-11")
 RANGE = (D1 - timedelta(days=1), D2 + timedelta(days=1))  # D0 to D2, three whole days
@@ -56,8 +56,8 @@ def test_whole_days_read_the_day_rollups_and_hours_the_hourly_ones() -> None:
     assert not reads_days("job_history", D1, D2)  # the raw log has no day files
 
 
-def test_the_day_files_stand_for_their_days(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_the_day_files_stand_for_their_days(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     before = figures(tmp_path)
     result = build_days(LocalStore(tmp_path), clock=lambda: datetime(2026, 4, 1, tzinfo=UTC).timestamp())
     assert result.built == list(DAYS)
@@ -69,15 +69,15 @@ def test_the_day_files_stand_for_their_days(tmp_path: Path) -> None:
     assert before["day_report"].item(0, "requests") == requests_in_attempts(tmp_path, *RANGE) > 0
 
 
-def test_a_day_still_open_is_not_built(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_a_day_still_open_is_not_built(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     # An hour past the end of D1: D1's last hour is not closed yet, D0 is.
     now = (D2 + timedelta(minutes=30)).timestamp()
     assert build_days(LocalStore(tmp_path), clock=lambda: now).built == ["2026-03-09"]
 
 
-def test_a_file_arriving_after_the_build_is_counted_once(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_a_file_arriving_after_the_build_is_counted_once(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     store = LocalStore(tmp_path)
     build_days(store, dates=DAYS)
     before = requests_in_attempts(tmp_path, *RANGE)
@@ -88,8 +88,8 @@ def test_a_file_arriving_after_the_build_is_counted_once(tmp_path: Path) -> None
     assert report.item(0, "requests") == requests_in_attempts(tmp_path, *RANGE) == before + 1
 
 
-def test_a_compaction_after_the_build_counts_nothing_twice(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_a_compaction_after_the_build_counts_nothing_twice(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), tmp_path)
     store = LocalStore(tmp_path)
     build_days(store, dates=DAYS)
@@ -102,8 +102,8 @@ def test_a_compaction_after_the_build_counts_nothing_twice(tmp_path: Path) -> No
     assert figures(tmp_path)["day_report"].item(0, "requests") == expected
 
 
-def test_a_superseded_day_file_goes_after_its_grace(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_a_superseded_day_file_goes_after_its_grace(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     store = LocalStore(tmp_path)
     build_days(store, dates=DAYS)
     publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), tmp_path)
@@ -115,16 +115,16 @@ def test_a_superseded_day_file_goes_after_its_grace(tmp_path: Path) -> None:
     assert day_files(store)[("outcomes", "2026-03-10")] == {day_digests(store)["2026-03-10"]}
 
 
-def test_a_day_lacking_an_hourly_rollup_is_left_alone(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_a_day_lacking_an_hourly_rollup_is_left_alone(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     next((tmp_path / "rollups" / "errors" / "date=2026-03-10").rglob("*.parquet")).unlink()
     result = build_days(LocalStore(tmp_path), dates=DAYS)
     assert "2026-03-10" in result.unready and "2026-03-10" not in result.built
     assert ("outcomes", "2026-03-10") not in day_files(LocalStore(tmp_path))
 
 
-def test_retention_deletes_a_days_day_files(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_retention_deletes_a_days_day_files(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     store = LocalStore(tmp_path)
     build_days(store, dates=DAYS)
     expired = expire(store, 1, clock=lambda: datetime(2026, 3, 12, 12, tzinfo=UTC).timestamp())
@@ -134,8 +134,8 @@ def test_retention_deletes_a_days_day_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("days", [2, 3])
-def test_the_hourly_chart_over_days_has_a_row_per_day(tmp_path: Path, days: int) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_the_hourly_chart_over_days_has_a_row_per_day(fixture_dir: Path, tmp_path: Path, days: int) -> None:
+    copy_log(fixture_dir, tmp_path)
     build_days(LocalStore(tmp_path), dates=DAYS)
     start = D2 - timedelta(days=days - 1)
     with connect(tmp_path) as log:

@@ -10,7 +10,7 @@ import pytest
 
 from queries import AttemptLog, QueryError, Scope, by_destination, connect, day_report
 
-from .conftest import D1, D2, fixture_rows, publish
+from .conftest import D1, D2, copy_log
 from .escapes import (
     BOMBS,
     CATALOG,
@@ -27,9 +27,8 @@ from .escapes import (
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory: pytest.TempPathFactory) -> Places:
-    data_dir = tmp_path_factory.mktemp("escapes-data")
-    publish(fixture_rows(), data_dir)
+def places(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Places:
+    data_dir = copy_log(fixture_dir, tmp_path_factory.mktemp("escapes-data"))
     return make_places(tmp_path_factory.mktemp("escapes"), data_dir)
 
 

@@ -25,7 +25,7 @@ from queries import (
 )
 from queries.catalog import ROLLUP_VIEWS, VIEWS
 
-from .conftest import D1, D2, at, fixture_rows, job, ok, publish
+from .conftest import D1, D2, at, copy_log, fixture_rows, job, ok, publish
 
 EXPLORER_FILTERS: dict[str, object] = dict.fromkeys(
     ["error_class", "error_code", "status_code", "destination_id", "integration"]
@@ -114,8 +114,8 @@ def test_files_published_after_connect_are_seen(tmp_path: Path) -> None:
         assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 21
 
 
-def test_a_log_whose_files_all_went_is_empty_again(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_a_log_whose_files_all_went_is_empty_again(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     with connect(tmp_path) as log:
         assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 20
         shutil.rmtree(attempts_root(tmp_path))
@@ -192,8 +192,8 @@ def test_everything_else_is_refused(log: AttemptLog, sql: str, problem: str) -> 
         run_sql(log, sql)
 
 
-def test_a_refused_copy_writes_nothing(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_a_refused_copy_writes_nothing(fixture_dir: Path, tmp_path: Path) -> None:
+    copy_log(fixture_dir, tmp_path)
     target = attempts_root(tmp_path) / "date=2026-03-10" / "hour=99" / "x.parquet"
     with connect(tmp_path) as log, pytest.raises(QueryError):
         run_sql(log, f"COPY (SELECT * FROM attempts) TO '{target}'")
@@ -205,8 +205,10 @@ def test_only_the_log_directory_is_readable(log: AttemptLog) -> None:
         run_sql(log, "SELECT * FROM read_csv('/etc/passwd')")
 
 
-def test_the_attempt_and_rollup_directories_are_readable_and_nothing_beside_them(tmp_path: Path) -> None:
-    publish(fixture_rows(), tmp_path)
+def test_the_attempt_and_rollup_directories_are_readable_and_nothing_beside_them(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    copy_log(fixture_dir, tmp_path)
     (tmp_path / "engine-state.csv").write_text("secret\n1\n")
     with connect(tmp_path) as log:
         for directory in ["attempts", "rollups/outcomes", "rollups/destination_latency"]:
