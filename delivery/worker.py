@@ -31,7 +31,7 @@ its requests' timeout); a job whose lease would not outlast its request is
 given back instead of sent. Not for metered destinations (a token is
 taken when a request starts) nor batching ones (their requests are formed
 at the claim). At most half the claim batch waits ahead overall;
-`[engine] claim_ahead = false` turns it off.
+`[engine] claim_ahead` decides (by default: for a PostgreSQL queue only).
 
 **Metering.** A destination with a rate limit has a token bucket
 (`delivery.metering`; `[engine] metering`). Tokens are taken when jobs are
@@ -175,7 +175,10 @@ class Worker:
         # Claimed ahead (module docstring): requests waiting for their destination's next free slot.
         self._ahead: dict[str, deque[list[Job]]] = {}
         self._ahead_count = 0
-        self._ahead_cap = min(engine.claim_batch_size, engine.concurrency) // 2 if engine.claim_ahead else 0
+        claim_ahead = engine.claim_ahead == "on" or (
+            engine.claim_ahead == "auto" and config.queue.backend == "postgres"
+        )
+        self._ahead_cap = min(engine.claim_batch_size, engine.concurrency) // 2 if claim_ahead else 0
         self._ahead_per_destination = self._slots // 2
         #: Least lease left on a job claimed ahead to send it: its request's timeout, and a stop's grace.
         self._lease_needed_s = engine.request_timeout_s + engine.shutdown_grace_s

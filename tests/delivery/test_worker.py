@@ -485,7 +485,7 @@ def test_a_busy_destination_is_claimed_for_again_once_a_quarter_of_its_slots_are
 
     async def scenario() -> Sink:
         async with Sink(script) as sink:
-            slots = {"concurrency": 8, "per_destination_concurrency": 8, "claim_ahead": False}
+            slots = {"concurrency": 8, "per_destination_concurrency": 8, "claim_ahead": "off"}
             config = make_config(tmp_path, {"hook": sink.url}, shutdown_grace_s=0.1, **slots)
             enqueue(queue, "hook", 30)
             async with running(config, queue):
@@ -518,7 +518,11 @@ def test_jobs_claimed_ahead_wait_for_a_slot_and_take_it_when_a_request_ends(
 
     async def scenario() -> Sink:
         async with Sink(script) as sink:
-            slots = {"concurrency": 8, "per_destination_concurrency": 4, "claim_ahead": claim_ahead}
+            slots = {
+                "concurrency": 8,
+                "per_destination_concurrency": 4,
+                "claim_ahead": "on" if claim_ahead else "off",
+            }
             config = make_config(tmp_path, {"hook": sink.url}, shutdown_grace_s=0.1, **slots)
             enqueue(queue, "hook", 20)
             async with running(config, queue):
@@ -559,7 +563,7 @@ def test_a_job_claimed_ahead_whose_lease_would_not_outlast_its_request_is_given_
         async with Sink(always(Reply(200, delay_s=0.1))) as sink:
             # A request may take 1 s and a stop 1 s more: a lease of 1.5 s cannot cover a wait ahead.
             timing = {"request_timeout_s": 1, "lease_s": 1.5, "shutdown_grace_s": 1}
-            slots = {"concurrency": 2, "per_destination_concurrency": 2}
+            slots = {"concurrency": 2, "per_destination_concurrency": 2, "claim_ahead": "on"}
             config = make_config(tmp_path, {"hook": sink.url}, **timing, **slots)
             enqueue(giving_back, "hook", 6)
             async with running(config, giving_back):
