@@ -72,15 +72,15 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Mapping, Sequence
-from typing import Any, Final, Literal, TypedDict
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal
 
 from delivery import batching, payload, records, retry
 from delivery.classify import classify
 from delivery.config import Config, Destination
 from delivery.metering import Meter, Metering
 from delivery.precheck import CheckedJob, Fix, Prechecks, Rejection
-from delivery.queue import Event, Job, Queue, Settlement
+from delivery.queue import ClaimOptions, Event, Job, Queue, Settlement
 from delivery.retry import RetryPolicy
 from delivery.sender import Sender, SendResult
 from ingest.ids import new_id
@@ -101,18 +101,6 @@ ABORTED_AT_SHUTDOWN: Final = "request cut short when the engine stopped (shutdow
 OnSettled = Callable[[Mapping[str, Any]], None]
 #: Called with a destination's integration and the fixes made to a job's events, before its request.
 OnFixed = Callable[[str, Sequence[Fix]], None]
-
-
-class _ClaimOptions(TypedDict):
-    """`Queue.claim`'s keyword arguments, as the claim loop passes them (to either way of claiming)."""
-
-    limit: int
-    per_destination_limit: int
-    lease_s: float
-    exclude: Collection[str]
-    limits: Mapping[str, int]
-    batches: Mapping[str, int]
-    linger_s: float
 
 
 #: What an idle claim loop waits for: free capacity overall, or room at a destination that may have work.
@@ -249,7 +237,7 @@ class Worker:
             blocked = self._full_destinations() | {d for d, n in tokens.items() if n == 0} | not_owned
             limits = self._limits(tokens)
             limit = min(engine.claim_batch_size, free)
-            options: _ClaimOptions = {
+            options: ClaimOptions = {
                 "limit": limit,
                 "per_destination_limit": self._most_per_destination,
                 "lease_s": engine.lease_s,

@@ -17,6 +17,7 @@ the interface and the models every caller shares.
 from delivery.queue.base import (
     DEAD_OUTCOMES,
     DEDUP_WINDOW_S,
+    ClaimOptions,
     Event,
     Job,
     JobState,
@@ -35,6 +36,7 @@ from delivery.queue.outbox import check_record, decode_record, encode_record
 __all__ = [
     "DEAD_OUTCOMES",
     "DEDUP_WINDOW_S",
+    "ClaimOptions",
     "Event",
     "Job",
     "JobState",

@@ -28,7 +28,7 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, Required, TypedDict, Unpack
 
 from delivery.queue.outbox import decode_record
 
@@ -186,6 +186,18 @@ class ReplayResult:
     """Dead letters the selection matched that an earlier replay took (left alone unless `again`)."""
 
 
+class ClaimOptions(TypedDict, total=False):
+    """`Queue.claim`'s keyword arguments (see there), for a call that passes them on."""
+
+    limit: Required[int]
+    per_destination_limit: Required[int]
+    lease_s: Required[float]
+    exclude: Collection[str]
+    limits: Mapping[str, int] | None
+    batches: Mapping[str, int] | None
+    linger_s: float
+
+
 class QueueError(Exception):
     """The queue cannot do what was asked."""
 
@@ -268,19 +280,7 @@ class Queue(Protocol):
         """
         ...
 
-    def claim_if_idle(
-        self,
-        owner: str,
-        now: float,
-        *,
-        limit: int,
-        per_destination_limit: int,
-        lease_s: float,
-        exclude: Collection[str] = (),
-        limits: Mapping[str, int] | None = None,
-        batches: Mapping[str, int] | None = None,
-        linger_s: float = 0.0,
-    ) -> list[Job] | None:
+    def claim_if_idle(self, owner: str, now: float, **options: Unpack[ClaimOptions]) -> list[Job] | None:
         """`claim`, if it can run at once without waiting on a lock or the network; else None.
 
         The one blocking method an event loop may call directly: the worker

@@ -59,7 +59,7 @@ import socket
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import numpy as np
 import psycopg
@@ -69,6 +69,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from delivery.queue import dead_letters
 from delivery.queue.base import (
     DEDUP_WINDOW_S,
+    ClaimOptions,
     Event,
     Job,
     JobState,
@@ -840,7 +841,7 @@ class PostgresQueue:
 
         return self._run(fairest if batching else oldest)
 
-    def claim_if_idle(self, owner: str, now: float, **options: Any) -> list[Job] | None:
+    def claim_if_idle(self, owner: str, now: float, **options: Unpack[ClaimOptions]) -> list[Job] | None:
         """See `delivery.queue.Queue.claim_if_idle`: never (a claim is a round trip to the server)."""
         return None
 

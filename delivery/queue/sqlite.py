@@ -36,13 +36,14 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from delivery.queue import dead_letters
 from delivery.queue.base import (
     DEDUP_WINDOW_S,
+    ClaimOptions,
     Event,
     Job,
     JobState,
@@ -564,19 +565,7 @@ class SqliteQueue:
                 linger_s=linger_s,
             )
 
-    def claim_if_idle(
-        self,
-        owner: str,
-        now: float,
-        *,
-        limit: int,
-        per_destination_limit: int,
-        lease_s: float,
-        exclude: Collection[str] = (),
-        limits: Mapping[str, int] | None = None,
-        batches: Mapping[str, int] | None = None,
-        linger_s: float = 0.0,
-    ) -> list[Job] | None:
+    def claim_if_idle(self, owner: str, now: float, **options: Unpack[ClaimOptions]) -> list[Job] | None:
         """See `delivery.queue.Queue.claim_if_idle`: a claim unless another transaction is under way.
 
         Under way: another thread's (this connection's lock is held) or another
@@ -596,40 +585,20 @@ class SqliteQueue:
                 finally:
                     self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 with self._committed() as db:
-                    return self._claim(
-                        db,
-                        owner,
-                        now,
-                        limit=limit,
-                        per_destination_limit=per_destination_limit,
-                        lease_s=lease_s,
-                        exclude=exclude,
-                        limits=limits,
-                        batches=batches,
-                        linger_s=linger_s,
-                    )
+                    return self._claim(db, owner, now, **options)
         finally:
             self._lock.release()
 
     def _claim(
-        self,
-        db: sqlite3.Connection,
-        owner: str,
-        now: float,
-        *,
-        limit: int,
-        per_destination_limit: int,
-        lease_s: float,
-        exclude: Collection[str],
-        limits: Mapping[str, int] | None,
-        batches: Mapping[str, int] | None,
-        linger_s: float,
+        self, db: sqlite3.Connection, owner: str, now: float, **options: Unpack[ClaimOptions]
     ) -> list[Job]:
         """`claim` inside a transaction already begun."""
+        limit, per_destination_limit = options["limit"], options["per_destination_limit"]
         if limit <= 0 or per_destination_limit <= 0:
             return []
-        excluded = frozenset(exclude)
-        limits, batches = limits or {}, batches or {}
+        excluded = frozenset(options.get("exclude", ()))
+        limits, batches = options.get("limits") or {}, options.get("batches") or {}
+        linger_s, lease_s = options.get("linger_s", 0.0), options["lease_s"]
         # Ask for as many more destinations as may be left out, so `limit` others still come back.
         ready = {"now": now, "limit": limit + len(excluded) + len(batches)}
         destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
