@@ -60,8 +60,6 @@ class Secret:
 MIN_ADMIN_TOKEN_CHARS = 32
 #: Where `[engine] exporter` may run the exporter (`delivery.export_process`).
 EXPORTERS = ("process", "thread")
-#: `[engine] claim_ahead`: "auto" claims ahead for a PostgreSQL queue only (docs/worker.md).
-CLAIM_AHEAD = ("auto", "on", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +104,6 @@ class EngineConfig:
     """Requests in flight at once to any one destination."""
     claim_batch_size: int = 100
     """Jobs a worker claims from the queue in one transaction."""
-    claim_ahead: str = "auto"
-    """Also claim up to half a destination's slots ahead, to start as its requests end (docs/worker.md):
-    "on", "off", or "auto": on for a PostgreSQL queue, whose claims are slow, off for SQLite's."""
     lease_s: float = 60
     """How long a claimed job stays leased before another worker may take it."""
     shutdown_grace_s: float = 10

@@ -40,7 +40,6 @@ from delivery.catalog import AuthScheme, Integration, Signing, catalog
 from delivery.config import origins
 from delivery.config.admin_token import TOKEN_FILE, token_problem
 from delivery.config.model import (
-    CLAIM_AHEAD,
     EXPORTERS,
     QUEUE_DSN_ENV,
     AlertsConfig,
@@ -229,7 +228,6 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
             "per_destination_concurrency", defaults.per_destination_concurrency
         ),
         claim_batch_size=table.integer("claim_batch_size", defaults.claim_batch_size),
-        claim_ahead=table.choice("claim_ahead", defaults.claim_ahead, CLAIM_AHEAD),
         lease_s=lease_s,
         shutdown_grace_s=table.seconds("shutdown_grace_s", defaults.shutdown_grace_s, allow_zero=True),
         max_batch_bytes=table.integer("max_batch_bytes", defaults.max_batch_bytes),

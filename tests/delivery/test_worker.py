@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,7 +485,7 @@ def test_a_busy_destination_is_claimed_for_again_once_a_quarter_of_its_slots_are
 
     async def scenario() -> Sink:
         async with Sink(script) as sink:
-            slots = {"concurrency": 8, "per_destination_concurrency": 8, "claim_ahead": "off"}
+            slots = {"concurrency": 8, "per_destination_concurrency": 8}
             config = make_config(tmp_path, {"hook": sink.url}, shutdown_grace_s=0.1, **slots)
             enqueue(queue, "hook", 30)
             async with running(config, queue):
@@ -499,84 +499,6 @@ def test_a_busy_destination_is_claimed_for_again_once_a_quarter_of_its_slots_are
     assert sink.max_in_flight == 8
     rows = drain(queue)
     assert Counter(row["outcome"] for row in rows) == {"delivered": 2, "retry": 8}
-
-
-def leased(queue: SqliteQueue) -> int:
-    return queue.depth().by_state[JobState.LEASED]
-
-
-@pytest.mark.parametrize("claim_ahead", [True, False])
-def test_jobs_claimed_ahead_wait_for_a_slot_and_take_it_when_a_request_ends(
-    tmp_path: Path, queue: SqliteQueue, claim_ahead: bool
-) -> None:
-    def script(n: int, request: Request) -> Reply:
-        """The first request is answered after 0.2 s, the others hang until the stop cuts them."""
-        return Reply(200, delay_s=0.2) if n == 1 else Reply(200, delay_s=30)
-
-    # Four slots; claiming ahead adds half of them (two jobs) waiting in memory.
-    ahead = 2 if claim_ahead else 0
-
-    async def scenario() -> Sink:
-        async with Sink(script) as sink:
-            slots = {
-                "concurrency": 8,
-                "per_destination_concurrency": 4,
-                "claim_ahead": "on" if claim_ahead else "off",
-            }
-            config = make_config(tmp_path, {"hook": sink.url}, shutdown_grace_s=0.1, **slots)
-            enqueue(queue, "hook", 20)
-            async with running(config, queue):
-                await eventually(lambda: sink.in_flight == 4 and leased(queue) == 4 + ahead)
-                # The first request ends: the next job goes out, and the room ahead is claimed again.
-                await eventually(lambda: len(sink.requests) == 5 and sink.in_flight == 4)
-                await eventually(lambda: leased(queue) == 4 + ahead)
-                await asyncio.sleep(0.2)
-                assert (len(sink.requests), sink.in_flight) == (5, 4)  # never more than the slots
-            return sink
-
-    sink = asyncio.run(scenario())
-    assert sink.max_in_flight == 4
-    assert Counter(row["outcome"] for row in drain(queue)) == {"delivered": 1, "retry": 4}
-    # Stopped: the jobs claimed ahead were given back unsent, with the rest.
-    assert queue.depth().by_state == {JobState.PENDING: 19, JobState.LEASED: 0}
-
-
-class _GivingBackQueue(SqliteQueue):
-    """The SQLite queue, counting the jobs the worker gives back unsent."""
-
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir)
-        self.given_back: list[str] = []
-
-    def release(self, owner: str, jobs: Collection[Job] | None = None) -> int:
-        if jobs is not None:
-            self.given_back += [job.id for job in jobs]
-        return super().release(owner, jobs)
-
-
-def test_a_job_claimed_ahead_whose_lease_would_not_outlast_its_request_is_given_back(
-    tmp_path: Path,
-) -> None:
-    giving_back = _GivingBackQueue(tmp_path)
-
-    async def scenario() -> Sink:
-        async with Sink(always(Reply(200, delay_s=0.1))) as sink:
-            # A request may take 1 s and a stop 1 s more: a lease of 1.5 s cannot cover a wait ahead.
-            timing = {"request_timeout_s": 1, "lease_s": 1.5, "shutdown_grace_s": 1}
-            slots = {"concurrency": 2, "per_destination_concurrency": 2, "claim_ahead": "on"}
-            config = make_config(tmp_path, {"hook": sink.url}, **timing, **slots)
-            enqueue(giving_back, "hook", 6)
-            async with running(config, giving_back):
-                await eventually(lambda: unfinished(giving_back) == 0)
-            return sink
-
-    try:
-        sink = asyncio.run(scenario())
-        assert giving_back.given_back  # taken ahead, then given back rather than sent late
-        assert sorted(Counter(request.body for request in sink.requests).values()) == [1] * 6
-        assert Counter(row["outcome"] for row in drain(giving_back)) == {"delivered": 6}
-    finally:
-        giving_back.close()
 
 
 def test_every_request_is_one_row_in_the_parquet_log(tmp_path: Path, queue: SqliteQueue) -> None:

@@ -171,7 +171,6 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         "concurrency": 4,
         "per_destination_concurrency": 2,
         "claim_batch_size": 10,
-        "claim_ahead": "off",
         "lease_s": 30,
         "shutdown_grace_s": 0,
         "max_batch_bytes": 1000,
@@ -202,7 +201,6 @@ def test_every_engine_key_is_read(tmp_path: Path) -> None:
         concurrency=4,
         per_destination_concurrency=2,
         claim_batch_size=10,
-        claim_ahead="off",
         lease_s=30.0,
         shutdown_grace_s=0.0,
         max_batch_bytes=1000,
@@ -477,11 +475,6 @@ CASES: list[tuple[str, dict[str, Any], str | tuple[str, ...]]] = [
         "zero claim batch",
         {"engine": {"claim_batch_size": 0}},
         "engine.claim_batch_size: must be at least 1, got 0",
-    ),
-    (
-        "claim ahead as a boolean",
-        {"engine": {"claim_ahead": True}},
-        "engine.claim_ahead: must be one of 'auto', 'on', 'off', got true (a boolean)",
     ),
     (
         "zero batch bytes",
