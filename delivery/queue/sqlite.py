@@ -64,6 +64,8 @@ QUEUE_FILE = "queue.sqlite3"
 #: Beside the database: held (`flock`) by the one queue that has the data directory open.
 LOCK_FILE = "queue.sqlite3.lock"
 BUSY_TIMEOUT_MS = 10_000
+#: SQLite's default: a commit that takes the WAL past this many pages checkpoints it.
+WAL_AUTOCHECKPOINT_PAGES = 1000
 #: Host parameters per statement for `IN (...)` lists, well under SQLite's limit.
 _CHUNK = 500
 
@@ -378,7 +380,12 @@ class SqliteQueue:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # a failed COMMIT leaves it open
+                self._db.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
@@ -574,12 +581,14 @@ class SqliteQueue:
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            # Its commit runs no checkpoint either (that syncs the files): the next other commit does.
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
             with self._durability(False):
                 self._db.execute("PRAGMA busy_timeout = 0")
                 try:
                     self._db.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as error:
-                    if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # BUSY_RECOVERY, ... too
                         raise
                     return None  # another process writes (the exporter)
                 finally:
@@ -587,6 +596,7 @@ class SqliteQueue:
                 with self._committed() as db:
                     return self._claim(db, owner, now, **options)
         finally:
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._lock.release()
 
     def _claim(

@@ -97,6 +97,7 @@ def test_a_claim_if_idle_claims_at_once_and_gives_way_to_a_transaction_under_way
     # What it changed for its own transaction is back as it was.
     assert queue._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     assert queue._db.execute("PRAGMA busy_timeout").fetchone() == (10_000,)
+    assert queue._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
     assert queue.claim_if_idle("w1", T0, **options) == []
 
 
