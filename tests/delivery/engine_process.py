@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import socket
 import subprocess
 import sys
@@ -32,6 +33,39 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("timed out waiting")
+
+
+class RecordingSink(http.server.ThreadingHTTPServer):
+    """Answers 200 (after `delay_s`) and remembers the messageId of every request, in arrival order."""
+
+    daemon_threads = True
+    # socketserver's default listen backlog is 5: an engine's 16 connections at once would
+    # overflow it, and each dropped SYN costs a 1 s retransmit, which starves a drain.
+    request_queue_size = 128
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.seen: list[str] = []
+        self.lock = threading.Lock()
+        self.delay_s = delay_s
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+
+
+class _RecordingHandler(http.server.BaseHTTPRequestHandler):
+    server: RecordingSink
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.seen.append(json.loads(body)["messageId"])
+        if self.server.delay_s:
+            time.sleep(self.server.delay_s)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @contextmanager

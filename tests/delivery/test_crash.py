@@ -10,8 +10,6 @@ those was sent again after the restart, and the resend is in the log.
 from __future__ import annotations
 
 import base64
-import http.server
-import json
 import signal
 import sqlite3
 import threading
@@ -25,51 +23,20 @@ import duckdb
 import httpx
 import pytest
 
-from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
+from tests.delivery.engine_process import RecordingSink, free_port, serving, start_engine, wait_for
 
 WRITE_KEY = "wk_test_crash"
 SINK_DELAY_S = 0.005
 PACE_S = 0.01  # long enough that requests are in flight whenever the engine dies
 
 
-class CountingSink(http.server.ThreadingHTTPServer):
-    """Answers 200 after a short delay and remembers the messageId of every request."""
-
-    daemon_threads = True
-    # socketserver's default listen backlog is 5: the engine's 16 connections at once would
-    # overflow it, and each dropped SYN costs a 1 s retransmit, which starves the drain.
-    request_queue_size = 128
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _CountingHandler)
-
-
-class _CountingHandler(http.server.BaseHTTPRequestHandler):
-    server: CountingSink
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with self.server.lock:
-            self.server.seen.append(json.loads(body)["messageId"])
-        time.sleep(SINK_DELAY_S)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def sink() -> Iterator[CountingSink]:
-    with serving(CountingSink()) as server:
+def sink() -> Iterator[RecordingSink]:
+    with serving(RecordingSink(delay_s=SINK_DELAY_S)) as server:
         yield server
 
 
-def write_config(tmp_path: Path, sink: CountingSink) -> Path:
+def write_config(tmp_path: Path, sink: RecordingSink) -> Path:
     config = tmp_path / "deliverydash.toml"
     config.write_text(
         f"""
@@ -132,7 +99,7 @@ class Sender(threading.Thread):
 
 
 def test_kill_9_under_load_then_restart_loses_and_duplicates_nothing(
-    tmp_path: Path, sink: CountingSink
+    tmp_path: Path, sink: RecordingSink
 ) -> None:
     config = write_config(tmp_path, sink)
     port = free_port()

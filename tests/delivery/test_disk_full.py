@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import base64
 import errno
-import http.server
-import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,39 +31,11 @@ import pytest
 
 from delivery.queue import Event, StorageFull
 from delivery.queue.sqlite import SqliteQueue
-from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
+from tests.delivery.engine_process import RecordingSink, free_port, serving, start_engine, wait_for
 
 WRITE_KEY = "wk_test_disk"
 DISK_BYTES = 48 * 2**20
 RESERVE_BYTES = 8 * 2**20
-
-
-class Sink(http.server.ThreadingHTTPServer):
-    """Answers 200 and remembers the messageId of every request."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _SinkHandler)
-
-
-class _SinkHandler(http.server.BaseHTTPRequestHandler):
-    server: Sink
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with self.server.lock:
-            self.server.seen.append(json.loads(body)["messageId"])
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -122,7 +91,7 @@ class Client:
         return response
 
 
-def write_config(path: Path, data_dir: Path, sink: Sink) -> Path:
+def write_config(path: Path, data_dir: Path, sink: RecordingSink) -> Path:
     path.write_text(
         f"""
 [engine]
@@ -167,7 +136,7 @@ def test_a_full_disk_refuses_new_events_loses_none_and_recovers_by_itself(
     small_disk: Path, tmp_path: Path
 ) -> None:
     data_dir = small_disk / "data"
-    with serving(Sink()) as sink, (tmp_path / "engine.log").open("w") as log:
+    with serving(RecordingSink()) as sink, (tmp_path / "engine.log").open("w") as log:
         config = write_config(tmp_path / "deliverydash.toml", data_dir, sink)
         port = free_port()
         engine = start_engine(config, port, log=log)

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import http.server
 import os
 import signal
 import sqlite3
@@ -20,38 +19,20 @@ import duckdb
 import httpx
 import pytest
 
-from tests.delivery.engine_process import free_port, serving, start_engine, wait_for
+from tests.delivery.engine_process import RecordingSink, free_port, serving, start_engine, wait_for
 
 WRITE_KEY = "wk_test_export_process"
 
 
-class Sink(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Ok)
-
-
-class _Ok(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    with serving(Sink()) as server:
+def sink() -> Iterator[RecordingSink]:
+    with serving(RecordingSink()) as server:
         yield server
 
 
-def write_config(tmp_path: Path, sink: Sink, exporter: str = "process", interval_s: float = 0.2) -> Path:
+def write_config(
+    tmp_path: Path, sink: RecordingSink, exporter: str = "process", interval_s: float = 0.2
+) -> Path:
     config = tmp_path / "deliverydash.toml"
     config.write_text(
         f'[engine]\ndata_dir = "{tmp_path / "data"}"\nallow_private_targets = true\n'
@@ -100,7 +81,9 @@ def stop(engine: subprocess.Popen[str]) -> str:
     return out
 
 
-def test_the_exporter_runs_in_a_child_and_every_record_reaches_the_log(tmp_path: Path, sink: Sink) -> None:
+def test_the_exporter_runs_in_a_child_and_every_record_reaches_the_log(
+    tmp_path: Path, sink: RecordingSink
+) -> None:
     port = free_port()
     engine = start_engine(write_config(tmp_path, sink), port)
     try:
@@ -117,7 +100,7 @@ def test_the_exporter_runs_in_a_child_and_every_record_reaches_the_log(tmp_path:
     assert not Path(f"/proc/{exporter}").exists()  # reaped, not left behind
 
 
-def test_the_child_makes_the_final_pass_when_the_engine_stops(tmp_path: Path, sink: Sink) -> None:
+def test_the_child_makes_the_final_pass_when_the_engine_stops(tmp_path: Path, sink: RecordingSink) -> None:
     """An hour between rounds: what the child's first round did not find waits for the final pass."""
     port = free_port()
     engine = start_engine(write_config(tmp_path, sink, interval_s=3600), port)
@@ -131,7 +114,9 @@ def test_the_child_makes_the_final_pass_when_the_engine_stops(tmp_path: Path, si
     assert outbox(tmp_path / "data") == 0
 
 
-def test_a_killed_exporter_is_replaced_by_exporting_in_the_engine(tmp_path: Path, sink: Sink) -> None:
+def test_a_killed_exporter_is_replaced_by_exporting_in_the_engine(
+    tmp_path: Path, sink: RecordingSink
+) -> None:
     port = free_port()
     engine = start_engine(write_config(tmp_path, sink), port)
     try:
@@ -148,7 +133,7 @@ def test_a_killed_exporter_is_replaced_by_exporting_in_the_engine(tmp_path: Path
 
 
 def test_a_killed_engine_s_exporter_exports_what_was_committed_and_frees_the_data_dir(
-    tmp_path: Path, sink: Sink
+    tmp_path: Path, sink: RecordingSink
 ) -> None:
     config = write_config(tmp_path, sink)
     port = free_port()
@@ -177,7 +162,7 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_with_exporter_thread_there_is_no_child(tmp_path: Path, sink: Sink) -> None:
+def test_with_exporter_thread_there_is_no_child(tmp_path: Path, sink: RecordingSink) -> None:
     port = free_port()
     engine = start_engine(write_config(tmp_path, sink, exporter="thread"), port)
     try:
