@@ -199,9 +199,7 @@ def _build_day(store: LogStore, date: str, names: frozenset[str], current: str) 
 def merge_day(rollup: str, parts: Iterable[pa.Table]) -> pa.Table:
     """The hourly rollup rows `parts` of one day as day rows: hours truncated, measures re-aggregated."""
     schema = rollup_schemas()[rollup]
-    rows = pa.concat_tables(
-        [part.select(schema.names).cast(schema) for part in parts] or [schema.empty_table()]
-    )
+    rows = pa.concat_tables([_conformed(part, schema) for part in parts] or [schema.empty_table()])
     with duckdb.connect(":memory:") as con:
         con.execute("SET threads = 1")  # the compacting round runs beside the engine's work
         con.register("hourly", rows)
@@ -223,6 +221,16 @@ def merge_day(rollup: str, parts: Iterable[pa.Table]) -> pa.Table:
         if order:
             sql += f" ORDER BY {order}"
         return con.sql(sql).to_arrow_table().cast(schema)
+
+
+def _conformed(part: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`part` with `schema`'s columns: one an older file lacks (written before the column was added to
+    its rollup) is NULL, as the views read it (`union_by_name`)."""
+    columns = [
+        part.column(field.name) if field.name in part.column_names else pa.nulls(part.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, names=schema.names).cast(schema)
 
 
 def _delete_stale(store: LogStore, date: str, current: str, cutoff: float) -> int:

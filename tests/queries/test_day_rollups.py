@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from ingest.compaction import compact, expire
@@ -113,6 +114,21 @@ def test_a_superseded_day_file_goes_after_its_grace(fixture_dir: Path, tmp_path:
     gone = build_days(store, dates=DAYS, grace_s=0)
     assert gone.built == [] and gone.deleted == len(DAY_ROLLUPS)  # one file of each day rollup
     assert day_files(store)[("outcomes", "2026-03-10")] == {day_digests(store)["2026-03-10"]}
+
+
+def test_hourly_files_older_than_a_rollup_column_build_a_day_counting_it_null(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    copy_log(fixture_dir, tmp_path)
+    before = figures(tmp_path)
+    # As a log written before `replayed` joined the outcomes rollup: the views read it as NULL.
+    for path in (tmp_path / "rollups" / "outcomes" / "date=2026-03-10").rglob("*.parquet"):
+        pq.write_table(pq.read_table(path).drop_columns(["replayed"]), path)
+    assert build_days(LocalStore(tmp_path), dates=DAYS).built == list(DAYS)
+    shutil.rmtree(tmp_path / "rollups" / "outcomes")
+    after = figures(tmp_path)
+    for name, frame in before.items():
+        assert after[name].equals(frame), name
 
 
 def test_a_day_lacking_an_hourly_rollup_is_left_alone(fixture_dir: Path, tmp_path: Path) -> None:
