@@ -46,12 +46,6 @@ SQL_MAX_ROWS = 10_000
 SQL_MAX_BYTES = 64 * 1024 * 1024
 SQL_MEMORY_LIMIT = "1GiB"
 SQL_WORKERS = 2
-_RECEIVED_DAYS = """
-    SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day
-    FROM outcomes
-    WHERE attempt <= 1
-    ORDER BY day DESC
-"""
 
 
 def data_dir() -> Path:
@@ -89,11 +83,7 @@ def sql_sandbox() -> SqlSandbox:
 
 
 def days() -> list[dt.date]:
-    """UTC days on which events were received, newest first.
-
-    From the `outcomes` rollup, not the partition directories: those are
-    days of requests, and a simulated day's retries spill into the next one.
-    """
+    """UTC days on which events were received, newest first (`queries.api.received_days`)."""
     if not log().store.has_files("attempts/date="):
         return []
     return _received_days(log_location())
@@ -101,10 +91,7 @@ def days() -> list[dt.date]:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _received_days(root: str) -> list[dt.date]:
-    # The day rollups hold the received day of every row: a month of hourly rows need not be read.
-    received = _log(root).trusted_sql(_RECEIVED_DAYS, by_day=True)
-    days: list[dt.date] = received.get_column("day").to_list()
-    return days
+    return api.received_days(_log(root))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

@@ -40,8 +40,10 @@ SEED_REQUEST_FIGURES = (
 
 def latest_day(log: AttemptLog) -> dt.date | None:
     """The latest UTC day on which the log received a job, or None for an empty log."""
-    frame = log.sql("SELECT max(timezone('UTC', received_at))::DATE AS day FROM attempts")
-    return frame.item(0, 0) if frame.height else None
+    from queries.api import received_days
+
+    days = received_days(log)
+    return days[0] if days else None
 
 
 def render_failures(failures: pl.DataFrame, received: int) -> str:

@@ -13,7 +13,7 @@ others, with parameters of their own, are written out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, TypedDict, Unpack
 
 import polars as pl
@@ -214,6 +214,22 @@ def _latest_hours_holding(per_hour: pl.DataFrame, limit: int) -> datetime | None
     enough = held.filter(pl.col("held") >= max(limit, 1))
     first: datetime = enough.get_column("hour")[0] if not enough.is_empty() else held.get_column("hour")[-1]
     return first
+
+
+def received_days(log: AttemptLog) -> list[date]:
+    """The UTC days on which the log received events, newest first (empty for an empty log).
+
+    From the day rollups of `outcomes`, not the raw log (whose newest
+    `received_at` is a month of footers away) nor the partition directories
+    (days of requests: a day's retries spill into the next one).
+    """
+    frame = log.trusted_sql(
+        "SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day FROM outcomes "
+        "WHERE attempt <= 1 ORDER BY day DESC",
+        by_day=True,
+    )
+    days: list[date] = frame.get_column("day").to_list()
+    return days
 
 
 def job_created_at(job_id: str) -> datetime:

@@ -15,12 +15,8 @@ import datetime as dt
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from deliverydash import options
-
-if TYPE_CHECKING:
-    from queries import AttemptLog
 
 NAME = "evidence"
 HELP = "write a partner's evidence pack (HTML report and CSVs, zipped)"
@@ -59,6 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Check the arguments, build the pack with a line per step, publish the zip whole."""
     from app.evidence import EvidenceError, build_pack
+    from deliverydash.day_report import latest_day
     from ingest.files import publish_bytes
     from queries.log import connect
 
@@ -72,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"[{time.monotonic() - began:5.1f} s] {step}", file=sys.stderr)
 
     with connect(location) as log:
-        start, end = _range(args, _latest_day(log) if args.since is None else None, location)
+        start, end = _range(args, latest_day(log) if args.since is None else None, location)
         print(
             f"Evidence pack of {args.partner}, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC",
             file=sys.stderr,
@@ -98,16 +95,6 @@ def _configured_secrets(config_path: str) -> set[str]:
             f"{exc}: no pack is made without every configured secret to keep out"
         ) from None
     return config_secrets(config_path) | live_secrets(patches)
-
-
-def _latest_day(log: AttemptLog) -> dt.date | None:
-    # From the day rollups, as the dashboard's day picker: a day of raw records need not be read.
-    frame = log.trusted_sql(
-        "SELECT max(timezone('UTC', received_hour))::DATE AS day FROM outcomes WHERE attempt <= 1",
-        by_day=True,
-    )
-    day: dt.date | None = frame.item(0, 0) if frame.height else None
-    return day
 
 
 def _range(
