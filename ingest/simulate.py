@@ -601,7 +601,9 @@ def _world(seed: int, knobs: Knobs) -> World:
 
 def _simulate_hour(task: _HourTask) -> SimulationResult:
     """Draw the jobs received in one hour, play them, and publish exactly `task.attempts` rows."""
-    rng = np.random.default_rng([task.seed, task.hour])
+    # The world is the seed's; each day's traffic has a stream of its own, so the days of a month
+    # simulated with one seed share customers, destinations and partners but not their events.
+    rng = np.random.default_rng([task.seed, task.day_start_us // 86_400_000_000, task.hour])
     hour_sim = _Hour(_world(task.seed, task.knobs), task.knobs, task.policy, rng, task.day_start_us)
     # Every job makes at least one attempt, so `attempts` jobs always cover the
     # target, and a few spares fill the last rows: whole jobs worth exactly

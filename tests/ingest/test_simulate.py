@@ -14,6 +14,7 @@ import pytest
 from ingest.files import attempts_glob
 from ingest.ids import new_id
 from ingest.simulate import SimulationResult, simulate_day
+from ingest.world import build_world
 from tests.ingest.attempt_checks import (
     SQL_CHECKS,
     classification_mismatches,
@@ -130,6 +131,28 @@ def test_other_seed_other_data(seven: pa.Table, tmp_path: Path) -> None:
     assert other.num_rows == seven.num_rows
     assert set(other.column("attempt_id").to_pylist()).isdisjoint(seven.column("attempt_id").to_pylist())
     assert other.select(["destination_id", "started_at"]) != seven.select(["destination_id", "started_at"])
+
+
+def test_days_of_one_seed_share_the_world_not_the_traffic(seven: pa.Table, tmp_path: Path) -> None:
+    # A month simulated with one seed: each destination keeps its workspace, source and
+    # integration from day to day (as a customer's do), while each day's events are its own.
+    simulate_day(DETERMINISM_ROWS, tmp_path, seed=7, date=DAY + dt.timedelta(days=1))
+    next_day = read_sorted(tmp_path)
+    world = build_world(7)
+    owners = set(
+        zip(
+            world.dest_id,
+            world.dest_workspace,
+            world.dest_source,
+            world.int_name[world.dest_integration],
+            strict=True,
+        )
+    )
+    for day in (seven, next_day):
+        columns = day.select(["destination_id", "workspace_id", "source_id", "integration"]).to_pydict()
+        assert set(zip(*columns.values(), strict=True)) <= owners
+    assert set(next_day.column("attempt_id").to_pylist()).isdisjoint(seven.column("attempt_id").to_pylist())
+    assert next_day.column("destination_id").to_pylist() != seven.column("destination_id").to_pylist()
 
 
 @pytest.fixture(scope="module")
