@@ -50,8 +50,9 @@ MEASURES = {
 }
 #: Measures kept from the row of another measure's maximum: the latest error body.
 LATEST = {"example": "last_seen"}
-#: Sort order of a day file where its rollup has the columns: a workspace's page skips the rest.
-_SORT = ("workspace_id", "destination_id")
+#: Sort order of a day file where its rollup has the columns: a workspace's page skips the rest,
+#: and so does a partner's in the rollups per integration.
+_SORT = ("workspace_id", "destination_id", "integration")
 
 
 def day_tree(rollup: str) -> str:

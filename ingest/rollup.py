@@ -34,6 +34,7 @@ from ingest.schema import ATTEMPT_SCHEMA
 
 ROLLUPS = (
     "outcomes",
+    "integration_outcomes",
     "latency",
     "destination_latency",
     "errors",
@@ -121,8 +122,12 @@ def connect_macros(con: duckdb.DuckDBPyConnection) -> None:
 
 
 #: Rollups aggregated from another rollup's rows, not from the attempts: a
-#: per-integration histogram is the per-destination one summed.
-_BUILT_FROM = {"latency": "destination_latency", "delay": "destination_delay"}
+#: per-integration rollup is the per-destination one summed.
+_BUILT_FROM = {
+    "integration_outcomes": "outcomes",
+    "latency": "destination_latency",
+    "delay": "destination_delay",
+}
 
 
 def build_rollups(table: pa.Table, names: Iterable[str] = ROLLUPS) -> dict[str, pa.Table]:

@@ -36,22 +36,36 @@ CREATE OR REPLACE MACRO started_in_hours(part_date, part_hour, started, range_st
     AND epoch(part_date) + part_hour * 3600 >= epoch(range_start)
     AND epoch(part_date) + part_hour * 3600 < epoch(range_end);
 
--- scoped_outcomes(scope_kind, scope_value, range_start, range_end): the `outcomes` rows of the
--- scope whose requests started in [range_start, range_end): what request figures sum.
-CREATE OR REPLACE MACRO scoped_outcomes(scope_kind, scope_value, range_start, range_end) AS TABLE
+-- scoped_outcomes(scope_kind, scope_value, range_start, range_end, per_destination := false): the
+-- `outcomes` rows of the scope whose requests started in [range_start, range_end): what request
+-- figures sum. For 'all' and an integration they come from `integration_outcomes` (the same sums
+-- per integration, a tenth of the rows; workspace_id, source_id and destination_id are NULL),
+-- unless `per_destination`, which a figure per destination or workspace passes. The bound
+-- $scope_kind makes the other branch an empty result when DuckDB plans the statement, as in
+-- scoped_histogram below.
+CREATE OR REPLACE MACRO scoped_outcomes(scope_kind, scope_value, range_start, range_end, per_destination := false) AS TABLE
+    SELECT *
+    FROM integration_outcomes
+    WHERE NOT per_destination
+      AND scope_kind IN ('all', 'integration')
+      AND in_scope(scope_kind, scope_value, NULL, NULL, integration)
+      AND started_in(date, started_hour, range_start, range_end)
+    UNION ALL BY NAME
     SELECT *
     FROM outcomes
-    WHERE in_scope(scope_kind, scope_value, workspace_id, destination_id, integration)
+    WHERE (per_destination OR scope_kind NOT IN ('all', 'integration'))
+      AND in_scope(scope_kind, scope_value, workspace_id, destination_id, integration)
       AND started_in(date, started_hour, range_start, range_end);
 
--- cohort_outcomes(scope_kind, scope_value, range_start, range_end): the `outcomes` rows of the
--- jobs received in [range_start, range_end), the cohort event figures follow (docs/sql.md). A
--- job's retries start less than a day after it was received, so its records are read from
--- range_start to a day past range_end. Replayed jobs are not in it: an event is received once
--- (replay_outcomes has their rows). Files older than the `replayed` column read it as NULL.
-CREATE OR REPLACE MACRO cohort_outcomes(scope_kind, scope_value, range_start, range_end) AS TABLE
+-- cohort_outcomes(scope_kind, scope_value, range_start, range_end, per_destination := false): the
+-- `outcomes` rows of the jobs received in [range_start, range_end), the cohort event figures follow
+-- (docs/sql.md). A job's retries start less than a day after it was received, so its records are
+-- read from range_start to a day past range_end. Replayed jobs are not in it: an event is received
+-- once (replay_outcomes has their rows). Files older than the `replayed` column read it as NULL.
+CREATE OR REPLACE MACRO cohort_outcomes(scope_kind, scope_value, range_start, range_end, per_destination := false) AS TABLE
     SELECT *
-    FROM scoped_outcomes(scope_kind, scope_value, range_start, range_end + INTERVAL 1 DAY)
+    FROM scoped_outcomes(scope_kind, scope_value, range_start, range_end + INTERVAL 1 DAY,
+                         per_destination := per_destination)
     WHERE received_hour >= range_start
       AND received_hour < range_end
       AND NOT coalesce(replayed, false);
@@ -66,12 +80,12 @@ CREATE OR REPLACE MACRO replay_outcomes(scope_kind, scope_value, range_start, ra
       AND received_hour < range_end
       AND replayed;
 
--- cohort_and_requests(scope_kind, scope_value, range_start, range_end): one scan for both kinds
--- of figure. The `outcomes` rows of the scope started from range_start to a day past range_end,
--- flagged `in_cohort` (the job was received in the range: cohort_outcomes's rows),
--- `is_request` (a request started in the range: scoped_outcomes's rows with attempt >= 1) and
--- `in_replay` (a replay of an event received in the range: replay_outcomes's rows).
-CREATE OR REPLACE MACRO cohort_and_requests(scope_kind, scope_value, range_start, range_end) AS TABLE
+-- cohort_and_requests(scope_kind, scope_value, range_start, range_end, per_destination := false):
+-- one scan for both kinds of figure. The `outcomes` rows of the scope started from range_start to
+-- a day past range_end, flagged `in_cohort` (the job was received in the range: cohort_outcomes's
+-- rows), `is_request` (a request started in the range: scoped_outcomes's rows with attempt >= 1)
+-- and `in_replay` (a replay of an event received in the range: replay_outcomes's rows).
+CREATE OR REPLACE MACRO cohort_and_requests(scope_kind, scope_value, range_start, range_end, per_destination := false) AS TABLE
     SELECT
         *,
         received_hour >= range_start AND received_hour < range_end AND NOT coalesce(replayed, false)
@@ -79,7 +93,8 @@ CREATE OR REPLACE MACRO cohort_and_requests(scope_kind, scope_value, range_start
         attempt >= 1 AND started_hour < range_end AS is_request,
         received_hour >= range_start AND received_hour < range_end AND coalesce(replayed, false)
             AS in_replay
-    FROM scoped_outcomes(scope_kind, scope_value, range_start, range_end + INTERVAL 1 DAY);
+    FROM scoped_outcomes(scope_kind, scope_value, range_start, range_end + INTERVAL 1 DAY,
+                         per_destination := per_destination);
 
 -- cohort_figures(in_cohort, is_request, attempt, outcome, events, records): an aggregate over
 -- flagged `outcomes` rows (cohort_and_requests), as a struct that unnest() spreads into columns:
@@ -115,7 +130,7 @@ CREATE OR REPLACE MACRO destination_figures(scope_kind, scope_value, range_start
             integration,
             unnest(cohort_figures(in_cohort, is_request, attempt, outcome, events, records)),
             recovered_by_replay(in_replay, outcome, events) AS recovered_by_replay
-        FROM cohort_and_requests(scope_kind, scope_value, range_start, range_end)
+        FROM cohort_and_requests(scope_kind, scope_value, range_start, range_end, per_destination := true)
         -- DuckDB spreads a struct into columns only under an explicit GROUP BY, not GROUP BY ALL.
         GROUP BY workspace_id, destination_id, integration
         HAVING bool_or(is_request OR in_cohort OR in_replay)

@@ -10,7 +10,7 @@ WITH figures AS (
         integration,
         count(DISTINCT destination_id) FILTER (is_request OR in_cohort) AS destinations,
         unnest(cohort_figures(in_cohort, is_request, attempt, outcome, events, records))
-    FROM cohort_and_requests($scope_kind, $scope_value, $start, $end)
+    FROM cohort_and_requests($scope_kind, $scope_value, $start, $end, per_destination := true)
     GROUP BY integration
     HAVING bool_or(is_request OR in_cohort)
 )

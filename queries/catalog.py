@@ -46,6 +46,7 @@ VIEW = "attempts"
 #: The views over the rollups, each with the rollup (`ingest.rollup.ROLLUPS`) it reads.
 ROLLUP_VIEWS = {
     "outcomes": "outcomes",
+    "integration_outcomes": "integration_outcomes",
     "latency_histogram": "latency",
     "destination_latency_histogram": "destination_latency",
     "error_templates": "errors",

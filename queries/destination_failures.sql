@@ -21,7 +21,7 @@ SELECT
     error_class,
     sum(records)::BIGINT AS jobs,
     sum(events)::BIGINT AS events
-FROM cohort_outcomes($scope_kind, $scope_value, $start, $end)
+FROM cohort_outcomes($scope_kind, $scope_value, $start, $end, per_destination := true)
 WHERE outcome IN ('failed', 'dropped', 'skipped')
 GROUP BY workspace_id, destination_id, integration, outcome, error_class
 ORDER BY events DESC, jobs DESC, workspace_id, destination_id, outcome, error_class

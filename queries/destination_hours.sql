@@ -11,7 +11,7 @@
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
 WITH requests AS (
     SELECT destination_id, started_hour, status_code, records, events
-    FROM scoped_outcomes($scope_kind, $scope_value, $start, $end)
+    FROM scoped_outcomes($scope_kind, $scope_value, $start, $end, per_destination := true)
     WHERE attempt >= 1
 )
 

@@ -17,7 +17,7 @@ SELECT
     started_hour AS hour,
     error_class,
     sum(records)::BIGINT AS records
-FROM scoped_outcomes($scope_kind, $scope_value, $start, $end)
+FROM scoped_outcomes($scope_kind, $scope_value, $start, $end, per_destination := true)
 WHERE explorer_match(error_class, error_code, status_code, destination_id, integration,
                      $error_class, $error_code, $status_code, $destination_id, $integration)
 GROUP BY started_hour, error_class

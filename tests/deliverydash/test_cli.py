@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.rollup import ROLLUPS
 from tests.delivery.engine_process import free_port
 
 
@@ -245,8 +246,9 @@ def test_repair_mends_what_a_stopped_writer_left_and_report_warns_until_then(tmp
     # rollup would still hold the hour whose hourly rollup is lost below).
     shutil.rmtree(tmp_path / "rollups" / "by_day")
     rollup = sorted((tmp_path / "rollups" / "outcomes").rglob("*.parquet"))[0]  # the day's first hour
-    rollup.unlink()
     attempt = tmp_path / "attempts" / rollup.relative_to(tmp_path / "rollups" / "outcomes")
+    for name in ROLLUPS:  # the writer stopped after the attempt file, before any of its rollups
+        (tmp_path / "rollups" / name / attempt.relative_to(tmp_path / "attempts")).unlink()
     os.utime(attempt, (1_700_000_000, 1_700_000_000))  # older than the writers' grace
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
 
@@ -258,7 +260,7 @@ def test_repair_mends_what_a_stopped_writer_left_and_report_warns_until_then(tmp
 
     repaired = run("repair", "--data-dir", str(tmp_path))
     assert repaired.returncode == 0, repaired.stderr
-    assert "1 built, 0 orphaned ones removed" in repaired.stdout
+    assert f"{len(ROLLUPS)} built, 0 orphaned ones removed" in repaired.stdout
     assert rollup.is_file()
     again = run("report", "--data-dir", str(tmp_path))
     assert "out of step" not in again.stderr

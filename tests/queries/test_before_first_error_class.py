@@ -36,7 +36,8 @@ def _drop_column(pattern: str) -> int:
 def old_dir(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = copy_log(fixture_dir, tmp_path_factory.mktemp("old"))
     assert _drop_column(attempts_glob(data_dir)) > 0
-    assert _drop_column(rollup_glob(data_dir, "outcomes")) > 0
+    for rollup in ("outcomes", "integration_outcomes"):  # the rollups that have the column
+        assert _drop_column(rollup_glob(data_dir, rollup)) > 0
     return data_dir
 
 

@@ -79,6 +79,7 @@ def test_every_rollup_has_a_view(tmp_path: Path) -> None:
     assert VIEWS == (
         "attempts",
         "outcomes",
+        "integration_outcomes",
         "latency_histogram",
         "destination_latency_histogram",
         "error_templates",
