@@ -275,6 +275,35 @@ def test_a_workspace_or_destination_reads_the_per_destination_histogram(
     assert "rollups/latency/" not in plan
 
 
+@pytest.mark.parametrize("scope", [Scope.all(), Scope.integration("webhook")], ids=str)
+@pytest.mark.parametrize("name", ["day_report", "funnel", "by_status_code"])
+def test_all_and_an_integration_read_the_outcomes_per_integration(
+    log: AttemptLog, scope: Scope, name: str
+) -> None:
+    # A tenth of outcomes's rows: the per-destination branch is folded away, none of its files read.
+    plan = log.plan(name, scope, D1, D2, analyze=True)
+    assert "rollups/integration_outcomes/date=" in plan
+    assert "rollups/outcomes/" not in plan
+
+
+@pytest.mark.parametrize(
+    ("name", "scope"),
+    [
+        ("day_report", Scope.workspace("acme")),
+        ("day_report", Scope.destination("dst_acme_amp")),
+        ("by_destination", Scope.all()),  # figures per destination
+        ("destination_failures", Scope.integration("webhook")),
+    ],
+    ids=str,
+)
+def test_figures_per_destination_or_of_a_workspace_read_outcomes(
+    log: AttemptLog, name: str, scope: Scope
+) -> None:
+    plan = log.plan(name, scope, D1, D2, analyze=True)
+    assert "rollups/outcomes/date=" in plan
+    assert "rollups/integration_outcomes/" not in plan
+
+
 def test_a_skip_after_tries_is_no_request_to_either_latency(tmp_path: Path) -> None:
     # A job tried once, then skipped when its destination was disabled: attempt 2, no duration.
     skipped = {
