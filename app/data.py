@@ -149,6 +149,11 @@ def by_integration(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.Dat
     return _run("by_integration", scope, start, end)
 
 
+def destinations(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """Destinations with records in the range, their workspace and integration (destinations.sql)."""
+    return _run("destinations", scope, start, end)
+
+
 def hourly(scope: Scope, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """Requests per UTC hour and error class (queries/hourly.sql)."""
     return _run("hourly", scope, start, end)
@@ -268,15 +273,21 @@ def _rollups_out_of_step(root: str) -> int:
 
 def workspaces(start: dt.datetime, end: dt.datetime) -> list[str]:
     """Workspaces with traffic in the range, busiest first (operators' scope picker)."""
-    frame = by_destination(Scope.all(), start, end)
-    totals = frame.group_by("workspace_id").agg(pl.col("requests").sum()).sort("requests", descending=True)
-    return totals.get_column("workspace_id").to_list()
+    return _busiest(destinations(Scope.all(), start, end), "workspace_id")
 
 
 def integrations(start: dt.datetime, end: dt.datetime) -> list[str]:
     """Integrations with traffic in the range, busiest first (operators' scope picker)."""
-    frame = by_integration(Scope.all(), start, end)
-    return frame.sort("requests", descending=True).get_column("integration").to_list()
+    return _busiest(destinations(Scope.all(), start, end), "integration")
+
+
+def _busiest(frame: pl.DataFrame, column: str) -> list[str]:
+    totals = (
+        frame.group_by(column)
+        .agg(pl.col("requests").sum())
+        .sort(["requests", column], descending=[True, False])
+    )
+    return totals.get_column(column).to_list()
 
 
 def notifications_source() -> Where:
@@ -336,6 +347,7 @@ __all__ = [
     "data_dir",
     "day_report",
     "days",
+    "destinations",
     "error_samples",
     "funnel",
     "hourly",

@@ -19,7 +19,7 @@ scope = viewer.scope
 
 st.title("Error explorer")
 with st.spinner("Reading the attempt log…"):
-    destinations = data.by_destination(scope, start, end)
+    destinations = data.destinations(scope, start, end)
 
 classes = [error_class.value for error_class in ErrorClass if error_class is not ErrorClass.NONE]
 left, middle, right, last = st.columns(4)
