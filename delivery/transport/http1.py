@@ -424,6 +424,8 @@ class _Connection(asyncio.Protocol):
     """
 
     def __init__(self) -> None:
+        # Made by the loop it runs on: asking for the running loop per request costs a getpid().
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -471,12 +473,12 @@ class _Connection(asyncio.Protocol):
         self._buffer.clear()
         self._read_limit = read_limit
         self._early = False
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_at(deadline, self._time_out, waiter)
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_at(deadline, self._time_out, waiter)
         try:
             self.transport.write(request)
-            self._advance()  # a connection that died while idle fails now
+            if self._eof:
+                self._advance()  # a connection that died while idle fails now
             return await waiter
         finally:
             timer.cancel()
@@ -518,10 +520,20 @@ class _Slots:
         self._free = size
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def take(self, deadline: float) -> None:
-        """Take a slot, waiting until `deadline` (loop time) at most."""
+    def take_free(self) -> bool:
+        """Take a slot if one is free and nobody waits for one; else False (then `take` waits).
+
+        Not a coroutine: a slot is free for nearly every request, and a coroutine made
+        and run for each of them cost more than the check.
+        """
         if self._free and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def take(self, deadline: float) -> None:
+        """Take a slot, waiting until `deadline` (loop time) at most."""
+        if self.take_free():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -614,10 +626,11 @@ class Client:
             slots = self._slots.get(target.key)
             if slots is None:
                 slots = self._slots[target.key] = _Slots(self._limit_per_host)
-            try:
-                await slots.take(deadline)
-            except TimeoutError:
-                raise ConnectTimeout(f"no free connection to {target.shown} within the timeout") from None
+            if not slots.take_free():
+                try:
+                    await slots.take(deadline)
+                except TimeoutError:
+                    raise ConnectTimeout(f"no free connection to {target.shown} within the timeout") from None
             try:
                 connection = self._pooled(target.key)
                 if connection is None:
