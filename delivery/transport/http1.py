@@ -92,6 +92,8 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_LINE_BYTES: Final = 8 * 1024
 #: A chunk's size line, extensions and CRLF included, is refused beyond this.
 MAX_CHUNK_LINE: Final = 1024
+#: Request heads kept for reuse, at most (see `Client._target`).
+TARGETS_KEPT: Final = 1024
 #: What the Host header and the pool key leave out.
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _SMALLINT_MAX = 32767  # the status_code column
@@ -562,6 +564,18 @@ _Key = tuple[str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
+class _UrlPart:
+    """What a URL alone gives a request, whatever its headers."""
+
+    key: _Key
+    shown: str
+    """host:port, for messages."""
+    request_line: str
+    fields: Mapping[str, tuple[str, str]]
+    """Default fields by lower-case name: (name as sent, value), in the order they are sent."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Target:
     key: _Key
     shown: str
@@ -600,6 +614,9 @@ class Client:
         self._idle: dict[_Key, list[_Connection]] = {}
         self._slots: dict[_Key, _Slots] = {}
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], _Target] = {}
+        """Request heads by URL and headers: an unsigned destination's are the same on every request."""
+        self._urls: dict[str, _UrlPart] = {}
+        """What each URL gives a request (one per destination URL): a signed request's head starts here."""
         self._swept_at = time.monotonic()
         self._closed = False
 
@@ -776,9 +793,14 @@ class Client:
         cache_key = (url, tuple(headers.items()))
         target = self._targets.get(cache_key)
         if target is None:
-            target = self._targets[cache_key] = _target(
-                url, headers, self._user_agent, absolute=self._proxy is not None
-            )
+            if len(self._targets) >= TARGETS_KEPT:
+                # A signed destination's headers differ on every request (webhook-id, signature):
+                # its heads are never asked for again, and must not pile up.
+                self._targets.clear()
+            part = self._urls.get(url)
+            if part is None:
+                part = self._urls[url] = _url_part(url, self._user_agent, absolute=self._proxy is not None)
+            target = self._targets[cache_key] = _with_headers(part, headers)
         return target
 
 
@@ -862,6 +884,11 @@ async def _tunnel(sock: socket.socket, host: str, port: int, read_limit: int) ->
 def _target(url: str, headers: Mapping[str, str], user_agent: str, *, absolute: bool = False) -> _Target:
     """The pool key and request head of `url`; `absolute`: an `http` URL's request line in absolute
     form (`POST http://host/path`), as a proxy takes it."""
+    return _with_headers(_url_part(url, user_agent, absolute=absolute), headers)
+
+
+def _url_part(url: str, user_agent: str, *, absolute: bool = False) -> _UrlPart:
+    """What `url` alone gives a request: its pool key, its request line and its default fields."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -886,6 +913,13 @@ def _target(url: str, headers: Mapping[str, str], user_agent: str, *, absolute: 
             "Authorization",
             "Basic " + base64.b64encode(credentials.encode()).decode(),
         )
+    request_target = f"http://{shown_host}{path}" if absolute and scheme == "http" else path
+    return _UrlPart((scheme, host, port), shown_host, f"POST {request_target} HTTP/1.1\r\n", fields)
+
+
+def _with_headers(part: _UrlPart, headers: Mapping[str, str]) -> _Target:
+    """The target of `part` with the caller's `headers` (each replaces a default field of its name)."""
+    fields = dict(part.fields)
     for name, value in headers.items():
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
             raise ValueError(f"header {name!r} holds a line break or a colon")
@@ -893,7 +927,6 @@ def _target(url: str, headers: Mapping[str, str], user_agent: str, *, absolute: 
         if lowered in ("host", "content-length", "transfer-encoding", "connection"):
             continue  # framing is this client's
         fields[lowered] = (name, value)
-    request_target = f"http://{shown_host}{path}" if absolute and scheme == "http" else path
-    lines = [f"POST {request_target} HTTP/1.1\r\n"]
+    lines = [part.request_line]
     lines += [f"{name}: {value}\r\n" for name, value in fields.values()]
-    return _Target((scheme, host, port), shown_host, "".join(lines).encode("utf-8"))
+    return _Target(part.key, part.shown, "".join(lines).encode("utf-8"))
