@@ -94,17 +94,17 @@ class Prechecks:
         """
         self._policy = engine.target_policy
         self._permitted: dict[str, bool] = {}
-        """host -> whether the policy permits it as written (pure, so kept)."""
+        """url -> whether the policy permits its host as written (pure, so kept: asked per request)."""
         self._catalog = integrations if integrations is not None else catalog()
         self._admit = admit
 
-    async def verdict(self, destination: Destination | None) -> Classification | None:
+    def verdict(self, destination: Destination | None) -> Classification | None:
         """Why the job must not be sent, or None to send it."""
         if destination is None:
             return UNKNOWN_DESTINATION
         if not destination.enabled:
             return DISABLED
-        if not self._permits(urlsplit(destination.url).hostname or ""):
+        if not self._permits(destination.url):
             return PRIVATE_TARGET
         if self._admit is not None and not self._admit(destination.id):
             return AUTO_DISABLED
@@ -114,10 +114,11 @@ class Prechecks:
         """A job's events held against its destination's integration rules (see `check_job`)."""
         return check_job(events, self._catalog[destination.integration].rules)
 
-    def _permits(self, host: str) -> bool:
-        permitted = self._permitted.get(host)
+    def _permits(self, url: str) -> bool:
+        # Kept by URL, not host: splitting the URL again on every request was most of the check.
+        permitted = self._permitted.get(url)
         if permitted is None:
-            permitted = self._permitted[host] = self._policy.permits_host(host)
+            permitted = self._permitted[url] = self._policy.permits_host(urlsplit(url).hostname or "")
         return permitted
 
 

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -151,7 +152,7 @@ class Worker:
         self._refill_at = max(1, min(engine.claim_batch_size, engine.concurrency) // 4)
         self._held = 0
         self._held_by_destination: Counter[str] = Counter()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[list[Settlement]]] = set()
         self._wake = asyncio.Event()
         self._waiting_for: _Waiting | None = None
         self._excluded: frozenset[str] = frozenset()
@@ -357,9 +358,11 @@ class Worker:
             meter.take(now)
         self._held += 1
         self._held_by_destination[destination_id] += 1
-        task = asyncio.create_task(self._deliver(jobs))
+        # What follows the request is a callback, not a coroutine awaiting it: each coroutine
+        # between the task and the socket is resumed on every answer (docs/benchmarks.md, issue 16).
+        task = asyncio.create_task(self._attempt(jobs))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(self._ended, jobs))
 
     def _release(self, destination_id: str) -> None:
         """A job's request is over: free its slots, and wake the claim loop if that makes room."""
@@ -381,17 +384,19 @@ class Worker:
 
     # -- one job --------------------------------------------------------------------------------
 
-    async def _deliver(self, jobs: list[Job]) -> None:
-        try:
-            settlements = await self._attempt(jobs)
-        except Exception:
+    def _ended(self, jobs: list[Job], task: asyncio.Task[list[Settlement]]) -> None:
+        """The request's task for `jobs` is over: free its slot, and hand its settlements to the settler."""
+        self._tasks.discard(task)
+        self._release(jobs[0].destination_id)
+        if task.cancelled():
+            return  # by a cancelled run(): its jobs are sent again
+        error = task.exception()
+        if error is not None:
             # A bug, not a delivery failure: nothing is recorded, the jobs' leases lapse
             # and they are claimed again.
-            log.exception("job %s: the attempt failed inside the engine", jobs[0].id)
+            log.error("job %s: the attempt failed inside the engine", jobs[0].id, exc_info=error)
             return
-        finally:
-            self._release(jobs[0].destination_id)
-        for settlement in settlements:
+        for settlement in task.result():
             self._settler.add(settlement)
 
     async def _attempt(self, jobs: list[Job]) -> list[Settlement]:
@@ -405,7 +410,7 @@ class Worker:
             # Added live on another engine of a fleet, and claimed here before this one read it.
             await self._give_back(jobs)
             return []
-        skip = await self._prechecks.verdict(destination)
+        skip = self._prechecks.verdict(destination)
         if skip is not None:
             return [self._skipped(job, destination, skip) for job in jobs]
         assert destination is not None  # the precheck skips unknown destinations
@@ -419,7 +424,8 @@ class Worker:
                 passed.append((job, checked.events))
         if not passed:
             return settlements
-        passed = await self._fit(passed, destination)
+        if len(passed) > 1:
+            passed = await self._fit(passed, destination)
         sent = batching.combine([job for job, _ in passed])
         settlements.append(
             await self._request(sent, tuple(job for job, _ in passed[1:]), passed, destination)
@@ -437,8 +443,6 @@ class Worker:
         self, passed: list[tuple[Job, tuple[Event, ...]]], destination: Destination
     ) -> list[tuple[Job, tuple[Event, ...]]]:
         """The leading jobs whose events, as fixed, fit one body; the others are given back."""
-        if len(passed) == 1:
-            return passed
         sizes = [len(events[0].payload) for _, events in passed]
         n = batching.fitting(sizes, destination.max_batch_bytes)
         if n < len(passed):
@@ -461,7 +465,13 @@ class Worker:
         headers = payload.signed(
             self._headers[destination.id], self._signers[destination.id], message_id, sent_at, body
         )
-        result = await self._send(destination, body, headers)
+        started = time.perf_counter()
+        try:
+            result = await self._sender.send(destination.url, body, headers)
+        except asyncio.CancelledError:
+            if not self._aborting:
+                raise
+            result = _cut_at_shutdown(started)
         ended = self._clock()
         verdict = _classify(result, job)
         decision = retry.decide(
@@ -512,24 +522,6 @@ class Worker:
         )
         return Settlement(job, record)
 
-    async def _send(self, destination: Destination, body: bytes, headers: Mapping[str, str]) -> SendResult:
-        started = time.perf_counter()
-        try:
-            return await self._sender.send(destination.url, body, headers)
-        except asyncio.CancelledError:
-            if not self._aborting:
-                raise
-            # Cut by the stop sequence, not by a caller: record the request like any other.
-            task = asyncio.current_task()
-            assert task is not None
-            task.uncancel()
-            duration_ms = (time.perf_counter() - started) * 1000
-            return SendResult(
-                duration_ms,
-                error_code="ECONNABORTED",
-                error_message=f"ConnectionAbortedError: {ABORTED_AT_SHUTDOWN}",
-            )
-
     # -- stopping -------------------------------------------------------------------------------
 
     async def _finish_in_flight(self) -> None:
@@ -542,6 +534,19 @@ class Worker:
             for task in running:
                 task.cancel()
             await asyncio.wait(running)
+
+
+def _cut_at_shutdown(started: float) -> SendResult:
+    """The result of a request the stop sequence cut (not a caller): recorded like any other."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.uncancel()
+    duration_ms = (time.perf_counter() - started) * 1000
+    return SendResult(
+        duration_ms,
+        error_code="ECONNABORTED",
+        error_message=f"ConnectionAbortedError: {ABORTED_AT_SHUTDOWN}",
+    )
 
 
 def _classify(result: SendResult, job: Job) -> Classification:

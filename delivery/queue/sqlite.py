@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, NamedTuple, Unpack
 
 import numpy as np
 
@@ -187,7 +187,7 @@ ORDER BY ready_at
 LIMIT :limit
 """
 _CLAIMABLE = """
-SELECT id, available_at, attempts, replay_of FROM jobs
+SELECT id, available_at, attempts, replay_of, due_at, received_at, first_error_class FROM jobs
 WHERE destination_id = :destination AND available_at <= :now
 ORDER BY available_at, id
 LIMIT :limit
@@ -196,15 +196,22 @@ _LEASE = """
 UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = ?, lease_expires_at = ?, available_at = ?
 WHERE id = ?
 """
-_JOB_COLUMNS = (
-    "id, destination_id, state, attempts, due_at, received_at, first_error_class, "
-    "lease_owner, lease_expires_at, replay_of"
-)
 _EVENT_COLUMNS = "message_id, workspace_id, source_id, type, name, payload, received_at"
 _KEEP_DEAD_LETTER = (
     f"INSERT INTO dead_letters ({', '.join(dead_letters.COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(dead_letters.COLUMNS))})"
 )
+
+
+class _Found(NamedTuple):
+    """A claimable job's columns, as the claim read them."""
+
+    destination_id: str
+    attempts: int
+    due_at: float
+    received_at: float
+    first_error_class: str | None
+    replay_of: str | None
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
@@ -613,6 +620,7 @@ class SqliteQueue:
         ready = {"now": now, "limit": limit + len(excluded) + len(batches)}
         destinations = db.execute(_READY_DESTINATIONS, ready).fetchall()
         candidates: list[Candidate] = []
+        found: dict[str, _Found] = {}
         for destination_id, ready_at in destinations:
             if destination_id in excluded:
                 continue
@@ -623,58 +631,51 @@ class SqliteQueue:
             if share <= 0:
                 continue
             rows = db.execute(_CLAIMABLE, {"destination": destination_id, "now": now, "limit": share})
-            # A replayed job goes alone: its record names the one job it replays.
-            candidates.extend(
-                (available_at, job_id, destination_id, size > 1 and attempts == 0 and replay_of is None)
-                for job_id, available_at, attempts, replay_of in rows
-            )
+            for job_id, available_at, attempts, replay_of, due_at, received_at, first_class in rows:
+                found[job_id] = _Found(destination_id, attempts, due_at, received_at, first_class, replay_of)
+                # A replayed job goes alone: its record names the one job it replays.
+                shares = size > 1 and attempts == 0 and replay_of is None
+                candidates.append((available_at, job_id, destination_id, shares))
         chosen = choose(candidates, limit, per_destination_limit, limits, batches)
         if not chosen:
             return []
         token, expires_at = new_id(), now + lease_s
         db.executemany(_LEASE, [(owner, token, expires_at, expires_at, job_id) for job_id in chosen])
-        jobs = self._read_jobs(db, chosen, token)
-        return [jobs[job_id] for job_id in chosen]
-
-    def _read_jobs(self, db: sqlite3.Connection, job_ids: Sequence[str], token: str) -> dict[str, Job]:
-        events: dict[str, list[Event]] = {job_id: [] for job_id in job_ids}
-        jobs: dict[str, Job] = {}
-        for chunk in _chunks(job_ids):
-            marks = _marks(len(chunk))
-            for job_id, *values in db.execute(
-                f"SELECT je.job_id, {_EVENT_COLUMNS} FROM job_events je JOIN events e ON e.id = je.event_id "
-                f"WHERE je.job_id IN ({marks}) ORDER BY je.job_id, je.position",
-                chunk,
-            ):
-                events[job_id].append(Event(*values))
-            for row in db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({marks})", chunk):
-                (
-                    job_id,
-                    destination_id,
-                    state,
-                    attempts,
-                    due_at,
-                    received_at,
-                    first_class,
-                    owner,
-                    expires_at,
-                    replay_of,
-                ) = row
-                jobs[job_id] = Job(
+        # The jobs as leased, from what the claim read and the lease it wrote: not read again
+        # (on the event loop, a claim's second read of its jobs cost more than building them).
+        events = self._read_events(db, chosen)
+        jobs = []
+        for job_id in chosen:
+            job = found[job_id]
+            jobs.append(
+                Job(
                     id=job_id,
-                    destination_id=destination_id,
+                    destination_id=job.destination_id,
                     events=tuple(events[job_id]),
-                    state=JobState(state),
-                    attempts=attempts,
-                    due_at=due_at,
-                    received_at=received_at,
-                    first_error_class=first_class,
+                    state=JobState.LEASED,
+                    attempts=job.attempts,
+                    due_at=job.due_at,
+                    received_at=job.received_at,
+                    first_error_class=job.first_error_class,
                     lease_owner=owner,
                     lease_expires_at=expires_at,
                     lease_token=token,
-                    replay_of=replay_of,
+                    replay_of=job.replay_of,
                 )
+            )
         return jobs
+
+    def _read_events(self, db: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, list[Event]]:
+        """The events of each of `job_ids`, in order."""
+        events: dict[str, list[Event]] = {job_id: [] for job_id in job_ids}
+        for chunk in _chunks(job_ids):
+            for job_id, *values in db.execute(
+                f"SELECT je.job_id, {_EVENT_COLUMNS} FROM job_events je JOIN events e ON e.id = je.event_id "
+                f"WHERE je.job_id IN ({_marks(len(chunk))}) ORDER BY je.job_id, je.position",
+                chunk,
+            ):
+                events[job_id].append(Event(*values))
+        return events
 
     def complete(self, job: Job, record: Mapping[str, Any], now: float) -> None:
         """See `delivery.queue.Queue.complete`. The finished job is deleted, its payloads with it.

@@ -92,6 +92,8 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_LINE_BYTES: Final = 8 * 1024
 #: A chunk's size line, extensions and CRLF included, is refused beyond this.
 MAX_CHUNK_LINE: Final = 1024
+#: Request heads kept for reuse, at most (see `Client._target`).
+TARGETS_KEPT: Final = 1024
 #: What the Host header and the pool key leave out.
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _SMALLINT_MAX = 32767  # the status_code column
@@ -424,6 +426,8 @@ class _Connection(asyncio.Protocol):
     """
 
     def __init__(self) -> None:
+        # Made by the loop it runs on: asking for the running loop per request costs a getpid().
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -471,12 +475,12 @@ class _Connection(asyncio.Protocol):
         self._buffer.clear()
         self._read_limit = read_limit
         self._early = False
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_at(deadline, self._time_out, waiter)
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_at(deadline, self._time_out, waiter)
         try:
             self.transport.write(request)
-            self._advance()  # a connection that died while idle fails now
+            if self._eof:
+                self._advance()  # a connection that died while idle fails now
             return await waiter
         finally:
             timer.cancel()
@@ -518,10 +522,20 @@ class _Slots:
         self._free = size
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def take(self, deadline: float) -> None:
-        """Take a slot, waiting until `deadline` (loop time) at most."""
+    def take_free(self) -> bool:
+        """Take a slot if one is free and nobody waits for one; else False (then `take` waits).
+
+        Not a coroutine: a slot is free for nearly every request, and a coroutine made
+        and run for each of them cost more than the check.
+        """
         if self._free and not self._waiters:
             self._free -= 1
+            return True
+        return False
+
+    async def take(self, deadline: float) -> None:
+        """Take a slot, waiting until `deadline` (loop time) at most."""
+        if self.take_free():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -547,6 +561,18 @@ class _Slots:
 
 #: (scheme, host, port)
 _Key = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _UrlPart:
+    """What a URL alone gives a request, whatever its headers."""
+
+    key: _Key
+    shown: str
+    """host:port, for messages."""
+    request_line: str
+    fields: Mapping[str, tuple[str, str]]
+    """Default fields by lower-case name: (name as sent, value), in the order they are sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,6 +614,9 @@ class Client:
         self._idle: dict[_Key, list[_Connection]] = {}
         self._slots: dict[_Key, _Slots] = {}
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], _Target] = {}
+        """Request heads by URL and headers: an unsigned destination's are the same on every request."""
+        self._urls: dict[str, _UrlPart] = {}
+        """What each URL gives a request (one per destination URL): a signed request's head starts here."""
         self._swept_at = time.monotonic()
         self._closed = False
 
@@ -614,10 +643,11 @@ class Client:
             slots = self._slots.get(target.key)
             if slots is None:
                 slots = self._slots[target.key] = _Slots(self._limit_per_host)
-            try:
-                await slots.take(deadline)
-            except TimeoutError:
-                raise ConnectTimeout(f"no free connection to {target.shown} within the timeout") from None
+            if not slots.take_free():
+                try:
+                    await slots.take(deadline)
+                except TimeoutError:
+                    raise ConnectTimeout(f"no free connection to {target.shown} within the timeout") from None
             try:
                 connection = self._pooled(target.key)
                 if connection is None:
@@ -763,9 +793,14 @@ class Client:
         cache_key = (url, tuple(headers.items()))
         target = self._targets.get(cache_key)
         if target is None:
-            target = self._targets[cache_key] = _target(
-                url, headers, self._user_agent, absolute=self._proxy is not None
-            )
+            if len(self._targets) >= TARGETS_KEPT:
+                # A signed destination's headers differ on every request (webhook-id, signature):
+                # its heads are never asked for again, and must not pile up.
+                self._targets.clear()
+            part = self._urls.get(url)
+            if part is None:
+                part = self._urls[url] = _url_part(url, self._user_agent, absolute=self._proxy is not None)
+            target = self._targets[cache_key] = _with_headers(part, headers)
         return target
 
 
@@ -849,6 +884,11 @@ async def _tunnel(sock: socket.socket, host: str, port: int, read_limit: int) ->
 def _target(url: str, headers: Mapping[str, str], user_agent: str, *, absolute: bool = False) -> _Target:
     """The pool key and request head of `url`; `absolute`: an `http` URL's request line in absolute
     form (`POST http://host/path`), as a proxy takes it."""
+    return _with_headers(_url_part(url, user_agent, absolute=absolute), headers)
+
+
+def _url_part(url: str, user_agent: str, *, absolute: bool = False) -> _UrlPart:
+    """What `url` alone gives a request: its pool key, its request line and its default fields."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -873,6 +913,13 @@ def _target(url: str, headers: Mapping[str, str], user_agent: str, *, absolute: 
             "Authorization",
             "Basic " + base64.b64encode(credentials.encode()).decode(),
         )
+    request_target = f"http://{shown_host}{path}" if absolute and scheme == "http" else path
+    return _UrlPart((scheme, host, port), shown_host, f"POST {request_target} HTTP/1.1\r\n", fields)
+
+
+def _with_headers(part: _UrlPart, headers: Mapping[str, str]) -> _Target:
+    """The target of `part` with the caller's `headers` (each replaces a default field of its name)."""
+    fields = dict(part.fields)
     for name, value in headers.items():
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
             raise ValueError(f"header {name!r} holds a line break or a colon")
@@ -880,7 +927,6 @@ def _target(url: str, headers: Mapping[str, str], user_agent: str, *, absolute: 
         if lowered in ("host", "content-length", "transfer-encoding", "connection"):
             continue  # framing is this client's
         fields[lowered] = (name, value)
-    request_target = f"http://{shown_host}{path}" if absolute and scheme == "http" else path
-    lines = [f"POST {request_target} HTTP/1.1\r\n"]
+    lines = [part.request_line]
     lines += [f"{name}: {value}\r\n" for name, value in fields.values()]
-    return _Target((scheme, host, port), shown_host, "".join(lines).encode("utf-8"))
+    return _Target(part.key, part.shown, "".join(lines).encode("utf-8"))

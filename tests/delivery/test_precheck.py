@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 
 import pytest
@@ -22,7 +21,7 @@ def hook(url: str, *, enabled: bool = True) -> Destination:
 
 
 def verdict(engine: EngineConfig, destination: Destination | None) -> Classification | None:
-    return asyncio.run(Prechecks(engine).verdict(destination))
+    return Prechecks(engine).verdict(destination)
 
 
 @pytest.mark.parametrize(

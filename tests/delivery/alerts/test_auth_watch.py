@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -174,10 +173,10 @@ def test_the_precheck_skips_what_the_watch_does_not_admit() -> None:
         return False
 
     prechecks = precheck.Prechecks(config.engine, admit=refuse)
-    assert asyncio.run(prechecks.verdict(config.destination("a"))) == precheck.AUTO_DISABLED
+    assert prechecks.verdict(config.destination("a")) == precheck.AUTO_DISABLED
     # Disabled in the file, or unknown: decided before the watch is asked (no probe spent).
-    assert asyncio.run(prechecks.verdict(config.destination("b"))) == precheck.DISABLED
-    assert asyncio.run(prechecks.verdict(None)) == precheck.UNKNOWN_DESTINATION
+    assert prechecks.verdict(config.destination("b")) == precheck.DISABLED
+    assert prechecks.verdict(None) == precheck.UNKNOWN_DESTINATION
     assert asked == ["a"]
     assert (precheck.AUTO_DISABLED.error_class, precheck.AUTO_DISABLED.error_code) == (
         "disabled",

@@ -822,6 +822,27 @@ def test_the_request_on_the_wire() -> None:
     assert body == PAYLOAD
 
 
+def test_heads_that_differ_on_every_request_are_sent_as_given_and_not_kept_without_bound() -> None:
+    # A signed destination's headers (webhook-id, signature) are new on every request.
+    n = http1.TARGETS_KEPT + 10
+
+    async def scenario() -> tuple[list[bytes], int]:
+        async with FaultServer(keep_alive) as server:
+            client = make_client()
+            try:
+                for i in range(n):
+                    headers = {**HEADERS, "webhook-id": f"msg_{i}"}
+                    await client.post(server.url(), PAYLOAD, headers, timeout_s=2.0, read_limit=LIMIT)
+                return server.received, len(client._targets)
+            finally:
+                await client.close()
+
+    received, kept = asyncio.run(scenario())
+    sent = [request.count(f"\r\nwebhook-id: msg_{i}\r\n".encode()) for i, request in enumerate(received)]
+    assert sent == [1] * n
+    assert kept <= http1.TARGETS_KEPT
+
+
 def test_connections_are_reused_for_sequential_posts() -> None:
     async def scenario() -> tuple[list[int], int, int]:
         async with FaultServer(keep_alive) as server:
