@@ -27,7 +27,7 @@ hides: `ingest.manifests`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -201,8 +201,10 @@ def _left_out(
     return lambda tree: (paths(tree, hidden), paths(tree, compacted))
 
 
-def range_view_sql(store: LogStore, manifests: ManifestCache, dates: Sequence[str]) -> list[str]:
-    """Statements making each view, as TEMP views, read only the partitions of `dates`.
+def range_view_sql(
+    store: LogStore, manifests: ManifestCache, dates: Sequence[str], views: Collection[str] = VIEWS
+) -> list[str]:
+    """Statements making each of `views`, as TEMP views, read only the partitions of `dates`.
 
     A named query over hours of a day reads a few days' partitions (its
     cohort's retries run a day past the range), but a view over every
@@ -210,11 +212,14 @@ def range_view_sql(store: LogStore, manifests: ManifestCache, dates: Sequence[st
     over a month of history that took longer than the query. These views list
     only the `dates` partitions that exist (a glob matching nothing is an
     error), leave out what the manifests hide, and are padded with today's
-    columns (`padded_view_sql`).
+    columns (`padded_view_sql`). Binding a view opens its files' footers, so
+    a query gets only the views it reads (`queries.loader.names_read`).
     """
     left_out = _left_out(store, manifests.hours())
     statements = []
     for view, tree in view_trees().items():
+        if view not in views:
+            continue
         globs = [
             store.path(f"{tree}/date={date}/hour=*/*.parquet")
             for date in dates

@@ -7,6 +7,8 @@ connection before any query runs.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 
@@ -18,6 +20,7 @@ _PACKAGE = "queries"
 _SUFFIX = ".sql"
 _SHARED = "_"
 MACROS = "_macros"
+_MACRO = re.compile(r"CREATE\s+OR\s+REPLACE\s+MACRO\s+(\w+)\s*\(", re.IGNORECASE)
 
 
 def query_names() -> list[str]:
@@ -56,3 +59,47 @@ def parameter_names(name: str) -> frozenset[str]:
     if len(statements) != 1:
         raise QueryError(f"query {name!r} must hold exactly one statement, has {len(statements)}")
     return frozenset(statements[0].named_parameters)
+
+
+def names_read(name: str, views: Iterable[str]) -> frozenset[str]:
+    """Those of `views` that query `name` names, in its statement or in the macros it calls
+    (transitively), comments left out."""
+    return frozenset(view for view in views if _mentions(name, view))
+
+
+def _mentions(name: str, word: str) -> bool:
+    pattern = re.compile(rf"\b{re.escape(word)}\b")
+    return any(pattern.search(text) for text in _texts_read(name))
+
+
+@cache
+def _texts_read(name: str) -> tuple[str, ...]:
+    """The text of query `name` and of every macro it calls, directly or through other macros."""
+    bodies = _macro_bodies()
+    query = _uncommented(load_query(name))
+    texts, pending, seen = [query], [query], set()
+    while pending:
+        text = pending.pop()
+        for macro, body in bodies.items():
+            if macro not in seen and re.search(rf"\b{macro}\s*\(", text):
+                seen.add(macro)
+                texts.append(body)
+                pending.append(body)
+    return tuple(texts)
+
+
+@cache
+def _macro_bodies() -> dict[str, str]:
+    """Each macro of `_macros.sql` by name: its statement, up to the next macro's."""
+    text = load_macros()
+    found = list(_MACRO.finditer(text))
+    ends = [match.start() for match in found[1:]] + [len(text)]
+    return {
+        match.group(1): _uncommented(text[match.start() : end])
+        for match, end in zip(found, ends, strict=True)
+    }
+
+
+def _uncommented(sql: str) -> str:
+    # The files' SQL holds no `--` inside a string literal.
+    return re.sub(r"--[^\n]*", "", sql)

@@ -37,7 +37,7 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 
@@ -63,7 +63,7 @@ from queries.catalog import (
 )
 from queries.errors import QueryError
 from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
-from queries.loader import load_query, parameter_names
+from queries.loader import load_query, names_read, parameter_names
 from queries.sandbox import SqlSandbox
 from queries.scope import Scope, query_parameters
 
@@ -134,7 +134,11 @@ class AttemptLog:
         bound = _bind(name, scope, start, end, params)
         try:
             return self._fetch(
-                load_query(name), bound, by_day=reads_days(name, start, end), dates=_dates(start, end)
+                load_query(name),
+                bound,
+                by_day=reads_days(name, start, end),
+                dates=_dates(start, end),
+                views=names_read(name, VIEWS),
             )
         except duckdb.Error as exc:
             raise QueryError(f"query {name!r} failed: {exc}") from exc
@@ -173,7 +177,11 @@ class AttemptLog:
         bound = _bind(name, scope, start, end, params)
         explain = "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
         plan = self._fetch(
-            explain + load_query(name), bound, by_day=reads_days(name, start, end), dates=_dates(start, end)
+            explain + load_query(name),
+            bound,
+            by_day=reads_days(name, start, end),
+            dates=_dates(start, end),
+            views=names_read(name, VIEWS),
         )
         return "\n".join(plan.get_column("explain_value"))
 
@@ -260,9 +268,11 @@ class AttemptLog:
         *,
         by_day: bool = False,
         dates: Sequence[str] | None = None,
+        views: Collection[str] = VIEWS,
     ) -> pl.DataFrame:
         """Run `sql` on the day rollups' catalog (`by_day`), or the hourly one: over the partitions of
-        `dates` alone when given (TEMP views of the query's own cursor), else over every partition."""
+        `dates` alone when given (TEMP views of the query's own cursor, those of `views`), else over
+        every partition."""
         if by_day:
             self._sync_day_views()
         elif dates is None:
@@ -271,7 +281,7 @@ class AttemptLog:
             self._define_macros_once(self._con)
         with (self._day_con if by_day else self._con).cursor() as cur:
             if not by_day and dates is not None:
-                for statement in range_view_sql(self.store, self._manifests, dates):
+                for statement in range_view_sql(self.store, self._manifests, dates, views):
                     cur.execute(statement)
             result: pl.DataFrame = cur.sql(sql, params=params).pl()
         return result
