@@ -100,8 +100,8 @@ def log_hours(store: LogStore, manifests: ManifestCache | None = None) -> list[H
     """Every hour partition of the attempt log with its files and manifests, oldest first."""
     states = (manifests or ManifestCache(store)).hours()
     names: dict[tuple[str, int], set[str]] = {}
-    for stored in store.list(f"{ATTEMPTS_DIR}/date="):
-        parts = stored.key.split("/")
+    for key in store.keys(f"{ATTEMPTS_DIR}/date="):
+        parts = key.split("/")
         if len(parts) != 4 or not parts[3].endswith(".parquet"):
             continue
         partition = (parts[1].removeprefix("date="), int(parts[2].removeprefix("hour=")))

@@ -104,8 +104,8 @@ def day_digests(store: LogStore, manifests: ManifestCache | None = None) -> dict
 def day_files(store: LogStore) -> dict[tuple[str, str], set[str]]:
     """(rollup, date) -> the digests of its day files present."""
     found: dict[tuple[str, str], set[str]] = {}
-    for stored in store.list(f"{DAY_DIR}/"):
-        parts = stored.key.removeprefix(f"{DAY_DIR}/").split("/")
+    for key in store.keys(f"{DAY_DIR}/"):
+        parts = key.removeprefix(f"{DAY_DIR}/").split("/")
         if len(parts) == 3 and parts[1].startswith("date=") and parts[2].endswith(".parquet"):
             found.setdefault((parts[0], parts[1].removeprefix("date=")), set()).add(
                 parts[2][: -len(".parquet")]
