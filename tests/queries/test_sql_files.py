@@ -14,7 +14,8 @@ import pytest
 
 import queries
 from queries import AttemptLog, QueryError, Scope, load_query, parameter_names, query_names
-from queries.loader import load_macros
+from queries.catalog import VIEWS
+from queries.loader import load_macros, names_read
 
 from .conftest import D1, D2
 
@@ -170,3 +171,18 @@ def test_reads_only_the_days_it_needs(log: AttemptLog, path: Path, scope: Scope)
         return  # DuckDB proved from the files' statistics that nothing matches: it reads no file
     assert read, f"no file read in the plan of {path.name}:\n{plan}"
     assert "2026-03-09" not in read, f"{path.name} reads D0's files: {sorted(read)}"
+
+
+@pytest.mark.parametrize(
+    ("name", "views"),
+    [
+        ("hourly", {"outcomes", "integration_outcomes"}),  # through scoped_outcomes
+        ("day_report", {"outcomes", "integration_outcomes"}),  # cohort_and_requests -> scoped_outcomes
+        ("explorer_samples", {"attempts"}),
+        ("latency_histogram", {"latency_histogram", "destination_latency_histogram"}),
+    ],
+)
+def test_a_query_names_the_views_it_reads_and_no_other(name: str, views: set[str]) -> None:
+    # Over hours, a query gets only these views (queries.catalog.range_view_sql): one left out would
+    # read the typed, empty view of the same name, so the set must hold every view the query reads.
+    assert names_read(name, VIEWS) == views
