@@ -133,13 +133,7 @@ class AttemptLog:
         """
         bound = _bind(name, scope, start, end, params)
         try:
-            return self._fetch(
-                load_query(name),
-                bound,
-                by_day=reads_days(name, start, end),
-                dates=_dates(start, end),
-                views=names_read(name, VIEWS),
-            )
+            return self._fetch_named(name, "", bound, start, end)
         except duckdb.Error as exc:
             raise QueryError(f"query {name!r} failed: {exc}") from exc
 
@@ -176,13 +170,7 @@ class AttemptLog:
         """
         bound = _bind(name, scope, start, end, params)
         explain = "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
-        plan = self._fetch(
-            explain + load_query(name),
-            bound,
-            by_day=reads_days(name, start, end),
-            dates=_dates(start, end),
-            views=names_read(name, VIEWS),
-        )
+        plan = self._fetch_named(name, explain, bound, start, end)
         return "\n".join(plan.get_column("explain_value"))
 
     def sql(self, text: str, *, timeout_s: float | None = None, max_rows: int | None = None) -> pl.DataFrame:
@@ -260,6 +248,18 @@ class AttemptLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _fetch_named(
+        self, name: str, prefix: str, params: dict[str, object], start: datetime, end: datetime
+    ) -> pl.DataFrame:
+        """The named query, after `prefix` (an EXPLAIN), on the catalog and views its range needs."""
+        return self._fetch(
+            prefix + load_query(name),
+            params,
+            by_day=reads_days(name, start, end),
+            dates=_dates(start, end),
+            views=names_read(name, VIEWS),
+        )
 
     def _fetch(
         self,
