@@ -175,8 +175,18 @@ def _listed(store: LogStore, tree: str) -> dict[str, float]:
     return {
         stored.key[start:]: stored.modified
         for stored in store.list(f"{tree}/date=")
-        if stored.key.endswith(".parquet") and stored.key.count("/", start) == 2
+        if _is_partition_file(stored.key, start)
     }
+
+
+def _partition_keys(store: LogStore, tree: str) -> set[str]:
+    """The keys `_listed` gives, without their times (a local store then stats no file)."""
+    start = len(tree) + 1
+    return {key[start:] for key in store.keys(f"{tree}/date=") if _is_partition_file(key, start)}
+
+
+def _is_partition_file(key: str, start: int) -> bool:
+    return key.endswith(".parquet") and key.count("/", start) == 2
 
 
 #: An attempt file younger than this may still be waiting for its writer to
@@ -213,15 +223,23 @@ def out_of_step(log: str | os.PathLike[str] | LogStore, *, grace_s: float = GRAC
     # Rollups are listed before attempts: a file published between the two
     # listings then looks like it lacks rollups (and is left to its writer
     # for GRACE_S), never like an orphan to delete.
-    present = {rollup: _listed(store, rollup_tree(rollup)).keys() for rollup in ROLLUPS}
-    attempt_files = _listed(store, ATTEMPTS_DIR)
-    orphans = {rollup: frozenset(files - attempt_files.keys()) for rollup, files in present.items()}
-    cutoff = time.time() - grace_s
-    lacking = {}
-    for name, modified in attempt_files.items():
+    present = {rollup: _partition_keys(store, rollup_tree(rollup)) for rollup in ROLLUPS}
+    attempt_files = _partition_keys(store, ATTEMPTS_DIR)
+    orphans = {rollup: frozenset(files - attempt_files) for rollup, files in present.items()}
+    candidates = {}
+    for name in attempt_files:
         missing = tuple(rollup for rollup in ROLLUPS if name not in present[rollup])
-        if missing and modified < cutoff:
-            lacking[name] = missing
+        if missing:
+            candidates[name] = missing
+    if not candidates:
+        return OutOfStep(lacking={}, orphans=orphans)
+    # Ages only when some file lacks rollups: a month's listing with a time per file took twice as
+    # long. A file gone since the first listing lacks nothing.
+    modified = _listed(store, ATTEMPTS_DIR)
+    cutoff = time.time() - grace_s
+    lacking = {
+        name: missing for name, missing in candidates.items() if modified.get(name, cutoff) < cutoff
+    }
     return OutOfStep(lacking=lacking, orphans=orphans)
 
 
