@@ -237,9 +237,7 @@ def out_of_step(log: str | os.PathLike[str] | LogStore, *, grace_s: float = GRAC
     # long. A file gone since the first listing lacks nothing.
     modified = _listed(store, ATTEMPTS_DIR)
     cutoff = time.time() - grace_s
-    lacking = {
-        name: missing for name, missing in candidates.items() if modified.get(name, cutoff) < cutoff
-    }
+    lacking = {name: missing for name, missing in candidates.items() if modified.get(name, cutoff) < cutoff}
     return OutOfStep(lacking=lacking, orphans=orphans)
 
 
