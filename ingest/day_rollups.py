@@ -29,6 +29,7 @@ from ingest.compaction import CLOSE_AFTER_S, GRACE_S, HourFiles, log_hours
 from ingest.logstore import LogStore
 from ingest.manifests import COMPACT_PREFIX, ManifestCache, now
 from ingest.rollup import DAY_ROLLUPS, ROLLUPS_DIR, rollup_key, rollup_schemas, write_options
+from ingest.schema import empty_table
 
 #: Key prefix of the day files, beside the hourly trees (``rollups/<rollup>/``).
 DAY_DIR = f"{ROLLUPS_DIR}/by_day"
@@ -200,7 +201,7 @@ def _build_day(store: LogStore, date: str, names: frozenset[str], current: str) 
 def merge_day(rollup: str, parts: Iterable[pa.Table]) -> pa.Table:
     """The hourly rollup rows `parts` of one day as day rows: hours truncated, measures re-aggregated."""
     schema = rollup_schemas()[rollup]
-    rows = pa.concat_tables([_conformed(part, schema) for part in parts] or [schema.empty_table()])
+    rows = pa.concat_tables([_conformed(part, schema) for part in parts] or [empty_table(schema)])
     with duckdb.connect(":memory:") as con:
         con.execute("SET threads = 1")  # the compacting round runs beside the engine's work
         con.register("hourly", rows)

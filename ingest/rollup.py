@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from ingest.files import ATTEMPTS_DIR, clean_temporary, partition_key
 from ingest.logstore import LocalStore, LogStore, open_store
-from ingest.schema import ATTEMPT_SCHEMA
+from ingest.schema import ATTEMPT_SCHEMA, empty_table
 
 ROLLUPS = (
     "outcomes",
@@ -152,7 +152,7 @@ def build_rollups(table: pa.Table, names: Iterable[str] = ROLLUPS) -> dict[str, 
 @cache
 def rollup_schemas() -> dict[str, pa.Schema]:
     """Each rollup's columns and types (what it gives for no rows)."""
-    return {name: table.schema for name, table in build_rollups(ATTEMPT_SCHEMA.empty_table()).items()}
+    return {name: table.schema for name, table in build_rollups(empty_table(ATTEMPT_SCHEMA)).items()}
 
 
 def publish_rollups(

@@ -17,6 +17,7 @@ from ingest.schema import (
     COLUMNS,
     SchemaError,
     conform,
+    empty_table,
     json_lines_to_table,
     rows_to_table,
 )
@@ -318,3 +319,9 @@ def test_json_lines_read_a_record_longer_than_the_readers_block() -> None:
     data = _json_lines(rows)
     assert len(data) > 1 << 20
     assert json_lines_to_table(data).equals(rows_to_table(rows))
+
+
+def test_empty_table_is_the_schema_with_no_rows() -> None:
+    table = empty_table(ATTEMPT_SCHEMA)
+    assert table.num_rows == 0
+    assert table.equals(ATTEMPT_SCHEMA.empty_table(), check_metadata=True)
