@@ -228,6 +228,7 @@ def received_days(log: AttemptLog) -> list[date]:
         "SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day FROM outcomes "
         "WHERE attempt <= 1 ORDER BY day DESC",
         by_day=True,
+        views=("outcomes",),
     )
     days: list[date] = frame.get_column("day").to_list()
     return days

@@ -48,6 +48,7 @@ from ingest.logstore import LogStore, open_store
 from ingest.manifests import ManifestCache
 from ingest.rollup import connect_macros, out_of_step
 from queries.catalog import (
+    ROLLUP_VIEWS,
     VIEWS,
     DaySource,
     ViewSource,
@@ -200,15 +201,16 @@ class AttemptLog:
             )
         return result.frame
 
-    def trusted_sql(self, sql: str, *, by_day: bool = False) -> pl.DataFrame:
+    def trusted_sql(self, sql: str, *, by_day: bool = False, views: Collection[str] = VIEWS) -> pl.DataFrame:
         """Run SQL written in this program (never a person's) on the views' connection, in full.
 
         For the few figures that are no named query (`app.data.days`); a
         person's SQL goes to `sql`, whose sandbox this skips. With `by_day`,
-        on the day rollups' catalog (a row per day: `reads_days`).
+        on the day rollups' catalog (a row per day: `reads_days`), where only
+        the `views` it reads need to be current.
         """
         try:
-            return self._fetch(sql, None, by_day=by_day)
+            return self._fetch(sql, None, by_day=by_day, views=views)
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
 
@@ -274,7 +276,7 @@ class AttemptLog:
         `dates` alone when given (TEMP views of the query's own cursor, those of `views`), else over
         every partition."""
         if by_day:
-            self._sync_day_views()
+            self._sync_day_views(views)
         elif dates is None:
             self._sync_views()
         else:
@@ -286,16 +288,19 @@ class AttemptLog:
             result: pl.DataFrame = cur.sql(sql, params=params).pl()
         return result
 
-    def _sync_day_views(self) -> None:
+    def _sync_day_views(self, views: Collection[str]) -> None:
+        """Bring those of `views` in the day catalog up to date with the log. Only those: defining
+        one reads the footers of all its day files (a month of them, of each rollup, took a third
+        of `report --days 31`)."""
         sources = day_view_sources(self.store, self._manifests)
         with self._view_lock:
+            self._define_macros_once(self._day_con)
             for view, source in sources.items():
-                if source == self._day_sources.get(view):
+                if view not in views or source == self._day_sources.get(view):
                     continue
                 with self._day_con.cursor() as cur:
                     cur.execute(day_view_sql(view, source))
                 self._day_sources[view] = source
-            self._define_macros_once(self._day_con)
 
     def _sync_views(self) -> None:
         sources = view_sources(self.store, self._manifests)
@@ -317,7 +322,10 @@ class AttemptLog:
         with self._view_lock:  # reentrant: the syncs call this holding it
             if id(con) in self._with_macros:
                 return
-            if con is self._con and not self._sources:
+            if con is self._day_con:
+                for view in ROLLUP_VIEWS:  # typed, empty: `_sync_day_views` defines them when read
+                    con.execute(empty_view_sql(view))
+            elif not self._sources:
                 for view in VIEWS:  # typed, empty: the query's own views replace them
                     con.execute(empty_view_sql(view))
             define_macros(con)

@@ -10,7 +10,6 @@ import datetime as dt
 from deliverydash import options
 
 NAME = "trace"
-_LATEST_DAY = "SELECT max(timezone('UTC', received_hour))::DATE AS day FROM outcomes WHERE attempt <= 1"
 HELP = "trace one event (messageId) to every destination of its source"
 
 
@@ -33,6 +32,7 @@ def run(args: argparse.Namespace) -> None:
     """Print the trace of `args.message_id`."""
     import polars as pl
 
+    from deliverydash.day_report import latest_day
     from queries.log import connect
     from queries.scope import Scope
     from queries.trace import REQUEST_COLUMNS, trace_event
@@ -40,8 +40,7 @@ def run(args: argparse.Namespace) -> None:
     location = options.log_location(args)
     scope = Scope.workspace(args.workspace) if args.workspace else Scope.all()
     with connect(location) as log:
-        # The latest day from the day rollups (one row a day), not a scan of the raw log's receipts.
-        day = args.date or log.trusted_sql(_LATEST_DAY, by_day=True).item(0, 0)
+        day = args.date or latest_day(log)
         if day is None:
             raise options.CommandError(f"no attempt records in {location}/attempts yet")
         start = dt.datetime.combine(day, dt.time(), dt.UTC) - dt.timedelta(days=args.days - 1)
