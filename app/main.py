@@ -60,17 +60,19 @@ if viewer.kind is ViewerKind.LOCAL:
 else:
     st.sidebar.caption(f"Signed in by link as **{viewer.label}**.")
 
-if not data.days():
-    st.title(page.title)
-    st.info(
-        f"No delivery data yet in `{data.log_location()}`. Run `make demo`, or "
-        "`deliverydash simulate --attempts 2000000`, or start the engine with `deliverydash serve`."
-    )
-    st.stop()
-if out_of_step := data.rollups_out_of_step():
-    files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"
-    st.warning(
-        f"The rollups are out of step with the attempt log ({files}), so figures may be incomplete. "
-        "Run `deliverydash repair` to mend them."
-    )
-page.run()
+# Every figure of this run from one listing of the log: a page's sections agree with each other.
+with data.log().snapshot():
+    if not data.days():
+        st.title(page.title)
+        st.info(
+            f"No delivery data yet in `{data.log_location()}`. Run `make demo`, or "
+            "`deliverydash simulate --attempts 2000000`, or start the engine with `deliverydash serve`."
+        )
+        st.stop()
+    if out_of_step := data.rollups_out_of_step():
+        files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"
+        st.warning(
+            f"The rollups are out of step with the attempt log ({files}), so figures may be incomplete. "
+            "Run `deliverydash repair` to mend them."
+        )
+    page.run()

@@ -37,9 +37,11 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -67,6 +69,8 @@ from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
 from queries.loader import load_query, names_read, parameter_names
 from queries.sandbox import SqlSandbox
 from queries.scope import Scope, query_parameters
+
+_T = TypeVar("_T")
 
 
 class AttemptLog:
@@ -97,6 +101,7 @@ class AttemptLog:
         self._sources: dict[str, ViewSource] = {}
         self._padded: dict[str, bool | None] = {}
         self._day_sources: dict[str, DaySource] = {}
+        self._local = threading.local()  # `snapshot`'s listings, per thread
         # DuckDB lets a query read its temp directory: this one is private, and removed at close.
         self._temp_dir = tempfile.mkdtemp(prefix="deliverydash-duckdb-")
         self._remove_temp_dir = weakref.finalize(self, shutil.rmtree, self._temp_dir, ignore_errors=True)
@@ -214,6 +219,39 @@ class AttemptLog:
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within the block, this thread's queries share the listing of the log their first one made.
+
+        A report or a page runs several queries, and each would list the log
+        again: a month's attempt files, its manifests and day files, about
+        20 ms a query. Here they list it once. What a listing decides holds for
+        the whole block: which partitions exist, which days their day files
+        cover, what the manifests hide. Files published since into a partition
+        it named may still be read (views glob a partition's files), as a
+        query without a snapshot would; their rows count once either way.
+        Superseded files stay for the compaction grace
+        (`ingest.compaction.GRACE_S`, minutes), far longer than the seconds a
+        page takes. Nested blocks share the outer one's listing.
+        """
+        if getattr(self._local, "listings", None) is not None:
+            yield
+            return
+        self._local.listings = {}
+        try:
+            yield
+        finally:
+            self._local.listings = None
+
+    def _listing(self, key: tuple[object, ...], list_now: Callable[[], _T]) -> _T:
+        """`list_now()`, or within a `snapshot` the result it gave there for `key`."""
+        listings: dict[tuple[object, ...], object] | None = getattr(self._local, "listings", None)
+        if listings is None:
+            return list_now()
+        if key not in listings:
+            listings[key] = list_now()
+        return listings[key]  # type: ignore[return-value]
+
     def sandbox(self) -> SqlSandbox:
         """The SQL sandbox `sql` runs in (started on first use when the log has none of its own)."""
         with self._sandbox_lock:
@@ -283,7 +321,11 @@ class AttemptLog:
             self._define_macros_once(self._con)
         with (self._day_con if by_day else self._con).cursor() as cur:
             if not by_day and dates is not None:
-                for statement in range_view_sql(self.store, self._manifests, dates, views):
+                statements = self._listing(
+                    ("range", tuple(dates), frozenset(views)),
+                    lambda: range_view_sql(self.store, self._manifests, dates, views),
+                )
+                for statement in statements:
                     cur.execute(statement)
             result: pl.DataFrame = cur.sql(sql, params=params).pl()
         return result
@@ -292,7 +334,7 @@ class AttemptLog:
         """Bring those of `views` in the day catalog up to date with the log. Only those: defining
         one reads the footers of all its day files (a month of them, of each rollup, took a third
         of `report --days 31`)."""
-        sources = day_view_sources(self.store, self._manifests)
+        sources = self._listing(("days",), lambda: day_view_sources(self.store, self._manifests))
         with self._view_lock:
             self._define_macros_once(self._day_con)
             for view, source in sources.items():
@@ -303,7 +345,7 @@ class AttemptLog:
                 self._day_sources[view] = source
 
     def _sync_views(self) -> None:
-        sources = view_sources(self.store, self._manifests)
+        sources = self._listing(("views",), lambda: view_sources(self.store, self._manifests))
         with self._view_lock:
             for view, source in sources.items():
                 last = self._sources.get(view)

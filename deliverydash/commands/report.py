@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> None:
     from queries.log import connect
 
     location = options.log_location(args)
-    with connect(location) as log:
+    # One listing of the log for every figure: the report's sections agree with each other.
+    with connect(location) as log, log.snapshot():
         day = args.date or latest_day(log)
         if day is None:
             raise options.CommandError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -113,6 +114,29 @@ def test_files_published_after_connect_are_seen(tmp_path: Path) -> None:
         assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 20
         publish(job("LATE", "dst_acme_hook", at(D1, "18:00"), [ok(at(D1, "18:00:01"))]), tmp_path)
         assert day_report(log, Scope.all(), D1, D2).item(0, "requests") == 21
+
+
+@pytest.mark.parametrize("hours", [24, 23], ids=["whole day", "hours of a day"])
+def test_a_snapshot_lists_the_log_once(fixture_dir: Path, tmp_path: Path, hours: int) -> None:
+    # A day after the fixture's: its partition appears only with the late job, after the listing.
+    start = D2 + timedelta(days=1)
+    end = start + timedelta(hours=hours)
+    late = job(
+        "LATE", "dst_acme_hook", start + timedelta(hours=6), [ok(start + timedelta(hours=6, seconds=1))]
+    )
+    copy_log(fixture_dir, tmp_path)
+    with connect(tmp_path) as log:
+        with log.snapshot():
+            assert day_report(log, Scope.all(), start, end).item(0, "requests") == 0
+            publish(late, tmp_path)
+            assert day_report(log, Scope.all(), start, end).item(0, "requests") == 0
+            with log.snapshot():  # nested: the outer listing still
+                assert day_report(log, Scope.all(), start, end).item(0, "requests") == 0
+            with ThreadPoolExecutor(max_workers=1) as other:  # another thread is in no snapshot
+                assert (
+                    other.submit(day_report, log, Scope.all(), start, end).result().item(0, "requests") == 1
+                )
+        assert day_report(log, Scope.all(), start, end).item(0, "requests") == 1
 
 
 def test_a_log_whose_files_all_went_is_empty_again(fixture_dir: Path, tmp_path: Path) -> None:
