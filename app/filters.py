@@ -20,14 +20,22 @@ from queries import Scope
 MAX_DAYS = 31
 
 
-def time_range() -> tuple[dt.datetime, dt.datetime]:
-    """The range picked in the sidebar, as a half-open [start, end) in UTC.
+#: Where `select_time_range` leaves this run's range for the page (`time_range`).
+_RANGE_KEY = "_time_range"
 
-    One day and whole hours within it, or several whole days ending with
-    the day picked (up to `MAX_DAYS`).
+
+def select_time_range(*, disabled: bool = False) -> tuple[dt.datetime, dt.datetime]:
+    """Draw the range pickers in the sidebar and return the range picked, as a half-open [start,
+    end) in UTC: one day and whole hours within it, or several whole days ending with the day
+    picked (up to `MAX_DAYS`).
+
+    Called by the entry file (app/main.py) on every run, before the page: a widget's identity
+    includes the page that draws it, so pickers drawn by each page reset when the viewer switches
+    pages (and a page switch drops the URL's parameters); the entry file's stay. `disabled` on
+    pages the range does not apply to (the SQL console), which still draw them to keep them.
     """
     days = [day.isoformat() for day in data.days()]
-    day = st.sidebar.selectbox("Day (UTC)", days, key="day", bind="query-params")
+    day = st.sidebar.selectbox("Day (UTC)", days, key="day", bind="query-params", disabled=disabled)
     length = st.sidebar.number_input(
         "Days shown, ending with that day",
         min_value=1,
@@ -36,25 +44,38 @@ def time_range() -> tuple[dt.datetime, dt.datetime]:
         step=1,
         key="days",
         bind="query-params",
+        disabled=disabled,
         help=f"1 for one day and a choice of its hours; up to {MAX_DAYS} whole days with a daily trend.",
     )
     midnight = dt.datetime.combine(dt.date.fromisoformat(day or days[0]), dt.time(), dt.UTC)
     if length > 1:
-        return midnight - dt.timedelta(days=int(length) - 1), midnight + dt.timedelta(days=1)
-    first, last = st.sidebar.slider(
-        "Hours (UTC)",
-        min_value=0,
-        max_value=24,
-        value=(0, 24),
-        step=1,
-        key="hours",
-        bind="query-params",
-        help="Start and end hour of the range; figures follow the events received in it.",
-    )
-    if last <= first:
-        # The slider allows an empty range; an hour is the least a rollup can answer.
-        first, last = (first, first + 1) if first < 24 else (23, 24)
-    return midnight + dt.timedelta(hours=first), midnight + dt.timedelta(hours=last)
+        picked = midnight - dt.timedelta(days=int(length) - 1), midnight + dt.timedelta(days=1)
+    else:
+        first, last = st.sidebar.slider(
+            "Hours (UTC)",
+            min_value=0,
+            max_value=24,
+            value=(0, 24),
+            step=1,
+            key="hours",
+            bind="query-params",
+            disabled=disabled,
+            help="Start and end hour of the range; figures follow the events received in it.",
+        )
+        if last <= first:
+            # The slider allows an empty range; an hour is the least a rollup can answer.
+            first, last = (first, first + 1) if first < 24 else (23, 24)
+        picked = midnight + dt.timedelta(hours=first), midnight + dt.timedelta(hours=last)
+    if disabled:
+        st.sidebar.caption("This page reads the whole log: the range is for the other pages.")
+    st.session_state[_RANGE_KEY] = picked
+    return picked
+
+
+def time_range() -> tuple[dt.datetime, dt.datetime]:
+    """The range picked in the sidebar for this run (`select_time_range`)."""
+    picked: tuple[dt.datetime, dt.datetime] = st.session_state[_RANGE_KEY]
+    return picked
 
 
 def chart_period(start: dt.datetime, end: dt.datetime) -> str:

@@ -10,7 +10,7 @@ from typing import NoReturn
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-from app import data, session
+from app import data, filters, session
 from app.access import AccessDenied, Viewer, ViewerKind
 
 st.set_page_config(page_title="deliverydash", page_icon=":outbox_tray:", layout="wide")
@@ -69,6 +69,7 @@ with data.log().snapshot():
             "`deliverydash simulate --attempts 2000000`, or start the engine with `deliverydash serve`."
         )
         st.stop()
+    filters.select_time_range(disabled=page.url_path == SQL[2])
     if out_of_step := data.rollups_out_of_step():
         files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"
         st.warning(

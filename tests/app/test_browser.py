@@ -145,6 +145,23 @@ def test_an_engineer_link_reaches_every_page_with_the_day_s_figures(
     assert partner.metrics["Requests"] == f"{figures.integration_requests:,}"
 
 
+def test_the_range_a_link_names_stays_from_page_to_page(page: Page, running: Dashboard) -> None:
+    # Two whole days ending with the simulated one: a range no page shows unless asked.
+    link = f"{running.link('--engineer')}&days=2"
+    open_link(page, running, link, "A day of HTTP responses")
+    days = page.get_by_role("spinbutton", name="Days shown, ending with that day")
+    for title in [*TITLES[1:], TITLES[0]]:
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+        wait_finished(page, running, title)
+        assert days.input_value() == "2", title
+        if title == "SQL console":  # the console reads the whole log: the range is kept, not used
+            assert days.is_disabled()
+            continue
+        assert days.is_enabled()
+        caption = page.get_by_test_id("stMain").get_by_test_id("stCaptionContainer").first.inner_text()
+        assert "(2 days)" in caption, f"{title}: {caption}"
+
+
 def test_the_sql_console_runs_a_query(page: Page, running: Dashboard, figures: Figures) -> None:
     token = token_of(running.link("--engineer"))
     open_link(page, running, f"{running.base_url}/sql?token={token}", "SQL console")
