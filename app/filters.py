@@ -24,17 +24,17 @@ MAX_DAYS = 31
 _RANGE_KEY = "_time_range"
 
 
-def select_time_range(*, disabled: bool = False) -> tuple[dt.datetime, dt.datetime]:
+def select_time_range(received: list[dt.date], *, disabled: bool = False) -> tuple[dt.datetime, dt.datetime]:
     """Draw the range pickers in the sidebar and return the range picked, as a half-open [start,
-    end) in UTC: one day and whole hours within it, or several whole days ending with the day
-    picked (up to `MAX_DAYS`).
+    end) in UTC: one day of `received` (`data.days()`, newest first, not empty) and whole hours
+    within it, or several whole days ending with the day picked (up to `MAX_DAYS`).
 
     Called by the entry file (app/main.py) on every run, before the page: a widget's identity
     includes the page that draws it, so pickers drawn by each page reset when the viewer switches
     pages (and a page switch drops the URL's parameters); the entry file's stay. `disabled` on
     pages the range does not apply to (the SQL console), which still draw them to keep them.
     """
-    days = [day.isoformat() for day in data.days()]
+    days = [day.isoformat() for day in received]
     day = st.sidebar.selectbox("Day (UTC)", days, key="day", bind="query-params", disabled=disabled)
     length = st.sidebar.number_input(
         "Days shown, ending with that day",

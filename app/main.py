@@ -62,14 +62,15 @@ else:
 
 # Every figure of this run from one listing of the log: a page's sections agree with each other.
 with data.log().snapshot():
-    if not data.days():
+    days = data.days()
+    if not days:
         st.title(page.title)
         st.info(
             f"No delivery data yet in `{data.log_location()}`. Run `make demo`, or "
             "`deliverydash simulate --attempts 2000000`, or start the engine with `deliverydash serve`."
         )
         st.stop()
-    filters.select_time_range(disabled=page.url_path == SQL[2])
+    filters.select_time_range(days, disabled=page.url_path == SQL[2])
     if out_of_step := data.rollups_out_of_step():
         files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"
         st.warning(
