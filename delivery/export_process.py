@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from delivery.config import Config
 from delivery.exporter import Exporter, export_until, outbox_lease_s, repair_at_start
 from delivery.queue import Queue
+from ingest.rollup import RollupBuilder
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,10 @@ def _child(config: Config, pipe: int) -> int:
     if os.read(pipe, 1) != GO:
         return 0
     queue = _open_queue(config)
+    # The rollups' DuckDB connection is made here, after the fork, and kept: this process never forks.
+    rollups = RollupBuilder()
     try:
-        exporter = Exporter(queue, config.log_location)
+        exporter = Exporter(queue, config.log_location, rollups=rollups)
         repair_at_start(exporter)
         interval_s = config.engine.export_interval_s
         while True:
@@ -183,6 +186,7 @@ def _child(config: Config, pipe: int) -> int:
         exporter.run_once()  # the final pass; an error here is the exit status
         return 0
     finally:
+        rollups.close()
         queue.close()
 
 

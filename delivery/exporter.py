@@ -43,7 +43,7 @@ from delivery.config import EngineConfig
 from delivery.queue import OutboxBatch, Queue
 from ingest.files import ATTEMPTS_DIR, attempts_root, clean_temporary, partition_key
 from ingest.logstore import LocalStore, LogStore, open_store
-from ingest.rollup import RepairResult, repair
+from ingest.rollup import RepairResult, RollupBuilder, repair
 from ingest.schema import json_lines_to_table, rows_to_table
 from ingest.writer import hours_of, publish_hours
 
@@ -68,6 +68,8 @@ class Exporter:
 
     `after_step` is a seam for crash tests: it is called with ``"batched"``,
     ``"published"`` and ``"acked"`` as each step of a batch is done.
+    `rollups` builds the batches' rollups on a connection it keeps (a process
+    that never forks, `delivery.export_process`); by default each batch makes its own.
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class Exporter:
         *,
         batch_rows: int = BATCH_ROWS,
         after_step: Callable[[str], None] | None = None,
+        rollups: RollupBuilder | None = None,
     ) -> None:
         self.queue = queue
+        self._rollups = rollups
         self.store = open_store(log)
         self.batch_rows = batch_rows
         self._after_step = after_step or (lambda step: None)
@@ -121,7 +125,9 @@ class Exporter:
             published = pa.array(sorted(self._published_ids(batch.batch_id, table)), pa.string())
             table = table.filter(pc.invert(pc.is_in(table.column("attempt_id"), value_set=published)))
         self._after_step("batched")
-        written = publish_hours(table, self.store, name=f"{batch_stem(batch.batch_id)}.parquet")
+        written = publish_hours(
+            table, self.store, name=f"{batch_stem(batch.batch_id)}.parquet", rollups=self._rollups
+        )
         if isinstance(self.store, LocalStore):
             _sync_directories([self.store.root / key for key in written], attempts_root(self.store.root))
         self._after_step("published")

@@ -21,7 +21,7 @@ import pyarrow as pa
 from ingest.files import ATTEMPTS_DIR, attempts_root, clean_temporary, partition_key
 from ingest.ids import new_id
 from ingest.logstore import LocalStore, LogStore
-from ingest.rollup import publish_rollups
+from ingest.rollup import RollupBuilder, publish_rollups
 from ingest.schema import UTC_MICROS, conform, rows_to_table
 
 #: Rows sorted this way inside each file let DuckDB skip row groups when a
@@ -106,9 +106,16 @@ def write_partitioned(
 
 
 def publish_hours(
-    table: pa.Table, store: LogStore, *, presorted: bool = False, prefix: str = "", name: str | None = None
+    table: pa.Table,
+    store: LogStore,
+    *,
+    presorted: bool = False,
+    prefix: str = "",
+    name: str | None = None,
+    rollups: RollupBuilder | None = None,
 ) -> dict[str, int]:
-    """Publish contract rows to `store`, one attempt file (and its rollups) per hour.
+    """Publish contract rows to `store`, one attempt file (and its rollups, built on `rollups` when
+    given: `ingest.rollup.build_rollups`) per hour.
 
     Returns the key and row count of each attempt file written. Files are
     named `prefix` then a new id, or `name` in every hour: a file or rollup
@@ -133,7 +140,7 @@ def publish_hours(
         key = partition_key(ATTEMPTS_DIR, date, moment.hour, file_name)
         if store.publish(key, part, exclusive=exclusive, **WRITE_OPTIONS):
             written[key] = part.num_rows
-        publish_rollups(part, store, date, moment.hour, file_name, exclusive=exclusive)
+        publish_rollups(part, store, date, moment.hour, file_name, exclusive=exclusive, builder=rollups)
     return written
 
 

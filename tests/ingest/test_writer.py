@@ -9,12 +9,14 @@ import re
 import time
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from ingest.files import STALE_TMP_S, TMP_DIR, attempts_glob, attempts_root, clean_temporary
+from ingest.rollup import ROLLUPS, RollupBuilder, build_rollups
 from ingest.schema import ATTEMPT_SCHEMA, rows_to_table
 from ingest.writer import SORT_KEYS, AttemptLogWriter, write_partitioned
 from tests.ingest.rows import UTC, attempt_row, spread_table
@@ -283,3 +285,31 @@ def test_prefix_starts_every_file_name(tmp_path: Path) -> None:
     assert paths == published(tmp_path)
     assert all(p.name.startswith("engine-") and p.suffix == ".parquet" for p in paths)
     assert read_all(tmp_path).num_rows == midnight_rows().num_rows
+
+
+def test_a_kept_rollup_connection_builds_each_batch_from_its_own_rows() -> None:
+    first = spread_table(2, 40, start=EVENING)
+    # Other workspaces, a retried delivery and a request with no answer: rows the first batch lacks.
+    second = rows_to_table(
+        [
+            attempt_row(900, EVENING, workspace_id="ws_other", attempt=2),
+            attempt_row(
+                901,
+                EVENING,
+                workspace_id="ws_other",
+                status_code=None,
+                error_class="network",
+                error_code="read_timeout",
+                outcome="retrying",
+            ),
+        ]
+    )
+    with RollupBuilder() as builder:
+        builder.build(first)
+        with pytest.raises(duckdb.Error):  # a batch that cannot be aggregated leaves nothing behind
+            builder.build(first.drop_columns(["outcome"]))
+        kept = builder.build(second)
+    assert set(kept) == set(ROLLUPS)
+    for rollup, rows in build_rollups(second).items():
+        assert kept[rollup].equals(rows), rollup
+    assert kept["outcomes"].column("workspace_id").to_pylist() == ["ws_other"] * kept["outcomes"].num_rows
