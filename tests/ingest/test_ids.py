@@ -38,6 +38,18 @@ def test_new_id_is_crockford_base32_with_the_time_prefix(ms: int) -> None:
     assert decode_ms(identifier) == ms
 
 
+@pytest.mark.parametrize("random_bytes", [bytes(10), b"\xff" * 10, bytes(range(1, 11)), b"\x80" + bytes(9)])
+def test_new_id_encodes_every_bit_of_its_time_and_randomness(
+    random_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.ids.os.urandom", lambda n: random_bytes[:n])
+    identifier = new_id(MAX_MS)
+    value = 0
+    for char in identifier:
+        value = value * 32 + CROCKFORD.index(char)
+    assert value == (MAX_MS << 80) | int.from_bytes(random_bytes, "big")
+
+
 def test_new_id_uses_the_current_millisecond() -> None:
     before = time.time_ns() // 1_000_000
     identifier = new_id()
