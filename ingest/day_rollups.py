@@ -211,18 +211,25 @@ def merge_day(rollup: str, parts: Iterable[pa.Table]) -> pa.Table:
             column = f'"{name}"'
             if name in HOUR_COLUMNS:
                 selected.append(f"timezone('UTC', date_trunc('day', timezone('UTC', {column}))) AS {column}")
-            elif name in MEASURES:
-                selected.append(f"CAST({MEASURES[name]}({column}) AS {types[name]}) AS {column}")
-            elif name in LATEST:
-                selected.append(f'arg_max({column}, "{LATEST[name]}") AS {column}')
             else:
-                selected.append(column)
+                selected.append(reaggregated(name, str(types[name])))
         order = ", ".join(f'"{name}"' for name in _SORT if name in schema.names)
         # GROUP BY ALL groups by the truncated hours (a column's name would group by the column).
         sql = f"SELECT {', '.join(selected)} FROM hourly GROUP BY ALL"
         if order:
             sql += f" ORDER BY {order}"
         return con.sql(sql).to_arrow_table().cast(schema)
+
+
+def reaggregated(name: str, sql_type: str) -> str:
+    """The SELECT expression of column `name` (of DuckDB type `sql_type`) in rows summed per day:
+    a measure re-aggregated, the latest error body kept, any other column a key (``GROUP BY ALL``)."""
+    column = f'"{name}"'
+    if name in MEASURES:
+        return f"CAST({MEASURES[name]}({column}) AS {sql_type}) AS {column}"
+    if name in LATEST:
+        return f'arg_max({column}, "{LATEST[name]}") AS {column}'
+    return column
 
 
 def _conformed(part: pa.Table, schema: pa.Schema) -> pa.Table:

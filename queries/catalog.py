@@ -34,7 +34,15 @@ from functools import cache
 import duckdb
 
 from ingest.compaction import log_hours
-from ingest.day_rollups import HOUR_COLUMNS, counted_by_day, covered_days, day_files, day_key, digest
+from ingest.day_rollups import (
+    HOUR_COLUMNS,
+    counted_by_day,
+    covered_days,
+    day_files,
+    day_key,
+    digest,
+    reaggregated,
+)
 from ingest.files import ATTEMPTS_DIR, partition_key
 from ingest.logstore import LogStore
 from ingest.manifests import COMPACT_PREFIX, HourState, ManifestCache, counted_outputs, hidden_files
@@ -55,6 +63,10 @@ ROLLUP_VIEWS = {
     "redeliveries": "redeliveries",
     "message_index": "message_index",
 }
+#: By-day views whose days read from hourly files are summed per day, as their day files are
+#: (`day_view_sql`): `double_deliveries.sql` counts on one row per job and date there. The others
+#: need not, and summing a day of `outcomes` would cost every query over days.
+SUMMED_PER_DAY = frozenset({"redeliveries"})
 #: Every view the connection defines.
 VIEWS = (VIEW, *ROLLUP_VIEWS)
 #: Hive partition columns each view adds after its files' columns.
@@ -285,7 +297,8 @@ def day_view_sql(view: str, source: DaySource) -> str:
     """The by-day view of a rollup: day rows from its day files and from other days' hourly files.
 
     Typed like the hourly view (`_empty_select`), with `hour` NULL: a row
-    stands for a whole day.
+    stands for a whole day. The hourly rows of the views in `SUMMED_PER_DAY`
+    are summed per day as their day files' are, so that they too hold one row per key and day.
     """
     parts = [_empty_select(view)]
     if source.day_files:
@@ -299,7 +312,11 @@ def day_view_sql(view: str, source: DaySource) -> str:
             if c in names
         ]
         replace = f"REPLACE ({''.join(c + ', ' for c in truncated)}CAST(NULL AS INTEGER) AS hour) "
-        parts.append(_counted_files_sql(source.hourly, source.hidden, source.compacted, replace))
+        hourly = _counted_files_sql(source.hourly, source.hidden, source.compacted, replace)
+        if view in SUMMED_PER_DAY:
+            summed = [reaggregated(name, sql_type) for name, sql_type in view_columns(view)]
+            hourly = f"SELECT {', '.join(summed)}, date, hour FROM ({hourly}) GROUP BY ALL"
+        parts.append(hourly)
     return f"CREATE OR REPLACE VIEW {identifier(view)} AS " + " UNION ALL BY NAME ".join(
         f"({part})" for part in parts
     )

@@ -208,6 +208,19 @@ def test_day_rollups_equal_the_raw_query(
     assert_frame_equal(simulated_by_day.run(name, scope, start, end, **extra), expected, rel_tol=1e-9)
 
 
+@pytest.mark.parametrize("span", ["day", "two days"], ids=str)
+def test_double_deliveries_over_days_of_hourly_files_equal_the_raw_query(
+    simulated: AttemptLog, raw: duckdb.DuckDBPyConnection, scope: Scope, span: str
+) -> None:
+    """No day files: the by-day view sums each day's hourly rows per job, as day files do, and the
+    query groups only the jobs with a row dated after their day received (double_deliveries.sql)."""
+    start, end = DAY, DAY + timedelta(days=1 if span == "day" else 2)
+    assert reads_days("double_deliveries", start, end)
+    expected = run_raw(raw, "double_deliveries", scope, start, end)
+    assert expected.height > 0, "the comparison would prove nothing"
+    assert_frame_equal(simulated.run("double_deliveries", scope, start, end), expected, check_exact=True)
+
+
 def test_every_error_template_equals_the_raw_query(
     simulated: AttemptLog, raw: duckdb.DuckDBPyConnection, scope: Scope
 ) -> None:
