@@ -5,12 +5,11 @@ The seed's question, answered for one customer: "how do delivery challenges affe
 
 from __future__ import annotations
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from app import backlog, data, filters, hints, replay, session, style, trace
-from app.charts import daily_trend, delivery_funnel, hourly_classes
+from app.charts import daily_trend, delivery_funnel, failed_by_class, hourly_classes, kept
 from app.double_delivery import section as double_delivery_section
 
 
@@ -117,7 +116,7 @@ for col, (label, column) in zip(cols, cards, strict=True):
     )
 
 if trend is not None and trend.height:
-    st.plotly_chart(daily_trend(trend, "Delivery rates by day received"), width="stretch")
+    st.plotly_chart(kept(daily_trend)(trend, "Delivery rates by day received"), width="stretch")
 
 st.header("Open notifications")
 notifications = data.open_notices(scope.value or "")
@@ -209,32 +208,15 @@ st.dataframe(
 
 left, right = st.columns(2)
 left.plotly_chart(
-    delivery_funnel(funnel, "First attempt versus eventual delivery (events)"),
+    kept(delivery_funnel)(funnel, "First attempt versus eventual delivery (events)"),
     width="stretch",
 )
-failed_requests = errors.filter(pl.col("error_class") != "none")
-if failed_requests.height:
-    requests_by_class = (
-        failed_requests.group_by("error_class")
-        .agg(pl.col("requests").sum())
-        .with_columns(style.class_label())
-    )
-    figure = px.bar(
-        requests_by_class.sort("requests", descending=True).to_pandas(),
-        x="error_class",
-        y="requests",
-        color="error_class",
-        color_discrete_map=style.LABEL_COLORS,
-        labels={"error_class": "error class", "requests": "failed requests"},
-    )
-    figure.update_layout(showlegend=False)
-    right.plotly_chart(
-        style.finish(figure, title="Failed requests by error class", x="error class", y="requests"),
-        width="stretch",
-    )
+failed_chart = kept(failed_by_class)(errors, "Failed requests by error class")
+if failed_chart is not None:
+    right.plotly_chart(failed_chart, width="stretch")
 
 per = filters.chart_period(start, end)
-st.plotly_chart(hourly_classes(hours, f"Requests per {per} by error class", per), width="stretch")
+st.plotly_chart(kept(hourly_classes)(hours, f"Requests per {per} by error class", per), width="stretch")
 
 st.header("Error samples, grouped by template")
 if not samples.height:

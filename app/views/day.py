@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from app import data, filters, session, style
-from app.charts import daily_trend, fates_bar, hourly_classes
+from app.charts import daily_trend, delivered_per_attempt, fates_bar, hourly_classes, kept, terminal_codes
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -52,9 +51,9 @@ cols[4].metric(
 )
 
 st.header("What happened to the events")
-st.plotly_chart(fates_bar(report, "Events received in the range, by final outcome"), width="stretch")
+st.plotly_chart(kept(fates_bar)(report, "Events received in the range, by final outcome"), width="stretch")
 if trend is not None and trend.height:
-    st.plotly_chart(daily_trend(trend, "Delivery rates by day received"), width="stretch")
+    st.plotly_chart(kept(daily_trend)(trend, "Delivery rates by day received"), width="stretch")
 
 st.header("Terminal problems: only a person can fix them")
 st.markdown(
@@ -67,21 +66,9 @@ terminal_cols[1].metric("Requests answered 400", style.pct(report["status_400_re
 terminal_cols[2].metric(
     "Events failed for good", style.card_count(report["failed"]), help=style.card_help(report["failed"])
 )
-terminal = codes.filter(pl.col("error_class").is_in(["auth", "validation", "client"]))
-if terminal.height:
-    figure = px.bar(
-        terminal.with_columns(style.class_label()).to_pandas(),
-        x="label",
-        y="requests",
-        color="error_class",
-        color_discrete_map=style.LABEL_COLORS,
-        labels={"label": "status code", "requests": "requests", "error_class": "error class"},
-    )
-    figure.update_xaxes(type="category")
-    st.plotly_chart(
-        style.finish(figure, title="Terminal 4xx answers by status code", x="HTTP status", y="requests"),
-        width="stretch",
-    )
+terminal_chart = kept(terminal_codes)(codes, "Terminal 4xx answers by status code")
+if terminal_chart is not None:
+    st.plotly_chart(terminal_chart, width="stretch")
 
 st.header("Ephemeral problems: retries fix most of them")
 st.markdown(
@@ -94,32 +81,14 @@ passing_cols[1].metric("Requests answered 5xx", style.pct(report["status_5xx_req
 passing_cols[2].metric("Network failures", style.pct(report["network_requests_pct"]))
 passing_cols[3].metric("Timeouts", style.pct(report["timeout_requests_pct"]))
 per = filters.chart_period(start, end)
-st.plotly_chart(hourly_classes(hours, f"Requests per {per} by error class", per), width="stretch")
+st.plotly_chart(kept(hourly_classes)(hours, f"Requests per {per} by error class", per), width="stretch")
 
 st.header("What retries gain")
-delivered = funnel.filter(pl.col("kind") == "delivered")
-if delivered.height:
-    # The funnel's stages are cumulative; each bar is what one more attempt added.
-    per_attempt = delivered.sort("attempt").with_columns(pl.col("events").diff().fill_null(pl.col("events")))
-    figure = px.bar(
-        per_attempt.to_pandas(),
-        x="attempt",
-        y="events",
-        log_y=True,
-        text=[f"{events:,}" for events in per_attempt.get_column("events")],
-        labels={"attempt": "attempt that delivered", "events": "events delivered"},
-        color_discrete_sequence=[style.CLASS_COLORS["none"]],
-    )
-    figure.update_xaxes(dtick=1)
-    st.plotly_chart(
-        style.finish(
-            figure,
-            title="Events delivered at each attempt: the first, then what each retry added",
-            x="attempt that delivered (1 = first try)",
-            y="events (log scale)",
-        ),
-        width="stretch",
-    )
+attempts_chart = kept(delivered_per_attempt)(
+    funnel, "Events delivered at each attempt: the first, then what each retry added"
+)
+if attempts_chart is not None:
+    st.plotly_chart(attempts_chart, width="stretch")
 st.metric(
     "Events delivered thanks to retries",
     style.count(report["delivered_after_retries"]),

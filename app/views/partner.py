@@ -6,6 +6,7 @@ import polars as pl
 import streamlit as st
 
 from app import advice, data, evidence_pack, filters, session, style
+from app.charts import kept
 from app.double_delivery import section as double_delivery_section
 from app.evidence.charts import rates_chart, status_codes_chart
 
@@ -48,10 +49,10 @@ cols[4].metric(
 
 left, right = st.columns(2)
 # Dozens of nonstandard codes would crowd out the standard ones: they share one bar.
-left.plotly_chart(status_codes_chart(codes), width="stretch")
+left.plotly_chart(kept(status_codes_chart)(codes), width="stretch")
 
 per = filters.chart_period(start, end)
-right.plotly_chart(rates_chart(hours, per), width="stretch")
+right.plotly_chart(kept(rates_chart)(hours, per), width="stretch")
 
 st.header("Latency")
 timed = latency.filter(pl.col("integration") == scope.value)
