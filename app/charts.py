@@ -178,3 +178,49 @@ def delivered_per_attempt(funnel: pl.DataFrame, title: str) -> go.Figure | None:
     return style.finish(
         figure, title=title, x="attempt that delivered (1 = first try)", y="events (log scale)"
     )
+
+
+def recovery_curves(curves: pl.DataFrame, title: str) -> go.Figure:
+    """Share of events delivered after n attempts per class of first failure (`retries` rows), with
+    the curve of all events received in black."""
+    labelled = curves.with_columns(
+        pl.col("first_error_class")
+        .replace_strict(style.CLASS_LABELS, default=pl.col("first_error_class"))
+        .fill_null("all events received")
+        .alias("curve")
+    )
+    colors = {style.CLASS_LABELS[name]: color for name, color in style.CLASS_COLORS.items()}
+    colors["all events received"] = "#000000"
+    figure = px.line(
+        labelled.to_pandas(),
+        x="attempt",
+        y="delivered_by_pct",
+        color="curve",
+        markers=True,
+        color_discrete_map=colors,
+        labels={"attempt": "attempts made", "delivered_by_pct": "delivered (%)", "curve": "first failure"},
+    )
+    figure.update_yaxes(ticksuffix="%", range=[0, 100])
+    return style.finish(
+        figure, title=title, x="attempts made", y="events delivered (% of the curve's events)", height=420
+    )
+
+
+def delay_buckets(buckets: pl.DataFrame, title: str) -> go.Figure:
+    """Delivered events by time from receipt to delivery, first attempt beside after retries, on a log
+    scale (`delivery_delay_histogram` rows)."""
+    upper = pl.col("upper_ms").map_elements(lambda ms: style.duration(ms / 1000), return_dtype=pl.String)
+    figure = px.bar(
+        buckets.with_columns(upper.alias("up to")).to_pandas(),
+        x="up to",
+        y="events",
+        color="delivery",
+        barmode="group",
+        log_y=True,
+        labels={"events": "events delivered", "up to": "time to delivery, up to", "delivery": ""},
+        color_discrete_map={
+            "first attempt": style.CLASS_COLORS["none"],
+            "after retries": style.CLASS_COLORS["rate_limit"],
+        },
+    )
+    return style.finish(figure, title=title, x="time to delivery", y="events (log scale)")

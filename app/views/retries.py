@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from app import data, filters, session, style
+from app.charts import delay_buckets, kept, recovery_curves
 
 #: The schedules the engineer may try: the engine's defaults first (docs/whatif.md).
 WHATIF_PRESETS = {
@@ -72,31 +72,9 @@ if overall.height:
     cols[3].metric("Median time to delivery after retries", style.duration(overall.item(0, "p50_ms") / 1000))
 
 st.header("Recovery curve by attempt")
-labelled = curves.with_columns(
-    pl.col("first_error_class")
-    .replace_strict(style.CLASS_LABELS, default=pl.col("first_error_class"))
-    .fill_null("all events received")
-    .alias("curve")
-)
-colors = {style.CLASS_LABELS[name]: color for name, color in style.CLASS_COLORS.items()}
-colors["all events received"] = "#000000"
-figure = px.line(
-    labelled.to_pandas(),
-    x="attempt",
-    y="delivered_by_pct",
-    color="curve",
-    markers=True,
-    color_discrete_map=colors,
-    labels={"attempt": "attempts made", "delivered_by_pct": "delivered (%)", "curve": "first failure"},
-)
-figure.update_yaxes(ticksuffix="%", range=[0, 100])
 st.plotly_chart(
-    style.finish(
-        figure,
-        title="Share of events delivered after n attempts, by class of the first failure",
-        x="attempts made",
-        y="events delivered (% of the curve's events)",
-        height=420,
+    kept(recovery_curves)(
+        curves, "Share of events delivered after n attempts, by class of the first failure"
     ),
     width="stretch",
 )
@@ -143,28 +121,8 @@ if delay.height:
         },
     )
 if buckets.height:
-    upper = pl.col("upper_ms").map_elements(lambda ms: style.duration(ms / 1000), return_dtype=pl.String)
-    figure = px.bar(
-        buckets.with_columns(upper.alias("up to")).to_pandas(),
-        x="up to",
-        y="events",
-        color="delivery",
-        barmode="group",
-        log_y=True,
-        labels={"events": "events delivered", "up to": "time to delivery, up to", "delivery": ""},
-        color_discrete_map={
-            "first attempt": style.CLASS_COLORS["none"],
-            "after retries": style.CLASS_COLORS["rate_limit"],
-        },
-    )
     st.plotly_chart(
-        style.finish(
-            figure,
-            title="Delivered events by time from receipt to delivery",
-            x="time to delivery",
-            y="events (log scale)",
-        ),
-        width="stretch",
+        kept(delay_buckets)(buckets, "Delivered events by time from receipt to delivery"), width="stretch"
     )
 
 if viewer.sees_everything:
