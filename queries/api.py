@@ -224,9 +224,11 @@ def received_days(log: AttemptLog) -> list[date]:
     `received_at` is a month of footers away) nor the partition directories
     (days of requests: a day's retries spill into the next one).
     """
+    # The day rows' received_hour is a day already: distinct first, then a date each. Converting
+    # every row's timestamp in the session's time zone took 0.3 s over a month.
     frame = log.trusted_sql(
-        "SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day FROM outcomes "
-        "WHERE attempt <= 1 ORDER BY day DESC",
+        "SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day "
+        "FROM (SELECT DISTINCT received_hour FROM outcomes WHERE attempt <= 1) ORDER BY day DESC",
         by_day=True,
         views=("outcomes",),
     )
