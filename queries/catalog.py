@@ -40,6 +40,7 @@ from ingest.day_rollups import (
     covered_days,
     day_files,
     day_key,
+    day_start,
     digest,
     reaggregated,
 )
@@ -306,11 +307,7 @@ def day_view_sql(view: str, source: DaySource) -> str:
         parts.append(f"SELECT * FROM read_parquet([{_list(source.day_files)}], {options})")
     if source.hourly:
         names = {name for name, _ in view_columns(view)}
-        truncated = [
-            f"timezone('UTC', date_trunc('day', timezone('UTC', {identifier(c)}))) AS {identifier(c)}"
-            for c in HOUR_COLUMNS
-            if c in names
-        ]
+        truncated = [f"{day_start(identifier(c))} AS {identifier(c)}" for c in HOUR_COLUMNS if c in names]
         replace = f"REPLACE ({''.join(c + ', ' for c in truncated)}CAST(NULL AS INTEGER) AS hour) "
         hourly = _counted_files_sql(source.hourly, source.hidden, source.compacted, replace)
         if view in SUMMED_PER_DAY:
