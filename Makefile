@@ -27,12 +27,16 @@ demo: $(STAMP)
 	$(BIN)/deliverydash demo --data-dir $(DATA_DIR)
 	$(BIN)/deliverydash dashboard --data-dir $(DATA_DIR)
 
+# The suite on TEST_WORKERS pytest-xdist workers (the machines have 2 cores), each test file on one
+# worker so that its module fixtures are built once (docs/testing.md). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	@.ci/ensure-chromium
 	@.ci/ensure-node
 	@.ci/ensure-postgres
 	@.ci/ensure-java
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

