@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 
 import duckdb
 
@@ -47,9 +46,10 @@ from ingest.day_rollups import (
 from ingest.files import ATTEMPTS_DIR, partition_key
 from ingest.logstore import LogStore
 from ingest.manifests import COMPACT_PREFIX, HourState, ManifestCache, counted_outputs, hidden_files
-from ingest.rollup import DAY_ROLLUPS, ROLLUPS_DIR, connect_macros, rollup_schemas, rollup_tree
-from ingest.schema import COLUMNS, empty_table
+from ingest.rollup import DAY_ROLLUPS, ROLLUPS_DIR, connect_macros, rollup_tree
+from ingest.schema import COLUMNS
 from queries.loader import load_macros
+from queries.rollup_columns import ROLLUP_VIEW_COLUMNS
 
 VIEW = "attempts"
 #: The views over the rollups, each with the rollup (`ingest.rollup.ROLLUPS`) it reads.
@@ -150,27 +150,14 @@ def _padded_rows(view: str, globs: Sequence[str], hidden: Sequence[str], compact
     return rows
 
 
-@cache
 def view_columns(view: str) -> tuple[tuple[str, str], ...]:
     """(name, DuckDB type) of the columns in `view`'s files: the contract's, or a rollup's."""
     if view == VIEW:
-        return tuple((c.name, c.sql_type) for c in COLUMNS)
-    return _rollup_view_columns()[view]
+        return _ATTEMPT_COLUMNS
+    return ROLLUP_VIEW_COLUMNS[view]
 
 
-@cache
-def _rollup_view_columns() -> dict[str, tuple[tuple[str, str], ...]]:
-    # DuckDB names the types it reads the Arrow schema as, exactly as it reads the files. One
-    # connection for all: opening one takes about 40 ms.
-    schemas = rollup_schemas()
-    columns = {}
-    with duckdb.connect(":memory:") as scratch:
-        for view, rollup in ROLLUP_VIEWS.items():
-            relation = scratch.from_arrow(empty_table(schemas[rollup]))
-            columns[view] = tuple(
-                (name, str(sql_type)) for name, sql_type in zip(relation.columns, relation.types, strict=True)
-            )
-    return columns
+_ATTEMPT_COLUMNS = tuple((c.name, c.sql_type) for c in COLUMNS)
 
 
 def view_trees() -> dict[str, str]:
