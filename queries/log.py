@@ -65,6 +65,7 @@ from queries.catalog import (
     view_sources,
 )
 from queries.errors import QueryError
+from queries.focus import FOCUS_SQL, FOCUS_VIEWS, focusable
 from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
 from queries.loader import load_query, names_read, parameter_names
 from queries.sandbox import SqlSandbox
@@ -238,10 +239,65 @@ class AttemptLog:
             yield
             return
         self._local.listings = {}
+        self._local.focuses = {}
         try:
             yield
         finally:
-            self._local.listings = None
+            focuses: dict[tuple[object, ...], duckdb.DuckDBPyConnection | None] = self._local.focuses
+            self._local.listings = self._local.focuses = None
+            for cursor in focuses.values():
+                if cursor is not None:
+                    cursor.close()
+
+    def focused_catalogs(self) -> set[str]:
+        """The catalogs ('days', 'hours') in which this thread's snapshot copied a scope's rows so far."""
+        focuses = getattr(self._local, "focuses", None) or {}
+        return {"days" if key[0] else "hours" for key, cursor in focuses.items() if cursor is not None}
+
+    def _focused(
+        self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
+    ) -> duckdb.DuckDBPyConnection | None:
+        """The snapshot's cursor holding the scope's `outcomes` rows (`queries.focus`), or None.
+
+        None outside a snapshot, for scope 'all', and for the first query of a scope and range:
+        a copy pays off from the second query that reads it. That query makes it.
+        """
+        focuses: dict[tuple[object, ...], duckdb.DuckDBPyConnection | None] | None = getattr(
+            self._local, "focuses", None
+        )
+        if focuses is None or params["scope_kind"] == "all":
+            return None
+        key = (by_day, params["scope_kind"], params["scope_value"], params["start"], params["end"])
+        if key not in focuses:
+            focuses[key] = None
+            return None
+        cursor = focuses[key]
+        if cursor is None:
+            cursor = focuses[key] = self._focus_cursor(params, by_day=by_day, dates=dates)
+        return cursor
+
+    def _focus_cursor(
+        self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
+    ) -> duckdb.DuckDBPyConnection:
+        bound = {name: params[name] for name in ("scope_kind", "scope_value", "start", "end")}
+        if by_day:
+            self._sync_day_views(FOCUS_VIEWS)
+        else:
+            self._define_macros_once(self._con)
+        cursor = (self._day_con if by_day else self._con).cursor()
+        try:
+            if not by_day:
+                for statement in self._listing(
+                    ("range", tuple(dates), FOCUS_VIEWS),
+                    lambda: range_view_sql(self.store, self._manifests, dates, FOCUS_VIEWS),
+                ):
+                    cursor.execute(statement)
+            for statement in FOCUS_SQL:
+                cursor.execute(statement, bound if "$" in statement else None)
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
 
     def _listing(self, key: tuple[object, ...], list_now: Callable[[], _T]) -> _T:
         """`list_now()`, or within a `snapshot` the result it gave there for `key`."""
@@ -293,12 +349,14 @@ class AttemptLog:
         self, name: str, prefix: str, params: dict[str, object], start: datetime, end: datetime
     ) -> pl.DataFrame:
         """The named query, after `prefix` (an EXPLAIN), on the catalog and views its range needs."""
+        by_day, dates = reads_days(name, start, end), _dates(start, end)
+        if not prefix and focusable(name):
+            focused = self._focused(params, by_day=by_day, dates=dates)
+            if focused is not None:
+                result: pl.DataFrame = focused.sql(load_query(name), params=params).pl()
+                return result
         return self._fetch(
-            prefix + load_query(name),
-            params,
-            by_day=reads_days(name, start, end),
-            dates=_dates(start, end),
-            views=names_read(name, VIEWS),
+            prefix + load_query(name), params, by_day=by_day, dates=dates, views=names_read(name, VIEWS)
         )
 
     def _fetch(

@@ -1,0 +1,118 @@
+"""A snapshot's copy of a scope's `outcomes` rows (`queries.focus`) gives the figures the files give."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from ingest.day_rollups import build_days
+from ingest.logstore import LocalStore
+from queries import AttemptLog, Scope, api, connect
+from queries.focus import FOCUS_VIEWS, _qualifies, focusable
+from queries.loader import query_names
+from queries.log import reads_days
+
+from .conftest import D0, D1, D2, copy_log
+
+FOCUSED = sorted(name for name in query_names() if focusable(name))
+#: What explorer_hours needs beside the scope and range: no filter.
+EXTRA = {
+    "explorer_hours": dict.fromkeys(
+        ("destination_id", "error_class", "error_code", "integration", "status_code")
+    )
+}
+RANGES = {
+    "three whole days": (D0, D2 + timedelta(days=1)),  # the day files
+    "one whole day": (D1, D2),  # the day files, and the hourly ones for the queries per hour
+    "hours of a day": (D1 + timedelta(hours=9), D1 + timedelta(hours=13)),  # the hourly files
+}
+
+
+@pytest.fixture(scope="module")
+def days_log(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttemptLog]:
+    """The fixture log with its three days built into day files, so whole days read them."""
+    data_dir = copy_log(fixture_dir, tmp_path_factory.mktemp("focus"))
+    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10", "2026-03-11")).built
+    with connect(data_dir) as log:
+        yield log
+
+
+def narrow_scopes(log: AttemptLog) -> list[Scope]:
+    """Every workspace, destination and integration of the log."""
+    rows = api.destinations(log, Scope.all(), D0, D2 + timedelta(days=1))
+    return [
+        *(Scope.workspace(w) for w in sorted(set(rows.get_column("workspace_id")))),
+        *(Scope.destination(d) for d in sorted(set(rows.get_column("destination_id")))),
+        *(Scope.integration(i) for i in sorted(set(rows.get_column("integration")))),
+    ]
+
+
+def run_all(log: AttemptLog, scope: Scope, start: datetime, end: datetime) -> dict[str, pl.DataFrame]:
+    return {name: log.run(name, scope, start, end, **EXTRA.get(name, {})) for name in FOCUSED}
+
+
+def test_the_pages_queries_of_the_outcomes_rollups_qualify() -> None:
+    for name in (
+        "day_report",
+        "by_destination",
+        "destination_failures",
+        "by_error",
+        "hourly",
+        "funnel",
+        "daily",
+    ):
+        assert focusable(name), name
+    assert not focusable("trace_destinations")  # reads `outcomes` itself, by message
+    assert not focusable("error_samples")  # another rollup
+    assert not focusable("retries")  # the raw log too
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT * FROM scoped_outcomes($scope_kind, $scope_value, $start - INTERVAL 1 DAY, $end)",
+        "SELECT * FROM cohort_outcomes('all', NULL, $start, $end)",
+        "SELECT * FROM cohort_outcomes($scope_kind, $scope_value, $start, $end) "
+        "JOIN outcomes USING (workspace_id)",
+        "SELECT count(*) FROM outcomes",
+    ],
+)
+def test_a_query_that_reaches_other_rows_does_not_qualify(text: str) -> None:
+    assert not _qualifies(text, FOCUS_VIEWS)
+
+
+def test_a_query_through_the_macros_with_its_own_range_qualifies() -> None:
+    text = "SELECT * FROM cohort_outcomes($scope_kind, $scope_value, $start, $end, per_destination := true)"
+    assert _qualifies(text, FOCUS_VIEWS)
+    assert not _qualifies(text, FOCUS_VIEWS | {"attempts"})
+
+
+@pytest.mark.parametrize("range_name", list(RANGES))
+def test_every_qualifying_query_gives_the_files_figures_from_the_copy(
+    days_log: AttemptLog, range_name: str
+) -> None:
+    start, end = RANGES[range_name]
+    scopes = narrow_scopes(days_log)
+    assert len({scope.kind for scope in scopes}) == 3
+    for scope in scopes:
+        from_files = run_all(days_log, scope, start, end)  # no snapshot: never a copy
+        with days_log.snapshot():
+            from_copy = run_all(days_log, scope, start, end)
+            # The copy was made (for each catalog the range reads), so the figures above came from it.
+            catalogs = {"days" if reads_days(name, start, end) else "hours" for name in FOCUSED}
+            assert days_log.focused_catalogs() == catalogs
+        for name in FOCUSED:
+            assert from_copy[name].equals(from_files[name]), (scope, name)
+        assert days_log.focused_catalogs() == set()  # closed with the snapshot
+
+
+def test_scope_all_and_a_single_query_make_no_copy(days_log: AttemptLog) -> None:
+    start, end = RANGES["three whole days"]
+    with days_log.snapshot():
+        run_all(days_log, Scope.all(), start, end)
+        api.day_report(days_log, Scope.workspace("acme"), start, end)
+        assert days_log.focused_catalogs() == set()
