@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Collection
 from functools import cache
 from importlib import resources
 
@@ -83,11 +84,30 @@ def _mentions(name: str, word: str) -> bool:
     return any(pattern.search(text) for text in _texts_read(name))
 
 
+def macros_reading(views: Collection[str]) -> frozenset[str]:
+    """The macros of `_macros.sql` that name any of `views`, in their body or in the macros they call."""
+    patterns = [re.compile(rf"\b{re.escape(view)}\b") for view in views]
+    return frozenset(
+        macro
+        for macro, body in _macro_bodies().items()
+        if any(pattern.search(text) for pattern in patterns for text in _reached(body))
+    )
+
+
+def uncommented_query(name: str) -> str:
+    """The SQL of query `name` without its comments."""
+    return _uncommented(load_query(name))
+
+
 @cache
 def _texts_read(name: str) -> tuple[str, ...]:
     """The text of query `name` and of every macro it calls, directly or through other macros."""
+    return _reached(_uncommented(load_query(name)))
+
+
+def _reached(query: str) -> tuple[str, ...]:
+    """`query` and the body of every macro it calls, directly or through other macros."""
     bodies = _macro_bodies()
-    query = _uncommented(load_query(name))
     texts, pending, seen = [query], [query], set()
     while pending:
         text = pending.pop()

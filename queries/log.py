@@ -31,6 +31,7 @@ and its configuration is locked.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -65,13 +66,14 @@ from queries.catalog import (
     view_sources,
 )
 from queries.errors import QueryError
-from queries.focus import FOCUS_SQL, FOCUS_VIEWS, focusable
+from queries.focus import FOCUS_VIEWS, Copies, focusable, views_read
 from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
 from queries.loader import load_query, names_read, parameter_names
 from queries.sandbox import SqlSandbox
 from queries.scope import Scope, query_parameters
 
 _T = TypeVar("_T")
+logger = logging.getLogger(__name__)
 
 
 class AttemptLog:
@@ -240,46 +242,56 @@ class AttemptLog:
             return
         self._local.listings = {}
         self._local.focuses = {}
+        self._local.unfocused = set()
         try:
             yield
         finally:
-            focuses: dict[tuple[object, ...], duckdb.DuckDBPyConnection | None] = self._local.focuses
-            self._local.listings = self._local.focuses = None
-            for cursor in focuses.values():
-                if cursor is not None:
-                    cursor.close()
+            focuses: dict[tuple[object, ...], Copies | None] = self._local.focuses
+            self._local.listings = self._local.focuses = self._local.unfocused = None
+            for copies in focuses.values():
+                if copies is not None:
+                    copies.close()
 
     def focused_catalogs(self) -> set[str]:
         """The catalogs ('days', 'hours') in which this thread's snapshot copied a scope's rows so far."""
         focuses = getattr(self._local, "focuses", None) or {}
-        return {"days" if key[0] else "hours" for key, cursor in focuses.items() if cursor is not None}
+        unfocused = getattr(self._local, "unfocused", None) or set()
+        return {
+            "days" if key[0] else "hours"
+            for key, copies in focuses.items()
+            if copies and key not in unfocused
+        }
 
     def _focused(
-        self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
+        self, name: str, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
     ) -> duckdb.DuckDBPyConnection | None:
-        """The snapshot's cursor holding the scope's `outcomes` rows (`queries.focus`), or None.
+        """A cursor where the views `name` reads hold only the scope's rows (`queries.focus`), or None.
 
-        None outside a snapshot, for scope 'all', and for the first query of a scope and range:
-        a copy pays off from the second query that reads it. That query makes it.
+        None outside a snapshot, for scope 'all', for the first query of a scope and range (a copy
+        pays off from the second query that reads it, which makes it), and once making one failed.
         """
-        focuses: dict[tuple[object, ...], duckdb.DuckDBPyConnection | None] | None = getattr(
-            self._local, "focuses", None
-        )
+        focuses: dict[tuple[object, ...], Copies | None] | None = getattr(self._local, "focuses", None)
         if focuses is None or params["scope_kind"] == "all":
             return None
         key = (by_day, params["scope_kind"], params["scope_value"], params["start"], params["end"])
         if key not in focuses:
             focuses[key] = None
             return None
-        cursor = focuses[key]
-        if cursor is None:
-            cursor = focuses[key] = self._focus_cursor(params, by_day=by_day, dates=dates)
-        return cursor
+        if key in self._local.unfocused:
+            return None
+        copies = focuses[key]
+        try:
+            if copies is None:
+                copies = focuses[key] = self._copies(params, by_day=by_day, dates=dates)
+            return copies.holding(views_read(name, str(params["scope_kind"])))
+        except duckdb.Error as exc:
+            # The files still hold every row: the snapshot's queries of this scope read them.
+            logger.warning("reading the log's files for %s %s: copying its rows failed: %s", *key[1:3], exc)
+            self._local.unfocused.add(key)
+            return None
 
-    def _focus_cursor(
-        self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
-    ) -> duckdb.DuckDBPyConnection:
-        bound = {name: params[name] for name in ("scope_kind", "scope_value", "start", "end")}
+    def _copies(self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]) -> Copies:
+        """A cursor of the catalog with the range's views, for the copies of a scope and range."""
         if by_day:
             self._sync_day_views(FOCUS_VIEWS)
         else:
@@ -292,12 +304,10 @@ class AttemptLog:
                     lambda: range_view_sql(self.store, self._manifests, dates, FOCUS_VIEWS),
                 ):
                     cursor.execute(statement)
-            for statement in FOCUS_SQL:
-                cursor.execute(statement, bound if "$" in statement else None)
         except BaseException:
             cursor.close()
             raise
-        return cursor
+        return Copies(cursor, {name: params[name] for name in ("scope_kind", "scope_value", "start", "end")})
 
     def _listing(self, key: tuple[object, ...], list_now: Callable[[], _T]) -> _T:
         """`list_now()`, or within a `snapshot` the result it gave there for `key`."""
@@ -351,7 +361,7 @@ class AttemptLog:
         """The named query, after `prefix` (an EXPLAIN), on the catalog and views its range needs."""
         by_day, dates = reads_days(name, start, end), _dates(start, end)
         if not prefix and focusable(name):
-            focused = self._focused(params, by_day=by_day, dates=dates)
+            focused = self._focused(name, params, by_day=by_day, dates=dates)
             if focused is not None:
                 result: pl.DataFrame = focused.sql(load_query(name), params=params).pl()
                 return result
