@@ -4,12 +4,13 @@ Written down, not derived when a process starts: deriving them builds every
 rollup from an empty batch on a connection of its own and reads the types
 back, 80-110 ms of every command that opens the log (docs/benchmarks.md,
 issue 13). `derived()` is that derivation; tests/queries/test_rollup_columns.py
-checks the table against it, and ``python -m queries.rollup_columns`` prints
-the table anew after a rollup's SQL changes.
+checks the table against it, and prints the table anew when a rollup's SQL
+has changed it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 #: View (`queries.catalog.ROLLUP_VIEWS`) -> its files' columns, in order.
@@ -127,26 +128,20 @@ ROLLUP_VIEW_COLUMNS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
-def derived() -> dict[str, tuple[tuple[str, str], ...]]:
-    """The columns as the rollups' SQL gives them today, read through DuckDB as a view reads the files."""
+def derived(rollup_views: Mapping[str, str]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """The columns the rollups' SQL gives today for each view of `rollup_views` (view -> rollup,
+    `queries.catalog.ROLLUP_VIEWS`), read through DuckDB as a view reads the files."""
     import duckdb
 
     from ingest.rollup import rollup_schemas
     from ingest.schema import empty_table
-    from queries.catalog import ROLLUP_VIEWS
 
     schemas = rollup_schemas()
     columns = {}
     with duckdb.connect(":memory:") as scratch:
-        for view, rollup in ROLLUP_VIEWS.items():
+        for view, rollup in rollup_views.items():
             relation = scratch.from_arrow(empty_table(schemas[rollup]))
             columns[view] = tuple(
                 (name, str(sql_type)) for name, sql_type in zip(relation.columns, relation.types, strict=True)
             )
     return columns
-
-
-if __name__ == "__main__":
-    import pprint
-
-    pprint.pprint(derived(), width=110, sort_dicts=False)
