@@ -283,7 +283,12 @@ def run_child(
             if time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"child {run} never reached its moment")
-        out, stderr = proc.communicate(timeout=DEADLINE_S)
+        # The rest through the same reader: lines it read ahead are in its buffer, which
+        # `communicate` (reading the pipe itself) would lose. The child is dead or ending: EOF.
+        out = proc.stdout.read()
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
+        proc.wait(timeout=DEADLINE_S)
     # What it printed after the line that made us kill it, before the kill landed: on a busy
     # machine the child commits and prints a record or two more meanwhile.
     for line in out.splitlines():
