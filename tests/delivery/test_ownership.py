@@ -95,9 +95,12 @@ def test_engines_split_the_destinations_and_the_survivor_takes_the_dead_ones_sha
 ) -> None:
     destinations = [f"d{i}" for i in range(40)]
     other = PostgresQueue(postgres_dsn)
+    # Leases long enough for a refresh on a loaded machine (0.6 s lapsed between two refreshes
+    # there, under a parallel suite), short enough to wait out below.
+    lease_s = 3.0
     try:
-        first = Shares(shared, "engine-a", destinations, lease_s=0.6, busy=lambda d: False)
-        second = Shares(other, "engine-b", destinations, lease_s=0.6, busy=lambda d: False)
+        first = Shares(shared, "engine-a", destinations, lease_s=lease_s, busy=lambda d: False)
+        second = Shares(other, "engine-b", destinations, lease_s=lease_s, busy=lambda d: False)
         first.refresh()
         assert first.owned == frozenset(destinations)  # alone: everything
         second.refresh()  # joins: wants its share, held by the first until it gives it back
@@ -113,7 +116,7 @@ def test_engines_split_the_destinations_and_the_survivor_takes_the_dead_ones_sha
         assert 10 <= len(second.owned) <= 30
         assert first.excluded() == second.owned and second.excluded() == first.owned
         # The first stops renewing (as if killed): by its own clock it stops claiming first...
-        time.sleep(0.7)
+        time.sleep(lease_s + 0.1)
         assert first.owned == frozenset() and first.excluded() == frozenset(destinations)
         # ...then its leases lapse in the database, and the second takes everything.
         second.refresh()
