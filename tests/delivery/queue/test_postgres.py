@@ -298,14 +298,16 @@ def test_exporters_draining_at_once_export_each_record_once(engines: list[Postgr
 
 
 def test_a_dead_exporters_batch_is_taken_over_once_its_lease_lapsed(postgres_dsn: str) -> None:
-    dead = PostgresQueue(postgres_dsn, outbox_lease_s=SHORT_LEASE_S)
+    # Longer than SHORT_LEASE_S: under a parallel suite, 0.3 s lapsed between the two takes below.
+    lease_s = 2.0
+    dead = PostgresQueue(postgres_dsn, outbox_lease_s=lease_s)
     alive = PostgresQueue(postgres_dsn)
     try:
         settled_records(dead, 10)
         taken = dead.outbox_batch(100)
         assert taken is not None and len(taken) == 10
         assert alive.outbox_batch(100) is None  # held, and nothing else to take
-        time.sleep(SHORT_LEASE_S)
+        time.sleep(lease_s)
         resumed = alive.outbox_batch(100)
         assert resumed is not None
         assert (resumed.batch_id, resumed.rows, resumed.resumed) == (taken.batch_id, taken.rows, True)
