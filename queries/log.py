@@ -42,7 +42,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import duckdb
 import polars as pl
@@ -74,6 +74,9 @@ from queries.scope import Scope, query_parameters
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
+#: A snapshot's state for one scope and range (`AttemptLog._focused`): None once one query read it,
+#: its copies once a second one did, False once making them failed.
+_Focus = Copies | None | Literal[False]
 
 
 class AttemptLog:
@@ -242,25 +245,19 @@ class AttemptLog:
             return
         self._local.listings = {}
         self._local.focuses = {}
-        self._local.unfocused = set()
         try:
             yield
         finally:
-            focuses: dict[tuple[object, ...], Copies | None] = self._local.focuses
-            self._local.listings = self._local.focuses = self._local.unfocused = None
+            focuses: dict[tuple[object, ...], _Focus] = self._local.focuses
+            self._local.listings = self._local.focuses = None
             for copies in focuses.values():
-                if copies is not None:
+                if copies:
                     copies.close()
 
     def focused_catalogs(self) -> set[str]:
         """The catalogs ('days', 'hours') in which this thread's snapshot copied a scope's rows so far."""
-        focuses = getattr(self._local, "focuses", None) or {}
-        unfocused = getattr(self._local, "unfocused", None) or set()
-        return {
-            "days" if key[0] else "hours"
-            for key, copies in focuses.items()
-            if copies and key not in unfocused
-        }
+        focuses: dict[tuple[object, ...], _Focus] = getattr(self._local, "focuses", None) or {}
+        return {"days" if key[0] else "hours" for key, copies in focuses.items() if copies}
 
     def _focused(
         self, name: str, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
@@ -270,16 +267,16 @@ class AttemptLog:
         None outside a snapshot, for scope 'all', for the first query of a scope and range (a copy
         pays off from the second query that reads it, which makes it), and once making one failed.
         """
-        focuses: dict[tuple[object, ...], Copies | None] | None = getattr(self._local, "focuses", None)
+        focuses: dict[tuple[object, ...], _Focus] | None = getattr(self._local, "focuses", None)
         if focuses is None or params["scope_kind"] == "all":
             return None
         key = (by_day, params["scope_kind"], params["scope_value"], params["start"], params["end"])
         if key not in focuses:
             focuses[key] = None
             return None
-        if key in self._local.unfocused:
-            return None
         copies = focuses[key]
+        if copies is False:
+            return None
         try:
             if copies is None:
                 copies = focuses[key] = self._copies(params, by_day=by_day, dates=dates)
@@ -287,26 +284,14 @@ class AttemptLog:
         except duckdb.Error as exc:
             # The files still hold every row: the snapshot's queries of this scope read them.
             logger.warning("reading the log's files for %s %s: copying its rows failed: %s", *key[1:3], exc)
-            self._local.unfocused.add(key)
+            if copies:
+                copies.close()
+            focuses[key] = False
             return None
 
     def _copies(self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]) -> Copies:
         """A cursor of the catalog with the range's views, for the copies of a scope and range."""
-        if by_day:
-            self._sync_day_views(FOCUS_VIEWS)
-        else:
-            self._define_macros_once(self._con)
-        cursor = (self._day_con if by_day else self._con).cursor()
-        try:
-            if not by_day:
-                for statement in self._listing(
-                    ("range", tuple(dates), FOCUS_VIEWS),
-                    lambda: range_view_sql(self.store, self._manifests, dates, FOCUS_VIEWS),
-                ):
-                    cursor.execute(statement)
-        except BaseException:
-            cursor.close()
-            raise
+        cursor = self._cursor(by_day=by_day, dates=dates, views=FOCUS_VIEWS)
         return Copies(cursor, {name: params[name] for name in ("scope_kind", "scope_value", "start", "end")})
 
     def _listing(self, key: tuple[object, ...], list_now: Callable[[], _T]) -> _T:
@@ -381,22 +366,33 @@ class AttemptLog:
         """Run `sql` on the day rollups' catalog (`by_day`), or the hourly one: over the partitions of
         `dates` alone when given (TEMP views of the query's own cursor, those of `views`), else over
         every partition."""
+        with self._cursor(by_day=by_day, dates=dates, views=views) as cur:
+            result: pl.DataFrame = cur.sql(sql, params=params).pl()
+        return result
+
+    def _cursor(
+        self, *, by_day: bool, dates: Sequence[str] | None, views: Collection[str]
+    ) -> duckdb.DuckDBPyConnection:
+        """A new cursor of the catalog `_fetch` describes, its views up to date; the caller closes it."""
         if by_day:
             self._sync_day_views(views)
         elif dates is None:
             self._sync_views()
         else:
             self._define_macros_once(self._con)
-        with (self._day_con if by_day else self._con).cursor() as cur:
-            if not by_day and dates is not None:
-                statements = self._listing(
-                    ("range", tuple(dates), frozenset(views)),
-                    lambda: range_view_sql(self.store, self._manifests, dates, views),
-                )
-                for statement in statements:
-                    cur.execute(statement)
-            result: pl.DataFrame = cur.sql(sql, params=params).pl()
-        return result
+        cursor = (self._day_con if by_day else self._con).cursor()
+        if by_day or dates is None:
+            return cursor
+        try:
+            for statement in self._listing(
+                ("range", tuple(dates), frozenset(views)),
+                lambda: range_view_sql(self.store, self._manifests, dates, views),
+            ):
+                cursor.execute(statement)
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
 
     def _sync_day_views(self, views: Collection[str]) -> None:
         """Bring those of `views` in the day catalog up to date with the log. Only those: defining
