@@ -12,17 +12,23 @@ without a request, and events fixed to the integration's rules),
 `delivery.payload` (the body, and the headers signed where the destination signs), `delivery.classify`,
 `delivery.records` (retry decision and record). This module only schedules.
 
-**Concurrency.** At most `concurrency` jobs are held (claimed and not yet
-sent to the end) at once, and at most `per_destination_concurrency` of one
-destination. Both bounds are kept at the claim, not by semaphores: a
-destination with too few free slots is passed to `Queue.claim` in `exclude`, and
-a claim asks for no more than the free slots. A claimed job therefore never
-waits for a slot while its lease runs, and a slow or dead destination holds
-at most its own slots, never the others'. A destination is claimed for
-again once a quarter of its slots are free, and for all its free slots, so
-claims come in batches rather than one per finished request, and a busy
-destination keeps most of its slots in flight (45-47 of 64 in the engine
-benchmark, where waiting for half its slots to be free left 28).
+**Concurrency.** At most `concurrency` requests are in flight at once, and
+at most `per_destination_concurrency` to one destination. The bounds on what
+is held are kept at the claim, not by semaphores: a destination with too
+little room is passed to `Queue.claim` in `exclude`, and a claim asks for
+no more than the room. A destination is claimed for again once a quarter of
+its slots' worth of room is free, and for all its room, so claims come in
+batches rather than one per finished request.
+
+**Claiming ahead** (`claim_ahead`, docs/worker.md). Beyond its free slots, a
+destination may hold as many requests again, claimed and waiting in memory
+(at most `concurrency` of them across destinations), so that a slot freed
+while a claim runs (7-15 ms on PostgreSQL) does not wait for it. A freed slot
+goes to the oldest due request waiting among the destinations with room,
+not to its own destination's next one. A waiting request starts only while
+its lease, timed by the engine's clock before the claim, still covers its
+request and a stop's grace; otherwise it is given back. Never for metered
+or batching destinations.
 
 **Metering.** A destination with a rate limit has a token bucket
 (`delivery.metering`; `[engine] metering`). Tokens are taken when jobs are
@@ -61,9 +67,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -145,14 +152,32 @@ class Worker:
         self._not_owned = not_owned
         self._known_now = known_now
         self._settler = _Settler(queue, on_settled or (lambda record: None))
-        # Claim accounting (see the module docstring).
+        # Claim accounting (see the module docstring). Held: claimed and not yet answered, in flight
+        # or waiting ahead; in flight: requests started.
         self._capacity = engine.concurrency
         self._slots = engine.per_destination_concurrency
+        self._ahead = self._slots if engine.claim_ahead else 0
+        self._capacity_ahead = self._capacity if engine.claim_ahead else 0
+        # A job waiting ahead starts only while its lease still covers its request and a stop's grace.
+        # Without claims ahead, every claimed job has a slot and starts at once.
+        self._start_within_s = engine.lease_s - engine.request_timeout_s - engine.shutdown_grace_s
+        if self._start_within_s <= 0 or not self._ahead:
+            self._ahead = self._capacity_ahead = 0
+            self._start_within_s = math.inf
         self._min_claim = max(1, self._slots // 4)
         self._refill_at = max(1, min(engine.claim_batch_size, engine.concurrency) // 4)
         self._held = 0
         self._held_by_destination: Counter[str] = Counter()
+        self._in_flight = 0
+        self._in_flight_by_destination: Counter[str] = Counter()
+        #: Requests claimed ahead, oldest first per destination, with when each must start by.
+        self._ready: dict[str, deque[tuple[list[Job], float]]] = {}
+        #: Destinations not claimed ahead for until one of their requests ends: a job of theirs
+        #: waited ahead until its lease ran short.
+        self._stale: set[str] = set()
+        self._starting = True
         self._tasks: set[asyncio.Task[list[Settlement]]] = set()
+        self._chores: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._waiting_for: _Waiting | None = None
         self._excluded: frozenset[str] = frozenset()
@@ -173,13 +198,17 @@ class Worker:
         self._batches = {d.id: d.max_batch_events for d in config.destinations if d.max_batch_events > 1}
         if self._metering is not None:
             self._metering.reconfigure(config.destinations, self._clock())
+        #: Destinations never claimed ahead for: their claims count requests and tokens, not jobs.
+        self._not_ahead = frozenset(self._batches) | frozenset(
+            d for d, _ in (self._metering.items() if self._metering is not None else ())
+        )
 
     def meters(self) -> Iterable[tuple[str, Meter]]:
         """Each metered destination's meter, read by `/admin/status` (none with metering off)."""
         return () if self._metering is None else list(self._metering.items())
 
     def holding(self, destination_id: str) -> bool:
-        """Whether jobs of the destination are claimed here and not yet settled."""
+        """Whether jobs of the destination are claimed here (in flight or waiting) and not yet settled."""
         return self._held_by_destination[destination_id] > 0
 
     def notify(self) -> None:
@@ -192,12 +221,14 @@ class Worker:
         relay = asyncio.create_task(_set_when(stop, self._wake))
         try:
             await self._claim_until(stop)
+            self._starting = False  # jobs waiting ahead stay leased until release() below
             await self._finish_in_flight()
         finally:
+            self._starting = False
             relay.cancel()
             for task in self._tasks:  # only when run() itself was cancelled
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *self._chores, return_exceptions=True)
             await self._settler.close(settler)
             released = await asyncio.to_thread(self._queue.release, self._owner)
             log.info("worker %s stopped; %d lease(s) released", self._owner, released)
@@ -207,19 +238,21 @@ class Worker:
     async def _claim_until(self, stop: asyncio.Event) -> None:
         engine = self._config.engine
         while not stop.is_set():
-            free = self._capacity - self._held
+            not_owned = self._not_owned()
+            if moved := not_owned & self._ready.keys():
+                self._give_back_ready(moved)
+            free = self._capacity + self._capacity_ahead - self._held
             if free < self._refill_at and self._held:
                 await self._sleep("capacity", None)
                 continue
             now = self._clock()
             tokens = self._tokens(now)
-            not_owned = self._not_owned()
             blocked = self._full_destinations() | {d for d, n in tokens.items() if n == 0} | not_owned
             limits = self._limits(tokens)
             limit = min(engine.claim_batch_size, free)
             options: ClaimOptions = {
                 "limit": limit,
-                "per_destination_limit": self._slots,
+                "per_destination_limit": self._slots + self._ahead,
                 "lease_s": engine.lease_s,
                 "exclude": blocked,
                 "limits": limits,
@@ -240,14 +273,13 @@ class Worker:
                 break  # claimed while stopping: left for release(), nothing was sent
             units = await self._requests(jobs, limits)
             units = await self._unless_held(units)
-            for unit in units:
-                self._start(unit, now)
+            self._take(units, now)
             if len(units) == limit:
                 continue
             # Destinations that may have more due jobs: left out of this claim, or given all it asked.
             given = Counter(unit[0].destination_id for unit in units)
             maybe_more = (blocked - not_owned) | {
-                d for d, n in given.items() if n == limits.get(d, self._slots)
+                d for d, n in given.items() if n == limits.get(d, self._slots + self._ahead)
             }
             later = self._clock()
             if maybe_more - self._full_destinations() - {d for d, n in self._tokens(later).items() if n == 0}:
@@ -263,13 +295,26 @@ class Worker:
         return {d: n for d, n in available if n < self._slots}
 
     def _limits(self, tokens: Mapping[str, int]) -> dict[str, int]:
-        """Requests each destination may start now, where fewer than its slots: its tokens, its free slots."""
+        """Requests each destination may be claimed for now, where fewer than the default share.
+
+        The default share is its slots and as many ahead. A destination not
+        claimed ahead for has its free slots, and a metered one no more than its tokens.
+        """
         limits = dict(tokens)
+        if self._ahead:
+            for destination in self._not_ahead | self._stale:
+                limits.setdefault(destination, self._slots)
         for destination, held in self._held_by_destination.items():
-            free = self._slots - held
-            if free < limits.get(destination, self._slots):
+            free = self._share(destination) - held
+            if free < limits.get(destination, self._slots + self._ahead):
                 limits[destination] = free
         return limits
+
+    def _share(self, destination_id: str) -> int:
+        """The requests a destination may hold: its slots, and as many ahead unless not claimed ahead for."""
+        if not self._ahead or destination_id in self._not_ahead or destination_id in self._stale:
+            return self._slots
+        return self._slots + self._ahead
 
     def _idle_s(self, waiting: frozenset[str], now: float) -> float:
         """How long an idle claim loop sleeps: the poll interval, or less when something is due sooner.
@@ -288,11 +333,11 @@ class Worker:
         return timeout
 
     def _full_destinations(self) -> frozenset[str]:
-        """Destinations with under a quarter of their slots free: left out of claims until they have more."""
+        """Destinations with under a quarter of their slots' room: left out of claims until they have more."""
         return frozenset(
             destination
             for destination, held in self._held_by_destination.items()
-            if self._slots - held < self._min_claim
+            if self._share(destination) - held < self._min_claim
         )
 
     async def _requests(self, jobs: Sequence[Job], limits: Mapping[str, int]) -> list[list[Job]]:
@@ -313,7 +358,7 @@ class Worker:
                 units += [[job] for job in claimed]
                 continue
             groups = batching.requests(claimed, max_events=size, max_bytes=destination.max_batch_bytes)
-            counted = limits.get(destination_id, self._slots)
+            counted = limits.get(destination_id, self._slots + self._ahead)
             units += groups[:counted]
             surplus += [job for group in groups[counted:] for job in group]
         if surplus:
@@ -350,14 +395,69 @@ class Worker:
         self._wake.clear()
         self._waiting_for = None
 
-    def _start(self, jobs: list[Job], now: float) -> None:
-        """Start one request for `jobs` (of one destination), taking its token."""
+    def _take(self, units: Sequence[list[Job]], now: float) -> None:
+        """Hold a claim's requests (taking their tokens), and start those that have a slot.
+
+        The others wait ahead, in claim order, until one of their destination's
+        requests ends; each must start by `now` (the engine's clock before the
+        claim, so before the lease began) plus `_start_within_s`.
+        """
+        start_by = now + self._start_within_s
+        for jobs in units:
+            destination_id = jobs[0].destination_id
+            if self._metering is not None and (meter := self._metering.get(destination_id)) is not None:
+                meter.take(now)
+            self._held += 1
+            self._held_by_destination[destination_id] += 1
+            ready = self._ready.get(destination_id)
+            if ready is None:
+                self._ready[destination_id] = ready = deque()
+            ready.append((jobs, start_by))
+        self._start_ready()
+
+    def _start_ready(self) -> None:
+        """Start waiting requests while there are slots: the oldest due first, across destinations."""
+        while self._ready and self._in_flight < self._capacity and self._starting:
+            chosen: str | None = None
+            oldest: tuple[float, str] | None = None
+            for destination_id, ready in self._ready.items():
+                if self._in_flight_by_destination[destination_id] < self._slots:
+                    head = ready[0][0][0]
+                    if oldest is None or (head.due_at, head.id) < oldest:
+                        chosen, oldest = destination_id, (head.due_at, head.id)
+            if chosen is None:
+                return
+            ready = self._ready[chosen]
+            jobs, start_by = ready.popleft()
+            if not ready:
+                del self._ready[chosen]
+            if self._clock() > start_by:
+                # Its lease might lapse before its request settles: another claim sends it.
+                self._stale.add(chosen)
+                self._unhold(chosen)
+                self._chore(self._give_back(jobs))
+                continue
+            self._start(jobs)
+
+    def _give_back_ready(self, destinations: Iterable[str]) -> None:
+        """Give back the jobs waiting ahead for `destinations` (moved to another engine of a fleet)."""
+        for destination_id in destinations:
+            units = self._ready.pop(destination_id, ())
+            for _ in units:
+                self._unhold(destination_id)
+            if units:
+                self._chore(self._give_back([job for jobs, _ in units for job in jobs]))
+
+    def _chore(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    def _start(self, jobs: list[Job]) -> None:
+        """Start one request for `jobs` (of one destination), held already."""
         destination_id = jobs[0].destination_id
-        meter = self._metering.get(destination_id) if self._metering is not None else None
-        if meter is not None:
-            meter.take(now)
-        self._held += 1
-        self._held_by_destination[destination_id] += 1
+        self._in_flight += 1
+        self._in_flight_by_destination[destination_id] += 1
         # What follows the request is a callback, not a coroutine awaiting it: each coroutine
         # between the task and the socket is resumed on every answer (docs/benchmarks.md, issue 16).
         task = asyncio.create_task(self._attempt(jobs))
@@ -365,7 +465,21 @@ class Worker:
         task.add_done_callback(functools.partial(self._ended, jobs))
 
     def _release(self, destination_id: str) -> None:
-        """A job's request is over: free its slots, and wake the claim loop if that makes room."""
+        """A job's request is over: free its slot for a request waiting ahead, and wake the claim loop
+        if that makes room."""
+        self._in_flight -= 1
+        in_flight = self._in_flight_by_destination[destination_id] - 1
+        if in_flight:
+            self._in_flight_by_destination[destination_id] = in_flight
+        else:
+            del self._in_flight_by_destination[destination_id]
+        self._stale.discard(destination_id)
+        self._unhold(destination_id)
+        if self._ready:
+            self._start_ready()
+
+    def _unhold(self, destination_id: str) -> None:
+        """One request of the destination is no longer held; wake the claim loop if that makes room."""
         self._held -= 1
         left = self._held_by_destination[destination_id] - 1
         if left:
@@ -373,12 +487,12 @@ class Worker:
         else:
             del self._held_by_destination[destination_id]
         if self._waiting_for == "capacity":
-            if self._capacity - self._held >= self._refill_at:
+            if self._capacity + self._capacity_ahead - self._held >= self._refill_at:
                 self._wake.set()
         elif (
             self._waiting_for == "work"
             and destination_id in self._excluded
-            and self._slots - left >= self._min_claim
+            and self._share(destination_id) - left >= self._min_claim
         ):
             self._wake.set()
 

@@ -228,6 +228,7 @@ def _engine(table: Table, base_dir: Path) -> EngineConfig:
             "per_destination_concurrency", defaults.per_destination_concurrency
         ),
         claim_batch_size=table.integer("claim_batch_size", defaults.claim_batch_size),
+        claim_ahead=table.boolean("claim_ahead", defaults.claim_ahead),
         lease_s=lease_s,
         shutdown_grace_s=table.seconds("shutdown_grace_s", defaults.shutdown_grace_s, allow_zero=True),
         max_batch_bytes=table.integer("max_batch_bytes", defaults.max_batch_bytes),

@@ -160,8 +160,13 @@ def queue(tmp_path: Path) -> Iterable[SqliteQueue]:
     q.close()
 
 
-def make_config(tmp_path: Path, destinations: Mapping[str, str], **engine: Any) -> Config:
-    """A config with one source `web` and a webhook destination per (id, url)."""
+def make_config(
+    tmp_path: Path,
+    destinations: Mapping[str, str],
+    destination_options: Mapping[str, Mapping[str, Any]] | None = None,
+    **engine: Any,
+) -> Config:
+    """A config with one source `web` and a webhook destination per (id, url), with its options if any."""
     settings = {
         "data_dir": str(tmp_path),
         "allow_private_targets": True,
@@ -186,6 +191,7 @@ def make_config(tmp_path: Path, destinations: Mapping[str, str], **engine: Any) 
                     "integration": "webhook",
                     "url": url,
                     "headers": {"Authorization": f"Bearer {SECRET}"},
+                    **(destination_options or {}).get(destination_id, {}),
                 }
                 for destination_id, url in destinations.items()
             ],
@@ -499,6 +505,119 @@ def test_a_busy_destination_is_claimed_for_again_once_a_quarter_of_its_slots_are
     assert sink.max_in_flight == 8
     rows = drain(queue)
     assert Counter(row["outcome"] for row in rows) == {"delivered": 2, "retry": 8}
+
+
+def leased(queue: SqliteQueue) -> int:
+    return queue.depth().by_state[JobState.LEASED]
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_jobs_claimed_ahead_wait_for_a_slot_and_are_given_back_at_stop(
+    tmp_path: Path, queue: SqliteQueue, ahead: bool
+) -> None:
+    async def scenario() -> tuple[Sink, int]:
+        async with Sink(always(Reply(200, delay_s=0.3))) as sink:
+            slots = {"concurrency": 4, "per_destination_concurrency": 4, "claim_ahead": ahead}
+            config = make_config(tmp_path, {"hook": sink.url}, **slots)
+            enqueue(queue, "hook", 20)
+            async with running(config, queue) as engine:
+                await eventually(lambda: sink.in_flight == 4)
+                await asyncio.sleep(0.1)  # the claim loop has had its turn
+                held = leased(queue)
+                await engine.stopped()
+            return sink, held
+
+    sink, held = asyncio.run(scenario())
+    # Ahead: four in flight and four more leased, waiting; never more than the slots in flight.
+    assert held == (8 if ahead else 4)
+    assert sink.max_in_flight == 4
+    assert len(sink.requests) == 4  # none of those waiting started once the worker stopped
+    assert columns(drain(queue), "outcome") == [("delivered",)] * 4
+    assert queue.depth().by_state == {JobState.PENDING: 16, JobState.LEASED: 0}
+
+
+def test_a_slot_goes_to_the_oldest_job_held_not_to_its_own_destinations_next(
+    tmp_path: Path, queue: SqliteQueue
+) -> None:
+    """A batching destination's older jobs, claimed late (they linger), start before the busy one's ahead."""
+
+    async def scenario() -> tuple[Sink, Sink]:
+        async with Sink(always(Reply(200, delay_s=0.2))) as busy, Sink(always(Reply(200))) as batched:
+            config = make_config(
+                tmp_path,
+                {"busy": busy.url, "batched": batched.url},
+                {"batched": {"max_batch_events": 10}},
+                concurrency=2,
+                per_destination_concurrency=2,
+                batch_linger_s=0.3,
+            )
+            enqueue(queue, "batched", 3)  # older than every job of `busy`
+            enqueue(queue, "busy", 20)
+            async with running(config, queue):
+                await eventually(lambda: len(batched.requests) == 1)
+            return busy, batched
+
+    busy, batched = asyncio.run(scenario())
+    # `busy` sends two requests every 0.2 s, and always has two more waiting ahead. The batched
+    # request is claimed at the first claim after its 0.3 s of lingering (0.4 s, when both slots went
+    # to `busy`'s jobs waiting ahead), and takes the next slot to free (0.6 s) before them: as the older.
+    assert len(busy.requests) >= 8
+    before = [r for r in busy.requests if r.at < batched.requests[0].at]
+    assert len(before) <= 7
+    assert TOTAL.max == 2
+
+
+def test_a_job_that_waited_ahead_too_long_is_given_back_and_sent_once(
+    tmp_path: Path, queue: SqliteQueue
+) -> None:
+    def script(n: int, request: Request) -> Reply:
+        """The first two requests take a second: the jobs waiting behind them outwait their start-by."""
+        return Reply(200, delay_s=1.0) if n <= 2 else Reply(200)
+
+    async def scenario() -> tuple[Sink, list[int]]:
+        async with Sink(script) as sink:
+            # A lease of 4 s covers a request of 2 s and a grace of 1.5 s: a job starts within 0.5 s.
+            timing = {"lease_s": 4, "request_timeout_s": 2, "shutdown_grace_s": 1.5}
+            config = make_config(
+                tmp_path, {"hook": sink.url}, concurrency=2, per_destination_concurrency=2, **timing
+            )
+            enqueue(queue, "hook", 6)
+            seen: list[int] = []
+            async with running(config, queue):
+                await eventually(lambda: sink.in_flight == 2)
+                seen.append(leased(queue))  # two in flight and two ahead
+                await eventually(lambda: unfinished(queue) == 0)
+            return sink, seen
+
+    sink, seen = asyncio.run(scenario())
+    assert seen == [4]
+    bodies = [json.loads(request.body)["messageId"] for request in sink.requests]
+    assert sorted(bodies) == sorted(f"hook-{i}" for i in range(6))  # each sent once
+    assert columns(drain(queue), "outcome") == [("delivered",)] * 6
+
+
+def test_jobs_waiting_ahead_for_a_destination_that_moved_are_given_back(
+    tmp_path: Path, queue: SqliteQueue
+) -> None:
+    moved: set[str] = set()
+
+    async def scenario() -> tuple[Sink, int]:
+        async with Sink(always(Reply(200, delay_s=0.5))) as sink:
+            config = make_config(tmp_path, {"hook": sink.url}, concurrency=2, per_destination_concurrency=2)
+            enqueue(queue, "hook", 10)
+            async with running(config, queue, not_owned=lambda: frozenset(moved)) as engine:
+                await eventually(lambda: sink.in_flight == 2 and leased(queue) == 4)
+                moved.add("hook")  # another engine of the fleet owns it now
+                engine.worker.notify()
+                await eventually(lambda: leased(queue) == 2)  # only the two in flight
+                await eventually(lambda: sink.in_flight == 0)
+                await asyncio.sleep(0.1)
+                return sink, leased(queue)
+
+    sink, held = asyncio.run(scenario())
+    assert held == 0
+    assert len(sink.requests) == 2
+    assert unfinished(queue) == 8
 
 
 def test_every_request_is_one_row_in_the_parquet_log(tmp_path: Path, queue: SqliteQueue) -> None:
