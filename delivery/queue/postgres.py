@@ -579,8 +579,17 @@ def _configure(db: psycopg.Connection[Any]) -> None:
     before the statistics (or after an ANALYZE). Every statement here is meant
     to run on its indexes, so sequential scans are priced out for this
     session (PostgreSQL still uses one where no index serves).
+
+    JIT compilation is off for the same sessions. A statement that must still
+    scan a table (the outbox's batches, the fleet's engines: small tables read
+    by a condition no index serves) carries the priced-out scan's cost of 10^10,
+    far above the JIT thresholds, so the server compiled it, inlined and
+    optimized, on every call: about 190 ms of its CPU each, 1.3-1.9 s per
+    20,000 requests in the engine benchmark, most of the server's CPU beside
+    the claims (pg_stat_statements, docs/benchmarks.md, issue 16). These
+    statements are short and touch few rows: compiling never pays for itself.
     """
-    db.execute("SET enable_seqscan = off")
+    db.execute("SELECT set_config('enable_seqscan', 'off', false), set_config('jit', 'off', false)")
 
 
 class PostgresQueue:
