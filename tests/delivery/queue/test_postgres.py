@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from delivery.queue import LeaseLost, QueueError, Settlement, StorageFull
-from delivery.queue.postgres import MIGRATIONS, PostgresQueue, migrate, redact_dsn
+from delivery.queue.postgres import _TAKE_BATCH, MIGRATIONS, PostgresQueue, migrate, redact_dsn
 from tests.delivery.queue.helpers import FANOUT, event, record_for
 from tests.postgres import SERVER_USER, PostgresServer
 
@@ -334,6 +334,16 @@ def test_connections_the_server_dropped_are_replaced(queue: PostgresQueue, postg
     assert dropped[0][0] >= 1
     assert queue.enqueue([event("m1", time.time())], FANOUT) == ["m1"]
     assert queue.depth().by_state == {"pending": 2, "leased": 0}
+
+
+def test_the_queues_statements_are_never_jit_compiled(queue: PostgresQueue) -> None:
+    """With sequential scans priced out, a scan of a small table cost enough to be compiled on every call."""
+    owner = {"me": queue.instance_id, "lease_s": 60.0}
+    with queue._pool.connection() as db:
+        (plan,) = db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _TAKE_BATCH, owner).fetchone() or (None,)
+        settings = db.execute("SELECT current_setting('jit'), current_setting('enable_seqscan')").fetchone()
+    assert "JIT" not in plan[0]
+    assert settings == ("off", "off")
 
 
 # --- the DSN's password ---
