@@ -86,6 +86,11 @@ destination_failures = _scoped(
     "The cohort's failed, dropped and skipped jobs and events per destination and error class, "
     "long format: workspace_id, destination_id, integration, outcome, error_class, jobs, events",
 )
+failures_by_class = _scoped(
+    "failures_by_class",
+    "The cohort's failed, dropped and skipped jobs and events per error class (destination_failures "
+    "summed over destinations), long format: outcome, error_class, jobs, events",
+)
 double_deliveries = _scoped(
     "double_deliveries",
     "The cohort's events delivered more than once per destination, cause (lease_expired, replay, "

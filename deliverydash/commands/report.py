@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
         end = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
         scope = options.scope(args)
         row = api.day_report(log, scope, start, end).row(0, named=True)
-        failures = api.destination_failures(log, scope, start, end)
+        failures = api.failures_by_class(log, scope, start, end)
         twice = api.double_deliveries(log, scope, start, end)
         trend = api.daily(log, scope, start, end) if args.days > 1 else None
         out_of_step = checking.result()

@@ -189,7 +189,10 @@ def test_equals_the_raw_query(
     extra = EXTRA.get(name, {})
     expected = run_raw(raw, name, scope, start, end, **extra)
     # The busiest destination's jobs received 09-13 all got delivered.
-    if (name, scope.kind, span) != ("destination_failures", ScopeKind.DESTINATION, "09-13"):
+    if (scope.kind, span) != (ScopeKind.DESTINATION, "09-13") or name not in {
+        "destination_failures",
+        "failures_by_class",
+    }:
         assert expected.height > 0, "the comparison would prove nothing"
     assert_frame_equal(simulated.run(name, scope, start, end, **extra), expected, check_exact=True)
 

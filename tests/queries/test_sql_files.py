@@ -56,6 +56,7 @@ EMPTY_IN_FIXTURE = {
     ("delivery_delay_histogram", "destination=dst_globex_mix"),
     # Every acme job received on D1 was delivered.
     ("destination_failures", "workspace=acme"),
+    ("failures_by_class", "workspace=acme"),
     # No acme job, and not J5, was delivered after a request with no answer.
     ("double_deliveries", "workspace=acme"),
     ("double_deliveries", "destination=dst_globex_mix"),
