@@ -20,24 +20,26 @@ no more than the room. A destination is claimed for again once a quarter of
 its slots' worth of room is free, and for all its room, so claims come in
 batches rather than one per finished request.
 
-**Claiming ahead** (`claim_ahead`, docs/worker.md). Beyond its free slots, a
-destination may hold as many requests again, claimed and waiting in memory
-(at most `concurrency` of them across destinations), so that a slot freed
-while a claim runs (7-15 ms on PostgreSQL) does not wait for it. A freed slot
-goes to the oldest due request waiting among the destinations with room,
-not to its own destination's next one. A waiting request starts only while
-its lease, timed by the engine's clock before the claim, still covers its
-request and a stop's grace; otherwise it is given back. Never for metered
-or batching destinations.
+**Claiming ahead** (`claim_ahead`, docs/worker.md). A destination may hold
+twice its slots, in flight and claimed, waiting in memory (the worker twice
+`concurrency`), so that a slot freed while a claim runs (7-15 ms on
+PostgreSQL) does not wait for it. A freed slot goes to the oldest due request
+waiting among the destinations with room, not to its own destination's next
+one. A waiting request starts only while its lease, timed by the engine's
+clock before the claim, still covers its request, a stop's grace and its
+settlement, and while its destination is still this engine's; otherwise it
+is given back. Never for metered or batching destinations.
 
 **Metering.** A destination with a rate limit has a token bucket
-(`delivery.metering`; `[engine] metering`). Tokens are taken when jobs are
-claimed, never after: a destination without a whole token (or held by a
-Retry-After) is left out of the claim, and one with fewer tokens than a
-claim takes is asked for no more requests than it has tokens. So a claimed
-job still starts at once, and no lease runs down while a job waits for its
-turn; the jobs wait in the queue instead. Each answer is reported to the
-meter (429: slow down; 2xx: recover; Retry-After: hold the destination).
+(`delivery.metering`; `[engine] metering`). Tokens are counted at the
+claim: a destination without a whole token (or held by a Retry-After) is
+left out of it, and one with fewer tokens than a claim takes is asked for no
+more requests than it has tokens. Each request takes its token as it starts,
+at once or at the worker's next free slot (never claimed ahead); one whose
+destination lost its tokens or got a Retry-After meanwhile is given back.
+No lease runs down while a job waits for a token: the jobs wait in the
+queue instead. Each answer is reported to the meter (429: slow down; 2xx:
+recover; Retry-After: hold the destination).
 
 **Batching.** A destination with `max_batch_events` above 1 is claimed
 only once its oldest due job has waited `batch_linger_s`, and its fresh
@@ -93,6 +95,11 @@ SETTLE_GROUP: Final = 100
 SETTLE_DELAY_S: Final = 0.05
 #: How often an idle worker looks for jobs that became due (retries), unless `notify`-ed.
 POLL_INTERVAL_S: Final = 0.1
+#: What a job's lease keeps beyond its request and a stop's grace, for its settlement: a job waiting
+#: ahead (`claim_ahead`) starts only while that much is left.
+LEASE_MARGIN_S: Final = 1.0
+#: How often a request waiting ahead asks whether its destination moved to another engine of a fleet.
+OWNERSHIP_CHECK_S: Final = 0.05
 #: Why a request cut at shutdown has no answer.
 ABORTED_AT_SHUTDOWN: Final = "request cut short when the engine stopped (shutdown_grace_s ran out)"
 
@@ -146,7 +153,6 @@ class Worker:
             if engine.metering
             else None
         )
-        self.reconfigure(config)
         self._linger_s = engine.batch_linger_s
         self._on_fixed = on_fixed or (lambda integration, fixes: None)
         self._not_owned = not_owned
@@ -158,9 +164,11 @@ class Worker:
         self._slots = engine.per_destination_concurrency
         self._ahead = self._slots if engine.claim_ahead else 0
         self._capacity_ahead = self._capacity if engine.claim_ahead else 0
-        # A job waiting ahead starts only while its lease still covers its request and a stop's grace.
-        # Without claims ahead, every claimed job has a slot and starts at once.
-        self._start_within_s = engine.lease_s - engine.request_timeout_s - engine.shutdown_grace_s
+        # A job waiting ahead starts only while its lease still covers its request, a stop's grace
+        # and its settlement. Without claims ahead, every claimed job has a slot and starts at once.
+        self._start_within_s = (
+            engine.lease_s - engine.request_timeout_s - engine.shutdown_grace_s - LEASE_MARGIN_S
+        )
         if self._start_within_s <= 0 or not self._ahead:
             self._ahead = self._capacity_ahead = 0
             self._start_within_s = math.inf
@@ -175,13 +183,18 @@ class Worker:
         #: Destinations not claimed ahead for until one of their requests ends: a job of theirs
         #: waited ahead until its lease ran short.
         self._stale: set[str] = set()
-        self._starting = True
+        self._stop: asyncio.Event | None = None
+        self._closed = False
+        #: The destinations moved to other engines, as last asked (`_moved`), and when.
+        self._moved_at = -math.inf
+        self._moved_now: frozenset[str] = frozenset()
         self._tasks: set[asyncio.Task[list[Settlement]]] = set()
         self._chores: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._waiting_for: _Waiting | None = None
         self._excluded: frozenset[str] = frozenset()
         self._aborting = False
+        self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
         """Deliver by `config`'s destinations from the next request on (docs/live-config.md).
@@ -202,6 +215,9 @@ class Worker:
         self._not_ahead = frozenset(self._batches) | frozenset(
             d for d, _ in (self._metering.items() if self._metering is not None else ())
         )
+        # One that became metered or batching waits no longer: its jobs were claimed without tokens.
+        if waiting := self._not_ahead & self._ready.keys():
+            self._give_back_ready(waiting)
 
     def meters(self) -> Iterable[tuple[str, Meter]]:
         """Each metered destination's meter, read by `/admin/status` (none with metering off)."""
@@ -217,14 +233,14 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then stop gracefully (module docstring); return when done."""
+        self._stop = stop  # once set, no request waiting ahead starts: release() below frees them
         settler = asyncio.create_task(self._settler.run())
         relay = asyncio.create_task(_set_when(stop, self._wake))
         try:
             await self._claim_until(stop)
-            self._starting = False  # jobs waiting ahead stay leased until release() below
             await self._finish_in_flight()
         finally:
-            self._starting = False
+            self._closed = True  # run() was cancelled, or is over: nothing more starts
             relay.cancel()
             for task in self._tasks:  # only when run() itself was cancelled
                 task.cancel()
@@ -239,6 +255,7 @@ class Worker:
         engine = self._config.engine
         while not stop.is_set():
             not_owned = self._not_owned()
+            self._moved_now, self._moved_at = not_owned, self._clock()
             if moved := not_owned & self._ready.keys():
                 self._give_back_ready(moved)
             free = self._capacity + self._capacity_ahead - self._held
@@ -396,48 +413,79 @@ class Worker:
         self._waiting_for = None
 
     def _take(self, units: Sequence[list[Job]], now: float) -> None:
-        """Hold a claim's requests (taking their tokens), and start those that have a slot.
+        """Hold a claim's requests, and start those that have a slot.
 
-        The others wait ahead, in claim order, until one of their destination's
-        requests ends; each must start by `now` (the engine's clock before the
-        claim, so before the lease began) plus `_start_within_s`.
+        The others wait ahead, oldest due first per destination, until a slot
+        frees; each must start by `now` (the engine's clock before the claim,
+        so before the lease began) plus `_start_within_s`. A metered or
+        batching destination is claimed for its free slots only, so its
+        requests wait only for a slot of the worker's (`concurrency`).
         """
         start_by = now + self._start_within_s
         for jobs in units:
             destination_id = jobs[0].destination_id
-            if self._metering is not None and (meter := self._metering.get(destination_id)) is not None:
-                meter.take(now)
             self._held += 1
             self._held_by_destination[destination_id] += 1
             ready = self._ready.get(destination_id)
             if ready is None:
                 self._ready[destination_id] = ready = deque()
             ready.append((jobs, start_by))
+            if len(ready) > 1 and _age(ready[-2][0]) > _age(jobs):
+                # Older than those claimed before it (given back once, and claimed again): in its place.
+                ready.pop()
+                at = len(ready)
+                while at and _age(ready[at - 1][0]) > _age(jobs):
+                    at -= 1
+                ready.insert(at, (jobs, start_by))
         self._start_ready()
 
     def _start_ready(self) -> None:
-        """Start waiting requests while there are slots: the oldest due first, across destinations."""
-        while self._ready and self._in_flight < self._capacity and self._starting:
+        """Start waiting requests while there are slots: the oldest due first, across destinations.
+
+        Given back instead: one past its start-by, one of a destination moved to another
+        engine, and a metered destination's while a Retry-After holds it or it has no token left
+        (a 429 since the claim): the next claim judges them again.
+        """
+        if self._closed or (self._stop is not None and self._stop.is_set()):
+            return
+        now = self._clock()
+        moved = self._moved(now)
+        while self._ready and self._in_flight < self._capacity:
             chosen: str | None = None
             oldest: tuple[float, str] | None = None
             for destination_id, ready in self._ready.items():
                 if self._in_flight_by_destination[destination_id] < self._slots:
-                    head = ready[0][0][0]
-                    if oldest is None or (head.due_at, head.id) < oldest:
-                        chosen, oldest = destination_id, (head.due_at, head.id)
+                    age = _age(ready[0][0])
+                    if oldest is None or age < oldest:
+                        chosen, oldest = destination_id, age
             if chosen is None:
                 return
+            if chosen in moved:
+                self._give_back_ready([chosen])
+                continue
             ready = self._ready[chosen]
             jobs, start_by = ready.popleft()
             if not ready:
                 del self._ready[chosen]
-            if self._clock() > start_by:
+            if now > start_by:
                 # Its lease might lapse before its request settles: another claim sends it.
                 self._stale.add(chosen)
                 self._unhold(chosen)
                 self._chore(self._give_back(jobs))
                 continue
-            self._start(jobs)
+            meter = self._metering.get(chosen) if self._metering is not None else None
+            if meter is not None and (meter.held_until > now or meter.available(now) < 1):
+                self._unhold(chosen)
+                self._chore(self._give_back(jobs))
+                continue
+            self._start(jobs, now)
+
+    def _moved(self, now: float) -> frozenset[str]:
+        """`not_owned()`, asked at most every `OWNERSHIP_CHECK_S`: once per request would cost a set
+        difference over every destination each time."""
+        if now - self._moved_at >= OWNERSHIP_CHECK_S or now < self._moved_at:
+            self._moved_now, self._moved_at = self._not_owned(), now
+        return self._moved_now
 
     def _give_back_ready(self, destinations: Iterable[str]) -> None:
         """Give back the jobs waiting ahead for `destinations` (moved to another engine of a fleet)."""
@@ -453,9 +501,11 @@ class Worker:
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
 
-    def _start(self, jobs: list[Job]) -> None:
-        """Start one request for `jobs` (of one destination), held already."""
+    def _start(self, jobs: list[Job], now: float) -> None:
+        """Start one request for `jobs` (of one destination), held already, taking its token."""
         destination_id = jobs[0].destination_id
+        if self._metering is not None and (meter := self._metering.get(destination_id)) is not None:
+            meter.take(now)  # when it starts, not when it was claimed: it may have waited for a slot
         self._in_flight += 1
         self._in_flight_by_destination[destination_id] += 1
         # What follows the request is a callback, not a coroutine awaiting it: each coroutine
@@ -648,6 +698,11 @@ class Worker:
             for task in running:
                 task.cancel()
             await asyncio.wait(running)
+
+
+def _age(jobs: list[Job]) -> tuple[float, str]:
+    """The key a request waiting ahead is ordered by: its first job's due time, then id (claims' order)."""
+    return jobs[0].due_at, jobs[0].id
 
 
 def _cut_at_shutdown(started: float) -> SendResult:

@@ -576,8 +576,9 @@ def test_a_job_that_waited_ahead_too_long_is_given_back_and_sent_once(
 
     async def scenario() -> tuple[Sink, list[int]]:
         async with Sink(script) as sink:
-            # A lease of 4 s covers a request of 2 s and a grace of 1.5 s: a job starts within 0.5 s.
-            timing = {"lease_s": 4, "request_timeout_s": 2, "shutdown_grace_s": 1.5}
+            # A lease of 5 s covers a request of 2 s, a grace of 1.5 s and 1 s to settle: a job starts
+            # within 0.5 s.
+            timing = {"lease_s": 5, "request_timeout_s": 2, "shutdown_grace_s": 1.5}
             config = make_config(
                 tmp_path, {"hook": sink.url}, concurrency=2, per_destination_concurrency=2, **timing
             )
@@ -605,19 +606,42 @@ def test_jobs_waiting_ahead_for_a_destination_that_moved_are_given_back(
         async with Sink(always(Reply(200, delay_s=0.5))) as sink:
             config = make_config(tmp_path, {"hook": sink.url}, concurrency=2, per_destination_concurrency=2)
             enqueue(queue, "hook", 10)
-            async with running(config, queue, not_owned=lambda: frozenset(moved)) as engine:
+            async with running(config, queue, not_owned=lambda: frozenset(moved)):
                 await eventually(lambda: sink.in_flight == 2 and leased(queue) == 4)
-                moved.add("hook")  # another engine of the fleet owns it now
-                engine.worker.notify()
-                await eventually(lambda: leased(queue) == 2)  # only the two in flight
+                moved.add("hook")  # another engine of the fleet owns it now; the claim loop sleeps on
+                await eventually(lambda: leased(queue) == 0)  # the two in flight ended, the two waiting
                 await eventually(lambda: sink.in_flight == 0)
                 await asyncio.sleep(0.1)
                 return sink, leased(queue)
 
     sink, held = asyncio.run(scenario())
     assert held == 0
-    assert len(sink.requests) == 2
+    assert len(sink.requests) == 2  # the freed slots did not start the waiting jobs
     assert unfinished(queue) == 8
+
+
+def test_a_destination_metered_by_a_live_change_has_its_waiting_jobs_given_back(
+    tmp_path: Path, queue: SqliteQueue
+) -> None:
+    async def scenario() -> tuple[Sink, list[int]]:
+        async with Sink(always(Reply(200, delay_s=0.3))) as sink:
+            slots = {"concurrency": 2, "per_destination_concurrency": 2}
+            config = make_config(tmp_path, {"hook": sink.url}, **slots)
+            metered = make_config(tmp_path, {"hook": sink.url}, {"hook": {"rate_limit_per_s": 1000}}, **slots)
+            enqueue(queue, "hook", 10)
+            seen: list[int] = []
+            async with running(config, queue) as engine:
+                await eventually(lambda: sink.in_flight == 2 and leased(queue) == 4)
+                engine.worker.reconfigure(metered)
+                await eventually(lambda: leased(queue) == 2)  # the two in flight; none waits ahead
+                seen.append(len(sink.requests))
+                await eventually(lambda: unfinished(queue) == 0)
+                seen.append(len(sink.requests))
+            return sink, seen
+
+    sink, seen = asyncio.run(scenario())
+    assert seen == [2, 10]
+    assert sink.max_in_flight == 2
 
 
 def test_every_request_is_one_row_in_the_parquet_log(tmp_path: Path, queue: SqliteQueue) -> None:
