@@ -518,11 +518,7 @@ class Worker:
         """A job's request is over: free its slot for a request waiting ahead, and wake the claim loop
         if that makes room."""
         self._in_flight -= 1
-        in_flight = self._in_flight_by_destination[destination_id] - 1
-        if in_flight:
-            self._in_flight_by_destination[destination_id] = in_flight
-        else:
-            del self._in_flight_by_destination[destination_id]
+        _count_down(self._in_flight_by_destination, destination_id)
         self._stale.discard(destination_id)
         self._unhold(destination_id)
         if self._ready:
@@ -531,11 +527,7 @@ class Worker:
     def _unhold(self, destination_id: str) -> None:
         """One request of the destination is no longer held; wake the claim loop if that makes room."""
         self._held -= 1
-        left = self._held_by_destination[destination_id] - 1
-        if left:
-            self._held_by_destination[destination_id] = left
-        else:
-            del self._held_by_destination[destination_id]
+        left = _count_down(self._held_by_destination, destination_id)
         if self._waiting_for == "capacity":
             if self._capacity + self._capacity_ahead - self._held >= self._refill_at:
                 self._wake.set()
@@ -698,6 +690,16 @@ class Worker:
             for task in running:
                 task.cancel()
             await asyncio.wait(running)
+
+
+def _count_down(counts: Counter[str], key: str) -> int:
+    """Take one off `counts[key]`, dropping the key at zero (a counter lists who holds some); the rest."""
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+    return left
 
 
 def _age(jobs: list[Job]) -> tuple[float, str]:
