@@ -488,7 +488,7 @@ class Worker:
         return self._moved_now
 
     def _give_back_ready(self, destinations: Iterable[str]) -> None:
-        """Give back the jobs waiting ahead for `destinations` (moved to another engine of a fleet)."""
+        """Give back the jobs waiting for `destinations`: moved to another engine, or metered since."""
         for destination_id in destinations:
             units = self._ready.pop(destination_id, ())
             for _ in units:
