@@ -162,16 +162,18 @@ class Worker:
         # or waiting ahead; in flight: requests started.
         self._capacity = engine.concurrency
         self._slots = engine.per_destination_concurrency
-        self._ahead = self._slots if engine.claim_ahead else 0
-        self._capacity_ahead = self._capacity if engine.claim_ahead else 0
         # A job waiting ahead starts only while its lease still covers its request, a stop's grace
         # and its settlement. Without claims ahead, every claimed job has a slot and starts at once.
         self._start_within_s = (
             engine.lease_s - engine.request_timeout_s - engine.shutdown_grace_s - LEASE_MARGIN_S
         )
-        if self._start_within_s <= 0 or not self._ahead:
-            self._ahead = self._capacity_ahead = 0
+        ahead = engine.claim_ahead and self._start_within_s > 0
+        if not ahead:
             self._start_within_s = math.inf
+        self._claims_ahead = ahead
+        #: What a destination may hold by default (in flight and waiting), and the worker overall.
+        self._full_share = 2 * self._slots if ahead else self._slots
+        self._full_capacity = 2 * self._capacity if ahead else self._capacity
         self._min_claim = max(1, self._slots // 4)
         self._refill_at = max(1, min(engine.claim_batch_size, engine.concurrency) // 4)
         self._held = 0
@@ -254,11 +256,10 @@ class Worker:
     async def _claim_until(self, stop: asyncio.Event) -> None:
         engine = self._config.engine
         while not stop.is_set():
-            not_owned = self._not_owned()
-            self._moved_now, self._moved_at = not_owned, self._clock()
+            not_owned = self._ask_moved(self._clock())
             if moved := not_owned & self._ready.keys():
                 self._give_back_ready(moved)
-            free = self._capacity + self._capacity_ahead - self._held
+            free = self._full_capacity - self._held
             if free < self._refill_at and self._held:
                 await self._sleep("capacity", None)
                 continue
@@ -269,7 +270,7 @@ class Worker:
             limit = min(engine.claim_batch_size, free)
             options: ClaimOptions = {
                 "limit": limit,
-                "per_destination_limit": self._slots + self._ahead,
+                "per_destination_limit": self._full_share,
                 "lease_s": engine.lease_s,
                 "exclude": blocked,
                 "limits": limits,
@@ -296,7 +297,7 @@ class Worker:
             # Destinations that may have more due jobs: left out of this claim, or given all it asked.
             given = Counter(unit[0].destination_id for unit in units)
             maybe_more = (blocked - not_owned) | {
-                d for d, n in given.items() if n == limits.get(d, self._slots + self._ahead)
+                d for d, n in given.items() if n == limits.get(d, self._full_share)
             }
             later = self._clock()
             if maybe_more - self._full_destinations() - {d for d, n in self._tokens(later).items() if n == 0}:
@@ -318,20 +319,20 @@ class Worker:
         claimed ahead for has its free slots, and a metered one no more than its tokens.
         """
         limits = dict(tokens)
-        if self._ahead:
+        if self._claims_ahead:
             for destination in self._not_ahead | self._stale:
                 limits.setdefault(destination, self._slots)
         for destination, held in self._held_by_destination.items():
             free = self._share(destination) - held
-            if free < limits.get(destination, self._slots + self._ahead):
+            if free < limits.get(destination, self._full_share):
                 limits[destination] = free
         return limits
 
     def _share(self, destination_id: str) -> int:
         """The requests a destination may hold: its slots, and as many ahead unless not claimed ahead for."""
-        if not self._ahead or destination_id in self._not_ahead or destination_id in self._stale:
+        if destination_id in self._not_ahead or destination_id in self._stale:
             return self._slots
-        return self._slots + self._ahead
+        return self._full_share
 
     def _idle_s(self, waiting: frozenset[str], now: float) -> float:
         """How long an idle claim loop sleeps: the poll interval, or less when something is due sooner.
@@ -375,7 +376,7 @@ class Worker:
                 units += [[job] for job in claimed]
                 continue
             groups = batching.requests(claimed, max_events=size, max_bytes=destination.max_batch_bytes)
-            counted = limits.get(destination_id, self._slots + self._ahead)
+            counted = limits.get(destination_id, self._full_share)
             units += groups[:counted]
             surplus += [job for group in groups[counted:] for job in group]
         if surplus:
@@ -429,14 +430,11 @@ class Worker:
             ready = self._ready.get(destination_id)
             if ready is None:
                 self._ready[destination_id] = ready = deque()
-            ready.append((jobs, start_by))
-            if len(ready) > 1 and _age(ready[-2][0]) > _age(jobs):
-                # Older than those claimed before it (given back once, and claimed again): in its place.
-                ready.pop()
-                at = len(ready)
-                while at and _age(ready[at - 1][0]) > _age(jobs):
-                    at -= 1
-                ready.insert(at, (jobs, start_by))
+            # At the end, unless older than those claimed before it (given back once, claimed again).
+            age, at = _age(jobs), len(ready)
+            while at and _age(ready[at - 1][0]) > age:
+                at -= 1
+            ready.insert(at, (jobs, start_by))
         self._start_ready()
 
     def _start_ready(self) -> None:
@@ -467,24 +465,30 @@ class Worker:
             jobs, start_by = ready.popleft()
             if not ready:
                 del self._ready[chosen]
-            if now > start_by:
-                # Its lease might lapse before its request settles: another claim sends it.
+            late = now > start_by  # its lease might lapse before its request settles
+            if late:
                 self._stale.add(chosen)
+            if late or self._meter_refuses(chosen, now):
                 self._unhold(chosen)
-                self._chore(self._give_back(jobs))
-                continue
-            meter = self._metering.get(chosen) if self._metering is not None else None
-            if meter is not None and (meter.held_until > now or meter.available(now) < 1):
-                self._unhold(chosen)
-                self._chore(self._give_back(jobs))
+                self._chore(self._give_back(jobs))  # the next claim judges them again
                 continue
             self._start(jobs, now)
+
+    def _meter_refuses(self, destination_id: str, now: float) -> bool:
+        """Whether a metered destination is held by a Retry-After or has no whole token now."""
+        meter = self._metering.get(destination_id) if self._metering is not None else None
+        return meter is not None and (meter.held_until > now or meter.available(now) < 1)
 
     def _moved(self, now: float) -> frozenset[str]:
         """`not_owned()`, asked at most every `OWNERSHIP_CHECK_S`: once per request would cost a set
         difference over every destination each time."""
         if now - self._moved_at >= OWNERSHIP_CHECK_S or now < self._moved_at:
-            self._moved_now, self._moved_at = self._not_owned(), now
+            return self._ask_moved(now)
+        return self._moved_now
+
+    def _ask_moved(self, now: float) -> frozenset[str]:
+        """`not_owned()` now, kept for `_moved`."""
+        self._moved_now, self._moved_at = self._not_owned(), now
         return self._moved_now
 
     def _give_back_ready(self, destinations: Iterable[str]) -> None:
@@ -529,7 +533,7 @@ class Worker:
         self._held -= 1
         left = _count_down(self._held_by_destination, destination_id)
         if self._waiting_for == "capacity":
-            if self._capacity + self._capacity_ahead - self._held >= self._refill_at:
+            if self._full_capacity - self._held >= self._refill_at:
                 self._wake.set()
         elif (
             self._waiting_for == "work"
