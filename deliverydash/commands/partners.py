@@ -7,7 +7,6 @@ stderr and exit status 2."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import os
@@ -48,8 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulator; the exit status."""
-    # Imported here, not at the top: `deliverydash --help` builds this parser and
-    # should not pay for the servers' imports.
+    # Imported here, not at the top: every command builds this parser and should not pay for
+    # the servers' imports (asyncio alone is some 50 ms).
+    import asyncio
+
     from deliverydash.partner_simulator.config import (
         ConfigError,
         PartnersConfig,
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: PartnersConfig, ca_file: str | None, ready_file: str | None) -> None:
+    import asyncio
+
     from deliverydash.partner_simulator.servers import PartnerSet
 
     stop = asyncio.Event()
