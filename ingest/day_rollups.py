@@ -7,12 +7,18 @@ files. A day file holds the same rows with both hours truncated to the day
 and the measures re-aggregated, at
 ``rollups/by_day/<rollup>/date=D/<digest>.parquet``.
 
-`<digest>` names the attempt files of day D that counted when the file was
-built (the readers' rules: `counted_names`). A reader counts a day file
-only while that digest is the one of what counts now (`day_digests`), so a
-late file, a compaction of one of the day's hours or a replaced day makes
-it read the day's hourly files again until the day is built anew: never a
-record counted twice or missed, with no manifest of its own.
+`<digest>` names the attempt files of day D, and of the day before it, that
+counted when the file was built (the readers' rules: `counted_names`). A
+reader counts a day file only while that digest is the one of what counts
+now (`day_digests`), so a late file, a compaction of one of the two days'
+hours or a replaced day makes it read the day's hourly files again until the
+day is built anew: never a record counted twice or missed, with no manifest
+of its own.
+
+The day before is in the digest for `redeliveries` (`CARRIED`): its day file
+carries, on the rows of jobs received the day before, that day's figures of
+the same job, so that `double_deliveries.sql` need not look for them among
+every row of the range (docs/double-delivery.md, "Over whole days").
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ MEASURES = {
 }
 #: Measures kept from the row of another measure's maximum: the latest error body.
 LATEST = {"example": "last_seen"}
+#: The rollup whose day files carry the day before's figures of a job received then
+#: (`_carried`), and mark the rows that can count (`may_count`), first in the file.
+CARRIED = "redeliveries"
+#: Its columns filled in day files only: NULL in its hourly files, summed alike (all NULL) when a
+#: day is read from them. `may_count` is no key, so a job keeps one row per day.
+_DAY_ONLY = {"may_count": "bool_or", "earlier_deliveries": "sum", "earlier_unanswered": "sum"}
 #: Sort order of a day file where its rollup has the columns: a workspace's page skips the rest,
 #: and so does a partner's in the rollups per integration.
 _SORT = ("workspace_id", "destination_id", "integration")
@@ -67,8 +79,20 @@ def day_key(rollup: str, date: str, digest: str) -> str:
 
 
 def digest(names: Iterable[str]) -> str:
-    """The digest of a day's counted attempt files, named ``hour=HH/NAME``."""
+    """The digest of counted attempt files named ``hour=HH/NAME`` (the day before's: ``before/...``)."""
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:24]
+
+
+def day_digests_of(by_day: dict[str, frozenset[str]]) -> dict[str, str]:
+    """Per date of `by_day` (`counted_by_day`), the digest of its counted files and the day before's."""
+    return {
+        date: digest([*names, *(f"before/{name}" for name in by_day.get(_day_before(date), ()))])
+        for date, names in by_day.items()
+    }
+
+
+def _day_before(date: str) -> str:
+    return (dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat()
 
 
 def counted_names(files: HourFiles) -> frozenset[str]:
@@ -99,7 +123,7 @@ def counted_by_day(hours: Iterable[HourFiles]) -> dict[str, frozenset[str]]:
 
 def day_digests(store: LogStore, manifests: ManifestCache | None = None) -> dict[str, str]:
     """Per date with attempt files, the digest a day file must have to count now."""
-    return {date: digest(names) for date, names in counted_by_day(log_hours(store, manifests)).items()}
+    return day_digests_of(counted_by_day(log_hours(store, manifests)))
 
 
 def day_files(store: LogStore) -> dict[tuple[str, str], set[str]]:
@@ -154,6 +178,7 @@ def build_days(
     at = clock()
     hours = log_hours(store, manifests)
     by_day = counted_by_day(hours)
+    digests = day_digests_of(by_day)
     present = day_files(store)
     wanted = set(dates) if dates is not None else None
     result = DayBuildResult(built=[])
@@ -164,10 +189,10 @@ def build_days(
             continue
         if wanted is None and _day_end(date) + close_after_s > at:
             continue
-        current = digest(names)
+        current = digests[date]
         if all(current in present.get((rollup, date), ()) for rollup in DAY_ROLLUPS):
             result.deleted += _delete_stale(store, date, current, at - grace_s)
-        elif _build_day(store, date, names, current):
+        elif _build_day(store, date, names, by_day.get(_day_before(date), frozenset()), current):
             result.built.append(date)
             result.deleted += _delete_stale(store, date, current, at - grace_s)
         else:
@@ -179,23 +204,65 @@ def _day_end(date: str) -> float:
     return dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC).timestamp() + 86_400
 
 
-def _build_day(store: LogStore, date: str, names: frozenset[str], current: str) -> bool:
-    """Merge the hourly rollups of `names` into day files; False when one is missing (nothing written)."""
+def _build_day(
+    store: LogStore, date: str, names: frozenset[str], before: frozenset[str], current: str
+) -> bool:
+    """Merge the hourly rollups of `names` into day files (`CARRIED`'s with the day before's files
+    `before`); False when one is missing (nothing written)."""
     tables: dict[str, pa.Table] = {}
-    for rollup in DAY_ROLLUPS:
-        parts = []
-        for name in sorted(names):
-            hour, file_name = name.split("/")
-            try:
-                parts.append(
-                    store.read_table(rollup_key(rollup, date, int(hour.removeprefix("hour=")), file_name))
-                )
-            except FileNotFoundError:
-                return False
-        tables[rollup] = merge_day(rollup, parts)
+    try:
+        for rollup in DAY_ROLLUPS:
+            tables[rollup] = merge_day(rollup, _hourly_tables(store, rollup, date, names))
+        tables[CARRIED] = _carried(
+            tables[CARRIED],
+            merge_day(CARRIED, _hourly_tables(store, CARRIED, _day_before(date), before)),
+            date,
+        )
+    except FileNotFoundError:
+        return False
     for rollup, table in tables.items():
         store.publish(day_key(rollup, date, current), table, exclusive=True, **write_options(rollup))
     return True
+
+
+def _hourly_tables(store: LogStore, rollup: str, date: str, names: Iterable[str]) -> list[pa.Table]:
+    """`rollup`'s hourly files of the attempt files `names` (``hour=HH/NAME``) of `date`."""
+    parts = []
+    for name in sorted(names):
+        hour, file_name = name.split("/")
+        parts.append(store.read_table(rollup_key(rollup, date, int(hour.removeprefix("hour=")), file_name)))
+    return parts
+
+
+def _carried(day: pa.Table, before: pa.Table, date: str) -> pa.Table:
+    """`CARRIED`'s day rows of `date` with its day-only columns, those that can count first.
+
+    A job received the day before gets that day's deliveries and unanswered
+    requests (0 when it had no row then); any other row NULL, as a job
+    received earlier still is: the query then groups its rows (a job's
+    records span a day or two unless its retry window is longer than a day).
+    `may_count`: the row can make its job count as delivered twice, alone or
+    with its job's other rows (docs/double-delivery.md).
+    """
+    with duckdb.connect(":memory:") as con:
+        con.execute("SET threads = 1")  # the compacting round runs beside the engine's work
+        con.register("day", day)
+        con.register("before", before)
+        order = ", ".join(f'"{name}"' for name in _SORT)
+        received_before = f"received_hour = TIMESTAMPTZ '{_day_before(date)} 00:00:00+00'"
+        carried = f"day.{received_before}"
+        sql = f"""
+            SELECT day.* REPLACE (
+                day.deliveries >= 2 OR day.unanswered >= 1 OR day.replay_of IS NOT NULL
+                    OR day.received_hour < TIMESTAMPTZ '{date} 00:00:00+00' AS may_count,
+                CASE WHEN {carried} THEN coalesce(earlier.deliveries, 0) END AS earlier_deliveries,
+                CASE WHEN {carried} THEN coalesce(earlier.unanswered, 0) END AS earlier_unanswered
+            )
+            FROM day
+            LEFT JOIN (SELECT job_id, deliveries, unanswered FROM before WHERE {received_before}) AS earlier
+                USING (job_id)
+            ORDER BY may_count DESC, {order}"""
+        return con.sql(sql).to_arrow_table().cast(day.schema)
 
 
 def merge_day(rollup: str, parts: Iterable[pa.Table]) -> pa.Table:
@@ -235,8 +302,8 @@ def reaggregated(name: str, sql_type: str) -> str:
     """The SELECT expression of column `name` (of DuckDB type `sql_type`) in rows summed per day:
     a measure re-aggregated, the latest error body kept, any other column a key (``GROUP BY ALL``)."""
     column = f'"{name}"'
-    if name in MEASURES:
-        return f"CAST({MEASURES[name]}({column}) AS {sql_type}) AS {column}"
+    if name in MEASURES or name in _DAY_ONLY:
+        return f"CAST({MEASURES.get(name) or _DAY_ONLY[name]}({column}) AS {sql_type}) AS {column}"
     if name in LATEST:
         return f'arg_max({column}, "{LATEST[name]}") AS {column}'
     return column

@@ -37,10 +37,10 @@ from ingest.day_rollups import (
     HOUR_COLUMNS,
     counted_by_day,
     covered_days,
+    day_digests_of,
     day_files,
     day_key,
     day_start,
-    digest,
     reaggregated,
 )
 from ingest.files import ATTEMPTS_DIR, partition_key
@@ -264,7 +264,7 @@ def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, Day
     # The states log_hours read: one listing of the manifests for both uses.
     left_out = _left_out(store, {(h.date, h.hour): h.state for h in hours if h.state is not None})
     by_day = counted_by_day(hours)
-    digests = {date: digest(names) for date, names in by_day.items()}
+    digests = day_digests_of(by_day)
     covered = covered_days(digests, day_files(store))
     sources = {}
     for view, rollup in ROLLUP_VIEWS.items():

@@ -21,7 +21,7 @@
 -- integration scope).
 --
 -- Parameters: $scope_kind, $scope_value, $start, $end (as in day_report.sql).
-WITH scoped AS (
+WITH scoped AS NOT MATERIALIZED (
     SELECT *
     FROM redeliveries
     WHERE in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
@@ -29,33 +29,53 @@ WITH scoped AS (
       AND received_hour >= $start
       AND received_hour < $end
 ),
--- Jobs are grouped only where they can have more than one row: grouping every row, a job each,
--- was most of the query over a month (docs/benchmarks.md). In the day catalog a job has one row
--- per date (a day file's rows, or the day's hourly rows summed alike: queries.catalog), so only
--- a job with a row dated after the day it was received has more; those are few. Hourly rows
--- (`hour` set: ranges within days) are all grouped.
+-- Over whole days (`hour` NULL), a row per job and date: a day file's, or the day's hourly rows
+-- summed alike (queries.catalog). Only the rows that can count are read: a day file puts them first
+-- and marks them (`may_count`), so the rest of its row groups are skipped; summed hourly rows have
+-- no mark (NULL) and are all read. Grouping every row, a job each, was most of the query over a
+-- month (docs/benchmarks.md).
+day_rows AS MATERIALIZED (
+    SELECT * FROM scoped WHERE hour IS NULL AND (may_count OR may_count IS NULL)
+),
+-- A job has more than one row only when it has a row dated after the day it was received (late).
+-- (epoch seconds against days since 1970: comparing the timestamp with the date converted each
+-- date in the session's time zone, which took most of the query)
 late AS (
-    -- (epoch seconds against days since 1970: comparing the timestamp with the date converted each
-    -- date in the session's time zone, which took most of the query)
-    SELECT job_id FROM scoped WHERE hour IS NULL AND epoch(received_hour) < (date - DATE '1970-01-01') * 86400
+    SELECT * FROM day_rows WHERE epoch(received_hour) < (date - DATE '1970-01-01') * 86400
+),
+-- A day file's late row of a job received the day before carries that day's figures of the job
+-- (earlier_*); any other late row's job is grouped from all its rows, found by job and day received.
+uncarried AS (
+    SELECT job_id, received_hour FROM late WHERE earlier_deliveries IS NULL
 ),
 jobs AS (
     SELECT
         workspace_id, destination_id, integration, job_id, replay_of, message_id, event_count,
         deliveries, unanswered
-    FROM scoped ANTI JOIN late USING (job_id)
-    WHERE hour IS NULL
-      -- A lone row delivered once, with no request unanswered, counts for nothing, even as a
-      -- replay's replayed job (its unanswered requests are all that is read of it).
-      AND (deliveries >= 2 OR unanswered >= 1 OR replay_of IS NOT NULL)
+    FROM day_rows ANTI JOIN late USING (job_id)
+    -- A lone row delivered once, with no request unanswered, counts for nothing, even as a
+    -- replay's replayed job (its unanswered requests are all that is read of it).
+    WHERE deliveries >= 2 OR unanswered >= 1 OR replay_of IS NOT NULL
     UNION ALL
+    SELECT
+        workspace_id, destination_id, integration, job_id, replay_of, message_id, event_count,
+        deliveries + earlier_deliveries AS deliveries,
+        unanswered + earlier_unanswered AS unanswered
+    FROM late ANTI JOIN uncarried USING (job_id)
+    UNION ALL
+    -- Hourly rows (`hour` set: ranges within days) are all grouped.
     SELECT
         workspace_id, destination_id, integration, job_id, replay_of, message_id,
         max(event_count) AS event_count,
         sum(deliveries) AS deliveries,
         sum(unanswered) AS unanswered
-    FROM scoped
-    WHERE hour IS NOT NULL OR job_id IN (SELECT job_id FROM late)
+    FROM (
+        SELECT * FROM scoped WHERE hour IS NOT NULL
+        UNION ALL
+        -- (joined on the day received too: its range is pushed into the scan, which then skips
+        -- the row groups of the other days)
+        SELECT * FROM scoped SEMI JOIN uncarried USING (job_id, received_hour) WHERE hour IS NULL
+    )
     GROUP BY ALL
 ),
 received AS (

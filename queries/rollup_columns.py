@@ -118,6 +118,9 @@ ROLLUP_VIEW_COLUMNS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("event_count", "INTEGER"),
         ("deliveries", "BIGINT"),
         ("unanswered", "BIGINT"),
+        ("may_count", "BOOLEAN"),
+        ("earlier_deliveries", "BIGINT"),
+        ("earlier_unanswered", "BIGINT"),
     ),
     "message_index": (
         ("message_hash", "BIGINT"),

@@ -11,6 +11,9 @@
 -- groups the job's rows from every file of its cohort's range). A replayed job carries one
 -- event: its message_id is kept, so replays of the same event are counted as one event.
 -- Measures: deliveries (2xx records) and unanswered (maybe_accepted records); both add up.
+-- may_count, earlier_deliveries and earlier_unanswered are NULL here: only a day file fills them
+-- (ingest.day_rollups: whether the row can count, and the day before's figures of a job received
+-- then), for double_deliveries.sql over whole days.
 SELECT
     hour_start(hour_number(received_at)) AS received_hour,
     workspace_id,
@@ -21,7 +24,10 @@ SELECT
     CASE WHEN replay_of IS NOT NULL THEN events[1].message_id END AS message_id,
     event_count,
     count(*) FILTER (outcome = 'delivered')::BIGINT AS deliveries,
-    count(*) FILTER (maybe_accepted(status_code, error_code))::BIGINT AS unanswered
+    count(*) FILTER (maybe_accepted(status_code, error_code))::BIGINT AS unanswered,
+    NULL::BOOLEAN AS may_count,
+    NULL::BIGINT AS earlier_deliveries,
+    NULL::BIGINT AS earlier_unanswered
 FROM batch
 WHERE maybe_accepted(status_code, error_code)
    OR (outcome = 'delivered' AND (attempt >= 2 OR replay_of IS NOT NULL))

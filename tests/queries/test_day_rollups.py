@@ -23,7 +23,7 @@ from ingest.rollup import DAY_ROLLUPS
 from queries import Scope, api, connect
 from queries.log import reads_days
 
-from .conftest import D1, D2, at, copy_log, job, ok, publish
+from .conftest import D1, D2, at, copy_log, job, ok, publish, retry, server_503
 
 DAYS = ("2026-03-09", "2026-03-10", "2026-03-11")
 RANGE = (D1 - timedelta(days=1), D2 + timedelta(days=1))  # D0 to D2, three whole days
@@ -109,11 +109,14 @@ def test_a_superseded_day_file_goes_after_its_grace(fixture_dir: Path, tmp_path:
     build_days(store, dates=DAYS)
     publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), tmp_path)
     kept = build_days(store, dates=DAYS, grace_s=3600)
-    assert kept.built == ["2026-03-10"] and kept.deleted == 0
+    # The day after is built again too: its digest names the day before's files (`redeliveries`
+    # carries figures from them).
+    assert kept.built == ["2026-03-10", "2026-03-11"] and kept.deleted == 0
     assert len(day_files(store)[("outcomes", "2026-03-10")]) == 2
     gone = build_days(store, dates=DAYS, grace_s=0)
-    assert gone.built == [] and gone.deleted == len(DAY_ROLLUPS)  # one file of each day rollup
-    assert day_files(store)[("outcomes", "2026-03-10")] == {day_digests(store)["2026-03-10"]}
+    assert gone.built == [] and gone.deleted == 2 * len(DAY_ROLLUPS)  # one file of each day rollup, twice
+    for date in ("2026-03-10", "2026-03-11"):
+        assert day_files(store)[("outcomes", date)] == {day_digests(store)[date]}
 
 
 def test_hourly_files_older_than_a_rollup_column_build_a_day_counting_it_null(
@@ -129,6 +132,48 @@ def test_hourly_files_older_than_a_rollup_column_build_a_day_counting_it_null(
     after = figures(tmp_path)
     for name, frame in before.items():
         assert after[name].equals(frame), name
+
+
+def test_a_job_delivered_twice_across_midnight_counts_from_the_day_files(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    """The day file of D2 carries D1's figures of the jobs received on D1 (`earlier_*`): the query
+    reads no row of D1 for them, and still counts each such job as the raw log would."""
+    copy_log(fixture_dir, tmp_path)
+    timed_out = {"error_class": "timeout", "error_code": "ETIMEDOUT", "duration_ms": 10_000.0}
+    # J20: a request at 23:50 that may have been accepted unanswered, delivered after midnight.
+    publish(
+        job(
+            "J20",
+            "dst_acme_hook",
+            at(D1, "23:50"),
+            [retry(at(D1, "23:50:01"), at(D2, "00:10"), **timed_out), ok(at(D2, "00:10"))],
+        ),
+        tmp_path,
+    )
+    # J21: delivered by its second attempt at 23:55, and once more after midnight (a second engine
+    # whose lease had run out sent it again).
+    publish(
+        job(
+            "J21",
+            "dst_acme_hook",
+            at(D1, "23:40"),
+            [server_503(at(D1, "23:40:01"), "retry"), ok(at(D1, "23:55")), ok(at(D2, "00:05"))],
+        ),
+        tmp_path,
+    )
+    with connect(tmp_path) as log:
+        from_hours = api.double_deliveries(log, Scope.all(), *RANGE)
+    build_days(LocalStore(tmp_path), dates=DAYS)
+    shutil.rmtree(tmp_path / "rollups" / "redeliveries")
+    with connect(tmp_path) as log:
+        from_days = api.double_deliveries(log, Scope.all(), *RANGE)
+    counted = {
+        (row["cause"], row["certainty"]): row["example_jobs"]
+        for row in from_days.filter(pl.col("destination_id") == "dst_acme_hook").iter_rows(named=True)
+    }
+    assert counted == {("lease_expired", "certain"): ["J21"], ("retry_after_timeout", "possible"): ["J20"]}
+    assert from_days.equals(from_hours)
 
 
 def test_a_day_lacking_an_hourly_rollup_is_left_alone(fixture_dir: Path, tmp_path: Path) -> None:
