@@ -115,13 +115,24 @@ class AttemptLog:
         self._own_sandbox = sandbox is None
         self._sandbox_lock = threading.Lock()
         # Two catalogs of the same views and macros: the hourly rollups, and the
-        # day rollups that ranges of whole days read (`reads_days`). Each defines its
-        # views on its first query: binding a view over a month of hourly files takes
-        # seconds, which a report over whole days never needs.
-        self._con, self._day_con = (self._open(memory_limit, threads) for _ in range(2))
+        # day rollups that ranges of whole days read (`reads_days`). Each is opened, and
+        # defines its views, on its first query: binding a view over a month of hourly files
+        # takes seconds, which a report over whole days never needs (nor its connection).
+        self._settings = (memory_limit, threads)
+        self._catalogs: dict[bool, duckdb.DuckDBPyConnection] = {}
+        self._closed = False
         self._with_macros: set[int] = set()
         # One listing now, so that a store that cannot be read says so here (`LogStoreError`).
         self._manifests.hours()
+
+    def _catalog(self, by_day: bool) -> duckdb.DuckDBPyConnection:
+        """The connection of the day catalog (`by_day`) or the hourly one, opened on first use."""
+        with self._view_lock:
+            if self._closed:
+                raise duckdb.ConnectionException("the attempt log is closed")
+            if by_day not in self._catalogs:
+                self._catalogs[by_day] = self._open(*self._settings)
+            return self._catalogs[by_day]
 
     def _open(self, memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:")
@@ -322,8 +333,10 @@ class AttemptLog:
 
     def close(self) -> None:
         """Close the connection, remove its temporary directory, stop its own sandbox; later queries raise."""
-        self._con.close()
-        self._day_con.close()
+        with self._view_lock:
+            self._closed = True
+            for con in self._catalogs.values():
+                con.close()
         self._remove_temp_dir()
         with self._sandbox_lock:
             if self._sandbox is not None and self._own_sandbox:
@@ -379,8 +392,8 @@ class AttemptLog:
         elif dates is None:
             self._sync_views()
         else:
-            self._define_macros_once(self._con)
-        cursor = (self._day_con if by_day else self._con).cursor()
+            self._define_macros_once(self._catalog(False))
+        cursor = self._catalog(by_day).cursor()
         if by_day or dates is None:
             return cursor
         try:
@@ -400,11 +413,11 @@ class AttemptLog:
         of `report --days 31`)."""
         sources = self._listing(("days",), lambda: day_view_sources(self.store, self._manifests))
         with self._view_lock:
-            self._define_macros_once(self._day_con)
+            self._define_macros_once(self._catalog(True))
             for view, source in sources.items():
                 if view not in views or source == self._day_sources.get(view):
                     continue
-                with self._day_con.cursor() as cur:
+                with self._catalog(True).cursor() as cur:
                     cur.execute(day_view_sql(view, source))
                 self._day_sources[view] = source
 
@@ -417,10 +430,10 @@ class AttemptLog:
                     # Once a view has files, whether it needs padding is known: compaction and new
                     # files only add files with every column.
                     known = self._padded.get(view) if last is not None and last.backed else None
-                    with self._con.cursor() as cur:
+                    with self._catalog(False).cursor() as cur:
                         self._padded[view] = define_view(cur, view, source, known)
                     self._sources[view] = source
-            self._define_macros_once(self._con)
+            self._define_macros_once(self._catalog(False))
 
     def _define_macros_once(self, con: duckdb.DuckDBPyConnection) -> None:
         """The macros, once views of their names exist (DuckDB binds a macro when it is created; a
@@ -428,7 +441,7 @@ class AttemptLog:
         with self._view_lock:  # reentrant: the syncs call this holding it
             if id(con) in self._with_macros:
                 return
-            if con is self._day_con:
+            if con is self._catalogs.get(True):
                 for view in ROLLUP_VIEWS:  # typed, empty: `_sync_day_views` defines them when read
                     con.execute(empty_view_sql(view))
             elif not self._sources:
