@@ -225,17 +225,19 @@ def _latest_hours_holding(per_hour: pl.DataFrame, limit: int) -> datetime | None
 def received_days(log: AttemptLog) -> list[date]:
     """The UTC days on which the log received events, newest first (empty for an empty log).
 
-    From the day rollups of `outcomes`, not the raw log (whose newest
+    From the day rollups of `integration_outcomes`, not the raw log (whose newest
     `received_at` is a month of footers away) nor the partition directories
     (days of requests: a day's retries spill into the next one).
     """
     # The day rows' received_hour is a day already: distinct first, then a date each. Converting
-    # every row's timestamp in the session's time zone took 0.3 s over a month.
+    # every row's timestamp in the session's time zone took 0.3 s over a month. The rollup per
+    # integration has the same received hours in a fraction of the rows: 0.02 s over a month where
+    # `outcomes` took 0.06 s.
     frame = log.trusted_sql(
         "SELECT DISTINCT timezone('UTC', received_hour)::DATE AS day "
-        "FROM (SELECT DISTINCT received_hour FROM outcomes WHERE attempt <= 1) ORDER BY day DESC",
+        "FROM (SELECT DISTINCT received_hour FROM integration_outcomes WHERE attempt <= 1) ORDER BY day DESC",
         by_day=True,
-        views=("outcomes",),
+        views=("integration_outcomes",),
     )
     days: list[date] = frame.get_column("day").to_list()
     return days

@@ -23,7 +23,7 @@ from ingest.rollup import DAY_ROLLUPS
 from queries import Scope, api, connect
 from queries.log import reads_days
 
-from .conftest import D1, D2, at, copy_log, job, ok, publish, retry, server_503
+from .conftest import D0, D1, D2, D3, at, copy_log, job, ok, publish, retry, server_503
 
 DAYS = ("2026-03-09", "2026-03-10", "2026-03-11")
 RANGE = (D1 - timedelta(days=1), D2 + timedelta(days=1))  # D0 to D2, three whole days
@@ -174,6 +174,30 @@ def test_a_job_delivered_twice_across_midnight_counts_from_the_day_files(
     }
     assert counted == {("lease_expired", "certain"): ["J21"], ("retry_after_timeout", "possible"): ["J20"]}
     assert from_days.equals(from_hours)
+
+
+@pytest.mark.parametrize("built", [False, True], ids=["hourly files", "day files"])
+def test_the_days_received_are_those_of_the_attempt_files(
+    fixture_dir: Path, tmp_path: Path, built: bool
+) -> None:
+    """Newest first; a day holding only retries of the day before's jobs is no day received."""
+    copy_log(fixture_dir, tmp_path)
+    # D3 holds only a retry of a job received on D2.
+    late = job(
+        "J30",
+        "dst_acme_hook",
+        at(D2, "23:50"),
+        [retry(at(D2, "23:50:01"), at(D3, "00:10")), ok(at(D3, "00:10"))],
+    )
+    publish(late, tmp_path)
+    if built:
+        assert build_days(LocalStore(tmp_path), close_after_s=0).built == [*DAYS, "2026-03-12"]
+    with connect(tmp_path) as log:
+        assert api.received_days(log) == [D2.date(), D1.date(), D0.date()]
+        raw = log.sql(
+            "SELECT DISTINCT timezone('UTC', received_at)::DATE AS day FROM attempts ORDER BY day DESC"
+        )
+        assert api.received_days(log) == raw.get_column("day").to_list()
 
 
 def test_a_day_lacking_an_hourly_rollup_is_left_alone(fixture_dir: Path, tmp_path: Path) -> None:
