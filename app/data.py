@@ -255,20 +255,21 @@ def _fanout(root: str, scope: Scope, start: dt.datetime, end: dt.datetime) -> pl
     return fanout_query(_log(root), scope, start, end)
 
 
-def rollups_out_of_step() -> int:
+def rollups_out_of_step(start: dt.datetime | None = None, end: dt.datetime | None = None) -> int:
     """Files of the attempt log and its rollups out of step at `log_location()`; 0 when in step.
 
     Until `deliverydash repair` mends them, figures from the rollups leave
     out attempt files without rollups (or count rollups whose attempt file
-    is gone). It counts files, the same for every viewer, so it is keyed by
-    the data directory alone.
+    is gone). With a range, only those its figures read
+    (`AttemptLog.rollups_out_of_step`). It counts files, the same for every
+    viewer, so it is keyed by the data directory and range alone.
     """
-    return _rollups_out_of_step(log_location())
+    return _rollups_out_of_step(log_location(), start, end)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def _rollups_out_of_step(root: str) -> int:
-    return _log(root).rollups_out_of_step()
+def _rollups_out_of_step(root: str, start: dt.datetime | None, end: dt.datetime | None) -> int:
+    return _log(root).rollups_out_of_step(start, end)
 
 
 def workspaces(start: dt.datetime, end: dt.datetime) -> list[str]:

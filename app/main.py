@@ -70,8 +70,10 @@ with data.log().snapshot():
             "`deliverydash simulate --attempts 2000000`, or start the engine with `deliverydash serve`."
         )
         st.stop()
-    filters.select_time_range(days, disabled=page.url_path == SQL[2])
-    if out_of_step := data.rollups_out_of_step():
+    console = page.url_path == SQL[2]
+    filters.select_time_range(days, disabled=console)
+    # The console reads every partition; a page, those of its range.
+    if out_of_step := data.rollups_out_of_step(*((None, None) if console else filters.time_range())):
         files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"
         st.warning(
             f"The rollups are out of step with the attempt log ({files}), so figures may be incomplete. "

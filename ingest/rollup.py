@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -224,20 +224,31 @@ def publish_rollups(
 _READ_COLUMNS = [name for name in ATTEMPT_SCHEMA.names if name not in UNREAD_COLUMNS]
 
 
-def _listed(store: LogStore, tree: str) -> dict[str, float]:
-    """Partition-relative keys (``date=D/hour=H/NAME``) of the Parquet files under `tree` -> modified time."""
+def _listed(store: LogStore, tree: str, dates: Collection[str] | None = None) -> dict[str, float]:
+    """Partition-relative keys (``date=D/hour=H/NAME``) of the Parquet files under `tree` (in the
+    partitions of `dates` if given) -> modified time."""
     start = len(tree) + 1
     return {
         stored.key[start:]: stored.modified
-        for stored in store.list(f"{tree}/date=")
+        for prefix in _date_prefixes(tree, dates)
+        for stored in store.list(prefix)
         if _is_partition_file(stored.key, start)
     }
 
 
-def _partition_keys(store: LogStore, tree: str) -> set[str]:
+def _partition_keys(store: LogStore, tree: str, dates: Collection[str] | None = None) -> set[str]:
     """The keys `_listed` gives, without their times (a local store then stats no file)."""
     start = len(tree) + 1
-    return {key[start:] for key in store.keys(f"{tree}/date=") if _is_partition_file(key, start)}
+    return {
+        key[start:]
+        for prefix in _date_prefixes(tree, dates)
+        for key in store.keys(prefix)
+        if _is_partition_file(key, start)
+    }
+
+
+def _date_prefixes(tree: str, dates: Collection[str] | None) -> list[str]:
+    return [f"{tree}/date="] if dates is None else [f"{tree}/date={date}/" for date in sorted(dates)]
 
 
 def _is_partition_file(key: str, start: int) -> bool:
@@ -267,8 +278,11 @@ class OutOfStep:
         return len(self.lacking) + sum(len(files) for files in self.orphans.values())
 
 
-def out_of_step(log: str | os.PathLike[str] | LogStore, *, grace_s: float = GRACE_S) -> OutOfStep:
-    """How the rollups of the log at `log` differ from its attempt files; 0 `files` when in step.
+def out_of_step(
+    log: str | os.PathLike[str] | LogStore, *, grace_s: float = GRACE_S, dates: Collection[str] | None = None
+) -> OutOfStep:
+    """How the rollups of the log at `log` differ from its attempt files (in the partitions of
+    `dates` if given); 0 `files` when in step.
 
     Reads listings (with each file's age), never a file's contents: cheap
     enough to ask before showing figures. Writes nothing. An attempt file
@@ -278,8 +292,8 @@ def out_of_step(log: str | os.PathLike[str] | LogStore, *, grace_s: float = GRAC
     # Rollups are listed before attempts: a file published between the two
     # listings then looks like it lacks rollups (and is left to its writer
     # for GRACE_S), never like an orphan to delete.
-    present = {rollup: _partition_keys(store, rollup_tree(rollup)) for rollup in ROLLUPS}
-    attempt_files = _partition_keys(store, ATTEMPTS_DIR)
+    present = {rollup: _partition_keys(store, rollup_tree(rollup), dates) for rollup in ROLLUPS}
+    attempt_files = _partition_keys(store, ATTEMPTS_DIR, dates)
     orphans = {rollup: frozenset(files - attempt_files) for rollup, files in present.items()}
     candidates = {}
     for name in attempt_files:
@@ -290,7 +304,7 @@ def out_of_step(log: str | os.PathLike[str] | LogStore, *, grace_s: float = GRAC
         return OutOfStep(lacking={}, orphans=orphans)
     # Ages only when some file lacks rollups: a month's listing with a time per file took twice as
     # long. A file gone since the first listing lacks nothing.
-    modified = _listed(store, ATTEMPTS_DIR)
+    modified = _listed(store, ATTEMPTS_DIR, dates)
     cutoff = time.time() - grace_s
     lacking = {name: missing for name, missing in candidates.items() if modified.get(name, cutoff) < cutoff}
     return OutOfStep(lacking=lacking, orphans=orphans)

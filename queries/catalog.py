@@ -250,6 +250,8 @@ class DaySource:
     hidden: tuple[str, ...] = ()
     compacted: tuple[str, ...] = ()
     """As `ViewSource`'s, for the hourly files."""
+    covered: frozenset[str] = frozenset()
+    """The dates read from their day files, of every day rollup (none for a rollup without them)."""
 
 
 def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, DaySource]:
@@ -277,7 +279,7 @@ def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, Day
             for date in sorted(by_day.keys() - with_days)
             if store.has_files(f"{tree}/date={date}/")
         )
-        sources[view] = DaySource(days, others, *left_out(tree))
+        sources[view] = DaySource(days, others, *left_out(tree), covered=with_days)
     return sources
 
 

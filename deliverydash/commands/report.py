@@ -35,18 +35,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Print the report of one day and scope."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from deliverydash.day_report import latest_day, render_daily, render_failures, render_report
     from deliverydash.double_delivery_report import render_double_deliveries
     from queries import api
     from queries.log import connect
 
     location = options.log_location(args)
-    # One listing of the log for every figure: the report's sections agree with each other. The
-    # rollups' check lists every file of the log; it runs beside the queries, which wait on DuckDB.
-    with connect(location) as log, log.snapshot(), ThreadPoolExecutor(1) as beside:
-        checking = beside.submit(log.rollups_out_of_step)
+    # One listing of the log for every figure: the report's sections agree with each other.
+    with connect(location) as log, log.snapshot():
         day = args.date or latest_day(log)
         if day is None:
             raise options.CommandError(
@@ -63,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
         failures = api.failures_by_class(log, scope, start, end)
         twice = api.double_deliveries(log, scope, start, end)
         trend = api.daily(log, scope, start, end) if args.days > 1 else None
-        out_of_step = checking.result()
+        out_of_step = log.rollups_out_of_step(start, end)
     if out_of_step:
         print(
             f"deliverydash report: warning: {out_of_step:,} attempt files are out of step with their "

@@ -8,6 +8,7 @@ changed under them (a late file, a compaction) or lost its hourly rollups
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,6 +199,28 @@ def test_the_days_received_are_those_of_the_attempt_files(
             "SELECT DISTINCT timezone('UTC', received_at)::DATE AS day FROM attempts ORDER BY day DESC"
         )
         assert api.received_days(log) == raw.get_column("day").to_list()
+
+
+def test_out_of_step_over_whole_days_looks_only_at_the_days_read_from_hourly_files(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    """A day file was built from rollups in step: losing one of its hours' hourly rollups since
+    takes nothing from the figures over days, only from those over that day's hours."""
+    copy_log(fixture_dir, tmp_path)
+    store = LocalStore(tmp_path)
+    build_days(store, dates=DAYS)
+    lost = sorted((tmp_path / "rollups" / "errors" / "date=2026-03-10").rglob("*.parquet"))[0]
+    lost.unlink()
+    attempt = tmp_path / "attempts" / lost.relative_to(tmp_path / "rollups" / "errors")
+    os.utime(attempt, (1_700_000_000, 1_700_000_000))  # older than the writers' grace
+    with connect(tmp_path) as log:
+        assert log.rollups_out_of_step() == 1
+        assert log.rollups_out_of_step(*RANGE) == 0  # three whole days, each from its day file
+        assert log.rollups_out_of_step(D1, D2) == 1  # one day: the hourly chart reads its hours
+        assert log.rollups_out_of_step(D2, D2 + timedelta(days=1)) == 0  # D2 and D3 are in step
+    shutil.rmtree(tmp_path / DAY_DIR)
+    with connect(tmp_path) as log:
+        assert log.rollups_out_of_step(*RANGE) == 1  # no day files: every day from its hourly files
 
 
 def test_a_day_lacking_an_hourly_rollup_is_left_alone(fixture_dir: Path, tmp_path: Path) -> None:
