@@ -75,12 +75,11 @@ class Upkeep:
                     result.written,
                     result.deleted,
                 )
-            days = build_days(self.store, close_after_s=self.close_after_s, manifests=self._manifests)
-            if days.built:
-                log.info("attempt log: day rollups of %s built", ", ".join(days.built))
             expired = self.queue.expire_dead_letters(time.time() - self.dead_letter_days * 86_400)
             if expired:
                 log.info("dead letters older than %d days deleted: %d", self.dead_letter_days, expired)
+            # Retention before the day rollups: the oldest day kept loses its day before, which its
+            # digest names (ingest.day_rollups), and is built again in this round, not the next.
             for day in expire(self.store, self.retention_days):
                 log.info(
                     "attempt log: %s deleted (%d files, retention %d days)",
@@ -88,6 +87,9 @@ class Upkeep:
                     day.files,
                     self.retention_days,
                 )
+            days = build_days(self.store, close_after_s=self.close_after_s, manifests=self._manifests)
+            if days.built:
+                log.info("attempt log: day rollups of %s built", ", ".join(days.built))
             return result
 
     async def run(self, stop: asyncio.Event) -> None:

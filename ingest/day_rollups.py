@@ -83,10 +83,15 @@ def digest(names: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:24]
 
 
+#: Named in every digest: a day file of another layout (before `CARRIED`'s columns) never counts,
+#: even for a day whose day before has no files, and is built again.
+_LAYOUT = "layout/2"
+
+
 def day_digests_of(by_day: dict[str, frozenset[str]]) -> dict[str, str]:
     """Per date of `by_day` (`counted_by_day`), the digest of its counted files and the day before's."""
     return {
-        date: digest([*names, *(f"before/{name}" for name in by_day.get(_day_before(date), ()))])
+        date: digest([_LAYOUT, *names, *(f"before/{name}" for name in by_day.get(_day_before(date), ()))])
         for date, names in by_day.items()
     }
 
@@ -156,7 +161,8 @@ class DayBuildResult:
     deleted: int = 0
     """Superseded day files deleted (past their grace)."""
     unready: list[str] = field(default_factory=list)
-    """Dates left alone: an attempt file lacks a rollup (`deliverydash repair` mends it)."""
+    """Dates left alone: an attempt file of the day, or of the day before for `CARRIED`, lacks a
+    rollup (`deliverydash repair` mends it)."""
 
 
 def build_days(

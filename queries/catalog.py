@@ -300,8 +300,11 @@ def day_view_sql(view: str, source: DaySource) -> str:
         replace = f"REPLACE ({''.join(c + ', ' for c in truncated)}CAST(NULL AS INTEGER) AS hour) "
         hourly = _counted_files_sql(source.hourly, source.hidden, source.compacted, replace)
         if view in SUMMED_PER_DAY:
+            # Every column of today, NULL in files written before it was added (as `padded_view_sql`):
+            # the sums name each one.
             summed = [reaggregated(name, sql_type) for name, sql_type in view_columns(view)]
-            hourly = f"SELECT {', '.join(summed)}, date, hour FROM ({hourly}) GROUP BY ALL"
+            padded = f"({hourly}) UNION ALL BY NAME ({_empty_select(view)})"
+            hourly = f"SELECT {', '.join(summed)}, date, hour FROM ({padded}) GROUP BY ALL"
         parts.append(hourly)
     return f"CREATE OR REPLACE VIEW {identifier(view)} AS " + " UNION ALL BY NAME ".join(
         f"({part})" for part in parts

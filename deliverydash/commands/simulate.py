@@ -63,15 +63,16 @@ def run(args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     # The days written to (the day, and the next one its retries reach) get their day rollups,
-    # which ranges of whole days read (docs/log-store.md); a later day's simulation rebuilds them.
-    dates = sorted(
-        {
-            part.name.removeprefix("date=")
-            for file in result.files
-            for part in file.parents
-            if part.name.startswith("date=")
-        }
-    )
+    # which ranges of whole days read (docs/log-store.md), and so does the day after them, whose
+    # day files carry figures of the last one; a later day's simulation rebuilds them.
+    written = {
+        dt.date.fromisoformat(part.name.removeprefix("date="))
+        for file in result.files
+        for part in file.parents
+        if part.name.startswith("date=")
+    }
+    after = {max(written) + dt.timedelta(days=1)} if written else set()
+    dates = sorted(day.isoformat() for day in written | after)
     with tqdm(total=len(dates), desc="day rollups", unit=" days", file=sys.stderr) as bar:
         built = build_days(LocalStore(args.data_dir), dates=dates, progress=bar.update)
     print(f"Built the day rollups of {', '.join(built.built) or 'no day'}.", file=sys.stderr)

@@ -147,6 +147,21 @@ def test_simulate_replace_overwrites(tmp_path: Path) -> None:
     assert "500" in count.stdout
 
 
+def test_simulating_an_earlier_day_leaves_every_day_read_from_its_day_files(tmp_path: Path) -> None:
+    """An earlier day's retries spill into the next day, whose change the day after's digest names
+    (ingest.day_rollups): `simulate` builds that one again too."""
+    from ingest.day_rollups import covered_days, day_digests, day_files
+    from ingest.logstore import LocalStore
+
+    for date in ("2026-11-28", "2026-11-27"):
+        done = run("simulate", "--attempts", "2000", "--date", date, "--data-dir", str(tmp_path))
+        assert done.returncode == 0, done.stderr
+    store = LocalStore(tmp_path)
+    digests = day_digests(store)
+    assert sorted(digests) == ["2026-11-27", "2026-11-28", "2026-11-29"]
+    assert covered_days(digests, day_files(store)) == set(digests)
+
+
 def test_report_on_an_empty_data_dir_says_what_to_do(tmp_path: Path) -> None:
     done = run("report", "--data-dir", str(tmp_path))
     assert done.returncode == 2

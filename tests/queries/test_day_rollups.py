@@ -223,6 +223,39 @@ def test_out_of_step_over_whole_days_looks_only_at_the_days_read_from_hourly_fil
         assert log.rollups_out_of_step(*RANGE) == 1  # no day files: every day from its hourly files
 
 
+@pytest.mark.parametrize(
+    "built", [(), ("2026-03-11",), DAYS], ids=["no day files", "the last day's", "every day's"]
+)
+def test_double_deliveries_read_hourly_files_written_before_the_day_files_columns(
+    fixture_dir: Path, tmp_path: Path, built: tuple[str, ...]
+) -> None:
+    """`redeliveries` files from before `may_count` and the carried figures (an upgraded log, whose
+    days are read from their hourly files until built again) give the same figures."""
+    copy_log(fixture_dir, tmp_path)
+    publish(
+        job(
+            "J21",
+            "dst_acme_hook",
+            at(D1, "23:40"),
+            [server_503(at(D1, "23:40:01"), "retry"), ok(at(D1, "23:55")), ok(at(D2, "00:05"))],
+        ),
+        tmp_path,
+    )
+    hours = (D1 + timedelta(hours=12), D2)
+    with connect(tmp_path) as log:
+        expected = api.double_deliveries(log, Scope.all(), *RANGE)
+        expected_hours = api.double_deliveries(log, Scope.all(), *hours)
+    assert expected.height > 0 and expected_hours.height > 0, "the comparison would prove nothing"
+    for path in (tmp_path / "rollups" / "redeliveries").rglob("*.parquet"):
+        pq.write_table(
+            pq.read_table(path).drop_columns(["may_count", "earlier_deliveries", "earlier_unanswered"]), path
+        )
+    build_days(LocalStore(tmp_path), dates=built)
+    with connect(tmp_path) as log:
+        assert api.double_deliveries(log, Scope.all(), *RANGE).equals(expected)
+        assert api.double_deliveries(log, Scope.all(), *hours).equals(expected_hours)
+
+
 def test_a_day_lacking_an_hourly_rollup_is_left_alone(fixture_dir: Path, tmp_path: Path) -> None:
     copy_log(fixture_dir, tmp_path)
     next((tmp_path / "rollups" / "errors" / "date=2026-03-10").rglob("*.parquet")).unlink()
