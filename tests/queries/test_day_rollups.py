@@ -135,6 +135,17 @@ def test_hourly_files_older_than_a_rollup_column_build_a_day_counting_it_null(
         assert after[name].equals(frame), name
 
 
+def sent_again_after_midnight() -> list[dict[str, object]]:
+    """J21: delivered by its second attempt at 23:55 on D1, and once more after midnight (a second
+    engine whose lease had run out sent it again)."""
+    return job(
+        "J21",
+        "dst_acme_hook",
+        at(D1, "23:40"),
+        [server_503(at(D1, "23:40:01"), "retry"), ok(at(D1, "23:55")), ok(at(D2, "00:05"))],
+    )
+
+
 def test_a_job_delivered_twice_across_midnight_counts_from_the_day_files(
     fixture_dir: Path, tmp_path: Path
 ) -> None:
@@ -152,17 +163,7 @@ def test_a_job_delivered_twice_across_midnight_counts_from_the_day_files(
         ),
         tmp_path,
     )
-    # J21: delivered by its second attempt at 23:55, and once more after midnight (a second engine
-    # whose lease had run out sent it again).
-    publish(
-        job(
-            "J21",
-            "dst_acme_hook",
-            at(D1, "23:40"),
-            [server_503(at(D1, "23:40:01"), "retry"), ok(at(D1, "23:55")), ok(at(D2, "00:05"))],
-        ),
-        tmp_path,
-    )
+    publish(sent_again_after_midnight(), tmp_path)
     with connect(tmp_path) as log:
         from_hours = api.double_deliveries(log, Scope.all(), *RANGE)
     build_days(LocalStore(tmp_path), dates=DAYS)
@@ -232,15 +233,7 @@ def test_double_deliveries_read_hourly_files_written_before_the_day_files_column
     """`redeliveries` files from before `may_count` and the carried figures (an upgraded log, whose
     days are read from their hourly files until built again) give the same figures."""
     copy_log(fixture_dir, tmp_path)
-    publish(
-        job(
-            "J21",
-            "dst_acme_hook",
-            at(D1, "23:40"),
-            [server_503(at(D1, "23:40:01"), "retry"), ok(at(D1, "23:55")), ok(at(D2, "00:05"))],
-        ),
-        tmp_path,
-    )
+    publish(sent_again_after_midnight(), tmp_path)
     hours = (D1 + timedelta(hours=12), D2)
     with connect(tmp_path) as log:
         expected = api.double_deliveries(log, Scope.all(), *RANGE)
