@@ -15,9 +15,9 @@ hours or a replaced day makes it read the day's hourly files again until the
 day is built anew: never a record counted twice or missed, with no manifest
 of its own.
 
-The day before is in the digest for `redeliveries` (`CARRIED`): its day file
-carries, on the rows of jobs received the day before, that day's figures of
-the same job, so that `double_deliveries.sql` need not look for them among
+The day before is in the digest because of `redeliveries` (`CARRIED`): its
+day file carries, on the rows of jobs received the day before, that day's
+figures of the same job, so that `double_deliveries.sql` need not look for them among
 every row of the range (docs/double-delivery.md, "Over whole days").
 """
 
@@ -244,9 +244,10 @@ def _carried(day: pa.Table, before: pa.Table, date: str) -> pa.Table:
     """`CARRIED`'s day rows of `date` with its day-only columns, those that can count first.
 
     A job received the day before gets that day's deliveries and unanswered
-    requests (0 when it had no row then); any other row NULL, as a job
-    received earlier still is: the query then groups its rows (a job's
-    records span a day or two unless its retry window is longer than a day).
+    requests (0 when it had no row then). Any other row gets NULL, a job
+    received two or more days before too: the query groups that job's rows
+    (a job's records span a day or two unless its retry window is longer
+    than a day).
     `may_count`: the row can make its job count as delivered twice, alone or
     with its job's other rows (docs/double-delivery.md).
     """

@@ -340,7 +340,8 @@ class AttemptLog:
         if start is None or end is None:
             return out_of_step(self.store).files
         dates = set(_dates(start, end))
-        if reads_days("hourly", start, end):  # (the hourly chart reads by day: so does every query)
+        # From two whole days on, every named query reads by day, the hourly chart too.
+        if reads_days("hourly", start, end):
             sources = self._listing(("days",), lambda: day_view_sources(self.store, self._manifests))
             dates -= sources["outcomes"].covered
         return out_of_step(self.store, dates=dates).files if dates else 0
