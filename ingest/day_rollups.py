@@ -54,15 +54,18 @@ MEASURES = {
     "duration_ms_max": "max",
     "delay_ms_max": "max",
     "last_seen": "max",
+    # `CARRIED`'s columns filled in day files only (`_carried`): NULL in its hourly files, so summed
+    # alike (all NULL) when a day is read from them; `may_count` as a measure, so that a job keeps
+    # one row per day.
+    "may_count": "bool_or",
+    "earlier_deliveries": "sum",
+    "earlier_unanswered": "sum",
 }
 #: Measures kept from the row of another measure's maximum: the latest error body.
 LATEST = {"example": "last_seen"}
 #: The rollup whose day files carry the day before's figures of a job received then
 #: (`_carried`), and mark the rows that can count (`may_count`), first in the file.
 CARRIED = "redeliveries"
-#: Its columns filled in day files only: NULL in its hourly files, summed alike (all NULL) when a
-#: day is read from them. `may_count` is no key, so a job keeps one row per day.
-_DAY_ONLY = {"may_count": "bool_or", "earlier_deliveries": "sum", "earlier_unanswered": "sum"}
 #: Sort order of a day file where its rollup has the columns: a workspace's page skips the rest,
 #: and so does a partner's in the rollups per integration.
 _SORT = ("workspace_id", "destination_id", "integration")
@@ -309,8 +312,8 @@ def reaggregated(name: str, sql_type: str) -> str:
     """The SELECT expression of column `name` (of DuckDB type `sql_type`) in rows summed per day:
     a measure re-aggregated, the latest error body kept, any other column a key (``GROUP BY ALL``)."""
     column = f'"{name}"'
-    if name in MEASURES or name in _DAY_ONLY:
-        return f"CAST({MEASURES.get(name) or _DAY_ONLY[name]}({column}) AS {sql_type}) AS {column}"
+    if name in MEASURES:
+        return f"CAST({MEASURES[name]}({column}) AS {sql_type}) AS {column}"
     if name in LATEST:
         return f'arg_max({column}, "{LATEST[name]}") AS {column}'
     return column

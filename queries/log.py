@@ -342,8 +342,7 @@ class AttemptLog:
         dates = set(_dates(start, end))
         # From two whole days on, every named query reads by day, the hourly chart too.
         if reads_days("hourly", start, end):
-            sources = self._listing(("days",), lambda: day_view_sources(self.store, self._manifests))
-            dates -= sources["outcomes"].covered
+            dates -= self._day_sources_now()["outcomes"].covered
         return out_of_step(self.store, dates=dates).files if dates else 0
 
     def close(self) -> None:
@@ -422,11 +421,15 @@ class AttemptLog:
             raise
         return cursor
 
+    def _day_sources_now(self) -> dict[str, DaySource]:
+        """What the by-day views read now (`day_view_sources`), listed once per snapshot."""
+        return self._listing(("days",), lambda: day_view_sources(self.store, self._manifests))
+
     def _sync_day_views(self, views: Collection[str]) -> None:
         """Bring those of `views` in the day catalog up to date with the log. Only those: defining
         one reads the footers of all its day files (a month of them, of each rollup, took a third
         of `report --days 31`)."""
-        sources = self._listing(("days",), lambda: day_view_sources(self.store, self._manifests))
+        sources = self._day_sources_now()
         with self._view_lock:
             self._define_macros_once(self._catalog(True))
             for view, source in sources.items():
