@@ -18,7 +18,9 @@ of its own.
 The day before is in the digest because of `redeliveries` (`CARRIED`): its
 day file carries, on the rows of jobs received the day before, that day's
 figures of the same job, so that `double_deliveries.sql` need not look for them among
-every row of the range (docs/double-delivery.md, "Over whole days").
+every row of the range (docs/double-delivery.md, "Over whole days"); and
+because of `SUMMARY`, the double deliveries of the jobs received the day
+before, summed, which the query adds up instead of classifying each job.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 
 import duckdb
 import pyarrow as pa
@@ -34,7 +37,15 @@ import pyarrow as pa
 from ingest.compaction import CLOSE_AFTER_S, GRACE_S, HourFiles, log_hours
 from ingest.logstore import LogStore
 from ingest.manifests import COMPACT_PREFIX, ManifestCache, now
-from ingest.rollup import DAY_ROLLUPS, ROLLUPS_DIR, rollup_key, rollup_schemas, write_options
+from ingest.rollup import (
+    DAY_ROLLUPS,
+    ROLLUPS_DIR,
+    connect_macros,
+    rollup_key,
+    rollup_schemas,
+    rollup_sql,
+    write_options,
+)
 from ingest.schema import empty_table
 
 #: Key prefix of the day files, beside the hourly trees (``rollups/<rollup>/``).
@@ -66,6 +77,31 @@ LATEST = {"example": "last_seen"}
 #: The rollup whose day files carry the day before's figures of a job received then
 #: (`_carried`), and mark the rows that can count (`may_count`), first in the file.
 CARRIED = "redeliveries"
+#: The day file summing, per destination, how the jobs received the day before were delivered more
+#: than once (`_received_before`): a month's `double_deliveries.sql` adds up 31 of them instead of
+#: classifying every job (docs/double-delivery.md, "Over whole days").
+SUMMARY = "redelivery_summary"
+#: Its columns (DuckDB types): the 3 least job ids of a row's jobs as examples, in order. `mark`
+#: is NULL on a row of figures; 'summed' on the one row saying that the day received is summed here
+#: (it may have no figures); 'rows_later' on a row saying that jobs received that day have rows in
+#: this day, two or more days later, which no sum holds; 'replays' on a row saying that this day has
+#: rows of replays received that day (the query reads replays from those days alone).
+SUMMARY_COLUMNS = (
+    ("received_hour", "TIMESTAMP WITH TIME ZONE"),
+    ("workspace_id", "VARCHAR"),
+    ("destination_id", "VARCHAR"),
+    ("integration", "VARCHAR"),
+    ("cause", "VARCHAR"),
+    ("certainty", "VARCHAR"),
+    ("events", "BIGINT"),
+    ("jobs", "BIGINT"),
+    ("example_1", "VARCHAR"),
+    ("example_2", "VARCHAR"),
+    ("example_3", "VARCHAR"),
+    ("mark", "VARCHAR"),
+)
+#: Every file a built day has: one per day rollup, and the summary.
+DAY_FILES = (*DAY_ROLLUPS, SUMMARY)
 #: Sort order of a day file where its rollup has the columns: a workspace's page skips the rest,
 #: and so does a partner's in the rollups per integration.
 _SORT = ("workspace_id", "destination_id", "integration")
@@ -86,15 +122,30 @@ def digest(names: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:24]
 
 
-#: Named in every digest: a day file of another layout (before `CARRIED`'s columns) never counts,
-#: even for a day whose day before has no files, and is built again.
-_LAYOUT = "layout/2"
+@cache
+def layout() -> str:
+    """Named in every digest: the day files' layout, down to the SQL of the rollups they merge.
+
+    A day file of another layout (an earlier release's, or one built before a
+    rollup's SQL changed) never counts, even for a day whose day before has no
+    files, and is built again. So every day file that counts has the columns
+    of today: the by-day views read them without matching columns by name
+    (`queries.catalog.day_view_sql`), which DuckDB does for every file each
+    time a query names the view.
+    """
+    texts = [rollup_sql(name) for name in (*DAY_ROLLUPS, "macros")]
+    columns = [f"{name} {sql_type}" for name, sql_type in SUMMARY_COLUMNS]
+    return f"layout/{_LAYOUT_VERSION}/" + digest([*texts, *columns])
+
+
+#: The version of how this module builds day files: raised by any change to what they hold.
+_LAYOUT_VERSION = 3
 
 
 def day_digests_of(by_day: dict[str, frozenset[str]]) -> dict[str, str]:
     """Per date of `by_day` (`counted_by_day`), the digest of its counted files and the day before's."""
     return {
-        date: digest([_LAYOUT, *names, *(f"before/{name}" for name in by_day.get(_day_before(date), ()))])
+        date: digest([layout(), *names, *(f"before/{name}" for name in by_day.get(_day_before(date), ()))])
         for date, names in by_day.items()
     }
 
@@ -151,7 +202,7 @@ def covered_days(digests: dict[str, str], present: dict[tuple[str, str], set[str
     return frozenset(
         date
         for date, wanted in digests.items()
-        if all(wanted in present.get((r, date), ()) for r in DAY_ROLLUPS)
+        if all(wanted in present.get((name, date), ()) for name in DAY_FILES)
     )
 
 
@@ -199,7 +250,7 @@ def build_days(
         if wanted is None and _day_end(date) + close_after_s > at:
             continue
         current = digests[date]
-        if all(current in present.get((rollup, date), ()) for rollup in DAY_ROLLUPS):
+        if all(current in present.get((name, date), ()) for name in DAY_FILES):
             result.deleted += _delete_stale(store, date, current, at - grace_s)
         elif _build_day(store, date, names, by_day.get(_day_before(date), frozenset()), current):
             result.built.append(date)
@@ -216,21 +267,19 @@ def _day_end(date: str) -> float:
 def _build_day(
     store: LogStore, date: str, names: frozenset[str], before: frozenset[str], current: str
 ) -> bool:
-    """Merge the hourly rollups of `names` into day files (`CARRIED`'s with the day before's files
-    `before`); False when one is missing (nothing written)."""
+    """Merge the hourly rollups of `names` into day files (`CARRIED`'s, and `SUMMARY`, with the day
+    before's files `before`); False when one is missing (nothing written)."""
     tables: dict[str, pa.Table] = {}
     try:
         for rollup in DAY_ROLLUPS:
             tables[rollup] = merge_day(rollup, _hourly_tables(store, rollup, date, names))
-        tables[CARRIED] = _carried(
-            tables[CARRIED],
-            merge_day(CARRIED, _hourly_tables(store, CARRIED, _day_before(date), before)),
-            date,
-        )
+        day_before = merge_day(CARRIED, _hourly_tables(store, CARRIED, _day_before(date), before))
     except FileNotFoundError:
         return False
-    for rollup, table in tables.items():
-        store.publish(day_key(rollup, date, current), table, exclusive=True, **write_options(rollup))
+    tables[CARRIED] = _carried(tables[CARRIED], day_before, date)
+    tables[SUMMARY] = _received_before(tables[CARRIED], day_before, date)
+    for name, table in tables.items():
+        store.publish(day_key(name, date, current), table, exclusive=True, **write_options(name))
     return True
 
 
@@ -273,6 +322,66 @@ def _carried(day: pa.Table, before: pa.Table, date: str) -> pa.Table:
                 USING (job_id)
             ORDER BY may_count DESC, {order}"""
         return con.sql(sql).to_arrow_table().cast(day.schema)
+
+
+def _received_before(day: pa.Table, before: pa.Table, date: str) -> pa.Table:
+    """`SUMMARY` of `date`: the jobs received the day before, as received (no replay), delivered
+    more than once, summed per destination, cause and certainty.
+
+    `day` is `CARRIED`'s day rows of `date` (`_carried`), `before` those of the day before. A
+    job received the day before has its figures whole in its row of `date`, which carries that
+    day's, or else in its row of the day before: the same sums as `double_deliveries.sql` makes,
+    unless the job has rows two or more days after it was received, which a 'rows_later' row of
+    the later day's summary tells the query (which then classifies that day's jobs itself).
+    """
+    received = f"TIMESTAMPTZ '{_day_before(date)} 00:00:00+00'"
+    columns = ", ".join(f'CAST({name} AS {sql_type}) AS "{name}"' for name, sql_type in SUMMARY_COLUMNS)
+    with duckdb.connect(":memory:") as con:
+        con.execute("SET threads = 1")  # the compacting round runs beside the engine's work
+        connect_macros(con)
+        con.register("day", day)
+        con.register("before", before)
+        sql = f"""
+            WITH jobs AS (
+                SELECT
+                    workspace_id, destination_id, integration, job_id, event_count,
+                    deliveries + earlier_deliveries AS deliveries,
+                    unanswered + earlier_unanswered AS unanswered
+                FROM day
+                WHERE received_hour = {received} AND replay_of IS NULL
+                UNION ALL
+                SELECT workspace_id, destination_id, integration, job_id, event_count, deliveries, unanswered
+                FROM before ANTI JOIN (SELECT job_id FROM day WHERE received_hour = {received}) USING (job_id)
+                WHERE received_hour = {received} AND replay_of IS NULL
+            ),
+            rows AS (
+                SELECT
+                    {received} AS received_hour, workspace_id, destination_id, integration,
+                    twice_cause(deliveries) AS cause, twice_certainty(deliveries) AS certainty,
+                    sum(event_count) AS events, count(*) AS jobs, min(job_id, 3) AS examples,
+                    NULL AS mark
+                FROM jobs
+                WHERE received_twice(deliveries, unanswered)
+                GROUP BY ALL
+                UNION ALL
+                SELECT {received} AS received_hour, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 'summed'
+                UNION ALL
+                SELECT DISTINCT received_hour, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 'rows_later'
+                FROM day
+                WHERE received_hour < {received}
+                UNION ALL
+                SELECT DISTINCT received_hour, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 'replays'
+                FROM day
+                WHERE replay_of IS NOT NULL
+            )
+            SELECT {columns}
+            FROM (
+                SELECT *, examples[1] AS example_1, examples[2] AS example_2, examples[3] AS example_3
+                FROM rows
+            )
+            ORDER BY mark NULLS LAST, received_hour, workspace_id, destination_id, integration, cause,
+                certainty"""
+        return con.sql(sql).to_arrow_table()
 
 
 def merge_day(rollup: str, parts: Iterable[pa.Table]) -> pa.Table:
@@ -333,8 +442,8 @@ def _delete_stale(store: LogStore, date: str, current: str, cutoff: float) -> in
     """Delete `date`'s day files of other digests written before `cutoff`; how many."""
     stale = [
         stored.key
-        for rollup in DAY_ROLLUPS
-        for stored in store.list(f"{day_tree(rollup)}/date={date}/")
+        for name in DAY_FILES
+        for stored in store.list(f"{day_tree(name)}/date={date}/")
         if not stored.key.endswith(f"/{current}.parquet") and stored.modified < cutoff
     ]
     store.delete(stale)

@@ -29,17 +29,71 @@ WITH scoped AS NOT MATERIALIZED (
       AND received_hour >= $start
       AND received_hour < $end
 ),
--- Over whole days (`hour` NULL), a row per job and date: a day file's, or the day's hourly rows
--- summed alike (queries.catalog). Only the rows that can count are read: a day file puts them first
--- and marks them (`may_count`), so the rest of its row groups are skipped; summed hourly rows have
--- no mark (NULL) and are all read. Grouping every row, a job each, was most of the query over a
--- month (docs/benchmarks.md).
+-- Over whole days (`hour` NULL), the day files sum the jobs each day received (as received, not
+-- replays) that count, per destination and cause (`redelivery_summary`, ingest.day_rollups): a day
+-- received that is summed there adds up its sums, and its jobs' rows are read only where a replay
+-- needs them. A day is summed once the day after it is built, unless jobs received that day have
+-- rows two or more days later (a retry window over a day), which no sum holds: a 'rows_later' mark
+-- of a later day file, or such a row in a day read from its hourly files.
+summary AS NOT MATERIALIZED (
+    SELECT *
+    FROM redelivery_summary
+    WHERE date BETWEEN timezone('UTC', $start)::DATE AND timezone('UTC', $end + INTERVAL 1 DAY)::DATE
+),
+marks AS MATERIALIZED (
+    SELECT received_hour, date, mark FROM summary WHERE mark IS NOT NULL
+),
+-- The dates of the range read from hourly files (no summary: the day not built).
+unbuilt AS MATERIALIZED (
+    SELECT unnest(generate_series(
+        timezone('UTC', $start)::DATE, timezone('UTC', $end + INTERVAL 1 DAY)::DATE, INTERVAL 1 DAY
+    ))::DATE AS date
+    EXCEPT
+    SELECT date FROM marks WHERE mark = 'summed'
+),
+summed AS MATERIALIZED (
+    SELECT received_hour FROM marks WHERE mark = 'summed' AND received_hour >= $start AND received_hour < $end
+    EXCEPT
+    SELECT received_hour FROM marks WHERE mark = 'rows_later'
+    EXCEPT
+    -- (epoch seconds against days since 1970: comparing the timestamp with the date converted each
+    -- date in the session's time zone, which took most of the query)
+    SELECT received_hour FROM scoped SEMI JOIN unbuilt USING (date)
+    WHERE hour IS NULL AND epoch(received_hour) < (date - DATE '1970-01-01' - 1) * 86400
+),
+-- The dates whose rows are read for the days not summed: each such day and the day after it (its
+-- jobs' last retries), and the days holding rows of jobs received two or more days before.
+needed AS (
+    SELECT DISTINCT timezone('UTC', received_hour)::DATE + shift AS date
+    FROM (SELECT unnest(generate_series($start, $end - INTERVAL 1 DAY, INTERVAL 1 DAY)) AS received_hour)
+    CROSS JOIN (VALUES (0), (1)) AS shifts (shift)
+    WHERE received_hour NOT IN (FROM summed)
+    UNION
+    SELECT date FROM marks WHERE mark = 'rows_later'
+),
+-- Replays are read from the days a summary says hold some, and the days read from hourly files.
+replays AS MATERIALIZED (
+    SELECT *
+    FROM scoped SEMI JOIN (SELECT date FROM marks WHERE mark = 'replays' UNION FROM unbuilt) USING (date)
+    WHERE hour IS NULL AND replay_of IS NOT NULL
+),
+-- A row per job and date: a day file's, or the day's hourly rows summed alike (queries.catalog).
+-- Only the rows that can count are read: a day file puts them first and marks them (`may_count`),
+-- so the rest of its row groups are skipped; summed hourly rows have no mark (NULL) and are all
+-- read. (The dates are joined, not compared with a list: the join passes them to the scan, which
+-- then skips the other days' files.)
 day_rows AS MATERIALIZED (
-    SELECT * FROM scoped WHERE hour IS NULL AND (may_count OR may_count IS NULL)
+    SELECT * FROM scoped SEMI JOIN needed USING (date)
+    WHERE hour IS NULL AND (may_count OR may_count IS NULL) AND replay_of IS NULL
+    UNION ALL
+    FROM replays
+    UNION ALL
+    -- the other rows of the jobs replays replayed (their unanswered requests count for a replay)
+    SELECT *
+    FROM scoped ANTI JOIN needed USING (date) SEMI JOIN (SELECT replay_of AS job_id FROM replays) USING (job_id)
+    WHERE hour IS NULL AND replay_of IS NULL
 ),
 -- A job has more than one row only when it has a row dated after the day it was received (late).
--- (epoch seconds against days since 1970: comparing the timestamp with the date converted each
--- date in the session's time zone, which took most of the query)
 late AS (
     SELECT * FROM day_rows WHERE epoch(received_hour) < (date - DATE '1970-01-01') * 86400
 ),
@@ -50,22 +104,23 @@ uncarried AS (
 ),
 jobs AS (
     SELECT
-        workspace_id, destination_id, integration, job_id, replay_of, message_id, event_count,
-        deliveries, unanswered
+        workspace_id, destination_id, integration, job_id, received_hour, replay_of, message_id,
+        event_count, deliveries, unanswered
     FROM day_rows ANTI JOIN late USING (job_id)
     -- A lone row delivered once, with no request unanswered, counts for nothing, even as a
     -- replay's replayed job (its unanswered requests are all that is read of it).
     WHERE deliveries >= 2 OR unanswered >= 1 OR replay_of IS NOT NULL
     UNION ALL
     SELECT
-        workspace_id, destination_id, integration, job_id, replay_of, message_id, event_count,
+        workspace_id, destination_id, integration, job_id, received_hour, replay_of, message_id,
+        event_count,
         deliveries + earlier_deliveries AS deliveries,
         unanswered + earlier_unanswered AS unanswered
     FROM late ANTI JOIN uncarried USING (job_id)
     UNION ALL
     -- Hourly rows (`hour` set: ranges within days) are all grouped.
     SELECT
-        workspace_id, destination_id, integration, job_id, replay_of, message_id,
+        workspace_id, destination_id, integration, job_id, received_hour, replay_of, message_id,
         max(event_count) AS event_count,
         sum(deliveries) AS deliveries,
         sum(unanswered) AS unanswered
@@ -81,11 +136,12 @@ jobs AS (
 received AS (
     SELECT
         workspace_id, destination_id, integration, job_id AS evidence, event_count AS events,
-        CASE WHEN deliveries >= 2 THEN 'lease_expired' ELSE 'retry_after_timeout' END AS cause,
-        CASE WHEN deliveries >= 2 THEN 'certain' ELSE 'possible' END AS certainty
+        twice_cause(deliveries) AS cause,
+        twice_certainty(deliveries) AS certainty
     FROM jobs
     WHERE replay_of IS NULL
-      AND (deliveries >= 2 OR (deliveries = 1 AND unanswered >= 1))
+      AND received_twice(deliveries, unanswered)
+      AND received_hour NOT IN (FROM summed)
 ),
 replayed AS (
     SELECT
@@ -113,6 +169,28 @@ replayed_events AS (
         CASE WHEN deliveries >= 2 THEN 'certain' ELSE 'possible' END AS certainty
     FROM replayed
     WHERE deliveries >= 2 OR (deliveries = 1 AND unanswered + replayed_unanswered >= 1)
+),
+counted AS (
+    SELECT
+        workspace_id, destination_id, integration, cause, certainty,
+        sum(events) AS events,
+        count(*) AS jobs,
+        min(evidence, 3) AS examples
+    FROM (SELECT * FROM received UNION ALL BY NAME SELECT * FROM replayed_events)
+    GROUP BY ALL
+),
+parts AS (
+    SELECT
+        * EXCLUDE (examples), examples[1] AS example_1, examples[2] AS example_2, examples[3] AS example_3
+    FROM counted
+    UNION ALL BY NAME
+    SELECT
+        workspace_id, destination_id, integration, cause, certainty, events, jobs,
+        example_1, example_2, example_3
+    FROM summary
+    WHERE mark IS NULL
+      AND received_hour IN (FROM summed)
+      AND in_scope($scope_kind, $scope_value, workspace_id, destination_id, integration)
 )
 SELECT
     id_for_scope($scope_kind, workspace_id) AS workspace_id,
@@ -121,8 +199,15 @@ SELECT
     cause,
     certainty,
     sum(events)::BIGINT AS events,
-    count(*)::BIGINT AS jobs,
-    id_for_scope($scope_kind, min(evidence, 3)) AS example_jobs
-FROM (SELECT * FROM received UNION ALL BY NAME SELECT * FROM replayed_events)
+    sum(jobs)::BIGINT AS jobs,
+    -- The 3 least job ids of the group, from each part's 3 least (example_1 < example_2 <
+    -- example_3): among the 3 least of the group, a part's second is the least second of all
+    -- parts (a lesser one would come with its part's first: three lesser ids), and a part's third
+    -- the least third. (Lists of ids per part, gathered and sorted, took twice as long.)
+    id_for_scope(
+        $scope_kind,
+        list_sort(list_filter(min(example_1, 3) || [min(example_2), min(example_3)], lambda id: id IS NOT NULL))[1:3]
+    ) AS example_jobs
+FROM parts
 GROUP BY ALL
 ORDER BY events DESC, workspace_id, destination_id, integration, cause, certainty

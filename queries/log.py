@@ -51,7 +51,9 @@ from ingest.logstore import LogStore, open_store
 from ingest.manifests import ManifestCache
 from ingest.rollup import connect_macros, out_of_step
 from queries.catalog import (
+    QUERY_VIEWS,
     ROLLUP_VIEWS,
+    SUMMARY_VIEW,
     VIEWS,
     DaySource,
     ViewSource,
@@ -378,7 +380,7 @@ class AttemptLog:
                 result: pl.DataFrame = focused.sql(load_query(name), params=params).pl()
                 return result
         return self._fetch(
-            prefix + load_query(name), params, by_day=by_day, dates=dates, views=names_read(name, VIEWS)
+            prefix + load_query(name), params, by_day=by_day, dates=dates, views=names_read(name, QUERY_VIEWS)
         )
 
     def _fetch(
@@ -408,9 +410,14 @@ class AttemptLog:
         else:
             self._define_macros_once(self._catalog(False))
         cursor = self._catalog(by_day).cursor()
-        if by_day or dates is None:
+        if by_day:
             return cursor
         try:
+            if SUMMARY_VIEW in views:
+                # Days only: here, empty for the query's own cursor (the catalog stays the sandbox's).
+                cursor.execute(empty_view_sql(SUMMARY_VIEW, temp=True))
+            if dates is None:
+                return cursor
             for statement in self._listing(
                 ("range", tuple(dates), frozenset(views)),
                 lambda: range_view_sql(self.store, self._manifests, dates, views),
@@ -460,7 +467,8 @@ class AttemptLog:
             if id(con) in self._with_macros:
                 return
             if con is self._catalogs.get(True):
-                for view in ROLLUP_VIEWS:  # typed, empty: `_sync_day_views` defines them when read
+                # typed, empty: `_sync_day_views` defines them when read
+                for view in (*ROLLUP_VIEWS, SUMMARY_VIEW):
                     con.execute(empty_view_sql(view))
             elif not self._sources:
                 for view in VIEWS:  # typed, empty: the query's own views replace them

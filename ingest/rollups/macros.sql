@@ -85,6 +85,19 @@ CREATE OR REPLACE MACRO maybe_accepted(status_code, error_code) AS
     status_code IS NULL
     AND error_code IN ('ETIMEDOUT', 'ECONNRESET', 'ECONNABORTED', 'ESERVERDISCONNECT', 'EPIPE', 'EUNCLASSIFIED');
 
+-- received_twice(deliveries, unanswered), twice_cause(deliveries), twice_certainty(deliveries): how
+-- a job as received (not a replay), with its records' deliveries and unanswered requests summed,
+-- counts as delivered more than once: two deliveries are certain (a second engine sent it again
+-- while the first one's request was in flight, lease_expired); one delivery after a request that
+-- may have been accepted unanswered is possible (retry_after_timeout). double_deliveries.sql
+-- counts them, and so do the day files' sums per day received (ingest.day_rollups).
+CREATE OR REPLACE MACRO received_twice(deliveries, unanswered) AS
+    deliveries >= 2 OR (deliveries = 1 AND unanswered >= 1);
+CREATE OR REPLACE MACRO twice_cause(deliveries) AS
+    CASE WHEN deliveries >= 2 THEN 'lease_expired' ELSE 'retry_after_timeout' END;
+CREATE OR REPLACE MACRO twice_certainty(deliveries) AS
+    CASE WHEN deliveries >= 2 THEN 'certain' ELSE 'possible' END;
+
 -- message_hash(message_id): the key of the message index (message_index.sql, docs/trace.md): the
 -- top 40 bits of md5_number_upper, which DuckDB computes the same in every version (its hash()
 -- does not). 40 bits, not 64: sorted, the hashes are stored as their differences, and 40 bits take

@@ -24,8 +24,9 @@ from deliverydash.partner_simulator.config import PartnerSpec
 from deliverydash.partner_simulator.profiles import Healthy
 from deliverydash.partner_simulator.servers import partners_in_thread
 from ingest.compaction import log_hours
+from ingest.day_rollups import DAY_FILES
 from ingest.logstore import S3Store, open_store
-from ingest.rollup import DAY_ROLLUPS, ROLLUPS
+from ingest.rollup import ROLLUPS
 from ingest.schema import rows_to_table
 from ingest.writer import publish_hours
 from queries.log import AttemptLog
@@ -133,13 +134,13 @@ def test_the_engine_writes_only_to_the_object_store(
     assert any(key.startswith("attempts/date=") for key in keys)
     assert any(key.startswith("rollups/outcomes/date=") for key in keys)
     # Each attempt file has one file of each rollup, and the closed day one day file of each but
-    # the message index (it has none).
+    # the message index (it has none), and the day's summary of double deliveries.
     attempt_files = [key for key in keys if key.startswith("attempts/")]
     day_files = [key for key in keys if key.startswith("rollups/by_day/")]
     rollup_files = [key for key in keys if key.startswith("rollups/")]
     assert len(rollup_files) == len(ROLLUPS) * len(attempt_files) + len(day_files)
     assert sorted({key.split("/")[3] for key in day_files}) == ["date=2026-03-09"]
-    assert len(day_files) == len(DAY_ROLLUPS)
+    assert len(day_files) == len(DAY_FILES)
 
 
 def test_report_and_sql_read_the_object_store(written_log: tuple[str, list[str]], store_env: None) -> None:

@@ -80,15 +80,17 @@ def job(
     *,
     event_count: int = 1,
     unsent: bool = False,
+    replay_of: str | None = None,
 ) -> list[dict[str, Any]]:
     """The records of one job: `attempts` hold what differs per request.
 
-    `unsent` jobs were settled without a request: one record, attempt 0.
+    `unsent` jobs were settled without a request: one record, attempt 0. A replay
+    (`replay_of` the job it sends again) carries that job's events.
     Every contract column is spelled out, so the fixture reads as the log does.
     """
     workspace_id, integration = DESTINATIONS[destination_id]
     events = [
-        {"message_id": f"{job_id}-msg-{i}", "type": "track", "name": "Order Completed"}
+        {"message_id": f"{replay_of or job_id}-msg-{i}", "type": "track", "name": "Order Completed"}
         for i in range(event_count)
     ]
     rows = []
@@ -122,6 +124,7 @@ def job(
                 "response_body": spec.get("response_body"),
                 "error_message": spec.get("error_message"),
                 "first_error_class": first_error_class,
+                "replay_of": replay_of,
             }
         )
     return rows

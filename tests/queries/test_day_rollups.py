@@ -18,9 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.compaction import compact, expire
-from ingest.day_rollups import DAY_DIR, build_days, day_digests, day_files
+from ingest.day_rollups import DAY_DIR, DAY_FILES, build_days, day_digests, day_files
 from ingest.logstore import LocalStore
-from ingest.rollup import DAY_ROLLUPS
 from queries import Scope, api, connect
 from queries.log import reads_days
 
@@ -115,7 +114,7 @@ def test_a_superseded_day_file_goes_after_its_grace(fixture_dir: Path, tmp_path:
     assert kept.built == ["2026-03-10", "2026-03-11"] and kept.deleted == 0
     assert len(day_files(store)[("outcomes", "2026-03-10")]) == 2
     gone = build_days(store, dates=DAYS, grace_s=0)
-    assert gone.built == [] and gone.deleted == 2 * len(DAY_ROLLUPS)  # one file of each day rollup, twice
+    assert gone.built == [] and gone.deleted == 2 * len(DAY_FILES)  # each of the day's files, twice
     for date in ("2026-03-10", "2026-03-11"):
         assert day_files(store)[("outcomes", date)] == {day_digests(store)[date]}
 
@@ -176,6 +175,84 @@ def test_a_job_delivered_twice_across_midnight_counts_from_the_day_files(
     }
     assert counted == {("lease_expired", "certain"): ["J21"], ("retry_after_timeout", "possible"): ["J20"]}
     assert from_days.equals(from_hours)
+
+
+SCOPES = [
+    Scope.all(),
+    Scope.workspace("acme"),
+    Scope.destination("dst_acme_hook"),
+    Scope.integration("webhook"),
+]
+
+
+TIMED_OUT = {"error_class": "timeout", "error_code": "ETIMEDOUT", "duration_ms": 10_000.0}
+
+
+def assert_summed_days_give_the_hourly_figures(data_dir: Path, built: tuple[str, ...] = DAYS) -> pl.DataFrame:
+    """Build the days `built` of the log at `data_dir`, then check that every scope's double
+    deliveries over D0-D2 (and over D1 alone) are those grouped from every job's hourly rows; the
+    summary of D1 (`redelivery_summary` of D2), empty when D2 is not built."""
+    with connect(data_dir) as log:
+        expected = [api.double_deliveries(log, scope, *RANGE) for scope in SCOPES]
+        expected_d1 = api.double_deliveries(log, Scope.all(), D1, D2)
+    assert expected[0].height > 0, "the comparison would prove nothing"
+    assert build_days(LocalStore(data_dir), dates=built).built == [*built]
+    if built == DAYS:  # every day from its day files alone
+        shutil.rmtree(data_dir / "rollups" / "redeliveries")
+    with connect(data_dir) as log:
+        for scope, frame in zip(SCOPES, expected, strict=True):
+            assert api.double_deliveries(log, scope, *RANGE).equals(frame), scope
+        assert api.double_deliveries(log, Scope.all(), D1, D2).equals(expected_d1)
+    summary = data_dir / DAY_DIR / "redelivery_summary" / "date=2026-03-11"
+    return pl.read_parquet(summary) if summary.exists() else pl.DataFrame()
+
+
+def test_a_replay_finds_the_job_it_replayed_on_a_summed_day(fixture_dir: Path, tmp_path: Path) -> None:
+    """D0 and D1 are summed in the day files after them (`redelivery_summary`), and their jobs' rows
+    not read, but for a replay's: R42, received on D2, replays J41 of D1, whose unanswered request
+    makes the replay a possible double delivery. D2's summary says it holds replays of D2."""
+    copy_log(fixture_dir, tmp_path)
+    replayed = [retry(at(D1, "09:00:01"), at(D1, "09:05"), **TIMED_OUT), ok(at(D1, "09:05"))]
+    publish(job("J41", "dst_acme_hook", at(D1, "09:00"), replayed), tmp_path)
+    publish(job("R42", "dst_acme_hook", at(D2, "10:00"), [ok(at(D2, "10:00:01"))], replay_of="J41"), tmp_path)
+    publish(sent_again_after_midnight(), tmp_path)
+    summary = assert_summed_days_give_the_hourly_figures(tmp_path)
+    marks = summary.filter(pl.col("mark").is_not_null())
+    assert sorted(zip(marks["mark"], marks["received_hour"], strict=True)) == [
+        ("replays", D2),
+        ("summed", D1),
+    ]
+    sums = summary.filter(pl.col("destination_id") == "dst_acme_hook")
+    examples = dict(sums.select("cause", "example_1").rows())
+    assert examples == {"retry_after_timeout": "J41", "lease_expired": "J21"}
+
+
+@pytest.mark.parametrize("built", [DAYS, DAYS[:2]], ids=["every day built", "D2 read from hourly files"])
+def test_a_job_with_rows_two_days_after_it_was_received_is_grouped(
+    fixture_dir: Path, tmp_path: Path, built: tuple[str, ...]
+) -> None:
+    """J40, received on D0, unanswered twice, delivered on D2: no sum of D0 holds its row of D2, so
+    the query groups D0's jobs from their rows. D2's summary marks D0 ('rows_later'); unbuilt, D2's
+    rows say it."""
+    copy_log(fixture_dir, tmp_path)
+    attempts = [
+        retry(at(D0, "23:30:01"), at(D1, "23:00"), **TIMED_OUT),
+        retry(at(D1, "23:00"), at(D2, "01:00"), **TIMED_OUT),
+        ok(at(D2, "01:00")),
+    ]
+    publish(job("J40", "dst_acme_hook", at(D0, "23:30"), attempts), tmp_path)
+    summary = assert_summed_days_give_the_hourly_figures(tmp_path, built)
+    if built == DAYS:
+        marks = summary.filter(pl.col("mark").is_not_null())
+        assert sorted(zip(marks["mark"], marks["received_hour"], strict=True)) == [
+            ("rows_later", D0),
+            ("summed", D1),
+        ]
+    with connect(tmp_path) as log:
+        counted = api.double_deliveries(log, Scope.destination("dst_acme_hook"), *RANGE)
+    assert counted.select("cause", "certainty", "example_jobs").rows() == [
+        ("retry_after_timeout", "possible", ["J40"])
+    ]
 
 
 @pytest.mark.parametrize("built", [False, True], ids=["hourly files", "day files"])
