@@ -46,7 +46,7 @@ from ingest.rollup import (
     rollup_sql,
     write_options,
 )
-from ingest.schema import empty_table
+from ingest.schema import COLUMNS, empty_table
 
 #: Key prefix of the day files, beside the hourly trees (``rollups/<rollup>/``).
 DAY_DIR = f"{ROLLUPS_DIR}/by_day"
@@ -85,7 +85,8 @@ SUMMARY = "redelivery_summary"
 #: is NULL on a row of figures; 'summed' on the one row saying that the day received is summed here
 #: (it may have no figures); 'rows_later' on a row saying that jobs received that day have rows in
 #: this day, two or more days later, which no sum holds; 'replays' on a row saying that this day has
-#: rows of replays received that day (the query reads replays from those days alone).
+#: rows of replays received that day (the query reads replays from those days, and from the days
+#: read from hourly files).
 SUMMARY_COLUMNS = (
     ("received_hour", "TIMESTAMP WITH TIME ZONE"),
     ("workspace_id", "VARCHAR"),
@@ -124,22 +125,32 @@ def digest(names: Iterable[str]) -> str:
 
 @cache
 def layout() -> str:
-    """Named in every digest: the day files' layout, down to the SQL of the rollups they merge.
+    """Named in every digest: the day files' layout, down to what decides their columns.
 
-    A day file of another layout (an earlier release's, or one built before a
-    rollup's SQL changed) never counts, even for a day whose day before has no
-    files, and is built again. So every day file that counts has the columns
-    of today: the by-day views read them without matching columns by name
+    A day file of another layout never counts, even for a day whose day
+    before has no files, and is built again: one of an earlier release, or
+    built before a rollup's SQL (comments aside), the attempt contract's
+    columns, the summary's, or DuckDB's version (which types the rollups'
+    results) changed. So every day file that counts has the columns of today:
+    the by-day views read them without matching columns by name
     (`queries.catalog.day_view_sql`), which DuckDB does for every file each
-    time a query names the view.
+    time a query names the view. A change to how this module builds them
+    raises `_LAYOUT_VERSION` by hand.
     """
-    texts = [rollup_sql(name) for name in (*DAY_ROLLUPS, "macros")]
-    columns = [f"{name} {sql_type}" for name, sql_type in SUMMARY_COLUMNS]
-    return f"layout/{_LAYOUT_VERSION}/" + digest([*texts, *columns])
+    statements = [_uncommented(rollup_sql(name)) for name in (*DAY_ROLLUPS, "macros")]
+    contract = [f"{column.name} {column.sql_type}" for column in COLUMNS]
+    summary = [f"{name} {sql_type}" for name, sql_type in SUMMARY_COLUMNS]
+    return f"layout/{_LAYOUT_VERSION}/" + digest([*statements, *contract, *summary, duckdb.__version__])
 
 
 #: The version of how this module builds day files: raised by any change to what they hold.
 _LAYOUT_VERSION = 3
+
+
+def _uncommented(sql: str) -> str:
+    """`sql` without its comment lines and blank lines (a reworded comment changes no day file)."""
+    lines = (line.strip() for line in sql.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("--"))
 
 
 def day_digests_of(by_day: dict[str, frozenset[str]]) -> dict[str, str]:

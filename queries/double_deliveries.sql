@@ -62,7 +62,8 @@ summed AS MATERIALIZED (
     WHERE hour IS NULL AND epoch(received_hour) < (date - DATE '1970-01-01' - 1) * 86400
 ),
 -- The dates whose rows are read for the days not summed: each such day and the day after it (its
--- jobs' last retries), and the days holding rows of jobs received two or more days before.
+-- jobs' last retries), and the days that may hold rows of jobs received two or more days before
+-- (a day file's summary says so; a day read from hourly files may).
 needed AS (
     SELECT DISTINCT timezone('UTC', received_hour)::DATE + shift AS date
     FROM (SELECT unnest(generate_series($start, $end - INTERVAL 1 DAY, INTERVAL 1 DAY)) AS received_hour)
@@ -70,6 +71,8 @@ needed AS (
     WHERE received_hour NOT IN (FROM summed)
     UNION
     SELECT date FROM marks WHERE mark = 'rows_later'
+    UNION
+    FROM unbuilt
 ),
 -- Replays are read from the days a summary says hold some, and the days read from hourly files.
 replays AS MATERIALIZED (

@@ -35,13 +35,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import polars as pl
 import pytest
 
+from ingest.files import attempts_glob
+from ingest.rollup import connect_macros
 from ingest.schema import rows_to_table
 from ingest.simulate import simulate_day
 from ingest.taxonomy import ErrorClass, Outcome
 from ingest.writer import write_partitioned
-from queries import AttemptLog, connect
+from queries import AttemptLog, Scope, connect
+from queries.catalog import file_view_sql
+from queries.scope import query_parameters
 
 D0 = datetime(2026, 3, 9, tzinfo=UTC)
 D1 = datetime(2026, 3, 10, tzinfo=UTC)
@@ -355,3 +361,26 @@ def simulated_day_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("simulated")
     simulate_day(300_000, data_dir, date=SIMULATED_DAY.date())
     return data_dir
+
+
+#: The raw versions of the named queries: the same figures, from the `attempts` view alone.
+RAW_DIR = Path(__file__).parent / "raw"
+
+
+def raw_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    """A plain DuckDB with only the `attempts` view: what the queries read before the rollups."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    connect_macros(con)  # redact_body, which error_samples applies for an integration
+    con.execute(file_view_sql(attempts_glob(data_dir)))
+    return con
+
+
+def run_raw(
+    con: duckdb.DuckDBPyConnection, name: str, scope: Scope, start: datetime, end: datetime, **extra: object
+) -> pl.DataFrame:
+    """The raw version of the named query `name` (`RAW_DIR`) on `con` (`raw_connection`)."""
+    text = (RAW_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    wanted = con.extract_statements(text)[0].named_parameters
+    offered = query_parameters(scope, start, end) | extra
+    return con.sql(text, params={key: offered[key] for key in wanted}).pl()

@@ -23,7 +23,21 @@ from ingest.logstore import LocalStore
 from queries import Scope, api, connect
 from queries.log import reads_days
 
-from .conftest import D0, D1, D2, D3, at, copy_log, job, ok, publish, retry, server_503
+from .conftest import (
+    D0,
+    D1,
+    D2,
+    D3,
+    at,
+    copy_log,
+    job,
+    ok,
+    publish,
+    raw_connection,
+    retry,
+    run_raw,
+    server_503,
+)
 
 DAYS = ("2026-03-09", "2026-03-10", "2026-03-11")
 RANGE = (D1 - timedelta(days=1), D2 + timedelta(days=1))  # D0 to D2, three whole days
@@ -190,19 +204,31 @@ TIMED_OUT = {"error_class": "timeout", "error_code": "ETIMEDOUT", "duration_ms":
 
 def assert_summed_days_give_the_hourly_figures(data_dir: Path, built: tuple[str, ...] = DAYS) -> pl.DataFrame:
     """Build the days `built` of the log at `data_dir`, then check that every scope's double
-    deliveries over D0-D2 (and over D1 alone) are those grouped from every job's hourly rows; the
-    summary of D1 (`redelivery_summary` of D2), empty when D2 is not built."""
+    deliveries over D0-D2 (and over D0 alone, D1 alone) are those grouped from every job's hourly
+    rows, and from the raw log; the summary of D1 (`redelivery_summary` of D2), empty when D2 is not
+    built."""
     with connect(data_dir) as log:
         expected = [api.double_deliveries(log, scope, *RANGE) for scope in SCOPES]
-        expected_d1 = api.double_deliveries(log, Scope.all(), D1, D2)
+        one_day = {
+            day: api.double_deliveries(log, Scope.all(), day, day + timedelta(days=1)) for day in (D0, D1)
+        }
     assert expected[0].height > 0, "the comparison would prove nothing"
+    # ... which are the raw log's (the hourly files and the day files could share a mistake)
+    with raw_connection(data_dir) as raw:
+        raw_frames = [run_raw(raw, "double_deliveries", scope, *RANGE) for scope in SCOPES]
+        raw_frames += [
+            run_raw(raw, "double_deliveries", Scope.all(), d, d + timedelta(days=1)) for d in one_day
+        ]
+    for frame, raw_frame in zip([*expected, *one_day.values()], raw_frames, strict=True):
+        assert frame.equals(raw_frame)
     assert build_days(LocalStore(data_dir), dates=built).built == [*built]
     if built == DAYS:  # every day from its day files alone
         shutil.rmtree(data_dir / "rollups" / "redeliveries")
     with connect(data_dir) as log:
         for scope, frame in zip(SCOPES, expected, strict=True):
             assert api.double_deliveries(log, scope, *RANGE).equals(frame), scope
-        assert api.double_deliveries(log, Scope.all(), D1, D2).equals(expected_d1)
+        for day, frame in one_day.items():
+            assert api.double_deliveries(log, Scope.all(), day, day + timedelta(days=1)).equals(frame), day
     summary = data_dir / DAY_DIR / "redelivery_summary" / "date=2026-03-11"
     return pl.read_parquet(summary) if summary.exists() else pl.DataFrame()
 

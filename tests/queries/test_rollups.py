@@ -25,9 +25,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from ingest.day_rollups import build_days
-from ingest.files import attempts_glob, attempts_root
+from ingest.files import attempts_root
 from ingest.logstore import LocalStore
-from ingest.rollup import GRACE_S, ROLLUPS, RepairResult, connect_macros, out_of_step, repair, rollup_root
+from ingest.rollup import GRACE_S, ROLLUPS, RepairResult, out_of_step, repair, rollup_root
 from queries import (
     AttemptLog,
     Scope,
@@ -41,15 +41,14 @@ from queries import (
     latency,
     query_names,
 )
-from queries.catalog import ROLLUP_VIEWS, VIEW, VIEWS, file_view_sql
+from queries.catalog import ROLLUP_VIEWS, VIEW, VIEWS
 from queries.loader import names_read
 from queries.log import HOURLY_QUERIES, reads_days
 from queries.scope import query_parameters
 from queries.whatif import Schedule, whatif
 
-from .conftest import D1, D2, SIMULATED_DAY, at, job, publish, retry
+from .conftest import D1, D2, RAW_DIR, SIMULATED_DAY, at, job, publish, raw_connection, retry, run_raw
 
-RAW_DIR = Path(__file__).parent / "raw"
 RAW_QUERIES = sorted(path.stem for path in RAW_DIR.glob("*.sql"))
 DAY = SIMULATED_DAY
 #: The whole simulated day, and four hours of it whose cohort retries past the end.
@@ -129,10 +128,7 @@ def simulated_with_days(
 @pytest.fixture(scope="module")
 def raw(simulated_dir: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A plain DuckDB with only the `attempts` view: what the queries read before the rollups."""
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    connect_macros(con)  # redact_body, which error_samples applies for an integration
-    con.execute(file_view_sql(attempts_glob(simulated_dir)))
+    con = raw_connection(simulated_dir)
     yield con
     con.close()
 
@@ -147,15 +143,6 @@ def scope(request: pytest.FixtureRequest, raw: duckdb.DuckDBPyConnection) -> Sco
     rank = 2 if kind is ScopeKind.INTEGRATION else 1  # the busiest integration is most of the day
     ranked = raw.sql(f"SELECT {column} FROM attempts GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT {rank}")
     return Scope(kind, ranked.fetchall()[-1][0])
-
-
-def run_raw(
-    con: duckdb.DuckDBPyConnection, name: str, scope: Scope, start: datetime, end: datetime, **extra: object
-) -> pl.DataFrame:
-    text = (RAW_DIR / f"{name}.sql").read_text(encoding="utf-8")
-    wanted = con.extract_statements(text)[0].named_parameters
-    offered = query_parameters(scope, start, end) | extra
-    return con.sql(text, params={key: offered[key] for key in wanted}).pl()
 
 
 def test_every_rollup_query_has_its_raw_version() -> None:
