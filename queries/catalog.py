@@ -73,7 +73,8 @@ SUMMED_PER_DAY = frozenset({"redeliveries"})
 #: Every view the connection defines over the log's files.
 VIEWS = (VIEW, *ROLLUP_VIEWS)
 #: The view of the day files' sums of double deliveries per day received (`ingest.day_rollups.SUMMARY`):
-#: in the by-day catalog, over the days built; empty in the hourly one, so the query binds there too.
+#: in the by-day catalog, over the days built. The hourly catalog has none (it is the sandbox's): a
+#: named query that reads it gets an empty one on its own cursor, so that it binds there too.
 SUMMARY_VIEW = SUMMARY
 #: Every view a named query may read.
 QUERY_VIEWS = (*VIEWS, SUMMARY_VIEW)
