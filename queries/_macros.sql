@@ -27,6 +27,12 @@ CREATE OR REPLACE MACRO started_in(part_date, started, range_start, range_end) A
     AND started >= range_start
     AND started < range_end;
 
+-- received_before(received_hour, day): whether a row's job was received before `day` (a DATE)
+-- began, UTC. In epoch seconds against days since 1970: comparing the timestamp with the date
+-- converted each date in the session's time zone, which took most of double_deliveries.
+CREATE OR REPLACE MACRO received_before(received_hour, day) AS
+    epoch(received_hour) < (day - DATE '1970-01-01') * 86400;
+
 -- started_in_hours(part_date, part_hour, started, range_start, range_end): started_in, skipping
 -- the files of other hours too, for a few hours of the raw log's big files. The hour test is
 -- written in epoch seconds (with INTERVAL arithmetic it ran 3 times slower); it costs a little

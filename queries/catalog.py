@@ -262,11 +262,18 @@ class DaySource:
     hidden: tuple[str, ...] = ()
     compacted: tuple[str, ...] = ()
     """As `ViewSource`'s, for the hourly files."""
-    covered: frozenset[str] = frozenset()
-    """The dates read from their day files, of every day rollup (none for a rollup without them)."""
 
 
-def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, DaySource]:
+@dataclass(frozen=True, slots=True)
+class DayCatalog:
+    """What the by-day catalog reads now: each view's source, and the days built."""
+
+    sources: dict[str, DaySource]
+    covered: frozenset[str]
+    """The dates read from their day files (`ingest.day_rollups.covered_days`)."""
+
+
+def day_view_sources(store: LogStore, manifests: ManifestCache) -> DayCatalog:
     """The views of the by-day catalog: each rollup view from its day files (no `attempts`).
 
     A day counts its day files when the digest of its counted attempt files
@@ -291,10 +298,10 @@ def day_view_sources(store: LogStore, manifests: ManifestCache) -> dict[str, Day
             for date in sorted(by_day.keys() - with_days)
             if store.has_files(f"{tree}/date={date}/")
         )
-        sources[view] = DaySource(days, others, *left_out(tree), covered=with_days)
+        sources[view] = DaySource(days, others, *left_out(tree))
     summaries = tuple(store.path(day_key(SUMMARY, date, digests[date])) for date in sorted(covered))
-    sources[SUMMARY_VIEW] = DaySource(summaries, (), covered=covered)
-    return sources
+    sources[SUMMARY_VIEW] = DaySource(summaries, ())
+    return DayCatalog(sources, covered)
 
 
 def day_view_sql(view: str, source: DaySource) -> str:

@@ -56,10 +56,8 @@ summed AS MATERIALIZED (
     EXCEPT
     SELECT received_hour FROM marks WHERE mark = 'rows_later'
     EXCEPT
-    -- (epoch seconds against days since 1970: comparing the timestamp with the date converted each
-    -- date in the session's time zone, which took most of the query)
     SELECT received_hour FROM scoped SEMI JOIN unbuilt USING (date)
-    WHERE hour IS NULL AND epoch(received_hour) < (date - DATE '1970-01-01' - 1) * 86400
+    WHERE hour IS NULL AND received_before(received_hour, date - 1)
 ),
 -- The dates whose rows are read for the days not summed: each such day and the day after it (its
 -- jobs' last retries), and the days that may hold rows of jobs received two or more days before
@@ -98,7 +96,7 @@ day_rows AS MATERIALIZED (
 ),
 -- A job has more than one row only when it has a row dated after the day it was received (late).
 late AS (
-    SELECT * FROM day_rows WHERE epoch(received_hour) < (date - DATE '1970-01-01') * 86400
+    SELECT * FROM day_rows WHERE received_before(received_hour, date)
 ),
 -- A day file's late row of a job received the day before carries that day's figures of the job
 -- (earlier_*); any other late row's job is grouped from all its rows, found by job and day received.

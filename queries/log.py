@@ -55,6 +55,7 @@ from queries.catalog import (
     ROLLUP_VIEWS,
     SUMMARY_VIEW,
     VIEWS,
+    DayCatalog,
     DaySource,
     ViewSource,
     day_view_sources,
@@ -344,7 +345,7 @@ class AttemptLog:
         dates = set(_dates(start, end))
         # From two whole days on, every named query reads by day, the hourly chart too.
         if reads_days("hourly", start, end):
-            dates -= self._day_sources_now()["outcomes"].covered
+            dates -= self._day_catalog_now().covered
         return out_of_step(self.store, dates=dates).files if dates else 0
 
     def close(self) -> None:
@@ -428,7 +429,7 @@ class AttemptLog:
             raise
         return cursor
 
-    def _day_sources_now(self) -> dict[str, DaySource]:
+    def _day_catalog_now(self) -> DayCatalog:
         """What the by-day views read now (`day_view_sources`), listed once per snapshot."""
         return self._listing(("days",), lambda: day_view_sources(self.store, self._manifests))
 
@@ -436,7 +437,7 @@ class AttemptLog:
         """Bring those of `views` in the day catalog up to date with the log. Only those: defining
         one reads the footers of all its day files (a month of them, of each rollup, took a third
         of `report --days 31`)."""
-        sources = self._day_sources_now()
+        sources = self._day_catalog_now().sources
         with self._view_lock:
             self._define_macros_once(self._catalog(True))
             for view, source in sources.items():

@@ -40,6 +40,8 @@ from .conftest import (
 )
 
 DAYS = ("2026-03-09", "2026-03-10", "2026-03-11")
+#: A request whose answer never came: it may have been accepted (`maybe_accepted`).
+TIMED_OUT = {"error_class": "timeout", "error_code": "ETIMEDOUT", "duration_ms": 10_000.0}
 RANGE = (D1 - timedelta(days=1), D2 + timedelta(days=1))  # D0 to D2, three whole days
 
 
@@ -165,14 +167,13 @@ def test_a_job_delivered_twice_across_midnight_counts_from_the_day_files(
     """The day file of D2 carries D1's figures of the jobs received on D1 (`earlier_*`): the query
     reads no row of D1 for them, and still counts each such job as the raw log would."""
     copy_log(fixture_dir, tmp_path)
-    timed_out = {"error_class": "timeout", "error_code": "ETIMEDOUT", "duration_ms": 10_000.0}
     # J20: a request at 23:50 that may have been accepted unanswered, delivered after midnight.
     publish(
         job(
             "J20",
             "dst_acme_hook",
             at(D1, "23:50"),
-            [retry(at(D1, "23:50:01"), at(D2, "00:10"), **timed_out), ok(at(D2, "00:10"))],
+            [retry(at(D1, "23:50:01"), at(D2, "00:10"), **TIMED_OUT), ok(at(D2, "00:10"))],
         ),
         tmp_path,
     )
@@ -197,9 +198,6 @@ SCOPES = [
     Scope.destination("dst_acme_hook"),
     Scope.integration("webhook"),
 ]
-
-
-TIMED_OUT = {"error_class": "timeout", "error_code": "ETIMEDOUT", "duration_ms": 10_000.0}
 
 
 def assert_summed_days_give_the_hourly_figures(data_dir: Path, built: tuple[str, ...] = DAYS) -> pl.DataFrame:
