@@ -7,8 +7,6 @@ open an example job's history, the evidence; a partner sees counts only (job ids
 
 from __future__ import annotations
 
-import datetime as dt
-
 import polars as pl
 import streamlit as st
 
@@ -22,9 +20,12 @@ CAUSES = {
 }
 
 
-def section(scope: Scope, start: dt.datetime, end: dt.datetime) -> None:
-    """Render the section for `scope` over [start, end)."""
-    figures = data.double_deliveries(scope, start, end)
+def section(scope: Scope, figures: pl.DataFrame) -> None:
+    """Render the section for `scope` from its `data.double_deliveries` figures.
+
+    The page reads them with its other figures, before drawing anything: a query run between
+    elements makes the browser draw the page twice, and slows the query (docs/dashboard.md).
+    """
     st.header("Delivered more than once")
     st.caption(
         "Exactly-once is impossible over HTTP: a request whose answer never came may have been "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import backlog, data, filters, hints, replay, session, style, trace
+from app import backlog, data, error_samples, filters, hints, replay, session, style, trace
 from app.charts import daily_trend, delivery_funnel, failed_by_class, hourly_classes, kept
 from app.double_delivery import section as double_delivery_section
 
@@ -86,6 +86,7 @@ with st.spinner("Reading the attempt log…"):
     funnel = data.funnel(scope, start, end)
     samples = data.error_samples(scope, start, end, limit=20)
     trend = data.daily(scope, start, end) if filters.days_in(start, end) > 1 else None
+    twice = data.double_deliveries(scope, start, end)
 
 if not report["events_received"] and not report["requests"]:
     st.info(f"Workspace {scope.value} has no deliveries in this range.")
@@ -219,21 +220,9 @@ per = filters.chart_period(start, end)
 st.plotly_chart(kept(hourly_classes)(hours, f"Requests per {per} by error class", per), width="stretch")
 
 st.header("Error samples, grouped by template")
-if not samples.height:
-    st.caption("No error responses in this range.")
-for row in samples.iter_rows(named=True):
-    title = (
-        f"{style.count(row['requests'])} x {row['error_class']} {row['error_code']} "
-        f"on {row['destination_id'] or row['integration']}"
-    )
-    with st.expander(title):
-        st.markdown(f"**What to do:** {hints.hint(row['error_class'], row['status_code'])}")
-        st.caption(
-            f"Last seen {row['last_seen']:%Y-%m-%d %H:%M:%S} UTC · template: `{row['template'][:200]}`"
-        )
-        st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)
+error_samples.section(samples, partner=False, key="error_sample")
 
-double_delivery_section(scope, start, end)
+double_delivery_section(scope, twice)
 
 trace.completeness(scope, start, end)
 trace.search(scope, start, end)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import advice, data, evidence_pack, filters, session, style
+from app import advice, data, error_samples, evidence_pack, filters, session, style
 from app.charts import kept
 from app.double_delivery import section as double_delivery_section
 from app.evidence.charts import rates_chart, status_codes_chart
@@ -29,6 +29,7 @@ with st.spinner("Reading the attempt log…"):
     hours = data.hourly(scope, start, end)
     latency = data.latency(scope, start, end)
     samples = data.error_samples(scope, start, end, limit=15)
+    twice = data.double_deliveries(scope, start, end)
 
 if not report["requests"]:
     st.info(f"No requests to {scope.value} in this range.")
@@ -79,9 +80,6 @@ st.caption(
     "Bodies are redacted: quoted values, numbers, e-mail addresses, URLs and customer ids are replaced by "
     "placeholders (the redact_body macro, docs/sql.md)."
 )
-for sample in samples.iter_rows(named=True):
-    answer = sample["status_code"] or sample["error_code"]
-    with st.expander(f"{style.count(sample['requests'])} x HTTP {answer} ({sample['error_class']})"):
-        st.code(sample["example"] or "(empty body)", language="json", wrap_lines=True)
+error_samples.section(samples, partner=True, key="partner_error_sample")
 
-double_delivery_section(scope, start, end)
+double_delivery_section(scope, twice)

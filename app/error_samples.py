@@ -1,0 +1,78 @@
+"""The error samples of the customer and partner pages: the most frequent error answers, grouped by
+template, as one table, and the example answer of one template at a time.
+
+One table and one example rather than an expander per template: the browser draws a page element
+by element, and 20 expanders were 80 elements, 0.15-0.3 s of a click in Chromium over a month of
+traffic (docs/benchmarks.md). The table shows every template's figures at once; the picker below
+it shows one template's example body, the most frequent first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from app import hints, style
+
+
+def section(samples: pl.DataFrame, *, partner: bool, key: str) -> None:
+    """Draw `samples` (`app.data.error_samples`): the table, then one template's example body.
+
+    A partner sees counts, answers and the redacted example only: no destination, no template.
+    `key` names the picker's widget (one per page).
+    """
+    if not samples.height:
+        st.caption("No error responses in this range.")
+        return
+    rows = samples.rows(named=True)
+    st.dataframe(
+        _table(samples, partner=partner),
+        hide_index=True,
+        width="stretch",
+        column_config={"requests": st.column_config.NumberColumn("requests", format="localized")},
+    )
+    shown = st.selectbox(
+        "Example answer of",
+        range(len(rows)),
+        format_func=lambda index: f"{index + 1}. {_title(rows[index], partner=partner)}",
+        key=key,
+    )
+    row = rows[shown or 0]
+    if not partner:
+        st.markdown(f"**What to do:** {hints.hint(row['error_class'], row['status_code'])}")
+        st.caption(
+            f"Last seen {row['last_seen']:%Y-%m-%d %H:%M:%S} UTC · template: `{row['template'][:200]}`"
+        )
+    st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)
+
+
+def _answer(row: dict[str, Any]) -> str:
+    return f"HTTP {row['status_code']}" if row["status_code"] else str(row["error_code"])
+
+
+def _title(row: dict[str, Any], *, partner: bool) -> str:
+    where = "" if partner else f" on {row['destination_id'] or row['integration']}"
+    return f"{style.count(row['requests'])} x {_answer(row)} ({row['error_class']}){where}"
+
+
+def _table(samples: pl.DataFrame, *, partner: bool) -> pl.DataFrame:
+    answer = (
+        pl.when(pl.col("status_code").is_not_null())
+        .then(pl.format("HTTP {}", pl.col("status_code")))
+        .otherwise(pl.col("error_code"))
+    )
+    columns = [
+        pl.int_range(1, pl.len() + 1).alias("#"),
+        pl.col("requests").alias("requests"),
+        answer.alias("answer"),
+        pl.col("error_class").alias("error class"),
+    ]
+    if not partner:
+        columns += [
+            pl.coalesce("destination_id", "integration").alias("destination"),
+            pl.col("last_seen").dt.strftime("%Y-%m-%d %H:%M:%S").alias("last seen (UTC)"),
+            pl.col("template").str.slice(0, 200).alias("template"),
+        ]
+    return samples.select(columns)

@@ -1,0 +1,70 @@
+"""The error samples of the customer and partner pages: one table of the most frequent error
+answers, with the figures of `error_samples.sql`, and one template's example answer at a time."""
+
+from __future__ import annotations
+
+import polars as pl
+from streamlit.testing.v1 import AppTest
+
+from app.access import ViewerKind
+from queries import Scope, api, connect
+from tests.app.conftest import END, START, OpenApp, SimulatedDay, token
+
+
+def _expected(simulated_day: SimulatedDay, scope: Scope, limit: int) -> pl.DataFrame:
+    with connect(simulated_day.data_dir) as log:
+        return api.error_samples(log, scope, START, END, limit=limit)
+
+
+def _table(at: AppTest) -> pl.DataFrame:
+    (table,) = [frame for frame in at.dataframe if "answer" in frame.value.columns]
+    return pl.from_pandas(table.value)
+
+
+def _picker(at: AppTest, label: str = "Example answer of"):
+    (picker,) = [box for box in at.selectbox if box.label == label]
+    return picker
+
+
+def test_the_customer_sees_every_template_in_one_table_and_one_example_at_a_time(
+    open_app: OpenApp, simulated_day: SimulatedDay
+) -> None:
+    workspace = simulated_day.workspaces[0]
+    expected = _expected(simulated_day, Scope.workspace(workspace), 20)
+    assert expected.height >= 2, "the simulated day should give this workspace several error templates"
+    at = open_app(token(ViewerKind.WORKSPACE, workspace))
+    assert not at.exception
+
+    table = _table(at)
+    assert table.get_column("requests").to_list() == expected.get_column("requests").to_list()
+    assert table.get_column("error class").to_list() == expected.get_column("error_class").to_list()
+    assert table.get_column("destination").to_list() == expected.get_column("destination_id").to_list()
+    assert table.get_column("template").to_list() == [t[:200] for t in expected.get_column("template")]
+    first = expected.row(0, named=True)
+    assert table.get_column("answer")[0] == f"HTTP {first['status_code']}"
+
+    picker = _picker(at)
+    assert picker.options[0].startswith("1. ") and first["destination_id"] in picker.options[0]
+    assert at.code[-1].value == first["example"]
+
+    second = expected.row(1, named=True)
+    at = picker.select_index(1).run()
+    assert not at.exception
+    assert at.code[-1].value == second["example"]
+    assert any(f"template: `{second['template'][:200]}`" in caption.value for caption in at.caption)
+
+
+def test_the_partner_sees_counts_answers_and_redacted_examples_only(
+    open_app: OpenApp, simulated_day: SimulatedDay
+) -> None:
+    integration = simulated_day.integrations[0]
+    expected = _expected(simulated_day, Scope.integration(integration), 15)
+    assert expected.height, "the simulated day should give this integration error templates"
+    at = open_app(token(ViewerKind.PARTNER, integration))
+    assert not at.exception
+
+    table = _table(at)
+    assert table.columns == ["#", "requests", "answer", "error class"]
+    assert table.get_column("requests").to_list() == expected.get_column("requests").to_list()
+    assert at.code[-1].value == expected.item(0, "example")
+    assert not [option for option in _picker(at).options if " on " in option]
