@@ -7,7 +7,12 @@ Starts `deliverydash dashboard` over the data directory (or `--log URL`),
 opens an engineer's link in Debian's Chromium (tests/app/browser.py), and
 for each page in the sidebar measures:
 
-* click, cold: the first click on it (Streamlit's query cache empty for it);
+* click, cold: the median of `--cold` first clicks on it, each over a range
+  no page has read yet, so Streamlit's query cache is empty for it: the range
+  asked for (the first sample, as a user's first click after opening the
+  link; not for the link's own page, loaded by it), then ranges one, two...
+  days shorter (one day: hours 0 to 23, 0 to 22...), each opened on the SQL
+  console, which reads nothing of a range, and every other page clicked once;
 * click, warm: the median of `--runs` later clicks (cached results, as within
   the 30 s cache: what a user clicking around meets);
 * load: a full load of the page's URL in a new tab (new session, warm server).
@@ -34,6 +39,7 @@ from playwright.sync_api import Page, sync_playwright
 from tests.app.browser import dashboard, launch_chromium, nav_links, wait_finished
 
 SECRET = "bench-browser-secret-0123456789abcdef"
+CONSOLE = "SQL console"
 
 
 def timed(action, page: Page, running, title: str) -> float:  # type: ignore[no-untyped-def]
@@ -43,9 +49,9 @@ def timed(action, page: Page, running, title: str) -> float:  # type: ignore[no-
     return time.perf_counter() - start
 
 
-def with_params(url: str, params: dict[str, str]) -> str:
+def with_params(url: str, params: dict[str, str | list[str]]) -> str:
     parts = urlsplit(url)
-    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    query = "&".join(filter(None, [parts.query, urlencode(params, doseq=True)]))
     return urlunsplit(parts._replace(query=query))
 
 
@@ -54,7 +60,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="warm clicks per page")
+    parser.add_argument("--cold", type=int, default=3, help="cold clicks per page, each over another range")
     parser.add_argument("--day", help="UTC day to open (default: the latest)")
     parser.add_argument("--days", type=int, default=1, help="whole days shown, ending with --day")
     args = parser.parse_args()
@@ -74,18 +81,33 @@ def main() -> None:
         print(f"first load of the link (server cold): {first_load * 1000:.0f} ms", flush=True)
         links = nav_links(page)
         titles = list(links)
-        cold: dict[str, float] = {}
+        cold: dict[str, list[float]] = {title: [] for title in titles}
         warm: dict[str, list[float]] = {title: [] for title in titles}
-        # Start on the second page: clicking the page already shown would time nothing.
-        order = titles[1:] + titles[:1]
-        for run in range(args.runs + 1):
-            for title in order:
-                anchor = page.locator("[data-testid=stSidebarNav] a", has_text=title).first
-                seconds = timed(anchor.click, page, running, title)
-                if run == 0:
-                    cold[title] = seconds
-                else:
-                    warm[title].append(seconds)
+
+        def click(title: str) -> float:
+            anchor = page.locator("[data-testid=stSidebarNav] a", has_text=title).first
+            return timed(anchor.click, page, running, title)
+
+        # The link's own range: its page (the first) is loaded already, so its click is not cold.
+        for title in titles[1:]:
+            cold[title].append(click(title))
+        click(titles[0])
+        # Each other range is opened on the SQL console, which reads nothing of a range.
+        console = next(title for title in titles if title == CONSOLE)
+        for shorter in range(1, args.cold):
+            if args.days > 1:
+                other: dict[str, str | list[str]] = {**params, "days": str(max(args.days - shorter, 2))}
+            else:
+                other = {**params, "hours": ["0", str(24 - shorter)]}
+            url = with_params(running.link("--engineer"), other)
+            url = urlunsplit(urlsplit(url)._replace(path=urlsplit(links[console]).path))
+            timed(lambda url=url: page.goto(url), page, running, console)
+            for title in titles:
+                if title != console:
+                    cold[title].append(click(title))
+        for _ in range(args.runs):
+            for title in titles[1:] + titles[:1]:
+                warm[title].append(click(title))
         loads: dict[str, float] = {}
         for title, href in links.items():
             tab = context.new_page()
@@ -94,12 +116,15 @@ def main() -> None:
             loads[title] = timed(lambda tab=tab, url=url: tab.goto(url), tab, running, title)
             tab.close()
         browser.close()
-    print("\n| page | click, cold | click, warm (median) | full load |")
+    cold_head, warm_head = f"click, cold (median of {args.cold})", f"click, warm (median of {args.runs})"
+    print(f"\n| page | {cold_head} | {warm_head} | full load |")
     print("|---|---|---|---|")
     for title in titles:
+        samples = ", ".join(f"{seconds * 1000:.0f}" for seconds in cold[title])
+        median = f"{statistics.median(cold[title]) * 1000:.0f} ms ({samples})" if cold[title] else "n/a"
         print(
-            f"| {title} | {cold[title] * 1000:.0f} ms | {statistics.median(warm[title]) * 1000:.0f} ms | "
-            f"{loads[title] * 1000:.0f} ms |"
+            f"| {title} | {median} | "
+            f"{statistics.median(warm[title]) * 1000:.0f} ms | {loads[title] * 1000:.0f} ms |"
         )
 
 
