@@ -87,6 +87,7 @@ with st.spinner("Reading the attempt log…"):
     samples = data.error_samples(scope, start, end, limit=20)
     trend = data.daily(scope, start, end) if filters.days_in(start, end) > 1 else None
     twice = data.double_deliveries(scope, start, end)
+    notifications = data.open_notices(scope.value or "")
 
 if not report["events_received"] and not report["requests"]:
     st.info(f"Workspace {scope.value} has no deliveries in this range.")
@@ -120,7 +121,6 @@ if trend is not None and trend.height:
     st.plotly_chart(kept(daily_trend)(trend, "Delivery rates by day received"), width="stretch")
 
 st.header("Open notifications")
-notifications = data.open_notices(scope.value or "")
 if notifications is None:
     st.warning("The engine's notifications cannot be read right now; try again in a moment.")
     notifications = []

@@ -26,12 +26,18 @@ def _picker(at: AppTest, label: str = "Example answer of"):
     return picker
 
 
+def _codes(at: AppTest) -> list[str]:
+    return [code.value for code in at.code]
+
+
 def test_the_customer_sees_every_template_in_one_table_and_one_example_at_a_time(
     open_app: OpenApp, simulated_day: SimulatedDay
 ) -> None:
     workspace = simulated_day.workspaces[0]
     expected = _expected(simulated_day, Scope.workspace(workspace), 20)
     assert expected.height >= 2, "the simulated day should give this workspace several error templates"
+    first, second = expected.row(0, named=True), expected.row(1, named=True)
+    assert first["example"] != second["example"]
     at = open_app(token(ViewerKind.WORKSPACE, workspace))
     assert not at.exception
 
@@ -40,17 +46,16 @@ def test_the_customer_sees_every_template_in_one_table_and_one_example_at_a_time
     assert table.get_column("error class").to_list() == expected.get_column("error_class").to_list()
     assert table.get_column("destination").to_list() == expected.get_column("destination_id").to_list()
     assert table.get_column("template").to_list() == [t[:200] for t in expected.get_column("template")]
-    first = expected.row(0, named=True)
     assert table.get_column("answer")[0] == f"HTTP {first['status_code']}"
 
     picker = _picker(at)
     assert picker.options[0].startswith("1. ") and first["destination_id"] in picker.options[0]
-    assert at.code[-1].value == first["example"]
+    assert first["example"] in _codes(at) and second["example"] not in _codes(at)
+    assert any(markdown.value.startswith("**What to do:**") for markdown in at.markdown)
 
-    second = expected.row(1, named=True)
     at = picker.select_index(1).run()
     assert not at.exception
-    assert at.code[-1].value == second["example"]
+    assert second["example"] in _codes(at) and first["example"] not in _codes(at)
     assert any(f"template: `{second['template'][:200]}`" in caption.value for caption in at.caption)
 
 
@@ -59,12 +64,23 @@ def test_the_partner_sees_counts_answers_and_redacted_examples_only(
 ) -> None:
     integration = simulated_day.integrations[0]
     expected = _expected(simulated_day, Scope.integration(integration), 15)
-    assert expected.height, "the simulated day should give this integration error templates"
+    assert expected.height >= 2, "the simulated day should give this integration several error templates"
     at = open_app(token(ViewerKind.PARTNER, integration))
     assert not at.exception
 
     table = _table(at)
     assert table.columns == ["#", "requests", "answer", "error class"]
     assert table.get_column("requests").to_list() == expected.get_column("requests").to_list()
-    assert at.code[-1].value == expected.item(0, "example")
-    assert not [option for option in _picker(at).options if " on " in option]
+    picker = _picker(at)
+    assert expected.item(0, "example") in _codes(at)
+    at = picker.select_index(1).run()
+    assert not at.exception
+    assert expected.item(1, "example") in _codes(at)
+
+    # Nothing of the section names a customer: not the table, the picker's options or the example.
+    shown = " ".join(
+        [*map(str, table.to_dicts()), *_picker(at).options, *_codes(at), *(m.value for m in at.markdown)]
+    )
+    ids = [*simulated_day.workspaces, *(d for ids in simulated_day.destinations.values() for d in ids)]
+    assert [name for name in ids if name in shown] == []
+    assert not any(markdown.value.startswith("**What to do:**") for markdown in at.markdown)
