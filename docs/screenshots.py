@@ -200,6 +200,12 @@ def capture(base_url: str, out: Path) -> list[Path]:
                 page.get_by_role("button", name="Run").click()
                 page.get_by_text(re.compile(r"^[\d,]+ row")).wait_for(timeout=TIMEOUT_MS)
                 settle(page, title)
+            if name == "explorer":
+                # A job's attempt history is read once a job is picked: the first (most attempts).
+                page.locator("[data-testid=stSelectbox]").filter(has_text="Job").click()
+                page.get_by_role("option").first.click()
+                page.locator("[data-testid=stDataFrame]").nth(1).wait_for(timeout=TIMEOUT_MS)
+                settle(page, title)
             saved.append(out / f"{name}.png")
             full_page(page, saved[-1])
             print(f"saved {saved[-1]}", file=sys.stderr)
