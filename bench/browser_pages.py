@@ -7,12 +7,15 @@ Starts `deliverydash dashboard` over the data directory (or `--log URL`),
 opens an engineer's link in Debian's Chromium (tests/app/browser.py), and
 for each page in the sidebar measures:
 
-* click, cold: the median of `--cold` first clicks on it, each over a range
-  no page has read yet, so Streamlit's query cache is empty for it: the range
-  asked for (the first sample, as a user's first click after opening the
-  link; not for the link's own page, loaded by it), then ranges one, two...
-  days shorter (one day: hours 0 to 23, 0 to 22...), each opened on the SQL
-  console, which reads nothing of a range, and every other page clicked once;
+* click, cold: the median of up to `--cold` first clicks on it, each over a
+  range no page has read yet, so Streamlit's query cache is empty for it: the
+  range asked for (as a user's first click after opening the link; not the
+  link's own page, which the link loaded), then ranges one, two... days
+  shorter (one day: hours 0 to 23, 0 to 22...), each picked in the sidebar on
+  the day page (that change is the day page's cold click) before every other
+  page is clicked once. All in one browser session, as a user would: a new
+  session would also load and compile the page elements' code again. The SQL
+  console reads nothing of a range: its one cold click is the first;
 * click, warm: the median of `--runs` later clicks (cached results, as within
   the 30 s cache: what a user clicking around meets);
 * load: a full load of the page's URL in a new tab (new session, warm server).
@@ -40,6 +43,7 @@ from tests.app.browser import dashboard, launch_chromium, nav_links, wait_finish
 
 SECRET = "bench-browser-secret-0123456789abcdef"
 CONSOLE = "SQL console"
+RUNNING = "[data-testid=stApp][data-test-script-state=running]"
 
 
 def timed(action, page: Page, running, title: str) -> float:  # type: ignore[no-untyped-def]
@@ -47,6 +51,21 @@ def timed(action, page: Page, running, title: str) -> float:  # type: ignore[no-
     action()
     wait_finished(page, running, title)
     return time.perf_counter() - start
+
+
+def shorten(page: Page, days: int, shorter: int) -> None:
+    """Pick in the sidebar a range `shorter` days shorter (one day: `shorter` hours), and wait for
+    the rerun it starts (then `wait_finished` waits for its end)."""
+    if days > 1:
+        box = page.get_by_label("Days shown, ending with that day", exact=True)
+        box.fill(str(days - shorter))
+        box.press("Enter")
+    else:
+        # The hours slider's end thumb, one hour earlier.
+        page.locator("[data-testid=stSidebar] [data-testid=stSlider] input[type=range]").nth(1).press(
+            "ArrowLeft"
+        )
+    page.wait_for_function(f"() => document.querySelector('{RUNNING}') !== null")
 
 
 def with_params(url: str, params: dict[str, str | list[str]]) -> str:
@@ -92,19 +111,15 @@ def main() -> None:
         for title in titles[1:]:
             cold[title].append(click(title))
         click(titles[0])
-        # Each other range is opened on the SQL console, which reads nothing of a range.
-        console = next(title for title in titles if title == CONSOLE)
-        for shorter in range(1, args.cold):
-            if args.days > 1:
-                other: dict[str, str | list[str]] = {**params, "days": str(max(args.days - shorter, 2))}
-            else:
-                other = {**params, "hours": ["0", str(24 - shorter)]}
-            url = with_params(running.link("--engineer"), other)
-            url = urlunsplit(urlsplit(url)._replace(path=urlsplit(links[console]).path))
-            timed(lambda url=url: page.goto(url), page, running, console)
-            for title in titles:
-                if title != console:
+        # Every other range is picked in the sidebar, on the day page; each range is new.
+        for shorter in range(1, min(args.cold, args.days - 1 if args.days > 1 else 24)):
+            cold[titles[0]].append(
+                timed(lambda n=shorter: shorten(page, args.days, n), page, running, titles[0])
+            )
+            for title in titles[1:]:
+                if title != CONSOLE:
                     cold[title].append(click(title))
+            click(titles[0])
         for _ in range(args.runs):
             for title in titles[1:] + titles[:1]:
                 warm[title].append(click(title))
@@ -116,8 +131,7 @@ def main() -> None:
             loads[title] = timed(lambda tab=tab, url=url: tab.goto(url), tab, running, title)
             tab.close()
         browser.close()
-    cold_head, warm_head = f"click, cold (median of {args.cold})", f"click, warm (median of {args.runs})"
-    print(f"\n| page | {cold_head} | {warm_head} | full load |")
+    print(f"\n| page | click, cold: median (samples) | click, warm: median of {args.runs} | full load |")
     print("|---|---|---|---|")
     for title in titles:
         samples = ", ".join(f"{seconds * 1000:.0f}" for seconds in cold[title])
