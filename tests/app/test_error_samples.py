@@ -11,9 +11,16 @@ from queries import Scope, api, connect
 from tests.app.conftest import END, START, OpenApp, SimulatedDay, token
 
 
-def _expected(simulated_day: SimulatedDay, scope: Scope, limit: int) -> pl.DataFrame:
+def _opened(
+    open_app: OpenApp, simulated_day: SimulatedDay, kind: ViewerKind, scope: Scope, limit: int
+) -> tuple[pl.DataFrame, AppTest]:
+    """The named query's `limit` templates for `scope`, and the page a link of `kind` opens."""
     with connect(simulated_day.data_dir) as log:
-        return api.error_samples(log, scope, START, END, limit=limit)
+        expected = api.error_samples(log, scope, START, END, limit=limit)
+    assert expected.height >= 2, f"the simulated day should give {scope.value} several error templates"
+    at = open_app(token(kind, scope.value))
+    assert not at.exception
+    return expected, at
 
 
 def _table(at: AppTest) -> pl.DataFrame:
@@ -33,13 +40,10 @@ def _codes(at: AppTest) -> list[str]:
 def test_the_customer_sees_every_template_in_one_table_and_one_example_at_a_time(
     open_app: OpenApp, simulated_day: SimulatedDay
 ) -> None:
-    workspace = simulated_day.workspaces[0]
-    expected = _expected(simulated_day, Scope.workspace(workspace), 20)
-    assert expected.height >= 2, "the simulated day should give this workspace several error templates"
+    scope = Scope.workspace(simulated_day.workspaces[0])
+    expected, at = _opened(open_app, simulated_day, ViewerKind.WORKSPACE, scope, 20)
     first, second = expected.row(0, named=True), expected.row(1, named=True)
     assert first["example"] != second["example"]
-    at = open_app(token(ViewerKind.WORKSPACE, workspace))
-    assert not at.exception
 
     table = _table(at)
     assert table.get_column("requests").to_list() == expected.get_column("requests").to_list()
@@ -62,11 +66,8 @@ def test_the_customer_sees_every_template_in_one_table_and_one_example_at_a_time
 def test_the_partner_sees_counts_answers_and_redacted_examples_only(
     open_app: OpenApp, simulated_day: SimulatedDay
 ) -> None:
-    integration = simulated_day.integrations[0]
-    expected = _expected(simulated_day, Scope.integration(integration), 15)
-    assert expected.height >= 2, "the simulated day should give this integration several error templates"
-    at = open_app(token(ViewerKind.PARTNER, integration))
-    assert not at.exception
+    scope = Scope.integration(simulated_day.integrations[0])
+    expected, at = _opened(open_app, simulated_day, ViewerKind.PARTNER, scope, 15)
 
     table = _table(at)
     assert table.columns == ["#", "requests", "answer", "error class"]
