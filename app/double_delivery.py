@@ -23,8 +23,9 @@ CAUSES = {
 def section(scope: Scope, figures: pl.DataFrame) -> None:
     """Render the section for `scope` from its `data.double_deliveries` figures.
 
-    The page reads them with its other figures, before drawing anything: a query run between
-    elements makes the browser draw the page twice, and slows the query (docs/dashboard.md).
+    The page reads them with its other figures, before drawing anything: a query run between two
+    sections has the browser drawing the first while DuckDB works, on the same cores
+    (docs/dashboard.md, "Speed").
     """
     st.header("Delivered more than once")
     st.caption(
