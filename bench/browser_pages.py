@@ -1,7 +1,8 @@
 """Page times as a user meets them: headless Chromium, from a click in the sidebar to the page's
 script finishing, and a full load of a page's link.
 
-    .venv/bin/python -m bench.browser_pages --data-dir /tmp/dd100m [--runs 3] [--day 2026-11-27] [--days 1]
+    .venv/bin/python -m bench.browser_pages --data-dir /tmp/dd100m [--runs 3] [--cold 3]
+                                            [--day 2026-11-27] [--days 1]
 
 Starts `deliverydash dashboard` over the data directory (or `--log URL`),
 opens an engineer's link in Debian's Chromium (tests/app/browser.py), and
