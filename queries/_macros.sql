@@ -10,12 +10,17 @@
 -- in_scope(scope_kind, scope_value, workspace_id, destination_id, integration): whether a row
 -- belongs to the scope (`queries.scope.Scope`): every row for 'all', else the rows of one
 -- workspace, destination or integration. Once $scope_kind is bound, this folds into one
--- comparison on one column (or none), which DuckDB checks against row-group statistics.
+-- comparison on one column (or none), which DuckDB checks against row-group statistics. A CASE,
+-- not ORs: DuckDB folded the ORs to `workspace_id = 'w' OR false OR false`, which it evaluates on
+-- every row group instead of skipping those whose statistics exclude 'w' (docs/benchmarks.md).
 CREATE OR REPLACE MACRO in_scope(scope_kind, scope_value, workspace_id, destination_id, integration) AS
-    scope_kind = 'all'
-    OR (scope_kind = 'workspace' AND workspace_id = scope_value)
-    OR (scope_kind = 'destination' AND destination_id = scope_value)
-    OR (scope_kind = 'integration' AND integration = scope_value);
+    CASE scope_kind
+        WHEN 'all' THEN true
+        WHEN 'workspace' THEN workspace_id = scope_value
+        WHEN 'destination' THEN destination_id = scope_value
+        WHEN 'integration' THEN integration = scope_value
+        ELSE false
+    END;
 
 -- started_in(part_date, started, range_start, range_end): whether a row's request started in
 -- [range_start, range_end), for a row in partition `date` (the UTC date it started on) whose

@@ -135,7 +135,7 @@ def test_the_scope_rule_is_written_once(path: Path) -> None:
     text = load_query(path.stem)
     assert "$scope_kind, $scope_value," in text, "the scope reaches no macro"
     assert not re.search(r"\$scope_kind\s*=\s*'(all|workspace|destination)'", text)
-    assert re.search(r"scope_kind = 'workspace' AND workspace_id = scope_value", load_macros())
+    assert re.search(r"WHEN 'workspace' THEN workspace_id = scope_value", load_macros())
 
 
 @pytest.mark.parametrize("path", SQL_FILES, ids=lambda p: p.name)
