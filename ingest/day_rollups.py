@@ -44,6 +44,7 @@ from ingest.rollup import (
     rollup_key,
     rollup_schemas,
     rollup_sql,
+    uncommented,
     write_options,
 )
 from ingest.schema import COLUMNS, empty_table
@@ -137,7 +138,7 @@ def layout() -> str:
     time a query names the view. A change to how this module builds them
     raises `_LAYOUT_VERSION` by hand.
     """
-    statements = [_uncommented(rollup_sql(name)) for name in (*DAY_ROLLUPS, "macros")]
+    statements = [uncommented(rollup_sql(name)) for name in (*DAY_ROLLUPS, "macros")]
     contract = [f"{column.name} {column.sql_type}" for column in COLUMNS]
     summary = [f"{name} {sql_type}" for name, sql_type in SUMMARY_COLUMNS]
     return f"layout/{_LAYOUT_VERSION}/" + digest([*statements, *contract, *summary, duckdb.__version__])
@@ -145,12 +146,6 @@ def layout() -> str:
 
 #: The version of how this module builds day files: raised by any change to what they hold.
 _LAYOUT_VERSION = 3
-
-
-def _uncommented(sql: str) -> str:
-    """`sql` without its comment lines and blank lines (a reworded comment changes no day file)."""
-    lines = (line.strip() for line in sql.splitlines())
-    return "\n".join(line for line in lines if line and not line.startswith("--"))
 
 
 def day_digests_of(by_day: dict[str, frozenset[str]]) -> dict[str, str]:

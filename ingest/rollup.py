@@ -18,6 +18,7 @@ directories and writes nothing, and say what it finds.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -114,6 +115,13 @@ def rollup_glob(log: str | os.PathLike[str] | LogStore, rollup: str) -> str:
 def rollup_sql(name: str) -> str:
     """The SQL of `ingest/rollups/<name>.sql` (`macros` included)."""
     return resources.files("ingest").joinpath("rollups", f"{name}.sql").read_text(encoding="utf-8")
+
+
+def uncommented(sql: str) -> str:
+    """`sql` without its comments, blank lines and indentation: the same text for SQL whose comments
+    alone differ. The project's SQL files hold no `--` inside a string literal."""
+    lines = (re.sub(r"--.*", "", line).strip() for line in sql.splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def connect_macros(con: duckdb.DuckDBPyConnection) -> None:

@@ -14,6 +14,7 @@ from importlib import resources
 
 import duckdb
 
+from ingest.rollup import uncommented
 from queries.errors import QueryError
 
 _PACKAGE = "queries"
@@ -97,13 +98,13 @@ def macros_reading(views: frozenset[str]) -> frozenset[str]:
 
 def uncommented_query(name: str) -> str:
     """The SQL of query `name` without its comments."""
-    return _uncommented(load_query(name))
+    return uncommented(load_query(name))
 
 
 @cache
 def _texts_read(name: str) -> tuple[str, ...]:
     """The text of query `name` and of every macro it calls, directly or through other macros."""
-    return _reached(_uncommented(load_query(name)))
+    return _reached(uncommented(load_query(name)))
 
 
 def _reached(query: str) -> tuple[str, ...]:
@@ -127,11 +128,5 @@ def _macro_bodies() -> dict[str, str]:
     found = list(_MACRO.finditer(text))
     ends = [match.start() for match in found[1:]] + [len(text)]
     return {
-        match.group(1): _uncommented(text[match.start() : end])
-        for match, end in zip(found, ends, strict=True)
+        match.group(1): uncommented(text[match.start() : end]) for match, end in zip(found, ends, strict=True)
     }
-
-
-def _uncommented(sql: str) -> str:
-    # The files' SQL holds no `--` inside a string literal.
-    return re.sub(r"--[^\n]*", "", sql)
