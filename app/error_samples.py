@@ -26,6 +26,7 @@ def section(samples: pl.DataFrame, *, partner: bool, key: str) -> None:
     if not samples.height:
         st.caption("No error responses in this range.")
         return
+    samples = samples.with_columns(_ANSWER)
     rows = samples.rows(named=True)
     st.dataframe(
         _table(samples, partner=partner),
@@ -48,25 +49,25 @@ def section(samples: pl.DataFrame, *, partner: bool, key: str) -> None:
     st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)
 
 
-def _answer(row: dict[str, Any]) -> str:
-    return f"HTTP {row['status_code']}" if row["status_code"] else str(row["error_code"])
+#: What came back: the HTTP status when there was one, else the error code.
+_ANSWER = (
+    pl.when(pl.col("status_code").is_not_null())
+    .then(pl.format("HTTP {}", pl.col("status_code")))
+    .otherwise(pl.col("error_code"))
+    .alias("answer")
+)
 
 
 def _title(row: dict[str, Any], *, partner: bool) -> str:
     where = "" if partner else f" on {row['destination_id'] or row['integration']}"
-    return f"{style.count(row['requests'])} x {_answer(row)} ({row['error_class']}){where}"
+    return f"{style.count(row['requests'])} x {row['answer']} ({row['error_class']}){where}"
 
 
 def _table(samples: pl.DataFrame, *, partner: bool) -> pl.DataFrame:
-    answer = (
-        pl.when(pl.col("status_code").is_not_null())
-        .then(pl.format("HTTP {}", pl.col("status_code")))
-        .otherwise(pl.col("error_code"))
-    )
     columns = [
         pl.int_range(1, pl.len() + 1).alias("#"),
         pl.col("requests").alias("requests"),
-        answer.alias("answer"),
+        pl.col("answer"),
         pl.col("error_class").alias("error class"),
     ]
     if not partner:
