@@ -166,6 +166,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The job a replayed job replays; NULL for the jobs of received events.
         "ALTER TABLE jobs ADD COLUMN replay_of TEXT",
     ),
+    (
+        # An outbox batch is the records up to an id, in a row of its own, not a
+        # mark on each record: marking rewrote every record taken (2.5 MB of pages
+        # for 4,500 records, 15 ms of the write lock that claims and settlements
+        # wait for; docs/benchmarks.md, issue 16). A batch taken before carries
+        # over: its records were the outbox's first.
+        "CREATE TABLE outbox_batches (batch_id TEXT PRIMARY KEY, last_id INTEGER NOT NULL)",
+        "INSERT INTO outbox_batches "
+        "SELECT batch_id, max(id) FROM outbox WHERE batch_id IS NOT NULL GROUP BY batch_id",
+        "DROP INDEX outbox_open",
+        "ALTER TABLE outbox DROP COLUMN batch_id",
+    ),
 )
 
 # Destinations with their earliest claimable job, earliest first: one index
@@ -843,32 +855,38 @@ class SqliteQueue:
     def outbox_batch(self, limit: int) -> OutboxBatch | None:
         """See `delivery.queue.Queue.outbox_batch`."""
         with self._transaction() as db:
-            row = db.execute("SELECT batch_id FROM outbox WHERE batch_id IS NOT NULL LIMIT 1").fetchone()
+            row = db.execute("SELECT batch_id, last_id FROM outbox_batches").fetchone()
             resumed = row is not None
             if resumed:
-                batch_id = row[0]
+                batch_id, last_id = row
             else:
-                batch_id = new_id()
-                taken = db.execute(
-                    "UPDATE outbox SET batch_id = ? WHERE id IN "
-                    "(SELECT id FROM outbox WHERE batch_id IS NULL ORDER BY id LIMIT ?)",
-                    (batch_id, limit),
-                ).rowcount
-                if not taken:
+                # The first `limit` records. While a batch is open its last record
+                # stays, so every record written meanwhile gets a greater id.
+                (last_id,) = db.execute(
+                    "SELECT max(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)", (limit,)
+                ).fetchone()
+                if last_id is None:
                     return None
-            # One text rather than a row each: every row fetched hands the GIL between
-            # this thread and the event loop, and a batch has thousands.
-            (lines,) = db.execute(
+                batch_id = new_id()
+                db.execute("INSERT INTO outbox_batches VALUES (?, ?)", (batch_id, last_id))
+        # Read outside the write lock (WAL readers do not block writers): only the
+        # batch's `outbox_ack` removes these records. One text rather than a row each:
+        # every row fetched hands the GIL between threads, and a batch has thousands.
+        with self._lock:
+            (lines,) = self._db.execute(
                 "SELECT group_concat(record, char(10)) FROM "
-                "(SELECT record FROM outbox WHERE batch_id = ? ORDER BY id)",
-                (batch_id,),
+                "(SELECT record FROM outbox WHERE id <= ? ORDER BY id)",
+                (last_id,),
             ).fetchone()
         return OutboxBatch(batch_id, (lines or "").encode(), resumed)
 
     def outbox_ack(self, batch_id: str) -> int:
         """See `delivery.queue.Queue.outbox_ack`."""
         with self._transaction() as db:
-            return db.execute("DELETE FROM outbox WHERE batch_id = ?", (batch_id,)).rowcount
+            row = db.execute(
+                "DELETE FROM outbox_batches WHERE batch_id = ? RETURNING last_id", (batch_id,)
+            ).fetchone()
+            return 0 if row is None else db.execute("DELETE FROM outbox WHERE id <= ?", row).rowcount
 
     # --- dead letters ---
 

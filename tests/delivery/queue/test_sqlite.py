@@ -254,3 +254,60 @@ def test_a_queue_file_from_before_first_error_class_is_migrated(tmp_path: Path) 
         assert queue.depth().by_state == {"pending": 0, "leased": 0}
     finally:
         queue.close()
+
+
+def test_an_outbox_batch_open_before_batches_had_their_own_table_is_resumed(tmp_path: Path) -> None:
+    # Five records from a current queue, copied into a file at migration 4, the first three
+    # in a batch that an exporter took and never acknowledged (each record marked).
+    current = SqliteQueue(tmp_path / "current")
+    try:
+        current.enqueue([event(f"m{i}", T0 - 10 + i) for i in range(5)], {"web": ["hook-a"]})
+        for n, job in enumerate(claim(current)):
+            current.complete(job, record_for(job, n), T0)
+        texts = [
+            text for (text,) in sqlite3.connect(current.path).execute("SELECT record FROM outbox ORDER BY id")
+        ]
+    finally:
+        current.close()
+    with sqlite3.connect(tmp_path / QUEUE_FILE) as db:
+        for statements in MIGRATIONS[:4]:
+            for statement in statements:
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 4")
+        for i, text in enumerate(texts, start=1):
+            db.execute("INSERT INTO outbox VALUES (?, ?, ?)", (i, "01OLDBATCH" if i <= 3 else None, text))
+    queue = SqliteQueue(tmp_path)
+    try:
+        records = [decode_record(text) for text in texts]
+        batch = queue.outbox_batch(10)
+        assert batch is not None
+        assert (batch.batch_id, batch.rows, batch.resumed) == ("01OLDBATCH", records[:3], True)
+        assert queue.outbox_ack("01OLDBATCH") == 3
+        rest = queue.outbox_batch(10)
+        assert rest is not None
+        assert (rest.rows, rest.resumed) == (records[3:], False)
+        assert queue.outbox_ack(rest.batch_id) == 2
+        assert queue.outbox_batch(10) is None
+    finally:
+        queue.close()
+
+
+def test_records_written_after_the_outbox_emptied_form_a_batch_of_their_own(queue: SqliteQueue) -> None:
+    # Ids may start again once the outbox is empty: a batch must still be what it was taken as.
+    queue.enqueue([event(f"m{i}", T0 - 10 + i) for i in range(4)], {"web": ["hook-a"]})
+    jobs = claim(queue)
+    queue.complete(jobs[0], record_for(jobs[0], 0), T0)
+    first = queue.outbox_batch(10)
+    assert first is not None
+    assert queue.outbox_ack(first.batch_id) == 1
+    for n, job in enumerate(jobs[1:], start=1):
+        queue.complete(job, record_for(job, n), T0)
+    second = queue.outbox_batch(2)
+    assert second is not None
+    assert [r["attempt_id"] for r in second.rows] == [
+        record_for(j, n)["attempt_id"] for n, j in enumerate(jobs[1:3], 1)
+    ]
+    assert queue.outbox_ack(first.batch_id) == 0  # an acknowledged batch's id deletes nothing later
+    assert queue.outbox_ack(second.batch_id) == 2
+    (third_row,) = queue.outbox_batch(10).rows  # type: ignore[union-attr]
+    assert third_row["attempt_id"] == record_for(jobs[3], 3)["attempt_id"]
