@@ -10,9 +10,11 @@ takes for both) and runs `delivery.exporter`'s rounds every
 
 The two talk through one pipe and the exit status:
 
-- **Start.** The child waits for one byte, written once the engine holds
-  its queue (and so the data directory's lock); an engine that cannot open
-  its queue closes the pipe instead, and the child exits having done nothing.
+- **Start.** The child makes what needs no queue (its first table, the
+  rollups' connection), then waits for one byte, written once the engine
+  holds its queue (and so the data directory's lock); an engine that cannot
+  open its queue closes the pipe instead, and the child exits having
+  exported nothing.
 - **Stop.** The engine closes its end of the pipe once its worker has
   settled its last job (`delivery.engine`'s stop order). The child sees the
   pipe end, makes its final pass and exits 0; the engine waits for it.
