@@ -66,6 +66,8 @@ LOCK_FILE = "queue.sqlite3.lock"
 BUSY_TIMEOUT_MS = 10_000
 #: SQLite's default: a commit that takes the WAL past this many pages checkpoints it.
 WAL_AUTOCHECKPOINT_PAGES = 1000
+#: The schema's `DROP COLUMN` (migration 5) and the outbox's `RETURNING` need it.
+MIN_SQLITE = (3, 35)
 #: Host parameters per statement for `IN (...)` lists, well under SQLite's limit.
 _CHUNK = 500
 
@@ -335,6 +337,11 @@ class SqliteQueue:
         # Job ids for `enqueue`, made many at a time (only under the write lock).
         self._id_rng = np.random.default_rng()
         try:
+            if sqlite3.sqlite_version_info < MIN_SQLITE:
+                raise QueueError(
+                    f"the queue needs SQLite {'.'.join(map(str, MIN_SQLITE))} or later; "
+                    f"this Python links SQLite {sqlite3.sqlite_version}"
+                )
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
@@ -883,10 +890,10 @@ class SqliteQueue:
     def outbox_ack(self, batch_id: str) -> int:
         """See `delivery.queue.Queue.outbox_ack`."""
         with self._transaction() as db:
-            row = db.execute(
+            rows = db.execute(
                 "DELETE FROM outbox_batches WHERE batch_id = ? RETURNING last_id", (batch_id,)
-            ).fetchone()
-            return 0 if row is None else db.execute("DELETE FROM outbox WHERE id <= ?", row).rowcount
+            ).fetchall()  # every row fetched: the statement ends before the next
+            return db.execute("DELETE FROM outbox WHERE id <= ?", rows[0]).rowcount if rows else 0
 
     # --- dead letters ---
 

@@ -67,6 +67,17 @@ def test_a_database_from_newer_code_is_refused(tmp_path: Path) -> None:
         SqliteQueue(tmp_path)
 
 
+def test_a_python_linking_an_sqlite_older_than_the_schema_needs_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(QueueError, match=r"needs SQLite 3\.35 or later; this Python links SQLite 3\.34\.1"):
+        SqliteQueue(tmp_path)
+    monkeypatch.undo()
+    SqliteQueue(tmp_path).close()  # the refused open left the directory free
+
+
 def test_synchronous_is_full_by_default_and_only_full_or_normal(queue: SqliteQueue, tmp_path: Path) -> None:
     assert queue._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     with pytest.raises(ValueError, match="synchronous"):
