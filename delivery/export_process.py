@@ -174,7 +174,10 @@ def _child(config: Config, pipe: int) -> int:
         # What needs no queue is done while the engine opens its own: the first table (pyarrow
         # imports pandas) and the rollups' connection and first queries, about 0.3 s of CPU that
         # would otherwise compete with the engine's first seconds of delivering.
-        rollups.build(rows_to_table([]))
+        try:
+            rollups.build(rows_to_table([]))
+        except Exception:  # only a head start: the first export meets the same failure and logs it
+            log.exception("exporter: preparing the rollups before the engine's go failed")
         if os.read(pipe, 1) != GO:
             return 0
         queue = _open_queue(config)

@@ -66,8 +66,9 @@ LOCK_FILE = "queue.sqlite3.lock"
 BUSY_TIMEOUT_MS = 10_000
 #: SQLite's default: a commit that takes the WAL past this many pages checkpoints it.
 WAL_AUTOCHECKPOINT_PAGES = 1000
-#: The schema's `DROP COLUMN` (migration 5) and the outbox's `RETURNING` need it.
-MIN_SQLITE = (3, 35)
+#: The schema's `DROP COLUMN` (migration 5) and the outbox's `RETURNING` need it (3.35.5 fixed
+#: `DROP COLUMN` defects that could corrupt a database).
+MIN_SQLITE = (3, 35, 5)
 #: Host parameters per statement for `IN (...)` lists, well under SQLite's limit.
 _CHUNK = 500
 
@@ -861,31 +862,50 @@ class SqliteQueue:
 
     def outbox_batch(self, limit: int) -> OutboxBatch | None:
         """See `delivery.queue.Queue.outbox_batch`."""
+        taken = self._take_batch(limit)
+        if taken is None:
+            return None
+        batch_id, last_id, resumed = taken
+        return OutboxBatch(batch_id, self._batch_lines(batch_id, last_id).encode(), resumed)
+
+    def _take_batch(self, limit: int) -> tuple[str, int, bool] | None:
+        """The open batch (the oldest, if a migration carried several over), else a new one of the
+        first `limit` records: (its id, its last record's id, whether it was open); None if the
+        outbox is empty."""
         with self._transaction() as db:
-            row = db.execute("SELECT batch_id, last_id FROM outbox_batches").fetchone()
-            resumed = row is not None
-            if resumed:
-                batch_id, last_id = row
-            else:
-                # The first `limit` records. While a batch is open its last record
-                # stays, so every record written meanwhile gets a greater id.
-                (last_id,) = db.execute(
-                    "SELECT max(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)", (limit,)
-                ).fetchone()
-                if last_id is None:
-                    return None
-                batch_id = new_id()
-                db.execute("INSERT INTO outbox_batches VALUES (?, ?)", (batch_id, last_id))
-        # Read outside the write lock (WAL readers do not block writers): only the
-        # batch's `outbox_ack` removes these records. One text rather than a row each:
-        # every row fetched hands the GIL between threads, and a batch has thousands.
+            row = db.execute(
+                "SELECT batch_id, last_id FROM outbox_batches ORDER BY last_id LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                return row[0], row[1], True
+            (last_id,) = db.execute(
+                "SELECT max(id) FROM (SELECT id FROM outbox ORDER BY id LIMIT ?)", (limit,)
+            ).fetchone()
+            if last_id is None:
+                return None
+            batch_id = new_id()
+            db.execute("INSERT INTO outbox_batches VALUES (?, ?)", (batch_id, last_id))
+            return batch_id, last_id, False
+
+    def _batch_lines(self, batch_id: str, last_id: int) -> str:
+        """The records of batch `batch_id` (up to `last_id`) as JSON lines, or "" if it was
+        acknowledged meanwhile.
+
+        Read outside the write lock: WAL readers block no writer. One statement,
+        so one snapshot: in it either the batch is open, and the records up to
+        `last_id` are its own (while its last record stays, every new one gets a
+        greater id), or another exporter acknowledged it, and nothing is read (ids
+        start again once the outbox empties: records up to `last_id` may be newer
+        ones by then). One text rather than a row each: every row fetched hands
+        the GIL between threads, and a batch has thousands.
+        """
         with self._lock:
             (lines,) = self._db.execute(
-                "SELECT group_concat(record, char(10)) FROM "
-                "(SELECT record FROM outbox WHERE id <= ? ORDER BY id)",
-                (last_id,),
+                "SELECT group_concat(record, char(10)) FROM (SELECT record FROM outbox "
+                "WHERE id <= ? AND EXISTS (SELECT 1 FROM outbox_batches WHERE batch_id = ?) ORDER BY id)",
+                (last_id, batch_id),
             ).fetchone()
-        return OutboxBatch(batch_id, (lines or "").encode(), resumed)
+        return lines or ""
 
     def outbox_ack(self, batch_id: str) -> int:
         """See `delivery.queue.Queue.outbox_ack`."""

@@ -72,7 +72,9 @@ def test_a_python_linking_an_sqlite_older_than_the_schema_needs_is_refused_by_na
 ) -> None:
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
-    with pytest.raises(QueueError, match=r"needs SQLite 3\.35 or later; this Python links SQLite 3\.34\.1"):
+    with pytest.raises(
+        QueueError, match=r"needs SQLite 3\.35\.5 or later; this Python links SQLite 3\.34\.1"
+    ):
         SqliteQueue(tmp_path)
     monkeypatch.undo()
     SqliteQueue(tmp_path).close()  # the refused open left the directory free
@@ -322,3 +324,36 @@ def test_records_written_after_the_outbox_emptied_form_a_batch_of_their_own(queu
     assert queue.outbox_ack(second.batch_id) == 2
     (third_row,) = queue.outbox_batch(10).rows  # type: ignore[union-attr]
     assert third_row["attempt_id"] == record_for(jobs[3], 3)["attempt_id"]
+
+
+def test_a_batch_acknowledged_by_another_exporter_before_its_records_were_read_reads_none(
+    queue: SqliteQueue, tmp_path: Path
+) -> None:
+    # An engine killed while its exporter's process runs on, and the next engine's exporter: two
+    # exporters on one outbox. One takes a batch; before it reads the records, the other resumes
+    # the batch, publishes and acknowledges it, and the engine writes new records, whose ids start
+    # again at 1 in the emptied outbox.
+    other = SqliteQueue(tmp_path, lock=False)
+    try:
+        queue.enqueue([event(f"m{i}", T0 - 10 + i) for i in range(4)], {"web": ["hook-a"]})
+        jobs = claim(queue)
+        records = [record_for(job, n) for n, job in enumerate(jobs)]
+        for job, record in zip(jobs[:2], records[:2], strict=True):
+            queue.complete(job, record, T0)
+        taken = queue._take_batch(10)
+        assert taken is not None
+        batch_id, last_id, _ = taken
+        resumed = other.outbox_batch(10)
+        assert resumed is not None
+        assert (resumed.batch_id, resumed.rows) == (batch_id, records[:2])
+        assert other.outbox_ack(batch_id) == 2
+        for job, record in zip(jobs[2:], records[2:], strict=True):
+            queue.complete(job, record, T0)
+
+        assert queue._batch_lines(batch_id, last_id) == ""  # not the new records under the old batch's name
+        assert queue.outbox_ack(batch_id) == 0
+        later = queue.outbox_batch(10)
+        assert later is not None
+        assert (later.rows, later.resumed) == (records[2:], False)
+    finally:
+        other.close()
