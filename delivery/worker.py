@@ -52,7 +52,12 @@ are per request, not per job.
 
 **Settling.** Finished jobs are settled in groups (one transaction, one
 fsync): a group is written when it reaches `SETTLE_GROUP` jobs or
-`SETTLE_DELAY_S` after its first job finished, whichever comes first.
+`SETTLE_DELAY_S` after its first job finished, whichever comes first. On
+a queue with one writer at a time (SQLite: `Queue.one_writer`), a claim
+waits for a settlement under way, and the requests claimed ahead ran out
+meanwhile: there a group is written `SETTLE_CHUNK` jobs per transaction,
+and claims and these transactions take turns, first come first served, so
+a claim waits for one short transaction at most.
 
 **Stopping.** When `stop` is set: nothing more is claimed; requests in
 flight get `shutdown_grace_s` to finish; any still running are cut and
@@ -93,6 +98,10 @@ log = logging.getLogger(__name__)
 SETTLE_GROUP: Final = 100
 #: Longest a finished job waits for its group.
 SETTLE_DELAY_S: Final = 0.05
+#: Jobs settled in one transaction on a queue with one writer at a time (`Queue.one_writer`): a
+#: group of 130 took 10-25 ms there, during which the requests claimed ahead (about 15 ms of work)
+#: ran out while the next claim waited (docs/benchmarks.md, issue 16, eighth sitting).
+SETTLE_CHUNK: Final = 32
 #: How often an idle worker looks for jobs that became due (retries), unless `notify`-ed.
 POLL_INTERVAL_S: Final = 0.1
 #: What a job's lease keeps beyond its request and a stop's grace, for its settlement: a job waiting
@@ -157,7 +166,17 @@ class Worker:
         self._on_fixed = on_fixed or (lambda integration, fixes: None)
         self._not_owned = not_owned
         self._known_now = known_now
-        self._settler = _Settler(queue, on_settled or (lambda record: None))
+        #: Taken by claims and settlements where the queue writes one transaction at a time: a lock
+        #: serves its waiters in order, so a claim goes before the settler's next transaction.
+        self._turn: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if queue.one_writer else contextlib.nullcontext()
+        )
+        self._settler = _Settler(
+            queue,
+            on_settled or (lambda record: None),
+            turn=self._turn,
+            chunk=SETTLE_CHUNK if queue.one_writer else None,
+        )
         # Claim accounting (see the module docstring). Held: claimed and not yet answered, in flight
         # or waiting ahead; in flight: requests started.
         self._capacity = engine.concurrency
@@ -278,11 +297,12 @@ class Worker:
                 "linger_s": self._linger_s,
             }
             try:
-                # At once when the queue is idle (SQLite, no other transaction): a thread's hop
-                # costs more than the claim, and requests finish meanwhile with nothing to follow.
-                jobs = self._queue.claim_if_idle(self._owner, now, **options)
-                if jobs is None:
-                    jobs = await asyncio.to_thread(self._queue.claim, self._owner, now, **options)
+                async with self._turn:
+                    # At once when the queue is idle (SQLite, no other transaction): a thread's hop
+                    # costs more than the claim, and requests finish meanwhile with nothing to follow.
+                    jobs = self._queue.claim_if_idle(self._owner, now, **options)
+                    if jobs is None:
+                        jobs = await asyncio.to_thread(self._queue.claim, self._owner, now, **options)
             except Exception:
                 log.exception("claiming jobs failed; trying again in %.2f s", self._poll_interval_s)
                 await self._sleep("work", self._poll_interval_s)
@@ -744,9 +764,19 @@ async def _set_when(stop: asyncio.Event, wake: asyncio.Event) -> None:
 class _Settler:
     """Collects finished jobs and settles them in groups, one queue transaction per group."""
 
-    def __init__(self, queue: Queue, on_settled: OnSettled) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        on_settled: OnSettled,
+        *,
+        turn: contextlib.AbstractAsyncContextManager[Any],
+        chunk: int | None,
+    ) -> None:
+        """`turn` is taken for each transaction; `chunk`, if given, is the most jobs one of them settles."""
         self._queue = queue
         self._on_settled = on_settled
+        self._turn = turn
+        self._chunk = chunk
         self._pending: list[Settlement] = []
         self._has_work = asyncio.Event()
         self._full = asyncio.Event()
@@ -770,8 +800,7 @@ class _Settler:
             self._has_work.clear()
             self._full.clear()
             if group:
-                settled = await asyncio.to_thread(self._settle, group)
-                self._report(settled)
+                await self._settle_in_turns(group)
             if self._closing and not self._pending:
                 return
 
@@ -788,6 +817,14 @@ class _Settler:
         self._has_work.set()
         self._full.set()
         await runner
+
+    async def _settle_in_turns(self, group: Sequence[Settlement]) -> None:
+        """Settle `group` in `chunk`s, one transaction each in its turn, and report what each committed."""
+        size = self._chunk or len(group)
+        for start in range(0, len(group), size):
+            async with self._turn:
+                settled = await asyncio.to_thread(self._settle, group[start : start + size])
+            self._report(settled)
 
     def _settle(self, group: Sequence[Settlement]) -> list[Settlement]:
         """Settle `group` (in a thread); return the settlements committed."""

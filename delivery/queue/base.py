@@ -238,6 +238,16 @@ class Queue(Protocol):
         """Where the queue is, for logs and status pages (never a password)."""
         ...
 
+    @property
+    def one_writer(self) -> bool:
+        """Whether one write transaction runs at a time (SQLite): a claim waits for a settlement under way.
+
+        The worker then keeps settlements short and lets a claim go between
+        them (docs/worker.md, "Settling"). A server backend (PostgreSQL) runs
+        them side by side.
+        """
+        ...
+
     def enqueue(self, events: Sequence[Event], fanout: Mapping[str, Sequence[str]]) -> list[str]:
         """Store `events` and one job per (event, destination of its source), in one transaction.
 

@@ -850,6 +850,11 @@ class PostgresQueue:
 
         return self._run(fairest if batching else oldest)
 
+    @property
+    def one_writer(self) -> bool:
+        """See `delivery.queue.Queue.one_writer`: no, claims and settlements run side by side."""
+        return False
+
     def claim_if_idle(self, owner: str, now: float, **options: Unpack[ClaimOptions]) -> list[Job] | None:
         """See `delivery.queue.Queue.claim_if_idle`: never (a claim is a round trip to the server)."""
         return None

@@ -599,6 +599,11 @@ class SqliteQueue:
                 linger_s=linger_s,
             )
 
+    @property
+    def one_writer(self) -> bool:
+        """See `delivery.queue.Queue.one_writer`: yes, SQLite writes one transaction at a time."""
+        return True
+
     def claim_if_idle(self, owner: str, now: float, **options: Unpack[ClaimOptions]) -> list[Job] | None:
         """See `delivery.queue.Queue.claim_if_idle`: a claim unless another transaction is under way.
 

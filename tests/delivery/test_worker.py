@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -32,7 +33,7 @@ from delivery.queue.sqlite import SqliteQueue
 from delivery.records import UNCLASSIFIED_PREFIX
 from delivery.sender import Sender, SendResult
 from delivery.transport import UNCLASSIFIED_CODE
-from delivery.worker import ABORTED_AT_SHUTDOWN, Worker
+from delivery.worker import ABORTED_AT_SHUTDOWN, SETTLE_CHUNK, Worker
 from ingest.files import attempts_glob
 from tests.delivery.faults import LOOPBACK, Exchange, FaultServer, closed_port
 
@@ -712,11 +713,68 @@ def test_finished_jobs_are_settled_in_groups(tmp_path: Path) -> None:
     try:
         asyncio.run(scenario())
         assert sum(counting.groups) == 300
-        # One commit per request would be 300 groups; a group holds what finished within 50 ms.
+        # One commit per request would be 300 groups; a group holds what finished within 50 ms,
+        # written in transactions of SETTLE_CHUNK jobs at most (SQLite: one writer at a time).
         assert len(counting.groups) <= 30
-        assert max(counting.groups) >= 20
+        assert SETTLE_CHUNK >= max(counting.groups) >= 20
     finally:
         counting.close()
+
+
+class _TurnQueue(SqliteQueue):
+    """The SQLite queue, logging claims as they end and settlements as they begin; the first
+    settlement waits for `gate`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.calls: list[str] = []
+        self.gate = threading.Event()
+
+    def claim_if_idle(self, owner: str, now: float, **options: Any) -> list[Job] | None:
+        jobs = super().claim_if_idle(owner, now, **options)
+        if jobs is not None:
+            self.calls.append("claim")
+        return jobs
+
+    def claim(self, owner: str, now: float, **options: Any) -> list[Job]:
+        jobs = super().claim(owner, now, **options)
+        self.calls.append("claim")
+        return jobs
+
+    def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
+        self.calls.append("settle")
+        if not self.gate.wait(DEADLINE_S):
+            raise AssertionError("the test never opened the gate")
+        return super().settle(settlements)
+
+
+def test_a_claim_waiting_for_a_settlement_goes_before_the_groups_next_transaction(tmp_path: Path) -> None:
+    """SQLite writes one transaction at a time: a claim asked while a group is being settled runs
+    after that transaction, not after the whole group, so requests claimed ahead do not run out."""
+    turns = _TurnQueue(tmp_path)
+
+    async def scenario() -> list[str]:
+        async with Sink(always(Reply(200))) as sink:
+            config = make_config(tmp_path, {"hook": sink.url}, concurrency=64, per_destination_concurrency=64)
+            enqueue(turns, "hook", 1_000)
+            async with running(config, turns):
+                try:
+                    await eventually(lambda: "settle" in turns.calls)
+                    # Everything claimed is answered meanwhile, and the worker asks for more.
+                    await asyncio.sleep(0.3)
+                    assert sink.in_flight == 0
+                finally:
+                    turns.gate.set()
+                await eventually(lambda: turns.calls.count("settle") >= 3)
+                return list(turns.calls)
+
+    try:
+        calls = asyncio.run(scenario())
+    finally:
+        turns.close()
+    first = calls.index("settle")
+    # The first group is the 100+ requests answered in its first 50 ms: several transactions.
+    assert calls[first : first + 3] == ["settle", "claim", "settle"]
 
 
 # -- stopping -------------------------------------------------------------------------------------
