@@ -211,25 +211,6 @@ _LEASE = """
 UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = ?, lease_expires_at = ?, available_at = ?
 WHERE id = ?
 """
-#: The leases of (id, token) rows not held: the job is gone, pending again, or leased under another token.
-_LEASES_NOT_HELD = """
-SELECT lease.column1 FROM (VALUES {pairs}) AS lease
-WHERE NOT EXISTS (
-    SELECT 1 FROM jobs WHERE id = lease.column1 AND state = 'leased' AND lease_token = lease.column2
-)
-"""
-#: Finishing jobs `ids` (numbered parameters), in this order: their events' references dropped, the
-#: events no job needs any more deleted, then their job rows.
-_FINISH = (
-    """UPDATE events SET refs = refs - finished.n
-    FROM (
-        SELECT event_id, count(*) AS n FROM job_events WHERE job_id IN ({ids}) GROUP BY event_id
-    ) AS finished
-    WHERE events.id = finished.event_id""",
-    "DELETE FROM events WHERE refs <= 0 AND id IN (SELECT event_id FROM job_events WHERE job_id IN ({ids}))",
-    "DELETE FROM job_events WHERE job_id IN ({ids})",
-    "DELETE FROM jobs WHERE id IN ({ids})",
-)
 _EVENT_COLUMNS = "message_id, workspace_id, source_id, type, name, payload, received_at"
 _KEEP_DEAD_LETTER = (
     f"INSERT INTO dead_letters ({', '.join(dead_letters.COLUMNS)}) "
@@ -256,21 +237,6 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _marks(n: int) -> str:
     return ",".join("?" * n)
-
-
-def _numbered(n: int) -> str:
-    """`?1,?2,...,?n`: a list a statement can name more than once, its values bound once."""
-    return ",".join(f"?{i}" for i in range(1, n + 1))
-
-
-def _pairs(n: int, width: int = 2) -> str:
-    """`(?,?),(?,?),...`: n rows of `width` values, for `VALUES`."""
-    row = "(" + ",".join("?" * width) + ")"
-    return ",".join([row] * n)
-
-
-def _flat(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
-    return [value for row in rows for value in row]
 
 
 def _lock_data_dir(data_dir: Path) -> int:
@@ -754,30 +720,27 @@ class SqliteQueue:
     def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
         """See `delivery.queue.Queue.settle`.
 
-        Statements are per group, not per job or row (leases checked, finished
-        jobs deleted and records inserted with one statement each): the
-        transaction holds the write lock that claims wait for, and every row a
-        statement steps through hands the GIL to the event loop and waits to
-        take it back (docs/queue.md, "Settling").
+        Statements are per group, not per job (leases read with one `IN`
+        list, finished jobs deleted together, records inserted together):
+        one statement per job each was most of a group's cost, under the lock.
         """
         stored = [self._outbox_form(s.job, s.record) for s in settlements]
         with self._transaction() as db:
-            leases = [(part.id, part.lease_token) for s in settlements for part in (s.job, *s.merged)]
-            not_held = self._leases_not_held(db, leases)
+            tokens = self._lease_tokens(db, [part.id for s in settlements for part in (s.job, *s.merged)])
             lost, kept, finished, settled = [], [], [], []
             for settlement, text in zip(settlements, stored, strict=True):
                 parts = (settlement.job, *settlement.merged)
-                if any(part.id in not_held for part in parts):
+                if any(part.lease_token is None or tokens.get(part.id) != part.lease_token for part in parts):
                     lost.append(settlement.job)
                     continue
-                kept.append(text)
+                kept.append((text,))
                 settled.append(settlement)
                 if settlement.due_at is None:
                     finished += [part.id for part in parts]
                 else:
                     self._reschedule(db, settlement)
             self._finish_all(db, finished)
-            self._add_to_outbox(db, kept)
+            db.executemany("INSERT INTO outbox (record) VALUES (?)", kept)
             self._keep_dead_letters(db, settled)
         return lost
 
@@ -786,34 +749,35 @@ class SqliteQueue:
         db.executemany(_KEEP_DEAD_LETTER, dead_letters.rows(settlements))
 
     @staticmethod
-    def _leases_not_held(db: sqlite3.Connection, leases: Sequence[tuple[str, str | None]]) -> set[str]:
-        """The job ids of `leases` (id, token) whose job is not leased under that token now.
-
-        One row per lease lost (usually none), not one per lease held.
-        """
-        not_held = {job_id for job_id, token in leases if token is None}
-        for chunk in _chunks([lease for lease in leases if lease[1] is not None], _CHUNK // 2):
-            not_held.update(
-                row[0] for row in db.execute(_LEASES_NOT_HELD.format(pairs=_pairs(len(chunk))), _flat(chunk))
+    def _lease_tokens(db: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+        """The current lease token of each of `job_ids` that is leased."""
+        tokens: dict[str, str] = {}
+        for chunk in _chunks(job_ids):
+            rows = db.execute(
+                f"SELECT id, lease_token FROM jobs WHERE state = 'leased' AND id IN ({_marks(len(chunk))})",
+                chunk,
             )
-        return not_held
+            tokens.update(rows)
+        return tokens
 
     @staticmethod
     def _finish_all(db: sqlite3.Connection, job_ids: Sequence[str]) -> None:
-        """Delete finished jobs, and the events no other job needs.
-
-        An event two finished jobs shared (fan-out) loses both references;
-        one shared with a job of another chunk loses the rest with that chunk.
-        """
+        """Delete finished jobs, and the events no other job needs."""
+        references: Counter[int] = Counter()
         for chunk in _chunks(job_ids):
-            numbered = _numbered(len(chunk))
-            for statement in _FINISH:
-                db.execute(statement.format(ids=numbered), chunk)
-
-    @staticmethod
-    def _add_to_outbox(db: sqlite3.Connection, records: Sequence[str]) -> None:
-        for chunk in _chunks(records):
-            db.execute(f"INSERT INTO outbox (record) VALUES {_pairs(len(chunk), 1)}", chunk)
+            marks = _marks(len(chunk))
+            references.update(
+                row[0]
+                for row in db.execute(f"SELECT event_id FROM job_events WHERE job_id IN ({marks})", chunk)
+            )
+            db.execute(f"DELETE FROM job_events WHERE job_id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
+        # An event two finished jobs shared (fan-out) loses both references.
+        db.executemany(
+            "UPDATE events SET refs = refs - ? WHERE id = ?", [(n, e) for e, n in references.items()]
+        )
+        for chunk in _chunks(list(references)):
+            db.execute(f"DELETE FROM events WHERE refs <= 0 AND id IN ({_marks(len(chunk))})", chunk)
 
     def _settle(self, db: sqlite3.Connection, settlement: Settlement, stored: str) -> None:
         """Finish (`due_at` None) or reschedule the job (and its merged ones) and add the record.
