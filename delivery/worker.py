@@ -762,7 +762,8 @@ async def _set_when(stop: asyncio.Event, wake: asyncio.Event) -> None:
 
 
 class _Settler:
-    """Collects finished jobs and settles them in groups, one queue transaction per group."""
+    """Collects finished jobs and settles them in groups: one queue transaction per group, or per
+    `chunk` of it, each taking the worker's turn."""
 
     def __init__(
         self,
