@@ -51,13 +51,13 @@ that job as it settles (`Settlement.merged`). A slot, a token and a record
 are per request, not per job.
 
 **Settling.** Finished jobs are settled in groups (one transaction, one
-fsync): a group is written when it reaches `SETTLE_GROUP` jobs or
+fsync, per group or per chunk of it): a group is written when it reaches `SETTLE_GROUP` jobs or
 `SETTLE_DELAY_S` after its first job finished, whichever comes first. On
 a queue with one writer at a time (SQLite: `Queue.one_writer`), a claim
 waits for a settlement under way, and the requests claimed ahead ran out
 meanwhile: there a group is written `SETTLE_CHUNK` jobs per transaction,
 and claims and these transactions take turns, first come first served, so
-a claim waits for one short transaction at most.
+a claim waits for one of the worker's short transactions at most.
 
 **Stopping.** When `stop` is set: nothing more is claimed; requests in
 flight get `shutdown_grace_s` to finish; any still running are cut and
@@ -94,7 +94,7 @@ from ingest.taxonomy import Classification
 
 log = logging.getLogger(__name__)
 
-#: Jobs settled in one transaction, at most before it is written.
+#: Finished jobs a group holds at most before it is written.
 SETTLE_GROUP: Final = 100
 #: Longest a finished job waits for its group.
 SETTLE_DELAY_S: Final = 0.05
@@ -820,7 +820,12 @@ class _Settler:
         await runner
 
     async def _settle_in_turns(self, group: Sequence[Settlement]) -> None:
-        """Settle `group` in `chunk`s, one transaction each in its turn, and report what each committed."""
+        """Settle `group` in `chunk`s, one transaction each in its turn, and report what each committed.
+
+        Cancelled between chunks (only when `run` itself is cancelled: the engine stops the
+        worker with `stop`), the rest are not settled: their leases lapse, and they are sent
+        again, as after a crash.
+        """
         size = self._chunk or len(group)
         for start in range(0, len(group), size):
             async with self._turn:

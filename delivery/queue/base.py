@@ -243,7 +243,7 @@ class Queue(Protocol):
         """Whether one write transaction runs at a time (SQLite): a claim waits for a settlement under way.
 
         The worker then keeps settlements short and lets a claim go between
-        them (docs/worker.md, "Settling"). A server backend (PostgreSQL) runs
+        them (docs/worker.md, "Settling in groups"). A server backend (PostgreSQL) runs
         them side by side.
         """
         ...

@@ -689,7 +689,7 @@ def test_every_request_is_one_row_in_the_parquet_log(tmp_path: Path, queue: Sqli
 
 
 class _CountingQueue(SqliteQueue):
-    """The SQLite queue, counting the groups the worker settles."""
+    """The SQLite queue, counting the jobs of each transaction (`settle` call) the worker makes."""
 
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
@@ -728,6 +728,7 @@ class _TurnQueue(SqliteQueue):
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
         self.calls: list[str] = []
+        self.sizes: list[int] = []
         self.gate = threading.Event()
 
     def claim_if_idle(self, owner: str, now: float, **options: Any) -> list[Job] | None:
@@ -743,14 +744,19 @@ class _TurnQueue(SqliteQueue):
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
         self.calls.append("settle")
+        self.sizes.append(len(settlements))
         if not self.gate.wait(DEADLINE_S):
             raise AssertionError("the test never opened the gate")
         return super().settle(settlements)
 
 
-def test_a_claim_waiting_for_a_settlement_goes_before_the_groups_next_transaction(tmp_path: Path) -> None:
+def test_a_claim_waiting_for_a_settlement_goes_before_the_groups_next_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SQLite writes one transaction at a time: a claim asked while a group is being settled runs
     after that transaction, not after the whole group, so requests claimed ahead do not run out."""
+    # Groups are written once full (SETTLE_GROUP jobs), not after a delay: the first is several chunks.
+    monkeypatch.setattr("delivery.worker.SETTLE_DELAY_S", DEADLINE_S)
     turns = _TurnQueue(tmp_path)
 
     async def scenario() -> list[str]:
@@ -761,8 +767,8 @@ def test_a_claim_waiting_for_a_settlement_goes_before_the_groups_next_transactio
                 try:
                     await eventually(lambda: "settle" in turns.calls)
                     # Everything claimed is answered meanwhile, and the worker asks for more.
-                    await asyncio.sleep(0.3)
-                    assert sink.in_flight == 0
+                    await eventually(lambda: sink.in_flight == 0)
+                    await asyncio.sleep(0.1)
                 finally:
                     turns.gate.set()
                 await eventually(lambda: turns.calls.count("settle") >= 3)
@@ -773,7 +779,7 @@ def test_a_claim_waiting_for_a_settlement_goes_before_the_groups_next_transactio
     finally:
         turns.close()
     first = calls.index("settle")
-    # The first group is the 100+ requests answered in its first 50 ms: several transactions.
+    assert turns.sizes[:2] == [SETTLE_CHUNK, SETTLE_CHUNK]
     assert calls[first : first + 3] == ["settle", "claim", "settle"]
 
 
