@@ -318,6 +318,11 @@ class SqliteQueue:
         """
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        if sqlite3.sqlite_version_info < MIN_SQLITE:  # refused before the directory is locked or opened
+            raise QueueError(
+                f"the queue needs SQLite {'.'.join(map(str, MIN_SQLITE))} or later; "
+                f"this Python links SQLite {sqlite3.sqlite_version}"
+            )
         self.path = Path(data_dir) / QUEUE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.min_free_bytes = min_free_bytes
@@ -338,11 +343,6 @@ class SqliteQueue:
         # Job ids for `enqueue`, made many at a time (only under the write lock).
         self._id_rng = np.random.default_rng()
         try:
-            if sqlite3.sqlite_version_info < MIN_SQLITE:
-                raise QueueError(
-                    f"the queue needs SQLite {'.'.join(map(str, MIN_SQLITE))} or later; "
-                    f"this Python links SQLite {sqlite3.sqlite_version}"
-                )
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":

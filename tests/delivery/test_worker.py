@@ -721,14 +721,13 @@ def test_finished_jobs_are_settled_in_groups(tmp_path: Path) -> None:
         counting.close()
 
 
-class _TurnQueue(SqliteQueue):
-    """The SQLite queue, logging claims as they end and settlements as they begin; the first
-    settlement waits for `gate`."""
+class _TurnQueue(_CountingQueue):
+    """The counting queue, also logging claims as they end and settlements as they begin; the
+    first settlement waits for `gate`."""
 
     def __init__(self, data_dir: Path) -> None:
         super().__init__(data_dir)
         self.calls: list[str] = []
-        self.sizes: list[int] = []
         self.gate = threading.Event()
 
     def claim_if_idle(self, owner: str, now: float, **options: Any) -> list[Job] | None:
@@ -744,7 +743,6 @@ class _TurnQueue(SqliteQueue):
 
     def settle(self, settlements: Sequence[Settlement]) -> list[Job]:
         self.calls.append("settle")
-        self.sizes.append(len(settlements))
         if not self.gate.wait(DEADLINE_S):
             raise AssertionError("the test never opened the gate")
         return super().settle(settlements)
@@ -779,7 +777,7 @@ def test_a_claim_waiting_for_a_settlement_goes_before_the_groups_next_transactio
     finally:
         turns.close()
     first = calls.index("settle")
-    assert turns.sizes[:2] == [SETTLE_CHUNK, SETTLE_CHUNK]
+    assert turns.groups[:2] == [SETTLE_CHUNK, SETTLE_CHUNK]
     assert calls[first : first + 3] == ["settle", "claim", "settle"]
 
 
