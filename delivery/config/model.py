@@ -105,7 +105,7 @@ class EngineConfig:
     claim_batch_size: int = 100
     """Jobs a worker claims from the queue in one transaction."""
     claim_ahead: bool = True
-    """Also claim up to a destination's slots ahead, to start as its requests end (docs/worker.md)."""
+    """Also claim up to twice a destination's slots ahead, to start as its requests end (docs/worker.md)."""
     lease_s: float = 60
     """How long a claimed job stays leased before another worker may take it."""
     shutdown_grace_s: float = 10
