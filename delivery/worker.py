@@ -100,15 +100,16 @@ SETTLE_GROUP: Final = 100
 #: Longest a finished job waits for its group.
 SETTLE_DELAY_S: Final = 0.05
 #: Jobs settled in one transaction on a queue with one writer at a time (`Queue.one_writer`): a
-#: group of 130 took 10-25 ms there, during which the requests claimed ahead (about 15 ms of work)
-#: ran out while the next claim waited (docs/benchmarks.md, issue 16, eighth sitting).
+#: group of 130 took 10-25 ms there, during which the requests claimed ahead (about 15 ms of work,
+#: one slots' worth ahead) ran out while the next claim waited (docs/benchmarks.md, issue 16,
+#: eighth sitting).
 SETTLE_CHUNK: Final = 32
 #: How often an idle worker looks for jobs that became due (retries), unless `notify`-ed.
 POLL_INTERVAL_S: Final = 0.1
 #: Requests a destination may hold waiting ahead (`claim_ahead`), in slots' worth, beside those in
-#: flight. The room ahead must outlast a claim: 50-80 requests ended during one of 10-20 ms in the
-#: engine benchmark, and with one slots' worth (64) all slots were busy in 35-36 % of the time
-#: against 63-72 % with two (docs/worker.md, "Claiming ahead").
+#: flight. The room ahead must outlast a claim: 54-68 requests ended during one of 13-17 ms in the
+#: engine benchmark on PostgreSQL, and with one slots' worth (64) all slots were busy 35-37 % of the
+#: time against 63-72 % with two (docs/worker.md, "Claiming ahead").
 AHEAD_SLOTS: Final = 2
 #: What a job's lease keeps beyond its request and a stop's grace, for its settlement: a job waiting
 #: ahead (`claim_ahead`) starts only while that much is left.

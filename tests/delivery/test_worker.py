@@ -559,7 +559,7 @@ def test_a_slot_goes_to_the_oldest_job_held_not_to_its_own_destinations_next(
             return busy, batched
 
     busy, batched = asyncio.run(scenario())
-    # `busy` sends two requests every 0.2 s, and always has two more waiting ahead. The batched
+    # `busy` sends two requests every 0.2 s, and always has four more waiting ahead. The batched
     # request is claimed at the first claim after its 0.3 s of lingering (0.4 s, when both slots went
     # to `busy`'s jobs waiting ahead), and takes the next slot to free (0.6 s) before them: as the older.
     assert len(busy.requests) >= 8
