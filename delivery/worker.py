@@ -52,8 +52,9 @@ that job as it settles (`Settlement.merged`). A slot, a token and a record
 are per request, not per job.
 
 **Settling.** Finished jobs are settled in groups (one transaction, one
-fsync, per group or per chunk of it): a group is written when it reaches `SETTLE_GROUP` jobs or
-`SETTLE_DELAY_S` after its first job finished, whichever comes first. On
+fsync, per group or per chunk of it): a group is written when it reaches
+`SETTLE_GROUP` jobs or `SETTLE_DELAY_S` after its first job finished,
+whichever comes first. On
 a queue with one writer at a time (SQLite: `Queue.one_writer`), a claim
 waits for a settlement under way, and the requests claimed ahead ran out
 meanwhile: there a group is written `SETTLE_CHUNK` jobs per transaction,
@@ -198,8 +199,9 @@ class Worker:
             self._start_within_s = math.inf
         self._claims_ahead = ahead
         #: What a destination may hold by default (in flight and waiting), and the worker overall.
-        self._full_share = (1 + AHEAD_SLOTS) * self._slots if ahead else self._slots
-        self._full_capacity = (1 + AHEAD_SLOTS) * self._capacity if ahead else self._capacity
+        depth = 1 + AHEAD_SLOTS if ahead else 1
+        self._full_share = depth * self._slots
+        self._full_capacity = depth * self._capacity
         self._min_claim = max(1, self._slots // 4)
         self._refill_at = max(1, min(engine.claim_batch_size, engine.concurrency) // 4)
         self._held = 0
