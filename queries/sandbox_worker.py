@@ -15,6 +15,8 @@ its stdin. What keeps a query from harming anything, from the outside in:
   replace or drop anything in it, and there is no file left to read. Each
   query runs on a cursor of its own: temporary objects, were any made,
   die with it.
+* The machine: it runs `NICENESS` lower than its parent, so that the
+  dashboard's pages come first when both want the cores.
 * The sandbox (`queries.catalog.lock_down`): only the log's directories
   are readable, no temp directory (nothing spills, nothing to list), no
   extensions, the configuration locked.
@@ -46,6 +48,9 @@ from queries.wire import read_message, write_frame, write_message
 
 #: Rows per Arrow batch fetched: the grain at which the row and byte caps are checked.
 BATCH_ROWS = 2048
+#: How much lower than the program that started it a worker runs: a person's query, or a worker
+#: opening a month's catalog (15 s of CPU), yields the cores to the pages every viewer reads.
+NICENESS = 10
 
 
 class Catalog:
@@ -160,6 +165,7 @@ def main() -> None:
     """Serve requests from stdin until it ends."""
     # Ctrl-C at a terminal is the parent's to handle (it kills this process if it must).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(NICENESS)
     # Frames go to the real stdout alone: anything printed lands on stderr.
     out = os.dup(1)
     os.dup2(2, 1)

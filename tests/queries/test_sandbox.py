@@ -14,7 +14,7 @@ import pytest
 from ingest.logstore import open_store
 from queries import Limits, QueryError, SqlSandbox
 from queries.catalog import VIEWS
-from queries.sandbox_worker import Catalog
+from queries.sandbox_worker import NICENESS, Catalog
 
 from .conftest import fixture_rows, publish
 
@@ -126,6 +126,20 @@ def test_workers_run_queries_side_by_side(fixture_dir: Path) -> None:
             thread.join()
         assert len(results) == 4
         assert len(sandbox._idle) == 2
+
+
+def test_a_table_macro_reads_the_files_not_the_empty_views_it_was_bound_over(sandbox: SqlSandbox) -> None:
+    # The catalog binds the macros over empty views, then defines the views over the files.
+    every_day = "'all', NULL, TIMESTAMPTZ '2000-01-01', TIMESTAMPTZ '2100-01-01'"
+    through_macro = sandbox.run(f"SELECT sum(records) FROM scoped_outcomes({every_day})").frame.item()
+    direct = sandbox.run("SELECT sum(records) FROM outcomes").frame.item()
+    assert through_macro == direct > 0
+
+
+def test_a_worker_runs_below_the_program_that_started_it(sandbox: SqlSandbox) -> None:
+    sandbox.run("SELECT 1")
+    [worker] = sandbox._idle
+    assert os.getpriority(os.PRIO_PROCESS, worker._process.pid) == os.nice(0) + NICENESS
 
 
 def test_a_closed_sandbox_refuses_and_leaves_no_process(fixture_dir: Path) -> None:
