@@ -8,7 +8,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import backlog, data, error_samples, filters, hints, replay, session, style, trace
+from app import backlog, data, error_samples, filters, hints, reads, replay, session, style, trace
 from app.charts import daily_trend, delivery_funnel, failed_by_class, hourly_classes, kept
 from app.double_delivery import section as double_delivery_section
 
@@ -78,15 +78,9 @@ if scope is None:
 st.caption(f"Workspace **{scope.value}** · {style.time_range(start, end)}")
 
 with st.spinner("Reading the attempt log…"):
-    report = data.day_report(scope, start, end)
-    destinations = data.by_destination(scope, start, end)
-    failures = data.destination_failures(scope, start, end)
-    errors = data.by_error(scope, start, end)
-    hours = data.hourly(scope, start, end)
-    funnel = data.funnel(scope, start, end)
-    samples = data.error_samples(scope, start, end, limit=20)
-    trend = data.daily(scope, start, end) if filters.days_in(start, end) > 1 else None
-    twice = data.double_deliveries(scope, start, end)
+    report, destinations, failures, errors, hours, funnel, samples, trend, twice = reads.customer(
+        scope, start, end
+    )
     notifications = data.open_notices(scope.value or "")
 
 if not report["events_received"] and not report["requests"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import data, filters, session, style
+from app import filters, reads, session, style
 from app.charts import daily_trend, delivered_per_attempt, fates_bar, hourly_classes, kept, terminal_codes
 
 viewer = session.viewer()
@@ -21,11 +21,7 @@ st.caption(
 )
 
 with st.spinner("Reading the attempt log…"):
-    report = data.day_report(scope, start, end)
-    codes = data.by_status_code(scope, start, end)
-    hours = data.hourly(scope, start, end)
-    funnel = data.funnel(scope, start, end)
-    trend = data.daily(scope, start, end) if filters.days_in(start, end) > 1 else None
+    report, codes, hours, funnel, trend = reads.day(scope, start, end)
 
 if not report["events_received"] and not report["requests"]:
     st.info("No deliveries in this range. Pick another day or widen the hours in the sidebar.")

@@ -8,10 +8,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import data, filters, hints, session, style, trace
+from app import data, filters, hints, reads, session, style, trace
 from ingest.taxonomy import ErrorClass
-
-SAMPLES = 50
 
 viewer = session.viewer()
 start, end = filters.time_range()
@@ -42,12 +40,12 @@ integration = last.selectbox(
     bind="query-params",
 )
 st.caption(
-    f"{style.time_range(start, end)} · the latest {SAMPLES} attempts that did not deliver "
+    f"{style.time_range(start, end)} · the latest {reads.EXPLORER_SAMPLES} attempts that did not deliver "
     "and match every filter set (empty filters match anything)."
 )
 
 with st.spinner("Finding matching attempts…"):
-    samples = data.explorer_samples(
+    samples = reads.explorer_samples(
         scope,
         start,
         end,
@@ -55,7 +53,6 @@ with st.spinner("Finding matching attempts…"):
         error_code=error_code or None,
         destination_id=destination,
         integration=integration,
-        limit=SAMPLES,
     )
 
 if samples.is_empty():

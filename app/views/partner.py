@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import advice, data, error_samples, evidence_pack, filters, session, style
+from app import advice, data, error_samples, evidence_pack, filters, reads, session, style
 from app.charts import kept
 from app.double_delivery import section as double_delivery_section
 from app.evidence.charts import rates_chart, status_codes_chart
@@ -24,12 +24,7 @@ st.caption(
 )
 
 with st.spinner("Reading the attempt log…"):
-    report = data.day_report(scope, start, end)
-    codes = data.by_status_code(scope, start, end)
-    hours = data.hourly(scope, start, end)
-    latency = data.latency(scope, start, end)
-    samples = data.error_samples(scope, start, end, limit=15)
-    twice = data.double_deliveries(scope, start, end)
+    report, codes, hours, latency, samples, twice = reads.partner(scope, start, end)
 
 if not report["requests"]:
     st.info(f"No requests to {scope.value} in this range.")

@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from app import data, filters, session, style
+from app import data, filters, reads, session, style
 from app.charts import delay_buckets, kept, recovery_curves
 
 #: The schedules the engineer may try: the engine's defaults first (docs/whatif.md).
@@ -43,10 +43,7 @@ st.caption(
 )
 
 with st.spinner("Reading the attempt log…"):
-    curves = data.retries(scope, start, end)
-    recovery = data.retry_recovery(scope, start, end)
-    delay = data.delivery_delay(scope, start, end)
-    buckets = data.delivery_delay_histogram(scope, start, end)
+    curves, recovery, delay, buckets = reads.retries(scope, start, end)
 
 if curves.is_empty():
     st.info("No events received in this range. Pick another day or widen the hours in the sidebar.")
