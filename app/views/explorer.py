@@ -36,7 +36,7 @@ integration = last.selectbox(
     "Integration",
     sorted(set(destinations.get_column("integration").to_list())),
     index=None,
-    key="integration",
+    key="filter_integration",  # not "integration": the partner page's picker has that key
     bind="query-params",
 )
 st.caption(

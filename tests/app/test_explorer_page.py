@@ -51,3 +51,18 @@ def test_a_link_naming_a_job_shows_its_history(open_app: OpenApp, simulated_day:
     with connect(simulated_day.data_dir) as log:
         expected = api.job_history(log, Scope.workspace(workspace), job)
     assert _histories(at) == [expected.get_column("attempt").to_list()]
+
+
+def test_the_partner_page_s_integration_does_not_filter_the_explorer(open_app: OpenApp) -> None:
+    fresh = open_app(token(ViewerKind.ENGINEER), page="views/explorer.py")
+    after_partner = open_app(token(ViewerKind.ENGINEER), page="views/partner.py")
+    after_partner.switch_page("views/retries.py").run()  # the picker's key outlived the partner page
+    after_partner.switch_page("views/explorer.py").run()
+    assert not after_partner.exception
+
+    fresh_tables, tables = (
+        [frame.value for frame in fresh.dataframe],
+        [frame.value for frame in after_partner.dataframe],
+    )
+    assert fresh_tables and len(tables) == len(fresh_tables)
+    assert all(table.equals(fresh_table) for table, fresh_table in zip(tables, fresh_tables, strict=True))
