@@ -10,7 +10,7 @@ from typing import NoReturn
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-from app import data, filters, session
+from app import data, filters, prefetch, session
 from app.access import AccessDenied, Viewer, ViewerKind
 
 st.set_page_config(page_title="deliverydash", page_icon=":outbox_tray:", layout="wide")
@@ -24,17 +24,20 @@ EXPLORER = ("views/explorer.py", "Error explorer", "explorer")
 SQL = ("views/sql_console.py", "SQL console", "sql")
 
 
+def allowed(viewer: Viewer) -> list[tuple[str, str, str]]:
+    """The pages a viewer may open (file, title, URL path), their home page first."""
+    if viewer.kind is ViewerKind.WORKSPACE:
+        return [CUSTOMER, DAY, RETRIES, EXPLORER]
+    if viewer.kind is ViewerKind.PARTNER:
+        return [PARTNER, DAY, RETRIES]
+    return [DAY, CUSTOMER, PARTNER, RETRIES, EXPLORER, SQL]
+
+
 def pages_for(viewer: Viewer) -> list[StreamlitPage]:
     """The pages a viewer may open, their home page first; any other is not registered, so not reachable."""
-    if viewer.kind is ViewerKind.WORKSPACE:
-        allowed = [CUSTOMER, DAY, RETRIES, EXPLORER]
-    elif viewer.kind is ViewerKind.PARTNER:
-        allowed = [PARTNER, DAY, RETRIES]
-    else:
-        allowed = [DAY, CUSTOMER, PARTNER, RETRIES, EXPLORER, SQL]
     return [
         st.Page(path, title=title, url_path=url_path, default=index == 0)
-        for index, (path, title, url_path) in enumerate(allowed)
+        for index, (path, title, url_path) in enumerate(allowed(viewer))
     ]
 
 
@@ -79,4 +82,9 @@ with data.log().snapshot():
             f"The rollups are out of step with the attempt log ({files}), so figures may be incomplete. "
             "Run `deliverydash repair` to mend them."
         )
-    page.run()
+    try:
+        page.run()
+    finally:
+        # Then the other pages, for the same range (also after `st.stop()` in the page).
+        if not console:
+            prefetch.schedule(viewer, [url_path for _, _, url_path in allowed(viewer)], *filters.time_range())

@@ -21,6 +21,8 @@ ENGINE_URL_ENV = "DELIVERYDASH_ENGINE_URL"
 ADMIN_TOKEN_ENV = "DELIVERYDASH_ADMIN_TOKEN"
 #: The config's path, whose secrets the partner page's evidence packs keep out (`app.evidence.scrub`).
 CONFIG_ENV = "DELIVERYDASH_CONFIG"
+#: "0" turns off reading the other pages ahead (`app.prefetch.PREFETCH_ENV`).
+PREFETCH_ENV = "DELIVERYDASH_PREFETCH"
 DEFAULT_ENGINE_URL = "http://127.0.0.1:8000"
 
 
@@ -28,6 +30,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's options to `parser`."""
     parser.add_argument("--port", type=int, default=8501, help="port to listen on (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="do not read the other pages' figures ahead after each page (docs/dashboard.md): "
+        "for a dashboard whose cores are better left to the pages being viewed",
+    )
     parser.add_argument(
         "--engine-url",
         help="where the engine's admin API is, for replays from the customer page (with --config, "
@@ -62,6 +70,8 @@ def run(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     env = _environment(data_dir, location, secret, args.config, engine, dsn)
+    if args.no_prefetch:
+        env[PREFETCH_ENV] = "0"
     notifications = ""
     if dsn is not None:
         from ingest.dsn import redact_dsn

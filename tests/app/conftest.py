@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import app
 from app.access import Viewer, ViewerKind, sign
+from app.prefetch import PREFETCH_ENV
 from ingest.simulate import simulate_day
 from queries import Scope, api, connect
 
@@ -81,8 +82,11 @@ def open_app(simulated_day: SimulatedDay, monkeypatch: pytest.MonkeyPatch) -> It
         secret: str | None = SECRET,
         data_dir: Path | None = None,
         params: dict[str, str | list[str]] | None = None,
+        read_ahead: bool = False,
     ) -> AppTest:
         monkeypatch.setenv("DELIVERYDASH_DATA_DIR", str(data_dir or simulated_day.data_dir))
+        # Off unless asked: a test counts what its page reads, not what a thread reads beside it.
+        monkeypatch.setenv(PREFETCH_ENV, "1" if read_ahead else "0")
         if secret is None:
             monkeypatch.delenv("DELIVERYDASH_SECRET", raising=False)
         else:

@@ -96,8 +96,9 @@ def test_the_help_says_a_fleet_s_notifications_need_the_config() -> None:
     assert "postgres" in done.stdout and "--data-dir alone" in done.stdout
 
 
-def dashboard(config: Path, **env: str) -> tuple[bytes, dict[str, str], str]:
-    """Start `deliverydash dashboard`; once it is Streamlit, its command line, environment and output."""
+def dashboard(config: Path, *args: str, **env: str) -> tuple[bytes, dict[str, str], str]:
+    """Start `deliverydash dashboard` (with `args`); once it is Streamlit, its command line, environment
+    and output."""
     with (config.parent / "dashboard.log").open("w+") as log:
         process = subprocess.Popen(
             [
@@ -109,6 +110,7 @@ def dashboard(config: Path, **env: str) -> tuple[bytes, dict[str, str], str]:
                 str(config),
                 "--port",
                 str(free_port()),
+                *args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -141,3 +143,11 @@ def test_a_dashboard_over_a_data_directory_does_not_inherit_a_dsn(tmp_path: Path
     config = write_config(tmp_path, "")
     _, environ, _ = dashboard(config, **{DSN_ENV: f"postgresql://dd:{PASSWORD}@elsewhere/db"})
     assert DSN_ENV not in environ  # the sqlite config's notifications are in its data directory
+
+
+def test_no_prefetch_reaches_the_dashboard_through_its_environment(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "")
+    _, environ, _ = dashboard(config, "--no-prefetch")
+    assert environ["DELIVERYDASH_PREFETCH"] == "0"
+    _, environ, _ = dashboard(config)
+    assert environ.get("DELIVERYDASH_PREFETCH") != "0"

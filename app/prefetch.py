@@ -1,0 +1,227 @@
+"""Reading ahead: the figures of the pages a viewer has not opened yet, for the range on screen.
+
+After each run of a page (app/main.py), the other pages the viewer may open
+are read in the background, for the same range and as their first click
+would read them (`app.reads`), into the cache every session shares
+(`app.data`). The next click on one of them then draws from the cache
+instead of waiting for the log: pages are switched more often than the
+range is, and a user reads a page for a few seconds before the next click.
+
+It never changes what a page shows, only when the figures are read:
+the scope is the viewer's own (a workspace link reads ahead its workspace,
+a partner link its integration); an operator's customer and partner pages
+read ahead the scope they open on (the busiest workspace and integration of
+the range, `app.filters`). Cached results expire after `data.TTL_S`, as
+the page's own would.
+
+What it costs: one background thread per dashboard process, one viewer's
+pages at a time. A viewer who picks another range before the reading ahead
+has begun replaces it (only the latest range of each session is read
+ahead), and a range read ahead within `data.TTL_S` is not read again. A
+page clicked while its figures are being read waits for them rather than
+reading them twice (`st.cache_data` computes one key once at a time).
+`DELIVERYDASH_PREFETCH=0` (`deliverydash dashboard --no-prefetch`) turns it
+off, for a dashboard whose cores are better left to the pages being viewed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app import data, reads
+from app.access import Viewer, ViewerKind
+from queries import Scope
+
+logger = logging.getLogger(__name__)
+
+#: "0" turns reading ahead off (`deliverydash dashboard --no-prefetch`).
+PREFETCH_ENV = "DELIVERYDASH_PREFETCH"
+#: Where a session keeps the name its plans go by.
+_SESSION_KEY = "_prefetch_session"
+
+
+def enabled() -> bool:
+    """Whether the dashboard reads ahead (on unless `$DELIVERYDASH_PREFETCH` is 0)."""
+    return os.environ.get(PREFETCH_ENV, "1") != "0"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The pages to read ahead for one viewer and range, in the order the sidebar lists them."""
+
+    viewer: Viewer
+    pages: tuple[str, ...]
+    start: dt.datetime
+    end: dt.datetime
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the reads depend on: the same key reads the same figures."""
+        return (self.viewer.kind, self.viewer.scope, self.pages, self.start, self.end)
+
+
+def read(viewer: Viewer, page: str, start: dt.datetime, end: dt.datetime) -> None:
+    """Read what the page at URL path `page` reads first (`app.reads`), as `viewer`, for the range."""
+    reader = _READERS.get(page)
+    if reader is not None:
+        with data.log().snapshot():
+            reader(viewer, start, end)
+
+
+def schedule(viewer: Viewer, pages: Sequence[str], start: dt.datetime, end: dt.datetime) -> None:
+    """Read `pages` (URL paths: every page the viewer may open, the one on screen included, whose
+    figures are then found in the cache) ahead in the background for this session's viewer and
+    range."""
+    if not enabled():
+        return
+    wanted = tuple(page for page in pages if page in _READERS)
+    if wanted:
+        session = st.session_state.setdefault(_SESSION_KEY, uuid.uuid4().hex)
+        _reader().submit(session, Plan(viewer, wanted, start, end))
+
+
+class Reader:
+    """One thread that carries out the plans, the latest of each session, oldest session first."""
+
+    def __init__(self, read_page: Callable[[Viewer, str, dt.datetime, dt.datetime], None] = read) -> None:
+        self._read_page = read_page
+        self._pending: dict[str, Plan] = {}
+        self._current: Plan | None = None
+        self._done: dict[tuple[object, ...], float] = {}
+        self._closed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="deliverydash-prefetch", daemon=True)
+        self._thread.start()
+        # Ended before the interpreter is: a thread left inside DuckDB then aborts the process.
+        atexit.register(self.close)
+
+    def submit(self, session: str, plan: Plan) -> None:
+        """Read `plan` ahead, in place of any plan of `session` not begun yet; nothing if the same
+        figures are being read or were read within `data.TTL_S`."""
+        with self._changed:
+            done_at = self._done.get(plan.key)
+            if done_at is not None and time.monotonic() - done_at < data.TTL_S:
+                return
+            if self._current is not None and self._current.key == plan.key:
+                return
+            self._pending.pop(session, None)  # re-inserted last: sessions take turns
+            self._pending[session] = plan
+            self._changed.notify()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop after the query being read, if any (waiting up to `timeout_s` for it)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    def idle(self, timeout_s: float) -> bool:
+        """Wait until every plan submitted is carried out; False if `timeout_s` passed first."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._pending or self._current is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending and not self._closed:
+                    self._changed.wait()
+                if self._closed:
+                    self._pending.clear()
+                    self._changed.notify_all()
+                    return
+                session = next(iter(self._pending))
+                plan = self._current = self._pending.pop(session)
+            try:
+                self._carry_out(session, plan)
+            finally:
+                with self._changed:
+                    self._current = None
+                    self._done[plan.key] = time.monotonic()
+                    self._forget_expired()
+                    self._changed.notify_all()
+
+    def _carry_out(self, session: str, plan: Plan) -> None:
+        for page in plan.pages:
+            with self._changed:
+                if session in self._pending or self._closed:
+                    return  # the viewer moved on to another range: read that one instead
+            try:
+                self._read_page(plan.viewer, page, plan.start, plan.end)
+            except Exception:
+                # The page itself will meet the same error when opened, and say what it is.
+                logger.warning("reading the %s page ahead failed", page, exc_info=True)
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic()
+        for key in [key for key, at in self._done.items() if now - at >= data.TTL_S]:
+            del self._done[key]
+
+
+@st.cache_resource(show_spinner=False)
+def _reader() -> Reader:
+    return Reader()
+
+
+def _day(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
+    reads.day(viewer.scope, start, end)
+
+
+def _customer(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
+    if viewer.kind is ViewerKind.WORKSPACE:
+        scope = viewer.scope
+    else:
+        # The workspace the page opens on (`filters.workspace_scope`): the busiest.
+        workspaces = data.workspaces(start, end)
+        if not workspaces:
+            return
+        scope = Scope.workspace(workspaces[0])
+    reads.customer(scope, start, end)
+
+
+def _partner(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
+    if viewer.kind is ViewerKind.PARTNER:
+        scope = viewer.scope
+    else:
+        # The integration the page opens on (`filters.integration_scope`): the busiest.
+        integrations = data.integrations(start, end)
+        if not integrations:
+            return
+        scope = Scope.integration(integrations[0])
+    reads.partner(scope, start, end)
+
+
+def _retries(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
+    reads.retries(viewer.scope, start, end)
+
+
+def _explorer(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
+    # The explorer opens with no filter set.
+    data.destinations(viewer.scope, start, end)
+    reads.explorer_samples(viewer.scope, start, end)
+
+
+#: What each page reads first, by URL path (app/main.py). The SQL console reads nothing ahead.
+_READERS: dict[str, Callable[[Viewer, dt.datetime, dt.datetime], None]] = {
+    "day": _day,
+    "customer": _customer,
+    "partner": _partner,
+    "retries": _retries,
+    "explorer": _explorer,
+}

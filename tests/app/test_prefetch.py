@@ -1,0 +1,155 @@
+"""Reading ahead (app/prefetch.py): a page read ahead opens without reading the log itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from app import data, prefetch
+from app.access import Viewer, ViewerKind
+from queries import api
+
+from .conftest import END, START, OpenApp, SimulatedDay, token
+
+#: Each page by URL path (app/main.py) and file.
+FILES = {
+    "day": "views/day.py",
+    "customer": "views/customer.py",
+    "partner": "views/partner.py",
+    "retries": "views/retries.py",
+    "explorer": "views/explorer.py",
+}
+
+
+@pytest.fixture
+def queries_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The named queries run from now on (`queries.api`, which every cached figure of `app.data` calls)."""
+    calls: list[str] = []
+    for name in dir(api):
+        function = getattr(api, name)
+        if callable(function) and getattr(function, "__module__", None) == api.__name__:
+
+            def counted(*args, _name=name, _function=function, **kwargs):  # type: ignore[no-untyped-def]
+                calls.append(_name)
+                return _function(*args, **kwargs)
+
+            monkeypatch.setattr(api, name, counted)
+    yield calls
+
+
+def viewer_of(kind: ViewerKind, simulated_day: SimulatedDay) -> Viewer:
+    value = {
+        ViewerKind.WORKSPACE: simulated_day.workspaces[1],
+        ViewerKind.PARTNER: simulated_day.integrations[1],
+    }.get(kind)
+    return Viewer(kind, value, int(dt.datetime.now(dt.UTC).timestamp()) + 3600)
+
+
+PAGES = (
+    [(ViewerKind.ENGINEER, page) for page in FILES]
+    + [(ViewerKind.WORKSPACE, page) for page in ("day", "retries", "explorer")]
+    + [(ViewerKind.PARTNER, page) for page in ("day", "retries")]
+)
+
+
+@pytest.mark.parametrize(("kind", "page"), PAGES)
+def test_a_page_read_ahead_opens_without_a_query_of_its_own(
+    open_app: OpenApp, simulated_day: SimulatedDay, queries_run: list[str], kind: ViewerKind, page: str
+) -> None:
+    viewer = viewer_of(kind, simulated_day)
+    at = open_app(token(kind, viewer.value))  # the viewer's home page: the sidebar's figures cached
+    data._named.clear()
+    prefetch.read(viewer, page, START, END)
+    assert queries_run, "reading ahead read nothing"
+    queries_run.clear()
+    at.switch_page(FILES[page]).run()
+    assert not at.exception
+    assert queries_run == []
+
+
+def test_after_a_page_the_dashboard_reads_the_others_ahead(
+    open_app: OpenApp, simulated_day: SimulatedDay, queries_run: list[str]
+) -> None:
+    at = open_app(token(ViewerKind.ENGINEER), read_ahead=True)
+    data._named.clear()
+    at.run()  # the day page, then its siblings in the background
+    assert prefetch._reader().idle(timeout_s=120)
+    queries_run.clear()
+    for page in ("customer", "partner", "retries", "explorer"):
+        at.switch_page(FILES[page]).run()
+        assert not at.exception
+    assert queries_run == []
+
+
+def test_with_reading_ahead_off_each_page_reads_when_opened(
+    open_app: OpenApp, simulated_day: SimulatedDay, queries_run: list[str]
+) -> None:
+    at = open_app(token(ViewerKind.ENGINEER))
+    data._named.clear()
+    at.run()
+    assert prefetch._reader().idle(timeout_s=120)
+    queries_run.clear()
+    at.switch_page(FILES["retries"]).run()
+    assert "retries" in queries_run
+
+
+class Recorded:
+    """A stand-in for `prefetch.read` that records each page and can hold the reader on one."""
+
+    def __init__(self) -> None:
+        self.read: list[tuple[str, dt.datetime]] = []
+        self.hold = threading.Event()
+        self.held = threading.Event()
+        self.hold.set()
+        self.fail_on: str | None = None
+
+    def __call__(self, viewer: Viewer, page: str, start: dt.datetime, end: dt.datetime) -> None:
+        self.read.append((page, start))
+        self.held.set()
+        self.hold.wait(30)
+        if page == self.fail_on:
+            raise RuntimeError("the log is unreadable")
+
+
+ENGINEER = Viewer(ViewerKind.ENGINEER, None, 2**40)
+LATER = START + dt.timedelta(hours=1)
+
+
+def test_a_session_s_new_range_replaces_the_one_not_begun() -> None:
+    recorded = Recorded()
+    reader = prefetch.Reader(recorded)
+    recorded.hold.clear()
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+    assert recorded.held.wait(30)  # reading the first page of the first range
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("day",), LATER, END))
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("retries",), LATER, END))
+    recorded.hold.set()
+    assert reader.idle(timeout_s=30)
+    # The first range stopped after its page in progress; of the two later plans, the latest.
+    assert recorded.read == [("day", START), ("retries", LATER)]
+
+
+def test_a_range_read_ahead_is_not_read_again_within_the_cache_s_lifetime() -> None:
+    recorded = Recorded()
+    reader = prefetch.Reader(recorded)
+    plan = prefetch.Plan(ENGINEER, ("day",), START, END)
+    reader.submit("s1", plan)
+    assert reader.idle(timeout_s=30)
+    reader.submit("s2", plan)
+    assert reader.idle(timeout_s=30)
+    assert recorded.read == [("day", START)]
+
+
+def test_a_page_that_fails_to_read_ahead_is_logged_and_the_next_is_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorded = Recorded()
+    recorded.fail_on = "day"
+    reader = prefetch.Reader(recorded)
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+    assert reader.idle(timeout_s=30)
+    assert [page for page, _ in recorded.read] == ["day", "retries"]
+    assert "reading the day page ahead failed" in caplog.text
