@@ -148,25 +148,29 @@ class Reader:
                     return
                 session = next(iter(self._pending))
                 plan = self._current = self._pending.pop(session)
+            done = False
             try:
-                self._carry_out(session, plan)
+                done = self._carry_out(session, plan)
             finally:
                 with self._changed:
                     self._current = None
-                    self._done[plan.key] = time.monotonic()
+                    if done:
+                        self._done[plan.key] = time.monotonic()
                     self._forget_expired()
                     self._changed.notify_all()
 
-    def _carry_out(self, session: str, plan: Plan) -> None:
+    def _carry_out(self, session: str, plan: Plan) -> bool:
+        """Read the plan's pages; False if it was left for a newer plan of its session."""
         for page in plan.pages:
             with self._changed:
                 if session in self._pending or self._closed:
-                    return  # the viewer moved on to another range: read that one instead
+                    return False  # the viewer moved on to another range: read that one instead
             try:
                 self._read_page(plan.viewer, page, plan.start, plan.end)
             except Exception:
                 # The page itself will meet the same error when opened, and say what it is.
                 logger.warning("reading the %s page ahead failed", page, exc_info=True)
+        return True
 
     def _forget_expired(self) -> None:
         now = time.monotonic()

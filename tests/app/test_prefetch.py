@@ -130,6 +130,10 @@ def test_a_session_s_new_range_replaces_the_one_not_begun() -> None:
     assert reader.idle(timeout_s=30)
     # The first range stopped after its page in progress; of the two later plans, the latest.
     assert recorded.read == [("day", START), ("retries", LATER)]
+    # Left unfinished, the first range is read again when asked again.
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+    assert reader.idle(timeout_s=30)
+    assert recorded.read[2:] == [("day", START), ("retries", START)]
 
 
 def test_a_range_read_ahead_is_not_read_again_within_the_cache_s_lifetime() -> None:
