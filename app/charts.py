@@ -8,15 +8,20 @@ built the first time, the object itself, for every session. So a page must
 never change a figure it was given (`st.plotly_chart` only reads it). The
 builders themselves stay plain functions: the evidence pack, built outside
 the dashboard too, calls them directly.
+
+The figures are made of graph objects, one trace per series as plotly
+express would make them (`_series`): express took 35-40 ms to build a chart
+where the same traces take 2 ms (docs/benchmarks.md), and a page's charts
+are built again for every range it is shown for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec
 
-import plotly.express as px
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
 import streamlit as st
 
@@ -54,35 +59,39 @@ def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
             "events": figures[column],
             "share": 100 * figures[column] / received if received else 0.0,
             "outcome": outcome,
+            "text": f"{figures[column]:,} ({100 * figures[column] / received if received else 0.0:.2f}%)",
         }
         for label, column, outcome in FATES
     ]
-    frame = pl.DataFrame(rows)
-    figure = px.bar(
-        frame.to_pandas(),
-        x="events",
-        y="fate",
-        orientation="h",
-        color="outcome",
-        color_discrete_map=style.OUTCOME_COLORS,
-        text=[f"{row['events']:,} ({row['share']:.2f}%)" for row in rows],
-        labels={"events": "events", "fate": ""},
+    figure = go.Figure(
+        _series(
+            pl.DataFrame(rows),
+            x="events",
+            y="fate",
+            color="outcome",
+            colors=style.OUTCOME_COLORS,
+            labels={"events": "events", "fate": "", "outcome": "outcome"},
+            text="text",
+            orientation="h",
+        ),
+        layout={"barmode": "relative", "showlegend": False},
     )
     figure.update_yaxes(categoryorder="array", categoryarray=[label for label, _, _ in reversed(FATES)])
-    figure.update_layout(showlegend=False)
     return style.finish(figure, title=title, x="events", y="final outcome")
 
 
 def hourly_classes(hours: pl.DataFrame, title: str, per: str = "hour") -> go.Figure:
     """Requests per hour (or per `per`: a day, over a range of days), stacked by error class."""
-    frame = hours.with_columns(style.class_label())
-    figure = px.bar(
-        frame.to_pandas(),
-        x="hour",
-        y="requests",
-        color="error_class",
-        color_discrete_map=style.LABEL_COLORS,
-        labels={"hour": f"{per} (UTC)", "requests": "requests", "error_class": "error class"},
+    figure = go.Figure(
+        _series(
+            hours.with_columns(style.class_label()),
+            x="hour",
+            y="requests",
+            color="error_class",
+            colors=style.LABEL_COLORS,
+            labels={"hour": f"{per} (UTC)", "requests": "requests", "error_class": "error class"},
+        ),
+        layout={"barmode": "relative"},
     )
     return style.finish(
         figure, title=title, x=f"{per} (UTC)", y=f"requests per {per}", height=440, legend_below=True
@@ -96,13 +105,16 @@ def daily_trend(daily: pl.DataFrame, title: str) -> go.Figure:
     ).with_columns(
         pl.col("rate").replace({"first_attempt_pct": "first attempt", "eventual_pct": "eventually"})
     )
-    figure = px.line(
-        frame.to_pandas(),
-        x="day",
-        y="pct",
-        color="rate",
-        markers=True,
-        labels={"day": "day received (UTC)", "pct": "events delivered (%)", "rate": "delivered"},
+    figure = go.Figure(
+        _series(
+            frame,
+            x="day",
+            y="pct",
+            color="rate",
+            labels={"day": "day received (UTC)", "pct": "events delivered (%)", "rate": "delivered"},
+            trace=go.Scatter,
+            mode="lines+markers",
+        )
     )
     return style.finish(
         figure, title=title, x="day received (UTC)", y="events delivered (%)", legend_below=True
@@ -112,14 +124,18 @@ def daily_trend(daily: pl.DataFrame, title: str) -> go.Figure:
 def delivery_funnel(funnel: pl.DataFrame, title: str) -> go.Figure:
     """First attempt versus eventual delivery: received, delivered by attempt k, after a replay if any."""
     frame = funnel.filter(pl.col("kind").is_in(["received", "delivered", "replayed"])).sort("step")
-    figure = px.funnel(
-        frame.to_pandas(),
-        x="events",
-        y="stage",
-        text=[f"{events:,} ({pct:.2f}%)" for events, pct in frame.select("events", "pct").iter_rows()],
-        labels={"events": "events", "stage": ""},
+    texts = [f"{events:,} ({pct:.2f}%)" for events, pct in frame.select("events", "pct").iter_rows()]
+    figure = go.Figure(
+        go.Funnel(
+            x=frame.get_column("events").to_list(),
+            y=frame.get_column("stage").to_list(),
+            text=texts,
+            textinfo="text",
+            marker={"color": _colorway()[0]},
+            hovertemplate="events=%{x}<br>=%{y}<br>text=%{text}<extra></extra>",
+            showlegend=False,
+        )
     )
-    figure.update_traces(textinfo="text")
     return style.finish(figure, title=title, x="events", y="stage")
 
 
@@ -128,16 +144,24 @@ def failed_by_class(errors: pl.DataFrame, title: str) -> go.Figure | None:
     failed = errors.filter(pl.col("error_class") != "none")
     if not failed.height:
         return None
-    by_class = failed.group_by("error_class").agg(pl.col("requests").sum()).with_columns(style.class_label())
-    figure = px.bar(
-        by_class.sort("requests", descending=True).to_pandas(),
-        x="error_class",
-        y="requests",
-        color="error_class",
-        color_discrete_map=style.LABEL_COLORS,
-        labels={"error_class": "error class", "requests": "failed requests"},
+    by_class = (
+        failed.group_by("error_class")
+        .agg(pl.col("requests").sum())
+        .with_columns(style.class_label())
+        .sort("requests", descending=True)
     )
-    figure.update_layout(showlegend=False)
+    figure = go.Figure(
+        _series(
+            by_class,
+            x="error_class",
+            y="requests",
+            color="error_class",
+            colors=style.LABEL_COLORS,
+            labels={"error_class": "error class", "requests": "failed requests"},
+        ),
+        layout={"barmode": "relative", "showlegend": False},
+    )
+    figure.update_xaxes(categoryorder="array", categoryarray=by_class.get_column("error_class").to_list())
     return style.finish(figure, title=title, x="error class", y="requests")
 
 
@@ -146,13 +170,16 @@ def terminal_codes(codes: pl.DataFrame, title: str) -> go.Figure | None:
     terminal = codes.filter(pl.col("error_class").is_in(["auth", "validation", "client"]))
     if not terminal.height:
         return None
-    figure = px.bar(
-        terminal.with_columns(style.class_label()).to_pandas(),
-        x="label",
-        y="requests",
-        color="error_class",
-        color_discrete_map=style.LABEL_COLORS,
-        labels={"label": "status code", "requests": "requests", "error_class": "error class"},
+    figure = go.Figure(
+        _series(
+            terminal.with_columns(style.class_label()),
+            x="label",
+            y="requests",
+            color="error_class",
+            colors=style.LABEL_COLORS,
+            labels={"label": "status code", "requests": "requests", "error_class": "error class"},
+        ),
+        layout={"barmode": "relative"},
     )
     figure.update_xaxes(type="category")
     return style.finish(figure, title=title, x="HTTP status", y="requests")
@@ -165,14 +192,20 @@ def delivered_per_attempt(funnel: pl.DataFrame, title: str) -> go.Figure | None:
         return None
     # The funnel's stages are cumulative; each bar is what one more attempt added.
     per_attempt = delivered.sort("attempt").with_columns(pl.col("events").diff().fill_null(pl.col("events")))
-    figure = px.bar(
-        per_attempt.to_pandas(),
-        x="attempt",
-        y="events",
-        log_y=True,
-        text=[f"{events:,}" for events in per_attempt.get_column("events")],
-        labels={"attempt": "attempt that delivered", "events": "events delivered"},
-        color_discrete_sequence=[style.CLASS_COLORS["none"]],
+    events = per_attempt.get_column("events").to_list()
+    figure = go.Figure(
+        go.Bar(
+            x=per_attempt.get_column("attempt").to_list(),
+            y=events,
+            text=[f"{count:,}" for count in events],
+            textposition="auto",
+            marker={"color": style.CLASS_COLORS["none"]},
+            hovertemplate=(
+                "attempt that delivered=%{x}<br>events delivered=%{y}<br>text=%{text}<extra></extra>"
+            ),
+            showlegend=False,
+        ),
+        layout={"barmode": "relative", "yaxis": {"type": "log"}},
     )
     figure.update_xaxes(dtick=1)
     return style.finish(
@@ -191,14 +224,21 @@ def recovery_curves(curves: pl.DataFrame, title: str) -> go.Figure:
     )
     colors = {style.CLASS_LABELS[name]: color for name, color in style.CLASS_COLORS.items()}
     colors["all events received"] = "#000000"
-    figure = px.line(
-        labelled.to_pandas(),
-        x="attempt",
-        y="delivered_by_pct",
-        color="curve",
-        markers=True,
-        color_discrete_map=colors,
-        labels={"attempt": "attempts made", "delivered_by_pct": "delivered (%)", "curve": "first failure"},
+    figure = go.Figure(
+        _series(
+            labelled,
+            x="attempt",
+            y="delivered_by_pct",
+            color="curve",
+            colors=colors,
+            labels={
+                "attempt": "attempts made",
+                "delivered_by_pct": "delivered (%)",
+                "curve": "first failure",
+            },
+            trace=go.Scatter,
+            mode="lines+markers",
+        )
     )
     figure.update_yaxes(ticksuffix="%", range=[0, 100])
     return style.finish(
@@ -210,17 +250,78 @@ def delay_buckets(buckets: pl.DataFrame, title: str) -> go.Figure:
     """Delivered events by time from receipt to delivery, first attempt beside after retries, on a log
     scale (`delivery_delay_histogram` rows)."""
     upper = pl.col("upper_ms").map_elements(lambda ms: style.duration(ms / 1000), return_dtype=pl.String)
-    figure = px.bar(
-        buckets.with_columns(upper.alias("up to")).to_pandas(),
-        x="up to",
-        y="events",
-        color="delivery",
-        barmode="group",
-        log_y=True,
-        labels={"events": "events delivered", "up to": "time to delivery, up to", "delivery": ""},
-        color_discrete_map={
-            "first attempt": style.CLASS_COLORS["none"],
-            "after retries": style.CLASS_COLORS["rate_limit"],
-        },
+    figure = go.Figure(
+        _series(
+            buckets.with_columns(upper.alias("up to")),
+            x="up to",
+            y="events",
+            color="delivery",
+            colors={
+                "first attempt": style.CLASS_COLORS["none"],
+                "after retries": style.CLASS_COLORS["rate_limit"],
+            },
+            labels={"events": "events delivered", "up to": "time to delivery, up to", "delivery": ""},
+        ),
+        layout={"barmode": "group", "yaxis": {"type": "log"}},
     )
     return style.finish(figure, title=title, x="time to delivery", y="events (log scale)")
+
+
+def _series(
+    frame: pl.DataFrame,
+    *,
+    x: str,
+    y: str,
+    color: str,
+    labels: Mapping[str, str],
+    colors: Mapping[str, str] | None = None,
+    text: str | None = None,
+    trace: Callable[..., Any] = go.Bar,
+    **options: Any,
+) -> list[Any]:
+    """One trace of `frame`'s `x` and `y` per value of `color`, in the order the values first come,
+    as plotly express draws them: named by the value, coloured from `colors` or else the template's
+    colourway in turn, and hovered with the `labels` of the columns."""
+    palette = _colorway()
+    # Plotly.js reads no time zone in a date: UTC times go as they read, as express sends them.
+    frame = frame.with_columns(
+        pl.col(pl.Datetime(time_zone="*")).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    )
+    traces = []
+    for index, ((value,), rows) in enumerate(frame.group_by(color, maintain_order=True)):
+        hover = f"{labels.get(x, x)}=%{{x}}<br>{labels.get(y, y)}=%{{y}}"
+        if color != x:  # a series per x value says its name once
+            hover = f"{labels.get(color, color)}={value}<br>{hover}"
+        extra: dict[str, Any] = {}
+        if text is not None:
+            extra = {"text": rows.get_column(text).to_list(), "textposition": "auto"}
+            hover += "<br>text=%{text}"
+        if trace is go.Bar:
+            extra["marker"] = {"color": _color(value, colors, palette, index)}
+        else:
+            extra["line"] = {"color": _color(value, colors, palette, index)}
+        traces.append(
+            trace(
+                x=rows.get_column(x).to_list(),
+                y=rows.get_column(y).to_list(),
+                name=str(value),
+                legendgroup=str(value),
+                hovertemplate=hover + "<extra></extra>",
+                **extra,
+                **options,
+            )
+        )
+    return traces
+
+
+def _color(value: object, colors: Mapping[str, str] | None, palette: Sequence[str], index: int) -> str:
+    if colors is not None and value in colors:
+        return colors[str(value)]
+    return palette[index % len(palette)]
+
+
+def _colorway() -> Sequence[str]:
+    """The default template's colours (Streamlit's, which the browser maps to its theme)."""
+    template = pio.templates[pio.templates.default]
+    colorway: Sequence[str] = template.layout.colorway or ("#636efa",)
+    return colorway
