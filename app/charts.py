@@ -10,7 +10,7 @@ builders themselves stay plain functions: the evidence pack, built outside
 the dashboard too, calls them directly.
 
 The figures are made of graph objects, one trace per series as plotly
-express would make them (`_series`): express took 35-40 ms to build a chart
+express would make them (`series`): express took 35-40 ms to build a chart
 where the same traces take 2 ms (docs/benchmarks.md), and a page's charts
 are built again for every range it is shown for.
 """
@@ -64,7 +64,7 @@ def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
         for label, column, outcome in FATES
     ]
     figure = go.Figure(
-        _series(
+        series(
             pl.DataFrame(rows),
             x="events",
             y="fate",
@@ -83,7 +83,7 @@ def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
 def hourly_classes(hours: pl.DataFrame, title: str, per: str = "hour") -> go.Figure:
     """Requests per hour (or per `per`: a day, over a range of days), stacked by error class."""
     figure = go.Figure(
-        _series(
+        series(
             hours.with_columns(style.class_label()),
             x="hour",
             y="requests",
@@ -106,7 +106,7 @@ def daily_trend(daily: pl.DataFrame, title: str) -> go.Figure:
         pl.col("rate").replace({"first_attempt_pct": "first attempt", "eventual_pct": "eventually"})
     )
     figure = go.Figure(
-        _series(
+        series(
             frame,
             x="day",
             y="pct",
@@ -151,7 +151,7 @@ def failed_by_class(errors: pl.DataFrame, title: str) -> go.Figure | None:
         .sort("requests", descending=True)
     )
     figure = go.Figure(
-        _series(
+        series(
             by_class,
             x="error_class",
             y="requests",
@@ -171,7 +171,7 @@ def terminal_codes(codes: pl.DataFrame, title: str) -> go.Figure | None:
     if not terminal.height:
         return None
     figure = go.Figure(
-        _series(
+        series(
             terminal.with_columns(style.class_label()),
             x="label",
             y="requests",
@@ -225,7 +225,7 @@ def recovery_curves(curves: pl.DataFrame, title: str) -> go.Figure:
     colors = {style.CLASS_LABELS[name]: color for name, color in style.CLASS_COLORS.items()}
     colors["all events received"] = "#000000"
     figure = go.Figure(
-        _series(
+        series(
             labelled,
             x="attempt",
             y="delivered_by_pct",
@@ -251,7 +251,7 @@ def delay_buckets(buckets: pl.DataFrame, title: str) -> go.Figure:
     scale (`delivery_delay_histogram` rows)."""
     upper = pl.col("upper_ms").map_elements(lambda ms: style.duration(ms / 1000), return_dtype=pl.String)
     figure = go.Figure(
-        _series(
+        series(
             buckets.with_columns(upper.alias("up to")),
             x="up to",
             y="events",
@@ -267,7 +267,7 @@ def delay_buckets(buckets: pl.DataFrame, title: str) -> go.Figure:
     return style.finish(figure, title=title, x="time to delivery", y="events (log scale)")
 
 
-def _series(
+def series(
     frame: pl.DataFrame,
     *,
     x: str,
