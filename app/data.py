@@ -9,11 +9,13 @@ Pages never see a `Scope` they did not get from `app.access`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +113,29 @@ def _named(
 
 
 def _run(name: str, scope: Scope, start: dt.datetime, end: dt.datetime, **params: Any) -> pl.DataFrame:
+    _run_hook()
     return _named(log_location(), name, scope, start, end, tuple(sorted(params.items())))
+
+
+#: Per thread: what to call before each named query (`before_each_query`).
+_thread = threading.local()
+
+
+def _run_hook() -> None:
+    if (before := getattr(_thread, "before_query", None)) is not None:
+        before()
+
+
+@contextlib.contextmanager
+def before_each_query(hook: Callable[[], None]) -> Iterator[None]:
+    """Call `hook` before each named query this thread runs in the block: the reading ahead
+    (`app.prefetch`) waits there while a page runs, and stops there when it is no longer wanted
+    (the hook raises)."""
+    _thread.before_query = hook
+    try:
+        yield
+    finally:
+        _thread.before_query = None
 
 
 def day_report(scope: Scope, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:

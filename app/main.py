@@ -64,7 +64,8 @@ else:
     st.sidebar.caption(f"Signed in by link as **{viewer.label}**.")
 
 # Every figure of this run from one listing of the log: a page's sections agree with each other.
-with data.log().snapshot():
+# The reading ahead of other pages waits while it runs.
+with prefetch.foreground(), data.log().snapshot():
     days = data.days()
     if not days:
         st.title(page.title)

@@ -15,9 +15,13 @@ the range, `app.filters`). Cached results expire after `data.TTL_S`, as
 the page's own would.
 
 What it costs: one background thread per dashboard process, one viewer's
-pages at a time. A viewer who picks another range before the reading ahead
-has begun replaces it (only the latest range of each session is read
-ahead), and a range read ahead within `data.TTL_S` is not read again. A
+pages at a time, and only while the dashboard is otherwise idle: before each
+query it waits until no page has run for `SETTLE_S` (`foreground`), so that
+it takes no core from a viewer waiting for a page, nor from their browser
+drawing it when it runs on the same machine. A viewer who picks another
+range replaces the plan for the last one, which stops before its next
+query (only the latest range of each session is read ahead), and a range
+read ahead within `data.TTL_S` is not read again. A
 page clicked while its figures are being read waits for them rather than
 reading them twice (`st.cache_data` computes one key once at a time).
 `DELIVERYDASH_PREFETCH=0` (`deliverydash dashboard --no-prefetch`) turns it
@@ -27,13 +31,14 @@ off, for a dashboard whose cores are better left to the pages being viewed.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import streamlit as st
@@ -46,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: "0" turns reading ahead off (`deliverydash dashboard --no-prefetch`).
 PREFETCH_ENV = "DELIVERYDASH_PREFETCH"
+#: How long the dashboard must have run no page before a query is read ahead.
+SETTLE_S = 1.0
 #: Where a session keeps the name its plans go by.
 _SESSION_KEY = "_prefetch_session"
 
@@ -78,6 +85,16 @@ def read(viewer: Viewer, page: str, start: dt.datetime, end: dt.datetime) -> Non
             reader(viewer, start, end)
 
 
+@contextlib.contextmanager
+def foreground() -> Iterator[None]:
+    """A page run: the reading ahead starts no query until it ends (nothing when it is off)."""
+    if not enabled():
+        yield
+        return
+    with _reader().foreground():
+        yield
+
+
 def schedule(viewer: Viewer, pages: Sequence[str], start: dt.datetime, end: dt.datetime) -> None:
     """Read `pages` (URL paths: every page the viewer may open, the one on screen included, whose
     figures are then found in the cache) ahead in the background for this session's viewer and
@@ -93,10 +110,18 @@ def schedule(viewer: Viewer, pages: Sequence[str], start: dt.datetime, end: dt.d
 class Reader:
     """One thread that carries out the plans, the latest of each session, oldest session first."""
 
-    def __init__(self, read_page: Callable[[Viewer, str, dt.datetime, dt.datetime], None] = read) -> None:
+    def __init__(
+        self,
+        read_page: Callable[[Viewer, str, dt.datetime, dt.datetime], None] = read,
+        *,
+        settle_s: float = SETTLE_S,
+    ) -> None:
         self._read_page = read_page
+        self._settle_s = settle_s
+        self._last_run_end = 0.0
         self._pending: dict[str, Plan] = {}
         self._current: Plan | None = None
+        self._page_runs = 0
         self._done: dict[tuple[object, ...], float] = {}
         self._closed = False
         self._changed = threading.Condition()
@@ -116,7 +141,20 @@ class Reader:
                 return
             self._pending.pop(session, None)  # re-inserted last: sessions take turns
             self._pending[session] = plan
-            self._changed.notify()
+            self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def foreground(self) -> Iterator[None]:
+        """A page run in progress: no query is started for reading ahead until it ends."""
+        with self._changed:
+            self._page_runs += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._page_runs -= 1
+                self._last_run_end = time.monotonic()
+                self._changed.notify_all()
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop after the query being read, if any (waiting up to `timeout_s` for it)."""
@@ -161,21 +199,42 @@ class Reader:
 
     def _carry_out(self, session: str, plan: Plan) -> bool:
         """Read the plan's pages; False if it was left for a newer plan of its session."""
-        for page in plan.pages:
-            with self._changed:
-                if session in self._pending or self._closed:
-                    return False  # the viewer moved on to another range: read that one instead
-            try:
-                self._read_page(plan.viewer, page, plan.start, plan.end)
-            except Exception:
-                # The page itself will meet the same error when opened, and say what it is.
-                logger.warning("reading the %s page ahead failed", page, exc_info=True)
+        with data.before_each_query(lambda: self._before_query(session)):
+            for page in plan.pages:
+                try:
+                    self._read_page(plan.viewer, page, plan.start, plan.end)
+                except _Superseded:
+                    return False
+                except Exception:
+                    # The page itself will meet the same error when opened, and say what it is.
+                    logger.warning("reading the %s page ahead failed", page, exc_info=True)
         return True
+
+    def _before_query(self, session: str) -> None:
+        """Wait until no page has run for the settling time; raise `_Superseded` when the plan is no
+        longer wanted."""
+        with self._changed:
+            while not self._superseded(session):
+                if self._page_runs:
+                    self._changed.wait()
+                elif (left := self._last_run_end + self._settle_s - time.monotonic()) > 0:
+                    self._changed.wait(left)
+                else:
+                    return
+            raise _Superseded
+
+    def _superseded(self, session: str) -> bool:
+        # The viewer moved on to another range (read that one instead), or the dashboard is ending.
+        return session in self._pending or self._closed
 
     def _forget_expired(self) -> None:
         now = time.monotonic()
         for key in [key for key, at in self._done.items() if now - at >= data.TTL_S]:
             del self._done[key]
+
+
+class _Superseded(Exception):
+    """The plan being read is no longer wanted."""
 
 
 @st.cache_resource(show_spinner=False)

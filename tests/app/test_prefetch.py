@@ -107,6 +107,7 @@ class Recorded:
         self.fail_on: str | None = None
 
     def __call__(self, viewer: Viewer, page: str, start: dt.datetime, end: dt.datetime) -> None:
+        data._run_hook()  # as a named query would, first
         self.read.append((page, start))
         self.held.set()
         self.hold.wait(30)
@@ -120,7 +121,7 @@ LATER = START + dt.timedelta(hours=1)
 
 def test_a_session_s_new_range_replaces_the_one_not_begun() -> None:
     recorded = Recorded()
-    reader = prefetch.Reader(recorded)
+    reader = prefetch.Reader(recorded, settle_s=0)
     recorded.hold.clear()
     reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
     assert recorded.held.wait(30)  # reading the first page of the first range
@@ -138,7 +139,7 @@ def test_a_session_s_new_range_replaces_the_one_not_begun() -> None:
 
 def test_a_range_read_ahead_is_not_read_again_within_the_cache_s_lifetime() -> None:
     recorded = Recorded()
-    reader = prefetch.Reader(recorded)
+    reader = prefetch.Reader(recorded, settle_s=0)
     plan = prefetch.Plan(ENGINEER, ("day",), START, END)
     reader.submit("s1", plan)
     assert reader.idle(timeout_s=30)
@@ -152,8 +153,41 @@ def test_a_page_that_fails_to_read_ahead_is_logged_and_the_next_is_read(
 ) -> None:
     recorded = Recorded()
     recorded.fail_on = "day"
-    reader = prefetch.Reader(recorded)
+    reader = prefetch.Reader(recorded, settle_s=0)
     reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
     assert reader.idle(timeout_s=30)
     assert [page for page, _ in recorded.read] == ["day", "retries"]
     assert "reading the day page ahead failed" in caplog.text
+
+
+def test_nothing_is_read_ahead_while_a_page_runs() -> None:
+    recorded = Recorded()
+    reader = prefetch.Reader(recorded, settle_s=0)
+    with reader.foreground():
+        reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+        assert not reader.idle(timeout_s=0.5)
+        assert recorded.read == []
+    assert reader.idle(timeout_s=30)
+    assert [page for page, _ in recorded.read] == ["day", "retries"]
+
+
+def test_a_plan_waiting_for_a_page_gives_way_to_the_session_s_next() -> None:
+    recorded = Recorded()
+    reader = prefetch.Reader(recorded, settle_s=0)
+    with reader.foreground():
+        reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+        assert not reader.idle(timeout_s=0.5)  # begun, waiting before its first query
+        reader.submit("s1", prefetch.Plan(ENGINEER, ("day",), LATER, END))
+    assert reader.idle(timeout_s=30)
+    assert recorded.read == [("day", LATER)]
+
+
+def test_reading_ahead_waits_for_the_dashboard_to_settle_after_a_page() -> None:
+    recorded = Recorded()
+    reader = prefetch.Reader(recorded, settle_s=60)
+    with reader.foreground():
+        pass
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("day",), START, END))
+    assert not reader.idle(timeout_s=0.5)
+    assert recorded.read == []
+    reader.close()
