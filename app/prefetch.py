@@ -248,27 +248,26 @@ def _day(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
 
 
 def _customer(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
-    if viewer.kind is ViewerKind.WORKSPACE:
-        scope = viewer.scope
-    else:
-        # The workspace the page opens on (`filters.workspace_scope`): the busiest.
-        workspaces = data.workspaces(start, end)
-        if not workspaces:
-            return
-        scope = Scope.workspace(workspaces[0])
-    reads.customer(scope, start, end)
+    scope = _opened_on(viewer, ViewerKind.WORKSPACE, lambda: data.workspaces(start, end), Scope.workspace)
+    if scope is not None:
+        reads.customer(scope, start, end)
 
 
 def _partner(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:
-    if viewer.kind is ViewerKind.PARTNER:
-        scope = viewer.scope
-    else:
-        # The integration the page opens on (`filters.integration_scope`): the busiest.
-        integrations = data.integrations(start, end)
-        if not integrations:
-            return
-        scope = Scope.integration(integrations[0])
-    reads.partner(scope, start, end)
+    scope = _opened_on(viewer, ViewerKind.PARTNER, lambda: data.integrations(start, end), Scope.integration)
+    if scope is not None:
+        reads.partner(scope, start, end)
+
+
+def _opened_on(
+    viewer: Viewer, own: ViewerKind, busiest: Callable[[], list[str]], scope_of: Callable[[str], Scope]
+) -> Scope | None:
+    """The scope the customer or partner page opens on (`filters.workspace_scope`,
+    `filters.integration_scope`): the link's own, else the range's busiest."""
+    if viewer.kind is own:
+        return viewer.scope
+    options = busiest()
+    return scope_of(options[0]) if options else None
 
 
 def _retries(viewer: Viewer, start: dt.datetime, end: dt.datetime) -> None:

@@ -191,3 +191,14 @@ def test_reading_ahead_waits_for_the_dashboard_to_settle_after_a_page() -> None:
     assert not reader.idle(timeout_s=0.5)
     assert recorded.read == []
     reader.close()
+
+
+def test_a_customer_s_reading_ahead_reads_its_workspace_only(
+    open_app: OpenApp, simulated_day: SimulatedDay, queries_run: list[str]
+) -> None:
+    viewer = viewer_of(ViewerKind.WORKSPACE, simulated_day)
+    open_app(token(ViewerKind.WORKSPACE, viewer.value))
+    data._named.clear()
+    queries_run.clear()
+    prefetch.read(viewer, "customer", START, END)
+    assert queries_run and "destinations" not in queries_run  # no operator's picker of every workspace
