@@ -23,6 +23,7 @@ from typing import Any, ParamSpec
 import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
+import polars.selectors as cs
 import streamlit as st
 
 from app import style
@@ -285,7 +286,7 @@ def series(
     palette = _colorway()
     # Plotly.js reads no time zone in a date: UTC times go as they read, as express sends them.
     frame = frame.with_columns(
-        pl.col(pl.Datetime(time_zone="*")).dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        cs.datetime(time_zone="*").dt.convert_time_zone("UTC").dt.replace_time_zone(None)
     )
     traces = []
     for index, ((value,), rows) in enumerate(frame.group_by(color, maintain_order=True)):
@@ -315,7 +316,7 @@ def series(
 
 
 def _color(value: object, colors: Mapping[str, str] | None, palette: Sequence[str], index: int) -> str:
-    if colors is not None and value in colors:
+    if colors is not None and str(value) in colors:
         return colors[str(value)]
     return palette[index % len(palette)]
 

@@ -15,10 +15,9 @@ the range, `app.filters`). Cached results expire after `data.TTL_S`, as
 the page's own would.
 
 What it costs: one background thread per dashboard process, one viewer's
-pages at a time, and only while the dashboard is otherwise idle: before each
-query it waits until no page has run for `SETTLE_S` (`foreground`), so that
-it takes no core from a viewer waiting for a page, nor from their browser
-drawing it when it runs on the same machine. A viewer who picks another
+pages at a time, and only while the dashboard is otherwise idle: it starts
+no query until no page has run for `SETTLE_S` (`foreground`), so that it
+starts none while a viewer waits for a page (a query already begun runs on). A viewer who picks another
 range replaces the plan for the last one, which stops before its next
 query (only the latest range of each session is read ahead), and a range
 read ahead within `data.TTL_S` is not read again. A
@@ -135,14 +134,15 @@ class Reader:
         """Read `plan` ahead, in place of any plan of `session` not begun yet; nothing if the same
         figures are being read or were read within `data.TTL_S`."""
         with self._changed:
+            # Whatever happens to this plan, the session's older one not begun is not wanted.
+            self._pending.pop(session, None)
+            self._changed.notify_all()
             done_at = self._done.get(plan.key)
             if done_at is not None and time.monotonic() - done_at < data.TTL_S:
                 return
             if self._current is not None and self._current.key == plan.key:
                 return
-            self._pending.pop(session, None)  # re-inserted last: sessions take turns
-            self._pending[session] = plan
-            self._changed.notify_all()
+            self._pending[session] = plan  # last: sessions take turns
 
     @contextlib.contextmanager
     def foreground(self) -> Iterator[None]:
@@ -187,6 +187,8 @@ class Reader:
                     return
                 session = next(iter(self._pending))
                 plan = self._current = self._pending.pop(session)
+            # Its first figures expire first: a plan counts as read from when it began.
+            began = time.monotonic()
             done = False
             try:
                 done = self._carry_out(session, plan)
@@ -194,7 +196,7 @@ class Reader:
                 with self._changed:
                     self._current = None
                     if done:
-                        self._done[plan.key] = time.monotonic()
+                        self._done[plan.key] = began
                     self._forget_expired()
                     self._changed.notify_all()
 
@@ -202,16 +204,23 @@ class Reader:
         """Read the plan's pages; False if it was left for a newer plan of its session."""
         with data.before_each_query(lambda: self._before_query(session)):
             for page in plan.pages:
-                try:
-                    self._read_page(plan.viewer, page, plan.start, plan.end)
-                except _Superseded:
-                    return False
-                except Exception:
-                    # The page itself will meet the same error when opened, and say what it is.
-                    logger.warning("reading the %s page ahead failed", page, exc_info=True)
+                while True:
+                    try:
+                        self._wait_until_idle(session)
+                        self._read_page(plan.viewer, page, plan.start, plan.end)
+                    except _PageRan:
+                        # Read on from a new listing (a page's snapshot is for the seconds a page
+                        # takes); the queries already read are found in the cache.
+                        continue
+                    except _Superseded:
+                        return False
+                    except Exception:
+                        # The page itself will meet the same error when opened, and say what it is.
+                        logger.warning("reading the %s page ahead failed", page, exc_info=True)
+                    break
         return True
 
-    def _before_query(self, session: str) -> None:
+    def _wait_until_idle(self, session: str) -> None:
         """Wait until no page has run for the settling time; raise `_Superseded` when the plan is no
         longer wanted."""
         with self._changed:
@@ -223,6 +232,16 @@ class Reader:
                 else:
                     return
             raise _Superseded
+
+    def _before_query(self, session: str) -> None:
+        """Before each query of a page read ahead: on, unless the plan is no longer wanted
+        (`_Superseded`) or a page has run since (`_PageRan`: waiting inside the page's snapshot
+        would keep its listing past its time)."""
+        with self._changed:
+            if self._superseded(session):
+                raise _Superseded
+            if self._page_runs or time.monotonic() < self._last_run_end + self._settle_s:
+                raise _PageRan
 
     def _superseded(self, session: str) -> bool:
         # The viewer moved on to another range (read that one instead), or the dashboard is ending.
@@ -236,6 +255,10 @@ class Reader:
 
 class _Superseded(Exception):
     """The plan being read is no longer wanted."""
+
+
+class _PageRan(Exception):
+    """A page ran while one was being read ahead: it is read again once the dashboard is idle."""
 
 
 @st.cache_resource(show_spinner=False)
@@ -266,6 +289,8 @@ def _opened_on(
     `filters.integration_scope`): the link's own, else the range's busiest."""
     if viewer.kind is own:
         return viewer.scope
+    if not viewer.sees_everything:
+        return None  # never reached (the page is not the viewer's): a link's reading stays in its scope
     options = busiest()
     return scope_of(options[0]) if options else None
 

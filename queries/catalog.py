@@ -358,11 +358,13 @@ def define_view(
 
 
 def define_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """The macros the named queries share (`queries/_macros.sql`), after the views they read.
+    """The macros the named queries share (`queries/_macros.sql`), once the views they read exist.
 
     DuckDB binds a table macro's body when it is created, so the views must
-    exist first. `body_template` and the rollups' other macros
-    (`ingest.rollup.connect_macros`) come before the views, which need none.
+    exist first (`define_catalog` binds them over empty views of the same
+    columns; a macro finds its tables again when it runs). `body_template`
+    and the rollups' other macros (`ingest.rollup.connect_macros`) come
+    before the views, which need none.
     """
     con.execute(load_macros())
 

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
         # Streamlit runs a full garbage collection after every script run by default: 0.1 s of
-        # CPU in this process (plotly, pandas, polars, DuckDB), a fifth of its CPU over 100 clicks
+        # CPU in this process (plotly, pandas, polars, DuckDB), 28 % of its CPU over 100 clicks
         # for the same memory (docs/benchmarks.md). Python's own collections still run.
         "--runner.postScriptGC", "false",
     ]  # fmt: skip
