@@ -17,12 +17,13 @@ the page's own would.
 What it costs: one background thread per dashboard process, one viewer's
 pages at a time, and only while the dashboard is otherwise idle: it starts
 no query until no page has run for `SETTLE_S` (`foreground`), so that it
-starts none while a viewer waits for a page (a query already begun runs on). A viewer who picks another
-range replaces the plan for the last one, which stops before its next
-query (only the latest range of each session is read ahead), and a range
-read ahead within `data.TTL_S` is not read again. A
-page clicked while its figures are being read waits for them rather than
-reading them twice (`st.cache_data` computes one key once at a time).
+starts none while a viewer waits for a page (a query already begun runs
+on). A viewer who picks another range replaces the plan for the last one,
+which stops before its next query (only the latest range of each session
+is read ahead), and a range read ahead within `data.TTL_S` is not read
+again. A page clicked while its figures are being read waits for them
+rather than reading them twice (`st.cache_data` computes one key once at
+a time).
 `DELIVERYDASH_PREFETCH=0` (`deliverydash dashboard --no-prefetch`) turns it
 off, for a dashboard whose cores are better left to the pages being viewed.
 """
