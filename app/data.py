@@ -129,8 +129,8 @@ def _run_hook() -> None:
 @contextlib.contextmanager
 def before_each_query(hook: Callable[[], None]) -> Iterator[None]:
     """Call `hook` before each named query this thread runs in the block: the reading ahead
-    (`app.prefetch`) waits there while a page runs, and stops there when it is no longer wanted
-    (the hook raises)."""
+    (`app.prefetch`) stops there, the hook raising, when a page has run since it began the page it
+    reads or when it is no longer wanted."""
     _thread.before_query = hook
     try:
         yield

@@ -34,6 +34,7 @@ import atexit
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import threading
 import time
@@ -226,12 +227,9 @@ class Reader:
         longer wanted."""
         with self._changed:
             while not self._superseded(session):
-                if self._page_runs:
-                    self._changed.wait()
-                elif (left := self._last_run_end + self._settle_s - time.monotonic()) > 0:
-                    self._changed.wait(left)
-                else:
+                if not (left := self._idle_in()):
                     return
+                self._changed.wait(None if left == math.inf else left)
             raise _Superseded
 
     def _before_query(self, session: str) -> None:
@@ -241,8 +239,14 @@ class Reader:
         with self._changed:
             if self._superseded(session):
                 raise _Superseded
-            if self._page_runs or time.monotonic() < self._last_run_end + self._settle_s:
+            if self._idle_in():
                 raise _PageRan
+
+    def _idle_in(self) -> float:
+        """Seconds until the dashboard counts as idle: 0 when it is, unbounded while a page runs."""
+        if self._page_runs:
+            return math.inf
+        return max(0.0, self._last_run_end + self._settle_s - time.monotonic())
 
     def _superseded(self, session: str) -> bool:
         # The viewer moved on to another range (read that one instead), or the dashboard is ending.
