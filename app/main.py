@@ -76,6 +76,8 @@ with prefetch.foreground(), data.log().snapshot():
         st.stop()
     console = page.url_path == SQL[2]
     filters.select_time_range(days, disabled=console)
+    if not console:
+        prefetch.showing(*filters.time_range())
     # The console reads every partition; a page, those of its range.
     if out_of_step := data.rollups_out_of_step(*((None, None) if console else filters.time_range())):
         files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"

@@ -18,10 +18,11 @@ What it costs: one background thread per dashboard process, one viewer's
 pages at a time, and only while the dashboard is otherwise idle: it starts
 no query until no page has run for `SETTLE_S` (`foreground`), so that it
 starts none while a viewer waits for a page (a query already begun runs
-on). A viewer who picks another range replaces the plan for the last one,
-which stops before its next query (only the latest range of each session
-is read ahead), and a range read ahead within `data.TTL_S` is not read
-again. A page clicked while its figures are being read waits for them
+on, unless it is for a range its viewer has left). A viewer who picks
+another range replaces the plan for the last one, whose query under way, if
+any, is stopped as the page of the new range starts (`showing`; only the
+latest range of each session is read ahead), and a range read ahead within
+`data.TTL_S` is not read again. A page clicked while its figures are being read waits for them
 rather than reading them twice (`st.cache_data` computes one key once at
 a time).
 `DELIVERYDASH_PREFETCH=0` (`deliverydash dashboard --no-prefetch`) turns it
@@ -97,6 +98,13 @@ def foreground() -> Iterator[None]:
         yield
 
 
+def showing(start: dt.datetime, end: dt.datetime) -> None:
+    """This session's page reads [start, end): a query read ahead for another range of the session is
+    stopped at once, rather than sharing the cores with the page (nothing when reading ahead is off)."""
+    if enabled() and (session := st.session_state.get(_SESSION_KEY)) is not None:
+        _reader().showing(session, start, end)
+
+
 def schedule(viewer: Viewer, pages: Sequence[str], start: dt.datetime, end: dt.datetime) -> None:
     """Read `pages` (URL paths: every page the viewer may open, the one on screen included, whose
     figures are then found in the cache) ahead in the background for this session's viewer and
@@ -117,12 +125,16 @@ class Reader:
         read_page: Callable[[Viewer, str, dt.datetime, dt.datetime], None] = read,
         *,
         settle_s: float = SETTLE_S,
+        interrupt: Callable[[int], object] = lambda thread: data.log().interrupt(thread),
     ) -> None:
         self._read_page = read_page
         self._settle_s = settle_s
+        self._interrupt = interrupt
         self._last_run_end = 0.0
         self._pending: dict[str, Plan] = {}
         self._current: Plan | None = None
+        self._current_session: str | None = None
+        self._stopped = False  # the current plan's query was interrupted (`showing`)
         self._page_runs = 0
         self._done: dict[tuple[object, ...], float] = {}
         self._closed = False
@@ -159,6 +171,18 @@ class Reader:
                 self._last_run_end = time.monotonic()
                 self._changed.notify_all()
 
+    def showing(self, session: str, start: dt.datetime, end: dt.datetime) -> None:
+        """`session`'s page reads [start, end): stop the plan being read for another range of it, its
+        query under way included (whose figures are for a range the viewer left)."""
+        with self._changed:
+            plan = self._current
+            if plan is None or self._current_session != session or (plan.start, plan.end) == (start, end):
+                return
+            self._stopped = True
+            self._changed.notify_all()
+            # Under the lock: the reader thread cannot begin the next plan's query meanwhile.
+            self._interrupt(self._thread.ident or 0)
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop after the query being read, if any (waiting up to `timeout_s` for it)."""
         with self._changed:
@@ -187,8 +211,9 @@ class Reader:
                     self._pending.clear()
                     self._changed.notify_all()
                     return
-                session = next(iter(self._pending))
+                session = self._current_session = next(iter(self._pending))
                 plan = self._current = self._pending.pop(session)
+                self._stopped = False
             # Its first figures expire first: a plan counts as read from when it began.
             began = time.monotonic()
             done = False
@@ -196,7 +221,7 @@ class Reader:
                 done = self._carry_out(session, plan)
             finally:
                 with self._changed:
-                    self._current = None
+                    self._current = self._current_session = None
                     if done:
                         self._done[plan.key] = began
                     self._forget_expired()
@@ -217,6 +242,8 @@ class Reader:
                     except _Superseded:
                         return False
                     except Exception:
+                        if self._stopped:
+                            return False  # interrupted (`showing`)
                         # The page itself will meet the same error when opened, and say what it is.
                         logger.warning("reading the %s page ahead failed", page, exc_info=True)
                     break
@@ -249,8 +276,9 @@ class Reader:
         return max(0.0, self._last_run_end + self._settle_s - time.monotonic())
 
     def _superseded(self, session: str) -> bool:
-        # The viewer moved on to another range (read that one instead), or the dashboard is ending.
-        return session in self._pending or self._closed
+        # The viewer moved on to another range (read that one instead, once its page has run), or
+        # the dashboard is ending.
+        return session in self._pending or self._stopped or self._closed
 
     def _forget_expired(self) -> None:
         now = time.monotonic()

@@ -124,6 +124,9 @@ class AttemptLog:
         self._settings = (memory_limit, threads)
         self._catalogs: dict[bool, duckdb.DuckDBPyConnection] = {}
         self._closed = False
+        # The cursor each thread runs a query on, for `interrupt`.
+        self._running: dict[int, duckdb.DuckDBPyConnection] = {}
+        self._running_lock = threading.Lock()
         self._with_macros: set[int] = set()
         # One listing now, so that a store that cannot be read says so here (`LogStoreError`).
         self._manifests.hours()
@@ -378,7 +381,8 @@ class AttemptLog:
         if not prefix and focusable(name):
             focused = self._focused(name, params, by_day=by_day, dates=dates)
             if focused is not None:
-                result: pl.DataFrame = focused.sql(load_query(name), params=params).pl()
+                with self._running_on(focused):
+                    result: pl.DataFrame = focused.sql(load_query(name), params=params).pl()
                 return result
         return self._fetch(
             prefix + load_query(name), params, by_day=by_day, dates=dates, views=names_read(name, QUERY_VIEWS)
@@ -396,9 +400,31 @@ class AttemptLog:
         """Run `sql` on the day rollups' catalog (`by_day`), or the hourly one: over the partitions of
         `dates` alone when given (TEMP views of the query's own cursor, those of `views`), else over
         every partition."""
-        with self._cursor(by_day=by_day, dates=dates, views=views) as cur:
+        with self._cursor(by_day=by_day, dates=dates, views=views) as cur, self._running_on(cur):
             result: pl.DataFrame = cur.sql(sql, params=params).pl()
         return result
+
+    def interrupt(self, thread: int) -> bool:
+        """Stop the query the thread of ident `thread` runs on this log, if any: it raises `QueryError`
+        at once (what it read is lost). The dashboard's reading ahead stops so a query read for a
+        range no longer on screen (`app.prefetch`). True if a query was running."""
+        with self._running_lock:
+            cursor = self._running.get(thread)
+            if cursor is not None:
+                cursor.interrupt()
+        return cursor is not None
+
+    @contextmanager
+    def _running_on(self, cursor: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """Within the block, this thread's query runs on `cursor` (`interrupt`)."""
+        thread = threading.get_ident()
+        with self._running_lock:
+            self._running[thread] = cursor
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                del self._running[thread]
 
     def _cursor(
         self, *, by_day: bool, dates: Sequence[str] | None, views: Collection[str]

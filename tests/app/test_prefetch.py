@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from app import data, prefetch
 from app.access import Viewer, ViewerKind
-from queries import Scope, api
+from queries import QueryError, Scope, api, connect
 
 from .conftest import END, START, OpenApp, SimulatedDay, token
 
@@ -233,3 +235,51 @@ def test_back_to_the_range_being_read_the_session_s_plan_in_between_is_dropped()
     recorded.hold.set()
     assert reader.idle(timeout_s=30)
     assert recorded.read == [("day", START), ("retries", START)]
+
+
+def test_a_page_of_another_range_stops_the_query_read_ahead_for_the_last(tmp_path: Path) -> None:
+    # A real log's query, stopped by DuckDB's interrupt: the reader's thread must come back from it.
+    with connect(tmp_path) as log:
+        pages: list[tuple[str, dt.datetime]] = []
+        outcomes: list[str] = []
+
+        def read_page(viewer: Viewer, page: str, start: dt.datetime, end: dt.datetime) -> None:
+            pages.append((page, start))
+            try:
+                log.trusted_sql("SELECT count(*) FROM range(10_000_000_000_000) WHERE range % 7 = 3")
+            except QueryError:
+                outcomes.append("stopped")
+                raise
+            outcomes.append("finished")
+
+        reader = prefetch.Reader(read_page, settle_s=0, interrupt=log.interrupt)
+        reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+        while not pages:
+            time.sleep(0.01)
+        reader.showing("s2", LATER, END)  # another session: its plan is not this one's to stop
+        reader.showing("s1", START, END)  # the same range: its figures are wanted
+        assert not reader.idle(timeout_s=0.5)
+        assert outcomes == []
+        deadline = time.monotonic() + 60
+        # Again until stopped: an interrupt that comes before DuckDB begins the query is lost.
+        while not reader.idle(timeout_s=0.05) and time.monotonic() < deadline:
+            reader.showing("s1", LATER, END)
+        assert reader.idle(timeout_s=0)
+        # Stopped, and the plan with it: not the next page, and not counted as read.
+        assert outcomes == ["stopped"]
+        assert pages == [("day", START)]
+        reader.close()
+
+
+def test_stopped_for_another_range_the_plan_is_read_again_when_asked_again() -> None:
+    recorded = Recorded()
+    reader = prefetch.Reader(recorded, settle_s=0, interrupt=lambda thread: recorded.hold.set())
+    recorded.hold.clear()
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+    assert recorded.held.wait(30)
+    reader.showing("s1", LATER, END)  # releases the page being read, as an interrupt would
+    assert reader.idle(timeout_s=30)
+    assert recorded.read == [("day", START)]
+    reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
+    assert reader.idle(timeout_s=30)
+    assert recorded.read[1:] == [("day", START), ("retries", START)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -266,3 +268,33 @@ def test_named_query_arguments_are_checked(log: AttemptLog) -> None:
 
 def test_results_are_polars(log: AttemptLog) -> None:
     assert isinstance(run_sql(log, "SELECT 1 AS one"), pl.DataFrame)
+
+
+#: A query that would run for hours.
+FOR_EVER = "SELECT count(*) FROM range(10_000_000_000_000) WHERE range % 7 = 3"
+
+
+def test_interrupt_stops_the_query_of_that_thread_and_the_log_reads_on(log: AttemptLog) -> None:
+    outcome: list[BaseException | object] = []
+    started = threading.Event()
+
+    def count_for_ever() -> None:
+        started.set()
+        try:
+            outcome.append(log.trusted_sql(FOR_EVER))
+        except QueryError as exc:
+            outcome.append(exc)
+
+    assert not log.interrupt(threading.get_ident())  # no query of this thread runs
+    thread = threading.Thread(target=count_for_ever, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    deadline = time.monotonic() + 60
+    # Again until it ends: an interrupt that comes before DuckDB begins the query is lost.
+    while thread.is_alive() and time.monotonic() < deadline:
+        log.interrupt(thread.ident or 0)
+        thread.join(0.05)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], QueryError)
+    assert "Interrupted" in str(outcome[0])
+    assert log.trusted_sql("SELECT 42 AS answer").item() == 42
