@@ -53,9 +53,11 @@ logger = logging.getLogger(__name__)
 
 #: "0" turns reading ahead off (`deliverydash dashboard --no-prefetch`).
 PREFETCH_ENV = "DELIVERYDASH_PREFETCH"
-#: How long the dashboard must have run no page before a query is read ahead: a widget changed
-#: twice (typing, a slider dragged) runs its page twice within it.
-SETTLE_S = 0.25
+#: How long the dashboard must have run no page before a query is read ahead: the next run of a
+#: burst (a slider dragged) starts within it. Short, so that reading begins while the browser
+#: draws the page just run: the next click then finds more of its figures read (a new range's
+#: first page no longer waits on the last range's reading, which it stops: `showing`).
+SETTLE_S = 0.05
 #: Where a session keeps the name its plans go by.
 _SESSION_KEY = "_prefetch_session"
 
