@@ -2,7 +2,7 @@
 script finishing, and a full load of a page's link.
 
     .venv/bin/python -m bench.browser_pages --data-dir /tmp/dd100m [--runs 3] [--cold 3]
-                                            [--day 2026-11-27] [--days 1]
+                                            [--day 2026-11-27] [--days 1] [--pause 0]
 
 Starts `deliverydash dashboard` over the data directory (or `--log URL`),
 opens an engineer's link in Debian's Chromium (tests/app/browser.py), and
@@ -20,6 +20,10 @@ for each page in the sidebar measures:
 * click, warm: the median of `--runs` later clicks (cached results, as within
   the 30 s cache: what a user clicking around meets);
 * load: a full load of the page's URL in a new tab (new session, warm server).
+
+Each click follows the last page's drawing at once (the worst case for the
+dashboard's reading ahead, docs/dashboard.md), or after `--pause` seconds,
+as a user who reads a page before the next click.
 
 A click is timed from the click to the page's script run finishing with its
 title shown and no element still loading (`wait_finished`). `--days N` opens
@@ -47,7 +51,8 @@ CONSOLE = "SQL console"
 RUNNING = "[data-testid=stApp][data-test-script-state=running]"
 
 
-def timed(action, page: Page, running, title: str) -> float:  # type: ignore[no-untyped-def]
+def timed(action, page: Page, running, title: str, pause: float = 0.0) -> float:  # type: ignore[no-untyped-def]
+    time.sleep(pause)  # reading the page on screen
     start = time.perf_counter()
     action()
     wait_finished(page, running, title)
@@ -84,8 +89,12 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=3, help="cold clicks per page, each over another range")
     parser.add_argument("--day", help="UTC day to open (default: the latest)")
     parser.add_argument("--days", type=int, default=1, help="whole days shown, ending with --day")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds spent on a page before the next click or range"
+    )
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores; pause before each click: {args.pause:g} s")
     params = {key: value for key, value in (("day", args.day), ("days", str(args.days))) if value}
     log = Path(tempfile.mkdtemp(prefix="bench-browser-")) / "dashboard.log"
     with (
@@ -106,7 +115,7 @@ def main() -> None:
 
         def click(title: str) -> float:
             anchor = page.locator("[data-testid=stSidebarNav] a", has_text=title).first
-            return timed(anchor.click, page, running, title)
+            return timed(anchor.click, page, running, title, args.pause)
 
         # The link's own range: its page (the first) is loaded already, so its click is not cold.
         for title in titles[1:]:
@@ -115,7 +124,7 @@ def main() -> None:
         # Every other range is picked in the sidebar, on the day page; each range is new.
         for shorter in range(1, min(args.cold, args.days - 1 if args.days > 1 else 24)):
             cold[titles[0]].append(
-                timed(lambda n=shorter: shorten(page, args.days, n), page, running, titles[0])
+                timed(lambda n=shorter: shorten(page, args.days, n), page, running, titles[0], args.pause)
             )
             for title in titles[1:]:
                 if title != CONSOLE:
