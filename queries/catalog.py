@@ -107,15 +107,31 @@ def file_view_sql(
 
 
 def _counted_files_sql(
-    globs: Sequence[str], hidden: Sequence[str], compacted: Sequence[str], replace: str = ""
+    globs: Sequence[str],
+    hidden: Sequence[str],
+    compacted: Sequence[str],
+    replace: str = "",
+    anchor: str | None = None,
 ) -> str:
-    """The rows of the files of `globs` that count (`file_view_sql`), with `replace` (a REPLACE clause)."""
-    options = "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER}, union_by_name = true"
+    """The rows of the files of `globs` that count (`file_view_sql`), with `replace` (a REPLACE clause).
+
+    Columns are matched by name across the files (`union_by_name`), which binds every file's
+    schema each time a query names the view; with an `anchor` (`anchor_sql`), a file of no rows
+    with every column of today read first, each file's columns are matched to the anchor's
+    instead, and a file lacking one is an error (`is_schema_mismatch`).
+    """
+    by_name = "false" if anchor else "true"
+    options = (
+        f"hive_partitioning = true, hive_types = {{'date': DATE, 'hour': INTEGER}}, union_by_name = {by_name}"
+    )
     small = f"NOT contains(filename, '/{COMPACT_PREFIX}')"
     if hidden:
         small += f" AND filename NOT IN ({_list(hidden)})"
     counted = f"({small}) OR filename IN ({_list(compacted)})" if compacted else small
-    files = literal(globs[0]) if len(globs) == 1 else f"[{_list(globs)}]"
+    if anchor:
+        files = f"[{literal(anchor)}, {_list(globs)}]"  # the anchor first: its columns are the view's
+    else:
+        files = literal(globs[0]) if len(globs) == 1 else f"[{_list(globs)}]"
     return (
         f"SELECT * EXCLUDE (filename) {replace}"
         f"FROM read_parquet({files}, {options}, filename = true) WHERE {counted}"
@@ -152,12 +168,34 @@ def padded_view_sql(
     return f"CREATE OR REPLACE VIEW {identifier(view)} AS {rows}"
 
 
-def _padded_rows(view: str, globs: Sequence[str], hidden: Sequence[str], compacted: Sequence[str]) -> str:
+def _padded_rows(
+    view: str,
+    globs: Sequence[str],
+    hidden: Sequence[str],
+    compacted: Sequence[str],
+    anchor: str | None = None,
+) -> str:
     """The counted rows of `globs` (none when empty) under the typed empty selection of `view`."""
     rows = _empty_select(view)
     if globs:
-        rows += f" UNION ALL BY NAME ({_counted_files_sql(globs, hidden, compacted)})"
+        rows += f" UNION ALL BY NAME ({_counted_files_sql(globs, hidden, compacted, anchor=anchor)})"
     return rows
+
+
+def anchor_sql(view: str, path: str) -> str:
+    """A statement writing `path`: a Parquet file of no rows with every column of `view`'s files today,
+    as the first file of a range view (`range_view_sql`). Run on a connection of its own: the
+    query connections cannot write files."""
+    columns = ", ".join(
+        f"CAST(NULL AS {sql_type}) AS {identifier(name)}" for name, sql_type in view_columns(view)
+    )
+    return f"COPY (SELECT {columns} WHERE false) TO {literal(path)} (FORMAT parquet)"
+
+
+def is_schema_mismatch(exc: duckdb.Error) -> bool:
+    """Whether DuckDB refused a file of an anchored view: lacking a column of the anchor's, or holding
+    a value its type cannot take (matched by name, the wider type holds it)."""
+    return "schema mismatch" in str(exc) or "failed to cast column" in str(exc)
 
 
 def view_columns(view: str) -> tuple[tuple[str, str], ...]:
@@ -223,7 +261,11 @@ def _left_out(
 
 
 def range_view_sql(
-    store: LogStore, manifests: ManifestCache, dates: Sequence[str], views: Collection[str] = VIEWS
+    store: LogStore,
+    manifests: ManifestCache,
+    dates: Sequence[str],
+    views: Collection[str] = VIEWS,
+    anchors: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Statements making each of `views`, as TEMP views, read only the partitions of `dates`.
 
@@ -235,6 +277,12 @@ def range_view_sql(
     error), leave out what the manifests hide, and are padded with today's
     columns (`padded_view_sql`). Binding a view opens its files' footers, so
     a query gets only the views it reads (`queries.loader.names_read`).
+
+    A view with a file of `anchors` (view to path, `anchor_sql`) reads its files' columns as the
+    anchor's, not each by name: matching 100 files' columns by name took 3-4 ms each time a query
+    named the view, several times a query (docs/benchmarks.md). Should a file lack one of them (a
+    file written before the column was added), the query fails (`is_schema_mismatch`), and the
+    caller reads those dates without anchors.
     """
     left_out = _left_out(store, manifests.hours())
     statements = []
@@ -246,7 +294,7 @@ def range_view_sql(
             for date in dates
             if store.has_files(f"{tree}/date={date}/")
         ]
-        rows = _padded_rows(view, globs, *left_out(tree))
+        rows = _padded_rows(view, globs, *left_out(tree), anchor=(anchors or {}).get(view))
         statements.append(f"CREATE OR REPLACE TEMP VIEW {identifier(view)} AS {rows}")
     return statements
 

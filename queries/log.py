@@ -41,6 +41,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeVar
 
@@ -58,11 +59,13 @@ from queries.catalog import (
     DayCatalog,
     DaySource,
     ViewSource,
+    anchor_sql,
     day_view_sources,
     day_view_sql,
     define_macros,
     define_view,
     empty_view_sql,
+    is_schema_mismatch,
     lock_down,
     range_view_sql,
     readable_dirs,
@@ -124,6 +127,10 @@ class AttemptLog:
         self._settings = (memory_limit, threads)
         self._catalogs: dict[bool, duckdb.DuckDBPyConnection] = {}
         self._closed = False
+        # Range views' anchor files (`queries.catalog.anchor_sql`), written on first use, and the
+        # dates read without them since a file there lacked a column.
+        self._anchors: dict[str, str] | None = None
+        self._by_name_dates: set[str] = set()
         # The cursor each thread runs a query on, for `interrupt`.
         self._running: dict[int, duckdb.DuckDBPyConnection] = {}
         self._running_lock = threading.Lock()
@@ -299,11 +306,14 @@ class AttemptLog:
                 copies = focuses[key] = self._copies(params, by_day=by_day, dates=dates)
             return copies.holding(views_read(name, str(params["scope_kind"])))
         except duckdb.Error as exc:
-            # The files still hold every row: the snapshot's queries of this scope read them.
-            logger.warning("reading the log's files for %s %s: copying its rows failed: %s", *key[1:3], exc)
             if copies:
                 copies.close()
             focuses[key] = False
+            if not by_day and is_schema_mismatch(exc):
+                self._by_name_dates.update(dates)  # read by name from now on (`_fetch`)
+                return None
+            # The files still hold every row: the snapshot's queries of this scope read them.
+            logger.warning("reading the log's files for %s %s: copying its rows failed: %s", *key[1:3], exc)
             return None
 
     def _copies(self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]) -> Copies:
@@ -400,8 +410,14 @@ class AttemptLog:
         """Run `sql` on the day rollups' catalog (`by_day`), or the hourly one: over the partitions of
         `dates` alone when given (TEMP views of the query's own cursor, those of `views`), else over
         every partition."""
-        with self._cursor(by_day=by_day, dates=dates, views=views) as cur, self._running_on(cur):
-            result: pl.DataFrame = cur.sql(sql, params=params).pl()
+        try:
+            with self._cursor(by_day=by_day, dates=dates, views=views) as cur, self._running_on(cur):
+                result: pl.DataFrame = cur.sql(sql, params=params).pl()
+        except duckdb.Error as exc:
+            if by_day or dates is None or not is_schema_mismatch(exc) or self._by_name(dates):
+                raise
+            self._by_name_dates.update(dates)  # a file there lacks a column: match them by name
+            return self._fetch(sql, params, by_day=by_day, dates=dates, views=views)
         return result
 
     def interrupt(self, thread: int) -> bool:
@@ -445,15 +461,36 @@ class AttemptLog:
                 cursor.execute(empty_view_sql(SUMMARY_VIEW, temp=True))
             if dates is None:
                 return cursor
+            anchors = None if self._by_name(dates) else self._anchor_files()
             for statement in self._listing(
-                ("range", tuple(dates), frozenset(views)),
-                lambda: range_view_sql(self.store, self._manifests, dates, views),
+                ("range", tuple(dates), frozenset(views), anchors is not None),
+                lambda: range_view_sql(self.store, self._manifests, dates, views, anchors),
             ):
                 cursor.execute(statement)
         except BaseException:
             cursor.close()
             raise
         return cursor
+
+    def _by_name(self, dates: Sequence[str]) -> bool:
+        """Whether the range views over `dates` match their files' columns by name (no anchors)."""
+        return not self._by_name_dates.isdisjoint(dates)
+
+    def _anchor_files(self) -> dict[str, str]:
+        """Each view's anchor file (`queries.catalog.anchor_sql`) in the private temporary directory,
+        which the query connections may read; written on first use."""
+        with self._view_lock:
+            if self._anchors is None:
+                anchors = {}
+                with duckdb.connect(":memory:") as writer:
+                    for view in VIEWS:
+                        # Partitioned like the log's files, so that the views' Hive columns bind.
+                        directory = Path(self._temp_dir, "anchors", view, "date=1970-01-01", "hour=0")
+                        directory.mkdir(parents=True, exist_ok=True)
+                        anchors[view] = str(directory / "anchor.parquet")
+                        writer.execute(anchor_sql(view, anchors[view]))
+                self._anchors = anchors
+            return self._anchors
 
     def _day_catalog_now(self) -> DayCatalog:
         """What the by-day views read now (`day_view_sources`), listed once per snapshot."""
