@@ -53,8 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: "0" turns reading ahead off (`deliverydash dashboard --no-prefetch`).
 PREFETCH_ENV = "DELIVERYDASH_PREFETCH"
-#: How long the dashboard must have run no page before a query is read ahead: the next run of a
-#: burst (a slider dragged) starts within it. Short, so that reading begins while the browser
+#: How long the dashboard must have run no page before a query is read ahead: a rerun Streamlit
+#: queued during a run (a slider dragged) starts within it. Short, so that reading begins while the browser
 #: draws the page just run: the next click then finds more of its figures read (a new range's
 #: first page no longer waits on the last range's reading, which it stops: `showing`).
 SETTLE_S = 0.05
@@ -136,7 +136,7 @@ class Reader:
         self._pending: dict[str, Plan] = {}
         self._current: Plan | None = None
         self._current_session: str | None = None
-        self._stopped = False  # the current plan's query was interrupted (`showing`)
+        self._stopped = False  # the current plan was stopped for another range (`showing`)
         self._page_runs = 0
         self._done: dict[tuple[object, ...], float] = {}
         self._closed = False

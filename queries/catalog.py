@@ -142,8 +142,9 @@ def _list(paths: Sequence[str]) -> str:
     return ", ".join(literal(path) for path in sorted(paths))
 
 
-def _empty_select(view: str) -> str:
-    typed = [*view_columns(view), *PARTITION_COLUMNS]
+def _empty_select(view: str, *, partitions: bool = True) -> str:
+    """No rows, typed as `view` (with its Hive partition columns unless not `partitions`)."""
+    typed = [*view_columns(view), *(PARTITION_COLUMNS if partitions else ())]
     columns = ", ".join(f"CAST(NULL AS {sql_type}) AS {identifier(name)}" for name, sql_type in typed)
     return f"SELECT {columns} WHERE false"
 
@@ -185,16 +186,18 @@ def _padded_rows(
 def anchor_sql(view: str, path: str) -> str:
     """A statement writing `path`: a Parquet file of no rows with every column of `view`'s files today,
     as the first file of a range view (`range_view_sql`). Run on a connection of its own: the
-    query connections cannot write files."""
-    columns = ", ".join(
-        f"CAST(NULL AS {sql_type}) AS {identifier(name)}" for name, sql_type in view_columns(view)
-    )
-    return f"COPY (SELECT {columns} WHERE false) TO {literal(path)} (FORMAT parquet)"
+    query connections cannot write files.
+
+    Read first, its types are the view's: a file whose column has another type is cast to it, as
+    the padded views cast today (a cast that fails is `is_schema_mismatch`). A column's type is
+    never changed in place (docs/attempt-log.md): a new type would be a new column.
+    """
+    return f"COPY ({_empty_select(view, partitions=False)}) TO {literal(path)} (FORMAT parquet)"
 
 
 def is_schema_mismatch(exc: duckdb.Error) -> bool:
-    """Whether DuckDB refused a file of an anchored view: lacking a column of the anchor's, or holding
-    a value its type cannot take (matched by name, the wider type holds it)."""
+    """Whether DuckDB refused a file of an anchored view: lacking a column of the anchor's that the
+    query reads, or holding a value the anchor's type cannot take."""
     return "schema mismatch" in str(exc) or "failed to cast column" in str(exc)
 
 

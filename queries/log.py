@@ -310,7 +310,7 @@ class AttemptLog:
                 copies.close()
             focuses[key] = False
             if not by_day and is_schema_mismatch(exc):
-                self._by_name_dates.update(dates)  # read by name from now on (`_fetch`)
+                self._read_by_name(dates)  # this snapshot's queries of the scope read the files
                 return None
             # The files still hold every row: the snapshot's queries of this scope read them.
             logger.warning("reading the log's files for %s %s: copying its rows failed: %s", *key[1:3], exc)
@@ -410,20 +410,22 @@ class AttemptLog:
         """Run `sql` on the day rollups' catalog (`by_day`), or the hourly one: over the partitions of
         `dates` alone when given (TEMP views of the query's own cursor, those of `views`), else over
         every partition."""
+        anchored = not by_day and dates is not None and self._anchored(dates)
         try:
             with self._cursor(by_day=by_day, dates=dates, views=views) as cur, self._running_on(cur):
                 result: pl.DataFrame = cur.sql(sql, params=params).pl()
         except duckdb.Error as exc:
-            if by_day or dates is None or not is_schema_mismatch(exc) or self._by_name(dates):
+            if not (anchored and is_schema_mismatch(exc)):
                 raise
-            self._by_name_dates.update(dates)  # a file there lacks a column: match them by name
+            self._read_by_name(dates or ())
             return self._fetch(sql, params, by_day=by_day, dates=dates, views=views)
         return result
 
     def interrupt(self, thread: int) -> bool:
         """Stop the query the thread of ident `thread` runs on this log, if any: it raises `QueryError`
-        at once (what it read is lost). The dashboard's reading ahead stops so a query read for a
-        range no longer on screen (`app.prefetch`). True if a query was running."""
+        at once (what it read is lost). The dashboard stops so its reading ahead for a range no longer
+        on screen (`app.prefetch`). True if the thread had a query under way; an interrupt that comes
+        before DuckDB begins it is lost (the query then runs to its end)."""
         with self._running_lock:
             cursor = self._running.get(thread)
             if cursor is not None:
@@ -461,7 +463,7 @@ class AttemptLog:
                 cursor.execute(empty_view_sql(SUMMARY_VIEW, temp=True))
             if dates is None:
                 return cursor
-            anchors = None if self._by_name(dates) else self._anchor_files()
+            anchors = self._anchor_files() if self._anchored(dates) else None
             for statement in self._listing(
                 ("range", tuple(dates), frozenset(views), anchors is not None),
                 lambda: range_view_sql(self.store, self._manifests, dates, views, anchors),
@@ -472,9 +474,20 @@ class AttemptLog:
             raise
         return cursor
 
-    def _by_name(self, dates: Sequence[str]) -> bool:
-        """Whether the range views over `dates` match their files' columns by name (no anchors)."""
-        return not self._by_name_dates.isdisjoint(dates)
+    def _anchored(self, dates: Sequence[str]) -> bool:
+        """Whether the range views over `dates` read their files through anchors
+        (`queries.catalog.range_view_sql`). Not where a `key=value` folder above the log's trees or in
+        the temporary directory would add a Hive column the anchors' path lacks, which DuckDB refuses;
+        not over dates where a file lacked a column (`_read_by_name`)."""
+        if "=" in self.store.path("") or "=" in self._temp_dir:
+            return False
+        return self._by_name_dates.isdisjoint(dates)
+
+    def _read_by_name(self, dates: Sequence[str]) -> None:
+        """A file of these dates lacks a column a query read, or holds a value its type cannot take:
+        match their files' columns by name from now on, for as long as the log is open (some 3 ms a
+        mention of a view over 100 files, the price of old files)."""
+        self._by_name_dates.update(dates)
 
     def _anchor_files(self) -> dict[str, str]:
         """Each view's anchor file (`queries.catalog.anchor_sql`) in the private temporary directory,

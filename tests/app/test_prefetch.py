@@ -254,8 +254,10 @@ def test_a_page_of_another_range_stops_the_query_read_ahead_for_the_last(tmp_pat
 
         reader = prefetch.Reader(read_page, settle_s=0, interrupt=log.interrupt)
         reader.submit("s1", prefetch.Plan(ENGINEER, ("day", "retries"), START, END))
-        while not pages:
+        deadline = time.monotonic() + 60
+        while not pages and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert pages
         reader.showing("s2", LATER, END)  # another session: its plan is not this one's to stop
         reader.showing("s1", START, END)  # the same range: its figures are wanted
         assert not reader.idle(timeout_s=0.5)

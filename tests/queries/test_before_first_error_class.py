@@ -111,4 +111,18 @@ def test_over_hours_one_old_file_among_new_ones_is_read_by_name(
 def test_over_hours_a_log_of_today_s_files_is_read_through_anchors(tmp_path: Path, fixture_dir: Path) -> None:
     with connect(copy_log(fixture_dir, tmp_path)) as current:
         day_report(current, Scope.all(), D1 + timedelta(hours=1), D2 - timedelta(hours=1))
-        assert not current._by_name_dates
+        assert current._anchors is not None and not current._by_name_dates
+
+
+def test_under_a_key_value_folder_the_range_views_read_by_name(
+    tmp_path: Path, fixture_dir: Path, log: AttemptLog
+) -> None:
+    # `env=prod` above the log's trees is one more Hive column of every file, which an anchor's path
+    # lacks: DuckDB would refuse the anchored views, so a log there reads by name.
+    data_dir = copy_log(fixture_dir, tmp_path / "env=prod")
+    start, end = D1 + timedelta(hours=1), D2 - timedelta(hours=1)
+    with connect(data_dir) as nested:
+        assert_frame_equal(
+            day_report(nested, Scope.all(), start, end), day_report(log, Scope.all(), start, end)
+        )
+        assert nested._anchors is None
