@@ -22,9 +22,9 @@ on, unless it is for a range its viewer has left). A viewer who picks
 another range replaces the plan for the last one, whose query under way, if
 any, is stopped as the page of the new range starts (`showing`; only the
 latest range of each session is read ahead), and a range read ahead within
-`data.TTL_S` is not read again. A page clicked while its figures are being read waits for them
-rather than reading them twice (`st.cache_data` computes one key once at
-a time).
+`data.TTL_S` is not read again. A page clicked while its figures are being
+read waits for them rather than reading them twice (`st.cache_data`
+computes one key once at a time).
 `DELIVERYDASH_PREFETCH=0` (`deliverydash dashboard --no-prefetch`) turns it
 off, for a dashboard whose cores are better left to the pages being viewed.
 """
@@ -245,7 +245,7 @@ class Reader:
                         return False
                     except Exception:
                         if self._stopped:
-                            return False  # interrupted (`showing`)
+                            return False  # stopped for another range (`showing`)
                         # The page itself will meet the same error when opened, and say what it is.
                         logger.warning("reading the %s page ahead failed", page, exc_info=True)
                     break
