@@ -54,14 +54,12 @@ FATES = (
 def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
     """Events by final outcome, with counts and shares of events received."""
     received = figures["events_received"] or 0
+
+    def text(events: int) -> str:
+        return f"{events:,} ({100 * events / received if received else 0.0:.2f}%)"
+
     rows = [
-        {
-            "fate": label,
-            "events": figures[column],
-            "share": 100 * figures[column] / received if received else 0.0,
-            "outcome": outcome,
-            "text": f"{figures[column]:,} ({100 * figures[column] / received if received else 0.0:.2f}%)",
-        }
+        {"fate": label, "events": figures[column], "outcome": outcome, "text": text(figures[column])}
         for label, column, outcome in FATES
     ]
     figure = go.Figure(
@@ -81,19 +79,24 @@ def fates_bar(figures: dict[str, Any], title: str) -> go.Figure:
     return style.finish(figure, title=title, x="events", y="final outcome")
 
 
-def hourly_classes(hours: pl.DataFrame, title: str, per: str = "hour") -> go.Figure:
-    """Requests per hour (or per `per`: a day, over a range of days), stacked by error class."""
-    figure = go.Figure(
+def requests_by_class(frame: pl.DataFrame, x: str, x_label: str) -> go.Figure:
+    """Bars of `requests` per `x`, stacked by error class (its label and colour)."""
+    return go.Figure(
         series(
-            hours.with_columns(style.class_label()),
-            x="hour",
+            frame.with_columns(style.class_label()),
+            x=x,
             y="requests",
             color="error_class",
             colors=style.LABEL_COLORS,
-            labels={"hour": f"{per} (UTC)", "requests": "requests", "error_class": "error class"},
+            labels={x: x_label, "requests": "requests", "error_class": "error class"},
         ),
         layout={"barmode": "relative"},
     )
+
+
+def hourly_classes(hours: pl.DataFrame, title: str, per: str = "hour") -> go.Figure:
+    """Requests per hour (or per `per`: a day, over a range of days), stacked by error class."""
+    figure = requests_by_class(hours, "hour", f"{per} (UTC)")
     return style.finish(
         figure, title=title, x=f"{per} (UTC)", y=f"requests per {per}", height=440, legend_below=True
     )
@@ -171,17 +174,7 @@ def terminal_codes(codes: pl.DataFrame, title: str) -> go.Figure | None:
     terminal = codes.filter(pl.col("error_class").is_in(["auth", "validation", "client"]))
     if not terminal.height:
         return None
-    figure = go.Figure(
-        series(
-            terminal.with_columns(style.class_label()),
-            x="label",
-            y="requests",
-            color="error_class",
-            colors=style.LABEL_COLORS,
-            labels={"label": "status code", "requests": "requests", "error_class": "error class"},
-        ),
-        layout={"barmode": "relative"},
-    )
+    figure = requests_by_class(terminal, "label", "status code")
     figure.update_xaxes(type="category")
     return style.finish(figure, title=title, x="HTTP status", y="requests")
 

@@ -76,10 +76,11 @@ with prefetch.foreground(), data.log().snapshot():
         st.stop()
     console = page.url_path == SQL[2]
     filters.select_time_range(days, disabled=console)
-    if not console:
-        prefetch.showing(*filters.time_range())
     # The console reads every partition; a page, those of its range.
-    if out_of_step := data.rollups_out_of_step(*((None, None) if console else filters.time_range())):
+    shown = None if console else filters.time_range()
+    if shown is not None:
+        prefetch.showing(*shown)
+    if out_of_step := data.rollups_out_of_step(*(shown or (None, None))):
         files = "1 file" if out_of_step == 1 else f"{out_of_step:,} files"
         st.warning(
             f"The rollups are out of step with the attempt log ({files}), so figures may be incomplete. "
@@ -89,5 +90,5 @@ with prefetch.foreground(), data.log().snapshot():
         page.run()
     finally:
         # Then the other pages, for the same range (also after `st.stop()` in the page).
-        if not console:
-            prefetch.schedule(viewer, [url_path for _, _, url_path in allowed(viewer)], *filters.time_range())
+        if shown is not None:
+            prefetch.schedule(viewer, [url_path for _, _, url_path in allowed(viewer)], *shown)

@@ -131,6 +131,9 @@ class AttemptLog:
         # dates read without them since a file there lacked a column.
         self._anchors: dict[str, str] | None = None
         self._by_name_dates: set[str] = set()
+        # A `key=value` folder above the log's trees or in the temporary directory adds a Hive column
+        # the anchors' path lacks, which DuckDB refuses: such a log reads by name throughout.
+        self._may_anchor = "=" not in self.store.path("") and "=" not in self._temp_dir
         # The cursor each thread runs a query on, for `interrupt`.
         self._running: dict[int, duckdb.DuckDBPyConnection] = {}
         self._running_lock = threading.Lock()
@@ -476,12 +479,9 @@ class AttemptLog:
 
     def _anchored(self, dates: Sequence[str]) -> bool:
         """Whether the range views over `dates` read their files through anchors
-        (`queries.catalog.range_view_sql`). Not where a `key=value` folder above the log's trees or in
-        the temporary directory would add a Hive column the anchors' path lacks, which DuckDB refuses;
-        not over dates where a file lacked a column (`_read_by_name`)."""
-        if "=" in self.store.path("") or "=" in self._temp_dir:
-            return False
-        return self._by_name_dates.isdisjoint(dates)
+        (`queries.catalog.range_view_sql`): not under a `key=value` folder (`_may_anchor`), nor over
+        dates where a file lacked a column (`_read_by_name`)."""
+        return self._may_anchor and self._by_name_dates.isdisjoint(dates)
 
     def _read_by_name(self, dates: Sequence[str]) -> None:
         """A file of these dates lacks a column a query read, or holds a value its type cannot take:

@@ -34,17 +34,8 @@ def status_codes(figures: PartnerFigures) -> go.Figure:
 
 def status_codes_chart(codes: pl.DataFrame) -> go.Figure:
     """Requests per answered status code of the `by_status_code` query, nonstandard codes in one bar."""
-    figure = go.Figure(
-        charts.series(
-            status_code_frame(codes).with_columns(style.class_label()),
-            x="label",
-            y="requests",
-            color="error_class",
-            colors=style.LABEL_COLORS,
-            labels={"label": "status code", "requests": "requests", "error_class": "error class"},
-        ),
-        layout={"barmode": "relative", "yaxis": {"type": "log"}},
-    )
+    figure = charts.requests_by_class(status_code_frame(codes), "label", "status code")
+    figure.update_yaxes(type="log")
     figure.update_xaxes(type="category")
     return style.finish(
         figure,
