@@ -314,6 +314,19 @@ class DaySource:
     compacted: tuple[str, ...] = ()
     """As `ViewSource`'s, for the hourly files."""
 
+    def day_files_of(self, dates: Collection[str]) -> tuple[str, ...] | None:
+        """The day files of `dates`, which fix what the view holds for them (a day file is never
+        rewritten: a day built anew gets another digest); None if one of them is read from hourly
+        files, whose partitions gain files."""
+        if any(_partition_date(glob) in dates for glob in self.hourly):
+            return None
+        return tuple(path for path in self.day_files if _partition_date(path) in dates)
+
+
+def _partition_date(path: str) -> str:
+    """The date of a file or glob under a ``date=YYYY-MM-DD/`` partition."""
+    return path.rsplit("/date=", 1)[1][:10]
+
 
 @dataclass(frozen=True, slots=True)
 class DayCatalog:

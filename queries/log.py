@@ -38,8 +38,8 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -72,7 +72,7 @@ from queries.catalog import (
     view_sources,
 )
 from queries.errors import QueryError
-from queries.focus import FOCUS_VIEWS, Copies, focusable, views_read
+from queries.focus import FOCUS_VIEWS, Copies, SharedCopies, focusable, views_read
 from queries.limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S, Limits
 from queries.loader import load_query, names_read, parameter_names
 from queries.sandbox import SqlSandbox
@@ -138,6 +138,8 @@ class AttemptLog:
         self._running: dict[int, duckdb.DuckDBPyConnection] = {}
         self._running_lock = threading.Lock()
         self._with_macros: set[int] = set()
+        # Copies of a scope's rows over built days, which every snapshot may read (`_shared_keys`).
+        self._shared_copies = SharedCopies(self._drop_copy)
         # One listing now, so that a store that cannot be read says so here (`LogStoreError`).
         self._manifests.hours()
 
@@ -286,32 +288,42 @@ class AttemptLog:
         focuses: dict[tuple[object, ...], _Focus] = getattr(self._local, "focuses", None) or {}
         return {"days" if key[0] else "hours" for key, copies in focuses.items() if copies}
 
+    def shared_copies(self) -> list[str]:
+        """The tables of the copies kept for every snapshot (`_shared_keys`), least recently read first."""
+        return self._shared_copies.tables()
+
     def _focused(
         self, name: str, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
     ) -> duckdb.DuckDBPyConnection | None:
         """A cursor where the views `name` reads hold only the scope's rows (`queries.focus`), or None.
 
         None outside a snapshot, for scope 'all', for the first query of a scope and range (a copy
-        pays off from the second query that reads it, which makes it), and once making one failed.
+        pays off from the second query that reads it, which makes it) unless the copy is one every
+        snapshot shares (`_shared_keys`: another may have made it, or will read it), and once making
+        one failed.
         """
         focuses: dict[tuple[object, ...], _Focus] | None = getattr(self._local, "focuses", None)
         if focuses is None or params["scope_kind"] == "all":
             return None
         key = (by_day, params["scope_kind"], params["scope_value"], params["start"], params["end"])
-        if key not in focuses:
-            focuses[key] = None
-            return None
-        copies = focuses[key]
+        copies = focuses.get(key)
         if copies is False:
             return None
         try:
             if copies is None:
-                copies = focuses[key] = self._copies(params, by_day=by_day, dates=dates)
-            return copies.holding(views_read(name, str(params["scope_kind"])))
+                shared = self._shared_keys(params, by_day=by_day, dates=dates)
+                if shared is None and key not in focuses:
+                    focuses[key] = None  # a copy of its own pays off from the second query reading it
+                    return None
+                copies = focuses[key] = self._copies(params, by_day=by_day, dates=dates, shared=shared)
+            with self._running_on(copies.cursor):
+                return copies.holding(views_read(name, str(params["scope_kind"])))
         except duckdb.Error as exc:
             if copies:
                 copies.close()
             focuses[key] = False
+            if isinstance(exc, duckdb.InterruptException):
+                raise  # stopped (`interrupt`): not to be read from the files instead
             if not by_day and is_schema_mismatch(exc):
                 self._read_by_name(dates)  # this snapshot's queries of the scope read the files
                 return None
@@ -319,10 +331,42 @@ class AttemptLog:
             logger.warning("reading the log's files for %s %s: copying its rows failed: %s", *key[1:3], exc)
             return None
 
-    def _copies(self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]) -> Copies:
-        """A cursor of the catalog with the range's views, for the copies of a scope and range."""
+    def _copies(
+        self,
+        params: dict[str, object],
+        *,
+        by_day: bool,
+        dates: Sequence[str],
+        shared: dict[str, Hashable] | None,
+    ) -> Copies:
+        """A cursor of the catalog with the range's views, for the copies of a scope and range (those
+        of `shared`'s keys shared: `_shared_keys`)."""
         cursor = self._cursor(by_day=by_day, dates=dates, views=FOCUS_VIEWS)
-        return Copies(cursor, {name: params[name] for name in ("scope_kind", "scope_value", "start", "end")})
+        bound = {name: params[name] for name in ("scope_kind", "scope_value", "start", "end")}
+        return Copies(cursor, bound, self._shared_copies if shared else None, shared)
+
+    def _shared_keys(
+        self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
+    ) -> dict[str, Hashable] | None:
+        """Per view to copy, what fixes the copy of a scope and range read from day files alone: the
+        files, the scope and the range (`queries.focus.SharedCopies`); None when a date of the range
+        is read from hourly files (or the range from the hourly catalog), whose partitions gain files."""
+        if not by_day:
+            return None
+        sources, wanted = self._day_catalog_now().sources, set(dates)
+        keys: dict[str, Hashable] = {}
+        for view in sorted(FOCUS_VIEWS):
+            files = sources[view].day_files_of(wanted)
+            if files is None:
+                return None
+            scope = (params["scope_kind"], params["scope_value"])
+            keys[view] = (view, *scope, params["start"], params["end"], files)
+        return keys
+
+    def _drop_copy(self, table: str) -> None:
+        """Drop a shared copy's table from the day catalog (nothing once the log is closed)."""
+        with suppress(duckdb.Error), self._catalog(True).cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _listing(self, key: tuple[object, ...], list_now: Callable[[], _T]) -> _T:
         """`list_now()`, or within a `snapshot` the result it gave there for `key`."""

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
 from ingest.day_rollups import build_days
 from ingest.logstore import LocalStore
 from queries import AttemptLog, Scope, api, connect
-from queries.focus import FOCUS_VIEWS, SCOPED_MACROS, _qualifies, focusable, views_read
+from queries.focus import FOCUS_VIEWS, SCOPED_MACROS, SharedCopies, _qualifies, focusable, views_read
 from queries.loader import macros_reading, query_names
 from queries.log import reads_days
 
-from .conftest import D0, D1, D2, copy_log
+from .conftest import D0, D1, D2, at, copy_log, job, ok, publish
 
 FOCUSED = sorted(name for name in query_names() if focusable(name))
 #: What explorer_hours needs beside the scope and range: no filter.
@@ -127,12 +130,121 @@ def test_every_qualifying_query_gives_the_files_figures_from_the_copy(
         assert days_log.focused_catalogs() == set()  # closed with the snapshot
 
 
-def test_scope_all_and_a_single_query_make_no_copy(days_log: AttemptLog) -> None:
-    start, end = RANGES["three whole days"]
+def test_scope_all_and_a_single_query_over_hours_make_no_copy(days_log: AttemptLog) -> None:
     with days_log.snapshot():
-        run_all(days_log, Scope.all(), start, end)
-        api.day_report(days_log, Scope.workspace("acme"), start, end)
+        run_all(days_log, Scope.all(), *RANGES["three whole days"])
+        api.day_report(days_log, Scope.workspace("acme"), *RANGES["hours of a day"])
         assert days_log.focused_catalogs() == set()
+
+
+def test_a_copy_over_built_days_is_made_at_once_and_read_by_the_next_snapshot(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    data_dir = copy_log(fixture_dir, tmp_path)
+    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10", "2026-03-11")).built
+    start, end = RANGES["three whole days"]
+    scope = Scope.workspace("acme")
+    with connect(data_dir) as log:
+        from_files = run_all(log, scope, start, end)
+        with log.snapshot():
+            api.day_report(log, scope, start, end)
+            assert log.focused_catalogs() == {"days"}  # from the first query: no other snapshot had it
+        kept = log.shared_copies()
+        assert len(kept) == 1  # kept after its snapshot
+        # Another thread's snapshot reads the same copy (nothing new is made), with the same figures.
+        results: dict[str, pl.DataFrame] = {}
+
+        def in_a_snapshot() -> None:
+            with log.snapshot():
+                results.update(run_all(log, scope, start, end))
+
+        thread = threading.Thread(target=in_a_snapshot)
+        thread.start()
+        thread.join()
+        assert log.shared_copies() == kept
+        for name in FOCUSED:
+            assert results[name].equals(from_files[name]), name
+
+
+def test_a_day_rebuilt_or_reopened_is_never_read_from_an_older_copy(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    data_dir = copy_log(fixture_dir, tmp_path)
+    store = LocalStore(data_dir)
+    days = ("2026-03-09", "2026-03-10", "2026-03-11")
+    assert build_days(store, dates=days).built
+    start, end = RANGES["three whole days"]
+    scope = Scope.workspace("acme")
+    with connect(data_dir) as log:
+
+        def requests() -> int:
+            with log.snapshot():
+                return int(api.day_report(log, scope, start, end).item(0, "requests"))
+
+        before = requests()
+        first_copy = log.shared_copies()
+        # A late file for D1: the day is read from its hourly files, and no copy of it is shared.
+        publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), data_dir)
+        assert requests() == before + 1
+        assert log.shared_copies() == first_copy
+        # Built again (another digest): a new copy, of the new day file.
+        assert "2026-03-10" in build_days(store, dates=days).built
+        assert requests() == before + 1
+        assert len(log.shared_copies()) == 2
+
+
+def test_copies_kept_are_bounded_and_one_being_read_is_never_dropped() -> None:
+    made: list[str] = []
+    dropped: list[str] = []
+
+    def make(table: str, rows: int = 10) -> int:
+        made.append(table)
+        return rows
+
+    copies = SharedCopies(dropped.append, max_copies=2, max_rows=100)
+    assert copies.lease("a", make) == made[0]
+    for key in ("b", "c", "d"):
+        copies.lease(key, make)
+        copies.release(key)
+    # "a" is still leased, so the least recent copies idle went: "b", then "c".
+    assert dropped == made[1:3]
+    assert copies.tables() == [made[0], made[3]]
+    copies.release("a")
+    copies.lease("e", make)
+    assert dropped == [*made[1:3], made[0]]
+    # Past the rows kept, the least recent idle copies go too, the new one last.
+    copies.release("e")
+    copies.lease("f", partial(make, rows=95))
+    assert copies.tables() == [made[5]]
+    copies.release("f")
+    copies.lease("g", partial(make, rows=200))
+    copies.release("g")
+    assert copies.tables() == []
+
+
+def test_threads_asking_for_one_copy_wait_for_its_maker_and_make_it_if_that_failed() -> None:
+    copies = SharedCopies(lambda table: None)
+    made: list[str] = []
+    started, go = threading.Event(), threading.Event()
+
+    def failing(table: str) -> None:
+        started.set()
+        go.wait()
+        raise duckdb.InterruptException("stopped")
+
+    def first() -> None:
+        with pytest.raises(duckdb.InterruptException):
+            copies.lease("k", failing)
+
+    failer = threading.Thread(target=first)
+    failer.start()
+    started.wait()
+    waiter = threading.Thread(target=lambda: made.append(copies.lease("k", lambda table: 1)))
+    waiter.start()
+    go.set()
+    failer.join()
+    waiter.join()
+    assert made and copies.tables() == made  # the waiter made it once the first maker failed
 
 
 def test_a_copy_that_cannot_be_made_leaves_the_queries_on_the_files(
@@ -142,7 +254,7 @@ def test_a_copy_that_cannot_be_made_leaves_the_queries_on_the_files(
     scope = Scope.workspace("acme")
     from_files = run_all(days_log, scope, start, end)
     monkeypatch.setattr(
-        "queries.focus.copy_sql", lambda view: ("SELECT no_such_column FROM outcomes", "SELECT 1")
+        "queries.focus.copy_sql", lambda view, table=None: ("SELECT no_such_column FROM outcomes", "SELECT 1")
     )
     with days_log.snapshot():
         run_all(days_log, scope, start, end)
