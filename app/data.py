@@ -297,22 +297,15 @@ def _rollups_out_of_step(root: str, start: dt.datetime | None, end: dt.datetime 
 
 
 def workspaces(start: dt.datetime, end: dt.datetime) -> list[str]:
-    """Workspaces with traffic in the range, busiest first (operators' scope picker)."""
-    return _busiest(destinations(Scope.all(), start, end), "workspace_id")
+    """Workspaces with traffic in the range, busiest first (operators' scope picker, workspaces.sql)."""
+    frame: pl.DataFrame = _run("workspaces", Scope.all(), start, end)
+    return frame.get_column("workspace_id").to_list()
 
 
 def integrations(start: dt.datetime, end: dt.datetime) -> list[str]:
-    """Integrations with traffic in the range, busiest first (operators' scope picker)."""
-    return _busiest(destinations(Scope.all(), start, end), "integration")
-
-
-def _busiest(frame: pl.DataFrame, column: str) -> list[str]:
-    totals = (
-        frame.group_by(column)
-        .agg(pl.col("requests").sum())
-        .sort(["requests", column], descending=[True, False])
-    )
-    return totals.get_column(column).to_list()
+    """Integrations with traffic in the range, busiest first (operators' scope picker, integrations.sql)."""
+    frame: pl.DataFrame = _run("integrations", Scope.all(), start, end)
+    return frame.get_column("integration").to_list()
 
 
 def notifications_source() -> Where:

@@ -31,12 +31,14 @@ from queries.api import (
     failures_by_class,
     funnel,
     hourly,
+    integrations,
     job_created_at,
     job_history,
     latency,
     retries,
     retry_recovery,
     run_sql,
+    workspaces,
 )
 from queries.catalog import ROLLUP_VIEWS, VIEW
 from queries.errors import QueryError
@@ -74,6 +76,7 @@ __all__ = [
     "failures_by_class",
     "funnel",
     "hourly",
+    "integrations",
     "job_created_at",
     "job_history",
     "latency",
@@ -83,4 +86,5 @@ __all__ = [
     "retries",
     "retry_recovery",
     "run_sql",
+    "workspaces",
 ]

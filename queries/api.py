@@ -56,6 +56,8 @@ by_error = _scoped("by_error", "Requests, unsent jobs and events per error class
 by_destination = _scoped("by_destination", "Requests and cohort figures per destination")
 by_integration = _scoped("by_integration", "Requests and cohort figures per integration")
 destinations = _scoped("destinations", "Destinations with records in the range, busiest first (pickers)")
+workspaces = _scoped("workspaces", "Workspaces with records in the range, busiest first (a picker)")
+integrations = _scoped("integrations", "Integrations with records in the range, busiest first (a picker)")
 hourly = _scoped("hourly", "Requests per UTC hour and error class, long format")
 destination_hours = _scoped(
     "destination_hours", "Requests, events and 429s per destination and UTC hour (queries.headroom)"
