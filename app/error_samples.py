@@ -46,7 +46,10 @@ def section(samples: pl.DataFrame, *, partner: bool, key: str) -> None:
         st.caption(
             f"Last seen {row['last_seen']:%Y-%m-%d %H:%M:%S} UTC · template: `{row['template'][:200]}`"
         )
-    st.code(row["example"] or "(empty body)", language="json", wrap_lines=True)
+    # Plain text, not `st.code`: the browser loads and runs a syntax highlighter for a code block,
+    # 0.15-0.2 s of the first click on a page showing one (docs/benchmarks.md).
+    with st.container(border=True):
+        st.text(row["example"] or "(empty body)")
 
 
 #: What came back: the HTTP status when there was one, else the error code.

@@ -122,7 +122,8 @@ for note in notifications:
     since = f"since {note.first_seen_at:%Y-%m-%d %H:%M} UTC"
     st.error(f"**{note.destination_id}** ({note.kind.replace('_', ' ')}, {since}): {note.message}")
     if note.sample_body:
-        st.code(note.sample_body, language="json", wrap_lines=True)
+        with st.container(border=True):
+            st.text(note.sample_body)  # as the error samples' examples (`app.error_samples`)
 auth = samples.filter(pl.col("error_class") == "auth")
 if auth.height:
     alerts = auth.group_by("destination_id").agg(

@@ -33,8 +33,8 @@ def _picker(at: AppTest, label: str = "Example answer of"):
     return picker
 
 
-def _codes(at: AppTest) -> list[str]:
-    return [code.value for code in at.code]
+def _examples(at: AppTest) -> list[str]:
+    return [text.value for text in at.text]
 
 
 def test_the_customer_sees_every_template_in_one_table_and_one_example_at_a_time(
@@ -54,12 +54,12 @@ def test_the_customer_sees_every_template_in_one_table_and_one_example_at_a_time
 
     picker = _picker(at)
     assert picker.options[0].startswith("1. ") and first["destination_id"] in picker.options[0]
-    assert first["example"] in _codes(at) and second["example"] not in _codes(at)
+    assert first["example"] in _examples(at) and second["example"] not in _examples(at)
     assert any(markdown.value.startswith("**What to do:**") for markdown in at.markdown)
 
     at = picker.select_index(1).run()
     assert not at.exception
-    assert second["example"] in _codes(at) and first["example"] not in _codes(at)
+    assert second["example"] in _examples(at) and first["example"] not in _examples(at)
     assert any(f"template: `{second['template'][:200]}`" in caption.value for caption in at.caption)
 
 
@@ -73,14 +73,14 @@ def test_the_partner_sees_counts_answers_and_redacted_examples_only(
     assert table.columns == ["#", "requests", "answer", "error class"]
     assert table.get_column("requests").to_list() == expected.get_column("requests").to_list()
     picker = _picker(at)
-    assert expected.item(0, "example") in _codes(at)
+    assert expected.item(0, "example") in _examples(at)
     at = picker.select_index(1).run()
     assert not at.exception
-    assert expected.item(1, "example") in _codes(at)
+    assert expected.item(1, "example") in _examples(at)
 
     # Nothing of the section names a customer: not the table, the picker's options or the example.
     shown = " ".join(
-        [*map(str, table.to_dicts()), *_picker(at).options, *_codes(at), *(m.value for m in at.markdown)]
+        [*map(str, table.to_dicts()), *_picker(at).options, *_examples(at), *(m.value for m in at.markdown)]
     )
     ids = [*simulated_day.workspaces, *(d for ids in simulated_day.destinations.values() for d in ids)]
     assert [name for name in ids if name in shown] == []

@@ -210,6 +210,7 @@ def test_the_customer_sees_its_open_notifications_and_no_one_elses(
     at = open_app(token(ViewerKind.WORKSPACE, mine), data_dir=data_dir)
     shown = " ".join(error.value for error in at.error)
     assert "dst-mine" in shown and "disabled after 50 auth failures" in shown
+    assert '{"error":"invalid_grant"}' in [text.value for text in at.text]  # the answer that disabled it
     assert "dst-theirs" not in page_text(at)
 
 
