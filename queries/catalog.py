@@ -368,8 +368,9 @@ def day_view_sources(store: LogStore, manifests: ManifestCache) -> DayCatalog:
     return DayCatalog(sources, covered)
 
 
-def day_view_sql(view: str, source: DaySource) -> str:
-    """The by-day view of a rollup: day rows from its day files and from other days' hourly files.
+def day_view_sql(view: str, source: DaySource, *, temp: bool = False) -> str:
+    """The by-day view of a rollup: day rows from its day files and from other days' hourly files
+    (a TEMP view of its cursor, with `temp`).
 
     Typed like the hourly view (`_empty_select`), with `hour` NULL: a row
     stands for a whole day. The hourly rows of the views in `SUMMED_PER_DAY`
@@ -393,7 +394,8 @@ def day_view_sql(view: str, source: DaySource) -> str:
             padded = f"({hourly}) UNION ALL BY NAME ({_empty_select(view)})"
             hourly = f"SELECT {', '.join(summed)}, date, hour FROM ({padded}) GROUP BY ALL"
         parts.append(hourly)
-    return f"CREATE OR REPLACE VIEW {identifier(view)} AS " + " UNION ALL BY NAME ".join(
+    kind = "TEMP VIEW" if temp else "VIEW"
+    return f"CREATE OR REPLACE {kind} {identifier(view)} AS " + " UNION ALL BY NAME ".join(
         f"({part})" for part in parts
     )
 

@@ -1,6 +1,6 @@
 -- destinations: the destinations of the scope with records started in [$start, $end) (requests,
--- or jobs settled without one), busiest first: what the pages' pickers offer (workspaces,
--- destinations, integrations).
+-- or jobs settled without one), busiest first: what the explorer's destination picker offers
+-- (workspaces.sql and integrations.sql are the operators' other pickers).
 --
 -- One scan of the `outcomes` rollup's request rows with four of its columns, where by_destination
 -- reads the cohort's retries a day past $end and sums eight figures: over 31 days the pickers

@@ -11,6 +11,9 @@ workspace, a destination, an integration) copies the rows of the views it
 reads (`views_read`) into temporary tables of a cursor the snapshot keeps,
 each under its view's name; that query and the later ones of the snapshot
 read the copies, and a view not copied yet is still read from its files.
+Over a range read from day files alone, the copy is shared instead
+(`SharedCopies`): a table of the catalog, kept for the next snapshots too,
+made from those files by the first query that needs it.
 A copy holds every row the scoped macros can reach for the scope and range
 (`copy_sql`: the scope's rows whose requests started from `$start` to a day
 past `$end`), so a query that reads the views only through them gives the
@@ -109,33 +112,34 @@ def copy_sql(view: str, table: str | None = None) -> tuple[str, str]:
 class Copies:
     """The copies of one scope and range, in a cursor of their own (closed with the snapshot).
 
-    A view whose rows for the range are fixed (`shared_keys`: the day files of built days) is
-    read from a copy every cursor of the catalog shares (`SharedCopies`); any other, from a TEMP
-    copy of this cursor's own.
+    A view whose rows for the range are fixed (`shared`: the day files of built days) is read
+    from a copy every cursor of the catalog shares (`SharedCopies`); any other, from a TEMP copy
+    of this cursor's own.
     """
 
     def __init__(
         self,
         cursor: duckdb.DuckDBPyConnection,
         bound: Mapping[str, object],
-        shared: SharedCopies | None = None,
-        shared_keys: Mapping[str, Hashable] | None = None,
+        copies: SharedCopies | None = None,
+        shared: Mapping[str, tuple[Hashable, str]] | None = None,
     ) -> None:
         """`cursor` has the views the copies are read from; `bound` is the scope and range;
-        `shared_keys`, per view, what its rows are copied from (a key of `shared`)."""
+        `shared`, per view copied into `copies`, its key there and the statement defining the view
+        over the files the key names (a TEMP view, run before the copy is made)."""
         self.cursor = cursor
         self._bound = dict(bound)
-        self._shared = shared
-        self._shared_keys = dict(shared_keys or {}) if shared is not None else {}
+        self._copies = copies
+        self._shared = dict(shared or {}) if copies is not None else {}
         self._copied: set[str] = set()
         self._leased: list[Hashable] = []
 
     def holding(self, views: Collection[str]) -> duckdb.DuckDBPyConnection:
         """The cursor, once each of `views` has its copy."""
         for view in sorted(set(views) - self._copied):
-            key = self._shared_keys.get(view)
-            if self._shared is not None and key is not None:
-                table = self._shared.lease(key, partial(self._make, view))
+            if self._copies is not None and view in self._shared:
+                key, source = self._shared[view]
+                table = self._copies.lease(key, partial(self._make, view, source=source))
                 self._leased.append(key)
                 self.cursor.execute(copy_sql(view, table)[1])
             else:
@@ -143,8 +147,12 @@ class Copies:
             self._copied.add(view)
         return self.cursor
 
-    def _make(self, view: str, table: str | None) -> int:
-        """Copy `view`'s rows into `table` (or this cursor's own TEMP table); how many."""
+    def _make(self, view: str, table: str | None, *, source: str | None = None) -> int:
+        """Copy `view`'s rows into `table` (or this cursor's own TEMP table); how many. With
+        `source`, from the view it defines: a shared copy holds the rows of the files its key
+        names, whatever listing another thread has defined the catalog's view from since."""
+        if source is not None:
+            self.cursor.execute(source)
         create, point = copy_sql(view, table)
         rows = self.cursor.execute(create, self._bound).fetchone()
         if table is None:
@@ -154,9 +162,9 @@ class Copies:
     def close(self) -> None:
         # The cursor's views of the shared copies go first: a copy no cursor reads may be dropped.
         self.cursor.close()
-        if self._shared is not None:
+        if self._copies is not None:
             for key in self._leased:
-                self._shared.release(key)
+                self._copies.release(key)
         self._leased.clear()
 
 
@@ -179,13 +187,15 @@ class SharedCopies:
     long as its key (the files, the scope, the range) is what a listing finds, so
     a later snapshot that finds it uses it, from its first query. The first of
     several threads asking for a key makes its copy while the others wait for
-    it. At most `max_copies` are kept, of `max_rows` rows in all (a workspace's
-    month is some ten thousand), the least recently leased dropped first, never
-    one a cursor reads (`users`).
+    it (`AttemptLog.interrupt` does not reach a thread waiting here, whose query
+    runs once the copy is made; DuckDB stops only a query under way). At most `max_copies` are
+    kept, of `max_rows` rows in all (a workspace's month is some ten thousand
+    rows; a million `outcomes` rows take some 200 MB), the least recently
+    leased dropped first, never one a cursor reads (`users`).
     """
 
     def __init__(
-        self, drop: Callable[[str], object], max_copies: int = 16, max_rows: int = 2_000_000
+        self, drop: Callable[[str], object], max_copies: int = 16, max_rows: int = 1_000_000
     ) -> None:
         """`drop(table)` drops a copy's table from the catalog."""
         self._drop = drop

@@ -39,11 +39,11 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import duckdb
 import polars as pl
@@ -81,7 +81,8 @@ from queries.scope import Scope, query_parameters
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 #: A snapshot's state for one scope and range (`AttemptLog._focused`): None once one query read it,
-#: its copies once a second one did, False once making them failed.
+#: its copies once a second one did (or the first, for copies shared: `_shared_sources`), False once
+#: making them failed.
 _Focus = Copies | None | Literal[False]
 
 
@@ -138,7 +139,7 @@ class AttemptLog:
         self._running: dict[int, duckdb.DuckDBPyConnection] = {}
         self._running_lock = threading.Lock()
         self._with_macros: set[int] = set()
-        # Copies of a scope's rows over built days, which every snapshot may read (`_shared_keys`).
+        # Copies of a scope's rows over built days, which every snapshot may read (`_shared_sources`).
         self._shared_copies = SharedCopies(self._drop_copy)
         # One listing now, so that a store that cannot be read says so here (`LogStoreError`).
         self._manifests.hours()
@@ -289,7 +290,7 @@ class AttemptLog:
         return {"days" if key[0] else "hours" for key, copies in focuses.items() if copies}
 
     def shared_copies(self) -> list[str]:
-        """The tables of the copies kept for every snapshot (`_shared_keys`), least recently read first."""
+        """The tables of the copies kept for every snapshot (`_shared_sources`), least recently read first."""
         return self._shared_copies.tables()
 
     def _focused(
@@ -299,8 +300,8 @@ class AttemptLog:
 
         None outside a snapshot, for scope 'all', for the first query of a scope and range (a copy
         pays off from the second query that reads it, which makes it) unless the copy is one every
-        snapshot shares (`_shared_keys`: another may have made it, or will read it), and once making
-        one failed.
+        snapshot shares (`_shared_sources`: another may have made it, or will read it), and once
+        making one failed. A query stopped (`interrupt`) while its copy is made raises.
         """
         focuses: dict[tuple[object, ...], _Focus] | None = getattr(self._local, "focuses", None)
         if focuses is None or params["scope_kind"] == "all":
@@ -311,7 +312,7 @@ class AttemptLog:
             return None
         try:
             if copies is None:
-                shared = self._shared_keys(params, by_day=by_day, dates=dates)
+                shared = self._shared_sources(params, by_day=by_day)
                 if shared is None and key not in focuses:
                     focuses[key] = None  # a copy of its own pays off from the second query reading it
                     return None
@@ -337,36 +338,45 @@ class AttemptLog:
         *,
         by_day: bool,
         dates: Sequence[str],
-        shared: dict[str, Hashable] | None,
+        shared: dict[str, tuple[Hashable, str]] | None,
     ) -> Copies:
         """A cursor of the catalog with the range's views, for the copies of a scope and range (those
-        of `shared`'s keys shared: `_shared_keys`)."""
+        of the views in `shared` shared: `_shared_sources`)."""
         cursor = self._cursor(by_day=by_day, dates=dates, views=FOCUS_VIEWS)
         bound = {name: params[name] for name in ("scope_kind", "scope_value", "start", "end")}
         return Copies(cursor, bound, self._shared_copies if shared else None, shared)
 
-    def _shared_keys(
-        self, params: dict[str, object], *, by_day: bool, dates: Sequence[str]
-    ) -> dict[str, Hashable] | None:
-        """Per view to copy, what fixes the copy of a scope and range read from day files alone: the
-        files, the scope and the range (`queries.focus.SharedCopies`); None when a date of the range
-        is read from hourly files (or the range from the hourly catalog), whose partitions gain files."""
+    def _shared_sources(
+        self, params: dict[str, object], *, by_day: bool
+    ) -> dict[str, tuple[Hashable, str]] | None:
+        """Per view to copy, for a scope and range read from day files alone: the key of its copy
+        (`queries.focus.SharedCopies`: the scope, the range and the files, which fix its rows) and
+        the view over those files alone, which the copy is made from. None when a date the copy
+        reads is read from hourly files (or the range from the hourly catalog): their partitions
+        gain files."""
         if not by_day:
             return None
-        sources, wanted = self._day_catalog_now().sources, set(dates)
-        keys: dict[str, Hashable] = {}
+        start, end = cast(datetime, params["start"]), cast(datetime, params["end"])
+        # The partitions `copy_sql` reads rows from: requests started from start to a day past end.
+        wanted = set(_dates(start, end - timedelta(microseconds=1)))
+        catalog = self._day_catalog_now().sources
+        shared: dict[str, tuple[Hashable, str]] = {}
         for view in sorted(FOCUS_VIEWS):
-            files = sources[view].day_files_of(wanted)
+            files = catalog[view].day_files_of(wanted)
             if files is None:
                 return None
-            scope = (params["scope_kind"], params["scope_value"])
-            keys[view] = (view, *scope, params["start"], params["end"], files)
-        return keys
+            key = (view, params["scope_kind"], params["scope_value"], start, end, files)
+            shared[view] = (key, day_view_sql(view, DaySource(files, ()), temp=True))
+        return shared
 
     def _drop_copy(self, table: str) -> None:
         """Drop a shared copy's table from the day catalog (nothing once the log is closed)."""
-        with suppress(duckdb.Error), self._catalog(True).cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        try:
+            with self._catalog(True).cursor() as cursor:
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        except duckdb.Error as exc:
+            if not self._closed:
+                logger.warning("a copy of a scope's rows could not be dropped (%s): %s", table, exc)
 
     def _listing(self, key: tuple[object, ...], list_now: Callable[[], _T]) -> _T:
         """`list_now()`, or within a `snapshot` the result it gave there for `key`."""

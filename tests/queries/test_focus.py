@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 from ingest.day_rollups import build_days
 from ingest.logstore import LocalStore
 from queries import AttemptLog, Scope, api, connect
-from queries.focus import FOCUS_VIEWS, SCOPED_MACROS, SharedCopies, _qualifies, focusable, views_read
+from queries.errors import QueryError
+from queries.focus import FOCUS_VIEWS, SCOPED_MACROS, Copies, SharedCopies, _qualifies, focusable, views_read
 from queries.loader import macros_reading, query_names
 from queries.log import reads_days
 
@@ -120,7 +122,7 @@ def test_every_qualifying_query_gives_the_files_figures_from_the_copy(
     for scope in scopes:
         from_files = run_all(days_log, scope, start, end)  # no snapshot: never a copy
         with days_log.snapshot():
-            run_all(days_log, scope, start, end)  # the first query of each catalog reads the files
+            run_all(days_log, scope, start, end)  # over hours, the first query reads the files
             from_copy = run_all(days_log, scope, start, end)
             # The copy was made (for each catalog the range reads), so the figures above came from it.
             catalogs = {"days" if reads_days(name, start, end) else "hours" for name in FOCUSED}
@@ -241,6 +243,10 @@ def test_threads_asking_for_one_copy_wait_for_its_maker_and_make_it_if_that_fail
     started.wait()
     waiter = threading.Thread(target=lambda: made.append(copies.lease("k", lambda table: 1)))
     waiter.start()
+    deadline = time.monotonic() + 10
+    while copies._copies["k"].users < 2:  # the waiter waits for the copy being made
+        assert time.monotonic() < deadline, "the second thread never asked for the copy"
+        time.sleep(0.001)
     go.set()
     failer.join()
     waiter.join()
@@ -263,3 +269,86 @@ def test_a_copy_that_cannot_be_made_leaves_the_queries_on_the_files(
     assert "copying its rows failed" in caplog.text
     for name in FOCUSED:
         assert again[name].equals(from_files[name]), name
+
+
+def test_a_copy_stopped_by_an_interrupt_stops_its_query(
+    fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = copy_log(fixture_dir, tmp_path)
+    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10", "2026-03-11")).built
+    start, end = RANGES["three whole days"]
+    scope = Scope.workspace("acme")
+
+    def interrupted(self: Copies, views: object) -> None:
+        raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+
+    with connect(data_dir) as log:
+        expected = api.day_report(log, scope, start, end)
+        with monkeypatch.context() as patched:
+            patched.setattr(Copies, "holding", interrupted)
+            with log.snapshot(), pytest.raises(QueryError, match="Interrupted"):
+                api.day_report(log, scope, start, end)  # not read from the files instead
+        assert "copying its rows failed" not in caplog.text
+        with log.snapshot():
+            assert api.day_report(log, scope, start, end).equals(expected)
+
+
+def test_a_range_with_a_day_not_built_copies_per_snapshot_with_the_files_figures(
+    fixture_dir: Path, tmp_path: Path
+) -> None:
+    data_dir = copy_log(fixture_dir, tmp_path)
+    # D2 keeps its hourly files only: a late file could still join it.
+    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10")).built
+    start, end = RANGES["three whole days"]
+    with connect(data_dir) as log:
+        for scope in narrow_scopes(log):
+            from_files = run_all(log, scope, start, end)
+            with log.snapshot():
+                run_all(log, scope, start, end)
+                from_copy = run_all(log, scope, start, end)
+                assert log.focused_catalogs() == {"days"}
+            for name in FOCUSED:
+                assert from_copy[name].equals(from_files[name]), (scope, name)
+        assert log.shared_copies() == []
+
+
+def test_a_shared_copy_holds_the_rows_of_its_own_listing_whatever_another_snapshot_defined(
+    fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = copy_log(fixture_dir, tmp_path)
+    store = LocalStore(data_dir)
+    days = ("2026-03-09", "2026-03-10", "2026-03-11")
+    assert build_days(store, dates=days).built
+    start, end = RANGES["three whole days"]
+    scope = Scope.workspace("acme")
+    listed, go, synced = threading.Event(), threading.Event(), threading.Event()
+    with connect(data_dir) as log:
+        before = int(api.day_report(log, scope, start, end).item(0, "requests"))
+
+        def an_older_listing() -> None:
+            # A snapshot that listed the log before D1 was built again, and defines the day views
+            # from its listing each time it runs a query.
+            with log.snapshot():
+                api.destinations(log, Scope.all(), start, end)
+                listed.set()
+                go.wait()
+                api.destinations(log, Scope.all(), start, end)
+                synced.set()
+
+        older = threading.Thread(target=an_older_listing)
+        older.start()
+        listed.wait()
+        publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), data_dir)
+        assert "2026-03-10" in build_days(store, dates=days).built
+        holding = Copies.holding
+
+        def after_the_older_snapshot_ran(self: Copies, views: Collection[str]) -> duckdb.DuckDBPyConnection:
+            go.set()
+            synced.wait()  # the catalog's views are the older listing's again
+            return holding(self, views)
+
+        monkeypatch.setattr(Copies, "holding", after_the_older_snapshot_ran)
+        with log.snapshot():
+            requests = int(api.day_report(log, scope, start, end).item(0, "requests"))
+        older.join()
+        assert requests == before + 1  # from D1's new day file, as this snapshot listed it
