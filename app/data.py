@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,42 @@ def _sql_sandbox(root: str) -> SqlSandbox:
 def sql_sandbox() -> SqlSandbox:
     """The SQL console's sandbox over `log_location()`."""
     return _sql_sandbox(log_location())
+
+
+#: How long the SQL console must stay the last page run before its worker starts (`start_sql_worker`).
+SQL_WORKER_AFTER_S = 1.0
+
+
+class _PageRuns:
+    """When the last page run of any session began (`page_run_begins`)."""
+
+    last = 0.0
+
+
+def page_run_begins() -> None:
+    """A page run begins (app/main.py)."""
+    _PageRuns.last = time.monotonic()
+
+
+def start_sql_worker(after_s: float = SQL_WORKER_AFTER_S) -> threading.Timer:
+    """Start a worker of the console's sandbox in `after_s`, unless a page has run meanwhile, so that
+    the engineer's first query finds it started.
+
+    Opening a worker binds a view over every file of the log: over a month, some 6 CPU s on the
+    dashboard's cores. Started as the console was drawn, it slowed the pages a viewer clicked next
+    by a fifth (docs/benchmarks.md); an engineer who opens the console to write a query stays on
+    it longer than `after_s`, and one who did not needs no worker (the first query starts one).
+    """
+    sandbox, asked = sql_sandbox(), time.monotonic()
+
+    def start() -> None:
+        if _PageRuns.last <= asked:
+            sandbox.start()
+
+    timer = threading.Timer(after_s, start)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def days() -> list[dt.date]:

@@ -65,6 +65,7 @@ else:
 
 # Every figure of this run from one listing of the log: a page's sections agree with each other.
 # The reading ahead of other pages waits while it runs.
+data.page_run_begins()
 with prefetch.foreground(), data.log().snapshot():
     days = data.days()
     if not days:

@@ -44,7 +44,7 @@ if viewer.kind not in (ViewerKind.LOCAL, ViewerKind.ENGINEER):
     st.stop()
 
 # Start a worker while the engineer types, so the first query does not wait for one.
-data.sql_sandbox().start()
+data.start_sql_worker()
 
 st.title("SQL console")
 st.caption(

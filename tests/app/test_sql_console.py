@@ -216,3 +216,30 @@ def test_nested_values_become_json_in_the_csv() -> None:
     rows = list(csv.DictReader(io.StringIO(as_csv(frame).decode())))
     assert [json.loads(row["events"]) for row in rows] == [[{"message_id": "m1", "type": "track"}], []]
     assert [row["n"] for row in rows] == ["1", "2"]
+
+
+class _Sandbox:
+    """Counts the workers asked for."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def start(self) -> None:
+        self.started += 1
+
+
+def test_the_console_starts_a_worker_once_it_stays_on_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox = _Sandbox()
+    monkeypatch.setattr(data, "sql_sandbox", lambda: sandbox)
+    data.start_sql_worker(after_s=0.01).join()
+    assert sandbox.started == 1
+
+
+def test_a_page_run_before_the_worker_starts_leaves_it_unstarted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The viewer went on to another page: the worker's opening would share the cores with it.
+    sandbox = _Sandbox()
+    monkeypatch.setattr(data, "sql_sandbox", lambda: sandbox)
+    timer = data.start_sql_worker(after_s=0.2)
+    data.page_run_begins()
+    timer.join()
+    assert sandbox.started == 0
