@@ -43,7 +43,8 @@ if viewer.kind not in (ViewerKind.LOCAL, ViewerKind.ENGINEER):
     st.error("The SQL console is for engineers only.")
     st.stop()
 
-# Start a worker while the engineer types, so the first query does not wait for one.
+# Start a worker while the engineer types (once the page has stayed on screen a second), so the
+# first query does not wait for one.
 data.start_sql_worker()
 
 st.title("SQL console")

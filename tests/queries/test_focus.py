@@ -37,11 +37,21 @@ RANGES = {
 }
 
 
+#: The fixture log's three dates.
+DAYS = ("2026-03-09", "2026-03-10", "2026-03-11")
+
+
+def built_copy(fixture_dir: Path, data_dir: Path, dates: tuple[str, ...] = DAYS) -> LocalStore:
+    """A copy of the fixture log in `data_dir`, with `dates` built into day files."""
+    store = LocalStore(copy_log(fixture_dir, data_dir))
+    assert build_days(store, dates=dates).built == list(dates)
+    return store
+
+
 @pytest.fixture(scope="module")
 def days_log(fixture_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AttemptLog]:
     """The fixture log with its three days built into day files, so whole days read them."""
-    data_dir = copy_log(fixture_dir, tmp_path_factory.mktemp("focus"))
-    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10", "2026-03-11")).built
+    data_dir = built_copy(fixture_dir, tmp_path_factory.mktemp("focus")).root
     with connect(data_dir) as log:
         yield log
 
@@ -142,8 +152,7 @@ def test_scope_all_and_a_single_query_over_hours_make_no_copy(days_log: AttemptL
 def test_a_copy_over_built_days_is_made_at_once_and_read_by_the_next_snapshot(
     fixture_dir: Path, tmp_path: Path
 ) -> None:
-    data_dir = copy_log(fixture_dir, tmp_path)
-    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10", "2026-03-11")).built
+    data_dir = built_copy(fixture_dir, tmp_path).root
     start, end = RANGES["three whole days"]
     scope = Scope.workspace("acme")
     with connect(data_dir) as log:
@@ -171,10 +180,8 @@ def test_a_copy_over_built_days_is_made_at_once_and_read_by_the_next_snapshot(
 def test_a_day_rebuilt_or_reopened_is_never_read_from_an_older_copy(
     fixture_dir: Path, tmp_path: Path
 ) -> None:
-    data_dir = copy_log(fixture_dir, tmp_path)
-    store = LocalStore(data_dir)
-    days = ("2026-03-09", "2026-03-10", "2026-03-11")
-    assert build_days(store, dates=days).built
+    store = built_copy(fixture_dir, tmp_path)
+    data_dir = store.root
     start, end = RANGES["three whole days"]
     scope = Scope.workspace("acme")
     with connect(data_dir) as log:
@@ -190,7 +197,7 @@ def test_a_day_rebuilt_or_reopened_is_never_read_from_an_older_copy(
         assert requests() == before + 1
         assert log.shared_copies() == first_copy
         # Built again (another digest): a new copy, of the new day file.
-        assert "2026-03-10" in build_days(store, dates=days).built
+        assert "2026-03-10" in build_days(store, dates=DAYS).built
         assert requests() == before + 1
         assert len(log.shared_copies()) == 2
 
@@ -274,8 +281,7 @@ def test_a_copy_that_cannot_be_made_leaves_the_queries_on_the_files(
 def test_a_copy_stopped_by_an_interrupt_stops_its_query(
     fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data_dir = copy_log(fixture_dir, tmp_path)
-    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10", "2026-03-11")).built
+    data_dir = built_copy(fixture_dir, tmp_path).root
     start, end = RANGES["three whole days"]
     scope = Scope.workspace("acme")
 
@@ -296,9 +302,8 @@ def test_a_copy_stopped_by_an_interrupt_stops_its_query(
 def test_a_range_with_a_day_not_built_copies_per_snapshot_with_the_files_figures(
     fixture_dir: Path, tmp_path: Path
 ) -> None:
-    data_dir = copy_log(fixture_dir, tmp_path)
     # D2 keeps its hourly files only: a late file could still join it.
-    assert build_days(LocalStore(data_dir), dates=("2026-03-09", "2026-03-10")).built
+    data_dir = built_copy(fixture_dir, tmp_path, DAYS[:2]).root
     start, end = RANGES["three whole days"]
     with connect(data_dir) as log:
         for scope in narrow_scopes(log):
@@ -315,10 +320,8 @@ def test_a_range_with_a_day_not_built_copies_per_snapshot_with_the_files_figures
 def test_a_shared_copy_holds_the_rows_of_its_own_listing_whatever_another_snapshot_defined(
     fixture_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data_dir = copy_log(fixture_dir, tmp_path)
-    store = LocalStore(data_dir)
-    days = ("2026-03-09", "2026-03-10", "2026-03-11")
-    assert build_days(store, dates=days).built
+    store = built_copy(fixture_dir, tmp_path)
+    data_dir = store.root
     start, end = RANGES["three whole days"]
     scope = Scope.workspace("acme")
     listed, go, synced = threading.Event(), threading.Event(), threading.Event()
@@ -339,7 +342,7 @@ def test_a_shared_copy_holds_the_rows_of_its_own_listing_whatever_another_snapsh
         older.start()
         listed.wait()
         publish(job("J13", "dst_acme_hook", at(D1, "10:14"), [ok(at(D1, "10:15"))]), data_dir)
-        assert "2026-03-10" in build_days(store, dates=days).built
+        assert "2026-03-10" in build_days(store, dates=DAYS).built
         holding = Copies.holding
 
         def after_the_older_snapshot_ran(self: Copies, views: Collection[str]) -> duckdb.DuckDBPyConnection:
