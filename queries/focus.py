@@ -190,7 +190,7 @@ class SharedCopies:
     it (`AttemptLog.interrupt` does not reach a thread waiting here, whose query
     runs once the copy is made; DuckDB stops only a query under way). At most `max_copies` are
     kept, of `max_rows` rows in all (a workspace's month is some ten thousand
-    rows; a million `outcomes` rows take some 200 MB), the least recently
+    rows; a million `outcomes` rows take some 170 MB), the least recently
     leased dropped first, never one a cursor reads (`users`).
     """
 
