@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -920,6 +921,47 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
     statuses, connections = asyncio.run(scenario())
     assert statuses == [200, 200]
     assert connections == 2
+
+
+def test_a_connection_the_server_closed_just_after_answering_is_not_reused() -> None:
+    # The server's FIN is in the kernel, but the client's loop has not read it yet: the pooled
+    # connection looks open, and a request written on it would meet the server's reset.
+    listener = socket.create_server(("127.0.0.1", 0))
+    answered_and_closed = threading.Event()
+    connections = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            connections.append(conn)
+            request = b""
+            while b"\r\n\r\n" not in request or not request.endswith(PAYLOAD):
+                request += conn.recv(65536)
+            conn.sendall(OK_KEEP_ALIVE)  # no "Connection: close": the client pools it
+            conn.close()
+            answered_and_closed.set()
+
+    async def scenario() -> list[int]:
+        client = make_client()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        try:
+            first = await client.post(url, PAYLOAD, HEADERS, timeout_s=2.0, read_limit=LIMIT)
+            # Blocking the loop, so that it reads nothing meanwhile.
+            assert answered_and_closed.wait(5)
+            time.sleep(0.05)
+            second = await client.post(url, PAYLOAD, HEADERS, timeout_s=2.0, read_limit=LIMIT)
+        finally:
+            await client.close()
+        return [first.status, second.status]
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        assert asyncio.run(scenario()) == [200, 200]
+    finally:
+        listener.close()
+    server.join(5)
+    assert len(connections) == 2
 
 
 def test_limit_per_host_keeps_requests_to_one_host_sequential() -> None:
