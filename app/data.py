@@ -101,8 +101,8 @@ def page_run_begins() -> None:
 
 
 def start_sql_worker(after_s: float = SQL_WORKER_AFTER_S) -> threading.Timer:
-    """Start a worker of the console's sandbox in `after_s`, unless a page has run meanwhile, so that
-    the engineer's first query finds it started.
+    """Start a worker of the console's sandbox in `after_s` (if it has none), unless a page run of
+    any viewer began meanwhile, so that the engineer's first query finds it started.
 
     Opening a worker binds a view over every file of the log: over a month, some 6 CPU s on the
     dashboard's cores. Started as the console was drawn, it slowed the pages a viewer clicked next
@@ -110,15 +110,21 @@ def start_sql_worker(after_s: float = SQL_WORKER_AFTER_S) -> threading.Timer:
     it longer than `after_s`, and one who did not needs no worker (the first query starts one).
     """
     sandbox, asked = sql_sandbox(), time.monotonic()
-
-    def start() -> None:
-        if _PageRuns.last <= asked:
-            sandbox.start()
-
-    timer = threading.Timer(after_s, start)
+    timer = threading.Timer(after_s, _start_unless_a_page_ran, (sandbox, asked))
     timer.daemon = True
     timer.start()
     return timer
+
+
+def _start_unless_a_page_ran(sandbox: SqlSandbox, asked: float) -> None:
+    """Start a worker of `sandbox` (if it has none) unless a page run began after `asked`."""
+    if _PageRuns.last > asked:
+        return
+    try:
+        sandbox.start()
+    except (QueryError, OSError) as exc:
+        # The first query starts one and says what fails; this thread has no page to say it on.
+        logger.warning("the SQL console's worker did not start ahead of its first query: %s", exc)
 
 
 def days() -> list[dt.date]:

@@ -98,9 +98,11 @@ class SqlSandbox:
         self._finalizer = weakref.finalize(self, _stop_all, self._idle, self._busy)
 
     def start(self) -> None:
-        """Start a worker now, if none is idle, so that the first query does not wait for one."""
+        """Start a worker now, if the sandbox has none (idle, busy or starting), so that the first
+        query does not wait for one. A second one starts only when two queries want one at once:
+        opening a worker takes seconds of CPU over a month of files."""
         with self._changed:
-            if self._idle or self._closed or self._running() >= self._max_workers:
+            if self._running() or self._closed:
                 return
             self._starting += 1
         self._spawn(busy=False)
