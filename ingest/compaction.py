@@ -229,7 +229,7 @@ def expire(
     first_kept = (today - dt.timedelta(days=retention_days)).isoformat()
     by_day: dict[str, list[tuple[str, int]]] = {}
     for stored in _every_file(store):
-        date = _date_of(stored.key)
+        date = date_of(stored.key)
         if date is not None and date < first_kept:
             by_day.setdefault(date, []).append((stored.key, stored.size))
     expired = []
@@ -250,8 +250,9 @@ def _every_file(store: LogStore) -> Iterable[StoredFile]:
     yield from store.list(f"{MANIFESTS_DIR}/")
 
 
-def _date_of(key: str) -> str | None:
-    """The day a key of the log belongs to (a partition's date, or a manifest's)."""
+def date_of(key: str) -> str | None:
+    """The day a key (or a path, or a glob) of the log belongs to: a partition's date, or a
+    manifest's."""
     for part in key.split("/"):
         if part.startswith("date="):
             return part.removeprefix("date=")

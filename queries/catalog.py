@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from ingest.compaction import log_hours
+from ingest.compaction import date_of, log_hours
 from ingest.day_rollups import (
     HOUR_COLUMNS,
     SUMMARY,
@@ -318,14 +318,9 @@ class DaySource:
         """The day files of `dates`, which fix what the view holds for them (a day file is never
         rewritten: a day built anew gets another digest); None if one of them is read from hourly
         files, whose partitions gain files."""
-        if any(_partition_date(glob) in dates for glob in self.hourly):
+        if any(date_of(glob) in dates for glob in self.hourly):
             return None
-        return tuple(path for path in self.day_files if _partition_date(path) in dates)
-
-
-def _partition_date(path: str) -> str:
-    """The date of a file or glob under a ``date=YYYY-MM-DD/`` partition."""
-    return path.rsplit("/date=", 1)[1][:10]
+        return tuple(path for path in self.day_files if date_of(path) in dates)
 
 
 @dataclass(frozen=True, slots=True)
